@@ -1,0 +1,65 @@
+# sparkmlops: `make run` and `make test` bootstrap everything they need.
+# Needs only python3.11, Java 17 and Maven (for the Delta jars) on PATH.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(CURDIR)/$(VENV)/bin
+JARS_DIR := $(CURDIR)/.jars
+ENV ?= local
+DATASET ?= penguins
+PYTEST_ARGS ?=
+
+export SPARKMLOPS_JARS_DIR := $(JARS_DIR)
+export PYSPARK_PYTHON := $(BIN)/python
+export PYSPARK_DRIVER_PYTHON := $(BIN)/python
+export PATH := $(BIN):$(PATH)
+
+.PHONY: setup venv jars run test test-fast bench lint clean clean-state help
+
+help:
+	@echo "make run    - bootstrap, then run the whole pipeline on the bundled sample"
+	@echo "make test   - bootstrap, then run the whole test suite"
+	@echo "make bench  - bootstrap, then benchmark the platform against bare PySpark"
+	@echo "make lint   - ruff and mypy on lib/"
+
+setup: venv jars
+
+venv: $(VENV)/.installed
+$(VENV)/.installed: deps/requirements.lock deps/bootstrap.txt setup.cfg
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q -r deps/bootstrap.txt
+	$(BIN)/python -m pip install -q -c deps/requirements.lock -e '.[dev]'
+	touch $@
+
+# Delta jars from Maven Central (the delta-spark wheel ships no jars), cached in .jars/;
+# then spark-defaults.conf in the venv's Spark so a bare `spark-submit` has Delta too.
+jars: $(JARS_DIR)/.resolved
+$(JARS_DIR)/.resolved: deps/pom.xml $(VENV)/.installed
+	mkdir -p $(JARS_DIR)
+	mvn -q -B -f deps/pom.xml dependency:copy-dependencies \
+	    -DincludeGroupIds=io.delta,io.unitycatalog -DincludeScope=runtime \
+	    -DoutputDirectory=$(JARS_DIR)
+	$(BIN)/python -m sparkmlops.spark write-spark-defaults --jars-dir $(JARS_DIR)
+	touch $@
+
+run: setup
+	$(BIN)/sparkmlops pipeline --env $(ENV) --dataset $(DATASET)
+
+test: setup
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-fast: setup
+	$(BIN)/python -m pytest -m "not e2e" $(PYTEST_ARGS)
+
+bench: setup
+	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)
+
+lint: setup
+	$(BIN)/ruff check lib jobs tests benchmarks
+	$(BIN)/mypy lib/sparkmlops
+
+clean-state:
+	rm -rf .sparkmlops
+
+clean: clean-state
+	rm -rf $(VENV) $(JARS_DIR) spark-warehouse metastore_db derby.log

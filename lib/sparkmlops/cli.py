@@ -1,0 +1,133 @@
+"""``sparkmlops <step> --env local --dataset penguins ...``: the command line of every job.
+
+Exit codes: 0 done, 1 unexpected error, 2 bad config or usage, 3 missing input,
+4 failed quality gate, 5 failed model gate. Expected failures print one line on
+stderr; the summary of a successful run goes to stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+from sparkmlops.config import Settings, load_settings
+from sparkmlops.errors import SparkmlopsError
+
+log = logging.getLogger("sparkmlops")
+
+STEP_NAMES = ("ingest", "validate", "features", "train", "promote", "predict", "pipeline")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--env", default="local", help="conf/<env>.yml (default: local)")
+    common.add_argument("--dataset", default="penguins", help="conf/datasets/<name>.yml")
+    common.add_argument("--batch-id", help="default: derived from the landing files")
+    common.add_argument("--set", dest="overrides", action="append", default=[],
+                        metavar="KEY.PATH=VALUE", help="override a config key (repeatable)")
+    common.add_argument("--conf-dir", help="config folder (default: <project>/conf)")
+    common.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+
+    parser = argparse.ArgumentParser(prog="sparkmlops", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="step", required=True)
+    sub.add_parser("ingest", parents=[common], help="landing files → bronze (+ quarantine)") \
+        .add_argument("--force", action="store_true", help="re-ingest a batch already in bronze")
+    sub.add_parser("validate", parents=[common], help="GX suite on bronze → silver/quarantine") \
+        .add_argument("--bronze-version", type=int)
+    sub.add_parser("features", parents=[common], help="silver → gold feature table") \
+        .add_argument("--silver-version", type=int)
+    sub.add_parser("train", parents=[common], help="gold → MLlib model → registry @challenger") \
+        .add_argument("--gold-version", type=int)
+    sub.add_parser("promote", parents=[common], help="gate @challenger vs @champion") \
+        .add_argument("--challenger-version")
+    predict = sub.add_parser("predict", parents=[common], help="score with @champion")
+    predict.add_argument("--model", default="champion", help="alias or version number")
+    predict.add_argument("--gold-version", type=int)
+    sub.add_parser("pipeline", parents=[common], help="all steps, one session, one parent run")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return run_step(args)
+
+
+def run_step(args: argparse.Namespace) -> int:
+    _configure_logging(args.verbose)
+    started = time.monotonic()
+    try:
+        settings = load_settings(args.env, args.dataset, overrides=args.overrides,
+                                 conf_dir=args.conf_dir)
+        from sparkmlops.spark import get_spark
+
+        spark = get_spark(settings.spark)
+        batch_id = args.batch_id or _default_batch_id(spark, settings)
+        output = _STEPS[args.step](spark, settings, batch_id, args)
+    except SparkmlopsError as exc:
+        print(f"sparkmlops {args.step}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except Exception as exc:  # noqa: BLE001 - the last line of defence of a job
+        log.exception("unexpected error")
+        print(f"sparkmlops {args.step}: unexpected error: {exc}", file=sys.stderr)
+        return 1
+    print(output)
+    print(f"done in {time.monotonic() - started:.1f} s")
+    return 0
+
+
+def _default_batch_id(spark: Any, settings: Settings) -> str:
+    from sparkmlops.ingest import landing_batch_id
+
+    return landing_batch_id(spark, settings.resolve_path(settings.dataset.source.path))
+
+
+def _run_single(name: str) -> Callable[..., str]:
+    def run(spark: Any, settings: Settings, batch_id: str, args: argparse.Namespace) -> str:
+        from sparkmlops import steps
+
+        kwargs: dict[str, Any] = {}
+        for option in ("force", "bronze_version", "silver_version", "gold_version",
+                       "challenger_version", "model"):
+            if getattr(args, option, None) is not None:
+                kwargs[option] = getattr(args, option)
+        result = getattr(steps, f"{name}_step")(spark, settings, batch_id, **kwargs)
+        lines = [f"sparkmlops {name}: dataset {settings.dataset.name}, batch {batch_id}",
+                 f"  MLflow run {result.run_id}"]
+        lines += [f"  wrote {table} v{version}" for table, version in result.outputs.items()]
+        lines += [f"  {key}: {value}" for key, value in result.summary.items()]
+        return "\n".join(lines)
+
+    return run
+
+
+def _run_pipeline(spark: Any, settings: Settings, batch_id: str, args: argparse.Namespace) -> str:
+    from sparkmlops.pipeline import run_pipeline
+    from sparkmlops.summary import pipeline_summary
+
+    result = run_pipeline(spark, settings, batch_id)
+    return pipeline_summary(spark, settings, result)
+
+
+_STEPS: dict[str, Callable[..., str]] = {
+    **{name: _run_single(name) for name in STEP_NAMES if name != "pipeline"},
+    "pipeline": _run_pipeline,
+}
+
+
+def _configure_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+        stream=sys.stderr,
+    )
+    for noisy in ("py4j", "great_expectations", "alembic", "mlflow", "urllib3", "git"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,341 @@
+"""Settings: ``conf/base.yml`` + ``conf/<env>.yml`` + ``conf/datasets/<name>.yml``.
+
+Everything a dataset needs is described in its YAML file: source, schema, keys,
+expectations, features, label, model and gate. The files are merged (env over
+base, ``--set key.path=value`` overrides last) and validated into typed settings;
+an unknown or missing key fails at load with its key path.
+
+Example::
+
+    settings = load_settings("local", "penguins", overrides=["state_dir=/tmp/run1"])
+    settings.dataset.keys  # ['study_name', 'species', 'sample_number']
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from sparkmlops.errors import ConfigError
+
+PROJECT_DIR = Path(__file__).resolve().parents[2]
+STATE_DIR_ENV = "SPARKMLOPS_STATE_DIR"
+CONF_DIR_ENV = "SPARKMLOPS_CONF_DIR"
+IDENTIFIER = r"^[A-Za-z_][A-Za-z0-9_]*$"
+
+SparkType = Literal["string", "int", "long", "double", "float", "boolean", "date", "timestamp"]
+GateMode = Literal["enabled", "dry_run", "disabled"]
+
+
+class StrictModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# ---------------------------------------------------------------- platform settings
+
+
+class SparkSettings(StrictModel):
+    master: str | None = "local[*]"
+    app_name: str = "sparkmlops"
+    use_existing_session: bool = False
+    log_level: str = "WARN"
+    conf: dict[str, str] = Field(default_factory=dict)
+
+
+class StorageSettings(StrictModel):
+    root: str
+
+
+class TrackingSettings(StrictModel):
+    tracking_uri: str
+    registry_uri: str | None = None
+    experiment: str
+    artifact_location: str | None = None
+
+
+class QualityPaths(StrictModel):
+    data_docs_dir: str
+
+
+# ---------------------------------------------------------------- dataset settings
+
+
+class SourceSettings(StrictModel):
+    path: str
+    format: Literal["csv", "json", "parquet"]
+    options: dict[str, str] = Field(default_factory=dict)
+
+
+class ColumnSpec(StrictModel):
+    name: str = Field(pattern=IDENTIFIER)
+    source: str | None = None
+    type: SparkType
+    nullable: bool = True
+
+    @property
+    def source_name(self) -> str:
+        return self.source or self.name
+
+
+class ExpectationSpec(StrictModel):
+    """One Great Expectations expectation, by its GX name and arguments."""
+
+    expectation: str = Field(pattern=r"^expect_[a-z0-9_]+$")
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+    severity: Literal["critical", "warning"] = "critical"
+
+    @property
+    def column(self) -> str | None:
+        value = self.kwargs.get("column")
+        return str(value) if value is not None else None
+
+    @property
+    def label(self) -> str:
+        """A stable readable name, e.g. ``expect_column_values_to_not_be_null(sex)``."""
+        return f"{self.expectation}({self.column})" if self.column else self.expectation
+
+
+class QualitySettings(StrictModel):
+    gate: GateMode = "enabled"
+    expectations: list[ExpectationSpec] = Field(default_factory=list)
+
+
+class DerivedFeature(StrictModel):
+    name: str = Field(pattern=IDENTIFIER)
+    expr: str
+
+
+class FeatureSettings(StrictModel):
+    derived: list[DerivedFeature] = Field(default_factory=list)
+    numeric: list[str] = Field(default_factory=list)
+    categorical: list[str] = Field(default_factory=list)
+
+    @property
+    def columns(self) -> list[str]:
+        return [*self.numeric, *self.categorical]
+
+
+class LabelSettings(StrictModel):
+    source: str
+    classes: list[str] | None = None  # class index = position; None for regression
+
+
+class EstimatorSettings(StrictModel):
+    type: Literal[
+        "logistic_regression",
+        "random_forest_classifier",
+        "gbt_classifier",
+        "decision_tree_classifier",
+        "linear_regression",
+        "random_forest_regressor",
+        "gbt_regressor",
+    ]
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class SplitSettings(StrictModel):
+    test_fraction: float = Field(0.25, gt=0, lt=1)
+    seed: int = 42
+
+
+class ModelSettings(StrictModel):
+    name: str
+    task: Literal["binary_classification", "multiclass_classification", "regression"]
+    estimator: EstimatorSettings
+    split: SplitSettings = SplitSettings()
+    primary_metric: str
+
+
+class PromotionSettings(StrictModel):
+    mode: GateMode = "enabled"
+    min_metrics: dict[str, float] = Field(default_factory=dict)
+    min_improvement: float = 0.0
+
+
+class DatasetSettings(StrictModel):
+    name: str = Field(pattern=IDENTIFIER)
+    description: str = ""
+    source: SourceSettings
+    schema_: list[ColumnSpec] = Field(alias="schema", min_length=1)
+    keys: list[str] = Field(min_length=1)
+    quality: QualitySettings = QualitySettings()
+    features: FeatureSettings
+    label: LabelSettings
+    model: ModelSettings
+    promotion: PromotionSettings = PromotionSettings()
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @model_validator(mode="after")
+    def _columns_exist(self) -> DatasetSettings:
+        columns = [c.name for c in self.schema_]
+        if len(set(columns)) != len(columns):
+            raise ValueError(f"schema: duplicate column names in {columns}")
+        known = set(columns)
+        _require_known("keys", self.keys, known)
+        for i, spec in enumerate(self.quality.expectations):
+            if spec.column is not None:
+                _require_known(f"quality.expectations.{i}.kwargs.column", [spec.column], known)
+        derived = {d.name for d in self.features.derived}
+        _require_known("features.numeric", self.features.numeric, known | derived)
+        _require_known("features.categorical", self.features.categorical, known | derived)
+        _require_known("label.source", [self.label.source], known)
+        classification = self.model.task != "regression"
+        if classification and not self.label.classes:
+            raise ValueError(f"label.classes: required for task {self.model.task}")
+        if self.model.task == "binary_classification" and len(self.label.classes or []) != 2:
+            raise ValueError("label.classes: binary_classification needs exactly two classes")
+        if self.label.source in self.features.columns:
+            raise ValueError(f"features: the label {self.label.source!r} cannot be a feature")
+        return self
+
+
+def _require_known(key: str, names: list[str], known: set[str]) -> None:
+    missing = [n for n in names if n not in known]
+    if missing:
+        raise ValueError(f"{key}: unknown column(s) {missing}; schema has {sorted(known)}")
+
+
+class Settings(StrictModel):
+    """The effective settings of one job run."""
+
+    env: str
+    project_dir: str
+    state_dir: str
+    spark: SparkSettings
+    storage: StorageSettings
+    tracking: TrackingSettings
+    quality: QualityPaths
+    dataset: DatasetSettings
+
+    def config_hash(self) -> str:
+        """SHA-256 of the effective settings (stable key order), recorded on every run."""
+        payload = json.dumps(self.model_dump(mode="json", by_alias=True), sort_keys=True)
+        return hashlib.sha256(payload.encode()).hexdigest()
+
+    def resolve_path(self, path: str) -> str:
+        """Make a config path absolute against the project dir (URIs pass through)."""
+        if re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*:", path):
+            return path
+        return str((Path(self.project_dir) / path).resolve())
+
+
+# ---------------------------------------------------------------- loading
+
+
+def load_settings(
+    env: str,
+    dataset: str,
+    *,
+    overrides: list[str] | None = None,
+    conf_dir: Path | None = None,
+) -> Settings:
+    """Load, merge and validate the settings of ``env`` for ``dataset``.
+
+    Raises:
+        ConfigError: a file is missing, a key is unknown or missing, or a value is
+            of the wrong type; the message names the key path.
+    """
+    conf = Path(conf_dir or os.environ.get(CONF_DIR_ENV) or PROJECT_DIR / "conf")
+    merged = _read_yaml(conf / "base.yml")
+    merged = _deep_merge(merged, _read_yaml(conf / f"{env}.yml"))
+    merged["dataset"] = _read_yaml(conf / "datasets" / f"{dataset}.yml")
+    merged["env"] = env
+    merged.setdefault("project_dir", str(PROJECT_DIR))
+    if os.environ.get(STATE_DIR_ENV):
+        merged["state_dir"] = os.environ[STATE_DIR_ENV]
+    for override in overrides or []:
+        _apply_override(merged, override)
+    if os.environ.get("MLFLOW_TRACKING_URI"):
+        merged.setdefault("tracking", {})["tracking_uri"] = os.environ["MLFLOW_TRACKING_URI"]
+    merged = _substitute(merged, env=env, dataset=dataset)
+    try:
+        return Settings.model_validate(merged)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, conf, env, dataset)) from None
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    return data
+
+
+def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _apply_override(merged: dict[str, Any], override: str) -> None:
+    if "=" not in override:
+        raise ConfigError(f"--set {override!r}: expected key.path=value")
+    key, raw = override.split("=", 1)
+    node = merged
+    parts = key.strip().split(".")
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"--set {key}: {part} is not a mapping")
+    node[parts[-1]] = yaml.safe_load(raw)
+
+
+def _substitute(value: Any, **names: str) -> Any:
+    """Expand ``{state_dir}``, ``{project_dir}``, ``{env}`` and ``{dataset}`` in strings."""
+    if isinstance(value, dict):
+        top = value
+        state = str(top.get("state_dir", ""))
+        project = str(top.get("project_dir", ""))
+        if state and not Path(state).is_absolute() and "://" not in state:
+            top = {**top, "state_dir": str(Path(project) / state)}
+            state = top["state_dir"]
+        env = dict(names, state_dir=state, project_dir=project) if state else names
+        return {k: _expand(v, env) for k, v in top.items()}
+    return value
+
+
+def _expand(value: Any, names: dict[str, str]) -> Any:
+    if isinstance(value, str):
+        for name, replacement in names.items():
+            value = value.replace("{" + name + "}", replacement)
+        return value
+    if isinstance(value, dict):
+        return {k: _expand(v, names) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_expand(v, names) for v in value]
+    return value
+
+
+def _describe(exc: ValidationError, conf: Path, env: str, dataset: str) -> str:
+    problems = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"])
+        loc = loc.replace("dataset.schema_", "dataset.schema")
+        if loc.startswith("dataset"):
+            where = f"{conf}/datasets/{dataset}.yml: {loc.removeprefix('dataset').lstrip('.')}"
+        else:
+            where = f"{conf}/(base|{env}).yml: {loc}"
+        message = err["msg"]
+        if err["type"] == "extra_forbidden":
+            message = "unknown key"
+        elif err["type"] == "missing":
+            message = "required key is missing"
+        problems.append(f"{where.rstrip(': ')}: {message}")
+    return "invalid config: " + "; ".join(problems)

@@ -1,0 +1,37 @@
+"""Named errors; each carries the exit code its job ends with.
+
+Exit codes: 0 done, 1 unexpected error, 2 bad config or usage, 3 missing input,
+4 failed quality gate, 5 failed model gate.
+"""
+
+from __future__ import annotations
+
+
+class SparkmlopsError(Exception):
+    """Base class: an expected failure that ends a job with one clear line."""
+
+    exit_code = 1
+
+
+class ConfigError(SparkmlopsError):
+    """The configuration is invalid; the message names the key path."""
+
+    exit_code = 2
+
+
+class MissingInputError(SparkmlopsError):
+    """An input path, table, version or model the step needs does not exist."""
+
+    exit_code = 3
+
+
+class QualityGateFailed(SparkmlopsError):
+    """A critical expectation failed while the quality gate is enabled."""
+
+    exit_code = 4
+
+
+class ModelGateFailed(SparkmlopsError):
+    """The challenger did not pass the promotion gate (or no champion exists to score with)."""
+
+    exit_code = 5

@@ -1,0 +1,249 @@
+"""Validate: a Great Expectations suite from config on the bronze batch.
+
+The suite runs on the Spark DataFrame of the exact bronze version just written
+(GX's Spark execution engine, never pandas). Its outcome is kept three ways: the
+``validation_results`` Delta table (one row per expectation), the GX result JSON
+as an MLflow artifact, and Data Docs HTML in ``quality.data_docs_dir``.
+
+Row-level expectations (not-null, in-set, not-in-set, between, regex) also split
+the rows with the same semantics as GX (nulls count only for not-null): passing
+rows go to ``silver.<dataset>``, failing rows to ``quarantine.<dataset>`` with the
+names of the expectations they failed. A failed ``critical`` expectation fails the
+gate; with the gate ``enabled`` that stops the step before anything is written.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from functools import reduce
+from pathlib import Path
+from typing import Any, Literal
+
+import pyspark.sql.functions as F
+from pyspark.sql import Column, DataFrame
+
+from sparkmlops.config import ExpectationSpec
+from sparkmlops.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+GateStatus = Literal["passed", "passed_with_warnings", "failed", "not_run"]
+FAILED_COLUMN = "_failed_expectations"
+
+
+@dataclass(frozen=True)
+class ExpectationOutcome:
+    """The result of one expectation in one validation run."""
+
+    expectation: str
+    column: str | None
+    kwargs: str
+    severity: str
+    success: bool
+    observed_value: str | None
+    element_count: int | None
+    unexpected_count: int | None
+    unexpected_percent: float | None
+
+
+@dataclass(frozen=True)
+class ValidationReport:
+    outcomes: list[ExpectationOutcome]
+    status: GateStatus
+    gx_result: dict[str, Any]
+    data_docs_index: str | None
+
+    def count(self, severity: str, success: bool) -> int:
+        return sum(1 for o in self.outcomes if o.severity == severity and o.success is success)
+
+
+# ---------------------------------------------------------------- the suite
+
+
+def expectation_class(spec: ExpectationSpec) -> type:
+    """The GX 1.x expectation class for a snake_case name, or ConfigError."""
+    import great_expectations as gx
+
+    camel = "".join(part.capitalize() for part in spec.expectation.split("_"))
+    cls = getattr(gx.expectations, camel, None)
+    if cls is None:
+        raise ConfigError(
+            f"quality.expectations: unknown Great Expectations expectation {spec.expectation!r}"
+        )
+    return cls  # type: ignore[no-any-return]
+
+
+def build_suite(specs: list[ExpectationSpec], name: str) -> Any:
+    """A GX ``ExpectationSuite`` from config; severity and position kept in ``meta``."""
+    import great_expectations as gx
+
+    suite = gx.ExpectationSuite(name=name)
+    for index, spec in enumerate(specs):
+        cls = expectation_class(spec)
+        try:
+            expectation = cls(**spec.kwargs, meta={"severity": spec.severity, "index": index})
+        except Exception as exc:  # pydantic errors from GX name the bad argument
+            raise ConfigError(
+                f"quality.expectations.{index} ({spec.expectation}): invalid kwargs: "
+                f"{str(exc).splitlines()[0]}"
+            ) from None
+        suite.add_expectation(expectation)
+    return suite
+
+
+def run_suite(
+    df: DataFrame, specs: list[ExpectationSpec], *, suite_name: str, asset_name: str,
+    data_docs_dir: str | None,
+) -> tuple[list[ExpectationOutcome], dict[str, Any], str | None]:
+    """Run the suite with GX's Spark engine; return outcomes, GX JSON and Data Docs index."""
+    import great_expectations as gx
+    from great_expectations.checkpoint import UpdateDataDocsAction
+
+    context = gx.get_context(mode="ephemeral")
+    _quiet_progress_bars(context)
+    actions = []
+    if data_docs_dir:
+        Path(data_docs_dir).mkdir(parents=True, exist_ok=True)
+        context.add_data_docs_site(
+            site_name="sparkmlops",
+            site_config={
+                "class_name": "SiteBuilder",
+                "store_backend": {"class_name": "TupleFilesystemStoreBackend",
+                                  "base_directory": data_docs_dir},
+                "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+            },
+        )
+        actions.append(UpdateDataDocsAction(name="data_docs", site_names=["sparkmlops"]))
+    asset = context.data_sources.add_spark(name="spark").add_dataframe_asset(name=asset_name)
+    batch = asset.add_batch_definition_whole_dataframe("batch")
+    suite = context.suites.add(build_suite(specs, suite_name))
+    definition = context.validation_definitions.add(
+        gx.ValidationDefinition(name=f"{suite_name}_validation", data=batch, suite=suite)
+    )
+    checkpoint = context.checkpoints.add(
+        gx.Checkpoint(name=f"{suite_name}_checkpoint", validation_definitions=[definition],
+                      actions=actions, result_format={"result_format": "SUMMARY"})
+    )
+    result = checkpoint.run(batch_parameters={"dataframe": df})
+    validation = next(iter(result.run_results.values()))
+    gx_json = validation.to_json_dict()
+    indexed = sorted(
+        (int(r["expectation_config"]["meta"]["index"]), r) for r in gx_json["results"]
+    )
+    outcomes = [_outcome(r, specs[i]) for i, r in indexed]
+    index = str(Path(data_docs_dir) / "index.html") if data_docs_dir else None
+    return outcomes, gx_json, index
+
+
+def gate_status(outcomes: list[ExpectationOutcome]) -> GateStatus:
+    """``failed`` if a critical expectation failed, ``passed_with_warnings`` if only warnings."""
+    if any(not o.success and o.severity == "critical" for o in outcomes):
+        return "failed"
+    if any(not o.success for o in outcomes):
+        return "passed_with_warnings"
+    return "passed"
+
+
+def outcomes_frame(
+    spark: Any, outcomes: list[ExpectationOutcome], **context: Any
+) -> DataFrame:
+    """Outcomes as rows of ``validation_results`` (context: dataset, table, version, ...)."""
+    rows = [{**context, **asdict(o)} for o in outcomes]
+    schema = (
+        "validation_id string, dataset string, table string, table_version long, "
+        "_batch_id string, validated_at timestamp, expectation string, column string, "
+        "kwargs string, severity string, success boolean, observed_value string, "
+        "element_count long, unexpected_count long, unexpected_percent double"
+    )
+    ordered = [tuple(row[f.split()[0]] for f in schema.split(", ")) for row in rows]
+    return spark.createDataFrame(ordered, schema)
+
+
+def _outcome(result: dict[str, Any], spec: ExpectationSpec) -> ExpectationOutcome:
+    config = result["expectation_config"]
+    res = result.get("result") or {}
+    observed = res.get("observed_value")
+    return ExpectationOutcome(
+        expectation=config["type"],
+        column=spec.column,
+        kwargs=json.dumps(spec.kwargs, sort_keys=True, default=str),
+        severity=spec.severity,
+        success=bool(result["success"]),
+        observed_value=None if observed is None else json.dumps(observed, default=str),
+        element_count=res.get("element_count"),
+        unexpected_count=res.get("unexpected_count"),
+        unexpected_percent=res.get("unexpected_percent"),
+    )
+
+
+def _quiet_progress_bars(context: Any) -> None:
+    try:
+        from great_expectations.data_context.types.base import ProgressBarsConfig
+
+        context.variables.progress_bars = ProgressBarsConfig(globally=False)
+    except Exception:  # noqa: BLE001 - cosmetic only; GX moved this class before
+        log.debug("could not turn off GX progress bars", exc_info=True)
+
+
+# ---------------------------------------------------------------- the row-level split
+
+
+def row_failure(spec: ExpectationSpec) -> Column | None:
+    """A Column that is true when a row fails ``spec``; None for aggregate expectations.
+
+    Same semantics as GX: only not-null counts nulls as failures.
+    """
+    column = spec.column
+    if column is None:
+        return None
+    col = F.col(column)
+    kw = spec.kwargs
+    name = spec.expectation
+    if name == "expect_column_values_to_not_be_null":
+        return col.isNull()
+    if name == "expect_column_values_to_be_null":
+        return col.isNotNull()
+    if name == "expect_column_values_to_be_in_set":
+        return col.isNotNull() & ~col.isin(list(kw["value_set"]))
+    if name == "expect_column_values_to_not_be_in_set":
+        return col.isNotNull() & col.isin(list(kw["value_set"]))
+    if name == "expect_column_values_to_match_regex":
+        return col.isNotNull() & ~col.rlike(str(kw["regex"]))
+    if name == "expect_column_values_to_not_match_regex":
+        return col.isNotNull() & col.rlike(str(kw["regex"]))
+    if name == "expect_column_values_to_be_between":
+        conditions = []
+        if kw.get("min_value") is not None:
+            low = F.lit(kw["min_value"])
+            conditions.append(col <= low if kw.get("strict_min") else col < low)
+        if kw.get("max_value") is not None:
+            high = F.lit(kw["max_value"])
+            conditions.append(col >= high if kw.get("strict_max") else col > high)
+        if not conditions:
+            return None
+        return col.isNotNull() & reduce(lambda a, b: a | b, conditions)
+    return None
+
+
+def failed_expectations(specs: list[ExpectationSpec]) -> Column:
+    """An array of the labels of the row-level expectations a row fails (empty if none)."""
+    checks = [(spec.label, row_failure(spec)) for spec in specs]
+    flags = [F.when(check, F.lit(label)) for label, check in checks if check is not None]
+    if not flags:
+        return F.array().cast("array<string>")
+    return F.filter(F.array(*flags), lambda x: x.isNotNull())
+
+
+def split_valid_rows(df: DataFrame, specs: list[ExpectationSpec]) -> tuple[DataFrame, DataFrame]:
+    """(rows passing every row-level expectation, failing rows with ``_failed_expectations``)."""
+    flagged = df.withColumn(FAILED_COLUMN, failed_expectations(specs))
+    passing = flagged.where(F.size(FAILED_COLUMN) == 0).drop(FAILED_COLUMN)
+    failing = flagged.where(F.size(FAILED_COLUMN) > 0)
+    return passing, failing
+
+
+def validation_id(batch_id: str, version: int | None) -> str:
+    return f"{batch_id}-v{version}-{datetime.now():%Y%m%dT%H%M%S}"

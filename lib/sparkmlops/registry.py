@@ -1,0 +1,155 @@
+"""The MLflow model registry: versions, aliases and the promotion gate.
+
+Every trained model becomes a new version with alias ``challenger`` and tags that
+tie it to its training data (table + Delta version), code (git commit) and config
+(hash). ``promote_if_better`` moves ``champion`` to the challenger only when it
+meets the configured minimums and beats the current champion's primary metric by
+at least ``min_improvement``; the first model that meets the minimums becomes
+champion. The decision and its numbers are written on the version as tags.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+
+from mlflow.entities.model_registry import ModelVersion
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+from sparkmlops.config import PromotionSettings
+from sparkmlops.errors import MissingInputError
+from sparkmlops.training import is_better, meets_minimum
+
+log = logging.getLogger(__name__)
+
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+
+
+@dataclass(frozen=True)
+class PromotionDecision:
+    """What the gate decided for one challenger, and why."""
+
+    mode: str
+    challenger_version: str
+    champion_before: str | None
+    promoted: bool
+    passed: bool
+    reasons: list[str] = field(default_factory=list)
+    challenger_metrics: dict[str, float] = field(default_factory=dict)
+    champion_metrics: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def champion_after(self) -> str | None:
+        return self.challenger_version if self.promoted else self.champion_before
+
+
+def version_by_alias(client: MlflowClient, name: str, alias: str) -> ModelVersion | None:
+    """The version carrying ``alias``, or None when the model or alias does not exist."""
+    try:
+        return client.get_model_version_by_alias(name, alias)
+    except MlflowException:
+        return None
+
+
+def require_version(client: MlflowClient, name: str, alias_or_version: str) -> ModelVersion:
+    """Resolve ``@alias`` or a version number to a ModelVersion, or MissingInputError."""
+    if alias_or_version.isdigit():
+        try:
+            return client.get_model_version(name, alias_or_version)
+        except MlflowException:
+            raise MissingInputError(f"model {name} has no version {alias_or_version}") from None
+    version = version_by_alias(client, name, alias_or_version)
+    if version is None:
+        raise MissingInputError(f"model {name} has no version with alias @{alias_or_version}")
+    return version
+
+
+def tag_version(client: MlflowClient, name: str, version: str, tags: dict[str, object]) -> None:
+    for key, value in tags.items():
+        client.set_model_version_tag(name, version, key, str(value))
+
+
+def run_metrics(client: MlflowClient, run_id: str) -> dict[str, float]:
+    return dict(client.get_run(run_id).data.metrics)
+
+
+def decide(
+    challenger: dict[str, float],
+    champion: dict[str, float] | None,
+    settings: PromotionSettings,
+    primary_metric: str,
+) -> tuple[bool, list[str]]:
+    """(passes, reasons): minimums first, then the improvement over the champion."""
+    reasons = []
+    passes = True
+    for metric, threshold in sorted(settings.min_metrics.items()):
+        value = challenger.get(metric)
+        if value is None:
+            passes = False
+            reasons.append(f"{metric} missing from the challenger's metrics")
+        elif not meets_minimum(metric, value, threshold):
+            passes = False
+            reasons.append(f"{metric}={value:.4f} misses the threshold {threshold}")
+        else:
+            reasons.append(f"{metric}={value:.4f} meets the threshold {threshold}")
+    if champion is None:
+        reasons.append("no champion yet")
+        return passes, reasons
+    new, old = challenger.get(primary_metric), champion.get(primary_metric)
+    if new is None or old is None:
+        return False, [*reasons, f"{primary_metric} missing on challenger or champion"]
+    better = is_better(primary_metric, new, old, settings.min_improvement)
+    verdict = "beats" if better else "does not beat"
+    reasons.append(
+        f"{primary_metric}={new:.4f} {verdict} the champion's {old:.4f} "
+        f"by the required {settings.min_improvement}"
+    )
+    return passes and better, reasons
+
+
+def promote_if_better(
+    client: MlflowClient,
+    name: str,
+    challenger_version: str,
+    settings: PromotionSettings,
+    primary_metric: str,
+) -> PromotionDecision:
+    """Run the promotion gate for ``challenger_version`` and move ``champion`` if it passes."""
+    challenger = client.get_model_version(name, challenger_version)
+    champion = version_by_alias(client, name, CHAMPION)
+    challenger_metrics = run_metrics(client, challenger.run_id)
+    champion_metrics = run_metrics(client, champion.run_id) if champion else None
+    if champion is not None and champion.version == challenger.version:
+        return PromotionDecision(settings.mode, challenger.version, champion.version, False, True,
+                                 ["the challenger already is the champion"],
+                                 challenger_metrics, champion_metrics or {})
+    if settings.mode == "disabled":
+        passed, reasons = True, ["promotion gate disabled: champion is set by hand"]
+    else:
+        passed, reasons = decide(challenger_metrics, champion_metrics, settings, primary_metric)
+    promoted = passed and settings.mode == "enabled"
+    if promoted:
+        client.set_registered_model_alias(name, CHAMPION, challenger.version)
+    decision = PromotionDecision(
+        mode=settings.mode,
+        challenger_version=challenger.version,
+        champion_before=champion.version if champion else None,
+        promoted=promoted,
+        passed=passed,
+        reasons=reasons,
+        challenger_metrics=challenger_metrics,
+        champion_metrics=champion_metrics or {},
+    )
+    tag_version(client, name, challenger.version, {
+        "promotion.mode": settings.mode,
+        "promotion.passed": passed,
+        "promotion.promoted": promoted,
+        "promotion.champion_before": decision.champion_before or "none",
+        "promotion.reasons": json.dumps(reasons),
+    })
+    log.info("promotion of %s v%s: %s (%s)", name, challenger.version,
+             "promoted" if promoted else "not promoted", "; ".join(reasons))
+    return decision

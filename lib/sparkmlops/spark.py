@@ -1,0 +1,116 @@
+"""The one SparkSession factory: Delta enabled, driven by the environment's settings.
+
+Delta's jars are not in the ``delta-spark`` wheel. ``make jars`` copies the pinned
+artifacts from Maven Central into ``.jars/`` (see ``deps/pom.xml``); the factory puts
+them on ``spark.jars``. Without that folder it falls back to Ivy resolution through
+``spark.jars.packages`` (``configure_spark_with_delta_pip``).
+
+``python -m sparkmlops.spark write-spark-defaults --jars-dir .jars`` writes the same
+settings into the venv's ``$SPARK_HOME/conf/spark-defaults.conf`` so that a bare
+``spark-submit jobs/pipeline.py`` gets Delta as well.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+from pathlib import Path
+
+from pyspark.sql import SparkSession
+
+from sparkmlops.config import SparkSettings
+
+log = logging.getLogger(__name__)
+
+DELTA_EXTENSION = "io.delta.sql.DeltaSparkSessionExtension"
+DELTA_CATALOG = "org.apache.spark.sql.delta.catalog.DeltaCatalog"
+JARS_DIR_ENV = "SPARKMLOPS_JARS_DIR"
+
+
+def default_jars_dir() -> Path:
+    """The folder with the Delta jars: ``$SPARKMLOPS_JARS_DIR``, else ``<repo>/.jars``."""
+    if os.environ.get(JARS_DIR_ENV):
+        return Path(os.environ[JARS_DIR_ENV])
+    return Path(__file__).resolve().parents[2] / ".jars"
+
+
+def delta_jars(jars_dir: Path | None = None) -> list[str]:
+    """Absolute paths of the jars in the jar folder (empty when it was never filled)."""
+    folder = jars_dir or default_jars_dir()
+    if not folder.is_dir():
+        return []
+    return sorted(str(p.resolve()) for p in folder.glob("*.jar"))
+
+
+def configure_delta(
+    builder: SparkSession.Builder, jars_dir: Path | None = None
+) -> SparkSession.Builder:
+    """Enable Delta on a builder: extension, catalog and jars (local folder or Ivy)."""
+    builder = builder.config("spark.sql.extensions", DELTA_EXTENSION).config(
+        "spark.sql.catalog.spark_catalog", DELTA_CATALOG
+    )
+    jars = delta_jars(jars_dir)
+    if jars:
+        return builder.config("spark.jars", ",".join(jars))
+    from delta import configure_spark_with_delta_pip
+
+    log.warning("no Delta jars in %s; resolving them with Ivy from Maven Central", jars_dir)
+    return configure_spark_with_delta_pip(builder)
+
+
+def get_spark(settings: SparkSettings) -> SparkSession:
+    """Return the session for these settings, creating it only when none is active.
+
+    On EMR and Databricks (``use_existing_session``) the platform's session is used
+    as it is: it already has Delta and its own storage.
+    """
+    active = SparkSession.getActiveSession()
+    if active is not None:
+        return active
+    if settings.use_existing_session:
+        return SparkSession.builder.appName(settings.app_name).getOrCreate()
+    builder = SparkSession.builder.appName(settings.app_name)
+    if settings.master:
+        builder = builder.master(settings.master)
+    for key, value in settings.conf.items():
+        builder = builder.config(key, value)
+    builder = configure_delta(builder)
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel(settings.log_level)
+    log.info("Spark %s session started (master=%s)", spark.version, spark.sparkContext.master)
+    return spark
+
+
+def write_spark_defaults(jars_dir: Path) -> Path:
+    """Write Delta settings into the installed pyspark's ``conf/spark-defaults.conf``."""
+    from pyspark.find_spark_home import _find_spark_home
+
+    jars = delta_jars(jars_dir)
+    if not jars:
+        raise SystemExit(f"no jars in {jars_dir}; run `make jars` first")
+    conf_dir = Path(_find_spark_home()) / "conf"
+    conf_dir.mkdir(parents=True, exist_ok=True)
+    target = conf_dir / "spark-defaults.conf"
+    target.write_text(
+        "# written by `python -m sparkmlops.spark write-spark-defaults` (make jars)\n"
+        f"spark.jars {','.join(jars)}\n"
+        f"spark.sql.extensions {DELTA_EXTENSION}\n"
+        f"spark.sql.catalog.spark_catalog {DELTA_CATALOG}\n"
+    )
+    return target
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m sparkmlops.spark")
+    sub = parser.add_subparsers(dest="command", required=True)
+    defaults = sub.add_parser("write-spark-defaults", help="put the Delta jars in spark-defaults")
+    defaults.add_argument("--jars-dir", type=Path, default=default_jars_dir())
+    args = parser.parse_args(argv)
+    target = write_spark_defaults(args.jars_dir.resolve())
+    print(f"wrote {target}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

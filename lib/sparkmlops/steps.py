@@ -1,0 +1,349 @@
+"""The steps of a batch: each reads its inputs, transforms, writes, and tracks itself.
+
+A step runs inside its own MLflow run (nested under the pipeline's parent run when
+there is one) and records the Delta versions it read and wrote and the row counts.
+The transforms live in the step's module (ingest, quality, features, training,
+inference); this module is the I/O edge.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import mlflow
+import pyspark.sql.functions as F
+from mlflow.tracking import MlflowClient
+from pyspark.sql import SparkSession
+
+from sparkmlops import features, inference, quality, registry, training
+from sparkmlops.config import Settings
+from sparkmlops.errors import MissingInputError, QualityGateFailed
+from sparkmlops.ingest import ingest_batch, to_quarantine
+from sparkmlops.tables import (
+    BATCH_COLUMN,
+    current_version,
+    read_batch,
+    read_table,
+    replace_batch,
+    replace_where,
+    table_ref,
+)
+from sparkmlops.tracking import TAG_OUTCOME, step_run
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class StepResult:
+    """What a step did: its run, the table versions it wrote and a summary for people."""
+
+    step: str
+    run_id: str
+    outputs: dict[str, int] = field(default_factory=dict)
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+def features_table_name(settings: Settings) -> str:
+    return f"{settings.dataset.name}_features"
+
+
+# ---------------------------------------------------------------- ingest
+
+
+def ingest_step(
+    spark: SparkSession, settings: Settings, batch_id: str, *, force: bool = False
+) -> StepResult:
+    """Landing files → bronze (+ quarantine). A batch already in bronze is skipped."""
+    bronze = table_ref(settings, "bronze")
+    with step_run(settings, "ingest", batch_id) as tracker:
+        version = current_version(spark, bronze)
+        if not force and version is not None and read_batch(spark, bronze, batch_id).head(1):
+            rows = read_batch(spark, bronze, batch_id).count()
+            mlflow.set_tag(TAG_OUTCOME, "skipped_already_ingested")
+            tracker.read(bronze, version, rows)
+            log.info("batch %s is already in %s v%s; nothing to ingest", batch_id, bronze.fqn,
+                     version)
+            return StepResult("ingest", tracker.run_id, {bronze.fqn: version},
+                              {"skipped": True, "bronze_rows": rows})
+        result = ingest_batch(spark, settings, batch_id)
+        tracker.count("rows_in.landing", result.rows_in)
+        tracker.wrote(result.bronze)
+        tracker.wrote(result.quarantine, rows=result.rows_quarantined)
+        mlflow.set_tag(TAG_OUTCOME, "ingested")
+        return StepResult(
+            "ingest", tracker.run_id,
+            {bronze.fqn: result.bronze.version,
+             result.quarantine.table.fqn: result.quarantine.version},
+            {"rows_in": result.rows_in, "bronze_rows": result.bronze.rows,
+             "quarantined": result.rows_quarantined},
+        )
+
+
+# ---------------------------------------------------------------- validate
+
+
+def validate_step(
+    spark: SparkSession, settings: Settings, batch_id: str, *, bronze_version: int | None = None
+) -> StepResult:
+    """Bronze batch → GX suite → validation_results; passing rows → silver, failing → quarantine."""
+    dataset = settings.dataset
+    bronze = table_ref(settings, "bronze")
+    silver = table_ref(settings, "silver")
+    results_table = table_ref(settings, "validation_results")
+    gate = dataset.quality.gate
+    with step_run(settings, "validate", batch_id) as tracker:
+        version = bronze_version if bronze_version is not None else current_version(spark, bronze)
+        batch = read_batch(spark, bronze, batch_id, version).persist()
+        try:
+            rows = batch.count()
+            if rows == 0:
+                raise MissingInputError(f"batch {batch_id} has no rows in {bronze.fqn} v{version}")
+            tracker.read(bronze, version, rows)
+            report = _run_quality_checks(batch, settings, suite=f"{dataset.name}_bronze")
+            mlflow.log_param("quality.gate", gate)
+            vid = quality.validation_id(batch_id, version)
+            if report.outcomes:
+                frame = quality.outcomes_frame(
+                    spark, report.outcomes, validation_id=vid, dataset=dataset.name,
+                    table=bronze.fqn, table_version=version, _batch_id=batch_id,
+                    validated_at=datetime.now().replace(microsecond=0),
+                )
+                written = replace_where(
+                    frame, results_table,
+                    f"dataset = '{dataset.name}' AND {BATCH_COLUMN} = '{batch_id}' "
+                    f"AND table = '{bronze.fqn}' AND table_version = {version}",
+                )
+                tracker.wrote(written, rows=len(report.outcomes))
+                mlflow.log_dict(report.gx_result, "validation/gx_result.json")
+            _log_gate(report)
+            if report.status == "failed" and gate == "enabled":
+                failed = [f"{o.expectation}({o.column or ''})" for o in report.outcomes
+                          if not o.success and o.severity == "critical"]
+                raise QualityGateFailed(
+                    f"quality gate failed for {bronze.fqn} v{version} batch {batch_id}: "
+                    f"critical expectation(s) failed: {', '.join(failed)}"
+                    + (f"; see {report.data_docs_index}" if report.data_docs_index else "")
+                )
+            specs = dataset.quality.expectations if gate != "disabled" else []
+            passing, failing = quality.split_valid_rows(batch, specs)
+            reason = F.concat(F.lit("failed expectations: "),
+                              F.array_join(F.col(quality.FAILED_COLUMN), ", "))
+            record = F.to_json(F.struct(*[F.col(c.name) for c in dataset.schema_]))
+            quarantined = to_quarantine(failing, "validate", reason, record)
+            q_write = replace_batch(quarantined, table_ref(settings, "quarantine"), batch_id,
+                                    extra_predicate="step = 'validate'")
+            s_write = replace_batch(passing, silver, batch_id)
+            rows_quarantined = rows - s_write.rows
+            tracker.wrote(s_write)
+            tracker.wrote(q_write, rows=rows_quarantined)
+        finally:
+            batch.unpersist()
+        return StepResult(
+            "validate", tracker.run_id,
+            {silver.fqn: s_write.version, q_write.table.fqn: q_write.version},
+            {"gate": gate, "status": report.status, "silver_rows": s_write.rows,
+             "quarantined": rows_quarantined, "data_docs": report.data_docs_index,
+             "expectations_failed": [f"{o.expectation}({o.column or ''}) [{o.severity}]"
+                                     for o in report.outcomes if not o.success]},
+        )
+
+
+def _run_quality_checks(batch: Any, settings: Settings, suite: str) -> quality.ValidationReport:
+    specs = settings.dataset.quality.expectations
+    if settings.dataset.quality.gate == "disabled" or not specs:
+        return quality.ValidationReport([], "not_run", {}, None)
+    docs_dir = settings.resolve_path(settings.quality.data_docs_dir)
+    outcomes, gx_json, index = quality.run_suite(
+        batch, specs, suite_name=suite, asset_name=f"bronze_{settings.dataset.name}",
+        data_docs_dir=docs_dir,
+    )
+    return quality.ValidationReport(outcomes, quality.gate_status(outcomes), gx_json, index)
+
+
+def _log_gate(report: quality.ValidationReport) -> None:
+    mlflow.set_tag("quality.status", report.status)
+    mlflow.set_tag(TAG_OUTCOME, f"quality_{report.status}")
+    if report.data_docs_index:
+        mlflow.set_tag("quality.data_docs", report.data_docs_index)
+    mlflow.log_metrics({
+        "quality.expectations": len(report.outcomes),
+        "quality.failed_critical": report.count("critical", False),
+        "quality.failed_warning": report.count("warning", False),
+    })
+
+
+# ---------------------------------------------------------------- features
+
+
+def features_step(
+    spark: SparkSession, settings: Settings, batch_id: str, *, silver_version: int | None = None
+) -> StepResult:
+    """Silver batch → gold feature table (derived features, numeric label)."""
+    silver = table_ref(settings, "silver")
+    gold = table_ref(settings, "gold", features_table_name(settings))
+    with step_run(settings, "features", batch_id) as tracker:
+        version = silver_version if silver_version is not None else current_version(spark, silver)
+        batch = read_batch(spark, silver, batch_id, version)
+        frame = features.build_feature_table(batch, settings.dataset)
+        written = replace_batch(frame, gold, batch_id)
+        tracker.read(silver, version, written.rows)
+        tracker.wrote(written)
+        return StepResult("features", tracker.run_id, {gold.fqn: written.version},
+                          {"gold_rows": written.rows})
+
+
+# ---------------------------------------------------------------- train
+
+
+def train_step(
+    spark: SparkSession, settings: Settings, batch_id: str, *, gold_version: int | None = None
+) -> StepResult:
+    """Gold table version → MLlib pipeline → holdout metrics → registry version @challenger."""
+    dataset = settings.dataset
+    gold = table_ref(settings, "gold", features_table_name(settings))
+    with step_run(settings, "train", batch_id) as tracker:
+        version = gold_version if gold_version is not None else current_version(spark, gold)
+        data = read_table(spark, gold, version)
+        train, test = training.split_train_test(data, dataset)
+        train, test = train.persist(), test.persist()
+        try:
+            n_train, n_test = train.count(), test.count()
+            if n_train == 0 or n_test == 0:
+                raise MissingInputError(
+                    f"{gold.fqn} v{version} has {n_train} training and {n_test} holdout rows "
+                    "with a label; need both"
+                )
+            tracker.read(gold, version, n_train + n_test)
+            tracker.count("rows_train", n_train)
+            tracker.count("rows_test", n_test)
+            mlflow.log_params({
+                "estimator": dataset.model.estimator.type,
+                **{f"estimator.{k}": v for k, v in dataset.model.estimator.params.items()},
+                "split.seed": dataset.model.split.seed,
+                "split.test_fraction": dataset.model.split.test_fraction,
+                "features.numeric": ",".join(dataset.features.numeric),
+                "features.categorical": ",".join(dataset.features.categorical),
+                "training_table": gold.fqn,
+                "training_table_version": version,
+            })
+            started = time.monotonic()
+            model = training.fit_model(train, dataset)
+            fit_seconds = time.monotonic() - started
+            scored = model.transform(test)
+            metrics = training.evaluate(scored, dataset.model.task)
+            mlflow.log_metrics({**metrics, "fit_seconds": round(fit_seconds, 3)})
+            signature = _signature(test, scored, dataset.features.columns)
+        finally:
+            train.unpersist()
+            test.unpersist()
+        started = time.monotonic()
+        info = mlflow.spark.log_model(
+            model, artifact_path="model", registered_model_name=dataset.model.name,
+            signature=signature, pip_requirements=_pip_requirements(),
+        )
+        model_version = str(info.registered_model_version)
+        client = MlflowClient()
+        client.set_registered_model_alias(dataset.model.name, registry.CHALLENGER, model_version)
+        registry.tag_version(client, dataset.model.name, model_version, {
+            "training_table": gold.fqn, "training_table_path": gold.path,
+            "training_table_version": version, "batch_id": batch_id,
+            "git_commit": _tag(tracker.run_id, "mlflow.source.git.commit"),
+            "config_hash": settings.config_hash(), "training_run_id": tracker.run_id,
+            **{f"metric.{k}": round(v, 6) for k, v in metrics.items()},
+        })
+        mlflow.log_metric("tracking_seconds", round(time.monotonic() - started, 3))
+        mlflow.set_tag("model_version", model_version)
+        return StepResult(
+            "train", tracker.run_id, {},
+            {"model": dataset.model.name, "version": model_version, "metrics": metrics,
+             "rows_train": n_train, "rows_test": n_test, "training_table_version": version},
+        )
+
+
+def _signature(test: Any, scored: Any, columns: list[str]) -> Any:
+    from mlflow.models import infer_signature
+
+    sample = test.select(*columns).limit(20).toPandas()
+    return infer_signature(sample, scored.select("prediction").limit(20).toPandas())
+
+
+def _pip_requirements() -> list[str]:
+    # Declared, not inferred: inference starts a subprocess and costs ~20 s per model.
+    import pyspark
+
+    return [f"pyspark=={pyspark.__version__}", f"mlflow=={mlflow.__version__}"]
+
+
+def _tag(run_id: str, key: str) -> str:
+    return str(MlflowClient().get_run(run_id).data.tags.get(key, "unknown"))
+
+
+# ---------------------------------------------------------------- promote
+
+
+def promote_step(
+    spark: SparkSession, settings: Settings, batch_id: str,
+    *, challenger_version: str | None = None,
+) -> StepResult:
+    """Gate the challenger against the champion; move @champion if it is better."""
+    dataset = settings.dataset
+    client = MlflowClient()
+    with step_run(settings, "promote", batch_id) as tracker:
+        version = challenger_version or registry.require_version(
+            client, dataset.model.name, registry.CHALLENGER).version
+        decision = registry.promote_if_better(
+            client, dataset.model.name, str(version), dataset.promotion,
+            dataset.model.primary_metric,
+        )
+        mlflow.log_params({"promotion.mode": decision.mode,
+                           "challenger_version": decision.challenger_version,
+                           "champion_before": decision.champion_before or "none"})
+        mlflow.set_tags({"promotion.promoted": decision.promoted,
+                         "promotion.passed": decision.passed,
+                         TAG_OUTCOME: "promoted" if decision.promoted else "not_promoted"})
+        mlflow.log_dict({"reasons": decision.reasons,
+                         "challenger_metrics": decision.challenger_metrics,
+                         "champion_metrics": decision.champion_metrics}, "promotion.json")
+        return StepResult("promote", tracker.run_id, {}, {
+            "promoted": decision.promoted, "passed": decision.passed, "mode": decision.mode,
+            "challenger": decision.challenger_version, "champion": decision.champion_after,
+            "champion_before": decision.champion_before, "reasons": decision.reasons,
+        })
+
+
+# ---------------------------------------------------------------- predict
+
+
+def predict_step(
+    spark: SparkSession, settings: Settings, batch_id: str,
+    *, model: str = registry.CHAMPION, gold_version: int | None = None,
+) -> StepResult:
+    """Score the batch's gold rows with the model ``@alias`` (or version) → predictions."""
+    dataset = settings.dataset
+    gold = table_ref(settings, "gold", features_table_name(settings))
+    predictions = table_ref(settings, "predictions")
+    client = MlflowClient()
+    with step_run(settings, "predict", batch_id) as tracker:
+        resolved = registry.require_version(client, dataset.model.name, model.lstrip("@"))
+        uri = f"models:/{dataset.model.name}/{resolved.version}"
+        pipeline_model = mlflow.spark.load_model(uri)
+        version = gold_version if gold_version is not None else current_version(spark, gold)
+        batch = read_batch(spark, gold, batch_id, version)
+        scored = inference.score_frame(
+            pipeline_model, batch, dataset, model_name=dataset.model.name,
+            model_version=str(resolved.version), model_run_id=str(resolved.run_id),
+            batch_id=batch_id, scored_at=datetime.now().replace(microsecond=0),
+        )
+        written = replace_batch(scored, predictions, batch_id)
+        tracker.read(gold, version, written.rows)
+        tracker.wrote(written)
+        mlflow.log_params({"model_uri": uri, "model_alias": model,
+                           "model_version": resolved.version})
+        return StepResult("predict", tracker.run_id, {predictions.fqn: written.version},
+                          {"model_version": resolved.version, "rows": written.rows,
+                           "model_uri": uri})
+

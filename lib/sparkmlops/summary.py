@@ -1,0 +1,64 @@
+"""The short, human summary a pipeline run prints: what was written and where to look."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sparkmlops.config import Settings
+from sparkmlops.pipeline import PipelineResult
+from sparkmlops.steps import features_table_name
+from sparkmlops.tables import current_version, table_ref
+
+TABLE_LAYERS = ("bronze", "quarantine", "silver", "validation_results", "gold", "predictions")
+
+
+def pipeline_summary(spark: Any, settings: Settings, result: PipelineResult) -> str:
+    """Tables and versions, run ids, model version and metrics, and where to look."""
+    ds = settings.dataset
+    ingest, validate = result.step("ingest").summary, result.step("validate").summary
+    train, promote = result.step("train").summary, result.step("promote").summary
+    predict = result.step("predict").summary
+    lines = [
+        f"sparkmlops pipeline: dataset {ds.name}, batch {result.batch_id}, env {settings.env}",
+        "",
+        f"Delta tables under {settings.resolve_path(settings.storage.root)}:",
+    ]
+    for layer in TABLE_LAYERS:
+        name = features_table_name(settings) if layer == "gold" else None
+        ref = table_ref(settings, layer, name)
+        version = current_version(spark, ref)
+        lines.append(f"  {ref.fqn:<32} v{version if version is not None else '-':<4} {ref.path}")
+    rows_in = ingest.get("rows_in", ingest.get("bronze_rows"))
+    lines += [
+        "",
+        f"Rows: landing {rows_in} -> bronze {ingest.get('bronze_rows')} "
+        f"(+{ingest.get('quarantined', 0)} quarantined at ingest) -> silver "
+        f"{validate['silver_rows']} (+{validate['quarantined']} quarantined by expectations)"
+        f" -> predictions {predict['rows']}",
+        f"Quality gate ({validate['gate']}): {validate['status']}"
+        + (f"; failed: {', '.join(validate['expectations_failed'])}"
+           if validate["expectations_failed"] else ""),
+        "",
+        f"MLflow {settings.tracking.tracking_uri}, experiment {settings.tracking.experiment} "
+        f"(id {result.experiment_id})",
+        f"  parent run {result.parent_run_id}",
+    ]
+    lines += [f"    {s.step:<9} {s.run_id}" for s in result.steps]
+    metrics = ", ".join(f"{k}={v:.4f}" for k, v in train["metrics"].items())
+    outcome = "promoted to @champion" if promote["promoted"] else "not promoted"
+    lines += [
+        "",
+        f"Model {train['model']} v{train['version']} (@challenger), {outcome}; "
+        f"@champion is v{promote['champion']}",
+        f"  holdout ({train['rows_test']} rows): {metrics}",
+        f"  gate: {'; '.join(promote['reasons'])}",
+        f"  predictions scored by v{predict['model_version']} ({predict['model_uri']})",
+        "",
+        "Where to look:",
+        f"  MLflow UI:  .venv/bin/mlflow ui --backend-store-uri {settings.tracking.tracking_uri}"
+        " --host 127.0.0.1 --port 5000   then open http://127.0.0.1:5000",
+    ]
+    if validate.get("data_docs"):
+        lines.append(f"  Data Docs:  file://{validate['data_docs']}")
+    lines.append("  Notebook:   notebooks/explore_pipeline_run.ipynb")
+    return "\n".join(lines)

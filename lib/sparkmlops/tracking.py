@@ -1,0 +1,164 @@
+"""MLflow tracking: one run per step, nested under one parent run per pipeline.
+
+Every step run records its lineage: the Delta tables and versions it read and
+wrote, row counts, the git commit, the hash of the effective config and the batch
+id, as params/tags plus a ``lineage.json`` artifact. That is what lets anyone walk
+back from a prediction row to the model version, its training run, the training
+data version and the code.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import mlflow
+from mlflow.entities import Run
+from mlflow.tracking import MlflowClient
+
+from sparkmlops.config import Settings
+from sparkmlops.errors import SparkmlopsError
+from sparkmlops.tables import TableRef, TableWrite
+
+log = logging.getLogger(__name__)
+
+TAG_STEP = "sparkmlops.step"
+TAG_DATASET = "sparkmlops.dataset"
+TAG_BATCH = "sparkmlops.batch_id"
+TAG_CONFIG_HASH = "sparkmlops.config_hash"
+TAG_OUTCOME = "sparkmlops.outcome"
+TAG_GIT_COMMIT = "mlflow.source.git.commit"
+
+
+def configure_mlflow(settings: Settings) -> str:
+    """Point MLflow at the settings' tracking store; create the experiment if needed."""
+    mlflow.set_tracking_uri(settings.tracking.tracking_uri)
+    if settings.tracking.registry_uri:
+        mlflow.set_registry_uri(settings.tracking.registry_uri)
+    name = settings.tracking.experiment
+    client = MlflowClient()
+    experiment = client.get_experiment_by_name(name)
+    if experiment is None:
+        location = settings.tracking.artifact_location
+        artifact_uri = settings.resolve_path(location) if location else None
+        if artifact_uri and "://" not in artifact_uri:
+            artifact_uri = f"file://{artifact_uri}"
+        experiment_id = client.create_experiment(name, artifact_location=artifact_uri)
+    else:
+        experiment_id = experiment.experiment_id
+    mlflow.set_experiment(experiment_id=experiment_id)
+    return experiment_id
+
+
+@functools.cache
+def git_commit(project_dir: str) -> str:
+    """The checked-out commit (``+dirty`` when the tree has changes), or ``unknown``."""
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=project_dir, capture_output=True, text=True,
+            check=True, timeout=10,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=project_dir,
+            capture_output=True, text=True, check=True, timeout=10,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return f"{commit}+dirty" if dirty else commit
+
+
+@dataclass
+class StepTracker:
+    """The lineage and counts of one step, logged to its MLflow run."""
+
+    step: str
+    run_id: str
+    inputs: list[dict[str, Any]] = field(default_factory=list)
+    outputs: list[dict[str, Any]] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=dict)
+    started: float = field(default_factory=time.monotonic)
+
+    def read(self, ref: TableRef, version: int | None, rows: int | None = None) -> None:
+        """Record a Delta table version this step read."""
+        self.inputs.append({"table": ref.fqn, "path": ref.path, "version": version, "rows": rows})
+        mlflow.log_param(f"input.{ref.fqn}.version", version)
+        if rows is not None:
+            self.count(f"rows_in.{ref.fqn}", rows)
+
+    def wrote(self, write: TableWrite, rows: int | None = None) -> None:
+        """Record a Delta table version this step committed."""
+        rows = write.rows if rows is None else rows
+        self.outputs.append(
+            {"table": write.table.fqn, "path": write.table.path, "version": write.version,
+             "rows": rows}
+        )
+        mlflow.log_param(f"output.{write.table.fqn}.version", write.version)
+        self.count(f"rows_out.{write.table.fqn}", rows)
+
+    def count(self, name: str, value: int) -> None:
+        self.counts[name] = int(value)
+        mlflow.log_metric(name, int(value))
+
+    def lineage(self) -> dict[str, Any]:
+        return {"step": self.step, "run_id": self.run_id, "inputs": self.inputs,
+                "outputs": self.outputs, "counts": self.counts}
+
+
+@contextmanager
+def pipeline_run(settings: Settings, batch_id: str) -> Iterator[Run]:
+    """The parent run of one pipeline run; steps started inside it nest under it."""
+    configure_mlflow(settings)
+    with mlflow.start_run(run_name=f"pipeline {settings.dataset.name} {batch_id}") as run:
+        _tag_run(settings, "pipeline", batch_id)
+        try:
+            yield run
+        except SparkmlopsError as exc:
+            _record_failure(exc)
+            raise
+
+
+@contextmanager
+def step_run(settings: Settings, step: str, batch_id: str) -> Iterator[StepTracker]:
+    """One step's MLflow run: nested when a pipeline run is active, else top-level."""
+    if mlflow.active_run() is None:
+        configure_mlflow(settings)
+    nested = mlflow.active_run() is not None
+    with mlflow.start_run(run_name=step, nested=nested) as run:
+        _tag_run(settings, step, batch_id)
+        tracker = StepTracker(step=step, run_id=run.info.run_id)
+        try:
+            yield tracker
+        except SparkmlopsError as exc:
+            _record_failure(exc)
+            raise
+        finally:
+            mlflow.log_metric("step_seconds", round(time.monotonic() - tracker.started, 3))
+            mlflow.log_dict(tracker.lineage(), "lineage.json")
+
+
+def _tag_run(settings: Settings, step: str, batch_id: str) -> None:
+    mlflow.set_tags(
+        {
+            TAG_STEP: step,
+            TAG_DATASET: settings.dataset.name,
+            TAG_BATCH: batch_id,
+            TAG_CONFIG_HASH: settings.config_hash(),
+            TAG_GIT_COMMIT: git_commit(settings.project_dir),
+            "sparkmlops.env": settings.env,
+        }
+    )
+    mlflow.log_dict(
+        json.loads(settings.model_dump_json(by_alias=True)), "config/effective_config.json"
+    )
+
+
+def _record_failure(exc: SparkmlopsError) -> None:
+    mlflow.set_tag(TAG_OUTCOME, type(exc).__name__)
+    mlflow.set_tag("sparkmlops.error", str(exc)[:5000])
