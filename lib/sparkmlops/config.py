@@ -285,16 +285,28 @@ def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
 
 
 def _apply_override(merged: dict[str, Any], override: str) -> None:
+    """Apply ``key.path=value`` (list items by index: ``quality.expectations.0.severity``)."""
     if "=" not in override:
         raise ConfigError(f"--set {override!r}: expected key.path=value")
     key, raw = override.split("=", 1)
-    node = merged
+    node: Any = merged
     parts = key.strip().split(".")
-    for part in parts[:-1]:
-        node = node.setdefault(part, {})
-        if not isinstance(node, dict):
-            raise ConfigError(f"--set {key}: {part} is not a mapping")
-    node[parts[-1]] = yaml.safe_load(raw)
+    for depth, part in enumerate(parts):
+        last = depth == len(parts) - 1
+        if isinstance(node, list):
+            if not part.isdigit() or int(part) >= len(node):
+                raise ConfigError(f"--set {key}: {part} is not an index of a {len(node)}-item list")
+            if last:
+                node[int(part)] = yaml.safe_load(raw)
+            else:
+                node = node[int(part)]
+        elif isinstance(node, dict):
+            if last:
+                node[part] = yaml.safe_load(raw)
+            else:
+                node = node.setdefault(part, {})
+        else:
+            raise ConfigError(f"--set {key}: {parts[depth - 1]} is not a mapping or list")
 
 
 def _substitute(value: Any, **names: str) -> Any:

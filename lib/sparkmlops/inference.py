@@ -23,7 +23,9 @@ def predicted_label(classes: list[str] | None) -> Column:
     """The class name of the predicted index (null for regression)."""
     if not classes:
         return F.lit(None).cast("string")
-    return F.element_at(F.array(*[F.lit(c) for c in classes]), F.col("prediction").cast("int") + 1)
+    index = F.col("prediction").cast("int")
+    # guarded: element_at with a null index does not return null on Spark 4.1
+    return F.when(index.isNotNull(), F.element_at(F.array(*[F.lit(c) for c in classes]), index + 1))
 
 
 def score_frame(

@@ -122,8 +122,10 @@ def promote_if_better(
     champion = version_by_alias(client, name, CHAMPION)
     challenger_metrics = run_metrics(client, challenger.run_id)
     champion_metrics = run_metrics(client, champion.run_id) if champion else None
-    if champion is not None and champion.version == challenger.version:
-        return PromotionDecision(settings.mode, challenger.version, champion.version, False, True,
+    challenger_id = str(challenger.version)
+    champion_id = str(champion.version) if champion is not None else None
+    if champion_id == challenger_id:
+        return PromotionDecision(settings.mode, challenger_id, champion_id, False, True,
                                  ["the challenger already is the champion"],
                                  challenger_metrics, champion_metrics or {})
     if settings.mode == "disabled":
@@ -132,24 +134,24 @@ def promote_if_better(
         passed, reasons = decide(challenger_metrics, champion_metrics, settings, primary_metric)
     promoted = passed and settings.mode == "enabled"
     if promoted:
-        client.set_registered_model_alias(name, CHAMPION, challenger.version)
+        client.set_registered_model_alias(name, CHAMPION, challenger_id)
     decision = PromotionDecision(
         mode=settings.mode,
-        challenger_version=challenger.version,
-        champion_before=champion.version if champion else None,
+        challenger_version=challenger_id,
+        champion_before=champion_id,
         promoted=promoted,
         passed=passed,
         reasons=reasons,
         challenger_metrics=challenger_metrics,
         champion_metrics=champion_metrics or {},
     )
-    tag_version(client, name, challenger.version, {
+    tag_version(client, name, challenger_id, {
         "promotion.mode": settings.mode,
         "promotion.passed": passed,
         "promotion.promoted": promoted,
         "promotion.champion_before": decision.champion_before or "none",
         "promotion.reasons": json.dumps(reasons),
     })
-    log.info("promotion of %s v%s: %s (%s)", name, challenger.version,
+    log.info("promotion of %s v%s: %s (%s)", name, challenger_id,
              "promoted" if promoted else "not promoted", "; ".join(reasons))
     return decision

@@ -291,10 +291,11 @@ def promote_step(
 ) -> StepResult:
     """Gate the challenger against the champion; move @champion if it is better."""
     dataset = settings.dataset
-    client = MlflowClient()
     with step_run(settings, "promote", batch_id) as tracker:
+        client = MlflowClient()
         version = challenger_version or registry.require_version(
             client, dataset.model.name, registry.CHALLENGER).version
+        version = str(version)
         decision = registry.promote_if_better(
             client, dataset.model.name, str(version), dataset.promotion,
             dataset.model.primary_metric,
@@ -326,8 +327,8 @@ def predict_step(
     dataset = settings.dataset
     gold = table_ref(settings, "gold", features_table_name(settings))
     predictions = table_ref(settings, "predictions")
-    client = MlflowClient()
     with step_run(settings, "predict", batch_id) as tracker:
+        client = MlflowClient()
         resolved = registry.require_version(client, dataset.model.name, model.lstrip("@"))
         uri = f"models:/{dataset.model.name}/{resolved.version}"
         pipeline_model = mlflow.spark.load_model(uri)
@@ -342,8 +343,8 @@ def predict_step(
         tracker.read(gold, version, written.rows)
         tracker.wrote(written)
         mlflow.log_params({"model_uri": uri, "model_alias": model,
-                           "model_version": resolved.version})
+                           "model_version": str(resolved.version)})
         return StepResult("predict", tracker.run_id, {predictions.fqn: written.version},
-                          {"model_version": resolved.version, "rows": written.rows,
+                          {"model_version": str(resolved.version), "rows": written.rows,
                            "model_uri": uri})
 

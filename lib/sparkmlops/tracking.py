@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import os
 import subprocess
 import time
 from collections.abc import Iterator
@@ -39,7 +40,14 @@ TAG_GIT_COMMIT = "mlflow.source.git.commit"
 
 def configure_mlflow(settings: Settings) -> str:
     """Point MLflow at the settings' tracking store; create the experiment if needed."""
+    previous = os.environ.get("MLFLOW_TRACKING_URI")
     mlflow.set_tracking_uri(settings.tracking.tracking_uri)
+    # MLflow exports the URI into os.environ for its subprocesses; put the user's
+    # environment back so the next load_settings() is not steered by this run's URI.
+    if previous is None:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    else:
+        os.environ["MLFLOW_TRACKING_URI"] = previous
     if settings.tracking.registry_uri:
         mlflow.set_registry_uri(settings.tracking.registry_uri)
     name = settings.tracking.experiment

@@ -121,10 +121,9 @@ def evaluate(predictions: DataFrame, task: str) -> dict[str, float]:
 
 
 def is_better(metric: str, candidate: float, reference: float, min_improvement: float) -> bool:
-    """Whether ``candidate`` beats ``reference`` by at least ``min_improvement``."""
-    if metric in LOWER_IS_BETTER:
-        return candidate <= reference - min_improvement
-    return candidate >= reference + min_improvement
+    """Whether ``candidate`` strictly beats ``reference`` by at least ``min_improvement``."""
+    gain = reference - candidate if metric in LOWER_IS_BETTER else candidate - reference
+    return gain > 0 and gain >= min_improvement
 
 
 def meets_minimum(metric: str, value: float, threshold: float) -> bool:

@@ -1,0 +1,77 @@
+"""One Delta-enabled SparkSession for the whole suite, and settings in a temp dir per test."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from pyspark.sql import SparkSession
+
+from sparkmlops.config import Settings, SparkSettings, load_settings
+from sparkmlops.spark import get_spark
+
+# A test must never write into the developer's own state dir or MLflow server.
+os.environ.pop("MLFLOW_TRACKING_URI", None)
+os.environ.pop("SPARKMLOPS_STATE_DIR", None)
+
+SAMPLE_LANDING = Path(__file__).resolve().parents[1] / "data" / "sample" / "penguins" / "landing"
+
+
+@pytest.fixture(scope="session")
+def spark() -> Iterator[SparkSession]:
+    session = get_spark(
+        SparkSettings(
+            master="local[2]",
+            app_name="sparkmlops-tests",
+            conf={
+                "spark.sql.shuffle.partitions": "2",
+                "spark.default.parallelism": "2",
+                "spark.ui.enabled": "false",
+                "spark.ui.showConsoleProgress": "false",
+                "spark.sql.session.timeZone": "UTC",
+                "spark.databricks.delta.snapshotPartitions": "2",
+                "spark.driver.memory": "3g",
+            },
+        )
+    )
+    yield session
+    session.stop()
+
+
+SettingsFactory = Callable[..., Settings]
+
+
+@pytest.fixture
+def make_settings(tmp_path: Path) -> SettingsFactory:
+    """``make_settings("quality.gate=dry_run", ...)``: penguins settings in this test's tmp dir."""
+
+    def factory(*overrides: str, dataset: str = "penguins", state_dir: Path | None = None
+                ) -> Settings:
+        return load_settings(
+            "local", dataset, overrides=[f"state_dir={state_dir or tmp_path}", *overrides]
+        )
+
+    return factory
+
+
+@dataclass
+class PipelineRun:
+    state_dir: Path
+    settings: Settings
+    result: object  # sparkmlops.pipeline.PipelineResult
+
+
+@pytest.fixture(scope="session")
+def pipeline_run(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> PipelineRun:
+    """The whole pipeline once on the bundled sample, into a session temp dir."""
+    from sparkmlops.ingest import landing_batch_id
+    from sparkmlops.pipeline import run_pipeline
+
+    state_dir = tmp_path_factory.mktemp("pipeline_run")
+    settings = load_settings("local", "penguins", overrides=[f"state_dir={state_dir}"])
+    batch_id = landing_batch_id(spark, str(SAMPLE_LANDING))
+    result = run_pipeline(spark, settings, batch_id)
+    return PipelineRun(state_dir=state_dir, settings=settings, result=result)

@@ -1,0 +1,126 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from sparkmlops.config import PROJECT_DIR, load_settings
+from sparkmlops.errors import ConfigError
+
+
+def _conf_copy(tmp_path: Path, edit_dataset=None, edit_base=None) -> Path:
+    conf = tmp_path / "conf"
+    (conf / "datasets").mkdir(parents=True)
+    for name in ("base", "local", "emr", "databricks"):
+        data = yaml.safe_load((PROJECT_DIR / "conf" / f"{name}.yml").read_text())
+        if name == "base" and edit_base:
+            edit_base(data)
+        (conf / f"{name}.yml").write_text(yaml.safe_dump(data))
+    dataset = yaml.safe_load((PROJECT_DIR / "conf/datasets/penguins.yml").read_text())
+    if edit_dataset:
+        edit_dataset(dataset)
+    (conf / "datasets" / "penguins.yml").write_text(yaml.safe_dump(dataset))
+    return conf
+
+
+def test_local_settings_resolve_state_dir_and_derived_paths(tmp_path):
+    settings = load_settings("local", "penguins", overrides=[f"state_dir={tmp_path}"])
+
+    assert settings.state_dir == str(tmp_path)
+    assert settings.storage.root == f"{tmp_path}/lake"
+    assert settings.tracking.tracking_uri == f"sqlite:///{tmp_path}/mlflow.db"
+    assert settings.spark.master == "local[2]"
+    assert settings.dataset.keys == ["study_name", "species", "sample_number"]
+    assert settings.dataset.schema_[1].source_name == "Sample Number"
+    assert settings.dataset.label.classes == ["FEMALE", "MALE"]
+
+
+@pytest.mark.parametrize("env", ["local", "emr", "databricks"])
+def test_every_environment_file_is_valid(env):
+    settings = load_settings(env, "penguins")
+
+    assert settings.env == env
+
+
+def test_cluster_environments_use_the_platform_session():
+    assert load_settings("emr", "penguins").spark.use_existing_session is True
+    databricks = load_settings("databricks", "penguins")
+    assert databricks.tracking.tracking_uri == "databricks"
+
+
+def test_override_with_set_and_env_tracking_uri(monkeypatch, tmp_path):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5999")
+    settings = load_settings(
+        "local", "penguins", overrides=[f"state_dir={tmp_path}", "dataset.quality.gate=dry_run"]
+    )
+
+    assert settings.tracking.tracking_uri == "http://127.0.0.1:5999"
+    assert settings.dataset.quality.gate == "dry_run"
+
+
+def test_config_hash_changes_with_the_config(tmp_path):
+    a = load_settings("local", "penguins", overrides=[f"state_dir={tmp_path}"])
+    b = load_settings("local", "penguins", overrides=[f"state_dir={tmp_path}"])
+    c = load_settings("local", "penguins",
+                      overrides=[f"state_dir={tmp_path}", "dataset.model.split.seed=43"])
+
+    assert a.config_hash() == b.config_hash()
+    assert a.config_hash() != c.config_hash()
+
+
+def test_unknown_key_fails_with_its_key_path(tmp_path):
+    conf = _conf_copy(tmp_path, edit_dataset=lambda d: d["model"].update(estimatr={}))
+
+    with pytest.raises(ConfigError, match=r"datasets/penguins.yml: model.estimatr: unknown key"):
+        load_settings("local", "penguins", conf_dir=conf)
+
+
+def test_missing_key_fails_with_its_key_path(tmp_path):
+    conf = _conf_copy(tmp_path, edit_base=lambda d: d["tracking"].pop("experiment"))
+
+    with pytest.raises(ConfigError, match=r"tracking.experiment: required key is missing"):
+        load_settings("local", "penguins", conf_dir=conf)
+
+
+def test_wrong_type_fails_with_its_key_path(tmp_path):
+    conf = _conf_copy(tmp_path, edit_dataset=lambda d: d["model"]["split"].update(
+        test_fraction="a lot"))
+
+    with pytest.raises(ConfigError, match=r"model.split.test_fraction"):
+        load_settings("local", "penguins", conf_dir=conf)
+
+
+def test_unknown_column_in_keys_is_rejected(tmp_path):
+    conf = _conf_copy(tmp_path, edit_dataset=lambda d: d.update(keys=["study_name", "nope"]))
+
+    with pytest.raises(ConfigError, match=r"keys: unknown column\(s\) \['nope'\]"):
+        load_settings("local", "penguins", conf_dir=conf)
+
+
+def test_expectation_on_missing_column_is_rejected(tmp_path):
+    def edit(d):
+        d["quality"]["expectations"].append(
+            {"expectation": "expect_column_values_to_not_be_null", "kwargs": {"column": "wingspan"}})
+
+    conf = _conf_copy(tmp_path, edit_dataset=edit)
+
+    with pytest.raises(ConfigError, match=r"quality.expectations.\d+.kwargs.column: unknown"):
+        load_settings("local", "penguins", conf_dir=conf)
+
+
+def test_binary_task_needs_two_classes(tmp_path):
+    conf = _conf_copy(tmp_path, edit_dataset=lambda d: d["label"].update(classes=["MALE"]))
+
+    with pytest.raises(ConfigError, match="exactly two classes"):
+        load_settings("local", "penguins", conf_dir=conf)
+
+
+def test_missing_config_file_is_a_config_error():
+    with pytest.raises(ConfigError, match=r"config file not found: .*datasets/nosuch.yml"):
+        load_settings("local", "nosuch")
+
+
+def test_bad_override_syntax():
+    with pytest.raises(ConfigError, match="expected key.path=value"):
+        load_settings("local", "penguins", overrides=["state_dir"])

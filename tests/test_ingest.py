@@ -1,0 +1,156 @@
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+import pyspark.sql.functions as F
+import pytest
+from chispa import assert_df_equality
+
+from sparkmlops.config import ColumnSpec
+from sparkmlops.errors import MissingInputError
+from sparkmlops.ingest import (
+    CORRUPT_COLUMN,
+    add_audit_columns,
+    ingest_batch,
+    landing_batch_id,
+    quarantine_reason,
+)
+from sparkmlops.steps import ingest_step
+from sparkmlops.tables import current_version, read_table, table_ref
+
+SAMPLE = Path(__file__).resolve().parents[1] / "data/sample/penguins/landing"
+HEADER = (SAMPLE / "penguins_raw_PAL0708.csv").read_text().splitlines()[0]
+GOOD = ('PAL0708,{n},Adelie Penguin (Pygoscelis adeliae),Anvers,Torgersen,"Adult, 1 Egg Stage",'
+        'N1A{n},Yes,2007-11-11,39.1,18.7,181,{mass},MALE,NA,NA,{comment}')
+
+
+def _line(n: int, mass: str = "3750", comment: str = "NA", study: str | None = None) -> str:
+    line = GOOD.format(n=n, mass=mass, comment=comment)
+    return line.replace("PAL0708", study, 1) if study is not None else line
+
+
+def _write(folder: Path, name: str, lines: list[str]) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / name).write_text("\n".join([HEADER, *lines]) + "\n")
+    return folder
+
+
+def test_quarantine_reason_names_the_first_problem(spark):
+    columns = [ColumnSpec(name="id", type="int", nullable=False),
+               ColumnSpec(name="note", type="string")]
+    source_df = spark.createDataFrame(
+        [(1, "ok", None), (None, "x", None), (None, None, "3,bad")],
+        f"id int, note string, {CORRUPT_COLUMN} string",
+    )
+
+    actual_df = source_df.select("id", quarantine_reason(columns).alias("reason"))
+
+    expected_df = spark.createDataFrame(
+        [(1, None), (None, "null in required column id"),
+         (None, "unparseable record: malformed line or value not castable to its type")],
+        "id int, reason string",
+    )
+    assert_df_equality(actual_df, expected_df, ignore_nullable=True)
+
+
+def test_add_audit_columns(spark):
+    source_df = spark.createDataFrame([("a",), (None,)], "k string")
+    at = datetime(2026, 11, 26, 12, 0, 0)
+
+    actual_df = add_audit_columns(source_df, "b1", at)
+
+    expected_df = spark.createDataFrame(
+        [("a", "b1", at), (None, "b1", at)], "k string, _batch_id string, _ingested_at timestamp"
+    )
+    assert_df_equality(actual_df, expected_df, ignore_nullable=True)
+
+
+def test_bad_rows_go_to_quarantine_with_reason_and_good_rows_to_bronze(spark, make_settings,
+                                                                       tmp_path):
+    landing = _write(tmp_path / "landing", "part1.csv", [
+        _line(1, comment='"Nest, observed"'),
+        _line(2, mass="heavy"),
+        _line(3, study="NA"),
+        _line(4, mass="NA"),
+    ])
+    settings = make_settings()
+
+    result = ingest_batch(spark, settings, "b1", source_path=str(landing))
+
+    assert (result.rows_in, result.bronze.rows, result.rows_quarantined) == (4, 2, 2)
+    bronze = read_table(spark, table_ref(settings, "bronze"))
+    actual = sorted(
+        (r.sample_number, r.body_mass_g, r.comments, r.stage, r._batch_id)
+        for r in bronze.collect()
+    )
+    assert actual == [(1, 3750.0, "Nest, observed", "Adult, 1 Egg Stage", "b1"),
+                      (4, None, None, "Adult, 1 Egg Stage", "b1")]
+    assert all(r._source_file.endswith("landing/part1.csv") for r in bronze.collect())
+    quarantine = read_table(spark, table_ref(settings, "quarantine")).orderBy("reason")
+    rows = [(r.step, r.reason, r._batch_id) for r in quarantine.collect()]
+    assert rows == [
+        ("ingest", "null in required column study_name", "b1"),
+        ("ingest", "unparseable record: malformed line or value not castable to its type", "b1"),
+    ]
+    raw = quarantine.where(F.col("reason").startswith("unparseable")).first().record
+    assert raw == _line(2, mass="heavy")
+
+
+def test_bronze_is_a_real_delta_table_with_one_commit_per_batch(spark, make_settings, tmp_path):
+    landing = _write(tmp_path / "landing", "a.csv", [_line(1), _line(2)])
+    settings = make_settings()
+
+    ingest_batch(spark, settings, "b1", source_path=str(landing))
+    _write(tmp_path / "landing2", "b.csv", [_line(3)])
+    ingest_batch(spark, settings, "b2", source_path=str(tmp_path / "landing2"))
+
+    bronze = table_ref(settings, "bronze")
+    log = sorted(p.name for p in Path(bronze.path, "_delta_log").glob("*.json"))
+    assert log == ["00000000000000000000.json", "00000000000000000001.json"]
+    counts = {r._batch_id: r["count"] for r in
+              read_table(spark, bronze).groupBy("_batch_id").count().collect()}
+    assert counts == {"b1": 2, "b2": 1}
+
+
+def test_rerunning_a_batch_changes_nothing(spark, make_settings, tmp_path):
+    landing = _write(tmp_path / "landing", "a.csv", [_line(1), _line(2)])
+    settings = make_settings(f"dataset.source.path={landing}")
+    bronze = table_ref(settings, "bronze")
+
+    first = ingest_step(spark, settings, "b1")
+    version = current_version(spark, bronze)
+    second = ingest_step(spark, settings, "b1")
+
+    assert first.summary == {"rows_in": 2, "bronze_rows": 2, "quarantined": 0}
+    assert second.summary == {"skipped": True, "bronze_rows": 2}
+    assert current_version(spark, bronze) == version
+    assert read_table(spark, bronze).count() == 2
+
+
+def test_forced_rerun_replaces_the_batch_without_doubling(spark, make_settings, tmp_path):
+    landing = _write(tmp_path / "landing", "a.csv", [_line(1), _line(2)])
+    settings = make_settings(f"dataset.source.path={landing}")
+
+    ingest_step(spark, settings, "b1")
+    ingest_step(spark, settings, "b1", force=True)
+
+    assert read_table(spark, table_ref(settings, "bronze")).count() == 2
+
+
+def test_batch_id_is_deterministic_and_follows_the_files(spark, tmp_path):
+    landing = _write(tmp_path / "landing", "a.csv", [_line(1)])
+
+    first = landing_batch_id(spark, str(landing))
+    again = landing_batch_id(spark, str(landing))
+    _write(landing, "b.csv", [_line(2)])
+    changed = landing_batch_id(spark, str(landing))
+
+    assert first == again
+    assert first != changed
+    assert first.startswith("b") and len(first) == 13
+
+
+def test_missing_landing_path_is_a_clear_error(spark, make_settings, tmp_path):
+    with pytest.raises(MissingInputError, match="input path does not exist: .*nowhere"):
+        ingest_batch(spark, make_settings(), "b1", source_path=str(tmp_path / "nowhere"))

@@ -1,0 +1,175 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from chispa import assert_df_equality
+
+from sparkmlops.config import ExpectationSpec
+from sparkmlops.errors import ConfigError, QualityGateFailed
+from sparkmlops.quality import (
+    ExpectationOutcome,
+    build_suite,
+    gate_status,
+    run_suite,
+    split_valid_rows,
+)
+from sparkmlops.steps import ingest_step, validate_step
+from sparkmlops.tables import read_table, table_exists, table_ref
+
+SPECS = [
+    ExpectationSpec(expectation="expect_column_values_to_not_be_null", kwargs={"column": "id"}),
+    ExpectationSpec(expectation="expect_column_values_to_be_between",
+                    kwargs={"column": "mass", "min_value": 2000, "max_value": 7000}),
+    ExpectationSpec(expectation="expect_column_values_to_be_in_set",
+                    kwargs={"column": "sex", "value_set": ["MALE", "FEMALE"]},
+                    severity="warning"),
+    ExpectationSpec(expectation="expect_column_values_to_match_regex",
+                    kwargs={"column": "study", "regex": "^PAL[0-9]{4}$"}),
+    ExpectationSpec(expectation="expect_table_row_count_to_be_between",
+                    kwargs={"min_value": 1, "max_value": 100}),
+]
+SCHEMA = "id int, mass double, sex string, study string"
+
+
+def _outcome(success: bool, severity: str) -> ExpectationOutcome:
+    return ExpectationOutcome("expect_x", "c", "{}", severity, success, None, 1, 0, 0.0)
+
+
+def test_split_valid_rows_uses_gx_null_semantics(spark):
+    source_df = spark.createDataFrame(
+        [(1, 3000.0, "MALE", "PAL0708"),
+         (2, None, None, None),            # nulls fail only not-null checks
+         (None, 1500.0, "MALE", "PAL0708"),
+         (4, 3000.0, ".", "X1")],
+        SCHEMA,
+    )
+
+    passing, failing = split_valid_rows(source_df, SPECS)
+
+    assert_df_equality(passing, spark.createDataFrame(
+        [(1, 3000.0, "MALE", "PAL0708"), (2, None, None, None)], SCHEMA), ignore_row_order=True)
+    actual = sorted(((r.id, r._failed_expectations) for r in failing.collect()),
+                    key=lambda t: (t[0] is not None, t[0]))
+    assert actual == sorted([
+        (None, ["expect_column_values_to_not_be_null(id)",
+                "expect_column_values_to_be_between(mass)"]),
+        (4, ["expect_column_values_to_be_in_set(sex)",
+             "expect_column_values_to_match_regex(study)"]),
+    ], key=lambda t: (t[0] is not None, t[0]))
+
+
+def test_between_respects_strict_bounds(spark):
+    spec = ExpectationSpec(expectation="expect_column_values_to_be_between",
+                           kwargs={"column": "mass", "min_value": 1, "strict_min": True})
+    source_df = spark.createDataFrame([(1, 1.0, None, None), (2, 2.0, None, None)], SCHEMA)
+
+    passing, failing = split_valid_rows(source_df, [spec])
+
+    assert [r.id for r in passing.collect()] == [2]
+    assert [r.id for r in failing.collect()] == [1]
+
+
+@pytest.mark.parametrize(("outcomes", "status"), [
+    ([_outcome(True, "critical"), _outcome(True, "warning")], "passed"),
+    ([_outcome(True, "critical"), _outcome(False, "warning")], "passed_with_warnings"),
+    ([_outcome(False, "critical"), _outcome(True, "warning")], "failed"),
+])
+def test_gate_status(outcomes, status):
+    assert gate_status(outcomes) == status
+
+
+def test_unknown_expectation_name_is_a_config_error():
+    spec = ExpectationSpec(expectation="expect_column_values_to_be_purple", kwargs={"column": "c"})
+
+    with pytest.raises(ConfigError, match="unknown Great Expectations expectation"):
+        build_suite([spec], "s")
+
+
+def test_invalid_expectation_arguments_are_a_config_error():
+    spec = ExpectationSpec(expectation="expect_column_values_to_be_between",
+                           kwargs={"column": "c", "min_value": "low", "colour": 3})
+
+    with pytest.raises(ConfigError, match=r"quality.expectations.0 .*invalid kwargs"):
+        build_suite([spec], "s")
+
+
+def test_run_suite_reports_each_expectation_and_writes_data_docs(spark, tmp_path):
+    df = spark.createDataFrame(
+        [(1, 3000.0, "MALE", "PAL0708"), (2, 9000.0, ".", "PAL0708"), (3, 3500.0, None, "PAL0809")],
+        SCHEMA,
+    )
+
+    outcomes, gx_json, index = run_suite(df, SPECS, suite_name="unit_suite", asset_name="unit",
+                                         data_docs_dir=str(tmp_path / "docs"))
+
+    summary = [(o.expectation, o.column, o.severity, o.success, o.unexpected_count)
+               for o in outcomes]
+    assert summary == [
+        ("expect_column_values_to_not_be_null", "id", "critical", True, 0),
+        ("expect_column_values_to_be_between", "mass", "critical", False, 1),
+        ("expect_column_values_to_be_in_set", "sex", "warning", False, 1),
+        ("expect_column_values_to_match_regex", "study", "critical", True, 0),
+        ("expect_table_row_count_to_be_between", None, "critical", True, None),
+    ]
+    assert outcomes[4].observed_value == "3"
+    assert gx_json["suite_name"] == "unit_suite"
+    assert gx_json["success"] is False
+    assert index == str(tmp_path / "docs" / "index.html")
+    assert "unit_suite" in Path(index).read_text()
+
+
+# ---------------------------------------------------------------- the step, on real sample rows
+
+SAMPLE = Path(__file__).resolve().parents[1] / "data/sample/penguins/landing"
+
+
+def _ingest_sample(spark, make_settings, *overrides):
+    settings = make_settings(
+        f"dataset.source.path={SAMPLE / 'penguins_raw_PAL0708.csv'}", *overrides)
+    ingest_step(spark, settings, "b1")
+    return settings
+
+
+def test_validate_splits_rows_and_records_results(spark, make_settings):
+    settings = _ingest_sample(spark, make_settings)
+
+    result = validate_step(spark, settings, "b1")
+
+    # PAL0708 has 110 rows; 1 bird without measurements fails the body-mass not-null check,
+    # which passes as an expectation (mostly: 0.95) but still quarantines that row
+    assert result.summary["status"] == "passed"
+    assert (result.summary["silver_rows"], result.summary["quarantined"]) == (109, 1)
+    quarantine = read_table(spark, table_ref(settings, "quarantine")).collect()
+    assert [(q.step, q.reason) for q in quarantine] == [
+        ("validate", "failed expectations: expect_column_values_to_not_be_null(body_mass_g)")]
+    assert '"sample_number":4' in quarantine[0].record
+    results = read_table(spark, table_ref(settings, "validation_results"))
+    assert results.count() == len(settings.dataset.quality.expectations)
+    assert results.where("NOT success").count() == 0
+    with_unexpected = [(r.expectation, r.column, r.severity, r.unexpected_count, r.table_version)
+                       for r in results.where("unexpected_count > 0").collect()]
+    assert with_unexpected == [
+        ("expect_column_values_to_not_be_null", "body_mass_g", "warning", 1, 0)]
+
+
+def test_critical_failure_stops_before_silver_is_written(spark, make_settings):
+    settings = _ingest_sample(
+        spark, make_settings, "dataset.quality.expectations.0.kwargs.max_value=10")
+
+    with pytest.raises(QualityGateFailed, match=r"expect_table_row_count_to_be_between"):
+        validate_step(spark, settings, "b1")
+
+    assert not table_exists(spark, table_ref(settings, "silver"))
+    results = read_table(spark, table_ref(settings, "validation_results"))
+    assert results.where("NOT success AND severity = 'critical'").count() == 1
+
+
+def test_dry_run_records_the_failure_and_goes_on(spark, make_settings):
+    settings = _ingest_sample(spark, make_settings, "dataset.quality.gate=dry_run",
+                              "dataset.quality.expectations.0.kwargs.max_value=10")
+
+    result = validate_step(spark, settings, "b1")
+
+    assert result.summary["status"] == "failed"
+    assert result.summary["silver_rows"] == 109

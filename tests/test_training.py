@@ -1,0 +1,101 @@
+from __future__ import annotations
+
+import pyspark.sql.functions as F
+import pytest
+
+from sparkmlops.errors import ConfigError
+from sparkmlops.config import EstimatorSettings
+from sparkmlops.features import LABEL_COLUMN
+from sparkmlops.training import (
+    build_estimator,
+    evaluate,
+    fit_model,
+    holdout_flag,
+    is_better,
+    meets_minimum,
+    split_train_test,
+)
+
+
+def _gold(spark, n=200):
+    """A separable toy gold table: label 1 when x > 0, with null features and categories."""
+    rows = []
+    for i in range(n):
+        x = (i % 40) - 19.5
+        rows.append(("S1", "A" if i % 3 else None, i, x, float(i % 7), 2.0 * x,
+                     "Biscoe" if i % 2 else "Dream", "MALE" if x > 0 else "FEMALE",
+                     1.0 if x > 0 else 0.0, "b1"))
+    schema = ("study_name string, species string, sample_number int, culmen_length_mm double, "
+              "culmen_depth_mm double, flipper_length_mm double, island string, label_raw string,"
+              " label double, _batch_id string")
+    df = spark.createDataFrame(rows, schema)
+    mass = F.when(F.col("sample_number") % 5 == 0, None).otherwise(F.col("culmen_depth_mm"))
+    return (df.withColumn("body_mass_g", mass.cast("double"))
+              .withColumn("culmen_ratio", F.col("culmen_length_mm") / 3))
+
+
+def test_holdout_split_is_deterministic_and_independent_of_partitioning(spark, make_settings):
+    dataset = make_settings().dataset
+    gold = _gold(spark)
+
+    _, test_a = split_train_test(gold, dataset)
+    _, test_b = split_train_test(gold.repartition(7), dataset)
+    keys_a = sorted(r.sample_number for r in test_a.collect())
+    keys_b = sorted(r.sample_number for r in test_b.collect())
+
+    assert keys_a == keys_b
+    assert 30 <= len(keys_a) <= 70  # about 25 % of 200
+
+
+def test_holdout_flag_changes_with_the_seed(spark):
+    df = spark.range(1000).withColumnRenamed("id", "k")
+
+    a = df.where(holdout_flag(["k"], 1, 0.25)).count()
+    overlap = df.where(holdout_flag(["k"], 1, 0.25) & holdout_flag(["k"], 2, 0.25)).count()
+
+    assert 200 <= a <= 300
+    assert overlap < a
+
+
+def test_rows_without_label_are_left_out(spark, make_settings):
+    gold = _gold(spark).withColumn(
+        LABEL_COLUMN, F.when(F.col("sample_number") < 10, None).otherwise(F.col(LABEL_COLUMN)))
+
+    train, test = split_train_test(gold, make_settings().dataset)
+
+    assert train.count() + test.count() == 190
+
+
+def test_pipeline_learns_a_separable_label_with_nulls_and_unseen_categories(spark, make_settings):
+    dataset = make_settings().dataset
+    train, test = split_train_test(_gold(spark), dataset)
+
+    model = fit_model(train, dataset)
+    unseen = test.withColumn("island", F.lit("Atlantis"))
+    metrics = evaluate(model.transform(unseen), dataset.model.task)
+
+    assert metrics["areaUnderROC"] > 0.95
+    assert metrics["accuracy"] > 0.9
+    assert set(metrics) == {"areaUnderROC", "areaUnderPR", "accuracy", "f1", "precision",
+                            "recall", "logLoss"}
+
+
+def test_unknown_estimator_parameter_is_a_config_error():
+    with pytest.raises(ConfigError, match="model.estimator.params"):
+        build_estimator(EstimatorSettings(type="logistic_regression", params={"maxIterr": 3}), 1)
+
+
+@pytest.mark.parametrize(("metric", "new", "old", "delta", "better"), [
+    ("areaUnderROC", 0.91, 0.90, 0.0, True),
+    ("areaUnderROC", 0.91, 0.90, 0.02, False),
+    ("areaUnderROC", 0.90, 0.90, 0.0, False),  # a tie is not better
+    ("rmse", 1.0, 1.2, 0.1, True),
+    ("rmse", 1.15, 1.2, 0.1, False),
+])
+def test_is_better_knows_the_direction_of_each_metric(metric, new, old, delta, better):
+    assert is_better(metric, new, old, delta) is better
+
+
+def test_minimum_is_a_ceiling_for_error_metrics():
+    assert meets_minimum("accuracy", 0.8, 0.8) is True
+    assert meets_minimum("logLoss", 0.5, 0.4) is False
