@@ -101,7 +101,8 @@ def test_unknown_column_in_keys_is_rejected(tmp_path):
 def test_expectation_on_missing_column_is_rejected(tmp_path):
     def edit(d):
         d["quality"]["expectations"].append(
-            {"expectation": "expect_column_values_to_not_be_null", "kwargs": {"column": "wingspan"}})
+            {"expectation": "expect_column_values_to_not_be_null",
+             "kwargs": {"column": "wingspan"}})
 
     conf = _conf_copy(tmp_path, edit_dataset=edit)
 
@@ -124,3 +125,19 @@ def test_missing_config_file_is_a_config_error():
 def test_bad_override_syntax():
     with pytest.raises(ConfigError, match="expected key.path=value"):
         load_settings("local", "penguins", overrides=["state_dir"])
+
+
+def test_default_state_dir_expands_env_everywhere(monkeypatch):
+    monkeypatch.delenv("SPARKMLOPS_STATE_DIR", raising=False)
+
+    settings = load_settings("local", "penguins")
+
+    expected = str(PROJECT_DIR / ".sparkmlops" / "local")
+    assert settings.state_dir == expected
+    assert settings.storage.root == f"{expected}/lake"
+    assert settings.tracking.tracking_uri == f"sqlite:///{expected}/mlflow.db"
+    assert settings.tracking.artifact_location == f"{expected}/mlartifacts"
+    assert settings.quality.data_docs_dir == f"{expected}/data_docs"
+    dumped = settings.model_dump_json()
+    assert not any(f"{{{name}}}" in dumped
+                   for name in ("env", "dataset", "state_dir", "project_dir"))

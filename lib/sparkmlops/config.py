@@ -149,7 +149,7 @@ class ModelSettings(StrictModel):
     name: str
     task: Literal["binary_classification", "multiclass_classification", "regression"]
     estimator: EstimatorSettings
-    split: SplitSettings = SplitSettings()
+    split: SplitSettings = Field(default_factory=SplitSettings)
     primary_metric: str
 
 
@@ -165,11 +165,11 @@ class DatasetSettings(StrictModel):
     source: SourceSettings
     schema_: list[ColumnSpec] = Field(alias="schema", min_length=1)
     keys: list[str] = Field(min_length=1)
-    quality: QualitySettings = QualitySettings()
+    quality: QualitySettings = Field(default_factory=QualitySettings)
     features: FeatureSettings
     label: LabelSettings
     model: ModelSettings
-    promotion: PromotionSettings = PromotionSettings()
+    promotion: PromotionSettings = Field(default_factory=PromotionSettings)
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -309,18 +309,23 @@ def _apply_override(merged: dict[str, Any], override: str) -> None:
             raise ConfigError(f"--set {key}: {parts[depth - 1]} is not a mapping or list")
 
 
-def _substitute(value: Any, **names: str) -> Any:
-    """Expand ``{state_dir}``, ``{project_dir}``, ``{env}`` and ``{dataset}`` in strings."""
-    if isinstance(value, dict):
-        top = value
-        state = str(top.get("state_dir", ""))
-        project = str(top.get("project_dir", ""))
-        if state and not Path(state).is_absolute() and "://" not in state:
-            top = {**top, "state_dir": str(Path(project) / state)}
-            state = top["state_dir"]
-        env = dict(names, state_dir=state, project_dir=project) if state else names
-        return {k: _expand(v, env) for k, v in top.items()}
-    return value
+def _substitute(merged: dict[str, Any], **names: str) -> dict[str, Any]:
+    """Expand ``{state_dir}``, ``{project_dir}``, ``{env}`` and ``{dataset}`` in strings.
+
+    ``state_dir`` is expanded first (it may itself hold ``{env}``) and made absolute
+    against the project dir, then used in every other value.
+    """
+    project = str(merged.get("project_dir", ""))
+    state = str(_expand(str(merged.get("state_dir", "")), {**names, "project_dir": project}))
+    if state and not Path(state).is_absolute() and "://" not in state:
+        state = str(Path(project) / state)
+    values = {**names, "project_dir": project}
+    if state:
+        values["state_dir"] = state
+    expanded = {k: _expand(v, values) for k, v in merged.items()}
+    if state:
+        expanded["state_dir"] = state
+    return expanded
 
 
 def _expand(value: Any, names: dict[str, str]) -> Any:

@@ -104,7 +104,7 @@ def run_suite(
 
     context = gx.get_context(mode="ephemeral")
     _quiet_progress_bars(context)
-    actions = []
+    actions: list[Any] = []
     if data_docs_dir:
         Path(data_docs_dir).mkdir(parents=True, exist_ok=True)
         context.add_data_docs_site(

@@ -120,8 +120,8 @@ def promote_if_better(
     """Run the promotion gate for ``challenger_version`` and move ``champion`` if it passes."""
     challenger = client.get_model_version(name, challenger_version)
     champion = version_by_alias(client, name, CHAMPION)
-    challenger_metrics = run_metrics(client, challenger.run_id)
-    champion_metrics = run_metrics(client, champion.run_id) if champion else None
+    challenger_metrics = run_metrics(client, str(challenger.run_id))
+    champion_metrics = run_metrics(client, str(champion.run_id)) if champion else None
     challenger_id = str(challenger.version)
     champion_id = str(champion.version) if champion is not None else None
     if champion_id == challenger_id:

@@ -26,6 +26,7 @@ from sparkmlops.ingest import ingest_batch, to_quarantine
 from sparkmlops.tables import (
     BATCH_COLUMN,
     current_version,
+    quote_sql,
     read_batch,
     read_table,
     replace_batch,
@@ -114,7 +115,7 @@ def validate_step(
                 )
                 written = replace_where(
                     frame, results_table,
-                    f"dataset = '{dataset.name}' AND {BATCH_COLUMN} = '{batch_id}' "
+                    f"dataset = '{dataset.name}' AND {BATCH_COLUMN} = '{quote_sql(batch_id)}' "
                     f"AND table = '{bronze.fqn}' AND table_version = {version}",
                 )
                 tracker.wrote(written, rows=len(report.outcomes))
@@ -217,7 +218,7 @@ def train_step(
                     f"{gold.fqn} v{version} has {n_train} training and {n_test} holdout rows "
                     "with a label; need both"
                 )
-            tracker.read(gold, version, n_train + n_test)
+            tracker.read(gold, version, data.count())
             tracker.count("rows_train", n_train)
             tracker.count("rows_test", n_test)
             mlflow.log_params({

@@ -78,7 +78,7 @@ def read_batch(
     spark: SparkSession, ref: TableRef, batch_id: str, version: int | None = None
 ) -> DataFrame:
     """The rows of one batch of a table (as of ``version`` when given)."""
-    return read_table(spark, ref, version).where(f"{BATCH_COLUMN} = '{_quote(batch_id)}'")
+    return read_table(spark, ref, version).where(f"{BATCH_COLUMN} = '{quote_sql(batch_id)}'")
 
 
 def replace_batch(
@@ -94,7 +94,7 @@ def replace_batch(
     Rows of other batches are untouched; re-running the same batch replaces it.
     ``df`` must carry ``_batch_id`` = ``batch_id`` (Delta checks the predicate).
     """
-    predicate = f"{BATCH_COLUMN} = '{_quote(batch_id)}'"
+    predicate = f"{BATCH_COLUMN} = '{quote_sql(batch_id)}'"
     if extra_predicate:
         predicate = f"{predicate} AND ({extra_predicate})"
     spark = df.sparkSession
@@ -131,5 +131,6 @@ def _last_write(spark: SparkSession, ref: TableRef) -> TableWrite:
     return TableWrite(table=ref, version=int(last["version"]), rows=rows)
 
 
-def _quote(value: str) -> str:
+def quote_sql(value: str) -> str:
+    """Escape a value for a single-quoted SQL string literal."""
     return value.replace("'", "''")

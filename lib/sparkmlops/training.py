@@ -13,7 +13,7 @@ the same split and the same metrics.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, cast
 
 import pyspark.sql.functions as F
 from pyspark.ml import Pipeline, PipelineModel
@@ -103,6 +103,7 @@ def fit_model(train: DataFrame, dataset: DatasetSettings) -> PipelineModel:
 def evaluate(predictions: DataFrame, task: str) -> dict[str, float]:
     """Holdout metrics for the task, from a DataFrame scored by the pipeline model."""
     metrics: dict[str, float] = {}
+    evaluator: Any
     if task == "regression":
         for name in ("rmse", "mae", "r2"):
             evaluator = RegressionEvaluator(labelCol=LABEL_COLUMN, metricName=name)
@@ -110,12 +111,14 @@ def evaluate(predictions: DataFrame, task: str) -> dict[str, float]:
         return metrics
     if task == "binary_classification":
         for name in ("areaUnderROC", "areaUnderPR"):
-            evaluator = BinaryClassificationEvaluator(labelCol=LABEL_COLUMN, metricName=name)
+            evaluator = BinaryClassificationEvaluator(labelCol=LABEL_COLUMN,
+                                                      metricName=cast(Any, name))
             metrics[name] = float(evaluator.evaluate(predictions))
     names = {"accuracy": "accuracy", "f1": "f1", "weightedPrecision": "precision",
              "weightedRecall": "recall", "logLoss": "logLoss"}
     for spark_name, name in names.items():
-        evaluator = MulticlassClassificationEvaluator(labelCol=LABEL_COLUMN, metricName=spark_name)
+        evaluator = MulticlassClassificationEvaluator(labelCol=LABEL_COLUMN,
+                                                      metricName=cast(Any, spark_name))
         metrics[name] = float(evaluator.evaluate(predictions))
     return metrics
 

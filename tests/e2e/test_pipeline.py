@@ -1,0 +1,169 @@
+"""The whole pipeline on the sample: tables, registry, lineage, idempotency, spark-submit."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import mlflow
+import pytest
+from delta.tables import DeltaTable
+from mlflow.tracking import MlflowClient
+
+from sparkmlops.ingest import landing_batch_id
+from sparkmlops.pipeline import STEPS, run_pipeline
+from sparkmlops.registry import CHALLENGER, CHAMPION
+from sparkmlops.tables import current_version, read_table, table_ref
+from sparkmlops.tracking import configure_mlflow
+from tests.conftest import SAMPLE_LANDING
+
+pytestmark = pytest.mark.e2e
+
+PROJECT = Path(__file__).resolve().parents[2]
+SOURCE_ROWS = sum(len(p.read_text().splitlines()) - 1 for p in SAMPLE_LANDING.glob("*.csv"))
+
+
+def _table(spark, settings, layer, name=None):
+    ref = table_ref(settings, layer, name)
+    return ref, current_version(spark, ref), read_table(spark, ref)
+
+
+def test_sample_has_344_rows():
+    assert SOURCE_ROWS == 344
+
+
+def test_tables_exist_with_versions_and_reconciled_counts(spark, pipeline_run):
+    settings = pipeline_run.settings
+    counts = {}
+    for layer, name in [("bronze", None), ("silver", None), ("quarantine", None),
+                        ("gold", "penguins_features"), ("predictions", None),
+                        ("validation_results", None)]:
+        ref, version, df = _table(spark, settings, layer, name)
+        counts[ref.fqn] = (version, df.count())
+
+    assert counts == {
+        "bronze.penguins": (0, SOURCE_ROWS),
+        "silver.penguins": (0, 342),
+        # v0: ingest's (empty) quarantine commit, v1: the validate step's rows
+        "quarantine.penguins": (1, 2),
+        "gold.penguins_features": (0, 342),
+        "predictions.penguins": (0, 342),
+        "validation_results.penguins": (0, len(settings.dataset.quality.expectations)),
+    }
+    quarantined = read_table(spark, table_ref(settings, "quarantine")).collect()
+    # the two birds of the raw data with no measurements at all
+    assert sorted((json.loads(q.record)["study_name"], json.loads(q.record)["sample_number"])
+                  for q in quarantined) == [("PAL0708", 4), ("PAL0910", 120)]
+    assert {q.reason for q in quarantined} == {
+        "failed expectations: expect_column_values_to_not_be_null(body_mass_g)"}
+
+
+def test_tables_are_genuine_delta_tables(spark, pipeline_run):
+    bronze = table_ref(pipeline_run.settings, "bronze")
+    commit = Path(bronze.path, "_delta_log", "00000000000000000000.json").read_text()
+    actions = [next(iter(json.loads(line))) for line in commit.splitlines()]
+
+    assert {"protocol", "metaData", "add", "commitInfo"} <= set(actions)
+    assert DeltaTable.isDeltaTable(spark, bronze.path)
+    history = DeltaTable.forPath(spark, bronze.path).history().collect()
+    assert [(h.version, h.operation) for h in history] == [(0, "WRITE")]
+
+
+def test_registered_version_has_the_aliases_and_predictions_name_it(spark, pipeline_run):
+    settings = pipeline_run.settings
+    result = pipeline_run.result
+    configure_mlflow(settings)
+    client = MlflowClient()
+    name = settings.dataset.model.name
+    train = result.step("train")
+
+    champion = client.get_model_version_by_alias(name, CHAMPION)
+    challenger = client.get_model_version_by_alias(name, CHALLENGER)
+
+    assert str(champion.version) == str(challenger.version) == train.summary["version"] == "1"
+    assert champion.run_id == train.run_id
+    tags = champion.tags
+    assert tags["training_table"] == "gold.penguins_features"
+    assert tags["training_table_version"] == "0"
+    assert tags["config_hash"] == settings.config_hash()
+    predictions = read_table(spark, table_ref(settings, "predictions"))
+    assert {(r.model_name, r.model_version, r.model_run_id, r._batch_id) for r in
+            predictions.select("model_name", "model_version", "model_run_id", "_batch_id")
+            .distinct().collect()} == {(name, "1", train.run_id, result.batch_id)}
+    assert predictions.where("predicted_label NOT IN ('MALE', 'FEMALE')").count() == 0
+    assert train.summary["metrics"]["areaUnderROC"] > 0.85
+
+
+def test_parent_run_has_one_nested_run_per_step_with_lineage(pipeline_run):
+    settings = pipeline_run.settings
+    result = pipeline_run.result
+    experiment_id = configure_mlflow(settings)
+
+    runs = mlflow.search_runs(
+        experiment_ids=[experiment_id],
+        filter_string=f"tags.mlflow.parentRunId = '{result.parent_run_id}'",
+        output_format="list",
+    )
+    by_step = {r.data.tags["sparkmlops.step"]: r for r in runs}
+
+    assert sorted(by_step) == sorted(STEPS)
+    assert len(runs) == len(STEPS)
+    for run in runs:
+        assert run.info.status == "FINISHED"
+        assert run.data.tags["sparkmlops.config_hash"] == settings.config_hash()
+        assert run.data.tags["mlflow.source.git.commit"] != ""
+        assert run.data.tags["sparkmlops.batch_id"] == result.batch_id
+    assert by_step["ingest"].data.params["output.bronze.penguins.version"] == "0"
+    assert by_step["ingest"].data.metrics["rows_in.landing"] == SOURCE_ROWS
+    assert by_step["validate"].data.params["input.bronze.penguins.version"] == "0"
+    assert by_step["validate"].data.metrics["rows_out.silver.penguins"] == 342
+    assert by_step["validate"].data.metrics["rows_out.quarantine.penguins"] == 2
+    assert by_step["train"].data.params["input.gold.penguins_features.version"] == "0"
+    assert by_step["predict"].data.params["output.predictions.penguins.version"] == "0"
+    lineage = mlflow.artifacts.load_dict(f"{by_step['predict'].info.artifact_uri}/lineage.json")
+    assert lineage["outputs"][0]["table"] == "predictions.penguins"
+    gx = mlflow.artifacts.load_dict(
+        f"{by_step['validate'].info.artifact_uri}/validation/gx_result.json")
+    assert gx["suite_name"] == "penguins_bronze"
+
+
+def test_rerun_changes_no_data_and_same_data_gives_same_metrics(spark, pipeline_run):
+    """Same batch again: bronze untouched, a new but identical model is not promoted."""
+    settings = pipeline_run.settings
+    first = pipeline_run.result
+    bronze_version = current_version(spark, table_ref(settings, "bronze"))
+
+    second = run_pipeline(spark, settings, landing_batch_id(spark, str(SAMPLE_LANDING)))
+
+    assert second.step("ingest").summary == {"skipped": True, "bronze_rows": SOURCE_ROWS}
+    assert current_version(spark, table_ref(settings, "bronze")) == bronze_version
+    assert read_table(spark, table_ref(settings, "bronze")).count() == SOURCE_ROWS
+    assert read_table(spark, table_ref(settings, "silver")).count() == 342
+    assert read_table(spark, table_ref(settings, "predictions")).count() == 342
+    assert second.step("train").summary["metrics"] == first.step("train").summary["metrics"]
+    promote = second.step("promote").summary
+    assert (promote["challenger"], promote["promoted"], promote["champion"]) == ("2", False, "1")
+    assert second.step("predict").summary["model_version"] == "1"
+
+
+def test_spark_submit_runs_the_pipeline(tmp_path):
+    """A bare spark-submit of jobs/pipeline.py gets Delta from the venv's spark-defaults."""
+    spark_submit = Path(sys.executable).parent / "spark-submit"
+    env = {**os.environ, "PYSPARK_PYTHON": sys.executable,
+           "PYSPARK_DRIVER_PYTHON": sys.executable}
+    env.pop("MLFLOW_TRACKING_URI", None)
+
+    proc = subprocess.run(
+        [str(spark_submit), "--master", "local[2]", "jobs/pipeline.py", "--env", "local",
+         "--set", f"state_dir={tmp_path}"],
+        cwd=PROJECT, env=env, capture_output=True, text=True, timeout=900,
+    )
+
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "promoted to @champion; @champion is v1" in proc.stdout
+    assert "predictions.penguins" in proc.stdout
+    assert (tmp_path / "lake" / "predictions" / "penguins" / "_delta_log").is_dir()
+    assert (tmp_path / "data_docs" / "index.html").is_file()
