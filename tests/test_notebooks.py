@@ -23,10 +23,17 @@ pytestmark = pytest.mark.e2e
 
 
 @contextmanager
-def environ(**values: str) -> Iterator[None]:
-    """Set environment variables for the block (the kernel inherits them), then restore."""
+def environ(**values: str | None) -> Iterator[None]:
+    """Set (None: unset) environment variables for the block, then restore them.
+
+    The kernel is started inside the block, so it inherits exactly this environment.
+    """
     saved = {key: os.environ.get(key) for key in values}
-    os.environ.update(values)
+    for key, value in values.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
     try:
         yield
     finally:
@@ -66,14 +73,18 @@ def kernel_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     return {"JUPYTER_PATH": os.pathsep.join(filter(None, [str(jupyter_path), previous]))}
 
 
-def execute_notebook(state_dir: Path, kernel_env: dict[str, str]) -> tuple[object, str | None]:
+def execute_notebook(
+    state_dir: Path, kernel_env: dict[str, str]
+) -> tuple[nbformat.NotebookNode, str | None]:
     """Run the notebook against ``state_dir``; (executed notebook, error message or None)."""
     nb = nbformat.read(NOTEBOOK, as_version=4)
     client = nbclient.NotebookClient(
         nb, timeout=CELL_TIMEOUT, kernel_name=KERNEL,
         resources={"metadata": {"path": str(REPO)}},
     )
-    with environ(SPARKMLOPS_STATE_DIR=str(state_dir), **kernel_env):
+    # The notebook must find the run through the state dir alone, never a leftover
+    # MLFLOW_TRACKING_URI (which would override the state dir's MLflow store).
+    with environ(SPARKMLOPS_STATE_DIR=str(state_dir), MLFLOW_TRACKING_URI=None, **kernel_env):
         try:
             client.execute()
         except CellExecutionError as exc:
@@ -81,12 +92,12 @@ def execute_notebook(state_dir: Path, kernel_env: dict[str, str]) -> tuple[objec
     return nb, None
 
 
-def outputs(nb: object) -> list[dict]:
-    return [out for cell in nb.cells if cell.cell_type == "code"  # type: ignore[attr-defined]
+def outputs(nb: nbformat.NotebookNode) -> list[dict]:
+    return [out for cell in nb.cells if cell.cell_type == "code"
             for out in cell.get("outputs", [])]
 
 
-def stdout(nb: object) -> str:
+def stdout(nb: nbformat.NotebookNode) -> str:
     return "".join(o["text"] for o in outputs(nb)
                    if o["output_type"] == "stream" and o["name"] == "stdout")
 

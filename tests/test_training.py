@@ -3,8 +3,8 @@ from __future__ import annotations
 import pyspark.sql.functions as F
 import pytest
 
-from sparkmlops.errors import ConfigError
 from sparkmlops.config import EstimatorSettings
+from sparkmlops.errors import ConfigError
 from sparkmlops.features import LABEL_COLUMN
 from sparkmlops.training import (
     build_estimator,
