@@ -31,14 +31,21 @@ $(VENV)/.installed: deps/requirements.lock deps/bootstrap.txt setup.cfg
 	$(BIN)/python -m pip install -q -c deps/requirements.lock -e '.[dev]'
 	touch $@
 
-# Delta jars from Maven Central (the delta-spark wheel ships no jars), cached in .jars/;
-# then spark-defaults.conf in the venv's Spark so a bare `spark-submit` has Delta too.
+# Delta jars from Maven Central (the delta-spark wheel ships no jars), cached in .jars/:
+# with Maven when it is installed (pinned by deps/pom.xml), else with Spark's own Ivy.
+# Then spark-defaults.conf in the venv's Spark, so a bare `spark-submit` has Delta too.
 jars: $(JARS_DIR)/.resolved
 $(JARS_DIR)/.resolved: deps/pom.xml $(VENV)/.installed
-	mkdir -p $(JARS_DIR)
-	mvn -q -B -f deps/pom.xml dependency:copy-dependencies \
-	    -DincludeGroupIds=io.delta,io.unitycatalog -DincludeScope=runtime \
-	    -DoutputDirectory=$(JARS_DIR)
+	rm -rf $(JARS_DIR) && mkdir -p $(JARS_DIR)
+	if command -v mvn >/dev/null; then \
+	    mvn -q -B -f deps/pom.xml dependency:copy-dependencies \
+	        -DincludeGroupIds=io.delta,io.unitycatalog -DincludeScope=runtime \
+	        -DoutputDirectory=$(JARS_DIR); \
+	else \
+	    echo "mvn not found: resolving the Delta jars with Spark's Ivy"; \
+	    $(BIN)/python -m sparkmlops.spark resolve-with-ivy --jars-dir $(JARS_DIR) \
+	        --ivy-dir $(CURDIR)/.ivy2; \
+	fi
 	$(BIN)/python -m sparkmlops.spark write-spark-defaults --jars-dir $(JARS_DIR)
 	touch $@
 

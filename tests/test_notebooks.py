@@ -112,8 +112,21 @@ def test_committed_notebook_has_no_outputs() -> None:
 
 
 def test_notebook_explores_a_pipeline_run(pipeline_run, kernel_env: dict[str, str]) -> None:
-    result = pipeline_run.result
-    champion = result.step("promote").summary["champion"]
+    # The e2e tests may have re-run the pipeline in the same state dir: the notebook must
+    # show the latest finished pipeline run and the champion as the registry has it now.
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    from sparkmlops.tracking import configure_mlflow
+
+    settings = pipeline_run.settings
+    experiment_id = configure_mlflow(settings)
+    latest = mlflow.search_runs(
+        experiment_ids=[experiment_id], output_format="list", max_results=1,
+        filter_string="tags.`sparkmlops.step` = 'pipeline' AND attributes.status = 'FINISHED'",
+        order_by=["attributes.start_time DESC"],
+    )[0]
+    champion = MlflowClient().get_model_version_by_alias(settings.dataset.model.name, "champion")
 
     nb, error = execute_notebook(pipeline_run.state_dir, kernel_env)
 
@@ -122,8 +135,8 @@ def test_notebook_explores_a_pipeline_run(pipeline_run, kernel_env: dict[str, st
     assert not errors, [f"{o['ename']}: {o['evalue']}" for o in errors]
     text = stdout(nb)
     assert f"KERNEL_PREFIX={sys.prefix}\n" in text, "the kernel is not this venv's python"
-    assert f"PARENT_RUN_ID={result.parent_run_id}\n" in text
-    assert f"CHAMPION_VERSION={champion}\n" in text
+    assert f"PARENT_RUN_ID={latest.info.run_id}\n" in text
+    assert f"CHAMPION_VERSION={champion.version}\n" in text
     images = [o for o in outputs(nb) if "image/png" in o.get("data", {})]
     assert images, "no cell produced a plot"
 

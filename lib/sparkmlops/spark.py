@@ -101,12 +101,60 @@ def write_spark_defaults(jars_dir: Path) -> Path:
     return target
 
 
+def delta_coordinate() -> str:
+    """The Maven coordinate of the Delta jar matching the installed pyspark and delta-spark."""
+    from importlib.metadata import version
+
+    import pyspark
+
+    spark_binary = ".".join(pyspark.__version__.split(".")[:2])
+    return f"io.delta:delta-spark_{spark_binary}_2.13:{version('delta-spark')}"
+
+
+def resolve_with_ivy(jars_dir: Path, ivy_dir: Path) -> list[Path]:
+    """Fetch the Delta jars with Spark's own Ivy (no Maven needed) into ``jars_dir``.
+
+    Used by ``make jars`` when ``mvn`` is not on PATH. Only Delta's and Unity
+    Catalog's jars are kept: Spark already ships Scala, ANTLR and Jackson.
+    """
+    import shutil
+
+    spark = (
+        SparkSession.builder.master("local[1]")
+        .appName("sparkmlops-resolve-delta-jars")
+        .config("spark.jars.packages", delta_coordinate())
+        .config("spark.jars.ivy", str(ivy_dir))
+        .config("spark.jars.ivySettings", str(Path(__file__).resolve().parents[2] / "deps"
+                                              / "ivysettings.xml"))
+        .config("spark.ui.enabled", "false")
+        .getOrCreate()
+    )
+    spark.stop()
+    jars_dir.mkdir(parents=True, exist_ok=True)
+    copied = []
+    for jar in sorted((ivy_dir / "jars").glob("*.jar")):
+        if jar.name.startswith(("io.delta_", "io.unitycatalog_")):
+            target = jars_dir / jar.name.split("_", 1)[1]
+            shutil.copy2(jar, target)
+            copied.append(target)
+    if not copied:
+        raise SystemExit(f"Ivy resolved no Delta jars for {delta_coordinate()}")
+    return copied
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m sparkmlops.spark")
     sub = parser.add_subparsers(dest="command", required=True)
     defaults = sub.add_parser("write-spark-defaults", help="put the Delta jars in spark-defaults")
     defaults.add_argument("--jars-dir", type=Path, default=default_jars_dir())
+    ivy = sub.add_parser("resolve-with-ivy", help="fetch the Delta jars with Spark's Ivy")
+    ivy.add_argument("--jars-dir", type=Path, default=default_jars_dir())
+    ivy.add_argument("--ivy-dir", type=Path, required=True)
     args = parser.parse_args(argv)
+    if args.command == "resolve-with-ivy":
+        for jar in resolve_with_ivy(args.jars_dir.resolve(), args.ivy_dir.resolve()):
+            print(f"resolved {jar}")
+        return 0
     target = write_spark_defaults(args.jars_dir.resolve())
     print(f"wrote {target}")
     return 0

@@ -72,6 +72,19 @@ def test_tables_are_genuine_delta_tables(spark, pipeline_run):
     assert [(h.version, h.operation) for h in history] == [(0, "WRITE")]
 
 
+def test_another_delta_reader_opens_the_tables(pipeline_run):
+    """delta-rs (no Spark, no JVM) reads what the pipeline wrote."""
+    from deltalake import DeltaTable as RustDeltaTable
+
+    settings = pipeline_run.settings
+    bronze = RustDeltaTable(table_ref(settings, "bronze").path)
+    predictions = RustDeltaTable(table_ref(settings, "predictions").path).to_pyarrow_table()
+
+    assert (bronze.version(), bronze.to_pyarrow_table().num_rows) == (0, SOURCE_ROWS)
+    assert predictions.num_rows == 342
+    assert predictions.column("model_version").unique().to_pylist() == ["1"]
+
+
 def test_registered_version_has_the_aliases_and_predictions_name_it(spark, pipeline_run):
     settings = pipeline_run.settings
     result = pipeline_run.result
