@@ -71,7 +71,8 @@ def get_spark(settings: SparkSettings) -> SparkSession:
     if settings.use_existing_session:
         return SparkSession.builder.appName(settings.app_name).getOrCreate()
     builder = SparkSession.builder.appName(settings.app_name)
-    if settings.master:
+    # Under spark-submit the launcher's --master (default local[*]) wins over config.
+    if settings.master and not running_under_spark_submit():
         builder = builder.master(settings.master)
     for key, value in settings.conf.items():
         builder = builder.config(key, value)
@@ -80,6 +81,11 @@ def get_spark(settings: SparkSettings) -> SparkSession:
     spark.sparkContext.setLogLevel(settings.log_level)
     log.info("Spark %s session started (master=%s)", spark.version, spark.sparkContext.master)
     return spark
+
+
+def running_under_spark_submit() -> bool:
+    """True when this Python process was started by spark-submit (its JVM is already up)."""
+    return "PYSPARK_GATEWAY_PORT" in os.environ
 
 
 def write_spark_defaults(jars_dir: Path) -> Path:

@@ -53,11 +53,12 @@ def pipeline_summary(spark: Any, settings: Settings, result: PipelineResult) -> 
         f"  holdout ({train['rows_test']} rows): {metrics}",
         f"  gate: {'; '.join(promote['reasons'])}",
         f"  predictions scored by v{predict['model_version']} ({predict['model_uri']})",
-        "",
-        "Where to look:",
-        f"  MLflow UI:  .venv/bin/mlflow ui --backend-store-uri {settings.tracking.tracking_uri}"
-        " --host 127.0.0.1 --port 5000   then open http://127.0.0.1:5000",
     ]
+    uri = settings.tracking.tracking_uri
+    ui = (f"open {uri}" if uri.startswith(("http://", "https://")) else
+          f".venv/bin/mlflow ui --backend-store-uri {uri} --host 127.0.0.1 --port 5000"
+          "   then open http://127.0.0.1:5000")
+    lines += ["", "Where to look:", f"  MLflow UI:  {ui}"]
     if validate.get("data_docs"):
         lines.append(f"  Data Docs:  file://{validate['data_docs']}")
     lines.append("  Notebook:   notebooks/explore_pipeline_run.ipynb")

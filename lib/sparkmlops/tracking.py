@@ -55,6 +55,9 @@ def configure_mlflow(settings: Settings) -> str:
     experiment = client.get_experiment_by_name(name)
     if experiment is None:
         location = settings.tracking.artifact_location
+        # A tracking server decides where artifacts go (its proxied artifact store).
+        if settings.tracking.tracking_uri.startswith(("http://", "https://", "databricks")):
+            location = None
         artifact_uri = settings.resolve_path(location) if location else None
         if artifact_uri and "://" not in artifact_uri:
             artifact_uri = f"file://{artifact_uri}"
