@@ -1,23 +1,16 @@
-"""The features job: a thin entry point; the logic is in sparkmlops.
+"""The features job (`sparkmlops features`): a thin entry point, the logic is in sparkmlops.
 
-Run it with spark-submit (the venv's Spark has the Delta jars, see `make jars`)::
+    spark-submit jobs/features.py --env local --dataset penguins [--set key.path=value]
 
-    spark-submit jobs/features.py --env local --dataset penguins
-
-or as `sparkmlops features --env local --dataset penguins`. On EMR / Databricks, install
-the sparkmlops wheel on the cluster and pass `--env emr` / `--env databricks`.
+The venv's Spark already has the Delta jars (`make jars`); on EMR / Databricks,
+install the sparkmlops wheel on the cluster and pass `--env emr` / `--env databricks`.
 """
-
-from __future__ import annotations
 
 import sys
 
-from sparkmlops.cli import main as cli_main
+from sparkmlops.cli import job_main
 
-
-def main(argv: list[str] | None = None) -> int:
-    return cli_main(["features", *(sys.argv[1:] if argv is None else argv)])
-
+main = job_main("features")
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(None))

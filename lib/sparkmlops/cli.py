@@ -56,6 +56,16 @@ def main(argv: list[str] | None = None) -> int:
     return run_step(args)
 
 
+def job_main(step: str) -> Callable[[list[str] | None], int]:
+    """The ``main(argv)`` of ``jobs/<step>.py``: the CLI with the step filled in."""
+
+    def main_for_step(argv: list[str] | None = None) -> int:
+        return main([step, *(sys.argv[1:] if argv is None else argv)])
+
+    main_for_step.__name__ = f"{step}_main"
+    return main_for_step
+
+
 def run_step(args: argparse.Namespace) -> int:
     _configure_logging(args.verbose)
     started = time.monotonic()

@@ -87,7 +87,6 @@ def replace_batch(
     batch_id: str,
     *,
     extra_predicate: str | None = None,
-    partition_by: list[str] | None = None,
 ) -> TableWrite:
     """Write ``df`` as the whole content of ``batch_id`` in one atomic commit.
 
@@ -97,20 +96,14 @@ def replace_batch(
     predicate = f"{BATCH_COLUMN} = '{quote_sql(batch_id)}'"
     if extra_predicate:
         predicate = f"{predicate} AND ({extra_predicate})"
-    spark = df.sparkSession
-    writer = df.write.format("delta")
-    if table_exists(spark, ref):
-        writer = writer.mode("overwrite").option("replaceWhere", predicate)
-    else:
-        writer = writer.mode("append")
-    if partition_by:
-        writer = writer.partitionBy(*partition_by)
-    writer.save(ref.path)
-    return _last_write(spark, ref)
+    return replace_where(df, ref, predicate)
 
 
 def replace_where(df: DataFrame, ref: TableRef, predicate: str) -> TableWrite:
-    """Atomically replace the rows matching ``predicate`` with ``df`` (create if missing)."""
+    """Atomically replace the rows matching ``predicate`` with ``df`` (create if missing).
+
+    Delta rejects the commit if ``df`` holds a row outside ``predicate``.
+    """
     spark = df.sparkSession
     writer = df.write.format("delta")
     if table_exists(spark, ref):
