@@ -146,8 +146,14 @@ def test_batch_id_is_deterministic_and_follows_the_files(spark, tmp_path):
     _write(landing, "b.csv", [_line(2)])
     changed = landing_batch_id(spark, str(landing))
 
+    (landing / "_temporary" / "0").mkdir(parents=True)
+    (landing / "_temporary" / "0" / "part-0.csv").write_text("left by a failed write")
+    (landing / ".hidden.csv").write_text("x")
+    with_hidden = landing_batch_id(spark, str(landing))
+
     assert first == again
     assert first != changed
+    assert with_hidden == changed
     assert first.startswith("b") and len(first) == 13
 
 

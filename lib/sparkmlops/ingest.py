@@ -130,14 +130,18 @@ def list_files(spark: SparkSession, path: str) -> list[tuple[str, int, int]]:
     fs = hadoop_path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
     if not fs.exists(hadoop_path):
         raise MissingInputError(f"input path does not exist: {path}")
+    root = fs.makeQualified(hadoop_path).toString().rstrip("/")
     out = []
     iterator = fs.listFiles(hadoop_path, True)
     while iterator.hasNext():
         status = iterator.next()
-        name = status.getPath().getName()
-        if name.startswith((".", "_")):
+        path = status.getPath().toString()
+        # like Spark's reader: skip hidden files and anything below a hidden folder
+        # (_temporary/, _delta_log/, .checkpoint/ ...)
+        relative = path[len(root):].lstrip("/") if path.startswith(root) else path
+        if any(part.startswith((".", "_")) for part in relative.split("/")):
             continue
-        out.append((status.getPath().toString(), status.getLen(), status.getModificationTime()))
+        out.append((path, status.getLen(), status.getModificationTime()))
     return sorted(out)
 
 

@@ -55,7 +55,8 @@ def configure_delta(
         return builder.config("spark.jars", ",".join(jars))
     from delta import configure_spark_with_delta_pip
 
-    log.warning("no Delta jars in %s; resolving them with Ivy from Maven Central", jars_dir)
+    log.warning("no Delta jars in %s; resolving them with Ivy from Maven Central",
+                jars_dir or default_jars_dir())
     return configure_spark_with_delta_pip(builder)
 
 
