@@ -159,6 +159,24 @@ class PromotionSettings(StrictModel):
     min_improvement: float = 0.0
 
 
+class MaintenanceSettings(StrictModel):
+    """OPTIMIZE / Z-ORDER and VACUUM of the dataset's tables."""
+
+    zorder_by: list[str] = Field(default_factory=list)
+    # Delta's safety default is 7 days; a shorter retention needs allow_unsafe_retention
+    vacuum_retention_hours: float = Field(168.0, ge=0)
+    allow_unsafe_retention: bool = False
+
+    @model_validator(mode="after")
+    def _retention_is_safe(self) -> MaintenanceSettings:
+        if self.vacuum_retention_hours < 168 and not self.allow_unsafe_retention:
+            raise ValueError(
+                "maintenance.vacuum_retention_hours: below Delta's 168 h safety default; "
+                "set allow_unsafe_retention: true to allow it"
+            )
+        return self
+
+
 class DatasetSettings(StrictModel):
     name: str = Field(pattern=IDENTIFIER)
     description: str = ""
@@ -170,6 +188,7 @@ class DatasetSettings(StrictModel):
     label: LabelSettings
     model: ModelSettings
     promotion: PromotionSettings = Field(default_factory=PromotionSettings)
+    maintenance: MaintenanceSettings = Field(default_factory=MaintenanceSettings)
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -187,6 +206,7 @@ class DatasetSettings(StrictModel):
         _require_known("features.numeric", self.features.numeric, known | derived)
         _require_known("features.categorical", self.features.categorical, known | derived)
         _require_known("label.source", [self.label.source], known)
+        _require_known("maintenance.zorder_by", self.maintenance.zorder_by, known)
         classification = self.model.task != "regression"
         if classification and not self.label.classes:
             raise ValueError(f"label.classes: required for task {self.model.task}")

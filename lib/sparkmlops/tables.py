@@ -10,6 +10,8 @@ version in place.
 from __future__ import annotations
 
 import logging
+import random
+import time
 from dataclasses import dataclass
 
 from delta.tables import DeltaTable
@@ -99,19 +101,48 @@ def replace_batch(
     return replace_where(df, ref, predicate)
 
 
-def replace_where(df: DataFrame, ref: TableRef, predicate: str) -> TableWrite:
+def replace_where(
+    df: DataFrame, ref: TableRef, predicate: str, *, attempts: int = 5
+) -> TableWrite:
     """Atomically replace the rows matching ``predicate`` with ``df`` (create if missing).
 
-    Delta rejects the commit if ``df`` holds a row outside ``predicate``.
+    Delta rejects the commit if ``df`` holds a row outside ``predicate``. A conflict
+    with a concurrent writer (Delta's optimistic concurrency) is retried: replacing
+    the same predicate again is idempotent, so a retry cannot double a row.
     """
     spark = df.sparkSession
-    writer = df.write.format("delta")
-    if table_exists(spark, ref):
-        writer = writer.mode("overwrite").option("replaceWhere", predicate)
-    else:
-        writer = writer.mode("append")
-    writer.save(ref.path)
+    for attempt in range(1, attempts + 1):
+        writer = df.write.format("delta")
+        if table_exists(spark, ref):
+            writer = writer.mode("overwrite").option("replaceWhere", predicate)
+        else:
+            writer = writer.mode("append")
+        try:
+            writer.save(ref.path)
+            break
+        except Exception as exc:  # noqa: BLE001 - narrowed by _is_write_conflict
+            if attempt == attempts or not _is_write_conflict(exc):
+                raise
+            delay = min(0.5 * 2 ** (attempt - 1), 8.0) * (0.5 + random.random())
+            log.warning("write conflict on %s (attempt %d/%d), retrying in %.1f s: %s",
+                        ref.fqn, attempt, attempts, delay, str(exc).splitlines()[0][:200])
+            time.sleep(delay)
     return _last_write(spark, ref)
+
+
+_CONFLICTS = (
+    "ConcurrentAppendException", "ConcurrentDeleteReadException",
+    "ConcurrentDeleteDeleteException", "ConcurrentTransactionException",
+    "ProtocolChangedException", "MetadataChangedException", "DELTA_CONCURRENT_",
+    "DELTA_PROTOCOL_CHANGED", "DELTA_METADATA_CHANGED",
+    # two first writers racing to create the table
+    "FileAlreadyExistsException",
+)
+
+
+def _is_write_conflict(exc: Exception) -> bool:
+    text = f"{type(exc).__name__}: {exc}"
+    return any(marker in text for marker in _CONFLICTS)
 
 
 def _last_write(spark: SparkSession, ref: TableRef) -> TableWrite:
