@@ -122,7 +122,7 @@ def test_rerunning_a_batch_changes_nothing(spark, make_settings, tmp_path):
     version = current_version(spark, bronze)
     second = ingest_step(spark, settings, "b1")
 
-    assert first.summary == {"rows_in": 2, "bronze_rows": 2, "quarantined": 0}
+    assert first.summary == {"rows_in": 2, "bronze_rows": 2, "quarantined": 0, "files": 1}
     assert second.summary == {"skipped": True, "bronze_rows": 2}
     assert current_version(spark, bronze) == version
     assert read_table(spark, bronze).count() == 2
@@ -160,3 +160,32 @@ def test_batch_id_is_deterministic_and_follows_the_files(spark, tmp_path):
 def test_missing_landing_path_is_a_clear_error(spark, make_settings, tmp_path):
     with pytest.raises(MissingInputError, match="input path does not exist: .*nowhere"):
         ingest_batch(spark, make_settings(), "b1", source_path=str(tmp_path / "nowhere"))
+
+
+def test_only_new_files_are_ingested_and_recorded_in_manifest_and_log(spark, make_settings,
+                                                                      tmp_path):
+    from sparkmlops.ingest import default_batch_id
+
+    landing = _write(tmp_path / "landing", "a.csv", [_line(1), _line(2)])
+    settings = make_settings(f"dataset.source.path={landing}")
+    first_batch = default_batch_id(spark, settings)
+    ingest_step(spark, settings, first_batch)
+    _write(landing, "b.csv", [_line(3), _line(4, mass="heavy"), _line(5)])
+
+    second_batch = default_batch_id(spark, settings)
+    second = ingest_step(spark, settings, second_batch)
+
+    assert second_batch != first_batch
+    assert second.summary == {"rows_in": 3, "bronze_rows": 2, "quarantined": 1, "files": 1}
+    bronze = read_table(spark, table_ref(settings, "bronze"))
+    assert sorted((r._batch_id == second_batch, r.sample_number) for r in bronze.collect()) == [
+        (False, 1), (False, 2), (True, 3), (True, 5)]
+    manifest = read_table(spark, table_ref(settings, "manifest"))
+    assert sorted((Path(r.path).name, r._batch_id == second_batch)
+                  for r in manifest.collect()) == [("a.csv", False), ("b.csv", True)]
+    ingest_log = read_table(spark, table_ref(settings, "ingest_log")).orderBy("rows_in")
+    assert [(r.files, r.rows_in, r.bronze_rows, r.quarantined_rows)
+            for r in ingest_log.collect()] == [(1, 2, 2, 0), (1, 3, 2, 1)]
+    # nothing new: the default batch is the latest one, and ingesting it changes nothing
+    assert default_batch_id(spark, settings) == second_batch
+    assert ingest_step(spark, settings, second_batch).summary["skipped"] is True

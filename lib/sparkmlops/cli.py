@@ -19,14 +19,18 @@ from sparkmlops.errors import SparkmlopsError
 
 log = logging.getLogger("sparkmlops")
 
-STEP_NAMES = ("ingest", "validate", "features", "train", "promote", "predict", "pipeline")
+STEP_NAMES = ("ingest", "validate", "features", "train", "promote", "predict", "pipeline",
+              "maintain")
+# commands over whole tables: the run's batch id is "all", not derived from landing files
+WHOLE_TABLE_COMMANDS = ("maintain", "show-table")
 
 
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--env", default="local", help="conf/<env>.yml (default: local)")
     common.add_argument("--dataset", default="penguins", help="conf/datasets/<name>.yml")
-    common.add_argument("--batch-id", help="default: derived from the landing files")
+    common.add_argument("--batch-id", help="default: a hash of the files not ingested yet "
+                        "(with none, the latest ingested batch)")
     common.add_argument("--set", dest="overrides", action="append", default=[],
                         metavar="KEY.PATH=VALUE", help="override a config key (repeatable)")
     common.add_argument("--conf-dir", help="config folder (default: <project>/conf)")
@@ -48,6 +52,18 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--model", default="champion", help="alias or version number")
     predict.add_argument("--gold-version", type=int)
     sub.add_parser("pipeline", parents=[common], help="all steps, one session, one parent run")
+    maintain = sub.add_parser("maintain", parents=[common],
+                              help="OPTIMIZE (Z-ORDER) and VACUUM the dataset's tables")
+    maintain.add_argument("--no-vacuum", dest="vacuum", action="store_false")
+    maintain.add_argument("--no-optimize", dest="optimize", action="store_false")
+    show = sub.add_parser("show-table", parents=[common], help="print a table as of a version")
+    show.add_argument("layer", help="bronze, silver, quarantine, gold, predictions, "
+                                    "validation_results")
+    as_of = show.add_mutually_exclusive_group()
+    as_of.add_argument("--version", type=int, help="Delta version (default: the latest)")
+    as_of.add_argument("--timestamp", help="the version current at this time, e.g. "
+                                           "'2026-11-26 12:00:00'")
+    show.add_argument("--limit", type=int, default=20, help="rows to print (default: 20)")
     return parser
 
 
@@ -75,7 +91,8 @@ def run_step(args: argparse.Namespace) -> int:
         from sparkmlops.spark import get_spark
 
         spark = get_spark(settings.spark)
-        batch_id = args.batch_id or _default_batch_id(spark, settings)
+        batch_id = args.batch_id or (
+            "all" if args.step in WHOLE_TABLE_COMMANDS else _default_batch_id(spark, settings))
         output = _STEPS[args.step](spark, settings, batch_id, args)
     except SparkmlopsError as exc:
         print(f"sparkmlops {args.step}: {type(exc).__name__}: {exc}", file=sys.stderr)
@@ -90,9 +107,9 @@ def run_step(args: argparse.Namespace) -> int:
 
 
 def _default_batch_id(spark: Any, settings: Settings) -> str:
-    from sparkmlops.ingest import landing_batch_id
+    from sparkmlops.ingest import default_batch_id
 
-    return landing_batch_id(spark, settings.resolve_path(settings.dataset.source.path))
+    return default_batch_id(spark, settings)
 
 
 def _run_single(name: str) -> Callable[..., str]:
@@ -122,9 +139,46 @@ def _run_pipeline(spark: Any, settings: Settings, batch_id: str, args: argparse.
     return pipeline_summary(spark, settings, result)
 
 
+def _run_maintain(spark: Any, settings: Settings, batch_id: str, args: argparse.Namespace) -> str:
+    from sparkmlops.maintenance import maintain_step
+
+    result = maintain_step(spark, settings, batch_id, vacuum=args.vacuum, optimize=args.optimize)
+    lines = [f"sparkmlops maintain: dataset {settings.dataset.name}",
+             f"  MLflow run {result.run_id}"]
+    for table, r in result.summary["tables"].items():
+        line = (f"  {table} v{r['version_before']} → v{r['version_after']}, "
+                f"{r['files_before']} → {r['files_after']} files")
+        if r["optimize"]:
+            zorder = r["optimize"]["zorder_by"]
+            line += f"; Z-ORDER by {', '.join(zorder)}" if zorder else "; OPTIMIZE"
+        if r["vacuum"]:
+            line += f"; VACUUM deleted {r['vacuum']['files_deleted']} files"
+        lines.append(line)
+    if result.summary["missing"]:
+        lines.append(f"  not there yet: {', '.join(result.summary['missing'])}")
+    return "\n".join(lines)
+
+
+def _run_show_table(spark: Any, settings: Settings, batch_id: str,
+                    args: argparse.Namespace) -> str:
+    from sparkmlops.maintenance import dataset_table, read_as_of
+    from sparkmlops.tables import current_version, read_table
+
+    ref = dataset_table(settings, args.layer)
+    if args.version is None and args.timestamp is None:
+        frame, as_of = read_table(spark, ref), f"v{current_version(spark, ref)} (latest)"
+    else:
+        frame = read_as_of(spark, ref, version=args.version, timestamp=args.timestamp)
+        as_of = f"v{args.version}" if args.version is not None else f"as of {args.timestamp}"
+    frame.show(args.limit, truncate=False)
+    return f"{ref.fqn} {as_of}, first {args.limit} rows"
+
+
 _STEPS: dict[str, Callable[..., str]] = {
-    **{name: _run_single(name) for name in STEP_NAMES if name != "pipeline"},
+    **{name: _run_single(name) for name in STEP_NAMES if name not in ("pipeline", "maintain")},
     "pipeline": _run_pipeline,
+    "maintain": _run_maintain,
+    "show-table": _run_show_table,
 }
 
 

@@ -22,7 +22,14 @@ from pyspark.sql import SparkSession
 from sparkmlops import features, inference, quality, registry, training
 from sparkmlops.config import Settings
 from sparkmlops.errors import MissingInputError, QualityGateFailed
-from sparkmlops.ingest import ingest_batch, to_quarantine
+from sparkmlops.ingest import (
+    LandingFile,
+    ingest_batch,
+    list_files,
+    pending_files,
+    record_batch,
+    to_quarantine,
+)
 from sparkmlops.tables import (
     BATCH_COLUMN,
     current_version,
@@ -58,29 +65,42 @@ def features_table_name(settings: Settings) -> str:
 def ingest_step(
     spark: SparkSession, settings: Settings, batch_id: str, *, force: bool = False
 ) -> StepResult:
-    """Landing files → bronze (+ quarantine). A batch already in bronze is skipped."""
+    """Landing files not ingested yet → bronze (+ quarantine), then manifest and ingest log.
+
+    Files already in the manifest are never read again, so re-running changes
+    nothing; ``force`` re-reads every landing file into ``batch_id`` (replacing it).
+    """
     bronze = table_ref(settings, "bronze")
+    path = settings.resolve_path(settings.dataset.source.path)
     with step_run(settings, "ingest", batch_id) as tracker:
-        version = current_version(spark, bronze)
-        if not force and version is not None and read_batch(spark, bronze, batch_id).head(1):
-            rows = read_batch(spark, bronze, batch_id).count()
-            mlflow.set_tag(TAG_OUTCOME, "skipped_already_ingested")
+        files = ([LandingFile(*f) for f in list_files(spark, path)] if force
+                 else pending_files(spark, settings, path))
+        if not files:
+            version = current_version(spark, bronze)
+            rows = read_batch(spark, bronze, batch_id).count() if version is not None else 0
+            mlflow.set_tag(TAG_OUTCOME, "skipped_nothing_new")
             tracker.read(bronze, version, rows)
-            log.info("batch %s is already in %s v%s; nothing to ingest", batch_id, bronze.fqn,
-                     version)
-            return StepResult("ingest", tracker.run_id, {bronze.fqn: version},
+            log.info("no new files under %s; batch %s stays at %s v%s", path, batch_id,
+                     bronze.fqn, version)
+            outputs = {bronze.fqn: version} if version is not None else {}
+            return StepResult("ingest", tracker.run_id, outputs,
                               {"skipped": True, "bronze_rows": rows})
-        result = ingest_batch(spark, settings, batch_id)
+        tracker.count("files_in", len(files))
+        result = ingest_batch(spark, settings, batch_id, source_path=path, files=files)
         tracker.count("rows_in.landing", result.rows_in)
         tracker.wrote(result.bronze)
         tracker.wrote(result.quarantine, rows=result.rows_quarantined)
+        manifest, ingest_log = record_batch(spark, settings, result, files)
+        tracker.wrote(manifest)
+        tracker.wrote(ingest_log)
         mlflow.set_tag(TAG_OUTCOME, "ingested")
         return StepResult(
             "ingest", tracker.run_id,
             {bronze.fqn: result.bronze.version,
-             result.quarantine.table.fqn: result.quarantine.version},
+             result.quarantine.table.fqn: result.quarantine.version,
+             manifest.table.fqn: manifest.version},
             {"rows_in": result.rows_in, "bronze_rows": result.bronze.rows,
-             "quarantined": result.rows_quarantined},
+             "quarantined": result.rows_quarantined, "files": len(files)},
         )
 
 

@@ -9,7 +9,8 @@ from sparkmlops.pipeline import PipelineResult
 from sparkmlops.steps import features_table_name
 from sparkmlops.tables import current_version, table_ref
 
-TABLE_LAYERS = ("bronze", "quarantine", "silver", "validation_results", "gold", "predictions")
+TABLE_LAYERS = ("bronze", "quarantine", "manifest", "ingest_log", "silver", "validation_results",
+                "gold", "predictions")
 
 
 def pipeline_summary(spark: Any, settings: Settings, result: PipelineResult) -> str:

@@ -1,0 +1,260 @@
+"""Delta table care: OPTIMIZE / Z-ORDER, VACUUM and time travel for reproduction.
+
+Every batch write is a small commit, so a table collects many small files;
+OPTIMIZE compacts them (Z-ordered by ``maintenance.zorder_by`` where the table has
+those columns) and VACUUM deletes the files no version within the retention still
+needs. Time travel (``read_as_of``) reaches back only as far as VACUUM allows.
+
+Example::
+
+    results = maintain_dataset(spark, settings)          # every existing table
+    read_as_of(spark, table_ref(settings, "bronze"), version=3).show()
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import mlflow
+from delta.tables import DeltaTable
+from pyspark.errors import AnalysisException
+from pyspark.sql import DataFrame, SparkSession
+
+from sparkmlops.config import Settings
+from sparkmlops.errors import ConfigError, MissingInputError
+from sparkmlops.steps import StepResult, features_table_name
+from sparkmlops.tables import TableRef, current_version, read_table, table_exists, table_ref
+from sparkmlops.tracking import TAG_OUTCOME, step_run
+
+log = logging.getLogger(__name__)
+
+SAFE_RETENTION_HOURS = 168.0
+RETENTION_CHECK_CONF = "spark.databricks.delta.retentionDurationCheck.enabled"
+DATASET_LAYERS = ("bronze", "silver", "quarantine", "gold", "predictions", "validation_results")
+_OPTIMIZE_METRICS = ("numFilesAdded", "numFilesRemoved", "partitionsOptimized",
+                     "totalConsideredFiles", "totalFilesSkipped")
+
+
+def dataset_tables(settings: Settings) -> list[TableRef]:
+    """The Delta tables a dataset's pipeline writes, in pipeline order."""
+    return [
+        table_ref(settings, layer, features_table_name(settings) if layer == "gold" else None)
+        for layer in DATASET_LAYERS
+    ]
+
+
+def dataset_table(settings: Settings, layer: str) -> TableRef:
+    """The dataset's table of ``layer`` (``bronze``, ``gold``, ...)."""
+    for ref in dataset_tables(settings):
+        if ref.layer == layer:
+            return ref
+    raise ConfigError(f"unknown table layer {layer!r}; known: {', '.join(DATASET_LAYERS)}")
+
+
+def active_files(spark: SparkSession, ref: TableRef) -> int:
+    """How many data files the table's latest version reads (DESCRIBE DETAIL numFiles)."""
+    row = DeltaTable.forPath(spark, ref.path).detail().select("numFiles").first()
+    return int(row["numFiles"]) if row else 0
+
+
+# ---------------------------------------------------------------- OPTIMIZE
+
+
+def optimize_table(spark: SparkSession, ref: TableRef, zorder_by: list[str]) -> dict[str, Any]:
+    """Compact the table's small files, Z-ordered by the columns of ``zorder_by`` it has.
+
+    Columns the table does not have are skipped (and logged), so one dataset-wide
+    list fits every layer; with none left it is a plain compaction. A table with
+    nothing to compact gets no new commit.
+
+    Returns:
+        Delta's metrics (``numFilesAdded``, ``numFilesRemoved``, ``bytesAdded``,
+        ``bytesRemoved``, ...), the ``zorder_by`` columns used and the table's
+        ``version`` afterwards.
+    """
+    table = DeltaTable.forPath(spark, ref.path)
+    present = set(table.toDF().columns)
+    columns = [c for c in zorder_by if c in present]
+    skipped = [c for c in zorder_by if c not in present]
+    if skipped:
+        log.info("%s has no column(s) %s; Z-ORDER by %s", ref.fqn, skipped, columns or "none")
+    builder = table.optimize()
+    result = builder.executeZOrderBy(*columns) if columns else builder.executeCompaction()
+    row = result.select("metrics").first()
+    metrics = row["metrics"].asDict(recursive=True) if row else {}
+    out: dict[str, Any] = {name: int(metrics.get(name) or 0) for name in _OPTIMIZE_METRICS}
+    out["bytesAdded"] = int((metrics.get("filesAdded") or {"totalSize": 0})["totalSize"])
+    out["bytesRemoved"] = int((metrics.get("filesRemoved") or {"totalSize": 0})["totalSize"])
+    out["zorder_by"] = columns
+    out["version"] = current_version(spark, ref)
+    log.info("optimized %s → v%s: %d files removed, %d added", ref.fqn, out["version"],
+             out["numFilesRemoved"], out["numFilesAdded"])
+    return out
+
+
+# ---------------------------------------------------------------- VACUUM
+
+
+def vacuum_table(
+    spark: SparkSession, ref: TableRef, retention_hours: float, *, allow_unsafe: bool
+) -> dict[str, Any]:
+    """Delete the files no table version within ``retention_hours`` still reads.
+
+    Below Delta's 168 h default a reader or writer still running on an older
+    version can lose its files, so a shorter retention needs ``allow_unsafe``;
+    Delta's own check is then switched off for this call only and restored after
+    (it is a session setting: other queries of the same session share it meanwhile).
+
+    Raises:
+        ConfigError: ``retention_hours`` is negative, or below 168 h without ``allow_unsafe``.
+
+    Returns:
+        ``files_deleted`` (as Delta reports it, None if it does not), the
+        ``retention_hours`` and the table's ``version`` afterwards.
+    """
+    if retention_hours < 0:
+        raise ConfigError(f"VACUUM {ref.fqn}: retention {retention_hours} h is negative")
+    unsafe = retention_hours < SAFE_RETENTION_HOURS
+    if unsafe and not allow_unsafe:
+        raise ConfigError(
+            f"VACUUM {ref.fqn}: retention {retention_hours:g} h is below Delta's "
+            f"{SAFE_RETENTION_HOURS:g} h safety default and would delete files a running job "
+            "may still read; set maintenance.allow_unsafe_retention: true to allow it"
+        )
+    before = current_version(spark, ref)
+    table = DeltaTable.forPath(spark, ref.path)
+    if unsafe:
+        log.warning("VACUUM %s with an unsafe retention of %g h", ref.fqn, retention_hours)
+        with _session_conf(spark, RETENTION_CHECK_CONF, "false"):
+            table.vacuum(retention_hours)
+    else:
+        table.vacuum(retention_hours)
+    deleted = _vacuumed_files(table, after_version=before)
+    version = current_version(spark, ref)
+    log.info("vacuumed %s (retention %g h) → v%s: %s files deleted", ref.fqn, retention_hours,
+             version, deleted if deleted is not None else "?")
+    return {"files_deleted": deleted, "retention_hours": retention_hours, "version": version}
+
+
+@contextmanager
+def _session_conf(spark: SparkSession, key: str, value: str) -> Iterator[None]:
+    previous = spark.conf.get(key, None)
+    spark.conf.set(key, value)
+    try:
+        yield
+    finally:
+        if previous is None:
+            spark.conf.unset(key)
+        else:
+            spark.conf.set(key, previous)
+
+
+def _vacuumed_files(table: DeltaTable, *, after_version: int | None) -> int | None:
+    """``numDeletedFiles`` of the VACUUM END commit (Delta logs VACUUM by default)."""
+    for row in table.history(5).collect():
+        newer = after_version is None or int(row["version"]) > after_version
+        if newer and row["operation"] == "VACUUM END":
+            value = (row["operationMetrics"] or {}).get("numDeletedFiles")
+            return int(value) if value is not None else None
+    return None
+
+
+# ---------------------------------------------------------------- time travel
+
+
+def read_as_of(
+    spark: SparkSession, ref: TableRef, *, version: int | None = None,
+    timestamp: str | None = None,
+) -> DataFrame:
+    """The table as it was at ``version`` or at ``timestamp`` (exactly one of them).
+
+    ``timestamp`` is anything Spark casts to a timestamp (``2026-11-26 12:00:00``),
+    in the session time zone. A version whose files were vacuumed still resolves
+    here, but reading its rows then fails with Spark's FILE_NOT_EXIST.
+
+    Raises:
+        ConfigError: neither or both of ``version`` and ``timestamp`` were given.
+        MissingInputError: the table does not exist, or has no such version (the
+            message names the latest one).
+    """
+    if (version is None) == (timestamp is None):
+        raise ConfigError(f"read {ref.fqn}: give exactly one of version or timestamp")
+    latest = current_version(spark, ref)
+    if latest is None:
+        raise MissingInputError(f"table {ref.fqn} does not exist at {ref.path}")
+    if version is not None and not 0 <= version <= latest:
+        raise MissingInputError(
+            f"table {ref.fqn} has no version {version}; the latest is v{latest}")
+    try:
+        if version is not None:
+            return read_table(spark, ref, version)
+        return spark.read.format("delta").option("timestampAsOf", timestamp).load(ref.path)
+    except AnalysisException as exc:
+        condition = exc.getCondition() or ""
+        if not condition.startswith(("DELTA_TIMESTAMP", "DELTA_VERSION_NOT_FOUND")):
+            raise
+        wanted = f"version {version}" if version is not None else f"version as of {timestamp}"
+        reason = str(exc).splitlines()[0]
+        raise MissingInputError(
+            f"table {ref.fqn} has no {wanted}; the latest is v{latest} ({reason})") from None
+
+
+# ---------------------------------------------------------------- the dataset
+
+
+def maintain_dataset(
+    spark: SparkSession, settings: Settings, *, vacuum: bool = True, optimize: bool = True
+) -> dict[str, dict[str, Any]]:
+    """OPTIMIZE (Z-ORDER) then VACUUM every existing table of the dataset.
+
+    Returns, per table (``bronze.penguins`` ...) that exists: ``version_before``,
+    ``version_after``, ``files_before``, ``files_after`` (active files) and the
+    ``optimize`` and ``vacuum`` results (None when that part was not run).
+    """
+    care = settings.dataset.maintenance
+    results: dict[str, dict[str, Any]] = {}
+    for ref in dataset_tables(settings):
+        if not table_exists(spark, ref):
+            log.info("%s does not exist at %s; nothing to maintain", ref.fqn, ref.path)
+            continue
+        result: dict[str, Any] = {"version_before": current_version(spark, ref),
+                                  "files_before": active_files(spark, ref),
+                                  "optimize": None, "vacuum": None}
+        if optimize:
+            result["optimize"] = optimize_table(spark, ref, care.zorder_by)
+        if vacuum:
+            result["vacuum"] = vacuum_table(spark, ref, care.vacuum_retention_hours,
+                                            allow_unsafe=care.allow_unsafe_retention)
+        result["version_after"] = current_version(spark, ref)
+        result["files_after"] = active_files(spark, ref)
+        results[ref.fqn] = result
+    return results
+
+
+def maintain_step(
+    spark: SparkSession, settings: Settings, batch_id: str = "all",
+    *, vacuum: bool = True, optimize: bool = True,
+) -> StepResult:
+    """``maintain_dataset`` in its own MLflow run: versions as params, file counts as metrics."""
+    with step_run(settings, "maintain", batch_id) as tracker:
+        mlflow.log_params({"maintain.optimize": optimize, "maintain.vacuum": vacuum,
+                           "maintain.zorder_by": ",".join(settings.dataset.maintenance.zorder_by),
+                           "maintain.vacuum_retention_hours":
+                               settings.dataset.maintenance.vacuum_retention_hours})
+        results = maintain_dataset(spark, settings, vacuum=vacuum, optimize=optimize)
+        for fqn, result in results.items():
+            mlflow.log_params({f"{fqn}.version_before": result["version_before"],
+                               f"{fqn}.version_after": result["version_after"]})
+            tracker.count(f"files_before.{fqn}", result["files_before"])
+            tracker.count(f"files_after.{fqn}", result["files_after"])
+            if result["vacuum"] and result["vacuum"]["files_deleted"] is not None:
+                tracker.count(f"files_vacuumed.{fqn}", result["vacuum"]["files_deleted"])
+        mlflow.log_dict(results, "maintenance.json")
+        mlflow.set_tag(TAG_OUTCOME, "maintained")
+        missing = [ref.fqn for ref in dataset_tables(settings) if ref.fqn not in results]
+        return StepResult("maintain", tracker.run_id,
+                          {fqn: r["version_after"] for fqn, r in results.items()},
+                          {"tables": results, "missing": missing})
