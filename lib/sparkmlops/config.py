@@ -71,6 +71,11 @@ class SourceSettings(StrictModel):
     path: str
     format: Literal["csv", "json", "parquet"]
     options: dict[str, str] = Field(default_factory=dict)
+    # A column in the files that the schema does not declare: add it to bronze as a
+    # nullable column, ignore it, or reject the batch. Type changes and missing
+    # required columns are always rejected.
+    schema_evolution: Literal["add_new_columns", "ignore_new_columns", "fail"] = (
+        "add_new_columns")
 
 
 class ColumnSpec(StrictModel):

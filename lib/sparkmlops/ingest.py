@@ -9,10 +9,14 @@ with audit columns. Rows in = bronze + quarantine, recorded in the step's run.
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import logging
+import re
 from dataclasses import dataclass
 from datetime import datetime
+from functools import reduce
+from typing import Any
 
 import pyspark.sql.functions as F
 from pyspark.sql import Column, DataFrame, SparkSession
@@ -49,6 +53,12 @@ INGESTED_AT_COLUMN = "_ingested_at"
 QUARANTINE_COLUMNS = ["step", "reason", "record", SOURCE_FILE_COLUMN, "quarantined_at"]
 
 
+class SchemaMismatchError(SparkmlopsError):
+    """A landing file does not match the declared schema (missing column, type change)."""
+
+    exit_code = 3
+
+
 class IngestReconciliationError(SparkmlopsError):
     """Rows read != rows in bronze + quarantine: something was lost or doubled."""
 
@@ -71,26 +81,146 @@ def read_schema(columns: list[ColumnSpec]) -> StructType:
 def read_landing(
     spark: SparkSession, source: SourceSettings, columns: list[ColumnSpec], path: str | list[str]
 ) -> DataFrame:
-    """Read the landing files (a folder or a list of files) with the declared schema.
+    """Read landing files (a folder or a list of files) with the declared schema.
 
-    Unparseable records are kept in ``_corrupt_record``; each row knows its file.
+    Columns are matched by name, never by position: CSV headers are read file by
+    file and each group of files with the same header is read with the declared
+    types in that header's order. A file missing a required column, or (with
+    ``schema_evolution: fail``) carrying an undeclared one, rejects the whole batch
+    before anything is written. Undeclared columns are kept as nullable columns with
+    ``add_new_columns``. Unparseable records are kept in ``_corrupt_record``; each
+    row knows its file.
     """
-    reader = (
+    if source.format == "csv" and source.options.get("header", "false").lower() == "true":
+        files = path if isinstance(path, list) else [p for p, _, _ in list_files(spark, path)]
+        return _read_csv_by_header(spark, source, columns, files)
+    if source.format == "parquet":
+        files = path if isinstance(path, list) else [p for p, _, _ in list_files(spark, path)]
+        for file in files:
+            check_parquet_types(spark, file, columns)
+    df = _reader(spark, source, read_schema(columns)).load(path)
+    return rename_to_schema(df.withColumn(SOURCE_FILE_COLUMN, F.col("_metadata.file_path")),
+                            columns, source)
+
+
+def _reader(spark: SparkSession, source: SourceSettings, schema: StructType) -> Any:
+    return (
         spark.read.format(source.format)
-        .schema(read_schema(columns))
+        .schema(schema)
         .option("mode", "PERMISSIVE")
         .option("columnNameOfCorruptRecord", CORRUPT_COLUMN)
         .options(**source.options)
     )
-    df = reader.load(path)
-    return df.withColumn(SOURCE_FILE_COLUMN, F.col("_metadata.file_path"))
 
 
-def rename_to_schema(df: DataFrame, columns: list[ColumnSpec]) -> DataFrame:
-    """Rename the raw source columns to the declared names, keeping audit columns."""
-    selected = [F.col(f"`{c.source_name}`").alias(c.name) for c in columns]
-    extra = [F.col(n) for n in df.columns if n.startswith("_")]
-    return df.select(*selected, *extra)
+def _read_csv_by_header(
+    spark: SparkSession, source: SourceSettings, columns: list[ColumnSpec], files: list[str]
+) -> DataFrame:
+    groups: dict[tuple[str, ...], list[str]] = {}
+    for file in files:
+        header = csv_header(spark, file, source)
+        if not header:
+            log.warning("%s is empty (no header line): it holds no rows", file)
+            continue
+        check_header(file, header, columns, source.schema_evolution)
+        groups.setdefault(tuple(header), []).append(file)
+    declared = {c.source_name: _spark_type(c.type) for c in columns}
+    frames = []
+    for names, group in groups.items():
+        schema = StructType(
+            [StructField(h, declared.get(h, StringType()), True) for h in names]
+            + [StructField(CORRUPT_COLUMN, StringType(), True)]
+        )
+        raw = _reader(spark, source, schema).option("enforceSchema", "true").load(group)
+        raw = raw.withColumn(SOURCE_FILE_COLUMN, F.col("_metadata.file_path"))
+        frames.append(rename_to_schema(raw, columns, source))
+    if not frames:
+        empty = spark.createDataFrame([], read_schema(columns)).withColumn(
+            SOURCE_FILE_COLUMN, F.lit(None).cast("string"))
+        return rename_to_schema(empty, columns, source)
+    return reduce(lambda a, b: a.unionByName(b, allowMissingColumns=True), frames)
+
+
+def csv_header(spark: SparkSession, file: str, source: SourceSettings) -> list[str]:
+    """The header line of one CSV file, parsed with the source's delimiter and quote.
+
+    A UTF-8 byte-order mark is dropped; an empty file has no header (``[]``).
+    """
+    jvm = spark.sparkContext._jvm
+    assert jvm is not None
+    hadoop_path = jvm.org.apache.hadoop.fs.Path(file)
+    fs = hadoop_path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
+    stream = fs.open(hadoop_path)
+    try:
+        encoding = source.options.get("encoding", source.options.get("charset", "UTF-8"))
+        line = jvm.java.io.BufferedReader(jvm.java.io.InputStreamReader(stream, encoding)) \
+            .readLine()
+    finally:
+        stream.close()
+    if line is None or not line.strip():
+        return []
+    line = line.lstrip("\ufeff")
+    delimiter = source.options.get("sep", source.options.get("delimiter", ","))
+    quote = source.options.get("quote", '"')
+    return next(csv.reader([line], delimiter=delimiter, quotechar=quote))
+
+
+def check_header(
+    file: str, header: list[str], columns: list[ColumnSpec], evolution: str
+) -> None:
+    """Reject a file that lacks a required column or (policy ``fail``) adds one."""
+    duplicated = sorted({h for h in header if header.count(h) > 1})
+    if duplicated:
+        raise SchemaMismatchError(f"{file}: duplicate column(s) {duplicated} in the header")
+    missing = [c.source_name for c in columns if not c.nullable and c.source_name not in header]
+    if missing:
+        raise SchemaMismatchError(
+            f"{file}: required column(s) {missing} missing from the header; nothing was written")
+    extra = [h for h in header if h not in {c.source_name for c in columns}]
+    if extra and evolution == "fail":
+        raise SchemaMismatchError(
+            f"{file}: undeclared column(s) {extra} and source.schema_evolution is 'fail'; "
+            "nothing was written")
+
+
+def check_parquet_types(spark: SparkSession, file: str, columns: list[ColumnSpec]) -> None:
+    """Reject a Parquet file whose column types differ from the declared ones."""
+    actual = {f.name: f.dataType for f in spark.read.parquet(file).schema.fields}
+    for column in columns:
+        found = actual.get(column.source_name)
+        if found is None and not column.nullable:
+            raise SchemaMismatchError(
+                f"{file}: required column {column.source_name!r} missing; nothing was written")
+        if found is not None and found != _spark_type(column.type):
+            raise SchemaMismatchError(
+                f"{file}: column {column.source_name!r} is {found.simpleString()}, declared "
+                f"{column.type}; a type change is rejected and nothing was written")
+
+
+def new_column_name(source_name: str) -> str:
+    """A Delta-safe snake_case name for an undeclared source column."""
+    name = re.sub(r"[^0-9a-zA-Z]+", "_", source_name).strip("_").lower()
+    return name if name and not name[0].isdigit() else f"c_{name}"
+
+
+def rename_to_schema(
+    df: DataFrame, columns: list[ColumnSpec], source: SourceSettings | None = None
+) -> DataFrame:
+    """Declared columns by their declared names (null when a nullable one is absent),
+    undeclared ones (``add_new_columns``) in snake_case, then the audit columns."""
+    present = set(df.columns)
+    selected = [
+        (F.col(f"`{c.source_name}`") if c.source_name in present
+         else F.lit(None).cast(_spark_type(c.type))).alias(c.name)
+        for c in columns
+    ]
+    declared = {c.source_name for c in columns}
+    added = []
+    if source is not None and source.schema_evolution == "add_new_columns":
+        added = [F.col(f"`{n}`").alias(new_column_name(n)) for n in df.columns
+                 if n not in declared and not n.startswith("_")]
+    audit = [F.col(n) for n in df.columns if n.startswith("_")]
+    return df.select(*selected, *added, *audit)
 
 
 def quarantine_reason(columns: list[ColumnSpec]) -> Column:
@@ -103,6 +233,13 @@ def quarantine_reason(columns: list[ColumnSpec]) -> Column:
         F.when(F.col(c.name).isNull(), F.lit(f"null in required column {c.name}"))
         for c in columns
         if not c.nullable
+    ]
+    # bytes that are not valid in the declared encoding decode to U+FFFD
+    reasons += [
+        F.when(F.col(c.name).contains("\ufffd"),
+               F.lit(f"text in column {c.name} is not valid in the declared encoding"))
+        for c in columns
+        if c.type == "string"
     ]
     return F.coalesce(*reasons)
 
@@ -254,7 +391,7 @@ def ingest_batch(
     ingested_at = datetime.now().replace(microsecond=0)
     target: str | list[str] = [f.path for f in files] if files else path
     raw = read_landing(spark, dataset.source, dataset.schema_, target)
-    parsed = add_audit_columns(rename_to_schema(raw, dataset.schema_), batch_id, ingested_at)
+    parsed = add_audit_columns(raw, batch_id, ingested_at)
     parsed = parsed.withColumn("_reason", quarantine_reason(dataset.schema_))
     # Spark refuses queries on the corrupt-record column of an unparsed file; caching
     # also makes the three uses below (count, good rows, bad rows) one read of the files.
@@ -273,7 +410,8 @@ def ingest_batch(
             quarantined, table_ref(settings, "quarantine"), batch_id,
             extra_predicate="step = 'ingest'",
         )
-        bronze = replace_batch(good, table_ref(settings, "bronze"), batch_id)
+        bronze = replace_batch(good, table_ref(settings, "bronze"), batch_id,
+                               merge_schema=dataset.source.schema_evolution == "add_new_columns")
     finally:
         parsed.unpersist()
     if rows_in != bronze.rows + rows_quarantined:

@@ -157,7 +157,9 @@ def validate_step(
             quarantined = to_quarantine(failing, "validate", reason, record)
             q_write = replace_batch(quarantined, table_ref(settings, "quarantine"), batch_id,
                                     extra_predicate="step = 'validate'")
-            s_write = replace_batch(passing, silver, batch_id)
+            s_write = replace_batch(
+                passing, silver, batch_id,
+                merge_schema=dataset.source.schema_evolution == "add_new_columns")
             rows_quarantined = rows - s_write.rows
             tracker.wrote(s_write)
             tracker.wrote(q_write, rows=rows_quarantined)

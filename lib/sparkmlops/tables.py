@@ -89,6 +89,7 @@ def replace_batch(
     batch_id: str,
     *,
     extra_predicate: str | None = None,
+    merge_schema: bool = False,
 ) -> TableWrite:
     """Write ``df`` as the whole content of ``batch_id`` in one atomic commit.
 
@@ -98,21 +99,25 @@ def replace_batch(
     predicate = f"{BATCH_COLUMN} = '{quote_sql(batch_id)}'"
     if extra_predicate:
         predicate = f"{predicate} AND ({extra_predicate})"
-    return replace_where(df, ref, predicate)
+    return replace_where(df, ref, predicate, merge_schema=merge_schema)
 
 
 def replace_where(
-    df: DataFrame, ref: TableRef, predicate: str, *, attempts: int = 5
+    df: DataFrame, ref: TableRef, predicate: str, *, attempts: int = 5,
+    merge_schema: bool = False,
 ) -> TableWrite:
     """Atomically replace the rows matching ``predicate`` with ``df`` (create if missing).
 
     Delta rejects the commit if ``df`` holds a row outside ``predicate``. A conflict
     with a concurrent writer (Delta's optimistic concurrency) is retried: replacing
     the same predicate again is idempotent, so a retry cannot double a row.
+    ``merge_schema`` lets new nullable columns into the table (never a type change).
     """
     spark = df.sparkSession
     for attempt in range(1, attempts + 1):
         writer = df.write.format("delta")
+        if merge_schema:
+            writer = writer.option("mergeSchema", "true")
         if table_exists(spark, ref):
             writer = writer.mode("overwrite").option("replaceWhere", predicate)
         else:

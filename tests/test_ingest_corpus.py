@@ -1,0 +1,152 @@
+"""The bad-input corpus (tests/data/bad_inputs): each file's exact bronze and quarantine
+content and the reconciled counts."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from sparkmlops.ingest import SchemaMismatchError
+from sparkmlops.steps import ingest_step
+from sparkmlops.tables import read_table, table_exists, table_ref
+
+CORPUS = Path(__file__).resolve().parent / "data" / "bad_inputs"
+
+
+def _ingest(spark, make_settings, tmp_path, *names: str, overrides: tuple[str, ...] = ()):
+    landing = tmp_path / "landing"
+    landing.mkdir()
+    for name in names:
+        shutil.copy(CORPUS / name, landing / name)
+    settings = make_settings(f"dataset.source.path={landing}", *overrides)
+    result = ingest_step(spark, settings, "b1")
+    bronze = read_table(spark, table_ref(settings, "bronze"))
+    quarantine = read_table(spark, table_ref(settings, "quarantine"))
+    summary = result.summary
+    assert summary["rows_in"] == summary["bronze_rows"] + summary["quarantined"]
+    assert bronze.count() == summary["bronze_rows"]
+    assert quarantine.count() == summary["quarantined"]
+    return settings, summary, bronze, quarantine
+
+
+def test_columns_are_matched_by_header_name_not_position(spark, make_settings, tmp_path):
+    _, summary, bronze, _ = _ingest(spark, make_settings, tmp_path, "reordered_columns.csv")
+
+    rows = sorted((r.study_name, r.sample_number, r.island, r.sex, r.body_mass_g, r.stage)
+                  for r in bronze.collect())
+    assert rows == [("PAL0708", 1, "Torgersen", "MALE", 3750.0, "Adult, 1 Egg Stage"),
+                    ("PAL0708", 2, "Dream", "FEMALE", 3750.0, "Adult, 1 Egg Stage")]
+    assert summary == {"rows_in": 2, "bronze_rows": 2, "quarantined": 0, "files": 1}
+
+
+def test_missing_required_column_rejects_the_batch_and_writes_nothing(spark, make_settings,
+                                                                      tmp_path):
+    landing = tmp_path / "landing"
+    landing.mkdir()
+    shutil.copy(CORPUS / "missing_required_column.csv", landing)
+    shutil.copy(CORPUS / "bom.csv", landing)  # a good file in the same batch
+    settings = make_settings(f"dataset.source.path={landing}")
+
+    with pytest.raises(SchemaMismatchError,
+                       match=r"missing_required_column.csv: required column\(s\) \['studyName'\]"):
+        ingest_step(spark, settings, "b1")
+
+    for layer in ("bronze", "quarantine", "manifest", "ingest_log"):
+        assert not table_exists(spark, table_ref(settings, layer)), layer
+
+
+def test_missing_nullable_column_is_null(spark, make_settings, tmp_path):
+    _, _, bronze, _ = _ingest(spark, make_settings, tmp_path, "missing_optional_column.csv")
+
+    assert [(r.sample_number, r.comments) for r in bronze.collect()] == [(1, None)]
+
+
+def test_undeclared_column_is_added_to_bronze(spark, make_settings, tmp_path):
+    _, _, bronze, _ = _ingest(spark, make_settings, tmp_path, "extra_column.csv")
+
+    assert bronze.columns[-4:] == ["observer", "_source_file", "_batch_id", "_ingested_at"]
+    assert [(r.sample_number, r.observer) for r in bronze.collect()] == [(1, "K. Gorman")]
+
+
+def test_undeclared_column_is_dropped_when_ignored(spark, make_settings, tmp_path):
+    _, _, bronze, _ = _ingest(spark, make_settings, tmp_path, "extra_column.csv",
+                              overrides=("dataset.source.schema_evolution=ignore_new_columns",))
+
+    assert "observer" not in bronze.columns
+    assert bronze.count() == 1
+
+
+def test_undeclared_column_rejects_the_batch_when_policy_is_fail(spark, make_settings, tmp_path):
+    landing = tmp_path / "landing"
+    landing.mkdir()
+    shutil.copy(CORPUS / "extra_column.csv", landing)
+    settings = make_settings(f"dataset.source.path={landing}",
+                             "dataset.source.schema_evolution=fail")
+
+    with pytest.raises(SchemaMismatchError, match=r"undeclared column\(s\) \['Observer'\]"):
+        ingest_step(spark, settings, "b1")
+    assert not table_exists(spark, table_ref(settings, "bronze"))
+
+
+def test_empty_and_header_only_files_hold_no_rows(spark, make_settings, tmp_path):
+    _, summary, _, _ = _ingest(spark, make_settings, tmp_path, "empty.csv", "header_only.csv",
+                               "bom.csv")
+
+    assert summary == {"rows_in": 1, "bronze_rows": 1, "quarantined": 0, "files": 3}
+
+
+def test_utf8_bom_does_not_hide_the_first_column(spark, make_settings, tmp_path):
+    _, _, bronze, _ = _ingest(spark, make_settings, tmp_path, "bom.csv")
+
+    assert [(r.study_name, r.sample_number) for r in bronze.collect()] == [("PAL0708", 1)]
+
+
+def test_quoted_newline_stays_in_its_field(spark, make_settings, tmp_path):
+    _, summary, bronze, _ = _ingest(spark, make_settings, tmp_path, "quoted_newline.csv")
+
+    rows = sorted((r.sample_number, r.comments) for r in bronze.collect())
+    assert rows == [(1, "Nest lost\nafter storm, re-laid"), (2, None)]
+    assert summary["quarantined"] == 0
+
+
+def test_text_not_in_the_declared_encoding_is_quarantined(spark, make_settings, tmp_path):
+    _, summary, bronze, quarantine = _ingest(spark, make_settings, tmp_path, "latin1.csv")
+
+    assert [r.sample_number for r in bronze.collect()] == [2]
+    assert [(r.step, r.reason) for r in quarantine.collect()] == [
+        ("ingest", "text in column comments is not valid in the declared encoding")]
+    assert json.loads(quarantine.first().record)["sample_number"] == 1
+
+
+def test_malformed_values_and_nulls_in_required_columns(spark, make_settings, tmp_path):
+    _, summary, bronze, quarantine = _ingest(spark, make_settings, tmp_path, "malformed.csv")
+
+    assert [r.sample_number for r in bronze.collect()] == [3]
+    assert sorted(r.reason for r in quarantine.collect()) == [
+        "null in required column sample_number",
+        "unparseable record: malformed line or value not castable to its type",
+    ]
+    assert all(r._source_file.endswith("/malformed.csv") for r in quarantine.collect())
+
+
+def test_duplicate_keys_within_a_batch_are_kept_in_bronze_for_validation(spark, make_settings,
+                                                                         tmp_path):
+    # bronze is the raw, append-only record; the suite's compound-unique expectation
+    # (critical) is what stops a batch with duplicate keys
+    _, summary, bronze, _ = _ingest(spark, make_settings, tmp_path, "duplicate_keys.csv")
+
+    assert sorted((r.sample_number, r.sex) for r in bronze.collect()) == [
+        (1, "FEMALE"), (1, "MALE"), (2, "MALE")]
+
+
+def test_a_file_that_is_not_csv_is_rejected(spark, make_settings, tmp_path):
+    landing = tmp_path / "landing"
+    landing.mkdir()
+    shutil.copy(CORPUS / "not_csv.csv", landing)
+    settings = make_settings(f"dataset.source.path={landing}")
+
+    with pytest.raises(SchemaMismatchError, match=r"not_csv.csv: required column\(s\)"):
+        ingest_step(spark, settings, "b1")
