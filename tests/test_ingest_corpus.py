@@ -150,3 +150,54 @@ def test_a_file_that_is_not_csv_is_rejected(spark, make_settings, tmp_path):
 
     with pytest.raises(SchemaMismatchError, match=r"not_csv.csv: required column\(s\)"):
         ingest_step(spark, settings, "b1")
+
+
+def _json_line(n: int, **over: object) -> str:
+    record = {"studyName": "PAL0708", "Sample Number": n, "Species": "Gentoo penguin (Pygoscelis "
+              "papua)", "Island": "Biscoe", "Body Mass (g)": 5000.0, "Sex": "MALE",
+              "Date Egg": "2007-11-27"}
+    record.update(over)
+    return json.dumps(record)
+
+
+def test_json_lines_source_with_a_malformed_line(spark, make_settings, tmp_path):
+    landing = tmp_path / "landing"
+    landing.mkdir()
+    (landing / "part.jsonl").write_text("\n".join([
+        _json_line(1), '{"studyName": "PAL0708", "Sample Number": 2, ', _json_line(3, Sex=None),
+        _json_line(4, **{"Body Mass (g)": "heavy"})]) + "\n")
+    settings = make_settings(f"dataset.source.path={landing}", "dataset.source.format=json",
+                             "dataset.source.options={}")
+
+    summary = ingest_step(spark, settings, "b1").summary
+    bronze = read_table(spark, table_ref(settings, "bronze"))
+    quarantine = read_table(spark, table_ref(settings, "quarantine"))
+
+    assert summary == {"rows_in": 4, "bronze_rows": 2, "quarantined": 2, "files": 1}
+    assert sorted((r.sample_number, r.sex, r.body_mass_g) for r in bronze.collect()) == [
+        (1, "MALE", 5000.0), (3, None, 5000.0)]
+    assert sorted(r.record[:30] for r in quarantine.collect()) == [
+        '{"studyName": "PAL0708", "Samp', '{"studyName": "PAL0708", "Samp']
+
+
+def test_parquet_source_and_a_rejected_type_change(spark, make_settings, tmp_path):
+    good = tmp_path / "good"
+    spark.createDataFrame(
+        [("PAL0708", 1, "Gentoo penguin (Pygoscelis papua)", 5000.0)],
+        "studyName string, `Sample Number` int, Species string, `Body Mass (g)` double",
+    ).coalesce(1).write.parquet(str(good))
+    settings = make_settings(f"dataset.source.path={good}", "dataset.source.format=parquet",
+                             "dataset.source.options={}")
+
+    summary = ingest_step(spark, settings, "b1").summary
+
+    assert summary == {"rows_in": 1, "bronze_rows": 1, "quarantined": 0, "files": 1}
+    bad = tmp_path / "bad"
+    spark.createDataFrame([("PAL0708", "one", "Gentoo")],
+                          "studyName string, `Sample Number` string, Species string",
+                          ).write.parquet(str(bad))
+    settings = make_settings(f"dataset.source.path={bad}", "dataset.source.format=parquet",
+                             "dataset.source.options={}", state_dir=tmp_path / "other")
+    with pytest.raises(SchemaMismatchError,
+                       match=r"column 'Sample Number' is string, declared int; a type change"):
+        ingest_step(spark, settings, "b1")
