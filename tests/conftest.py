@@ -33,6 +33,7 @@ def spark() -> Iterator[SparkSession]:
                 "spark.ui.showConsoleProgress": "false",
                 "spark.sql.session.timeZone": "UTC",
                 "spark.databricks.delta.snapshotPartitions": "2",
+                "spark.sql.sources.parallelPartitionDiscovery.parallelism": "2",
                 "spark.driver.memory": "3g",
             },
         )

@@ -30,7 +30,8 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--env", default="local", help="conf/<env>.yml (default: local)")
     common.add_argument("--dataset", default="penguins", help="conf/datasets/<name>.yml")
     common.add_argument("--batch-id", help="default: a hash of the files not ingested yet "
-                        "(with none, the latest ingested batch)")
+                        "(with none, the latest ingested batch); 'all' for maintain and "
+                        "show-table")
     common.add_argument("--set", dest="overrides", action="append", default=[],
                         metavar="KEY.PATH=VALUE", help="override a config key (repeatable)")
     common.add_argument("--conf-dir", help="config folder (default: <project>/conf)")
@@ -54,11 +55,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("pipeline", parents=[common], help="all steps, one session, one parent run")
     maintain = sub.add_parser("maintain", parents=[common],
                               help="OPTIMIZE (Z-ORDER) and VACUUM the dataset's tables")
-    maintain.add_argument("--no-vacuum", dest="vacuum", action="store_false")
-    maintain.add_argument("--no-optimize", dest="optimize", action="store_false")
+    maintain.add_argument("--no-vacuum", dest="vacuum", action="store_false",
+                          help="skip VACUUM (maintenance.vacuum_retention_hours)")
+    maintain.add_argument("--no-optimize", dest="optimize", action="store_false",
+                          help="skip OPTIMIZE / Z-ORDER (maintenance.zorder_by)")
     show = sub.add_parser("show-table", parents=[common], help="print a table as of a version")
-    show.add_argument("layer", help="bronze, silver, quarantine, gold, predictions, "
-                                    "validation_results")
+    show.add_argument("layer", help="bronze, quarantine, manifest, ingest_log, silver, "
+                                    "validation_results, gold or predictions")
     as_of = show.add_mutually_exclusive_group()
     as_of.add_argument("--version", type=int, help="Delta version (default: the latest)")
     as_of.add_argument("--timestamp", help="the version current at this time, e.g. "

@@ -13,6 +13,7 @@ Example::
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -33,7 +34,9 @@ log = logging.getLogger(__name__)
 
 SAFE_RETENTION_HOURS = 168.0
 RETENTION_CHECK_CONF = "spark.databricks.delta.retentionDurationCheck.enabled"
-DATASET_LAYERS = ("bronze", "silver", "quarantine", "gold", "predictions", "validation_results")
+# every table a dataset's jobs write, as in summary.TABLE_LAYERS
+DATASET_LAYERS = ("bronze", "quarantine", "manifest", "ingest_log", "silver",
+                  "validation_results", "gold", "predictions")
 _OPTIMIZE_METRICS = ("numFilesAdded", "numFilesRemoved", "partitionsOptimized",
                      "totalConsideredFiles", "totalFilesSkipped")
 
@@ -56,8 +59,14 @@ def dataset_table(settings: Settings, layer: str) -> TableRef:
 
 def active_files(spark: SparkSession, ref: TableRef) -> int:
     """How many data files the table's latest version reads (DESCRIBE DETAIL numFiles)."""
-    row = DeltaTable.forPath(spark, ref.path).detail().select("numFiles").first()
+    row = _delta_table(spark, ref).detail().select("numFiles").first()
     return int(row["numFiles"]) if row else 0
+
+
+def _delta_table(spark: SparkSession, ref: TableRef) -> DeltaTable:
+    if not table_exists(spark, ref):
+        raise MissingInputError(f"table {ref.fqn} does not exist at {ref.path}")
+    return DeltaTable.forPath(spark, ref.path)
 
 
 # ---------------------------------------------------------------- OPTIMIZE
@@ -68,23 +77,29 @@ def optimize_table(spark: SparkSession, ref: TableRef, zorder_by: list[str]) -> 
 
     Columns the table does not have are skipped (and logged), so one dataset-wide
     list fits every layer; with none left it is a plain compaction. A table with
-    nothing to compact gets no new commit.
+    nothing to compact gets no new commit, and neither does one already Z-ordered by
+    the same columns with no write since (Delta would rewrite every file again).
 
     Returns:
         Delta's metrics (``numFilesAdded``, ``numFilesRemoved``, ``bytesAdded``,
         ``bytesRemoved``, ...), the ``zorder_by`` columns used and the table's
         ``version`` afterwards.
     """
-    table = DeltaTable.forPath(spark, ref.path)
+    table = _delta_table(spark, ref)
     present = set(table.toDF().columns)
     columns = [c for c in zorder_by if c in present]
     skipped = [c for c in zorder_by if c not in present]
     if skipped:
         log.info("%s has no column(s) %s; Z-ORDER by %s", ref.fqn, skipped, columns or "none")
-    builder = table.optimize()
-    result = builder.executeZOrderBy(*columns) if columns else builder.executeCompaction()
-    row = result.select("metrics").first()
-    metrics = row["metrics"].asDict(recursive=True) if row else {}
+    metrics: dict[str, Any] = {}
+    if columns and _zordered_since_last_write(table, columns):
+        log.info("%s is Z-ordered by %s with no write since; nothing to optimize",
+                 ref.fqn, columns)
+    else:
+        builder = table.optimize()
+        result = builder.executeZOrderBy(*columns) if columns else builder.executeCompaction()
+        row = result.select("metrics").first()
+        metrics = row["metrics"].asDict(recursive=True) if row else {}
     out: dict[str, Any] = {name: int(metrics.get(name) or 0) for name in _OPTIMIZE_METRICS}
     out["bytesAdded"] = int((metrics.get("filesAdded") or {"totalSize": 0})["totalSize"])
     out["bytesRemoved"] = int((metrics.get("filesRemoved") or {"totalSize": 0})["totalSize"])
@@ -93,6 +108,16 @@ def optimize_table(spark: SparkSession, ref: TableRef, zorder_by: list[str]) -> 
     log.info("optimized %s → v%s: %d files removed, %d added", ref.fqn, out["version"],
              out["numFilesRemoved"], out["numFilesAdded"])
     return out
+
+
+def _zordered_since_last_write(table: DeltaTable, columns: list[str]) -> bool:
+    """True when the last commit that touched data files was a Z-ORDER by ``columns``."""
+    for row in table.history(20).collect():
+        if row["operation"] in ("VACUUM START", "VACUUM END"):
+            continue
+        zorder = (row["operationParameters"] or {}).get("zOrderBy") or "[]"
+        return bool(row["operation"] == "OPTIMIZE" and json.loads(zorder) == columns)
+    return False
 
 
 # ---------------------------------------------------------------- VACUUM
@@ -124,8 +149,8 @@ def vacuum_table(
             f"{SAFE_RETENTION_HOURS:g} h safety default and would delete files a running job "
             "may still read; set maintenance.allow_unsafe_retention: true to allow it"
         )
+    table = _delta_table(spark, ref)
     before = current_version(spark, ref)
-    table = DeltaTable.forPath(spark, ref.path)
     if unsafe:
         log.warning("VACUUM %s with an unsafe retention of %g h", ref.fqn, retention_hours)
         with _session_conf(spark, RETENTION_CHECK_CONF, "false"):
