@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import random
 import time
+import uuid
 from dataclasses import dataclass
 
 from delta.tables import DeltaTable
@@ -114,8 +115,11 @@ def replace_where(
     ``merge_schema`` lets new nullable columns into the table (never a type change).
     """
     spark = df.sparkSession
+    # tags the commit so its version and counts are read back from this commit, not
+    # from whatever another writer committed just after it
+    token = f"sparkmlops-write-{uuid.uuid4()}"
     for attempt in range(1, attempts + 1):
-        writer = df.write.format("delta")
+        writer = df.write.format("delta").option("userMetadata", token)
         if merge_schema:
             writer = writer.option("mergeSchema", "true")
         if table_exists(spark, ref):
@@ -132,7 +136,7 @@ def replace_where(
             log.warning("write conflict on %s (attempt %d/%d), retrying in %.1f s: %s",
                         ref.fqn, attempt, attempts, delay, str(exc).splitlines()[0][:200])
             time.sleep(delay)
-    return _last_write(spark, ref)
+    return _committed_write(spark, ref, token)
 
 
 _CONFLICTS = (
@@ -150,14 +154,21 @@ def _is_write_conflict(exc: Exception) -> bool:
     return any(marker in text for marker in _CONFLICTS)
 
 
-def _last_write(spark: SparkSession, ref: TableRef) -> TableWrite:
-    last = DeltaTable.forPath(spark, ref.path).history(1).first()
-    if last is None:
-        raise MissingInputError(f"table {ref.fqn} has no history after a write")
-    metrics = last["operationMetrics"] or {}
+def _committed_write(spark: SparkSession, ref: TableRef, token: str) -> TableWrite:
+    history = DeltaTable.forPath(spark, ref.path).history(50)
+    mine = history.where(history["userMetadata"] == token).first()
+    if mine is None:
+        # Delta makes no commit for a write that changes nothing (an empty batch
+        # replacing nothing): the table stays at its current version
+        version = history.select("version").first()
+        if version is None:
+            raise MissingInputError(f"table {ref.fqn} has no history after a write")
+        log.info("%s unchanged at version %s (nothing to write)", ref.fqn, version[0])
+        return TableWrite(table=ref, version=int(version[0]), rows=0)
+    metrics = mine["operationMetrics"] or {}
     rows = int(metrics.get("numOutputRows", 0))
-    log.info("wrote %s version %s (%d rows)", ref.fqn, last["version"], rows)
-    return TableWrite(table=ref, version=int(last["version"]), rows=rows)
+    log.info("wrote %s version %s (%d rows)", ref.fqn, mine["version"], rows)
+    return TableWrite(table=ref, version=int(mine["version"]), rows=rows)
 
 
 def quote_sql(value: str) -> str:
