@@ -14,7 +14,7 @@ export PYSPARK_PYTHON := $(BIN)/python
 export PYSPARK_DRIVER_PYTHON := $(BIN)/python
 export PATH := $(BIN):$(PATH)
 
-.PHONY: setup venv jars run test test-fast bench lint clean clean-state help
+.PHONY: setup venv jars run test test-fast bench bench-ingest lint clean clean-state help
 
 help:
 	@echo "make run    - bootstrap, then run the whole pipeline on the bundled sample"
@@ -60,6 +60,10 @@ test-fast: setup
 
 bench: setup
 	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)
+	$(BIN)/python benchmarks/ingest_bench.py $(BENCH_INGEST_ARGS)
+
+bench-ingest: setup
+	$(BIN)/python benchmarks/ingest_bench.py $(BENCH_INGEST_ARGS)
 
 lint: setup
 	$(BIN)/ruff check lib jobs tests benchmarks
