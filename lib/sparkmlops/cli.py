@@ -164,8 +164,8 @@ def _run_maintain(spark: Any, settings: Settings, batch_id: str, args: argparse.
 
 def _run_show_table(spark: Any, settings: Settings, batch_id: str,
                     args: argparse.Namespace) -> str:
-    from sparkmlops.maintenance import dataset_table, read_as_of
-    from sparkmlops.tables import current_version, read_table
+    from sparkmlops.maintenance import read_as_of
+    from sparkmlops.tables import current_version, dataset_table, read_table
 
     ref = dataset_table(settings, args.layer)
     if args.version is None and args.timestamp is None:

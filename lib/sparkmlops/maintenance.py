@@ -26,35 +26,22 @@ from pyspark.sql import DataFrame, SparkSession
 
 from sparkmlops.config import Settings
 from sparkmlops.errors import ConfigError, MissingInputError
-from sparkmlops.steps import StepResult, features_table_name
-from sparkmlops.tables import TableRef, current_version, read_table, table_exists, table_ref
+from sparkmlops.steps import StepResult
+from sparkmlops.tables import (
+    TableRef,
+    current_version,
+    dataset_tables,
+    read_table,
+    table_exists,
+)
 from sparkmlops.tracking import TAG_OUTCOME, step_run
 
 log = logging.getLogger(__name__)
 
 SAFE_RETENTION_HOURS = 168.0
 RETENTION_CHECK_CONF = "spark.databricks.delta.retentionDurationCheck.enabled"
-# every table a dataset's jobs write, as in summary.TABLE_LAYERS
-DATASET_LAYERS = ("bronze", "quarantine", "manifest", "ingest_log", "silver",
-                  "validation_results", "gold", "predictions")
 _OPTIMIZE_METRICS = ("numFilesAdded", "numFilesRemoved", "partitionsOptimized",
                      "totalConsideredFiles", "totalFilesSkipped")
-
-
-def dataset_tables(settings: Settings) -> list[TableRef]:
-    """The Delta tables a dataset's pipeline writes, in pipeline order."""
-    return [
-        table_ref(settings, layer, features_table_name(settings) if layer == "gold" else None)
-        for layer in DATASET_LAYERS
-    ]
-
-
-def dataset_table(settings: Settings, layer: str) -> TableRef:
-    """The dataset's table of ``layer`` (``bronze``, ``gold``, ...)."""
-    for ref in dataset_tables(settings):
-        if ref.layer == layer:
-            return ref
-    raise ConfigError(f"unknown table layer {layer!r}; known: {', '.join(DATASET_LAYERS)}")
 
 
 def active_files(spark: SparkSession, ref: TableRef) -> int:

@@ -33,6 +33,7 @@ from sparkmlops.ingest import (
 from sparkmlops.tables import (
     BATCH_COLUMN,
     current_version,
+    features_table_name,
     quote_sql,
     read_batch,
     read_table,
@@ -53,10 +54,6 @@ class StepResult:
     run_id: str
     outputs: dict[str, int] = field(default_factory=dict)
     summary: dict[str, Any] = field(default_factory=dict)
-
-
-def features_table_name(settings: Settings) -> str:
-    return f"{settings.dataset.name}_features"
 
 
 # ---------------------------------------------------------------- ingest

@@ -6,11 +6,7 @@ from typing import Any
 
 from sparkmlops.config import Settings
 from sparkmlops.pipeline import PipelineResult
-from sparkmlops.steps import features_table_name
-from sparkmlops.tables import current_version, table_ref
-
-TABLE_LAYERS = ("bronze", "quarantine", "manifest", "ingest_log", "silver", "validation_results",
-                "gold", "predictions")
+from sparkmlops.tables import current_version, dataset_tables
 
 
 def pipeline_summary(spark: Any, settings: Settings, result: PipelineResult) -> str:
@@ -24,9 +20,7 @@ def pipeline_summary(spark: Any, settings: Settings, result: PipelineResult) -> 
         "",
         f"Delta tables under {settings.resolve_path(settings.storage.root)}:",
     ]
-    for layer in TABLE_LAYERS:
-        name = features_table_name(settings) if layer == "gold" else None
-        ref = table_ref(settings, layer, name)
+    for ref in dataset_tables(settings):
         version = current_version(spark, ref)
         lines.append(f"  {ref.fqn:<32} v{version if version is not None else '-':<4} {ref.path}")
     rows_in = ingest.get("rows_in", ingest.get("bronze_rows"))

@@ -19,7 +19,7 @@ from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
 
 from sparkmlops.config import Settings
-from sparkmlops.errors import MissingInputError
+from sparkmlops.errors import ConfigError, MissingInputError
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +53,32 @@ def table_ref(settings: Settings, layer: str, name: str | None = None) -> TableR
     name = name or settings.dataset.name
     root = settings.resolve_path(settings.storage.root).rstrip("/")
     return TableRef(layer=layer, name=name, path=f"{root}/{layer}/{name}")
+
+
+# every table a dataset's jobs write, in pipeline order
+DATASET_LAYERS = ("bronze", "quarantine", "manifest", "ingest_log", "silver",
+                  "validation_results", "gold", "predictions")
+
+
+def features_table_name(settings: Settings) -> str:
+    """The gold feature table's name: ``<dataset>_features``."""
+    return f"{settings.dataset.name}_features"
+
+
+def dataset_tables(settings: Settings) -> list[TableRef]:
+    """The Delta tables a dataset's pipeline writes, in pipeline order."""
+    return [
+        table_ref(settings, layer, features_table_name(settings) if layer == "gold" else None)
+        for layer in DATASET_LAYERS
+    ]
+
+
+def dataset_table(settings: Settings, layer: str) -> TableRef:
+    """The dataset's table of ``layer`` (``bronze``, ``gold``, ...)."""
+    for ref in dataset_tables(settings):
+        if ref.layer == layer:
+            return ref
+    raise ConfigError(f"unknown table layer {layer!r}; known: {', '.join(DATASET_LAYERS)}")
 
 
 def table_exists(spark: SparkSession, ref: TableRef) -> bool:
