@@ -39,7 +39,15 @@ from pathlib import Path
 from typing import Any
 
 # benchmarks/ is sys.path[0] when this file runs as a script (make bench-ingest)
-from run import DEFAULT_OUT, child_env, landing_data, run_logged, sparkmlops_command
+from run import (
+    DEFAULT_OUT,
+    child_env,
+    landing_data,
+    latest_step_run,
+    run_logged,
+    run_seconds,
+    sparkmlops_command,
+)
 
 log = logging.getLogger("ingest_bench")
 
@@ -143,30 +151,15 @@ def run_platform(landing: Path, state_dir: Path, logfile: Path, env: str,
 
 def ingest_run(state_dir: Path, experiment: str) -> dict[str, Any]:
     """``step_seconds`` and row counts of the (only) ingest run in the state dir's store."""
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(tracking_uri=f"sqlite:///{state_dir}/mlflow.db")
-    exp = client.get_experiment_by_name(experiment)
-    if exp is None:
-        raise RuntimeError(f"no experiment {experiment!r} in {state_dir}/mlflow.db")
-    runs = client.search_runs(
-        [exp.experiment_id], filter_string="tags.`sparkmlops.step` = 'ingest'",
-        order_by=["attributes.start_time DESC"], max_results=1,
-    )
-    if not runs:
-        raise RuntimeError("no ingest run in the store")
-    run = runs[0]
+    _, run = latest_step_run(state_dir, experiment, "ingest")
     metrics = run.data.metrics
 
     def metric(prefix: str) -> int | None:
         found = [v for k, v in metrics.items() if k.startswith(prefix)]
         return int(found[0]) if found else None
 
-    run_seconds = None
-    if run.info.end_time and run.info.start_time:
-        run_seconds = round((run.info.end_time - run.info.start_time) / 1000, 3)
     return {"run_id": run.info.run_id, "status": run.info.status,
-            "seconds": metrics.get("step_seconds"), "run_seconds": run_seconds,
+            "seconds": metrics.get("step_seconds"), "run_seconds": run_seconds(run),
             "rows_in": metric("rows_in.landing"), "bronze": metric("rows_out.bronze."),
             "quarantined": metric("rows_out.quarantine."), "files_in": metric("files_in"),
             "outcome": run.data.tags.get("sparkmlops.outcome")}

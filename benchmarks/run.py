@@ -127,23 +127,35 @@ def run_platform(landing: Path, state_dir: Path, logfile: Path,
     return result
 
 
-def platform_step_seconds(state_dir: Path, experiment: str) -> dict[str, Any]:
-    """``step_seconds`` of each nested step run of the (only) pipeline run in the store."""
+def latest_step_run(state_dir: Path, experiment: str, step: str) -> tuple[Any, Any]:
+    """(client, run): the latest MLflow run of ``step`` in the state dir's SQLite store."""
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(tracking_uri=f"sqlite:///{state_dir}/mlflow.db")
     exp = client.get_experiment_by_name(experiment)
     if exp is None:
         raise RuntimeError(f"no experiment {experiment!r} in {state_dir}/mlflow.db")
-    parents = client.search_runs(
-        [exp.experiment_id], filter_string="tags.`sparkmlops.step` = 'pipeline'",
+    runs = client.search_runs(
+        [exp.experiment_id], filter_string=f"tags.`sparkmlops.step` = '{step}'",
         order_by=["attributes.start_time DESC"], max_results=1,
     )
-    if not parents:
-        raise RuntimeError("no pipeline run in the store")
-    parent = parents[0]
+    if not runs:
+        raise RuntimeError(f"no {step} run in the store")
+    return client, runs[0]
+
+
+def run_seconds(run: Any) -> float | None:
+    """Wall seconds of a finished MLflow run (None while it has no end time)."""
+    if run.info.end_time and run.info.start_time:
+        return round((run.info.end_time - run.info.start_time) / 1000, 3)
+    return None
+
+
+def platform_step_seconds(state_dir: Path, experiment: str) -> dict[str, Any]:
+    """``step_seconds`` of each nested step run of the (only) pipeline run in the store."""
+    client, parent = latest_step_run(state_dir, experiment, "pipeline")
     children = client.search_runs(
-        [exp.experiment_id],
+        [parent.info.experiment_id],
         filter_string=f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'",
     )
     steps: dict[str, float] = {}
@@ -158,11 +170,8 @@ def platform_step_seconds(state_dir: Path, experiment: str) -> dict[str, Any]:
                       "rows_train", "rows_test") if k in run.data.metrics}
         if name == "ingest":
             extra["rows_in_landing"] = run.data.metrics.get("rows_in.landing")
-    parent_seconds = None
-    if parent.info.end_time and parent.info.start_time:
-        parent_seconds = round((parent.info.end_time - parent.info.start_time) / 1000, 3)
     return {"parent_run_id": parent.info.run_id, "status": parent.info.status,
-            "parent_run_seconds": parent_seconds, "steps": steps, "train": extra}
+            "parent_run_seconds": run_seconds(parent), "steps": steps, "train": extra}
 
 
 def run_bare(landing: Path, out_dir: Path, logfile: Path, spark_master: str,
