@@ -387,7 +387,8 @@ def ingest_batch(
     """
     dataset = settings.dataset
     path = source_path or settings.resolve_path(dataset.source.path)
-    list_files(spark, path)  # fails with a clear message when the path is missing
+    if files is None:
+        list_files(spark, path)  # fails with a clear message when the path is missing
     ingested_at = datetime.now().replace(microsecond=0)
     target: str | list[str] = [f.path for f in files] if files else path
     raw = read_landing(spark, dataset.source, dataset.schema_, target)
