@@ -14,6 +14,7 @@ from sparkmlops.steps import ingest_step
 from sparkmlops.tables import read_table, table_exists, table_ref
 
 CORPUS = Path(__file__).resolve().parent / "data" / "bad_inputs"
+UNPARSEABLE = "unparseable record: malformed line or value not castable to its type"
 
 
 def _ingest(spark, make_settings, tmp_path, *names: str, overrides: tuple[str, ...] = ()):
@@ -130,6 +131,52 @@ def test_malformed_values_and_nulls_in_required_columns(spark, make_settings, tm
         "unparseable record: malformed line or value not castable to its type",
     ]
     assert all(r._source_file.endswith("/malformed.csv") for r in quarantine.collect())
+    # where each record sits: whole file read from offset 0, data records 1 and 2
+    assert sorted((r._source_offset, r._source_row, r.reason[:4]) for r in quarantine.collect()) \
+        == [(0, 1, "unpa"), (0, 2, "null")]
+
+
+@pytest.mark.parametrize("multiline", ["true", "false"])
+def test_a_line_with_too_few_or_too_many_fields_is_quarantined(spark, make_settings, tmp_path,
+                                                               multiline):
+    # Spark's CSV column pruning would turn a short line's missing fields into nulls
+    _, summary, bronze, quarantine = _ingest(
+        spark, make_settings, tmp_path, "wrong_field_count.csv",
+        overrides=(f"dataset.source.options.multiLine={multiline}",))
+
+    assert sorted(r.sample_number for r in bronze.collect()) == [1, 4]
+    assert sorted((r._source_row, r.record.split(",")[1], r.reason) for r in quarantine.collect()) \
+        == [(2, "2", UNPARSEABLE), (3, "3", UNPARSEABLE)]
+    assert summary == {"rows_in": 4, "bronze_rows": 2, "quarantined": 2, "files": 1}
+
+
+def test_rows_are_located_in_large_split_files(spark, make_settings, tmp_path):
+    # a file larger than the split size is read by several tasks: a bad record is
+    # located by its split's byte offset and its record number within the split
+    landing = tmp_path / "landing"
+    landing.mkdir()
+    lines = (CORPUS / "wrong_field_count.csv").read_text().splitlines()
+    good = lines[1]
+    body = [good.replace(",1,", f",{n},", 1) for n in range(1, 3001)]
+    body[2499] = body[2499].replace(",3750,", ",heavy,")  # record 2500
+    (landing / "big.csv").write_text("\n".join([lines[0], *body]) + "\n")
+    settings = make_settings(f"dataset.source.path={landing}",
+                             "dataset.source.options.multiLine=false")
+    spark.conf.set("spark.sql.files.maxPartitionBytes", "131072")
+    try:
+        result = ingest_step(spark, settings, "b1")
+    finally:
+        spark.conf.unset("spark.sql.files.maxPartitionBytes")
+    quarantine = read_table(spark, table_ref(settings, "quarantine")).collect()
+
+    assert result.summary["rows_in"] == 3000 and len(quarantine) == 1
+    bad = quarantine[0]
+    assert bad._source_offset > 0
+    with open(landing / "big.csv", "rb") as f:
+        f.seek(bad._source_offset)
+        f.readline()  # the split's first record starts after the next line break
+        located = [f.readline() for _ in range(bad._source_row)][-1].decode()
+    assert located.split(",")[1] == "2500" and ",heavy," in located
 
 
 def test_duplicate_keys_within_a_batch_are_kept_in_bronze_for_validation(spark, make_settings,
@@ -176,22 +223,28 @@ def test_json_lines_source_with_a_malformed_line(spark, make_settings, tmp_path)
     assert summary == {"rows_in": 4, "bronze_rows": 2, "quarantined": 2, "files": 1}
     assert sorted((r.sample_number, r.sex, r.body_mass_g) for r in bronze.collect()) == [
         (1, "MALE", 5000.0), (3, None, 5000.0)]
-    assert sorted(r.record[:30] for r in quarantine.collect()) == [
-        '{"studyName": "PAL0708", "Samp', '{"studyName": "PAL0708", "Samp']
+    assert sorted((r._source_row, r.record[:30]) for r in quarantine.collect()) == [
+        (2, '{"studyName": "PAL0708", "Samp'), (4, '{"studyName": "PAL0708", "Samp')]
 
 
 def test_parquet_source_and_a_rejected_type_change(spark, make_settings, tmp_path):
     good = tmp_path / "good"
     spark.createDataFrame(
-        [("PAL0708", 1, "Gentoo penguin (Pygoscelis papua)", 5000.0)],
+        [("PAL0708", 1, "Gentoo penguin (Pygoscelis papua)", 5000.0),
+         (None, 2, "Gentoo penguin (Pygoscelis papua)", 4000.0),
+         ("PAL0708", 3, "Gentoo penguin (Pygoscelis papua)", 4500.0)],
         "studyName string, `Sample Number` int, Species string, `Body Mass (g)` double",
     ).coalesce(1).write.parquet(str(good))
     settings = make_settings(f"dataset.source.path={good}", "dataset.source.format=parquet",
                              "dataset.source.options={}")
 
     summary = ingest_step(spark, settings, "b1").summary
+    quarantine = read_table(spark, table_ref(settings, "quarantine")).collect()
 
-    assert summary == {"rows_in": 1, "bronze_rows": 1, "quarantined": 0, "files": 1}
+    assert summary == {"rows_in": 3, "bronze_rows": 2, "quarantined": 1, "files": 1}
+    # Parquet gives the exact row index in the file
+    assert [(r.reason, r._source_offset, r._source_row) for r in quarantine] == [
+        ("null in required column study_name", 0, 2)]
     bad = tmp_path / "bad"
     spark.createDataFrame([("PAL0708", "one", "Gentoo")],
                           "studyName string, `Sample Number` string, Species string",

@@ -21,7 +21,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from sparkmlops.errors import ConfigError
 
@@ -76,6 +83,15 @@ class SourceSettings(StrictModel):
     # required columns are always rejected.
     schema_evolution: Literal["add_new_columns", "ignore_new_columns", "fail"] = (
         "add_new_columns")
+
+    @field_validator("options", mode="before")
+    @classmethod
+    def _options_as_text(cls, value: Any) -> Any:
+        # Spark reader options are strings; YAML's `multiLine: true` means "true"
+        if not isinstance(value, dict):
+            return value
+        return {k: (str(v).lower() if isinstance(v, bool) else
+                    str(v) if isinstance(v, int | float) else v) for k, v in value.items()}
 
 
 class ColumnSpec(StrictModel):
@@ -182,12 +198,36 @@ class MaintenanceSettings(StrictModel):
         return self
 
 
+class WriteSettings(StrictModel):
+    """How a batch's records land in silver, gold and predictions.
+
+    ``append``: every record is kept; a key that arrives again is a new row.
+    ``upsert``: those tables hold one row per business key, the record with the
+    highest ``order_by`` value (a later batch wins a tie), written with a Delta
+    MERGE. Bronze is append-only in both modes: the raw record of every row.
+    """
+
+    mode: Literal["append", "upsert"] = "append"
+    order_by: str | None = None
+    # declared columns to partition a table by when it is created (bronze, silver;
+    # gold and predictions when they carry the columns)
+    partition_by: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _upsert_needs_order(self) -> WriteSettings:
+        if self.mode == "upsert" and not self.order_by:
+            raise ValueError("write.order_by: required when write.mode is upsert (the column "
+                             "whose highest value wins per key)")
+        return self
+
+
 class DatasetSettings(StrictModel):
     name: str = Field(pattern=IDENTIFIER)
     description: str = ""
     source: SourceSettings
     schema_: list[ColumnSpec] = Field(alias="schema", min_length=1)
     keys: list[str] = Field(min_length=1)
+    write: WriteSettings = Field(default_factory=WriteSettings)
     quality: QualitySettings = Field(default_factory=QualitySettings)
     features: FeatureSettings
     label: LabelSettings
@@ -204,6 +244,7 @@ class DatasetSettings(StrictModel):
             raise ValueError(f"schema: duplicate column names in {columns}")
         known = set(columns)
         _require_known("keys", self.keys, known)
+        self._check_write(known)
         for i, spec in enumerate(self.quality.expectations):
             if spec.column is not None:
                 _require_known(f"quality.expectations.{i}.kwargs.column", [spec.column], known)
@@ -220,6 +261,20 @@ class DatasetSettings(StrictModel):
         if self.label.source in self.features.columns:
             raise ValueError(f"features: the label {self.label.source!r} cannot be a feature")
         return self
+
+    def _check_write(self, known: set[str]) -> None:
+        write = self.write
+        if write.order_by is not None:
+            _require_known("write.order_by", [write.order_by], known)
+        _require_known("write.partition_by", write.partition_by, known)
+        nullable_keys = [c.name for c in self.schema_ if c.name in self.keys and c.nullable]
+        if write.mode == "upsert" and nullable_keys:
+            raise ValueError(f"keys: upsert merges on the business key, so {nullable_keys} "
+                             "must be declared nullable: false")
+        zordered = sorted(set(write.partition_by) & set(self.maintenance.zorder_by))
+        if zordered:
+            raise ValueError(f"maintenance.zorder_by: {zordered} are partition columns "
+                             "(write.partition_by); Delta cannot Z-ORDER by them")
 
 
 def _require_known(key: str, names: list[str], known: set[str]) -> None:

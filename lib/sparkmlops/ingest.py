@@ -13,6 +13,8 @@ import csv
 import hashlib
 import logging
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from functools import reduce
@@ -50,7 +52,18 @@ log = logging.getLogger(__name__)
 CORRUPT_COLUMN = "_corrupt_record"
 SOURCE_FILE_COLUMN = "_source_file"
 INGESTED_AT_COLUMN = "_ingested_at"
-QUARANTINE_COLUMNS = ["step", "reason", "record", SOURCE_FILE_COLUMN, "quarantined_at"]
+# where a quarantined record sits in its file: the byte offset of the file split
+# Spark read it from (0 for a whole file) and the 1-based record number from there
+# (header not counted; a multi-line quoted record counts once)
+SOURCE_OFFSET_COLUMN = "_source_offset"
+SOURCE_ROW_COLUMN = "_source_row"
+QUARANTINE_COLUMNS = ["step", "reason", "record", SOURCE_FILE_COLUMN, SOURCE_OFFSET_COLUMN,
+                      SOURCE_ROW_COLUMN, "quarantined_at"]
+# helper columns that locate a row in its file; never written to bronze
+_BLOCK_START = "_pos_block_start"
+_ROW_INDEX = "_pos_row_index"
+_ROW_ID = "_pos_row_id"
+_POSITION_HELPERS = (_BLOCK_START, _ROW_INDEX, _ROW_ID)
 
 
 class SchemaMismatchError(SparkmlopsError):
@@ -98,9 +111,16 @@ def read_landing(
         files = path if isinstance(path, list) else [p for p, _, _ in list_files(spark, path)]
         for file in files:
             check_parquet_types(spark, file, columns)
-    df = _reader(spark, source, read_schema(columns)).load(path)
-    return rename_to_schema(df.withColumn(SOURCE_FILE_COLUMN, F.col("_metadata.file_path")),
-                            columns, source)
+    df = _with_origin(_reader(spark, source, read_schema(columns)).load(path))
+    if source.format == "parquet":
+        df = df.withColumn(_ROW_INDEX, F.col("_metadata.row_index"))
+    return rename_to_schema(df, columns, source)
+
+
+def _with_origin(df: DataFrame) -> DataFrame:
+    """The file each row came from and the byte offset of the split that read it."""
+    return df.withColumn(SOURCE_FILE_COLUMN, F.col("_metadata.file_path")).withColumn(
+        _BLOCK_START, F.col("_metadata.file_block_start"))
 
 
 def _reader(spark: SparkSession, source: SourceSettings, schema: StructType) -> Any:
@@ -132,11 +152,11 @@ def _read_csv_by_header(
             + [StructField(CORRUPT_COLUMN, StringType(), True)]
         )
         raw = _reader(spark, source, schema).option("enforceSchema", "true").load(group)
-        raw = raw.withColumn(SOURCE_FILE_COLUMN, F.col("_metadata.file_path"))
-        frames.append(rename_to_schema(raw, columns, source))
+        frames.append(rename_to_schema(_with_origin(raw), columns, source))
     if not frames:
         empty = spark.createDataFrame([], read_schema(columns)).withColumn(
-            SOURCE_FILE_COLUMN, F.lit(None).cast("string"))
+            SOURCE_FILE_COLUMN, F.lit(None).cast("string")).withColumn(
+            _BLOCK_START, F.lit(None).cast("long"))
         return rename_to_schema(empty, columns, source)
     return reduce(lambda a, b: a.unionByName(b, allowMissingColumns=True), frames)
 
@@ -253,14 +273,39 @@ def add_audit_columns(df: DataFrame, batch_id: str, ingested_at: datetime) -> Da
 
 def to_quarantine(df: DataFrame, step: str, reason: Column, record: Column) -> DataFrame:
     """Rows in the shape of ``quarantine.<dataset>``: step, reason, record as text, origin."""
+    def origin(name: str, type_: str) -> Column:
+        return F.col(name) if name in df.columns else F.lit(None).cast(type_).alias(name)
+
     return df.select(
         F.lit(step).alias("step"),
         reason.alias("reason"),
         record.alias("record"),
-        F.col(SOURCE_FILE_COLUMN) if SOURCE_FILE_COLUMN in df.columns else F.lit(None).cast(
-            "string").alias(SOURCE_FILE_COLUMN),
+        origin(SOURCE_FILE_COLUMN, "string"),
+        origin(SOURCE_OFFSET_COLUMN, "long"),
+        origin(SOURCE_ROW_COLUMN, "long"),
         F.current_timestamp().alias("quarantined_at"),
         F.col(BATCH_COLUMN),
+    )
+
+
+def with_source_position(rows: DataFrame, subset: DataFrame) -> DataFrame:
+    """Add each ``subset`` row's offset and record number in its file.
+
+    ``rows`` is every row read (with ``_pos_row_id`` from
+    ``monotonically_increasing_id`` on the scan): a file split's rows are
+    consecutive within one Spark partition, so a row's number in its split is its
+    id minus the split's first id. Parquet gives the exact row index instead.
+    """
+    if _ROW_INDEX in subset.columns:
+        return subset.withColumn(SOURCE_OFFSET_COLUMN, F.lit(0).cast("long")).withColumn(
+            SOURCE_ROW_COLUMN, F.col(_ROW_INDEX) + 1)
+    split = [SOURCE_FILE_COLUMN, _BLOCK_START]
+    first = rows.groupBy(*split).agg(F.min(_ROW_ID).alias("_first_row_id"))
+    return (
+        subset.join(F.broadcast(first), split, "left")
+        .withColumn(SOURCE_OFFSET_COLUMN, F.col(_BLOCK_START))
+        .withColumn(SOURCE_ROW_COLUMN, F.col(_ROW_ID) - F.col("_first_row_id") + 1)
+        .drop("_first_row_id")
     )
 
 
@@ -392,16 +437,21 @@ def ingest_batch(
     ingested_at = datetime.now().replace(microsecond=0)
     target: str | list[str] = [f.path for f in files] if files else path
     raw = read_landing(spark, dataset.source, dataset.schema_, target)
-    parsed = add_audit_columns(raw, batch_id, ingested_at)
+    parsed = add_audit_columns(raw.withColumn(_ROW_ID, F.monotonically_increasing_id()),
+                               batch_id, ingested_at)
     parsed = parsed.withColumn("_reason", quarantine_reason(dataset.schema_))
     # Spark refuses queries on the corrupt-record column of an unparsed file; caching
     # also makes the three uses below (count, good rows, bad rows) one read of the files.
-    parsed = parsed.persist()
-    try:
+    with _csv_field_count_checked(spark):
+        parsed = parsed.persist()
         rows_in = parsed.count()
-        good = parsed.where(F.col("_reason").isNull()).drop("_reason", CORRUPT_COLUMN)
+    try:
+        good = parsed.where(F.col("_reason").isNull()).drop(
+            "_reason", CORRUPT_COLUMN, *_POSITION_HELPERS)
         bad = parsed.where(F.col("_reason").isNotNull())
         rows_quarantined = bad.count()
+        if rows_quarantined:
+            bad = with_source_position(parsed, bad)
         record = F.coalesce(
             F.col(CORRUPT_COLUMN),
             F.to_json(F.struct(*[F.col(c.name) for c in dataset.schema_])),
@@ -412,7 +462,8 @@ def ingest_batch(
             extra_predicate="step = 'ingest'",
         )
         bronze = replace_batch(good, table_ref(settings, "bronze"), batch_id,
-                               merge_schema=dataset.source.schema_evolution == "add_new_columns")
+                               merge_schema=dataset.source.schema_evolution == "add_new_columns",
+                               partition_by=dataset.write.partition_by)
     finally:
         parsed.unpersist()
     if rows_in != bronze.rows + rows_quarantined:
@@ -423,6 +474,25 @@ def ingest_batch(
     log.info("ingest %s: %d rows in, %d to bronze, %d quarantined",
              batch_id, rows_in, bronze.rows, rows_quarantined)
     return IngestResult(batch_id, rows_in, bronze, q_write, rows_quarantined)
+
+
+@contextmanager
+def _csv_field_count_checked(spark: SparkSession) -> Iterator[None]:
+    """Make a CSV line with too few or too many fields a malformed record.
+
+    With CSV column pruning on (Spark's default) a short line's missing fields
+    silently become nulls; off, the PERMISSIVE parser flags it in the corrupt column.
+    """
+    key = "spark.sql.csv.parser.columnPruning.enabled"
+    before = spark.conf.get(key, None)
+    spark.conf.set(key, "false")
+    try:
+        yield
+    finally:
+        if before is None:
+            spark.conf.unset(key)
+        else:
+            spark.conf.set(key, before)
 
 
 _TYPES: dict[str, DataType] = {

@@ -14,6 +14,7 @@ import random
 import time
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
@@ -117,6 +118,7 @@ def replace_batch(
     *,
     extra_predicate: str | None = None,
     merge_schema: bool = False,
+    partition_by: list[str] | None = None,
 ) -> TableWrite:
     """Write ``df`` as the whole content of ``batch_id`` in one atomic commit.
 
@@ -126,12 +128,13 @@ def replace_batch(
     predicate = f"{BATCH_COLUMN} = '{quote_sql(batch_id)}'"
     if extra_predicate:
         predicate = f"{predicate} AND ({extra_predicate})"
-    return replace_where(df, ref, predicate, merge_schema=merge_schema)
+    return replace_where(df, ref, predicate, merge_schema=merge_schema,
+                         partition_by=partition_by)
 
 
 def replace_where(
     df: DataFrame, ref: TableRef, predicate: str, *, attempts: int = 5,
-    merge_schema: bool = False,
+    merge_schema: bool = False, partition_by: list[str] | None = None,
 ) -> TableWrite:
     """Atomically replace the rows matching ``predicate`` with ``df`` (create if missing).
 
@@ -139,12 +142,11 @@ def replace_where(
     with a concurrent writer (Delta's optimistic concurrency) is retried: replacing
     the same predicate again is idempotent, so a retry cannot double a row.
     ``merge_schema`` lets new nullable columns into the table (never a type change).
+    ``partition_by`` partitions a table this write creates (ignored afterwards).
     """
     spark = df.sparkSession
-    # tags the commit so its version and counts are read back from this commit, not
-    # from whatever another writer committed just after it
-    token = f"sparkmlops-write-{uuid.uuid4()}"
-    for attempt in range(1, attempts + 1):
+
+    def write(token: str) -> None:
         writer = df.write.format("delta").option("userMetadata", token)
         if merge_schema:
             writer = writer.option("mergeSchema", "true")
@@ -152,8 +154,126 @@ def replace_where(
             writer = writer.mode("overwrite").option("replaceWhere", predicate)
         else:
             writer = writer.mode("append")
+            partitions = [c for c in partition_by or [] if c in df.columns]
+            if partitions:
+                writer = writer.partitionBy(*partitions)
+        writer.save(ref.path)
+
+    return _commit_with_retries(spark, ref, write, attempts)
+
+
+@dataclass(frozen=True)
+class MergeWrite(TableWrite):
+    """A MERGE's commit: ``rows`` = the batch's rows now in the table (inserted + updated)."""
+
+    inserted: int = 0
+    updated: int = 0
+    deleted: int = 0
+    # source rows that lost to a newer record of the same key already in the table
+    stale: int = 0
+
+
+def upsert_batch(
+    df: DataFrame,
+    ref: TableRef,
+    batch_id: str,
+    keys: list[str],
+    *,
+    order_by: str | None = None,
+    merge_schema: bool = False,
+    partition_by: list[str] | None = None,
+    attempts: int = 5,
+) -> MergeWrite:
+    """MERGE one batch into a table that holds one row per business key, in one commit.
+
+    ``df`` must hold at most one row per key (see :func:`latest_per_key`). A key
+    not in the table is inserted; a key in the table takes the batch's row when
+    ``order_by`` is not older (without ``order_by``: always), so a later record
+    wins and an older, late-arriving one is counted as stale; rows the table holds
+    for this batch that the batch no longer has are deleted. Re-running the batch
+    therefore changes nothing, and a retry after a write conflict is safe. A table
+    this creates is written as the batch (plain append).
+    """
+    spark = df.sparkSession
+    if not table_exists(spark, ref):
+        created = replace_batch(df, ref, batch_id, merge_schema=merge_schema,
+                                partition_by=partition_by)
+        return MergeWrite(created.table, created.version, created.rows, inserted=created.rows)
+    on = " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in keys)
+    data_columns = [c for c in df.columns if c not in keys]
+    changed = " OR ".join(f"NOT (t.`{c}` <=> s.`{c}`)" for c in data_columns) or "false"
+    update = f"({changed})"
+    if order_by is not None:
+        newer = (f"t.{BATCH_COLUMN} = s.{BATCH_COLUMN} OR t.`{order_by}` IS NULL "
+                 f"OR s.`{order_by}` >= t.`{order_by}`")
+        update = f"({newer}) AND {update}"
+
+    def merge(token: str) -> None:
+        conf = "spark.databricks.delta.commitInfo.userMetadata"
+        builder = DeltaTable.forPath(spark, ref.path).alias("t").merge(df.alias("s"), on)
+        if merge_schema:
+            builder = builder.withSchemaEvolution()
+        builder = (
+            builder.whenMatchedUpdateAll(condition=update)
+            .whenNotMatchedInsertAll()
+            .whenNotMatchedBySourceDelete(
+                condition=f"t.{BATCH_COLUMN} = '{quote_sql(batch_id)}'")
+        )
+        spark.conf.set(conf, token)
         try:
-            writer.save(ref.path)
+            builder.execute()
+        finally:
+            spark.conf.unset(conf)
+
+    committed, metrics = _commit_with_retries(spark, ref, merge, attempts, with_metrics=True)
+    inserted = int(metrics.get("numTargetRowsInserted", 0))
+    updated = int(metrics.get("numTargetRowsUpdated", 0))
+    deleted = int(metrics.get("numTargetRowsDeleted", 0))
+    # Delta makes no commit when nothing changes (a re-run): count the source then
+    source = int(metrics["numSourceRows"]) if "numSourceRows" in metrics else df.count()
+    matched_unchanged = _batch_rows(spark, ref, batch_id, committed.version) - inserted - updated
+    stale = source - inserted - updated - matched_unchanged
+    log.info("merged batch %s into %s v%s: %d inserted, %d updated, %d deleted, %d stale",
+             batch_id, ref.fqn, committed.version, inserted, updated, deleted, stale)
+    return MergeWrite(committed.table, committed.version, inserted + updated + matched_unchanged,
+                      inserted=inserted, updated=updated, deleted=deleted, stale=stale)
+
+
+def _batch_rows(spark: SparkSession, ref: TableRef, batch_id: str, version: int) -> int:
+    return read_batch(spark, ref, batch_id, version).count()
+
+
+def latest_per_key(df: DataFrame, keys: list[str], order_by: str) -> tuple[DataFrame, DataFrame]:
+    """Split a batch into the latest record per key and the records it supersedes.
+
+    The highest ``order_by`` wins (nulls lose); a tie goes to the later source file,
+    then to a hash of the record, so the choice never depends on how Spark ran.
+    """
+    import pyspark.sql.functions as F
+    from pyspark.sql.window import Window
+
+    tie_breakers = [F.col(c).desc_nulls_last() for c in ("_source_file",) if c in df.columns]
+    content = F.xxhash64(*[F.col(f"`{c}`") for c in df.columns])
+    window = Window.partitionBy(*keys).orderBy(
+        F.col(order_by).desc_nulls_last(), *tie_breakers, content.desc())
+    ranked = df.withColumn("_rank", F.row_number().over(window))
+    latest = ranked.where("_rank = 1").drop("_rank")
+    superseded = ranked.where("_rank > 1").drop("_rank")
+    return latest, superseded
+
+
+def _commit_with_retries(
+    spark: SparkSession, ref: TableRef, write: Any, attempts: int, *, with_metrics: bool = False
+) -> Any:
+    """Run ``write(token)`` until it commits, retrying Delta write conflicts with backoff.
+
+    The token tags the commit (userMetadata) so its version and counts are read back
+    from this commit, not from whatever another writer committed just after it.
+    """
+    token = f"sparkmlops-write-{uuid.uuid4()}"
+    for attempt in range(1, attempts + 1):
+        try:
+            write(token)
             break
         except Exception as exc:  # noqa: BLE001 - narrowed by _is_write_conflict
             if attempt == attempts or not _is_write_conflict(exc):
@@ -162,7 +282,8 @@ def replace_where(
             log.warning("write conflict on %s (attempt %d/%d), retrying in %.1f s: %s",
                         ref.fqn, attempt, attempts, delay, str(exc).splitlines()[0][:200])
             time.sleep(delay)
-    return _committed_write(spark, ref, token)
+    written, metrics = _committed_write(spark, ref, token)
+    return (written, metrics) if with_metrics else written
 
 
 _CONFLICTS = (
@@ -180,7 +301,9 @@ def _is_write_conflict(exc: Exception) -> bool:
     return any(marker in text for marker in _CONFLICTS)
 
 
-def _committed_write(spark: SparkSession, ref: TableRef, token: str) -> TableWrite:
+def _committed_write(
+    spark: SparkSession, ref: TableRef, token: str
+) -> tuple[TableWrite, dict[str, str]]:
     history = DeltaTable.forPath(spark, ref.path).history(50)
     mine = history.where(history["userMetadata"] == token).first()
     if mine is None:
@@ -190,11 +313,11 @@ def _committed_write(spark: SparkSession, ref: TableRef, token: str) -> TableWri
         if version is None:
             raise MissingInputError(f"table {ref.fqn} has no history after a write")
         log.info("%s unchanged at version %s (nothing to write)", ref.fqn, version[0])
-        return TableWrite(table=ref, version=int(version[0]), rows=0)
-    metrics = mine["operationMetrics"] or {}
+        return TableWrite(table=ref, version=int(version[0]), rows=0), {}
+    metrics = dict(mine["operationMetrics"] or {})
     rows = int(metrics.get("numOutputRows", 0))
     log.info("wrote %s version %s (%d rows)", ref.fqn, mine["version"], rows)
-    return TableWrite(table=ref, version=int(mine["version"]), rows=rows)
+    return TableWrite(table=ref, version=int(mine["version"]), rows=rows), metrics
 
 
 def quote_sql(value: str) -> str:
