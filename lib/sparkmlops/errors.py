@@ -35,3 +35,7 @@ class ModelGateFailed(SparkmlopsError):
     """The challenger did not pass the promotion gate (or no champion exists to score with)."""
 
     exit_code = 5
+
+
+class ReconciliationError(SparkmlopsError):
+    """Rows in != rows out across a step's tables: something was lost or doubled."""

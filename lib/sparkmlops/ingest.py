@@ -37,7 +37,7 @@ from pyspark.sql.types import (
 )
 
 from sparkmlops.config import ColumnSpec, Settings, SourceSettings
-from sparkmlops.errors import MissingInputError, SparkmlopsError
+from sparkmlops.errors import MissingInputError, ReconciliationError, SparkmlopsError
 from sparkmlops.tables import (
     BATCH_COLUMN,
     TableWrite,
@@ -72,7 +72,7 @@ class SchemaMismatchError(SparkmlopsError):
     exit_code = 3
 
 
-class IngestReconciliationError(SparkmlopsError):
+class IngestReconciliationError(ReconciliationError):
     """Rows read != rows in bronze + quarantine: something was lost or doubled."""
 
 
@@ -459,7 +459,7 @@ def ingest_batch(
         quarantined = to_quarantine(bad, "ingest", F.col("_reason"), record)
         q_write = replace_batch(
             quarantined, table_ref(settings, "quarantine"), batch_id,
-            extra_predicate="step = 'ingest'",
+            extra_predicate="step = 'ingest'", merge_schema=True,
         )
         bronze = replace_batch(good, table_ref(settings, "bronze"), batch_id,
                                merge_schema=dataset.source.schema_evolution == "add_new_columns",

@@ -21,7 +21,7 @@ from pyspark.sql import SparkSession
 
 from sparkmlops import features, inference, quality, registry, training
 from sparkmlops.config import Settings
-from sparkmlops.errors import MissingInputError, QualityGateFailed
+from sparkmlops.errors import MissingInputError, QualityGateFailed, ReconciliationError
 from sparkmlops.ingest import (
     LandingFile,
     ingest_batch,
@@ -32,14 +32,19 @@ from sparkmlops.ingest import (
 )
 from sparkmlops.tables import (
     BATCH_COLUMN,
+    MergeWrite,
+    TableRef,
+    TableWrite,
     current_version,
     features_table_name,
+    latest_per_key,
     quote_sql,
     read_batch,
     read_table,
     replace_batch,
     replace_where,
     table_ref,
+    upsert_batch,
 )
 from sparkmlops.tracking import TAG_OUTCOME, step_run
 
@@ -54,6 +59,24 @@ class StepResult:
     run_id: str
     outputs: dict[str, int] = field(default_factory=dict)
     summary: dict[str, Any] = field(default_factory=dict)
+
+
+def write_batch(
+    df: Any, ref: TableRef, settings: Settings, batch_id: str, *,
+    order_by: str | None = None, merge_schema: bool = False,
+) -> TableWrite:
+    """Write one batch of a keyed table the dataset's way (``write.mode``).
+
+    ``append``: the batch replaces its own rows (replaceWhere on the batch id).
+    ``upsert``: MERGE on the business key, so the table keeps one row per key;
+    ``order_by`` makes an older record lose to the table's newer one.
+    """
+    write = settings.dataset.write
+    if write.mode == "upsert":
+        return upsert_batch(df, ref, batch_id, settings.dataset.keys, order_by=order_by,
+                            merge_schema=merge_schema, partition_by=write.partition_by)
+    return replace_batch(df, ref, batch_id, merge_schema=merge_schema,
+                         partition_by=write.partition_by)
 
 
 # ---------------------------------------------------------------- ingest
@@ -121,7 +144,15 @@ def validate_step(
             if rows == 0:
                 raise MissingInputError(f"batch {batch_id} has no rows in {bronze.fqn} v{version}")
             tracker.read(bronze, version, rows)
-            report = _run_quality_checks(batch, settings, suite=f"{dataset.name}_bronze")
+            checked, superseded = batch, 0
+            if dataset.write.mode == "upsert":
+                # one record per key, the latest: the suite judges what silver would hold
+                assert dataset.write.order_by is not None
+                latest, older = latest_per_key(batch, dataset.keys, dataset.write.order_by)
+                checked = latest.persist()
+                superseded = rows - checked.count()
+                tracker.count("rows_superseded_in_batch", superseded)
+            report = _run_quality_checks(checked, settings, suite=f"{dataset.name}_bronze")
             mlflow.log_param("quality.gate", gate)
             vid = quality.validation_id(batch_id, version)
             if report.outcomes:
@@ -147,26 +178,38 @@ def validate_step(
                     + (f"; see {report.data_docs_index}" if report.data_docs_index else "")
                 )
             specs = dataset.quality.expectations if gate != "disabled" else []
-            passing, failing = quality.split_valid_rows(batch, specs)
+            passing, failing = quality.split_valid_rows(checked, specs)
             reason = F.concat(F.lit("failed expectations: "),
                               F.array_join(F.col(quality.FAILED_COLUMN), ", "))
             record = F.to_json(F.struct(*[F.col(c.name) for c in dataset.schema_]))
             quarantined = to_quarantine(failing, "validate", reason, record)
             q_write = replace_batch(quarantined, table_ref(settings, "quarantine"), batch_id,
-                                    extra_predicate="step = 'validate'")
-            s_write = replace_batch(
-                passing, silver, batch_id,
+                                    extra_predicate="step = 'validate'", merge_schema=True)
+            s_write = write_batch(
+                passing, silver, settings, batch_id, order_by=dataset.write.order_by,
                 merge_schema=dataset.source.schema_evolution == "add_new_columns")
-            rows_quarantined = rows - s_write.rows
+            stale = s_write.stale if isinstance(s_write, MergeWrite) else 0
+            rows_quarantined = q_write.rows
             tracker.wrote(s_write)
             tracker.wrote(q_write, rows=rows_quarantined)
+            if stale:
+                tracker.count("rows_stale", stale)
+            if rows != s_write.rows + rows_quarantined + superseded + stale:
+                raise ReconciliationError(
+                    f"validate batch {batch_id}: {rows} bronze rows but {s_write.rows} in silver, "
+                    f"{rows_quarantined} quarantined, {superseded} superseded in the batch and "
+                    f"{stale} older than silver")
         finally:
+            if checked is not batch:
+                checked.unpersist()
             batch.unpersist()
         return StepResult(
             "validate", tracker.run_id,
             {silver.fqn: s_write.version, q_write.table.fqn: q_write.version},
             {"gate": gate, "status": report.status, "silver_rows": s_write.rows,
              "quarantined": rows_quarantined, "data_docs": report.data_docs_index,
+             **({"superseded": superseded, "stale": stale}
+                if dataset.write.mode == "upsert" else {}),
              "expectations_failed": [f"{o.expectation}({o.column or ''}) [{o.severity}]"
                                      for o in report.outcomes if not o.success]},
         )
@@ -209,7 +252,7 @@ def features_step(
         version = silver_version if silver_version is not None else current_version(spark, silver)
         batch = read_batch(spark, silver, batch_id, version)
         frame = features.build_feature_table(batch, settings.dataset)
-        written = replace_batch(frame, gold, batch_id)
+        written = write_batch(frame, gold, settings, batch_id)
         tracker.read(silver, version, written.rows)
         tracker.wrote(written)
         return StepResult("features", tracker.run_id, {gold.fqn: written.version},
@@ -359,7 +402,7 @@ def predict_step(
             model_version=str(resolved.version), model_run_id=str(resolved.run_id),
             batch_id=batch_id, scored_at=datetime.now().replace(microsecond=0),
         )
-        written = replace_batch(scored, predictions, batch_id)
+        written = write_batch(scored, predictions, settings, batch_id)
         tracker.read(gold, version, written.rows)
         tracker.wrote(written)
         mlflow.log_params({"model_uri": uri, "model_alias": model,
