@@ -1,7 +1,8 @@
 """Ingest throughput: ``sparkmlops ingest`` against a plain CSV → Delta write.
 
-For each row count: the landing CSVs of ``benchmarks/run.py`` (same folder names,
-reused when they exist, else generated with ``sparkmlops.datagen``), then, each in
+For each row count: landing CSVs generated with ``sparkmlops.datagen`` (reused when
+they exist), with ``--bad-fraction`` of the rows (default 0.1 %) given a body mass
+that does not cast to its type, so the quarantine path does real work; then, each in
 its own subprocess with the same Spark settings (master and ``spark.*`` conf of
 ``conf/base.yml`` + ``conf/<env>.yml``, Delta jars via ``configure_delta``):
 
@@ -10,7 +11,8 @@ its own subprocess with the same Spark settings (master and ``spark.*`` conf of
   audit columns, manifest, ingest log, MLflow run); seconds are the ``step_seconds``
   metric of its ingest run, plus the subprocess wall time;
 - plain: this file with ``--plain``: ``spark.read.schema(<declared types>).csv(landing)``
-  with the dataset's reader options, renamed to the Delta column names (Delta
+  with the dataset's reader options (Spark's default PERMISSIVE mode silently
+  turns the spoiled values into nulls and keeps the rows), renamed to the Delta column names (Delta
   refuses the raw headers' spaces and parentheses), ``.write.format("delta").save()``;
   seconds are the read+write, plus the subprocess wall time.
 
@@ -211,6 +213,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="landing CSV files per size (one value, or one per --rows); "
                              "default 4 up to 1M rows, 16 above")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--bad-fraction", type=float, default=0.001,
+                        help="rows with an unparseable value, quarantined by the platform "
+                             "(default: 0.001)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     parser.add_argument("--env", default="local", help="conf/<env>.yml for both sides")
     parser.add_argument("--keep-state", action="store_true",
@@ -254,7 +259,8 @@ def main(argv: list[str] | None = None) -> int:
     results = out / f"ingest-results-{stamp}.json"
     table: list[dict[str, Any]] = []
     for rows, n_files in zip(args.rows, files, strict=True):
-        landing, gen_seconds = landing_data(out, rows, args.seed, n_files, args.regenerate, logs)
+        landing, gen_seconds = landing_data(out, rows, args.seed, n_files, args.regenerate, logs,
+                                            bad_fraction=args.bad_fraction)
         load_before = os.getloadavg()
         state_dir = out / f"ingest-state-{rows}-{stamp}"
         delta = out / f"ingest-plain-{rows}-{stamp}"

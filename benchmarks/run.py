@@ -83,18 +83,21 @@ def sparkmlops_command() -> list[str]:
 
 
 def landing_data(out: Path, rows: int, seed: int, files: int, regenerate: bool,
-                 logs: Path) -> tuple[Path, float | None]:
+                 logs: Path, bad_fraction: float = 0.0) -> tuple[Path, float | None]:
     """The landing folder for this size (reused when generated with the same args)."""
-    landing = out / f"landing-{rows}-seed{seed}-files{files}"
+    spoiled = f"-bad{bad_fraction:g}" if bad_fraction else ""
+    landing = out / f"landing-{rows}-seed{seed}-files{files}{spoiled}"
     manifest = out / f"{landing.name}.json"
-    wanted = {"rows": rows, "seed": seed, "files": files}
+    wanted: dict[str, Any] = {"rows": rows, "seed": seed, "files": files}
+    if bad_fraction:
+        wanted["bad_fraction"] = bad_fraction
     if not regenerate and manifest.exists() and (landing / "_SUCCESS").exists():
         if json.loads(manifest.read_text()).get("args") == wanted:
             log.info("reusing %s", landing)
             return landing, None
     code, seconds = run_logged(
         [sys.executable, "-m", "sparkmlops.datagen", "--rows", str(rows), "--out", str(landing),
-         "--seed", str(seed), "--files", str(files)],
+         "--seed", str(seed), "--files", str(files), "--bad-fraction", str(bad_fraction)],
         logs / f"datagen-{rows}.log",
     )
     if code != 0:

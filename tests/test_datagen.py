@@ -5,8 +5,9 @@ from pathlib import Path
 import pyspark.sql.functions as F
 import pytest
 
-from sparkmlops.datagen import COLUMNS, SPECIES, generate_penguins, write_landing
+from sparkmlops.datagen import BAD_MASS, COLUMNS, SPECIES, generate_penguins, write_landing
 from sparkmlops.ingest import ingest_batch
+from sparkmlops.tables import read_table, table_ref
 
 SAMPLE = Path(__file__).resolve().parents[1] / "data/sample/penguins/landing"
 KEY = ["studyName", "Species", "Sample Number"]
@@ -106,6 +107,26 @@ def test_every_generated_row_lands_in_bronze(spark, tmp_path, make_settings):
     assert result.bronze.rows + result.rows_quarantined == result.rows_in
     assert result.rows_quarantined == 0
     assert result.bronze.rows == ROWS
+
+
+def test_spoiled_rows_are_quarantined_with_their_position(spark, tmp_path, make_settings):
+    landing = write_landing(spark, ROWS, str(tmp_path / "landing"), seed=7, files=2,
+                            bad_fraction=0.05)
+    settings = make_settings()
+
+    result = ingest_batch(spark, settings, "bdatagen", source_path=landing)
+
+    spoiled = sorted(
+        (path, n) for path in Path(landing).glob("part-*.csv")
+        for n, line in enumerate(path.read_text().splitlines()[1:], start=1)
+        if f",{BAD_MASS}," in line)
+    assert ROWS * 0.02 < len(spoiled) < ROWS * 0.08
+    assert (result.rows_in, result.rows_quarantined) == (ROWS, len(spoiled))
+    quarantine = read_table(spark, table_ref(settings, "quarantine")).collect()
+    assert sorted((Path(r._source_file.removeprefix("file:")), r._source_row)
+                  for r in quarantine) == spoiled
+    assert {r.reason for r in quarantine} == {
+        "unparseable record: malformed line or value not castable to its type"}
 
 
 def test_rejects_a_negative_row_count(spark):

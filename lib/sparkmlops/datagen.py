@@ -127,6 +127,8 @@ NO_DELTA15N = "No delta15N data received from lab."
 _S_ISLAND, _S_DATE, _S_CLUTCH, _S_FIRST_SEX = 1, 2, 3, 4
 _S_NOT_SAMPLED, _S_UNKNOWN_SEX, _S_SEX_COMMENT, _S_ISOTOPES = 11, 12, 13, 14
 _S_NORMALS = 100  # 100..107: four Box-Muller pairs
+_S_BAD = 200  # which rows write_landing spoils (bad_fraction)
+BAD_MASS = "heavy"  # a body mass that does not cast to int: ingest quarantines the row
 
 _TWO_POW_53 = float(1 << 53)
 
@@ -324,13 +326,15 @@ def generate_penguins(
 
 
 def write_landing(
-    spark: SparkSession, rows: int, path: str, *, seed: int = 7, files: int = 4
+    spark: SparkSession, rows: int, path: str, *, seed: int = 7, files: int = 4,
+    bad_fraction: float = 0.0,
 ) -> str:
     """Write ``rows`` synthetic penguins as raw landing CSV into ``path`` (overwritten).
 
     The files have the header and the conventions of the sample (``NA`` for nulls,
     ``yyyy-MM-dd`` dates); ``files`` part files of consecutive rows each, so the same
-    arguments give the same file contents.
+    arguments give the same file contents. ``bad_fraction`` of the rows (chosen by
+    row-id hashing) get the body mass ``heavy``, which does not cast to its type.
 
     Returns:
         ``path``, ready for ``--set dataset.source.path=<path>``.
@@ -339,7 +343,15 @@ def write_landing(
         raise ValueError(f"rows must be 1 or more, got {rows}")
     if files < 1:
         raise ValueError(f"files must be 1 or more, got {files}")
+    if not 0.0 <= bad_fraction < 1.0:
+        raise ValueError(f"bad_fraction must be in [0, 1), got {bad_fraction}")
     df = generate_penguins(spark, rows, seed=seed, partitions=min(files, rows))
+    if bad_fraction:
+        key = [F.col("studyName"), F.col("Species"), F.col("`Sample Number`")]
+        spoiled = uniform(seed, _S_BAD, *key) < bad_fraction
+        mass = "Body Mass (g)"
+        df = df.withColumn(mass, F.when(spoiled, F.lit(BAD_MASS)).otherwise(
+            F.col(f"`{mass}`").cast("string")))
     (
         df.write.mode("overwrite")
         .option("header", "true")
@@ -362,6 +374,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, help="output folder (overwritten)")
     parser.add_argument("--seed", type=int, default=7, help="random seed (default: 7)")
     parser.add_argument("--files", type=int, default=4, help="number of CSV files (default: 4)")
+    parser.add_argument("--bad-fraction", type=float, default=0.0,
+                        help="fraction of rows with an unparseable body mass (default: 0)")
     parser.add_argument("--env", default="local",
                         help="Spark settings of conf/<env>.yml (default: local)")
     args = parser.parse_args(argv)
@@ -375,7 +389,8 @@ def main(argv: list[str] | None = None) -> int:
 
     spark = get_spark(load_settings(args.env, "penguins").spark)
     try:
-        write_landing(spark, args.rows, args.out, seed=args.seed, files=args.files)
+        write_landing(spark, args.rows, args.out, seed=args.seed, files=args.files,
+                      bad_fraction=args.bad_fraction)
     finally:
         spark.stop()
     return 0
