@@ -10,6 +10,7 @@ from sparkmlops.errors import ConfigError, QualityGateFailed
 from sparkmlops.quality import (
     ExpectationOutcome,
     build_suite,
+    expectation_class,
     gate_status,
     run_suite,
     split_valid_rows,
@@ -79,11 +80,26 @@ def test_gate_status(outcomes, status):
     assert gate_status(outcomes) == status
 
 
-def test_unknown_expectation_name_is_a_config_error():
-    spec = ExpectationSpec(expectation="expect_column_values_to_be_purple", kwargs={"column": "c"})
+def test_unknown_expectation_name_fails_at_config_load(make_settings):
+    with pytest.raises(ConfigError, match=r"penguins.yml: quality.expectations.1: "
+                       r".*unknown Great Expectations expectation 'expect_column_values_to_be_nul'"
+                       r"; did you mean 'expect_column_values_to_be_null'\?"):
+        make_settings("dataset.quality.expectations.1.expectation=expect_column_values_to_be_nul")
 
-    with pytest.raises(ConfigError, match="unknown Great Expectations expectation"):
-        build_suite([spec], "s")
+
+def test_a_column_the_schema_lacks_fails_at_config_load(make_settings):
+    with pytest.raises(ConfigError, match=r"quality.expectations.3 "
+                       r"\(expect_compound_columns_to_be_unique\) kwargs: unknown column\(s\) "
+                       r"\['sampel_number'\]"):
+        make_settings("dataset.quality.expectations.3.kwargs.column_list="
+                      "[study_name, species, sampel_number]")
+
+
+def test_gx_names_map_to_their_classes():
+    # KL, not Kl: the class names are read from GX, not derived from the snake_case
+    spec = ExpectationSpec(expectation="expect_column_kl_divergence_to_be_less_than",
+                           kwargs={"column": "c", "partition_object": None})
+    assert expectation_class(spec).__name__ == "ExpectColumnKLDivergenceToBeLessThan"
 
 
 def test_invalid_expectation_arguments_are_a_config_error():

@@ -22,7 +22,7 @@ log = logging.getLogger("sparkmlops")
 STEP_NAMES = ("ingest", "validate", "features", "train", "promote", "predict", "pipeline",
               "maintain")
 # commands over whole tables: the run's batch id is "all", not derived from landing files
-WHOLE_TABLE_COMMANDS = ("maintain", "show-table")
+WHOLE_TABLE_COMMANDS = ("maintain", "show-table", "profile")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -67,6 +67,11 @@ def build_parser() -> argparse.ArgumentParser:
     as_of.add_argument("--timestamp", help="the version current at this time, e.g. "
                                            "'2026-11-26 12:00:00'")
     show.add_argument("--limit", type=int, default=20, help="rows to print (default: 20)")
+    profile = sub.add_parser("profile", parents=[common],
+                             help="propose a starter expectation suite (YAML) from a table")
+    profile.add_argument("--layer", default="bronze", help="table to profile (default: bronze)")
+    profile.add_argument("--version", type=int, help="Delta version (default: the latest)")
+    profile.add_argument("--out", help="write the YAML here (default: print it)")
     return parser
 
 
@@ -177,11 +182,30 @@ def _run_show_table(spark: Any, settings: Settings, batch_id: str,
     return f"{ref.fqn} {as_of}, first {args.limit} rows"
 
 
+def _run_profile(spark: Any, settings: Settings, batch_id: str,
+                 args: argparse.Namespace) -> str:
+    from pathlib import Path
+
+    from sparkmlops.profiling import profile_columns, propose_expectations, suite_yaml
+    from sparkmlops.tables import current_version, dataset_table, read_table
+
+    ref = dataset_table(settings, args.layer)
+    version = args.version if args.version is not None else current_version(spark, ref)
+    profiles = profile_columns(read_table(spark, ref, version))
+    text = suite_yaml(propose_expectations(profiles, settings.dataset.keys),
+                      source=f"{ref.fqn} v{version} ({ref.path})")
+    if not args.out:
+        return text
+    Path(args.out).write_text(text)
+    return f"proposed suite for {ref.fqn} v{version} written to {args.out}"
+
+
 _STEPS: dict[str, Callable[..., str]] = {
     **{name: _run_single(name) for name in STEP_NAMES if name not in ("pipeline", "maintain")},
     "pipeline": _run_pipeline,
     "maintain": _run_maintain,
     "show-table": _run_show_table,
+    "profile": _run_profile,
 }
 
 

@@ -13,7 +13,10 @@ Example::
 
 from __future__ import annotations
 
+import difflib
+import functools
 import hashlib
+import importlib.util
 import json
 import os
 import re
@@ -112,15 +115,50 @@ class ExpectationSpec(StrictModel):
     kwargs: dict[str, Any] = Field(default_factory=dict)
     severity: Literal["critical", "warning"] = "critical"
 
+    @model_validator(mode="after")
+    def _known_to_gx(self) -> ExpectationSpec:
+        names = gx_expectation_names()
+        if names and self.expectation not in names:
+            close = difflib.get_close_matches(self.expectation, list(names), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise ValueError(
+                f"unknown Great Expectations expectation {self.expectation!r}{hint}")
+        return self
+
     @property
     def column(self) -> str | None:
         value = self.kwargs.get("column")
         return str(value) if value is not None else None
 
     @property
+    def columns(self) -> list[str]:
+        """Every column the expectation names (column, column_A/B, column_list)."""
+        named = [self.kwargs.get(k) for k in ("column", "column_A", "column_B")]
+        listed = self.kwargs.get("column_list") or []
+        return [str(c) for c in [*named, *listed] if c is not None]
+
+    @property
     def label(self) -> str:
         """A stable readable name, e.g. ``expect_column_values_to_not_be_null(sex)``."""
         return f"{self.expectation}({self.column})" if self.column else self.expectation
+
+
+@functools.cache
+def gx_expectation_names() -> dict[str, str]:
+    """GX 1.x core expectations, snake_case name → class name, without importing GX.
+
+    Read from ``great_expectations/expectations/core/__init__.py`` (importing GX
+    takes seconds; every job loads config). Empty when GX is not installed.
+    """
+    spec = importlib.util.find_spec("great_expectations")
+    if spec is None or not spec.submodule_search_locations:
+        return {}
+    core = Path(next(iter(spec.submodule_search_locations))) / "expectations" / "core"
+    try:
+        text = (core / "__init__.py").read_text()
+    except OSError:
+        return {}
+    return dict(re.findall(r"from \.(expect_\w+) import \(?\s*(Expect\w+)", text))
 
 
 class QualitySettings(StrictModel):
@@ -246,8 +284,8 @@ class DatasetSettings(StrictModel):
         _require_known("keys", self.keys, known)
         self._check_write(known)
         for i, spec in enumerate(self.quality.expectations):
-            if spec.column is not None:
-                _require_known(f"quality.expectations.{i}.kwargs.column", [spec.column], known)
+            _require_known(f"quality.expectations.{i} ({spec.expectation}) kwargs", spec.columns,
+                           known)
         derived = {d.name for d in self.features.derived}
         _require_known("features.numeric", self.features.numeric, known | derived)
         _require_known("features.categorical", self.features.categorical, known | derived)

@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import asdict, dataclass
-from datetime import datetime
 from functools import reduce
 from pathlib import Path
 from typing import Any, Literal
@@ -25,7 +24,7 @@ from typing import Any, Literal
 import pyspark.sql.functions as F
 from pyspark.sql import Column, DataFrame
 
-from sparkmlops.config import ExpectationSpec
+from sparkmlops.config import ExpectationSpec, gx_expectation_names
 from sparkmlops.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -55,6 +54,7 @@ class ValidationReport:
     status: GateStatus
     gx_result: dict[str, Any]
     data_docs_index: str | None
+    suite: str = ""
 
     def count(self, severity: str, success: bool) -> int:
         return sum(1 for o in self.outcomes if o.severity == severity and o.success is success)
@@ -67,8 +67,8 @@ def expectation_class(spec: ExpectationSpec) -> type:
     """The GX 1.x expectation class for a snake_case name, or ConfigError."""
     import great_expectations as gx
 
-    camel = "".join(part.capitalize() for part in spec.expectation.split("_"))
-    cls = getattr(gx.expectations, camel, None)
+    name = gx_expectation_names().get(spec.expectation)
+    cls = getattr(gx.expectations, name, None) if name else None
     if cls is None:
         raise ConfigError(
             f"quality.expectations: unknown Great Expectations expectation {spec.expectation!r}"
@@ -153,8 +153,9 @@ def outcomes_frame(
     """Outcomes as rows of ``validation_results`` (context: dataset, table, version, ...)."""
     rows = [{**context, **asdict(o)} for o in outcomes]
     schema = (
-        "validation_id string, dataset string, table string, table_version long, "
-        "_batch_id string, validated_at timestamp, expectation string, column string, "
+        "validation_id string, dataset string, suite string, table string, "
+        "table_version long, _batch_id string, gate_mode string, gate_status string, "
+        "validated_at timestamp, expectation string, column string, "
         "kwargs string, severity string, success boolean, observed_value string, "
         "element_count long, unexpected_count long, unexpected_percent double"
     )
@@ -244,6 +245,3 @@ def split_valid_rows(df: DataFrame, specs: list[ExpectationSpec]) -> tuple[DataF
     failing = flagged.where(F.size(FAILED_COLUMN) > 0)
     return passing, failing
 
-
-def validation_id(batch_id: str, version: int | None) -> str:
-    return f"{batch_id}-v{version}-{datetime.now():%Y%m%dT%H%M%S}"
