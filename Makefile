@@ -14,7 +14,9 @@ export PYSPARK_PYTHON := $(BIN)/python
 export PYSPARK_DRIVER_PYTHON := $(BIN)/python
 export PATH := $(BIN):$(PATH)
 
-.PHONY: setup venv jars run test test-fast bench bench-ingest lint clean clean-state help
+CHROMIUM ?= /usr/bin/chromium
+
+.PHONY: setup venv jars browser run test test-fast bench bench-ingest lint clean clean-state help
 
 help:
 	@echo "make run    - bootstrap, then run the whole pipeline on the bundled sample"
@@ -49,11 +51,25 @@ $(JARS_DIR)/.resolved: deps/pom.xml $(VENV)/.installed
 	$(BIN)/python -m sparkmlops.spark write-spark-defaults --jars-dir $(JARS_DIR)
 	touch $@
 
+# Headless Chromium renders the Data Docs in a test: Debian's package, installed once
+# (as root with apt-get, as CI runs); elsewhere, install it yourself or set CHROMIUM.
+browser:
+	@if [ ! -x "$(CHROMIUM)" ]; then \
+	    if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	        echo "installing Debian's chromium for the Data Docs rendering test"; \
+	        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	            --no-install-recommends chromium >/dev/null; \
+	    else \
+	        echo "no Chromium at $(CHROMIUM): install Debian's chromium (or set CHROMIUM=...)" \
+	             "for the Data Docs rendering test" >&2; exit 1; \
+	    fi; \
+	fi
+
 run: setup
 	$(BIN)/sparkmlops pipeline --env $(ENV) --dataset $(DATASET)
 
-test: setup
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+test: setup browser
+	SPARKMLOPS_CHROMIUM=$(CHROMIUM) $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test-fast: setup
 	$(BIN)/python -m pytest -m "not e2e" $(PYTEST_ARGS)

@@ -31,7 +31,6 @@ from sparkmlops.ingest import (
     to_quarantine,
 )
 from sparkmlops.tables import (
-    BATCH_COLUMN,
     MergeWrite,
     TableRef,
     TableWrite,
@@ -154,18 +153,19 @@ def validate_step(
                 tracker.count("rows_superseded_in_batch", superseded)
             report = _run_quality_checks(checked, settings, suite=f"{dataset.name}_bronze")
             mlflow.log_param("quality.gate", gate)
-            vid = quality.validation_id(batch_id, version)
             if report.outcomes:
+                # one row per expectation per validation run, keyed by this step's
+                # MLflow run: a history, and a retried write cannot double it
                 frame = quality.outcomes_frame(
-                    spark, report.outcomes, validation_id=vid, dataset=dataset.name,
-                    table=bronze.fqn, table_version=version, _batch_id=batch_id,
+                    spark, report.outcomes, validation_id=tracker.run_id,
+                    dataset=dataset.name, suite=report.suite, table=bronze.fqn,
+                    table_version=version, _batch_id=batch_id, gate_mode=gate,
+                    gate_status=report.status,
                     validated_at=datetime.now().replace(microsecond=0),
                 )
                 written = replace_where(
-                    frame, results_table,
-                    f"dataset = '{dataset.name}' AND {BATCH_COLUMN} = '{quote_sql(batch_id)}' "
-                    f"AND table = '{bronze.fqn}' AND table_version = {version}",
-                )
+                    frame, results_table, f"validation_id = '{quote_sql(tracker.run_id)}'",
+                    merge_schema=True)
                 tracker.wrote(written, rows=len(report.outcomes))
                 mlflow.log_dict(report.gx_result, "validation/gx_result.json")
             _log_gate(report)
@@ -218,13 +218,14 @@ def validate_step(
 def _run_quality_checks(batch: Any, settings: Settings, suite: str) -> quality.ValidationReport:
     specs = settings.dataset.quality.expectations
     if settings.dataset.quality.gate == "disabled" or not specs:
-        return quality.ValidationReport([], "not_run", {}, None)
+        return quality.ValidationReport([], "not_run", {}, None, suite)
     docs_dir = settings.resolve_path(settings.quality.data_docs_dir)
     outcomes, gx_json, index = quality.run_suite(
         batch, specs, suite_name=suite, asset_name=f"bronze_{settings.dataset.name}",
         data_docs_dir=docs_dir,
     )
-    return quality.ValidationReport(outcomes, quality.gate_status(outcomes), gx_json, index)
+    return quality.ValidationReport(outcomes, quality.gate_status(outcomes), gx_json, index,
+                                    suite)
 
 
 def _log_gate(report: quality.ValidationReport) -> None:
