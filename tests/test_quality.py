@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 from chispa import assert_df_equality
+from mlflow.tracking import MlflowClient
 
 from sparkmlops.config import ExpectationSpec
 from sparkmlops.errors import ConfigError, QualityGateFailed
@@ -17,6 +18,7 @@ from sparkmlops.quality import (
 )
 from sparkmlops.steps import ingest_step, validate_step
 from sparkmlops.tables import read_table, table_exists, table_ref
+from sparkmlops.tracking import configure_mlflow
 
 SPECS = [
     ExpectationSpec(expectation="expect_column_values_to_not_be_null", kwargs={"column": "id"}),
@@ -189,3 +191,41 @@ def test_dry_run_records_the_failure_and_goes_on(spark, make_settings):
 
     assert result.summary["status"] == "failed"
     assert result.summary["silver_rows"] == 109
+
+
+def test_a_failed_warning_passes_the_gate_and_is_recorded(spark, make_settings):
+    # expectation 10: the mean culmen length between 50 and 55 (PAL0708: 43.7), a warning
+    settings = _ingest_sample(spark, make_settings,
+                              "dataset.quality.expectations.10.kwargs.min_value=50")
+
+    result = validate_step(spark, settings, "b1")
+
+    assert result.summary["status"] == "passed_with_warnings"
+    assert result.summary["expectations_failed"] == [
+        "expect_column_mean_to_be_between(culmen_length_mm) [warning]"]
+    assert (result.summary["silver_rows"], result.summary["quarantined"]) == (109, 1)
+    configure_mlflow(settings)
+    run = MlflowClient().get_run(result.run_id)
+    assert run.data.tags["quality.status"] == "passed_with_warnings"
+    assert {k: run.data.metrics[k] for k in ("quality.expectations", "quality.passed",
+                                             "quality.failed_critical", "quality.failed_warning")
+            } == {"quality.expectations": 11, "quality.passed": 10,
+                  "quality.failed_critical": 0, "quality.failed_warning": 1}
+    failed = read_table(spark, table_ref(settings, "validation_results")).where(
+        "NOT success").collect()
+    assert [(r.expectation, r.severity, r.gate_status, r.validation_id, round(
+        float(r.observed_value), 2)) for r in failed] == [
+        ("expect_column_mean_to_be_between", "warning", "passed_with_warnings", result.run_id,
+         43.74)]
+
+
+def test_each_validation_run_is_kept(spark, make_settings):
+    settings = _ingest_sample(spark, make_settings)
+
+    first = validate_step(spark, settings, "b1")
+    second = validate_step(spark, settings, "b1")
+
+    results = read_table(spark, table_ref(settings, "validation_results"))
+    per_run = {r.validation_id: r["count"] for r in results.groupBy("validation_id").count()
+               .collect()}
+    assert per_run == {first.run_id: 11, second.run_id: 11}

@@ -117,7 +117,9 @@ def run_suite(
             },
         )
         actions.append(UpdateDataDocsAction(name="data_docs", site_names=["sparkmlops"]))
-    asset = context.data_sources.add_spark(name="spark").add_dataframe_asset(name=asset_name)
+    # persist=False: GX would cache the frame again; the caller caches it once
+    asset = context.data_sources.add_spark(name="spark", persist=False).add_dataframe_asset(
+        name=asset_name)
     batch = asset.add_batch_definition_whole_dataframe("batch")
     suite = context.suites.add(build_suite(specs, suite_name))
     definition = context.validation_definitions.add(
@@ -238,10 +240,18 @@ def failed_expectations(specs: list[ExpectationSpec]) -> Column:
     return F.filter(F.array(*flags), lambda x: x.isNotNull())
 
 
-def split_valid_rows(df: DataFrame, specs: list[ExpectationSpec]) -> tuple[DataFrame, DataFrame]:
-    """(rows passing every row-level expectation, failing rows with ``_failed_expectations``)."""
-    flagged = df.withColumn(FAILED_COLUMN, failed_expectations(specs))
+def flag_rows(df: DataFrame, specs: list[ExpectationSpec]) -> DataFrame:
+    """``df`` with ``_failed_expectations``: the row-level expectations each row fails."""
+    return df.withColumn(FAILED_COLUMN, failed_expectations(specs))
+
+
+def split_flagged(flagged: DataFrame) -> tuple[DataFrame, DataFrame]:
+    """(rows that failed nothing, without the flag column; rows that failed, with it)."""
     passing = flagged.where(F.size(FAILED_COLUMN) == 0).drop(FAILED_COLUMN)
     failing = flagged.where(F.size(FAILED_COLUMN) > 0)
     return passing, failing
 
+
+def split_valid_rows(df: DataFrame, specs: list[ExpectationSpec]) -> tuple[DataFrame, DataFrame]:
+    """(rows passing every row-level expectation, failing rows with ``_failed_expectations``)."""
+    return split_flagged(flag_rows(df, specs))

@@ -31,13 +31,14 @@ from sparkmlops.ingest import (
     to_quarantine,
 )
 from sparkmlops.tables import (
+    RANK_COLUMN,
     MergeWrite,
     TableRef,
     TableWrite,
     current_version,
     features_table_name,
-    latest_per_key,
     quote_sql,
+    rank_per_key,
     read_batch,
     read_table,
     replace_batch,
@@ -129,46 +130,39 @@ def ingest_step(
 def validate_step(
     spark: SparkSession, settings: Settings, batch_id: str, *, bronze_version: int | None = None
 ) -> StepResult:
-    """Bronze batch → GX suite → validation_results; passing rows → silver, failing → quarantine."""
+    """Bronze batch → GX suite → validation_results; passing rows → silver, failing → quarantine.
+
+    One read of the batch: it is cached with each row's failed row-level expectations
+    (and, in upsert mode, its rank among the records of its key) computed on the way
+    in; the suite's aggregates and both writes then run on the cache.
+    """
     dataset = settings.dataset
     bronze = table_ref(settings, "bronze")
     silver = table_ref(settings, "silver")
-    results_table = table_ref(settings, "validation_results")
     gate = dataset.quality.gate
+    specs = dataset.quality.expectations if gate != "disabled" else []
+    upsert = dataset.write.mode == "upsert"
     with step_run(settings, "validate", batch_id) as tracker:
         version = bronze_version if bronze_version is not None else current_version(spark, bronze)
-        batch = read_batch(spark, bronze, batch_id, version).persist()
+        batch = read_batch(spark, bronze, batch_id, version)
+        if upsert:
+            # one record per key, the latest: the suite judges what silver would hold
+            assert dataset.write.order_by is not None
+            batch = rank_per_key(batch, dataset.keys, dataset.write.order_by)
+        flagged = quality.flag_rows(batch, specs).persist()
         try:
-            rows = batch.count()
+            rows = flagged.count()
             if rows == 0:
                 raise MissingInputError(f"batch {batch_id} has no rows in {bronze.fqn} v{version}")
             tracker.read(bronze, version, rows)
-            checked, superseded = batch, 0
-            if dataset.write.mode == "upsert":
-                # one record per key, the latest: the suite judges what silver would hold
-                assert dataset.write.order_by is not None
-                latest, older = latest_per_key(batch, dataset.keys, dataset.write.order_by)
-                checked = latest.persist()
+            checked, superseded = flagged, 0
+            if upsert:
+                checked = flagged.where(F.col(RANK_COLUMN) == 1).drop(RANK_COLUMN)
                 superseded = rows - checked.count()
                 tracker.count("rows_superseded_in_batch", superseded)
-            report = _run_quality_checks(checked, settings, suite=f"{dataset.name}_bronze")
-            mlflow.log_param("quality.gate", gate)
-            if report.outcomes:
-                # one row per expectation per validation run, keyed by this step's
-                # MLflow run: a history, and a retried write cannot double it
-                frame = quality.outcomes_frame(
-                    spark, report.outcomes, validation_id=tracker.run_id,
-                    dataset=dataset.name, suite=report.suite, table=bronze.fqn,
-                    table_version=version, _batch_id=batch_id, gate_mode=gate,
-                    gate_status=report.status,
-                    validated_at=datetime.now().replace(microsecond=0),
-                )
-                written = replace_where(
-                    frame, results_table, f"validation_id = '{quote_sql(tracker.run_id)}'",
-                    merge_schema=True)
-                tracker.wrote(written, rows=len(report.outcomes))
-                mlflow.log_dict(report.gx_result, "validation/gx_result.json")
-            _log_gate(report)
+            report = _run_quality_checks(checked.drop(quality.FAILED_COLUMN), settings,
+                                         suite=f"{dataset.name}_bronze")
+            _record_validation(spark, settings, tracker, report, batch_id, version)
             if report.status == "failed" and gate == "enabled":
                 failed = [f"{o.expectation}({o.column or ''})" for o in report.outcomes
                           if not o.success and o.severity == "critical"]
@@ -177,8 +171,7 @@ def validate_step(
                     f"critical expectation(s) failed: {', '.join(failed)}"
                     + (f"; see {report.data_docs_index}" if report.data_docs_index else "")
                 )
-            specs = dataset.quality.expectations if gate != "disabled" else []
-            passing, failing = quality.split_valid_rows(checked, specs)
+            passing, failing = quality.split_flagged(checked)
             reason = F.concat(F.lit("failed expectations: "),
                               F.array_join(F.col(quality.FAILED_COLUMN), ", "))
             record = F.to_json(F.struct(*[F.col(c.name) for c in dataset.schema_]))
@@ -200,19 +193,41 @@ def validate_step(
                     f"{rows_quarantined} quarantined, {superseded} superseded in the batch and "
                     f"{stale} older than silver")
         finally:
-            if checked is not batch:
-                checked.unpersist()
-            batch.unpersist()
+            flagged.unpersist()
         return StepResult(
             "validate", tracker.run_id,
             {silver.fqn: s_write.version, q_write.table.fqn: q_write.version},
             {"gate": gate, "status": report.status, "silver_rows": s_write.rows,
              "quarantined": rows_quarantined, "data_docs": report.data_docs_index,
-             **({"superseded": superseded, "stale": stale}
-                if dataset.write.mode == "upsert" else {}),
+             **({"superseded": superseded, "stale": stale} if upsert else {}),
              "expectations_failed": [f"{o.expectation}({o.column or ''}) [{o.severity}]"
                                      for o in report.outcomes if not o.success]},
         )
+
+
+def _record_validation(
+    spark: SparkSession, settings: Settings, tracker: Any, report: quality.ValidationReport,
+    batch_id: str, version: int | None,
+) -> None:
+    """validation_results rows, the GX JSON artifact and the gate outcome in MLflow."""
+    dataset = settings.dataset
+    bronze = table_ref(settings, "bronze")
+    mlflow.log_param("quality.gate", dataset.quality.gate)
+    if report.outcomes:
+        # one row per expectation per validation run, keyed by this step's MLflow
+        # run: a history, and a retried write cannot double it
+        frame = quality.outcomes_frame(
+            spark, report.outcomes, validation_id=tracker.run_id, dataset=dataset.name,
+            suite=report.suite, table=bronze.fqn, table_version=version, _batch_id=batch_id,
+            gate_mode=dataset.quality.gate, gate_status=report.status,
+            validated_at=datetime.now().replace(microsecond=0),
+        )
+        written = replace_where(
+            frame, table_ref(settings, "validation_results"),
+            f"validation_id = '{quote_sql(tracker.run_id)}'", merge_schema=True)
+        tracker.wrote(written, rows=len(report.outcomes))
+        mlflow.log_dict(report.gx_result, "validation/gx_result.json")
+    _log_gate(report)
 
 
 def _run_quality_checks(batch: Any, settings: Settings, suite: str) -> quality.ValidationReport:
@@ -235,6 +250,7 @@ def _log_gate(report: quality.ValidationReport) -> None:
         mlflow.set_tag("quality.data_docs", report.data_docs_index)
     mlflow.log_metrics({
         "quality.expectations": len(report.outcomes),
+        "quality.passed": sum(1 for o in report.outcomes if o.success),
         "quality.failed_critical": report.count("critical", False),
         "quality.failed_warning": report.count("warning", False),
     })

@@ -243,8 +243,11 @@ def _batch_rows(spark: SparkSession, ref: TableRef, batch_id: str, version: int)
     return read_batch(spark, ref, batch_id, version).count()
 
 
-def latest_per_key(df: DataFrame, keys: list[str], order_by: str) -> tuple[DataFrame, DataFrame]:
-    """Split a batch into the latest record per key and the records it supersedes.
+RANK_COLUMN = "_rank_in_key"
+
+
+def rank_per_key(df: DataFrame, keys: list[str], order_by: str) -> DataFrame:
+    """Add ``_rank_in_key``: 1 for the latest record of each key, 2, 3... for older ones.
 
     The highest ``order_by`` wins (nulls lose); a tie goes to the later source file,
     then to a hash of the record, so the choice never depends on how Spark ran.
@@ -256,9 +259,14 @@ def latest_per_key(df: DataFrame, keys: list[str], order_by: str) -> tuple[DataF
     content = F.xxhash64(*[F.col(f"`{c}`") for c in df.columns])
     window = Window.partitionBy(*keys).orderBy(
         F.col(order_by).desc_nulls_last(), *tie_breakers, content.desc())
-    ranked = df.withColumn("_rank", F.row_number().over(window))
-    latest = ranked.where("_rank = 1").drop("_rank")
-    superseded = ranked.where("_rank > 1").drop("_rank")
+    return df.withColumn(RANK_COLUMN, F.row_number().over(window))
+
+
+def latest_per_key(df: DataFrame, keys: list[str], order_by: str) -> tuple[DataFrame, DataFrame]:
+    """Split a batch into the latest record per key and the records it supersedes."""
+    ranked = rank_per_key(df, keys, order_by)
+    latest = ranked.where(f"{RANK_COLUMN} = 1").drop(RANK_COLUMN)
+    superseded = ranked.where(f"{RANK_COLUMN} > 1").drop(RANK_COLUMN)
     return latest, superseded
 
 

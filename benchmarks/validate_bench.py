@@ -1,0 +1,224 @@
+"""Validation cost in passes: the dataset's GX suite against one full pass over the same data.
+
+For each row count: landing CSVs from ``sparkmlops.datagen`` (shared with
+``ingest_bench.py``), ingested once into a cached bronze table
+(``benchmarks/out/validate-bronze-<landing>``), then, in one subprocess with the
+platform's Spark settings (``--measure``):
+
+- full pass: one aggregate over the bronze batch touching every column the suite
+  reads (count, min and max of each; not ``count()``, which Delta answers from its
+  log), timed before and after the validation; the baseline is their mean;
+- validation: what ``sparkmlops validate`` does before it writes: read the batch
+  once, flag each row's failed row-level expectations on the way into the cache,
+  run the GX suite (``conf/datasets/penguins.yml``: 11 expectations, aggregate and
+  row-level) on the cache, and count the passing and failing rows of the split.
+
+Each phase also reports the Spark jobs it ran. The table goes to stdout and to
+``benchmarks/out/validate-results-<timestamp>.json``; nothing here asserts a timing.
+
+Usage::
+
+    python benchmarks/validate_bench.py [--rows 1000000 10000000] [--repeat 1]
+    make bench-validate BENCH_VALIDATE_ARGS="--rows 1000000"
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import shutil
+import statistics
+import sys
+import time
+from datetime import datetime
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+# benchmarks/ is sys.path[0] when this file runs as a script (make bench-validate)
+from ingest_bench import files_for
+from run import DEFAULT_OUT, landing_data, run_logged, sparkmlops_command
+
+log = logging.getLogger("validate_bench")
+
+DEFAULT_ROWS = [1_000_000, 10_000_000]
+
+
+# ---------------------------------------------------------------- inside the measuring process
+
+
+def measure_main(args: argparse.Namespace) -> int:
+    """Subprocess body of ``--measure``: full passes and the validation, one session."""
+    import pyspark.sql.functions as F
+
+    from sparkmlops import quality
+    from sparkmlops.config import load_settings
+    from sparkmlops.spark import get_spark
+    from sparkmlops.tables import current_version, read_batch, table_ref
+
+    settings = load_settings(args.env, "penguins", overrides=[
+        f"state_dir={args.state}", f"quality.data_docs_dir={args.state}/data_docs_bench"])
+    spark = get_spark(settings.spark)
+    sc = spark.sparkContext
+    bronze = table_ref(settings, "bronze")
+    version = current_version(spark, bronze)
+    specs = settings.dataset.quality.expectations
+    columns = sorted({c for spec in specs for c in spec.columns})
+
+    def timed(name: str, fn: Any) -> tuple[Any, float, int]:
+        sc.setJobGroup(name, name)
+        started = time.monotonic()
+        out = fn()
+        seconds = time.monotonic() - started
+        jobs = len(sc.statusTracker().getJobIdsForGroup(name))
+        log.info("%s: %.2f s, %d Spark jobs", name, seconds, jobs)
+        return out, seconds, jobs
+
+    def batch() -> Any:
+        return read_batch(spark, bronze, "bench", version)
+
+    def full_pass() -> Any:
+        aggregates = [F.count(F.lit(1)).alias("rows")]
+        for c in columns:
+            aggregates += [F.min(c), F.max(c)]
+        return batch().agg(*aggregates).first()
+
+    spark.range(1000).selectExpr("sum(id)").collect()  # JIT and session warm-up
+    timed("warm_up", full_pass)
+    results: dict[str, Any] = {"columns": columns, "expectations": len(specs), "runs": []}
+
+    def validation(i: int) -> dict[str, Any]:
+        flagged = quality.flag_rows(batch(), specs).persist()
+        phases: dict[str, Any] = {}
+        rows, phases["read_flag_cache_s"], phases["read_flag_cache_jobs"] = timed(
+            f"read_flag_cache_{i}", flagged.count)
+        (outcomes, _, _), phases["gx_suite_s"], phases["gx_suite_jobs"] = timed(
+            f"gx_suite_{i}", partial(quality.run_suite,
+                flagged.drop(quality.FAILED_COLUMN), specs, suite_name="penguins_bronze",
+                asset_name="bronze_penguins",
+                data_docs_dir=settings.resolve_path(settings.quality.data_docs_dir)))
+        counts, phases["split_s"], phases["split_jobs"] = timed(
+            f"split_{i}", lambda: flagged.groupBy(
+                F.size(quality.FAILED_COLUMN) == 0).count().collect())
+        flagged.unpersist()
+        phases["rows"] = rows
+        phases["failed_expectations"] = sum(1 for o in outcomes if not o.success)
+        phases["split"] = {str(r[0]): r[1] for r in counts}
+        return phases
+
+    for i in range(args.repeat):
+        _, before, before_jobs = timed(f"full_pass_before_{i}", full_pass)
+        phases, seconds, _ = timed(f"validation_{i}", partial(validation, i))
+        jobs = sum(phases[f"{p}_jobs"] for p in ("read_flag_cache", "gx_suite", "split"))
+        _, after, after_jobs = timed(f"full_pass_after_{i}", full_pass)
+        baseline = (before + after) / 2
+        results["runs"].append({
+            "full_pass_before_s": round(before, 3), "full_pass_after_s": round(after, 3),
+            "full_pass_jobs": before_jobs, "validation_s": round(seconds, 3),
+            "validation_jobs": jobs, "passes": round(seconds / baseline, 2),
+            **{k: round(v, 3) if isinstance(v, float) else v for k, v in phases.items()},
+        })
+    Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
+    spark.stop()
+    return 0
+
+
+# ---------------------------------------------------------------- driver
+
+
+def bronze_state(out: Path, landing: Path, logs: Path, env: str) -> Path:
+    """A state dir whose bronze holds ``landing`` as batch ``bench`` (ingested once)."""
+    state = out / f"validate-bronze-{landing.name}"
+    if (state / "lake" / "ingest_log" / "penguins" / "_delta_log").is_dir():
+        log.info("reusing bronze in %s", state)
+        return state
+    if state.exists():
+        shutil.rmtree(state)
+    code, _ = run_logged(
+        [*sparkmlops_command(), "ingest", "--env", env, "--set", f"state_dir={state}",
+         "--set", f"dataset.source.path={landing}", "--batch-id", "bench"],
+        logs / f"ingest-{landing.name}.log")
+    if code != 0:
+        raise SystemExit(f"ingest for the validation benchmark failed (exit {code})")
+    return state
+
+
+def format_table(rows: list[dict[str, Any]]) -> str:
+    header = (f"{'rows':>10}{'full pass s':>13}{'validation s':>14}{'passes':>8}"
+              f"{'read+flag+cache':>17}{'GX suite':>10}{'split':>7}{'jobs: GX':>10}"
+              f"{'all':>5}")
+    lines = [header, "-" * len(header)]
+    for r in rows:
+        lines.append(
+            f"{r['rows']:>10}{r['full_pass_s']:>13.2f}{r['validation_s']:>14.2f}"
+            f"{r['passes']:>7.2f}x{r['read_flag_cache_s']:>17.2f}{r['gx_suite_s']:>10.2f}"
+            f"{r['split_s']:>7.2f}{r['gx_suite_jobs']:>10}{r['validation_jobs']:>5}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rows", type=int, nargs="+", default=DEFAULT_ROWS)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--bad-fraction", type=float, default=0.001)
+    parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    parser.add_argument("--env", default="local")
+    parser.add_argument("--regenerate", action="store_true")
+    parser.add_argument("--measure", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--state", help=argparse.SUPPRESS)
+    parser.add_argument("--json", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s",
+                        datefmt="%H:%M:%S", stream=sys.stderr)
+    for noisy in ("py4j", "great_expectations", "alembic", "mlflow"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    if args.measure:
+        return measure_main(args)
+
+    out: Path = args.out
+    stamp = datetime.now().strftime("%Y%m%dT%H%M%S")
+    logs = out / "logs" / f"validate-{stamp}"
+    logs.mkdir(parents=True, exist_ok=True)
+    table = []
+    details: dict[str, Any] = {"machine": {"cpus": os.cpu_count(), "python": sys.version,
+                                           "platform": platform.platform()}, "sizes": {}}
+    for rows in args.rows:
+        landing, _ = landing_data(out, rows, args.seed, files_for(rows), args.regenerate, logs,
+                                  bad_fraction=args.bad_fraction)
+        state = bronze_state(out, landing, logs, args.env)
+        result_json = logs / f"measure-{rows}.json"
+        code, wall = run_logged(
+            [sys.executable, str(Path(__file__).resolve()), "--measure", "--env", args.env,
+             "--state", str(state), "--json", str(result_json), "--repeat", str(args.repeat)],
+            logs / f"measure-{rows}.log")
+        if code != 0 or not result_json.exists():
+            log.error("measuring %d rows failed (exit %d); see %s", rows, code,
+                      logs / f"measure-{rows}.log")
+            continue
+        measured = json.loads(result_json.read_text())
+        runs = measured["runs"]
+        best = min(runs, key=lambda r: r["validation_s"])
+        full = statistics.mean(
+            [r["full_pass_before_s"] for r in runs] + [r["full_pass_after_s"] for r in runs])
+        table.append({"rows": rows, "full_pass_s": full, **best,
+                      "passes": best["validation_s"] / full})
+        details["sizes"][str(rows)] = {**measured, "wall_s": wall, "landing": str(landing)}
+    print()
+    print(format_table(table))
+    print()
+    print("full pass: one aggregate (count, min and max of every column the suite reads) "
+          "over the bronze batch,\nmean of the passes before and after the validation. "
+          "validation: read + flag row-level\nfailures + cache, the GX suite on the cache "
+          "(Data Docs included), the pass/fail split counts.")
+    target = out / f"validate-results-{stamp}.json"
+    target.write_text(json.dumps({"table": table, **details}, indent=2, default=str) + "\n")
+    print(f"details: {target}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
