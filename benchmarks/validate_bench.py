@@ -8,10 +8,13 @@ platform's Spark settings (``--measure``):
 - full pass: one aggregate over the bronze batch touching every column the suite
   reads (count, min and max of each; not ``count()``, which Delta answers from its
   log), timed before and after the validation; the baseline is their mean;
-- validation: what ``sparkmlops validate`` does before it writes: read the batch
-  once, flag each row's failed row-level expectations on the way into the cache,
-  run the GX suite (``conf/datasets/penguins.yml``: 11 expectations, aggregate and
-  row-level) on the cache, and count the passing and failing rows of the split.
+- validation: what ``sparkmlops validate`` does before it writes: count the batch
+  and run the GX suite (``conf/datasets/penguins.yml``: 11 expectations, aggregate
+  and row-level) on the Delta version, Data Docs included. GX's one-off setup in a
+  process (its first suite) is timed apart, on 1000 rows;
+- split pass: flag each row's failed row-level expectations and count both sides,
+  timed for information: in ``validate`` the flags are computed inside the silver
+  and quarantine writes.
 
 Each phase also reports the Spark jobs it ran. The table goes to stdout and to
 ``benchmarks/out/validate-results-<timestamp>.json``; nothing here asserts a timing.
@@ -86,39 +89,46 @@ def measure_main(args: argparse.Namespace) -> int:
             aggregates += [F.min(c), F.max(c)]
         return batch().agg(*aggregates).first()
 
+    def suite(frame: Any) -> Any:
+        return quality.run_suite(
+            frame, specs, suite_name="penguins_bronze", asset_name="bronze_penguins",
+            data_docs_dir=settings.resolve_path(settings.quality.data_docs_dir),
+            partial_unexpected_count=settings.dataset.quality.partial_unexpected_count)
+
     spark.range(1000).selectExpr("sum(id)").collect()  # JIT and session warm-up
     timed("warm_up", full_pass)
-    results: dict[str, Any] = {"columns": columns, "expectations": len(specs), "runs": []}
+    # GX's first suite in a process sets itself up (registries, models): a constant
+    # per job, not a pass over the data, so it is timed apart on 1000 rows
+    _, gx_setup, _ = timed("gx_first_suite_1000_rows", partial(suite, batch().limit(1000)))
+    results: dict[str, Any] = {"columns": columns, "expectations": len(specs),
+                               "gx_first_suite_1000_rows_s": round(gx_setup, 3), "runs": []}
 
     def validation(i: int) -> dict[str, Any]:
-        flagged = quality.flag_rows(batch(), specs).persist()
         phases: dict[str, Any] = {}
-        rows, phases["read_flag_cache_s"], phases["read_flag_cache_jobs"] = timed(
-            f"read_flag_cache_{i}", flagged.count)
+        rows, phases["count_s"], phases["count_jobs"] = timed(f"count_{i}", batch().count)
         (outcomes, _, _), phases["gx_suite_s"], phases["gx_suite_jobs"] = timed(
-            f"gx_suite_{i}", partial(quality.run_suite,
-                flagged.drop(quality.FAILED_COLUMN), specs, suite_name="penguins_bronze",
-                asset_name="bronze_penguins",
-                data_docs_dir=settings.resolve_path(settings.quality.data_docs_dir)))
-        counts, phases["split_s"], phases["split_jobs"] = timed(
-            f"split_{i}", lambda: flagged.groupBy(
-                F.size(quality.FAILED_COLUMN) == 0).count().collect())
-        flagged.unpersist()
+            f"gx_suite_{i}", partial(suite, batch()))
         phases["rows"] = rows
         phases["failed_expectations"] = sum(1 for o in outcomes if not o.success)
-        phases["split"] = {str(r[0]): r[1] for r in counts}
         return phases
+
+    def split(i: int) -> Any:
+        # what the two writes add: each row's failed row-level expectations
+        flagged = quality.flag_rows(batch(), specs)
+        return flagged.groupBy(F.size(quality.FAILED_COLUMN) == 0).count().collect()
 
     for i in range(args.repeat):
         _, before, before_jobs = timed(f"full_pass_before_{i}", full_pass)
         phases, seconds, _ = timed(f"validation_{i}", partial(validation, i))
-        jobs = sum(phases[f"{p}_jobs"] for p in ("read_flag_cache", "gx_suite", "split"))
+        jobs = phases["count_jobs"] + phases["gx_suite_jobs"]
         _, after, after_jobs = timed(f"full_pass_after_{i}", full_pass)
+        counts, split_s, _ = timed(f"split_{i}", partial(split, i))
         baseline = (before + after) / 2
         results["runs"].append({
             "full_pass_before_s": round(before, 3), "full_pass_after_s": round(after, 3),
             "full_pass_jobs": before_jobs, "validation_s": round(seconds, 3),
             "validation_jobs": jobs, "passes": round(seconds / baseline, 2),
+            "split_s": round(split_s, 3), "split": {str(r[0]): r[1] for r in counts},
             **{k: round(v, 3) if isinstance(v, float) else v for k, v in phases.items()},
         })
     Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
@@ -148,14 +158,13 @@ def bronze_state(out: Path, landing: Path, logs: Path, env: str) -> Path:
 
 def format_table(rows: list[dict[str, Any]]) -> str:
     header = (f"{'rows':>10}{'full pass s':>13}{'validation s':>14}{'passes':>8}"
-              f"{'read+flag+cache':>17}{'GX suite':>10}{'split':>7}{'jobs: GX':>10}"
-              f"{'all':>5}")
+              f"{'count':>7}{'GX suite':>10}{'GX jobs':>9}{'split pass s':>14}")
     lines = [header, "-" * len(header)]
     for r in rows:
         lines.append(
             f"{r['rows']:>10}{r['full_pass_s']:>13.2f}{r['validation_s']:>14.2f}"
-            f"{r['passes']:>7.2f}x{r['read_flag_cache_s']:>17.2f}{r['gx_suite_s']:>10.2f}"
-            f"{r['split_s']:>7.2f}{r['gx_suite_jobs']:>10}{r['validation_jobs']:>5}")
+            f"{r['passes']:>7.2f}x{r['count_s']:>7.2f}{r['gx_suite_s']:>10.2f}"
+            f"{r['gx_suite_jobs']:>9}{r['split_s']:>14.2f}")
     return "\n".join(lines)
 
 
@@ -204,16 +213,18 @@ def main(argv: list[str] | None = None) -> int:
         best = min(runs, key=lambda r: r["validation_s"])
         full = statistics.mean(
             [r["full_pass_before_s"] for r in runs] + [r["full_pass_after_s"] for r in runs])
-        table.append({"rows": rows, "full_pass_s": full, **best,
+        table.append({**best, "rows": rows, "bronze_rows": best["rows"], "full_pass_s": full,
                       "passes": best["validation_s"] / full})
         details["sizes"][str(rows)] = {**measured, "wall_s": wall, "landing": str(landing)}
     print()
     print(format_table(table))
     print()
-    print("full pass: one aggregate (count, min and max of every column the suite reads) "
-          "over the bronze batch,\nmean of the passes before and after the validation. "
-          "validation: read + flag row-level\nfailures + cache, the GX suite on the cache "
-          "(Data Docs included), the pass/fail split counts.")
+    print("full pass: one aggregate (count, min and max of every column the suite reads) over "
+          "the bronze batch,\nmean of the passes before and after the validation. validation: "
+          "what `validate` does before\nit writes: count the batch, run the GX suite on the "
+          "Delta version (Data Docs included).\nsplit pass: flag each row's failed row-level "
+          "expectations and count both sides; in `validate`\nthis happens inside the silver "
+          "and quarantine writes, so it adds no pass of its own.")
     target = out / f"validate-results-{stamp}.json"
     target.write_text(json.dumps({"table": table, **details}, indent=2, default=str) + "\n")
     print(f"details: {target}")

@@ -164,6 +164,10 @@ def gx_expectation_names() -> dict[str, str]:
 class QualitySettings(StrictModel):
     gate: GateMode = "enabled"
     expectations: list[ExpectationSpec] = Field(default_factory=list)
+    # sample failing values per row-level expectation in the GX result and Data Docs;
+    # each costs GX one more Spark job (a full scan when nothing fails), and the
+    # failing rows are in quarantine anyway
+    partial_unexpected_count: int = Field(0, ge=0, le=1000)
 
 
 class DerivedFeature(StrictModel):
