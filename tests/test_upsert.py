@@ -126,24 +126,18 @@ def test_duplicate_keys_across_batches_upsert_keeps_the_latest(spark, make_setti
                              "dataset.write.partition_by=[region]")
     silver_ref, gold_ref = table_ref(settings, "silver"), table_ref(
         settings, "gold", "penguins_features")
-    _land(landing, "duplicate_keys_across_1.csv")
-    ingest_step(spark, settings, "b1")
-    v1 = validate_step(spark, settings, "b1")
-    features_step(spark, settings, "b1")
+    def batch(name: str, batch_id: str) -> tuple[int, ...]:
+        _land(landing, name)
+        ingest_step(spark, settings, batch_id)
+        summary = validate_step(spark, settings, batch_id).summary
+        features_step(spark, settings, batch_id)
+        return tuple(summary[k] for k in ("silver_rows", "quarantined", "superseded", "stale"))
 
     # within batch 1, key 1's later record (2007-11-16) supersedes the earlier one
-    assert {k: v1.summary[k] for k in ("silver_rows", "quarantined", "superseded", "stale")} == {
-        "silver_rows": 3, "quarantined": 0, "superseded": 1, "stale": 0}
-
-    _land(landing, "duplicate_keys_across_2.csv")
-    ingest_step(spark, settings, "b2")
-    v2 = validate_step(spark, settings, "b2")
-    features_step(spark, settings, "b2")
-
+    assert batch("duplicate_keys_across_1.csv", "b1") == (3, 0, 1, 0)
     # key 2 is newer in batch 2 (updated), key 3 is older (stale, silver keeps batch 1's),
     # key 4 is new; bronze still holds all seven raw records
-    assert {k: v2.summary[k] for k in ("silver_rows", "quarantined", "superseded", "stale")} == {
-        "silver_rows": 2, "quarantined": 0, "superseded": 0, "stale": 1}
+    assert batch("duplicate_keys_across_2.csv", "b2") == (2, 0, 0, 1)
     assert read_table(spark, table_ref(settings, "bronze")).count() == 7
     expected_silver = [
         (1, "FEMALE", date(2007, 11, 16), "b1"), (2, "FEMALE", date(2007, 11, 20), "b2"),

@@ -13,8 +13,6 @@ import csv
 import hashlib
 import logging
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from functools import reduce
@@ -38,6 +36,7 @@ from pyspark.sql.types import (
 
 from sparkmlops.config import ColumnSpec, Settings, SourceSettings
 from sparkmlops.errors import MissingInputError, ReconciliationError, SparkmlopsError
+from sparkmlops.spark import session_conf
 from sparkmlops.tables import (
     BATCH_COLUMN,
     TableWrite,
@@ -442,7 +441,9 @@ def ingest_batch(
     parsed = parsed.withColumn("_reason", quarantine_reason(dataset.schema_))
     # Spark refuses queries on the corrupt-record column of an unparsed file; caching
     # also makes the three uses below (count, good rows, bad rows) one read of the files.
-    with _csv_field_count_checked(spark):
+    # With CSV column pruning on (Spark's default) a line with too few fields has its
+    # missing fields silently set to null; off, the PERMISSIVE parser flags the line.
+    with session_conf(spark, "spark.sql.csv.parser.columnPruning.enabled", "false"):
         parsed = parsed.persist()
         rows_in = parsed.count()
     try:
@@ -474,25 +475,6 @@ def ingest_batch(
     log.info("ingest %s: %d rows in, %d to bronze, %d quarantined",
              batch_id, rows_in, bronze.rows, rows_quarantined)
     return IngestResult(batch_id, rows_in, bronze, q_write, rows_quarantined)
-
-
-@contextmanager
-def _csv_field_count_checked(spark: SparkSession) -> Iterator[None]:
-    """Make a CSV line with too few or too many fields a malformed record.
-
-    With CSV column pruning on (Spark's default) a short line's missing fields
-    silently become nulls; off, the PERMISSIVE parser flags it in the corrupt column.
-    """
-    key = "spark.sql.csv.parser.columnPruning.enabled"
-    before = spark.conf.get(key, None)
-    spark.conf.set(key, "false")
-    try:
-        yield
-    finally:
-        if before is None:
-            spark.conf.unset(key)
-        else:
-            spark.conf.set(key, before)
 
 
 _TYPES: dict[str, DataType] = {

@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import mlflow
@@ -26,6 +24,7 @@ from pyspark.sql import DataFrame, SparkSession
 
 from sparkmlops.config import Settings
 from sparkmlops.errors import ConfigError, MissingInputError
+from sparkmlops.spark import session_conf
 from sparkmlops.steps import StepResult
 from sparkmlops.tables import (
     TableRef,
@@ -140,7 +139,7 @@ def vacuum_table(
     before = current_version(spark, ref)
     if unsafe:
         log.warning("VACUUM %s with an unsafe retention of %g h", ref.fqn, retention_hours)
-        with _session_conf(spark, RETENTION_CHECK_CONF, "false"):
+        with session_conf(spark, RETENTION_CHECK_CONF, "false"):
             table.vacuum(retention_hours)
     else:
         table.vacuum(retention_hours)
@@ -149,19 +148,6 @@ def vacuum_table(
     log.info("vacuumed %s (retention %g h) → v%s: %s files deleted", ref.fqn, retention_hours,
              version, deleted if deleted is not None else "?")
     return {"files_deleted": deleted, "retention_hours": retention_hours, "version": version}
-
-
-@contextmanager
-def _session_conf(spark: SparkSession, key: str, value: str) -> Iterator[None]:
-    previous = spark.conf.get(key, None)
-    spark.conf.set(key, value)
-    try:
-        yield
-    finally:
-        if previous is None:
-            spark.conf.unset(key)
-        else:
-            spark.conf.set(key, previous)
 
 
 def _vacuumed_files(table: DeltaTable, *, after_version: int | None) -> int | None:

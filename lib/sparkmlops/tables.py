@@ -21,6 +21,7 @@ from pyspark.sql import DataFrame, SparkSession
 
 from sparkmlops.config import Settings
 from sparkmlops.errors import ConfigError, MissingInputError
+from sparkmlops.spark import session_conf
 
 log = logging.getLogger(__name__)
 
@@ -209,7 +210,6 @@ def upsert_batch(
         update = f"({newer}) AND {update}"
 
     def merge(token: str) -> None:
-        conf = "spark.databricks.delta.commitInfo.userMetadata"
         builder = DeltaTable.forPath(spark, ref.path).alias("t").merge(df.alias("s"), on)
         if merge_schema:
             builder = builder.withSchemaEvolution()
@@ -219,11 +219,8 @@ def upsert_batch(
             .whenNotMatchedBySourceDelete(
                 condition=f"t.{BATCH_COLUMN} = '{quote_sql(batch_id)}'")
         )
-        spark.conf.set(conf, token)
-        try:
+        with session_conf(spark, "spark.databricks.delta.commitInfo.userMetadata", token):
             builder.execute()
-        finally:
-            spark.conf.unset(conf)
 
     committed, metrics = _commit_with_retries(spark, ref, merge, attempts, with_metrics=True)
     inserted = int(metrics.get("numTargetRowsInserted", 0))
