@@ -18,8 +18,9 @@ from delta.tables import DeltaTable
 from sparkmlops.errors import ConfigError, QualityGateFailed
 from sparkmlops.steps import features_step, ingest_step, validate_step
 from sparkmlops.tables import (
+    RANK_COLUMN,
     TableRef,
-    latest_per_key,
+    rank_per_key,
     read_table,
     table_ref,
     upsert_batch,
@@ -27,6 +28,13 @@ from sparkmlops.tables import (
 
 CORPUS = Path(__file__).resolve().parent / "data" / "bad_inputs"
 UPSERT = ("dataset.write.mode=upsert", "dataset.write.order_by=date_egg")
+
+
+def latest_per_key(df, keys, order_by):
+    """(the latest record per key, the records it supersedes)"""
+    ranked = rank_per_key(df, keys, order_by)
+    return (ranked.where(f"{RANK_COLUMN} = 1").drop(RANK_COLUMN),
+            ranked.where(f"{RANK_COLUMN} > 1").drop(RANK_COLUMN))
 
 
 def _land(landing: Path, name: str) -> None:

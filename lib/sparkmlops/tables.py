@@ -13,8 +13,8 @@ import logging
 import random
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
@@ -160,7 +160,7 @@ def replace_where(
                 writer = writer.partitionBy(*partitions)
         writer.save(ref.path)
 
-    return _commit_with_retries(spark, ref, write, attempts)
+    return _commit_with_retries(spark, ref, write, attempts)[0]
 
 
 @dataclass(frozen=True)
@@ -187,7 +187,7 @@ def upsert_batch(
 ) -> MergeWrite:
     """MERGE one batch into a table that holds one row per business key, in one commit.
 
-    ``df`` must hold at most one row per key (see :func:`latest_per_key`). A key
+    ``df`` must hold at most one row per key (see :func:`rank_per_key`). A key
     not in the table is inserted; a key in the table takes the batch's row when
     ``order_by`` is not older (without ``order_by``: always), so a later record
     wins and an older, late-arriving one is counted as stale; rows the table holds
@@ -222,7 +222,7 @@ def upsert_batch(
         with session_conf(spark, "spark.databricks.delta.commitInfo.userMetadata", token):
             builder.execute()
 
-    committed, metrics = _commit_with_retries(spark, ref, merge, attempts, with_metrics=True)
+    committed, metrics = _commit_with_retries(spark, ref, merge, attempts)
     inserted = int(metrics.get("numTargetRowsInserted", 0))
     updated = int(metrics.get("numTargetRowsUpdated", 0))
     deleted = int(metrics.get("numTargetRowsDeleted", 0))
@@ -259,17 +259,9 @@ def rank_per_key(df: DataFrame, keys: list[str], order_by: str) -> DataFrame:
     return df.withColumn(RANK_COLUMN, F.row_number().over(window))
 
 
-def latest_per_key(df: DataFrame, keys: list[str], order_by: str) -> tuple[DataFrame, DataFrame]:
-    """Split a batch into the latest record per key and the records it supersedes."""
-    ranked = rank_per_key(df, keys, order_by)
-    latest = ranked.where(f"{RANK_COLUMN} = 1").drop(RANK_COLUMN)
-    superseded = ranked.where(f"{RANK_COLUMN} > 1").drop(RANK_COLUMN)
-    return latest, superseded
-
-
 def _commit_with_retries(
-    spark: SparkSession, ref: TableRef, write: Any, attempts: int, *, with_metrics: bool = False
-) -> Any:
+    spark: SparkSession, ref: TableRef, write: Callable[[str], None], attempts: int
+) -> tuple[TableWrite, dict[str, str]]:
     """Run ``write(token)`` until it commits, retrying Delta write conflicts with backoff.
 
     The token tags the commit (userMetadata) so its version and counts are read back
@@ -287,8 +279,7 @@ def _commit_with_retries(
             log.warning("write conflict on %s (attempt %d/%d), retrying in %.1f s: %s",
                         ref.fqn, attempt, attempts, delay, str(exc).splitlines()[0][:200])
             time.sleep(delay)
-    written, metrics = _committed_write(spark, ref, token)
-    return (written, metrics) if with_metrics else written
+    return _committed_write(spark, ref, token)
 
 
 _CONFLICTS = (
