@@ -9,9 +9,11 @@ inference); this module is the I/O edge.
 from __future__ import annotations
 
 import logging
+import tempfile
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import mlflow
@@ -19,7 +21,7 @@ import pyspark.sql.functions as F
 from mlflow.tracking import MlflowClient
 from pyspark.sql import SparkSession
 
-from sparkmlops import features, inference, quality, registry, training
+from sparkmlops import features, inference, plots, quality, registry, training
 from sparkmlops.config import Settings
 from sparkmlops.errors import MissingInputError, QualityGateFailed, ReconciliationError
 from sparkmlops.ingest import (
@@ -319,6 +321,10 @@ def train_step(
             metrics = training.evaluate(scored, dataset.model.task)
             mlflow.log_metrics({**metrics, "fit_seconds": round(fit_seconds, 3)})
             signature = _signature(test, scored, dataset.features.columns)
+            with tempfile.TemporaryDirectory(prefix="sparkmlops-plots-") as out:
+                plots.write_plots(scored, model, dataset.model.task, dataset.label.classes,
+                                  Path(out))
+                mlflow.log_artifacts(out, "plots")
         finally:
             train.unpersist()
             test.unpersist()

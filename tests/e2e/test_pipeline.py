@@ -110,6 +110,27 @@ def test_registered_version_has_the_aliases_and_predictions_name_it(spark, pipel
     assert train.summary["metrics"]["areaUnderROC"] > 0.85
 
 
+def test_training_run_logs_evaluation_plots_that_agree_with_its_metrics(pipeline_run):
+    configure_mlflow(pipeline_run.settings)
+    train = pipeline_run.result.step("train")
+    run = MlflowClient().get_run(train.run_id)
+    listed = {a.path for a in MlflowClient().list_artifacts(train.run_id, "plots")}
+
+    assert {f"plots/{n}.png" for n in ("roc_curve", "pr_curve", "confusion_matrix",
+                                       "coefficients")} <= listed
+    roc = mlflow.artifacts.load_dict(f"{run.info.artifact_uri}/plots/roc_curve.json")
+    assert roc["auc"] == pytest.approx(run.data.metrics["areaUnderROC"], abs=0.01)
+    matrix = mlflow.artifacts.load_dict(f"{run.info.artifact_uri}/plots/confusion_matrix.json")
+    assert matrix["labels"] == ["FEMALE", "MALE"]
+    cells = [c for row in matrix["matrix"] for c in row]
+    assert sum(cells) == train.summary["rows_test"]
+    correct = matrix["matrix"][0][0] + matrix["matrix"][1][1]
+    assert correct / sum(cells) == pytest.approx(run.data.metrics["accuracy"])
+    weights = mlflow.artifacts.load_dict(f"{run.info.artifact_uri}/plots/coefficients.json")
+    assert {"body_mass_g", "culmen_ratio", "species_Gentoo penguin (Pygoscelis papua)"} <= set(
+        weights)
+
+
 def test_parent_run_has_one_nested_run_per_step_with_lineage(pipeline_run):
     settings = pipeline_run.settings
     result = pipeline_run.result
