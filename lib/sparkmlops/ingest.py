@@ -443,10 +443,10 @@ def ingest_batch(
     # also makes the three uses below (count, good rows, bad rows) one read of the files.
     # With CSV column pruning on (Spark's default) a line with too few fields has its
     # missing fields silently set to null; off, the PERMISSIVE parser flags the line.
-    with session_conf(spark, "spark.sql.csv.parser.columnPruning.enabled", "false"):
-        parsed = parsed.persist()
-        rows_in = parsed.count()
+    parsed = parsed.persist()
     try:
+        with session_conf(spark, "spark.sql.csv.parser.columnPruning.enabled", "false"):
+            rows_in = parsed.count()
         good = parsed.where(F.col("_reason").isNull()).drop(
             "_reason", CORRUPT_COLUMN, *_POSITION_HELPERS)
         bad = parsed.where(F.col("_reason").isNotNull())
