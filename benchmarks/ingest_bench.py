@@ -48,7 +48,7 @@ from run import (
     latest_step_run,
     run_logged,
     run_seconds,
-    sparkmlops_command,
+    run_sparkmlops,
 )
 
 log = logging.getLogger("ingest_bench")
@@ -133,22 +133,10 @@ def run_plain(landing: Path, delta: Path, logfile: Path, env: str) -> dict[str, 
 
 def run_platform(landing: Path, state_dir: Path, logfile: Path, env: str,
                  experiment: str) -> dict[str, Any]:
-    if state_dir.exists():
-        shutil.rmtree(state_dir)
-    code, wall = run_logged(
-        [*sparkmlops_command(), "ingest", "--env", env, "--set", f"state_dir={state_dir}",
-         "--set", f"dataset.source.path={landing}", "--batch-id", "bench"],
-        logfile,
-    )
-    result: dict[str, Any] = {"exit_code": code, "wall_seconds": wall, "log": str(logfile)}
-    try:
-        result.update(ingest_run(state_dir, experiment))
-    except Exception as exc:  # noqa: BLE001 - a failed run still gets a row in the report
-        log.warning("could not read the MLflow ingest run of %s: %s", state_dir, exc)
-        result["error"] = str(exc)
-    if code != 0:
-        result.setdefault("error", f"exit code {code}; see {logfile}")
-    return result
+    return run_sparkmlops(
+        ["ingest", "--env", env, "--set", f"dataset.source.path={landing}",
+         "--batch-id", "bench"],
+        state_dir, logfile, lambda: ingest_run(state_dir, experiment))
 
 
 def ingest_run(state_dir: Path, experiment: str) -> dict[str, Any]:

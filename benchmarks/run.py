@@ -33,6 +33,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -109,25 +110,33 @@ def landing_data(out: Path, rows: int, seed: int, files: int, regenerate: bool,
 # ---------------------------------------------------------------- the two sides
 
 
-def run_platform(landing: Path, state_dir: Path, logfile: Path,
-                 experiment: str) -> dict[str, Any]:
+def run_sparkmlops(args: list[str], state_dir: Path, logfile: Path,
+                   read_runs: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """``sparkmlops <args>`` on a fresh ``state_dir``, then ``read_runs()`` of its MLflow store.
+
+    A failed run still gets a row in the report, with its error.
+    """
     if state_dir.exists():
         shutil.rmtree(state_dir)
     code, wall = run_logged(
-        [*sparkmlops_command(), "pipeline", "--env", "local",
-         "--set", f"state_dir={state_dir}", "--set", f"dataset.source.path={landing}"],
-        logfile,
-    )
+        [*sparkmlops_command(), *args, "--set", f"state_dir={state_dir}"], logfile)
     result: dict[str, Any] = {"exit_code": code, "wall_seconds": wall, "log": str(logfile),
                               "state_dir": str(state_dir)}
     try:
-        result.update(platform_step_seconds(state_dir, experiment))
+        result.update(read_runs())
     except Exception as exc:  # noqa: BLE001 - a failed run still gets a row in the report
         log.warning("could not read the MLflow runs of %s: %s", state_dir, exc)
         result["error"] = str(exc)
     if code != 0:
         result.setdefault("error", f"exit code {code}; see {logfile}")
     return result
+
+
+def run_platform(landing: Path, state_dir: Path, logfile: Path,
+                 experiment: str) -> dict[str, Any]:
+    return run_sparkmlops(
+        ["pipeline", "--env", "local", "--set", f"dataset.source.path={landing}"],
+        state_dir, logfile, lambda: platform_step_seconds(state_dir, experiment))
 
 
 def latest_step_run(state_dir: Path, experiment: str, step: str) -> tuple[Any, Any]:
