@@ -190,17 +190,112 @@ class LabelSettings(StrictModel):
     classes: list[str] | None = None  # class index = position; None for regression
 
 
+ESTIMATOR_CLASSES: dict[str, str] = {
+    "logistic_regression": "pyspark.ml.classification.LogisticRegression",
+    "decision_tree_classifier": "pyspark.ml.classification.DecisionTreeClassifier",
+    "random_forest_classifier": "pyspark.ml.classification.RandomForestClassifier",
+    "gbt_classifier": "pyspark.ml.classification.GBTClassifier",
+    "linear_regression": "pyspark.ml.regression.LinearRegression",
+    "decision_tree_regressor": "pyspark.ml.regression.DecisionTreeRegressor",
+    "random_forest_regressor": "pyspark.ml.regression.RandomForestRegressor",
+    "gbt_regressor": "pyspark.ml.regression.GBTRegressor",
+}
+EstimatorType = Literal[
+    "logistic_regression", "decision_tree_classifier", "random_forest_classifier",
+    "gbt_classifier", "linear_regression", "decision_tree_regressor",
+    "random_forest_regressor", "gbt_regressor",
+]
+REGRESSORS = frozenset({"linear_regression", "decision_tree_regressor",
+                        "random_forest_regressor", "gbt_regressor"})
+# MLlib's GBTClassifier is binary only
+BINARY_ONLY = frozenset({"gbt_classifier"})
+TASK_METRICS: dict[str, tuple[str, ...]] = {
+    "binary_classification": ("areaUnderROC", "areaUnderPR", "accuracy", "f1", "precision",
+                              "recall", "logLoss"),
+    "multiclass_classification": ("accuracy", "f1", "precision", "recall", "logLoss"),
+    "regression": ("rmse", "mae", "r2"),
+}
+# params the platform sets itself on every estimator
+RESERVED_PARAMS = frozenset({"featuresCol", "labelCol", "predictionCol", "probabilityCol",
+                             "rawPredictionCol"})
+
+
+def estimator_param_names(estimator_type: str) -> set[str]:
+    """The MLlib Params of an estimator class, read from the class (no JVM needed)."""
+    from pyspark.ml.param import Param
+
+    module, _, name = ESTIMATOR_CLASSES[estimator_type].rpartition(".")
+    cls = getattr(importlib.import_module(module), name)
+    return {attr for attr in dir(cls) if isinstance(getattr(cls, attr, None), Param)}
+
+
+def _check_params(key: str, estimator_type: str, names: list[str]) -> None:
+    known = estimator_param_names(estimator_type) - RESERVED_PARAMS
+    for name in names:
+        if name not in known:
+            close = difflib.get_close_matches(name, sorted(known), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise ValueError(f"{key}: {estimator_type} has no parameter {name!r}{hint}")
+
+
 class EstimatorSettings(StrictModel):
-    type: Literal[
-        "logistic_regression",
-        "random_forest_classifier",
-        "gbt_classifier",
-        "decision_tree_classifier",
-        "linear_regression",
-        "random_forest_regressor",
-        "gbt_regressor",
-    ]
+    type: EstimatorType
     params: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _known_params(self) -> EstimatorSettings:
+        _check_params("model.estimator.params", self.type, list(self.params))
+        return self
+
+
+class TuningSettings(StrictModel):
+    """Hyperparameter search over ``grid`` (MLlib param name → values to try).
+
+    ``cross_validator`` assigns rows to folds by a hash of the business keys and the
+    seed (deterministic); ``train_validation_split`` holds out ``train_ratio`` of
+    the training rows. ``parallelism`` candidates are fitted at once.
+    """
+
+    method: Literal["none", "cross_validator", "train_validation_split"] = "none"
+    grid: dict[str, list[Any]] = Field(default_factory=dict)
+    folds: int = Field(3, ge=2, le=20)
+    train_ratio: float = Field(0.75, gt=0, lt=1)
+    parallelism: int = Field(2, ge=1)
+
+    @field_validator("grid")
+    @classmethod
+    def _non_empty_values(cls, grid: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        empty = [name for name, values in grid.items() if not values]
+        if empty:
+            raise ValueError(f"no values to try for {empty}")
+        return grid
+
+
+class AutomlSettings(StrictModel):
+    """AutoML: try estimator families (each with its grid) within a time budget.
+
+    ``families`` defaults to every family that fits the task; ``grids`` replaces a
+    family's built-in grid. A family is started only while budget remains, and the
+    one started finishes, so a run can overshoot by one family's search.
+    """
+
+    enabled: bool = False
+    time_budget_s: float = Field(600.0, gt=0)
+    families: list[EstimatorType] = Field(default_factory=list)
+    grids: dict[EstimatorType, dict[str, list[Any]]] = Field(default_factory=dict)
+    method: Literal["cross_validator", "train_validation_split"] = "cross_validator"
+    folds: int = Field(3, ge=2, le=20)
+    train_ratio: float = Field(0.75, gt=0, lt=1)
+    parallelism: int = Field(2, ge=1)
+
+    @model_validator(mode="after")
+    def _known_grid_params(self) -> AutomlSettings:
+        for family, grid in self.grids.items():
+            if not grid:
+                raise ValueError(f"model.automl.grids.{family}: give at least one parameter "
+                                 "to search, or leave the family out to use its built-in grid")
+            _check_params(f"model.automl.grids.{family}", family, list(grid))
+        return self
 
 
 class SplitSettings(StrictModel):
@@ -214,6 +309,24 @@ class ModelSettings(StrictModel):
     estimator: EstimatorSettings
     split: SplitSettings = Field(default_factory=SplitSettings)
     primary_metric: str
+    tuning: TuningSettings = Field(default_factory=TuningSettings)
+    automl: AutomlSettings = Field(default_factory=AutomlSettings)
+
+    @model_validator(mode="after")
+    def _fits_task(self) -> ModelSettings:
+        metrics = TASK_METRICS[self.task]
+        if self.primary_metric not in metrics:
+            raise ValueError(f"model.primary_metric: {self.primary_metric!r} is not a "
+                             f"{self.task} metric; choose one of {list(metrics)}")
+        families = [("model.estimator.type", self.estimator.type)] + [
+            (f"model.automl.families.{i}", f) for i, f in enumerate(self.automl.families)]
+        for key, family in families:
+            if (family in REGRESSORS) != (self.task == "regression"):
+                raise ValueError(f"{key}: {family} does not fit the task {self.task}")
+            if family in BINARY_ONLY and self.task != "binary_classification":
+                raise ValueError(f"{key}: MLlib's {family} is for binary classification only")
+        _check_params("model.tuning.grid", self.estimator.type, list(self.tuning.grid))
+        return self
 
 
 class PromotionSettings(StrictModel):

@@ -86,6 +86,25 @@ def git_commit(project_dir: str) -> str:
 
 
 @dataclass
+class Stopwatch:
+    """Seconds accumulated over timed blocks (e.g. MLflow calls made deep in a search)."""
+
+    seconds: float = 0.0
+
+    @contextmanager
+    def timing(self) -> Iterator[None]:
+        started = time.monotonic()
+        try:
+            yield
+        finally:
+            self.seconds += time.monotonic() - started
+
+
+# MLflow calls made by library code that has no StepTracker (nested candidate runs)
+MLFLOW_CLOCK = Stopwatch()
+
+
+@dataclass
 class StepTracker:
     """The lineage and counts of one step, logged to its MLflow run."""
 
@@ -95,6 +114,17 @@ class StepTracker:
     outputs: list[dict[str, Any]] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=dict)
     started: float = field(default_factory=time.monotonic)
+    # seconds spent in MLflow calls (tracking and registry) on behalf of this step
+    mlflow_seconds: float = 0.0
+
+    @contextmanager
+    def timing(self) -> Iterator[None]:
+        """Count the time of the MLflow calls inside the block as tracking time."""
+        started = time.monotonic()
+        try:
+            yield
+        finally:
+            self.mlflow_seconds += time.monotonic() - started
 
     def read(self, ref: TableRef, version: int | None, rows: int | None = None) -> None:
         """Record a Delta table version this step read."""
@@ -141,9 +171,11 @@ def step_run(settings: Settings, step: str, batch_id: str) -> Iterator[StepTrack
     if mlflow.active_run() is None:
         configure_mlflow(settings)
     nested = mlflow.active_run() is not None
+    started = time.monotonic()
     with mlflow.start_run(run_name=step, nested=nested) as run:
         _tag_run(settings, step, batch_id)
-        tracker = StepTracker(step=step, run_id=run.info.run_id)
+        tracker = StepTracker(step=step, run_id=run.info.run_id, started=started,
+                              mlflow_seconds=time.monotonic() - started)
         try:
             yield tracker
         except SparkmlopsError as exc:

@@ -1,0 +1,298 @@
+"""Hyperparameter search and AutoML on MLlib, every candidate logged to MLflow.
+
+``search`` runs MLlib's ``CrossValidator`` or ``TrainValidationSplit`` over the whole
+pipeline (feature stages included, so no fold sees statistics of another) and
+refits the best candidate on all training rows. Cross-validation folds come from a
+hash of the business keys and the seed, like the holdout split, so the same data
+version, config and seed give the same folds and the same choice.
+
+``automl`` tries estimator families one after another within a time budget, each
+with its own grid, logs each family as a child run, and picks the family whose best
+candidate has the best validation value of the primary metric. It says why in
+words. The holdout is never used to choose: it stays for the final evaluation.
+
+Example::
+
+    trained = search(train, dataset)                     # config's estimator + tuning
+    trained = automl(train, dataset, time_budget_s=120)  # families × grids
+    trained.model.transform(test)
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import mlflow
+import pyspark.sql.functions as F
+from pyspark.ml import PipelineModel
+from pyspark.ml.evaluation import (
+    BinaryClassificationEvaluator,
+    Evaluator,
+    MulticlassClassificationEvaluator,
+    RegressionEvaluator,
+)
+from pyspark.ml.tuning import CrossValidator, ParamGridBuilder, TrainValidationSplit
+from pyspark.sql import DataFrame
+
+from sparkmlops.config import (
+    BINARY_ONLY,
+    REGRESSORS,
+    DatasetSettings,
+    EstimatorSettings,
+    TuningSettings,
+)
+from sparkmlops.features import LABEL_COLUMN
+from sparkmlops.tracking import MLFLOW_CLOCK
+from sparkmlops.training import LOWER_IS_BETTER, build_estimator, build_pipeline
+
+log = logging.getLogger(__name__)
+
+FOLD_COLUMN = "_fold"
+# The built-in AutoML grids: small, and ordered cheapest family first
+DEFAULT_GRIDS: dict[str, dict[str, list[Any]]] = {
+    "logistic_regression": {"regParam": [0.0, 0.01, 0.1], "elasticNetParam": [0.0, 0.5]},
+    "linear_regression": {"regParam": [0.0, 0.01, 0.1], "elasticNetParam": [0.0, 0.5]},
+    "decision_tree_classifier": {"maxDepth": [3, 5, 8]},
+    "decision_tree_regressor": {"maxDepth": [3, 5, 8]},
+    "random_forest_classifier": {"numTrees": [20, 50], "maxDepth": [5, 8]},
+    "random_forest_regressor": {"numTrees": [20, 50], "maxDepth": [5, 8]},
+    "gbt_classifier": {"maxIter": [20, 50], "maxDepth": [3, 5]},
+    "gbt_regressor": {"maxIter": [20, 50], "maxDepth": [3, 5]},
+}
+# spark.ml metric names behind the platform's names
+_MULTICLASS = {"accuracy": "accuracy", "f1": "f1", "precision": "weightedPrecision",
+               "recall": "weightedRecall", "logLoss": "logLoss"}
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One point of a grid and how it scored on the validation folds."""
+
+    family: str
+    params: dict[str, Any]
+    metric: float
+    std: float | None = None
+
+
+@dataclass
+class TrainedModel:
+    """The refitted best model, the estimator that reproduces it, and the search."""
+
+    model: PipelineModel
+    estimator: EstimatorSettings
+    candidates: list[Candidate] = field(default_factory=list)
+    reason: str = ""
+    leaderboard: list[dict[str, Any]] = field(default_factory=list)
+
+
+def evaluator_for(metric: str) -> Evaluator:
+    """The spark.ml evaluator computing the platform's ``metric`` on scored rows."""
+    if metric in ("areaUnderROC", "areaUnderPR"):
+        return BinaryClassificationEvaluator(labelCol=LABEL_COLUMN, metricName=metric)  # type: ignore[arg-type]
+    if metric in _MULTICLASS:
+        return MulticlassClassificationEvaluator(labelCol=LABEL_COLUMN,
+                                                 metricName=_MULTICLASS[metric])  # type: ignore[arg-type]
+    return RegressionEvaluator(labelCol=LABEL_COLUMN, metricName=metric)  # type: ignore[arg-type]
+
+
+def better(metric: str, a: float, b: float) -> bool:
+    """Whether ``a`` is strictly better than ``b`` for ``metric``."""
+    return a < b if metric in LOWER_IS_BETTER else a > b
+
+
+def with_folds(df: DataFrame, keys: list[str], seed: int, folds: int) -> DataFrame:
+    """Add ``_fold`` in [0, folds): a hash of the keys and seed, not of row order."""
+    fold = F.pmod(F.xxhash64(*[F.col(k) for k in keys], F.lit(seed), F.lit("folds")),
+                  F.lit(folds))
+    return df.withColumn(FOLD_COLUMN, fold.cast("int"))
+
+
+def search(
+    train: DataFrame,
+    dataset: DatasetSettings,
+    *,
+    estimator: EstimatorSettings | None = None,
+    tuning: TuningSettings | None = None,
+    log_candidates: bool = True,
+) -> TrainedModel:
+    """Fit ``estimator`` (default: the config's), searching ``tuning.grid`` if set.
+
+    With method ``none`` or an empty grid this is one plain fit. Otherwise every
+    candidate is logged as a nested MLflow run (when a run is active and
+    ``log_candidates``) and the best is refitted on all of ``train``.
+    """
+    estimator = estimator or dataset.model.estimator
+    tuning = tuning or dataset.model.tuning
+    seed = dataset.model.split.seed
+    stage = build_estimator(estimator, seed)
+    pipeline = build_pipeline(dataset.features, stage)
+    if tuning.method == "none" or not tuning.grid:
+        return TrainedModel(pipeline.fit(train), estimator)
+
+    grid_builder = ParamGridBuilder()
+    for name, values in tuning.grid.items():
+        grid_builder.addGrid(stage.getParam(name), values)
+    grid = grid_builder.build()
+    metric = dataset.model.primary_metric
+    tuner: Any
+    if tuning.method == "cross_validator":
+        train = with_folds(train, dataset.keys, seed, tuning.folds)
+        tuner = CrossValidator(estimator=pipeline, estimatorParamMaps=grid,
+                               evaluator=evaluator_for(metric), numFolds=tuning.folds,
+                               foldCol=FOLD_COLUMN, parallelism=tuning.parallelism, seed=seed)
+    else:
+        tuner = TrainValidationSplit(estimator=pipeline, estimatorParamMaps=grid,
+                                     evaluator=evaluator_for(metric),
+                                     trainRatio=tuning.train_ratio,
+                                     parallelism=tuning.parallelism, seed=seed)
+    log.info("searching %d %s candidates by %s (%s)", len(grid), estimator.type, metric,
+             tuning.method)
+    fitted = tuner.fit(train)
+    values = fitted.avgMetrics if tuning.method == "cross_validator" else fitted.validationMetrics
+    stds = list(fitted.stdMetrics) if tuning.method == "cross_validator" else [None] * len(grid)
+    candidates = [
+        Candidate(estimator.type, {p.name: _plain(v) for p, v in point.items()}, float(value),
+                  None if std is None else float(std))
+        for point, value, std in zip(grid, values, stds, strict=True)
+    ]
+    best = _best(candidates, metric)
+    if log_candidates and mlflow.active_run() is not None:
+        with MLFLOW_CLOCK.timing():
+            _log_candidates(candidates, metric, tuning.method)
+    resolved = EstimatorSettings(type=estimator.type, params={**estimator.params, **best.params})
+    reason = (f"{estimator.type} with {best.params}: validation {metric} "
+              f"{best.metric:.4f}, best of {len(candidates)} candidates ({tuning.method})")
+    # bestModel is the pipeline refitted with the best params on all training rows
+    return TrainedModel(fitted.bestModel, resolved, candidates, reason)
+
+
+def automl(
+    train: DataFrame,
+    dataset: DatasetSettings,
+    *,
+    time_budget_s: float | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> TrainedModel:
+    """Try estimator families within a time budget; return the best, refitted, and why."""
+    settings = dataset.model.automl
+    budget = settings.time_budget_s if time_budget_s is None else time_budget_s
+    metric = dataset.model.primary_metric
+    families = settings.families or default_families(dataset.model.task)
+    started = clock()
+    results: list[tuple[str, TrainedModel, float]] = []
+    leaderboard: list[dict[str, Any]] = []
+    for family in families:
+        elapsed = clock() - started
+        if results and elapsed >= budget:
+            leaderboard.append({"family": family, "status": "skipped",
+                                "why": f"time budget {budget:.0f} s used up ({elapsed:.0f} s)"})
+            continue
+        grids: dict[str, dict[str, list[Any]]] = {str(k): v for k, v in settings.grids.items()}
+        grid = grids.get(family, DEFAULT_GRIDS[family])
+        tuning = TuningSettings(method=settings.method, grid=grid, folds=settings.folds,
+                                train_ratio=settings.train_ratio,
+                                parallelism=settings.parallelism)
+        family_started = clock()
+        with _child_run(f"automl {family}"):
+            trained = search(train, dataset, estimator=EstimatorSettings(type=family),
+                             tuning=tuning)
+            best = _best(trained.candidates, metric)
+            seconds = clock() - family_started
+            if mlflow.active_run() is not None:
+                _log_family(family, best, metric, seconds, len(trained.candidates))
+        results.append((family, trained, best.metric))
+        leaderboard.append({"family": family, "status": "tried", "params": best.params,
+                            f"validation_{metric}": best.metric,
+                            "candidates": len(trained.candidates),
+                            "seconds": round(seconds, 3)})
+        log.info("automl %s: validation %s %.4f (%d candidates, %.1f s)", family, metric,
+                 best.metric, len(trained.candidates), seconds)
+    winner_family, winner, winner_metric = results[0]
+    for family, trained, value in results[1:]:
+        if better(metric, value, winner_metric):
+            winner_family, winner, winner_metric = family, trained, value
+    winner.leaderboard = leaderboard
+    winner.reason = _automl_reason(winner_family, winner, metric, results, leaderboard,
+                                   clock() - started, budget)
+    return winner
+
+
+def default_families(task: str) -> list[str]:
+    """Every built-in family that fits ``task``, cheapest first."""
+    fits = [f for f in DEFAULT_GRIDS if (f in REGRESSORS) == (task == "regression")]
+    if task != "binary_classification":
+        fits = [f for f in fits if f not in BINARY_ONLY]
+    return fits
+
+
+def _automl_reason(
+    family: str, trained: TrainedModel, metric: str,
+    results: list[tuple[str, TrainedModel, float]], leaderboard: list[dict[str, Any]],
+    seconds: float, budget: float,
+) -> str:
+    best = _best(trained.candidates, metric)
+    others = ", ".join(f"{f} {v:.4f}" for f, _, v in results if f != family) or "no other family"
+    skipped = [row["family"] for row in leaderboard if row["status"] == "skipped"]
+    direction = "lowest" if metric in LOWER_IS_BETTER else "highest"
+    text = (f"{family} {best.params} has the {direction} validation {metric} "
+            f"({best.metric:.4f}; {others}); {len(results)} families tried in {seconds:.0f} s "
+            f"of a {budget:.0f} s budget")
+    if skipped:
+        text += f"; not tried for lack of time: {', '.join(skipped)}"
+    return text
+
+
+def _best(candidates: list[Candidate], metric: str) -> Candidate:
+    # first of equals wins, as in MLlib's own choice of bestModel
+    best = candidates[0]
+    for candidate in candidates[1:]:
+        if better(metric, candidate.metric, best.metric):
+            best = candidate
+    return best
+
+
+def _log_family(family: str, best: Candidate, metric: str, seconds: float, count: int) -> None:
+    with MLFLOW_CLOCK.timing():
+        mlflow.log_params({"family": family, **{f"best.{k}": v for k, v in best.params.items()}})
+        mlflow.log_metrics({f"validation.{metric}": best.metric,
+                            "search_seconds": round(seconds, 3), "candidates": count})
+        mlflow.set_tag("sparkmlops.automl.family", family)
+
+
+def _log_candidates(candidates: list[Candidate], metric: str, method: str) -> None:
+    for i, candidate in enumerate(candidates):
+        with mlflow.start_run(run_name=f"candidate {i} {candidate.family}", nested=True):
+            mlflow.log_params({"family": candidate.family, "search": method,
+                               **candidate.params})
+            metrics = {f"validation.{metric}": candidate.metric}
+            if candidate.std is not None:
+                metrics[f"validation.{metric}.std"] = candidate.std
+            mlflow.log_metrics(metrics)
+            mlflow.set_tag("sparkmlops.candidate", str(i))
+
+
+class _child_run:
+    """A nested MLflow run when a run is active; nothing otherwise."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.active = False
+
+    def __enter__(self) -> None:
+        if mlflow.active_run() is not None:
+            with MLFLOW_CLOCK.timing():
+                mlflow.start_run(run_name=self.name, nested=True)
+            self.active = True
+
+    def __exit__(self, exc_type: Any, *_: Any) -> None:
+        if self.active:
+            with MLFLOW_CLOCK.timing():
+                mlflow.end_run("FAILED" if exc_type else "FINISHED")
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if hasattr(value, "item") else value

@@ -1,0 +1,152 @@
+from __future__ import annotations
+
+import random
+
+import mlflow
+import pytest
+
+from sparkmlops.config import EstimatorSettings
+from sparkmlops.errors import ConfigError
+from sparkmlops.training import evaluate, split_train_test
+from sparkmlops.tuning import FOLD_COLUMN, automl, search, with_folds
+
+# Two measurements only, so the toy frames below need no other column
+TWO_FEATURES = ["dataset.features.derived=[]", "dataset.features.categorical=[]",
+                "dataset.features.numeric=[culmen_length_mm, culmen_depth_mm]"]
+SCHEMA = ("study_name string, species string, sample_number int, culmen_length_mm double, "
+          "culmen_depth_mm double, label_raw string, label double, _batch_id string")
+
+
+def _disc_gold(spark, n=400, seed=3):
+    """label = 1 inside a disc around the origin: no line separates it, a tree does."""
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        x, y = rng.uniform(-1, 1), rng.uniform(-1, 1)
+        label = 1.0 if x * x + y * y < 0.4 else 0.0
+        rows.append(("S1", "A", i, x, y, "MALE" if label else "FEMALE", label, "b1"))
+    return spark.createDataFrame(rows, SCHEMA)
+
+
+def _linear_gold(spark, n=300, seed=5):
+    """label = 1 where x + noise > 0: a line separates it."""
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        x, y = rng.uniform(-1, 1), rng.uniform(-1, 1)
+        label = 1.0 if x + rng.gauss(0, 0.3) > 0 else 0.0
+        rows.append(("S1", "A", i, x, y, "MALE" if label else "FEMALE", label, "b1"))
+    return spark.createDataFrame(rows, SCHEMA)
+
+
+def test_folds_come_from_the_keys_not_the_partitioning(spark):
+    df = spark.range(300).selectExpr("'S1' as study_name", "'A' as species",
+                                     "cast(id as int) as sample_number")
+    keys = ["study_name", "species", "sample_number"]
+
+    a = {r.sample_number: r[FOLD_COLUMN] for r in with_folds(df, keys, 7, 3).collect()}
+    b = {r.sample_number: r[FOLD_COLUMN] for r in with_folds(df.repartition(5), keys, 7, 3)
+         .collect()}
+
+    assert a == b
+    assert sorted(set(a.values())) == [0, 1, 2]
+    assert all(60 <= list(a.values()).count(f) <= 140 for f in range(3))
+
+
+def test_grid_search_logs_every_candidate_and_refits_the_best(spark, make_settings):
+    settings = make_settings(*TWO_FEATURES, "dataset.model.tuning.method=cross_validator",
+                             "dataset.model.tuning.grid={regParam: [0.0, 0.5, 5.0]}")
+    dataset = settings.dataset
+    train, test = split_train_test(_linear_gold(spark), dataset)
+    mlflow.set_tracking_uri(settings.tracking.tracking_uri)
+
+    with mlflow.start_run() as parent:
+        first = search(train, dataset)
+    again = search(train.repartition(3), dataset, log_candidates=False)
+
+    assert [c.params for c in first.candidates] == [{"regParam": 0.0}, {"regParam": 0.5},
+                                                    {"regParam": 5.0}]
+    metrics = [c.metric for c in first.candidates]
+    # deterministic folds: the same data in other partitions gives the same numbers
+    assert metrics == pytest.approx([c.metric for c in again.candidates], abs=1e-12)
+    best = max(range(3), key=lambda i: metrics[i])
+    assert first.estimator.params == {"maxIter": 100, "regParam": [0.0, 0.5, 5.0][best],
+                                      "elasticNetParam": 0.0}
+    assert first.model.stages[-1].getRegParam() == first.estimator.params["regParam"]
+    children = mlflow.search_runs(
+        filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'", output_format="list")
+    logged = {float(r.data.params["regParam"]): r.data.metrics["validation.areaUnderROC"]
+              for r in children}
+    assert logged == pytest.approx(dict(zip([0.0, 0.5, 5.0], metrics, strict=True)))
+    assert evaluate(first.model.transform(test), dataset.model.task)["areaUnderROC"] > 0.85
+
+
+def test_automl_picks_a_tree_where_no_line_separates_the_classes(spark, make_settings):
+    settings = make_settings(
+        *TWO_FEATURES,
+        "dataset.model.automl.families=[logistic_regression, decision_tree_classifier]",
+        "dataset.model.automl.grids={logistic_regression: {regParam: [0.0, 0.1]}, "
+        "decision_tree_classifier: {maxDepth: [2, 4]}}")
+    dataset = settings.dataset
+    train, test = split_train_test(_disc_gold(spark), dataset)
+
+    trained = automl(train, dataset, time_budget_s=600)
+
+    board = {row["family"]: row for row in trained.leaderboard}
+    assert trained.estimator.type == "decision_tree_classifier"
+    assert trained.estimator.params == {"maxDepth": 4}
+    assert board["decision_tree_classifier"]["validation_areaUnderROC"] > 0.9
+    assert board["logistic_regression"]["validation_areaUnderROC"] < 0.7
+    assert trained.reason.startswith("decision_tree_classifier {'maxDepth': 4} has the highest "
+                                     "validation areaUnderROC")
+    assert "logistic_regression 0." in trained.reason
+    assert evaluate(trained.model.transform(test), "binary_classification")["accuracy"] > 0.9
+
+
+def test_automl_stops_starting_families_when_the_budget_is_spent(spark, make_settings):
+    settings = make_settings(
+        *TWO_FEATURES,
+        "dataset.model.automl.families=[logistic_regression, decision_tree_classifier]",
+        "dataset.model.automl.grids={logistic_regression: {regParam: [0.0]}}")
+    train, _ = split_train_test(_disc_gold(spark, n=120), settings.dataset)
+    ticks = iter(range(0, 10_000, 100))  # every clock reading is 100 s later
+
+    trained = automl(train, settings.dataset, time_budget_s=50, clock=lambda: next(ticks))
+
+    assert trained.estimator.type == "logistic_regression"
+    assert trained.leaderboard[1] == {"family": "decision_tree_classifier", "status": "skipped",
+                                      "why": "time budget 50 s used up (400 s)"}
+    assert "not tried for lack of time: decision_tree_classifier" in trained.reason
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ("dataset.model.estimator.params={maxIterr: 3}",
+     "model.estimator.params: logistic_regression has no parameter 'maxIterr'; "
+     "did you mean 'maxIter'"),
+    ("dataset.model.tuning.grid={numTrees: [10]}",
+     "model.tuning.grid: logistic_regression has no parameter 'numTrees'"),
+    ("dataset.model.automl.grids={gbt_classifier: {maxDepht: [3]}}",
+     "model.automl.grids.gbt_classifier: gbt_classifier has no parameter 'maxDepht'"),
+    ("dataset.model.automl.families=[gbt_regressor]",
+     "model.automl.families.0: gbt_regressor does not fit the task binary_classification"),
+    ("dataset.model.primary_metric=rmse",
+     "model.primary_metric: 'rmse' is not a binary_classification"),
+    ("dataset.model.tuning.grid={regParam: []}", "no values to try for \\['regParam'\\]"),
+])
+def test_search_config_is_checked_at_load(make_settings, override, message):
+    with pytest.raises(ConfigError, match=message):
+        make_settings(override)
+
+
+def test_multiclass_rejects_the_binary_only_gbt(make_settings):
+    with pytest.raises(ConfigError, match="GBTClassifier|gbt_classifier is for binary"):
+        make_settings("dataset.model.task=multiclass_classification",
+                      "dataset.label.classes=[A, B, C]",
+                      "dataset.model.estimator.type=gbt_classifier",
+                      "dataset.model.estimator.params={}",
+                      "dataset.model.primary_metric=accuracy")
+
+
+def test_estimator_settings_take_known_params_only():
+    assert EstimatorSettings(type="gbt_classifier", params={"maxDepth": 3}).params == {
+        "maxDepth": 3}
