@@ -22,7 +22,7 @@ log = logging.getLogger("sparkmlops")
 STEP_NAMES = ("ingest", "validate", "features", "train", "promote", "predict", "pipeline",
               "maintain")
 # commands over whole tables: the run's batch id is "all", not derived from landing files
-WHOLE_TABLE_COMMANDS = ("maintain", "show-table", "profile")
+WHOLE_TABLE_COMMANDS = ("maintain", "show-table", "profile", "reproduce")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -45,14 +45,25 @@ def build_parser() -> argparse.ArgumentParser:
         .add_argument("--bronze-version", type=int)
     sub.add_parser("features", parents=[common], help="silver → gold feature table") \
         .add_argument("--silver-version", type=int)
-    sub.add_parser("train", parents=[common], help="gold → MLlib model → registry @challenger") \
+    automl = argparse.ArgumentParser(add_help=False)
+    automl.add_argument("--automl", action="store_true",
+                        help="AutoML: try estimator families, keep the best (model.automl)")
+    automl.add_argument("--time-budget", type=float, metavar="SECONDS",
+                        help="AutoML time budget (default: model.automl.time_budget_s)")
+    sub.add_parser("train", parents=[common, automl],
+                   help="gold → MLlib model → registry @challenger") \
         .add_argument("--gold-version", type=int)
-    sub.add_parser("promote", parents=[common], help="gate @challenger vs @champion") \
-        .add_argument("--challenger-version")
+    promote = sub.add_parser("promote", parents=[common],
+                             help="score @challenger and @champion on the current holdout; "
+                                  "move @champion if the challenger is better")
+    promote.add_argument("--challenger-version")
+    promote.add_argument("--gold-version", type=int, help="holdout from this gold version "
+                                                          "(default: the latest)")
     predict = sub.add_parser("predict", parents=[common], help="score with @champion")
     predict.add_argument("--model", default="champion", help="alias or version number")
     predict.add_argument("--gold-version", type=int)
-    sub.add_parser("pipeline", parents=[common], help="all steps, one session, one parent run")
+    sub.add_parser("pipeline", parents=[common, automl],
+                   help="all steps, one session, one parent run")
     maintain = sub.add_parser("maintain", parents=[common],
                               help="OPTIMIZE (Z-ORDER) and VACUUM the dataset's tables")
     maintain.add_argument("--no-vacuum", dest="vacuum", action="store_false",
@@ -67,6 +78,12 @@ def build_parser() -> argparse.ArgumentParser:
     as_of.add_argument("--timestamp", help="the version current at this time, e.g. "
                                            "'2026-11-26 12:00:00'")
     show.add_argument("--limit", type=int, default=20, help="rows to print (default: 20)")
+    reproduce = sub.add_parser("reproduce", parents=[common],
+                               help="retrain a train run from its lineage, compare metrics")
+    reproduce.add_argument("run_id", help="the MLflow run id of a train step")
+    reproduce.add_argument("--tolerance", type=float, default=1e-9,
+                           help="largest metric difference that counts as the same "
+                                "(default: 1e-9); above it the exit code is 6")
     profile = sub.add_parser("profile", parents=[common],
                              help="propose a starter expectation suite (YAML) from a table")
     profile.add_argument("--layer", default="bronze", help="table to profile (default: bronze)")
@@ -94,7 +111,7 @@ def run_step(args: argparse.Namespace) -> int:
     _configure_logging(args.verbose)
     started = time.monotonic()
     try:
-        settings = load_settings(args.env, args.dataset, overrides=args.overrides,
+        settings = load_settings(args.env, args.dataset, overrides=_overrides(args),
                                  conf_dir=args.conf_dir)
         from sparkmlops.spark import get_spark
 
@@ -112,6 +129,16 @@ def run_step(args: argparse.Namespace) -> int:
     print(output)
     print(f"done in {time.monotonic() - started:.1f} s")
     return 0
+
+
+def _overrides(args: argparse.Namespace) -> list[str]:
+    """``--set`` overrides, plus what ``--automl`` / ``--time-budget`` stand for."""
+    overrides = list(args.overrides)
+    if getattr(args, "automl", False):
+        overrides.append("model.automl.enabled=true")
+    if getattr(args, "time_budget", None) is not None:
+        overrides.append(f"model.automl.time_budget_s={args.time_budget}")
+    return overrides
 
 
 def _default_batch_id(spark: Any, settings: Settings) -> str:
@@ -200,12 +227,20 @@ def _run_profile(spark: Any, settings: Settings, batch_id: str,
     return f"proposed suite for {ref.fqn} v{version} written to {args.out}"
 
 
+def _run_reproduce(spark: Any, settings: Settings, batch_id: str,
+                   args: argparse.Namespace) -> str:
+    from sparkmlops.reproduce import reproduce_run
+
+    return reproduce_run(spark, settings, args.run_id, tolerance=args.tolerance).report()
+
+
 _STEPS: dict[str, Callable[..., str]] = {
     **{name: _run_single(name) for name in STEP_NAMES if name not in ("pipeline", "maintain")},
     "pipeline": _run_pipeline,
     "maintain": _run_maintain,
     "show-table": _run_show_table,
     "profile": _run_profile,
+    "reproduce": _run_reproduce,
 }
 
 

@@ -1,7 +1,7 @@
 """Named errors; each carries the exit code its job ends with.
 
 Exit codes: 0 done, 1 unexpected error, 2 bad config or usage, 3 missing input,
-4 failed quality gate, 5 failed model gate.
+4 failed quality gate, 5 failed model gate, 6 a reproduced run's metrics differ.
 """
 
 from __future__ import annotations
@@ -39,3 +39,9 @@ class ModelGateFailed(SparkmlopsError):
 
 class ReconciliationError(SparkmlopsError):
     """Rows in != rows out across a step's tables: something was lost or doubled."""
+
+
+class ReproductionMismatch(SparkmlopsError):
+    """A run retrained from its recorded lineage gave different metrics."""
+
+    exit_code = 6

@@ -65,7 +65,8 @@ def run_pipeline(spark: SparkSession, settings: Settings, batch_id: str) -> Pipe
         result.steps.append(train)
         _progress(5, "promote", batch_id)
         promote = promote_step(spark, settings, batch_id,
-                               challenger_version=train.summary["version"])
+                               challenger_version=train.summary["version"],
+                               gold_version=feats.outputs[gold])
         result.steps.append(promote)
         _progress(6, "predict", batch_id)
         predict = predict_step(spark, settings, batch_id, gold_version=feats.outputs[gold])

@@ -116,12 +116,25 @@ def promote_if_better(
     challenger_version: str,
     settings: PromotionSettings,
     primary_metric: str,
+    *,
+    challenger_metrics: dict[str, float] | None = None,
+    champion_metrics: dict[str, float] | None = None,
+    champion_note: str | None = None,
+    evaluated_on: str = "the metrics recorded by each training run",
 ) -> PromotionDecision:
-    """Run the promotion gate for ``challenger_version`` and move ``champion`` if it passes."""
+    """Run the promotion gate for ``challenger_version`` and move ``champion`` if it passes.
+
+    ``challenger_metrics`` / ``champion_metrics`` are the two models' metrics on the
+    same data (``promote`` scores both on the current holdout); without them the
+    metrics each training run recorded are compared. ``champion_note`` explains a
+    champion that could not be evaluated (then the challenger is judged alone).
+    """
     challenger = client.get_model_version(name, challenger_version)
     champion = version_by_alias(client, name, CHAMPION)
-    challenger_metrics = run_metrics(client, str(challenger.run_id))
-    champion_metrics = run_metrics(client, str(champion.run_id)) if champion else None
+    if challenger_metrics is None:
+        challenger_metrics = run_metrics(client, str(challenger.run_id))
+    if champion is not None and champion_metrics is None and champion_note is None:
+        champion_metrics = run_metrics(client, str(champion.run_id))
     challenger_id = str(challenger.version)
     champion_id = str(champion.version) if champion is not None else None
     if champion_id == challenger_id:
@@ -132,6 +145,8 @@ def promote_if_better(
         passed, reasons = True, ["promotion gate disabled: champion is set by hand"]
     else:
         passed, reasons = decide(challenger_metrics, champion_metrics, settings, primary_metric)
+        if champion_note:
+            reasons.insert(0, champion_note)
     promoted = passed and settings.mode == "enabled"
     if promoted:
         client.set_registered_model_alias(name, CHAMPION, challenger_id)
@@ -145,13 +160,34 @@ def promote_if_better(
         challenger_metrics=challenger_metrics,
         champion_metrics=champion_metrics or {},
     )
-    tag_version(client, name, challenger_id, {
-        "promotion.mode": settings.mode,
-        "promotion.passed": passed,
-        "promotion.promoted": promoted,
-        "promotion.champion_before": decision.champion_before or "none",
-        "promotion.reasons": json.dumps(reasons),
-    })
+    _record_decision(client, name, decision, evaluated_on)
     log.info("promotion of %s v%s: %s (%s)", name, challenger_id,
              "promoted" if promoted else "not promoted", "; ".join(reasons))
     return decision
+
+
+def _record_decision(
+    client: MlflowClient, name: str, decision: PromotionDecision, evaluated_on: str
+) -> None:
+    """The decision as tags and a readable description on the challenger's version."""
+    version = decision.challenger_version
+    tag_version(client, name, version, {
+        "promotion.mode": decision.mode,
+        "promotion.passed": decision.passed,
+        "promotion.promoted": decision.promoted,
+        "promotion.champion_before": decision.champion_before or "none",
+        "promotion.reasons": json.dumps(decision.reasons),
+        "promotion.evaluated_on": evaluated_on,
+        **{f"promotion.challenger.{k}": round(v, 6)
+           for k, v in decision.challenger_metrics.items()},
+        **{f"promotion.champion.{k}": round(v, 6) for k, v in decision.champion_metrics.items()},
+    })
+    verdict = ("promoted to champion" if decision.promoted
+               else "passed the gate (dry run: not promoted)" if decision.passed
+               else "not promoted")
+    against = (f"champion v{decision.champion_before}" if decision.champion_before
+               else "no champion")
+    client.update_model_version(
+        name, version,
+        description=f"Promotion gate ({decision.mode}) against {against} on {evaluated_on}: "
+                    f"{verdict}. " + "; ".join(decision.reasons))

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -21,7 +21,7 @@ import pyspark.sql.functions as F
 from mlflow.tracking import MlflowClient
 from pyspark.sql import SparkSession
 
-from sparkmlops import features, inference, plots, quality, registry, training
+from sparkmlops import features, inference, plots, quality, registry, training, tuning
 from sparkmlops.config import Settings
 from sparkmlops.errors import MissingInputError, QualityGateFailed, ReconciliationError
 from sparkmlops.ingest import (
@@ -48,7 +48,7 @@ from sparkmlops.tables import (
     table_ref,
     upsert_batch,
 )
-from sparkmlops.tracking import TAG_OUTCOME, step_run
+from sparkmlops.tracking import MLFLOW_CLOCK, TAG_OUTCOME, step_run
 
 log = logging.getLogger(__name__)
 
@@ -286,7 +286,13 @@ def features_step(
 def train_step(
     spark: SparkSession, settings: Settings, batch_id: str, *, gold_version: int | None = None
 ) -> StepResult:
-    """Gold table version → MLlib pipeline → holdout metrics → registry version @challenger."""
+    """Gold table version → MLlib pipeline → holdout metrics → registry version @challenger.
+
+    The estimator is the config's, searched over ``model.tuning.grid`` when set, or
+    chosen by AutoML (``model.automl.enabled``) among estimator families within
+    its time budget. Candidates are nested runs; the estimator that won is logged
+    as ``training/estimator.json``, which is what ``reproduce`` refits.
+    """
     dataset = settings.dataset
     gold = table_ref(settings, "gold", features_table_name(settings))
     with step_run(settings, "train", batch_id) as tracker:
@@ -301,55 +307,109 @@ def train_step(
                     f"{gold.fqn} v{version} has {n_train} training and {n_test} holdout rows "
                     "with a label; need both"
                 )
-            tracker.read(gold, version, data.count())
-            tracker.count("rows_train", n_train)
-            tracker.count("rows_test", n_test)
-            mlflow.log_params({
-                "estimator": dataset.model.estimator.type,
-                **{f"estimator.{k}": v for k, v in dataset.model.estimator.params.items()},
-                "split.seed": dataset.model.split.seed,
-                "split.test_fraction": dataset.model.split.test_fraction,
-                "features.numeric": ",".join(dataset.features.numeric),
-                "features.categorical": ",".join(dataset.features.categorical),
-                "training_table": gold.fqn,
-                "training_table_version": version,
-            })
+            rows = data.count()
+            with tracker.timing():
+                tracker.read(gold, version, rows)
+                tracker.count("rows_train", n_train)
+                tracker.count("rows_test", n_test)
             started = time.monotonic()
-            model = training.fit_model(train, dataset)
+            trained = _fit(train, dataset, tracker)
             fit_seconds = time.monotonic() - started
-            scored = model.transform(test)
+            # scored once: seven evaluators and the plots each read it again
+            scored = trained.model.transform(test).persist()
             metrics = training.evaluate(scored, dataset.model.task)
-            mlflow.log_metrics({**metrics, "fit_seconds": round(fit_seconds, 3)})
-            signature = _signature(test, scored, dataset.features.columns)
             with tempfile.TemporaryDirectory(prefix="sparkmlops-plots-") as out:
-                plots.write_plots(scored, model, dataset.model.task, dataset.label.classes,
-                                  Path(out))
-                mlflow.log_artifacts(out, "plots")
+                plots.write_plots(scored, trained.model, dataset.model.task,
+                                  dataset.label.classes, Path(out))
+                signature = _signature(test, scored, dataset.features.columns)
+                with tracker.timing():
+                    _log_training(trained, gold, version, dataset, metrics, fit_seconds)
+                    mlflow.log_artifacts(out, "plots")
+            scored.unpersist()
         finally:
             train.unpersist()
             test.unpersist()
-        started = time.monotonic()
-        info = mlflow.spark.log_model(
-            model, artifact_path="model", registered_model_name=dataset.model.name,
-            signature=signature, pip_requirements=_pip_requirements(),
-        )
-        model_version = str(info.registered_model_version)
-        client = MlflowClient()
-        client.set_registered_model_alias(dataset.model.name, registry.CHALLENGER, model_version)
-        registry.tag_version(client, dataset.model.name, model_version, {
-            "training_table": gold.fqn, "training_table_path": gold.path,
-            "training_table_version": version, "batch_id": batch_id,
-            "git_commit": _tag(tracker.run_id, "mlflow.source.git.commit"),
-            "config_hash": settings.config_hash(), "training_run_id": tracker.run_id,
-            **{f"metric.{k}": round(v, 6) for k, v in metrics.items()},
-        })
-        mlflow.log_metric("tracking_seconds", round(time.monotonic() - started, 3))
-        mlflow.set_tag("model_version", model_version)
+        with tracker.timing():
+            model_version = _register(trained.model, signature, settings, tracker, gold,
+                                      version, batch_id, metrics)
+        mlflow.log_metric("tracking_seconds", round(tracker.mlflow_seconds, 3))
         return StepResult(
             "train", tracker.run_id, {},
             {"model": dataset.model.name, "version": model_version, "metrics": metrics,
-             "rows_train": n_train, "rows_test": n_test, "training_table_version": version},
+             "rows_train": n_train, "rows_test": n_test, "training_table_version": version,
+             "estimator": trained.estimator.type, "params": trained.estimator.params,
+             **({"why": trained.reason} if trained.reason else {})},
         )
+
+
+def _fit(train: Any, dataset: Any, tracker: Any) -> tuning.TrainedModel:
+    """The config's estimator (searched when a grid is set), or AutoML's pick."""
+    automl = dataset.model.automl
+    before = _logged_seconds()
+    if automl.enabled:
+        trained = tuning.automl(train, dataset)
+    else:
+        trained = tuning.search(train, dataset)
+    tracker.mlflow_seconds += _logged_seconds() - before
+    return trained
+
+
+def _logged_seconds() -> float:
+    return MLFLOW_CLOCK.seconds
+
+
+def _log_training(
+    trained: tuning.TrainedModel, gold: TableRef, version: int | None, dataset: Any,
+    metrics: dict[str, float], fit_seconds: float,
+) -> None:
+    model = dataset.model
+    search = "automl" if model.automl.enabled else model.tuning.method
+    mlflow.log_params({
+        "estimator": trained.estimator.type,
+        **{f"estimator.{k}": v for k, v in trained.estimator.params.items()},
+        "search": search,
+        "split.seed": model.split.seed,
+        "split.test_fraction": model.split.test_fraction,
+        "features.numeric": ",".join(dataset.features.numeric),
+        "features.categorical": ",".join(dataset.features.categorical),
+        "training_table": gold.fqn,
+        "training_table_version": version,
+    })
+    mlflow.log_metrics({**metrics, "fit_seconds": round(fit_seconds, 3),
+                        "candidates": len(trained.candidates)})
+    mlflow.log_dict(trained.estimator.model_dump(), "training/estimator.json")
+    if trained.candidates:
+        mlflow.log_dict({"candidates": [asdict(c) for c in trained.candidates]},
+                        "training/candidates.json")
+    if trained.leaderboard:
+        mlflow.log_dict({"leaderboard": trained.leaderboard, "why": trained.reason},
+                        "training/automl.json")
+    if trained.reason:
+        mlflow.set_tag("sparkmlops.model_choice", trained.reason[:5000])
+
+
+def _register(
+    model: Any, signature: Any, settings: Settings, tracker: Any, gold: TableRef,
+    version: int | None, batch_id: str, metrics: dict[str, float],
+) -> str:
+    """Log the PipelineModel, register it as a new version @challenger with lineage tags."""
+    name = settings.dataset.model.name
+    info = mlflow.spark.log_model(
+        model, artifact_path="model", registered_model_name=name,
+        signature=signature, pip_requirements=_pip_requirements(),
+    )
+    model_version = str(info.registered_model_version)
+    client = MlflowClient()
+    client.set_registered_model_alias(name, registry.CHALLENGER, model_version)
+    registry.tag_version(client, name, model_version, {
+        "training_table": gold.fqn, "training_table_path": gold.path,
+        "training_table_version": version, "batch_id": batch_id,
+        "git_commit": _tag(tracker.run_id, "mlflow.source.git.commit"),
+        "config_hash": settings.config_hash(), "training_run_id": tracker.run_id,
+        **{f"metric.{k}": round(v, 6) for k, v in metrics.items()},
+    })
+    mlflow.set_tag("model_version", model_version)
+    return model_version
 
 
 def _signature(test: Any, scored: Any, columns: list[str]) -> Any:
@@ -375,33 +435,74 @@ def _tag(run_id: str, key: str) -> str:
 
 def promote_step(
     spark: SparkSession, settings: Settings, batch_id: str,
-    *, challenger_version: str | None = None,
+    *, challenger_version: str | None = None, gold_version: int | None = None,
 ) -> StepResult:
-    """Gate the challenger against the champion; move @champion if it is better."""
+    """Gate the challenger against the champion; move @champion if it is better.
+
+    Both models are loaded from the registry and scored on the same rows: the
+    holdout of the current gold table version (the config's split), so the
+    comparison is on today's data, not on the numbers each run saw when trained.
+    """
     dataset = settings.dataset
+    gold = table_ref(settings, "gold", features_table_name(settings))
     with step_run(settings, "promote", batch_id) as tracker:
         client = MlflowClient()
-        version = challenger_version or registry.require_version(
-            client, dataset.model.name, registry.CHALLENGER).version
-        version = str(version)
+        version = str(challenger_version or registry.require_version(
+            client, dataset.model.name, registry.CHALLENGER).version)
+        champion = registry.version_by_alias(client, dataset.model.name, registry.CHAMPION)
+        data_version = gold_version if gold_version is not None else current_version(spark, gold)
+        _, holdout = training.split_train_test(read_table(spark, gold, data_version), dataset)
+        holdout = holdout.persist()
+        try:
+            rows = holdout.count()
+            if rows == 0:
+                raise MissingInputError(f"{gold.fqn} v{data_version} has no labelled holdout rows"
+                                        " to compare the models on")
+            tracker.read(gold, data_version, rows)
+            challenger_metrics = _holdout_metrics(holdout, dataset, version)
+            champion_metrics, note = None, None
+            if champion is not None and str(champion.version) != version:
+                try:
+                    champion_metrics = _holdout_metrics(holdout, dataset, str(champion.version))
+                except Exception as exc:  # noqa: BLE001 - recorded as the reason
+                    note = (f"champion v{champion.version} cannot score the current data "
+                            f"({type(exc).__name__}: {str(exc).splitlines()[0][:300]}); "
+                            "the challenger is judged on the minimums alone")
+                    log.warning(note)
+        finally:
+            holdout.unpersist()
         decision = registry.promote_if_better(
-            client, dataset.model.name, str(version), dataset.promotion,
-            dataset.model.primary_metric,
+            client, dataset.model.name, version, dataset.promotion, dataset.model.primary_metric,
+            challenger_metrics=challenger_metrics, champion_metrics=champion_metrics,
+            champion_note=note,
+            evaluated_on=f"{rows} holdout rows of {gold.fqn} v{data_version}",
         )
         mlflow.log_params({"promotion.mode": decision.mode,
                            "challenger_version": decision.challenger_version,
                            "champion_before": decision.champion_before or "none"})
+        mlflow.log_metrics({
+            **{f"challenger.{k}": v for k, v in decision.challenger_metrics.items()},
+            **{f"champion.{k}": v for k, v in decision.champion_metrics.items()},
+        })
         mlflow.set_tags({"promotion.promoted": decision.promoted,
                          "promotion.passed": decision.passed,
                          TAG_OUTCOME: "promoted" if decision.promoted else "not_promoted"})
         mlflow.log_dict({"reasons": decision.reasons,
                          "challenger_metrics": decision.challenger_metrics,
-                         "champion_metrics": decision.champion_metrics}, "promotion.json")
+                         "champion_metrics": decision.champion_metrics,
+                         "holdout": {"table": gold.fqn, "version": data_version, "rows": rows}},
+                        "promotion.json")
         return StepResult("promote", tracker.run_id, {}, {
             "promoted": decision.promoted, "passed": decision.passed, "mode": decision.mode,
             "challenger": decision.challenger_version, "champion": decision.champion_after,
             "champion_before": decision.champion_before, "reasons": decision.reasons,
         })
+
+
+def _holdout_metrics(holdout: Any, dataset: Any, version: str) -> dict[str, float]:
+    """Metrics of registered model ``version`` on the holdout rows."""
+    model = mlflow.spark.load_model(f"models:/{dataset.model.name}/{version}")
+    return training.evaluate(model.transform(holdout), dataset.model.task)
 
 
 # ---------------------------------------------------------------- predict

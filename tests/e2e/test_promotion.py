@@ -1,0 +1,224 @@
+"""Registry and promotion on the sample: champion and challenger scored on the same holdout.
+
+One gold table (the bundled sample through ingest, validate and features) serves
+every test; each test registers its models under its own name, so the tests do
+not see each other's aliases.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass
+
+import mlflow
+import pytest
+from delta.tables import DeltaTable
+from mlflow.tracking import MlflowClient
+
+from sparkmlops.config import Settings, load_settings
+from sparkmlops.errors import MissingInputError
+from sparkmlops.features import LABEL_COLUMN
+from sparkmlops.ingest import landing_batch_id
+from sparkmlops.registry import CHALLENGER, CHAMPION, version_by_alias
+from sparkmlops.reproduce import reproduce_run
+from sparkmlops.steps import features_step, ingest_step, promote_step, train_step, validate_step
+from sparkmlops.tables import features_table_name, read_table, table_ref
+from sparkmlops.tracking import configure_mlflow
+from sparkmlops.training import split_train_test
+from sparkmlops.tuning import search
+from tests.conftest import SAMPLE_LANDING
+
+pytestmark = pytest.mark.e2e
+
+WEAK = ["dataset.features.numeric=[body_mass_g]", "dataset.features.categorical=[species]"]
+LOW_BAR = "dataset.promotion.min_metrics={areaUnderROC: 0.65, accuracy: 0.6}"
+
+
+@dataclass
+class Gold:
+    state_dir: str
+    batch_id: str
+    gold_version: int
+
+    def settings(self, model: str, *overrides: str) -> Settings:
+        return load_settings("local", "penguins", overrides=[
+            f"state_dir={self.state_dir}", f"dataset.model.name={model}", *overrides])
+
+
+@pytest.fixture(scope="module")
+def gold(spark, tmp_path_factory) -> Gold:
+    state_dir = str(tmp_path_factory.mktemp("promotion"))
+    settings = load_settings("local", "penguins", overrides=[f"state_dir={state_dir}"])
+    batch_id = landing_batch_id(spark, str(SAMPLE_LANDING))
+    ingest_step(spark, settings, batch_id)
+    validate_step(spark, settings, batch_id)
+    written = features_step(spark, settings, batch_id)
+    return Gold(state_dir, batch_id, next(iter(written.outputs.values())))
+
+
+def _train(spark, gold: Gold, settings: Settings) -> str:
+    return str(train_step(spark, settings, gold.batch_id).summary["version"])
+
+
+def _promote(spark, gold: Gold, settings: Settings, version: str | None = None):
+    return promote_step(spark, settings, gold.batch_id, challenger_version=version)
+
+
+def _aliases(settings: Settings) -> dict[str, str | None]:
+    client = MlflowClient()
+    name = settings.dataset.model.name
+    return {alias: (str(v.version) if (v := version_by_alias(client, name, alias)) else None)
+            for alias in (CHAMPION, CHALLENGER)}
+
+
+def _register_shuffled_label_model(spark, gold: Gold, settings: Settings) -> str:
+    """A model fitted on labels shuffled across rows; its run claims a perfect AUC."""
+    dataset = settings.dataset
+    data = read_table(spark, table_ref(settings, "gold", features_table_name(settings)))
+    train, _ = split_train_test(data, dataset)
+    rows = [r.asDict() for r in train.orderBy(*dataset.keys).collect()]
+    labels = [r[LABEL_COLUMN] for r in rows]
+    random.Random(0).shuffle(labels)
+    shuffled = spark.createDataFrame(
+        [{**r, LABEL_COLUMN: label} for r, label in zip(rows, labels, strict=True)],
+        train.schema)
+    model = search(shuffled, dataset).model
+    configure_mlflow(settings)
+    with mlflow.start_run(run_name="shuffled labels"):
+        mlflow.log_metrics({"areaUnderROC": 0.999, "accuracy": 0.999})  # a lie
+        info = mlflow.spark.log_model(model, artifact_path="model",
+                                      registered_model_name=dataset.model.name,
+                                      pip_requirements=["pyspark"])
+    version = str(info.registered_model_version)
+    MlflowClient().set_registered_model_alias(dataset.model.name, CHALLENGER, version)
+    return version
+
+
+def test_shuffled_label_model_is_never_promoted_and_a_better_one_is(spark, gold):
+    weak = gold.settings("promo_order", *WEAK, LOW_BAR)
+    full = gold.settings("promo_order", LOW_BAR)
+
+    v1 = _train(spark, gold, weak)
+    first = _promote(spark, gold, weak, v1)
+    v2 = _register_shuffled_label_model(spark, gold, full)
+    shuffled = _promote(spark, gold, full, v2)
+    v3 = _train(spark, gold, full)
+    better = _promote(spark, gold, full, v3)
+
+    assert (v1, v2, v3) == ("1", "2", "3")
+    assert first.summary["promoted"] is True and first.summary["champion"] == "1"
+    assert shuffled.summary["promoted"] is False
+    # scored on the holdout, not taken from the run that claims 0.999
+    client = MlflowClient()
+    shuffled_run = client.get_run(shuffled.run_id).data
+    assert shuffled_run.metrics["challenger.areaUnderROC"] < 0.7
+    assert shuffled_run.metrics["champion.areaUnderROC"] > shuffled_run.metrics[
+        "challenger.areaUnderROC"]
+    assert any("does not beat the champion's" in r for r in shuffled.summary["reasons"])
+    assert better.summary["promoted"] is True and better.summary["champion_before"] == "1"
+    better_run = client.get_run(better.run_id).data
+    assert better_run.metrics["challenger.areaUnderROC"] > better_run.metrics[
+        "champion.areaUnderROC"] + 0.05
+    assert _aliases(full) == {CHAMPION: "3", CHALLENGER: "3"}
+    version = client.get_model_version("promo_order", "3")
+    assert version.tags["promotion.promoted"] == "True"
+    assert version.tags["promotion.champion_before"] == "1"
+    assert version.tags["promotion.evaluated_on"].endswith(
+        f"holdout rows of gold.penguins_features v{gold.gold_version}")
+    assert float(version.tags["promotion.challenger.areaUnderROC"]) == pytest.approx(
+        better_run.metrics["challenger.areaUnderROC"], abs=1e-6)
+    assert version.description.startswith("Promotion gate (enabled) against champion v1 on ")
+    assert "promoted to champion" in version.description
+    assert client.get_model_version("promo_order", "2").tags["promotion.promoted"] == "False"
+
+
+def test_first_model_becomes_champion_only_when_it_meets_the_minimums(spark, gold):
+    strict = gold.settings("promo_first",
+                           "dataset.promotion.min_metrics={areaUnderROC: 0.999}")
+    usual = gold.settings("promo_first")
+
+    v1 = _train(spark, gold, strict)
+    refused = _promote(spark, gold, strict, v1)
+    aliases_after_refusal = _aliases(strict)
+    accepted = _promote(spark, gold, usual, v1)
+
+    assert refused.summary["promoted"] is False
+    assert refused.summary["reasons"][0].startswith("areaUnderROC=0.9")
+    assert "misses the threshold 0.999" in refused.summary["reasons"][0]
+    assert refused.summary["reasons"][-1] == "no champion yet"
+    assert aliases_after_refusal == {CHAMPION: None, CHALLENGER: "1"}
+    assert accepted.summary["promoted"] is True
+    assert _aliases(usual) == {CHAMPION: "1", CHALLENGER: "1"}
+
+
+def test_dry_run_decides_but_moves_no_alias(spark, gold):
+    weak = gold.settings("promo_dry", *WEAK, LOW_BAR)
+    dry = gold.settings("promo_dry", LOW_BAR, "dataset.promotion.mode=dry_run")
+
+    _promote(spark, gold, weak, _train(spark, gold, weak))
+    v2 = _train(spark, gold, dry)
+    decision = _promote(spark, gold, dry, v2)
+
+    assert decision.summary["passed"] is True
+    assert decision.summary["promoted"] is False
+    assert decision.summary["mode"] == "dry_run"
+    assert _aliases(dry) == {CHAMPION: "1", CHALLENGER: "2"}
+    version = MlflowClient().get_model_version("promo_dry", v2)
+    assert version.tags["promotion.mode"] == "dry_run"
+    assert "passed the gate (dry run: not promoted)" in version.description
+
+
+def test_reproduce_refits_a_tuned_run_from_its_lineage_after_the_table_moved_on(spark, gold):
+    settings = gold.settings(
+        "promo_reproduce", "dataset.model.tuning.method=cross_validator",
+        "dataset.model.tuning.grid={regParam: [0.01, 0.3]}")
+    trained = train_step(spark, settings, gold.batch_id)
+    gold_ref = table_ref(settings, "gold", features_table_name(settings))
+    # the table moves on after training: reproduce must read the version it trained on
+    DeltaTable.forPath(spark, gold_ref.path).delete("sample_number % 2 = 0")
+
+    result = reproduce_run(spark, settings, trained.run_id)
+
+    assert result.table_version == gold.gold_version
+    assert result.estimator.params["regParam"] == trained.summary["params"]["regParam"]
+    assert result.original == trained.summary["metrics"]
+    assert result.max_abs_difference <= 1e-9
+    client = MlflowClient()
+    run = client.get_run(result.reproduce_run_id).data
+    assert run.tags["sparkmlops.reproduces"] == trained.run_id
+    assert run.tags["sparkmlops.outcome"] == "reproduced"
+    assert run.metrics["difference.areaUnderROC"] == pytest.approx(0.0, abs=1e-9)
+    candidates = json.loads(open(client.download_artifacts(
+        trained.run_id, "training/candidates.json")).read())["candidates"]
+    assert [c["params"] for c in candidates] == [{"regParam": 0.01}, {"regParam": 0.3}]
+    promoted = _promote(spark, gold, settings)
+    with pytest.raises(MissingInputError, match="is a promote run, not a train run"):
+        reproduce_run(spark, settings, promoted.run_id)
+
+
+def test_automl_train_logs_each_family_and_says_why(spark, gold):
+    settings = gold.settings(
+        "promo_automl", "dataset.model.automl.enabled=true",
+        "dataset.model.automl.families=[logistic_regression, decision_tree_classifier]",
+        "dataset.model.automl.grids={logistic_regression: {regParam: [0.01]}, "
+        "decision_tree_classifier: {maxDepth: [3]}}")
+
+    trained = train_step(spark, settings, gold.batch_id)
+
+    client = MlflowClient()
+    run = client.get_run(trained.run_id).data
+    children = mlflow.search_runs(
+        filter_string=f"tags.mlflow.parentRunId = '{trained.run_id}'", output_format="list")
+    families = {c.data.tags["sparkmlops.automl.family"]: c.data.metrics for c in children}
+    assert set(families) == {"logistic_regression", "decision_tree_classifier"}
+    winner = max(families, key=lambda f: families[f]["validation.areaUnderROC"])
+    assert trained.summary["estimator"] == winner == run.params["estimator"]
+    assert run.params["search"] == "automl"
+    assert run.tags["sparkmlops.model_choice"] == trained.summary["why"]
+    assert trained.summary["why"].startswith(f"{winner} ")
+    board = json.loads(open(client.download_artifacts(
+        trained.run_id, "training/automl.json")).read())
+    assert [row["family"] for row in board["leaderboard"]] == [
+        "logistic_regression", "decision_tree_classifier"]
+    assert 0 < run.metrics["tracking_seconds"] < run.metrics["step_seconds"]
