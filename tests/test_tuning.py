@@ -150,3 +150,63 @@ def test_multiclass_rejects_the_binary_only_gbt(make_settings):
 def test_estimator_settings_take_known_params_only():
     assert EstimatorSettings(type="gbt_classifier", params={"maxDepth": 3}).params == {
         "maxDepth": 3}
+
+
+def _blobs_gold(spark, n=300, seed=11):
+    """Three classes around three centres; label index = class position."""
+    rng = random.Random(seed)
+    centres = [(-1.0, -1.0), (1.0, -1.0), (0.0, 1.2)]
+    rows = []
+    for i in range(n):
+        k = i % 3
+        x, y = centres[k][0] + rng.gauss(0, 0.35), centres[k][1] + rng.gauss(0, 0.35)
+        rows.append(("S1", "A", i, x, y, "ABC"[k], float(k), "b1"))
+    return spark.createDataFrame(rows, SCHEMA)
+
+
+def test_multiclass_search_scores_three_classes(spark, make_settings):
+    settings = make_settings(
+        *TWO_FEATURES, "dataset.model.task=multiclass_classification",
+        "dataset.label.classes=[A, B, C]", "dataset.model.primary_metric=f1",
+        "dataset.model.estimator.type=decision_tree_classifier",
+        "dataset.model.estimator.params={}",
+        "dataset.model.tuning.method=train_validation_split",
+        "dataset.model.tuning.grid={maxDepth: [1, 4]}")
+    dataset = settings.dataset
+    train, test = split_train_test(_blobs_gold(spark), dataset)
+
+    trained = search(train, dataset, log_candidates=False)
+    metrics = evaluate(trained.model.transform(test), dataset.model.task)
+
+    # one split cannot tell three classes apart; four levels can
+    assert [c.params for c in trained.candidates] == [{"maxDepth": 1}, {"maxDepth": 4}]
+    assert trained.candidates[0].metric < 0.7  # at most two of the three classes
+    assert trained.candidates[1].metric > 0.9
+    assert trained.estimator.params == {"maxDepth": 4}
+    assert set(metrics) == {"accuracy", "f1", "precision", "recall", "logLoss"}
+    assert metrics["accuracy"] > 0.9
+
+
+def test_regression_automl_chooses_the_linear_model_for_a_linear_target(spark, make_settings):
+    rng = random.Random(2)
+    rows = []
+    for i in range(300):
+        x, y = rng.uniform(-1, 1), rng.uniform(-1, 1)
+        target = 3.0 * x - 2.0 * y + rng.gauss(0, 0.05)
+        rows.append(("S1", "A", i, x, y, str(target), target, "b1"))
+    gold = spark.createDataFrame(rows, SCHEMA)
+    settings = make_settings(
+        *TWO_FEATURES, "dataset.model.task=regression", "dataset.label.classes=null",
+        "dataset.model.estimator.type=linear_regression", "dataset.model.estimator.params={}",
+        "dataset.model.primary_metric=rmse", "dataset.promotion.min_metrics={}",
+        "dataset.model.automl.families=[linear_regression, decision_tree_regressor]",
+        "dataset.model.automl.grids={linear_regression: {regParam: [0.0]}, "
+        "decision_tree_regressor: {maxDepth: [5]}}")
+    train, test = split_train_test(gold, settings.dataset)
+
+    trained = automl(train, settings.dataset, time_budget_s=600)
+    metrics = evaluate(trained.model.transform(test), "regression")
+
+    assert trained.estimator.type == "linear_regression"
+    assert "has the lowest validation rmse" in trained.reason
+    assert metrics["rmse"] < 0.1 and metrics["r2"] > 0.99

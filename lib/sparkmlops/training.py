@@ -29,7 +29,12 @@ from pyspark.ml.evaluation import (
     RegressionEvaluator,
 )
 from pyspark.ml.feature import Imputer, OneHotEncoder, StringIndexer, VectorAssembler
-from pyspark.ml.regression import GBTRegressor, LinearRegression, RandomForestRegressor
+from pyspark.ml.regression import (
+    DecisionTreeRegressor,
+    GBTRegressor,
+    LinearRegression,
+    RandomForestRegressor,
+)
 from pyspark.sql import Column, DataFrame
 
 from sparkmlops.config import DatasetSettings, EstimatorSettings, FeatureSettings
@@ -45,6 +50,7 @@ ESTIMATORS: dict[str, Any] = {
     "gbt_classifier": GBTClassifier,
     "decision_tree_classifier": DecisionTreeClassifier,
     "linear_regression": LinearRegression,
+    "decision_tree_regressor": DecisionTreeRegressor,
     "random_forest_regressor": RandomForestRegressor,
     "gbt_regressor": GBTRegressor,
 }
