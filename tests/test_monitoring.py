@@ -1,0 +1,88 @@
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from sparkmlops.monitoring import (
+    NULL_BUCKET,
+    UNSEEN_BUCKET,
+    Profile,
+    batch_profile,
+    chi_square,
+    compare,
+    ks_statistic,
+    psi,
+    reference_profile,
+)
+
+
+def test_psi_is_zero_for_equal_shares_and_matches_the_formula():
+    assert psi([0.5, 0.5], [0.5, 0.5]) == 0.0
+    expected = (0.7 - 0.5) * math.log(0.7 / 0.5) + (0.3 - 0.5) * math.log(0.3 / 0.5)
+    assert psi([0.5, 0.5], [0.7, 0.3]) == pytest.approx(expected)
+    # an empty bin counts as 1e-4, not as an infinite difference
+    assert psi([0.5, 0.5], [1.0, 0.0]) == pytest.approx(
+        0.5 * math.log(1.0 / 0.5) + (1e-4 - 0.5) * math.log(1e-4 / 0.5))
+
+
+def test_ks_statistic_is_the_largest_cdf_gap_with_a_p_value():
+    statistic, p_value = ks_statistic([0.25, 0.5, 0.75], [0.05, 0.3, 0.7], 1000, 1000)
+    assert statistic == pytest.approx(0.2)
+    assert p_value < 1e-10
+    assert ks_statistic([0.5], [0.5], 100, 100) == (0.0, 1.0)
+
+
+def test_chi_square_against_reference_shares():
+    statistic, p_value = chi_square([0.5, 0.5], [0.6, 0.4], 100)
+    assert statistic == pytest.approx((60 - 50) ** 2 / 50 + (40 - 50) ** 2 / 50)
+    assert p_value == pytest.approx(0.0455, abs=1e-3)
+
+
+def _frame(spark, values, islands):
+    return spark.createDataFrame(list(zip(values, islands, strict=True)),
+                                 "x double, island string")
+
+
+def test_same_data_shows_no_drift_and_a_shift_shows_in_every_metric(spark):
+    n = 1000
+    reference_df = _frame(spark, [i / n for i in range(n)],
+                          ["Biscoe" if i % 2 else "Dream" for i in range(n)])
+    shifted_df = _frame(spark, [0.5 + i / n if i % 10 else None for i in range(n)],
+                        ["Biscoe" if i % 4 else ("Atlantis" if i % 8 else None)
+                         for i in range(n)])
+
+    reference = reference_profile(reference_df, numeric=["x"], categorical=["island"])
+    same = {(m.feature, m.metric): m for m in compare(reference,
+                                                      batch_profile(reference_df, reference))}
+    shifted = {(m.feature, m.metric): m for m in compare(reference,
+                                                         batch_profile(shifted_df, reference))}
+
+    assert len(reference.numeric["x"].edges) == 9
+    assert reference.numeric["x"].bin_shares == pytest.approx([0.1] * 10, abs=0.01)
+    assert same[("x", "psi")].value == pytest.approx(0.0, abs=1e-9)
+    assert same[("x", "ks")].value == pytest.approx(0.0, abs=1e-9)
+    assert same[("island", "chi_square")].p_value == pytest.approx(1.0)
+    assert shifted[("x", "psi")].value > 1.0
+    assert shifted[("x", "ks")].value == pytest.approx(0.5, abs=0.02)
+    assert shifted[("x", "ks")].p_value < 1e-6
+    assert shifted[("x", "null_rate")].value == pytest.approx(0.1)
+    assert shifted[("x", "null_rate_increase")].value == pytest.approx(0.1)
+    # values above the reference maximum (0.999), among the non-null ones
+    above = sum(1 for i in range(n) if i % 10 and 0.5 + i / n > 0.999) / 900
+    assert shifted[("x", "out_of_range_rate")].value == pytest.approx(above)
+    assert shifted[("island", "unseen_rate")].value == pytest.approx(0.125)
+    assert shifted[("island", "null_rate")].value == pytest.approx(0.125)
+    assert shifted[("island", "chi_square")].p_value < 1e-6
+
+
+def test_profile_survives_a_json_round_trip(spark):
+    df = _frame(spark, [1.0, 2.0, None, 4.0], ["A", None, "B", "A"])
+    profile = reference_profile(df, numeric=["x"], categorical=["island"], bins=2, points=4)
+
+    again = Profile.from_dict(profile.to_dict())
+
+    assert again == profile
+    assert profile.categorical["island"].shares == {"A": 0.5, "B": 0.25, NULL_BUCKET: 0.25}
+    assert profile.numeric["x"].null_rate == 0.25
+    assert UNSEEN_BUCKET not in profile.categorical["island"].shares
