@@ -42,7 +42,8 @@ from typing import Any
 
 # benchmarks/ is sys.path[0] when this file runs as a script (make bench-ingest)
 from run import (
-    DEFAULT_OUT,
+    bench_logging,
+    bench_parser,
     child_env,
     landing_data,
     latest_step_run,
@@ -194,30 +195,22 @@ def format_table(rows: list[dict[str, Any]]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="benchmarks/ingest_bench.py",
-                                     description=__doc__.split("\n")[0])
-    parser.add_argument("--rows", type=int, nargs="+", default=DEFAULT_ROWS)
+    parser = bench_parser("benchmarks/ingest_bench.py", __doc__, rows=DEFAULT_ROWS,
+                          env_help="conf/<env>.yml for both sides",
+                          keep_state_help="keep the platform state dirs and plain Delta tables")
     parser.add_argument("--files", type=int, nargs="+",
                         help="landing CSV files per size (one value, or one per --rows); "
                              "default 4 up to 1M rows, 16 above")
-    parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--bad-fraction", type=float, default=0.001,
                         help="rows with an unparseable value, quarantined by the platform "
                              "(default: 0.001)")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
-    parser.add_argument("--env", default="local", help="conf/<env>.yml for both sides")
-    parser.add_argument("--keep-state", action="store_true",
-                        help="keep the platform state dirs and plain Delta tables")
-    parser.add_argument("--regenerate", action="store_true",
-                        help="regenerate landing data even when it exists")
     # internal: the plain side's subprocess
     parser.add_argument("--plain", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--landing", help=argparse.SUPPRESS)
     parser.add_argument("--delta", help=argparse.SUPPRESS)
     parser.add_argument("--json", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    bench_logging()
     if args.plain:
         return plain_main(args)
     files = args.files or [files_for(r) for r in args.rows]

@@ -283,26 +283,46 @@ def format_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+# ---------------------------------------------------------------- shared by the benchmarks
+
+
+def bench_parser(prog: str, doc: str | None, *, rows: list[int], env_help: str,
+                 keep_state_help: str | None = None,
+                 repeat_help: str | None = None) -> argparse.ArgumentParser:
+    """An argument parser with the options every benchmark takes."""
+    parser = argparse.ArgumentParser(prog=prog, description=(doc or "").split("\n")[0])
+    parser.add_argument("--rows", type=int, nargs="+", default=rows)
+    parser.add_argument("--seed", type=int, default=7)
+    if repeat_help is not None:
+        parser.add_argument("--repeat", type=int, default=1, help=repeat_help)
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    parser.add_argument("--env", default="local", help=env_help)
+    if keep_state_help is not None:
+        parser.add_argument("--keep-state", action="store_true", help=keep_state_help)
+    parser.add_argument("--regenerate", action="store_true",
+                        help="regenerate landing data even when it exists")
+    return parser
+
+
+def bench_logging(*quiet: str) -> None:
+    """INFO with timestamps to stderr; the ``quiet`` loggers at WARNING."""
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    for name in quiet:
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
 # ---------------------------------------------------------------- main
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="benchmarks/run.py",
-                                     description=__doc__.split("\n")[0])
-    parser.add_argument("--rows", type=int, nargs="+", default=[100_000, 1_000_000])
-    parser.add_argument("--seed", type=int, default=7)
+    parser = bench_parser("benchmarks/run.py", __doc__, rows=[100_000, 1_000_000],
+                          env_help="conf/<env>.yml for both sides",
+                          keep_state_help="keep the platform state dirs and bare Delta tables",
+                          repeat_help="runs per side and size; the table shows medians")
     parser.add_argument("--files", type=int, default=4, help="landing CSV files per size")
-    parser.add_argument("--repeat", type=int, default=1,
-                        help="runs per side and size; the table shows medians")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
-    parser.add_argument("--env", default="local", help="conf/<env>.yml for both sides")
-    parser.add_argument("--keep-state", action="store_true",
-                        help="keep the platform state dirs and bare Delta tables")
-    parser.add_argument("--regenerate", action="store_true",
-                        help="regenerate landing data even when it exists")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    bench_logging()
 
     from sparkmlops.config import load_settings
 

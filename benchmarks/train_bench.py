@@ -35,7 +35,6 @@ Usage::
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import logging
@@ -44,7 +43,6 @@ import platform
 import shutil
 import statistics
 import subprocess
-import sys
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -52,8 +50,9 @@ from typing import Any
 # benchmarks/ is sys.path[0] when this file runs as a script (make bench-train)
 from ingest_bench import files_for
 from run import (
-    DEFAULT_OUT,
     ROOT,
+    bench_logging,
+    bench_parser,
     landing_data,
     latest_step_run,
     median_of,
@@ -259,27 +258,18 @@ def overhead_line(rows: int, table: list[dict[str, Any]]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="benchmarks/train_bench.py",
-                                     description=__doc__.split("\n")[0])
-    parser.add_argument("--rows", type=int, nargs="+", default=DEFAULT_ROWS)
+    parser = bench_parser(
+        "benchmarks/train_bench.py", __doc__, rows=DEFAULT_ROWS,
+        env_help="conf/<env>.yml (Spark settings)",
+        keep_state_help="keep each train run's state dir (MLflow store, model artifacts)",
+        repeat_help="train runs per family and size; the table shows medians")
     parser.add_argument("--families", nargs="+", choices=list(FAMILY_PARAMS),
                         default=list(FAMILY_PARAMS))
-    parser.add_argument("--repeat", type=int, default=1,
-                        help="train runs per family and size; the table shows medians")
-    parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
-    parser.add_argument("--env", default="local", help="conf/<env>.yml (Spark settings)")
-    parser.add_argument("--keep-state", action="store_true",
-                        help="keep each train run's state dir (MLflow store, model artifacts)")
     parser.add_argument("--reprepare", action="store_true",
-                        help="redo ingest, validate and features even when the gold is cached")
-    parser.add_argument("--regenerate", action="store_true",
-                        help="regenerate landing data even when it exists (implies --reprepare)")
+                        help="redo ingest, validate and features even when the gold is cached "
+                             "(--regenerate implies it)")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
-    for noisy in ("alembic", "mlflow"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    bench_logging("alembic", "mlflow")
 
     from sparkmlops.config import load_settings
 

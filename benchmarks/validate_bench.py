@@ -43,7 +43,13 @@ from typing import Any
 
 # benchmarks/ is sys.path[0] when this file runs as a script (make bench-validate)
 from ingest_bench import files_for
-from run import DEFAULT_OUT, landing_data, run_logged, sparkmlops_command
+from run import (
+    bench_logging,
+    bench_parser,
+    landing_data,
+    run_logged,
+    sparkmlops_command,
+)
 
 log = logging.getLogger("validate_bench")
 
@@ -169,22 +175,15 @@ def format_table(rows: list[dict[str, Any]]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--rows", type=int, nargs="+", default=DEFAULT_ROWS)
-    parser.add_argument("--seed", type=int, default=7)
+    parser = bench_parser("benchmarks/validate_bench.py", __doc__, rows=DEFAULT_ROWS,
+                          env_help="conf/<env>.yml (Spark settings)",
+                          repeat_help="validations per size; the table shows the fastest")
     parser.add_argument("--bad-fraction", type=float, default=0.001)
-    parser.add_argument("--repeat", type=int, default=1)
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
-    parser.add_argument("--env", default="local")
-    parser.add_argument("--regenerate", action="store_true")
     parser.add_argument("--measure", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--state", help=argparse.SUPPRESS)
     parser.add_argument("--json", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s",
-                        datefmt="%H:%M:%S", stream=sys.stderr)
-    for noisy in ("py4j", "great_expectations", "alembic", "mlflow"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    bench_logging("py4j", "great_expectations", "alembic", "mlflow")
     if args.measure:
         return measure_main(args)
 

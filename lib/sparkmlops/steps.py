@@ -350,7 +350,7 @@ def _fit(train: Any, dataset: Any, tracker: Any) -> tuning.TrainedModel:
         trained = tuning.automl(train, dataset)
     else:
         trained = tuning.search(train, dataset)
-    tracker.mlflow_seconds += _logged_seconds() - before
+    tracker.mlflow_clock.seconds += _logged_seconds() - before
     return trained
 
 

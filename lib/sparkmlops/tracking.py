@@ -16,7 +16,7 @@ import os
 import subprocess
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -115,16 +115,15 @@ class StepTracker:
     counts: dict[str, int] = field(default_factory=dict)
     started: float = field(default_factory=time.monotonic)
     # seconds spent in MLflow calls (tracking and registry) on behalf of this step
-    mlflow_seconds: float = 0.0
+    mlflow_clock: Stopwatch = field(default_factory=Stopwatch)
 
-    @contextmanager
-    def timing(self) -> Iterator[None]:
+    @property
+    def mlflow_seconds(self) -> float:
+        return self.mlflow_clock.seconds
+
+    def timing(self) -> AbstractContextManager[None]:
         """Count the time of the MLflow calls inside the block as tracking time."""
-        started = time.monotonic()
-        try:
-            yield
-        finally:
-            self.mlflow_seconds += time.monotonic() - started
+        return self.mlflow_clock.timing()
 
     def read(self, ref: TableRef, version: int | None, rows: int | None = None) -> None:
         """Record a Delta table version this step read."""
@@ -175,7 +174,7 @@ def step_run(settings: Settings, step: str, batch_id: str) -> Iterator[StepTrack
     with mlflow.start_run(run_name=step, nested=nested) as run:
         _tag_run(settings, step, batch_id)
         tracker = StepTracker(step=step, run_id=run.info.run_id, started=started,
-                              mlflow_seconds=time.monotonic() - started)
+                              mlflow_clock=Stopwatch(time.monotonic() - started))
         try:
             yield tracker
         except SparkmlopsError as exc:
