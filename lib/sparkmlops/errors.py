@@ -39,3 +39,7 @@ class ModelGateFailed(SparkmlopsError):
 
 class ReconciliationError(SparkmlopsError):
     """Rows in != rows out across a step's tables: something was lost or doubled."""
+
+
+class FeatureTransformError(SparkmlopsError):
+    """A Python feature transform cannot be imported or did not add its declared columns."""
