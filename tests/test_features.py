@@ -125,6 +125,40 @@ def test_python_stage_fails_when_the_function_does_not_add_its_outputs(spark):
         stage.transform(source_df)
 
 
+DRIVER_ONLY_MODULE = """
+import pyspark.sql.functions as F
+
+
+def _shout(text):
+    return None if text is None else text.upper() + "!"
+
+
+def shout(df, *, column, output):
+    @F.udf("string")
+    def shout_udf(value):
+        return _shout(value)
+
+    return df.withColumn(output, shout_udf(column))
+"""
+
+
+def test_udfs_of_a_transform_run_where_only_the_driver_can_import_its_module(
+        spark, tmp_path, monkeypatch):
+    # as with a model loaded by MLflow, whose code is on the driver's sys.path only
+    (tmp_path / "driver_only_transforms.py").write_text(DRIVER_ONLY_MODULE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    source_df = spark.createDataFrame([(1, "dream"), (2, None)], "id int, island string")
+    stage = PythonFeatureTransformer(function="driver_only_transforms:shout",
+                                     paramsJson='{"column": "island", "output": "loud"}',
+                                     outputCols=["loud"])
+
+    actual_df = stage.transform(source_df)
+
+    expected_df = spark.createDataFrame([(1, "dream", "DREAM!"), (2, None, None)],
+                                        "id int, island string, loud string")
+    assert_df_equality(actual_df, expected_df, ignore_nullable=True)
+
+
 def test_feature_table_keeps_keys_schema_columns_label_and_batch(spark, make_settings):
     dataset = make_settings().dataset
     schema = ", ".join(f"`{c.name}` {c.type}" for c in dataset.schema_)

@@ -28,13 +28,14 @@ import difflib
 import importlib
 import inspect
 import json
+import sys
 import unicodedata
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 import pandas as pd
 import pyspark.sql.functions as F
-from pyspark import keyword_only
+from pyspark import cloudpickle, keyword_only
 from pyspark.ml import Transformer
 from pyspark.ml.param import Param, Params, TypeConverters
 from pyspark.ml.util import DefaultParamsReadable, DefaultParamsWritable
@@ -156,7 +157,9 @@ class PythonFeatureTransformer(Transformer, DefaultParamsReadable, DefaultParams
         reference = self.getOrDefault(self.function)
         outputs = self.getOrDefault(self.outputCols)
         params = json.loads(self.getOrDefault(self.paramsJson))
-        result = resolve_transform(reference)(dataset, **params)
+        function = resolve_transform(reference)
+        _pickle_udfs_by_value(function)
+        result = function(dataset, **params)
         missing = [c for c in outputs if c not in result.columns]
         if missing:
             raise FeatureTransformError(
@@ -165,6 +168,18 @@ class PythonFeatureTransformer(Transformer, DefaultParamsReadable, DefaultParams
         # only the declared outputs: helper columns of the function do not leak into the model
         kept = [c for c in dataset.columns if c not in outputs]
         return result.select(*kept, *outputs)
+
+
+def _pickle_udfs_by_value(function: TransformFunction) -> None:
+    # A UDF's helpers are pickled by reference (module + name) by default, so each
+    # Python worker imports the function's module: where it is missing or another
+    # version, the UDF fails or computes something else. MLflow's code_paths only
+    # reach the driver's sys.path. By value, the workers run this very code.
+    module = sys.modules.get(function.__module__)
+    if module is None or module.__name__ == "__main__":
+        return
+    if module.__name__ not in cloudpickle.list_registry_pickle_by_value():
+        cloudpickle.register_pickle_by_value(module)
 
 
 # ---------------------------------------------------------------- built-in transforms
