@@ -150,21 +150,31 @@ def _features(tmp_path, **changes):
     return load_settings("local", "penguins", conf_dir=conf).dataset.features
 
 
-def test_penguins_features_define_date_parts_buckets_and_inputs():
+def test_penguins_features_add_the_egg_year_to_the_listed_inputs():
     features = load_settings("local", "penguins").dataset.features
 
     assert features.numeric_inputs == [
         "culmen_length_mm", "culmen_depth_mm", "flipper_length_mm", "body_mass_g",
-        "culmen_ratio", "date_egg_year", "date_egg_month"]
-    assert features.categorical_inputs == ["species", "island", "body_mass_band"]
-    assert features.buckets[0].splits == [float("-inf"), 3500, 4500, 5500, float("inf")]
+        "culmen_ratio", "date_egg_year"]
+    assert features.categorical_inputs == ["species", "island"]
+
+
+def test_bucket_splits_may_be_infinite_and_buckets_are_categorical(tmp_path):
+    bucket = {"name": "band", "column": "body_mass_g", "splits": ["-inf", 3500, "+Inf"]}
+
+    features = _features(tmp_path, buckets=[bucket])
+
+    assert features.buckets[0].splits == [float("-inf"), 3500.0, float("inf")]
+    assert features.categorical_inputs == ["species", "island", "band"]
 
 
 def test_a_bucket_listed_as_numeric_and_a_date_part_as_categorical_switch_kind(tmp_path):
     features = _features(
-        tmp_path, numeric=["body_mass_g", "body_mass_band"], categorical=["date_egg_month"])
+        tmp_path, date_parts=[{"column": "date_egg", "parts": ["year", "month"]}],
+        buckets=[{"name": "band", "column": "body_mass_g", "splits": [0, 4000, 8000]}],
+        numeric=["body_mass_g", "band"], categorical=["date_egg_month"])
 
-    assert features.numeric_inputs == ["body_mass_g", "body_mass_band", "date_egg_year"]
+    assert features.numeric_inputs == ["body_mass_g", "band", "date_egg_year"]
     assert features.categorical_inputs == ["date_egg_month"]
 
 
