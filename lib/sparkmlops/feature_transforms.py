@@ -5,8 +5,13 @@ and keyword parameters and returns it with columns added. Config names it by the
 it is registered under (``@feature_transform("name")``) or by its import path
 ``package.module:function``; either way the :class:`PythonFeatureTransformer` stage
 stores the import path and the parameters as JSON, not the code. The stage is saved
-and loaded with the ``PipelineModel`` (``DefaultParamsWritable``), so wherever the model
-is loaded the function's module must be importable (sparkmlops' own built-ins are).
+and loaded with the ``PipelineModel`` (``DefaultParamsWritable``), so the driver that
+loads a model must be able to import the function's module (a model logged by the
+train step carries sparkmlops' own code); the executors need not, since the UDFs a
+transform builds are pickled by value.
+A registered name is known once its module is imported, which config loading does
+for sparkmlops' built-ins; for your own functions give the import path, which
+imports the module (and registers any names in it).
 
 Example::
 

@@ -19,7 +19,6 @@ Example::
 from __future__ import annotations
 
 import json
-import logging
 from typing import Any, Literal
 
 import pyspark.sql.functions as F
@@ -61,8 +60,6 @@ from sparkmlops.config import (
 from sparkmlops.errors import ConfigError
 from sparkmlops.feature_transforms import PythonFeatureTransformer, import_path, resolve_transform
 from sparkmlops.tables import BATCH_COLUMN
-
-log = logging.getLogger(__name__)
 
 LABEL_COLUMN = "label"
 LABEL_RAW_COLUMN = f"{LABEL_COLUMN}_raw"
