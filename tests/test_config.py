@@ -142,3 +142,106 @@ def test_default_state_dir_expands_env_everywhere(monkeypatch):
     dumped = settings.model_dump_json()
     assert not any(f"{{{name}}}" in dumped
                    for name in ("env", "dataset", "state_dir", "project_dir"))
+
+
+def _features(tmp_path, **changes):
+    """Load penguins with ``features`` keys changed; the ConfigError if it fails."""
+    conf = _conf_copy(tmp_path, edit_dataset=lambda d: d["features"].update(changes))
+    return load_settings("local", "penguins", conf_dir=conf).dataset.features
+
+
+def test_penguins_features_add_the_egg_year_to_the_listed_inputs():
+    features = load_settings("local", "penguins").dataset.features
+
+    assert features.numeric_inputs == [
+        "culmen_length_mm", "culmen_depth_mm", "flipper_length_mm", "body_mass_g",
+        "culmen_ratio", "date_egg_year"]
+    assert features.categorical_inputs == ["species", "island"]
+
+
+def test_bucket_splits_may_be_infinite_and_buckets_are_categorical(tmp_path):
+    bucket = {"name": "band", "column": "body_mass_g", "splits": ["-inf", 3500, "+Inf"]}
+
+    features = _features(tmp_path, buckets=[bucket])
+
+    assert features.buckets[0].splits == [float("-inf"), 3500.0, float("inf")]
+    assert features.categorical_inputs == ["species", "island", "band"]
+
+
+def test_a_bucket_listed_as_numeric_and_a_date_part_as_categorical_switch_kind(tmp_path):
+    features = _features(
+        tmp_path, date_parts=[{"column": "date_egg", "parts": ["year", "month"]}],
+        buckets=[{"name": "band", "column": "body_mass_g", "splits": [0, 4000, 8000]}],
+        numeric=["body_mass_g", "band"], categorical=["date_egg_month"])
+
+    assert features.numeric_inputs == ["body_mass_g", "band", "date_egg_year"]
+    assert features.categorical_inputs == ["date_egg_month"]
+
+
+def test_unknown_date_part_is_rejected(tmp_path):
+    with pytest.raises(ConfigError, match=r"features.date_parts.0.parts.1: Input should be "
+                                          r"'year', 'quarter', 'month'"):
+        _features(tmp_path, date_parts=[{"column": "date_egg", "parts": ["year", "fortnight"]}])
+
+
+def test_date_parts_need_a_date_column(tmp_path):
+    with pytest.raises(ConfigError, match=r"features.date_parts.0.column: 'island' must be a "
+                                          r"date or timestamp schema column, found string"):
+        _features(tmp_path, date_parts=[{"column": "island", "parts": ["year"]}])
+
+
+@pytest.mark.parametrize("splits", [[0, 3500, 3500, 6000], ["-inf", 5000, 4000, "inf"],
+                                    ["inf", 0, 1]])
+def test_bucket_splits_must_increase_strictly(tmp_path, splits):
+    bucket = {"name": "band", "column": "body_mass_g", "splits": splits}
+
+    with pytest.raises(ConfigError, match=r"features.buckets.0.splits: .*split points must be "
+                                          r"strictly increasing"):
+        _features(tmp_path, buckets=[bucket])
+
+
+def test_bucket_of_a_missing_column_is_rejected(tmp_path):
+    bucket = {"name": "band", "column": "wingspan", "splits": [0, 1, 2]}
+
+    with pytest.raises(ConfigError, match=r"features.buckets.0.column: unknown column\(s\) "
+                                          r"\['wingspan'\]"):
+        _features(tmp_path, buckets=[bucket])
+
+
+def test_a_numeric_input_naming_a_missing_column_is_rejected(tmp_path):
+    with pytest.raises(ConfigError, match=r"features.numeric: unknown column\(s\) \['wingspan'\]"):
+        _features(tmp_path, numeric=["body_mass_g", "wingspan"])
+
+
+def test_unknown_transform_function_is_rejected_with_the_known_names(tmp_path):
+    transform = {"function": "normalise_text", "outputs": ["x"]}
+
+    with pytest.raises(ConfigError, match=r"features.transforms.0.function: .*unknown feature "
+                                          r"transform 'normalise_text'; did you mean "
+                                          r"'normalize_text'\?"):
+        _features(tmp_path, transforms=[transform])
+
+
+def test_transform_import_path_of_a_missing_module_is_rejected(tmp_path):
+    transform = {"function": "nosuch.module:fn", "outputs": ["x"]}
+
+    with pytest.raises(ConfigError, match=r"features.transforms.0.function: .*cannot import "
+                                          r"module 'nosuch.module'"):
+        _features(tmp_path, transforms=[transform])
+
+
+def test_transform_params_must_fit_the_function(tmp_path):
+    transform = {"function": "normalize_text", "params": {"column": "island", "ouput": "x"},
+                 "outputs": ["x"]}
+
+    with pytest.raises(ConfigError, match=r"features.transforms.0: .*params: do not fit "
+                                          r"normalize_text: unknown parameter\(s\) \['ouput'\]"):
+        _features(tmp_path, transforms=[transform])
+
+
+def test_a_defined_column_may_not_shadow_a_schema_column(tmp_path):
+    derived = [{"name": "body_mass_g", "expr": "body_mass_g / 1000"}]
+
+    with pytest.raises(ConfigError, match=r"features.derived.0: column 'body_mass_g' is "
+                                          r"already a schema column"):
+        _features(tmp_path, derived=derived)

@@ -52,3 +52,23 @@ def test_write_plots_for_a_regression_draws_residuals(spark, tmp_path):
     assert json.loads((tmp_path / "residuals.json").read_text())["rows"] == 50
     assert json.loads((tmp_path / "coefficients.json").read_text())["x"] == pytest.approx(
         2.0, abs=0.01)
+
+
+def test_feature_names_of_a_scaled_vector_come_from_the_assembled_one(spark, make_settings):
+    from pyspark.ml.classification import LogisticRegression
+
+    from sparkmlops.plots import feature_names, model_weights
+    from sparkmlops.training import build_pipeline
+    from tests.test_training import _gold
+
+    features = make_settings().dataset.features  # scale: auto → standardized for this model
+    model = build_pipeline(features, LogisticRegression()).fit(_gold(spark, n=40))
+
+    names = feature_names(model.transform(_gold(spark, n=4)))
+
+    assert names == ["culmen_length_mm", "culmen_depth_mm", "flipper_length_mm", "body_mass_g",
+                     "culmen_ratio", "date_egg_year", "species_A", "species___unknown",
+                     "island_Biscoe", "island_Dream", "island___unknown"]
+    kind, weights = model_weights(model, names)
+    assert kind == "coefficients"
+    assert [n for n, _ in weights] == names

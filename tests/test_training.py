@@ -1,13 +1,19 @@
 from __future__ import annotations
 
+from datetime import date
+
 import pyspark.sql.functions as F
 import pytest
+from pyspark.ml.classification import LogisticRegression, RandomForestClassifier
+from pyspark.ml.feature import MinMaxScaler, StandardScaler, VectorAssembler
+from pyspark.ml.regression import GBTRegressor, LinearRegression
 
 from sparkmlops.config import EstimatorSettings
 from sparkmlops.errors import ConfigError
 from sparkmlops.features import LABEL_COLUMN
 from sparkmlops.training import (
     build_estimator,
+    build_pipeline,
     evaluate,
     fit_model,
     holdout_flag,
@@ -22,16 +28,15 @@ def _gold(spark, n=200):
     rows = []
     for i in range(n):
         x = (i % 40) - 19.5
-        rows.append(("S1", "A" if i % 3 else None, i, x, float(i % 7), 2.0 * x,
-                     "Biscoe" if i % 2 else "Dream", "MALE" if x > 0 else "FEMALE",
-                     1.0 if x > 0 else 0.0, "b1"))
+        rows.append(("S1", "A" if i % 3 else None, i, x, float(i % 7) + 1, 2.0 * x,
+                     "Biscoe" if i % 2 else "Dream", date(2007 + i % 3, 11, 1 + i % 28),
+                     "MALE" if x > 0 else "FEMALE", 1.0 if x > 0 else 0.0, "b1"))
     schema = ("study_name string, species string, sample_number int, culmen_length_mm double, "
-              "culmen_depth_mm double, flipper_length_mm double, island string, label_raw string,"
-              " label double, _batch_id string")
+              "culmen_depth_mm double, flipper_length_mm double, island string, date_egg date, "
+              "label_raw string, label double, _batch_id string")
     df = spark.createDataFrame(rows, schema)
     mass = F.when(F.col("sample_number") % 5 == 0, None).otherwise(F.col("culmen_depth_mm"))
-    return (df.withColumn("body_mass_g", mass.cast("double"))
-              .withColumn("culmen_ratio", F.col("culmen_length_mm") / 3))
+    return df.withColumn("body_mass_g", (mass * 1000).cast("double"))
 
 
 def test_holdout_split_is_deterministic_and_independent_of_partitioning(spark, make_settings):
@@ -78,6 +83,29 @@ def test_pipeline_learns_a_separable_label_with_nulls_and_unseen_categories(spar
     assert metrics["accuracy"] > 0.9
     assert set(metrics) == {"areaUnderROC", "areaUnderPR", "accuracy", "f1", "precision",
                             "recall", "logLoss"}
+
+
+@pytest.mark.parametrize(("scale", "estimator_class", "scaler"), [
+    ("auto", LogisticRegression, StandardScaler),
+    ("auto", LinearRegression, StandardScaler),
+    ("auto", RandomForestClassifier, None),
+    ("auto", GBTRegressor, None),
+    ("minmax", RandomForestClassifier, MinMaxScaler),
+    ("none", LogisticRegression, None),
+])
+def test_scale_auto_standardizes_for_linear_models_only(spark, make_settings, scale,
+                                                        estimator_class, scaler):
+    features = make_settings(f"dataset.features.scale={scale}").dataset.features
+    estimator = estimator_class()
+
+    stages = build_pipeline(features, estimator).getStages()
+
+    scalers = [type(s) for s in stages if isinstance(s, StandardScaler | MinMaxScaler)]
+    assert scalers == ([scaler] if scaler else [])
+    assert stages[-1] is estimator
+    assembler = next(s for s in stages if isinstance(s, VectorAssembler))
+    assert assembler.getOutputCol() == ("features__unscaled" if scaler else "features")
+
 
 
 def test_a_parameter_value_of_the_wrong_type_is_a_config_error(spark):

@@ -7,11 +7,13 @@ import pytest
 
 from sparkmlops.config import EstimatorSettings
 from sparkmlops.errors import ConfigError
+from sparkmlops.tracking import configure_mlflow
 from sparkmlops.training import evaluate, split_train_test
 from sparkmlops.tuning import FOLD_COLUMN, automl, search, with_folds
 
 # Two measurements only, so the toy frames below need no other column
 TWO_FEATURES = ["dataset.features.derived=[]", "dataset.features.categorical=[]",
+                "dataset.features.date_parts=[]",
                 "dataset.features.numeric=[culmen_length_mm, culmen_depth_mm]"]
 SCHEMA = ("study_name string, species string, sample_number int, culmen_length_mm double, "
           "culmen_depth_mm double, label_raw string, label double, _batch_id string")
@@ -58,7 +60,7 @@ def test_grid_search_logs_every_candidate_and_refits_the_best(spark, make_settin
                              "dataset.model.tuning.grid={regParam: [0.0, 0.5, 5.0]}")
     dataset = settings.dataset
     train, test = split_train_test(_linear_gold(spark), dataset)
-    mlflow.set_tracking_uri(settings.tracking.tracking_uri)
+    configure_mlflow(settings)  # not mlflow.set_tracking_uri: it leaks into os.environ
 
     with mlflow.start_run() as parent:
         first = search(train, dataset)

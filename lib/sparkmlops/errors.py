@@ -45,3 +45,7 @@ class ReproductionMismatch(SparkmlopsError):
     """A run retrained from its recorded lineage gave different metrics."""
 
     exit_code = 6
+
+
+class FeatureTransformError(SparkmlopsError):
+    """A Python feature transform cannot be imported or did not add its declared columns."""

@@ -1,29 +1,83 @@
-"""Features: ``silver.<dataset>`` → ``gold.<dataset>_features``.
+"""Features: ``silver.<dataset>`` → ``gold.<dataset>_features``, and the feature stages.
 
-Derived columns are Spark SQL expressions from config; the label is mapped to
-its class index (position in ``label.classes``) or cast to double for regression.
-The gold table keeps the business keys, the feature columns, the raw label and
-``label``, and the batch id. Everything learned from data (indexing, imputation,
-encoding) happens inside the MLlib pipeline, so scoring applies exactly the
-training-time transformations.
+The gold table keeps what a model is fed: the business keys, the dataset's schema
+columns (numbers cast to double), the raw label and ``label`` (its class index, or
+the value for regression), and the batch id. Every feature is computed inside the MLlib
+pipeline by :func:`feature_stages`, so scoring a raw gold or silver batch applies
+exactly the training-time transformations:
+
+    date parts (SQL) → derived (SQL) → Python transforms → buckets (Bucketizer)
+    → impute numbers (Imputer) → index categories (StringIndexer, unseen and null kept)
+    → one-hot (OneHotEncoder) → VectorAssembler → scale (StandardScaler | MinMaxScaler)
+
+Example::
+
+    pipeline = Pipeline(stages=[*feature_stages(dataset.features, scale="standard"),
+                                LogisticRegression()])
 """
 
 from __future__ import annotations
 
+import json
+from typing import Any, Literal
+
 import pyspark.sql.functions as F
+from pyspark.errors import AnalysisException
+from pyspark.ml.classification import (
+    FMClassifier,
+    LinearSVC,
+    LogisticRegression,
+    MultilayerPerceptronClassifier,
+)
+from pyspark.ml.feature import (
+    Bucketizer,
+    Imputer,
+    MinMaxScaler,
+    OneHotEncoder,
+    SQLTransformer,
+    StandardScaler,
+    StringIndexer,
+    VectorAssembler,
+)
+from pyspark.ml.regression import (
+    AFTSurvivalRegression,
+    FMRegressor,
+    GeneralizedLinearRegression,
+    LinearRegression,
+)
 from pyspark.sql import Column, DataFrame
 
-from sparkmlops.config import DatasetSettings, DerivedFeature, LabelSettings
+from sparkmlops.config import (
+    NUMERIC_TYPES,
+    BucketFeature,
+    DatasetSettings,
+    DatePartsFeature,
+    DerivedFeature,
+    FeatureSettings,
+    LabelSettings,
+    TransformFeature,
+)
+from sparkmlops.errors import ConfigError
+from sparkmlops.feature_transforms import PythonFeatureTransformer, import_path, resolve_transform
 from sparkmlops.tables import BATCH_COLUMN
 
 LABEL_COLUMN = "label"
+LABEL_RAW_COLUMN = f"{LABEL_COLUMN}_raw"
+FEATURES_VECTOR = "features"
+# the assembled vector before scaling; it keeps the slot names that scalers drop
+UNSCALED_VECTOR = f"{FEATURES_VECTOR}__unscaled"
+# suffixes of the pipeline's own columns, e.g. island__index, island__onehot
+IMPUTED, INDEXED, ONE_HOT, BUCKET_INPUT = "__imputed", "__index", "__onehot", "__bucket_input"
+
+Scaling = Literal["standard", "minmax", "none"]
+# models fitted by gradient steps on a weighted sum of the features, where feature
+# scale matters; trees split on thresholds and do not care
+SCALE_SENSITIVE = (LogisticRegression, LinearSVC, LinearRegression, GeneralizedLinearRegression,
+                   AFTSurvivalRegression, FMClassifier, FMRegressor,
+                   MultilayerPerceptronClassifier)
 
 
-def add_derived_features(df: DataFrame, derived: list[DerivedFeature]) -> DataFrame:
-    """Add each configured SQL expression as a column, in order (later may use earlier)."""
-    for feature in derived:
-        df = df.withColumn(feature.name, F.expr(feature.expr))
-    return df
+# ---------------------------------------------------------------- the gold feature table
 
 
 def label_index(label: LabelSettings) -> Column:
@@ -37,20 +91,152 @@ def label_index(label: LabelSettings) -> Column:
     return mapping[source]
 
 
-def build_feature_table(df: DataFrame, dataset: DatasetSettings) -> DataFrame:
-    """Silver rows → the gold feature table rows (keys, features, label, batch id).
+def model_input_columns(dataset: DatasetSettings) -> list[str]:
+    """The gold columns a model reads: the keys, then the other schema columns but the label."""
+    names = [*dataset.keys, *[c.name for c in dataset.schema_]]
+    return [c for c in dict.fromkeys(names) if c != dataset.label.source]
 
-    A key that is also a feature (e.g. ``species``) appears once; numeric features
-    are cast to double, which MLlib's Imputer requires.
+
+def build_feature_table(df: DataFrame, dataset: DatasetSettings) -> DataFrame:
+    """Silver rows → the gold feature table rows (keys, inputs, label, batch id).
+
+    Number columns (not keys) are cast to double, which MLlib's Imputer wants. The
+    derived SQL expressions are checked against the rows' schema first, so a typo
+    fails here with its key path rather than at training time.
     """
-    with_features = add_derived_features(df, dataset.features.derived)
-    numeric = [F.col(c).cast("double").alias(c) for c in dataset.features.numeric]
-    categorical = [c for c in dataset.features.categorical if c not in dataset.keys]
-    return with_features.select(
-        *dataset.keys,
-        *numeric,
-        *categorical,
-        F.col(dataset.label.source).alias(f"{LABEL_COLUMN}_raw"),
+    check_sql_features(df, dataset.features)
+    types = {c.name: c.type for c in dataset.schema_}
+    inputs = [F.col(c).cast("double").alias(c)
+              if types[c] in NUMERIC_TYPES and c not in dataset.keys else F.col(c)
+              for c in model_input_columns(dataset)]
+    return df.select(
+        *inputs,
+        F.col(dataset.label.source).alias(LABEL_RAW_COLUMN),
         label_index(dataset.label).alias(LABEL_COLUMN),
         BATCH_COLUMN,
     )
+
+
+def check_sql_features(df: DataFrame, features: FeatureSettings) -> None:
+    """Analyse the date-part and derived SQL against ``df``'s columns (no rows are read).
+
+    Raises:
+        ConfigError: an expression does not parse or names an unknown column; the
+            message has the key path and Spark's reason.
+    """
+    frame = df.limit(0)
+    if features.date_parts:
+        frame = frame.selectExpr("*", *date_part_expressions(features.date_parts))
+    for i, feature in enumerate(features.derived):
+        try:
+            frame = frame.withColumn(feature.name, F.expr(feature.expr))
+        except AnalysisException as exc:  # ParseException is one too
+            reason = str(exc).strip().splitlines()[0]
+            raise ConfigError(
+                f"features.derived.{i} ({feature.name}): {feature.expr!r}: {reason}") from None
+
+
+def add_derived_features(df: DataFrame, derived: list[DerivedFeature]) -> DataFrame:
+    """Add each SQL expression as a column, in order (later may use earlier); for notebooks."""
+    return derived_stage(derived).transform(df) if derived else df
+
+
+# ---------------------------------------------------------------- the feature stages
+
+
+def feature_stages(features: FeatureSettings, *, scale: Scaling) -> list[Any]:
+    """The pipeline stages from gold rows to the ``features`` vector, in config order."""
+    stages: list[Any] = []
+    if features.date_parts:
+        stages.append(date_parts_stage(features.date_parts))
+    if features.derived:
+        stages.append(derived_stage(features.derived))
+    stages += [transform_stage(t) for t in features.transforms]
+    if features.buckets:
+        stages += bucket_stages(features.buckets)
+    assembled: list[str] = []
+    numeric, categorical = features.numeric_inputs, features.categorical_inputs
+    if numeric:
+        imputed = [f"{c}{IMPUTED}" for c in numeric]
+        stages.append(Imputer(inputCols=numeric, outputCols=imputed, strategy=features.impute))
+        assembled += imputed
+    if categorical:
+        indexed = [f"{c}{INDEXED}" for c in categorical]
+        stages.append(StringIndexer(inputCols=categorical, outputCols=indexed,
+                                    handleInvalid="keep", stringOrderType="alphabetAsc"))
+        if features.categorical_encoding == "onehot":
+            encoded = [f"{c}{ONE_HOT}" for c in categorical]
+            stages.append(OneHotEncoder(inputCols=indexed, outputCols=encoded,
+                                        handleInvalid="keep"))
+            assembled += encoded
+        else:
+            assembled += indexed
+    vector = FEATURES_VECTOR if scale == "none" else UNSCALED_VECTOR
+    stages.append(VectorAssembler(inputCols=assembled, outputCol=vector))
+    if scale == "standard":
+        stages.append(StandardScaler(inputCol=vector, outputCol=FEATURES_VECTOR,
+                                     withMean=True, withStd=True))
+    elif scale == "minmax":
+        stages.append(MinMaxScaler(inputCol=vector, outputCol=FEATURES_VECTOR))
+    return stages
+
+
+def resolve_scaling(features: FeatureSettings, estimator: Any) -> Scaling:
+    """``features.scale``, with ``auto`` = standard for linear models, none for the rest.
+
+    The whole assembled vector is scaled, one-hot slots too, as MLlib's own
+    ``standardization`` does; the unscaled vector stays as ``features__unscaled``.
+    """
+    if features.scale != "auto":
+        return features.scale
+    return "standard" if isinstance(estimator, SCALE_SENSITIVE) else "none"
+
+
+def date_part_expressions(date_parts: list[DatePartsFeature]) -> list[str]:
+    return [f"CAST({part}(`{spec.column}`) AS DOUBLE) AS `{name}`"
+            for spec in date_parts for part, name in zip(spec.parts, spec.outputs, strict=True)]
+
+
+def date_parts_stage(date_parts: list[DatePartsFeature]) -> SQLTransformer:
+    """One SQL stage adding ``<column>_<part>`` (a double) for every configured part."""
+    return SQLTransformer(
+        statement=f"SELECT *, {', '.join(date_part_expressions(date_parts))} FROM __THIS__")
+
+
+def derived_stage(derived: list[DerivedFeature]) -> SQLTransformer:
+    """One SQL stage; each expression is a nested SELECT so it can use the ones before it."""
+    statement = "__THIS__"
+    for feature in derived:
+        statement = f"SELECT *, ({feature.expr}) AS `{feature.name}` FROM ({statement})"
+    return SQLTransformer(statement=statement.replace("FROM (__THIS__)", "FROM __THIS__"))
+
+
+def transform_stage(transform: TransformFeature) -> PythonFeatureTransformer:
+    """The Python stage of a transform, keeping the function's import path, not its name."""
+    function = resolve_transform(transform.function)
+    return PythonFeatureTransformer(function=import_path(function),
+                                    paramsJson=json.dumps(transform.params, sort_keys=True),
+                                    outputCols=list(transform.outputs))
+
+
+def bucket_stages(buckets: list[BucketFeature]) -> list[Any]:
+    """Null → NaN (SQL), then one Bucketizer: NaN lands in its own last bucket.
+
+    Bucketizer keeps a null input null, which VectorAssembler rejects; as NaN it
+    gets bucket ``len(splits) - 1`` with ``handleInvalid="keep"``.
+    """
+    prepared = ", ".join(
+        f"coalesce(CAST(`{b.column}` AS DOUBLE), CAST('NaN' AS DOUBLE)) AS "
+        f"`{b.name}{BUCKET_INPUT}`" for b in buckets)
+    return [
+        SQLTransformer(statement=f"SELECT *, {prepared} FROM __THIS__"),
+        Bucketizer(splitsArray=[list(b.splits) for b in buckets],
+                   inputCols=[f"{b.name}{BUCKET_INPUT}" for b in buckets],
+                   outputCols=[b.name for b in buckets], handleInvalid="keep"),
+    ]
+
+
+def has_python_stages(model: Any) -> bool:
+    """Whether a (fitted) pipeline holds a Python stage, whose code must ship with it."""
+    return any(isinstance(stage, PythonFeatureTransformer)
+               for stage in getattr(model, "stages", []))

@@ -1,9 +1,11 @@
 """Predict: score a batch natively with the MLlib PipelineModel of a registered version.
 
 No Python UDF round trip: the model is loaded as a Spark ``PipelineModel`` and its
-``transform`` runs in the JVM. Each prediction row names the model (name, version,
-training run id), the batch and when it was scored, so it can be walked back to
-the training data version and code through the registry.
+``transform`` runs in the JVM (but for the Python feature transforms a dataset's
+config may add; see ``sparkmlops.feature_transforms``). The model computes every
+feature itself, so it scores raw gold (or silver) rows. Each prediction row names
+the model (name, version, training run id), the batch and when it was scored, so it
+can be walked back to the training data version and code through the registry.
 """
 
 from __future__ import annotations

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,14 @@ from pyspark.ml import PipelineModel
 from pyspark.ml.functions import vector_to_array
 from pyspark.sql import DataFrame
 
-from sparkmlops.features import LABEL_COLUMN
+from sparkmlops.features import (
+    FEATURES_VECTOR,
+    IMPUTED,
+    INDEXED,
+    LABEL_COLUMN,
+    ONE_HOT,
+    UNSCALED_VECTOR,
+)
 
 log = logging.getLogger(__name__)
 
@@ -73,11 +81,21 @@ def confusion(scored: DataFrame) -> dict[tuple[int, int], int]:
     return {(int(r["y"]), int(r["p"])): int(r["count"]) for r in rows}
 
 
-def feature_names(scored: DataFrame, vector: str = "features") -> list[str]:
-    """The names of the assembled vector's slots, from Spark's ML attribute metadata."""
-    attrs = scored.schema[vector].metadata.get("ml_attr", {}).get("attrs", {})
+def feature_names(scored: DataFrame, vector: str = FEATURES_VECTOR) -> list[str]:
+    """The names of the assembled vector's slots, from Spark's ML attribute metadata.
+
+    Scalers keep only the vector's size, so a scaled vector is named by the assembled
+    one before it (``features__unscaled``); scaling keeps the slots in place.
+    """
+    attrs = _ml_attrs(scored, vector)
+    if not attrs and vector == FEATURES_VECTOR and UNSCALED_VECTOR in scored.columns:
+        attrs = _ml_attrs(scored, UNSCALED_VECTOR)
     named = sorted((a["idx"], a["name"]) for group in attrs.values() for a in group)
-    return [name.replace("__imputed", "").replace("__onehot", "") for _, name in named]
+    return [re.sub(f"({IMPUTED}|{INDEXED}|{ONE_HOT})", "", name) for _, name in named]
+
+
+def _ml_attrs(scored: DataFrame, vector: str) -> dict[str, list[dict[str, Any]]]:
+    return dict(scored.schema[vector].metadata.get("ml_attr", {}).get("attrs", {}))
 
 
 def model_weights(model: PipelineModel, names: list[str]) -> tuple[str, list[tuple[str, float]]]:

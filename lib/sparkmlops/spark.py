@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -79,11 +80,21 @@ def get_spark(settings: SparkSettings) -> SparkSession:
         builder = builder.master(settings.master)
     for key, value in settings.conf.items():
         builder = builder.config(key, value)
+    master = settings.master or ""
+    if master.startswith("local") and not _python_workers_configured(settings):
+        # Local Python workers run PYSPARK_PYTHON, else the first `python3` on PATH,
+        # which may lack this environment's packages (pyarrow for the pandas UDFs of
+        # feature transforms). SparkContext reads the variable, not the conf key.
+        os.environ["PYSPARK_PYTHON"] = sys.executable
     builder = configure_delta(builder)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel(settings.log_level)
     log.info("Spark %s session started (master=%s)", spark.version, spark.sparkContext.master)
     return spark
+
+
+def _python_workers_configured(settings: SparkSettings) -> bool:
+    return bool(os.environ.get("PYSPARK_PYTHON")) or "spark.pyspark.python" in settings.conf
 
 
 def running_under_spark_submit() -> bool:

@@ -321,7 +321,8 @@ def train_step(
             with tempfile.TemporaryDirectory(prefix="sparkmlops-plots-") as out:
                 plots.write_plots(scored, trained.model, dataset.model.task,
                                   dataset.label.classes, Path(out))
-                signature = _signature(test, scored, dataset.features.columns)
+                signature = model_signature(test, scored,
+                                            features.model_input_columns(dataset))
                 with tracker.timing():
                     _log_training(trained, gold, version, dataset, metrics, fit_seconds)
                     mlflow.log_artifacts(out, "plots")
@@ -370,8 +371,12 @@ def _log_training(
         "search": search,
         "split.seed": model.split.seed,
         "split.test_fraction": model.split.test_fraction,
-        "features.numeric": ",".join(dataset.features.numeric),
-        "features.categorical": ",".join(dataset.features.categorical),
+        "features.numeric": ",".join(dataset.features.numeric_inputs),
+        "features.categorical": ",".join(dataset.features.categorical_inputs),
+        "features.defined": ",".join(c for _, c in dataset.features.defined_columns()),
+        "features.impute": dataset.features.impute,
+        "features.categorical_encoding": dataset.features.categorical_encoding,
+        "features.scale": dataset.features.scale,
         "training_table": gold.fqn,
         "training_table_version": version,
     })
@@ -394,10 +399,7 @@ def _register(
 ) -> str:
     """Log the PipelineModel, register it as a new version @challenger with lineage tags."""
     name = settings.dataset.model.name
-    info = mlflow.spark.log_model(
-        model, artifact_path="model", registered_model_name=name,
-        signature=signature, pip_requirements=_pip_requirements(),
-    )
+    info = log_pipeline_model(model, signature=signature, registered_model_name=name)
     model_version = str(info.registered_model_version)
     client = MlflowClient()
     client.set_registered_model_alias(name, registry.CHALLENGER, model_version)
@@ -412,11 +414,25 @@ def _register(
     return model_version
 
 
-def _signature(test: Any, scored: Any, columns: list[str]) -> Any:
+def model_signature(test: Any, scored: Any, columns: list[str]) -> Any:
+    """The MLflow signature: ``columns`` of ``test`` in, the ``prediction`` of ``scored`` out."""
     from mlflow.models import infer_signature
 
     sample = test.select(*columns).limit(20).toPandas()
     return infer_signature(sample, scored.select("prediction").limit(20).toPandas())
+
+
+def log_pipeline_model(
+    model: Any, *, signature: Any, registered_model_name: str | None = None,
+    artifact_path: str = "model",
+) -> Any:
+    """``mlflow.spark.log_model`` with declared requirements, and with sparkmlops' code
+    when the model holds a Python stage (see ``_code_paths``); returns the ModelInfo."""
+    return mlflow.spark.log_model(
+        model, artifact_path=artifact_path, registered_model_name=registered_model_name,
+        signature=signature, pip_requirements=_pip_requirements(),
+        code_paths=_code_paths(model),
+    )
 
 
 def _pip_requirements() -> list[str]:
@@ -424,6 +440,16 @@ def _pip_requirements() -> list[str]:
     import pyspark
 
     return [f"pyspark=={pyspark.__version__}", f"mlflow=={mlflow.__version__}"]
+
+
+def _code_paths(model: Any) -> list[str] | None:
+    # A Python stage is saved as a reference to sparkmlops code, so the model carries
+    # that code: a process without sparkmlops installed loads it from the model. Where
+    # sparkmlops is imported already, the installed package wins (submodules resolve
+    # through the package's own __path__). Pure-JVM models need no code.
+    if not features.has_python_stages(model):
+        return None
+    return [str(Path(features.__file__).resolve().parent)]
 
 
 def _tag(run_id: str, key: str) -> str:

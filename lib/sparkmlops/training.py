@@ -28,7 +28,6 @@ from pyspark.ml.evaluation import (
     MulticlassClassificationEvaluator,
     RegressionEvaluator,
 )
-from pyspark.ml.feature import Imputer, OneHotEncoder, StringIndexer, VectorAssembler
 from pyspark.ml.regression import (
     DecisionTreeRegressor,
     GBTRegressor,
@@ -39,11 +38,15 @@ from pyspark.sql import Column, DataFrame
 
 from sparkmlops.config import DatasetSettings, EstimatorSettings, FeatureSettings
 from sparkmlops.errors import ConfigError
-from sparkmlops.features import LABEL_COLUMN
+from sparkmlops.features import (
+    FEATURES_VECTOR,
+    LABEL_COLUMN,
+    feature_stages,
+    resolve_scaling,
+)
 
 log = logging.getLogger(__name__)
 
-FEATURES_VECTOR = "features"
 ESTIMATORS: dict[str, Any] = {
     "logistic_regression": LogisticRegression,
     "random_forest_classifier": RandomForestClassifier,
@@ -82,23 +85,13 @@ def build_estimator(settings: EstimatorSettings, seed: int) -> Any:
 
 
 def build_pipeline(features: FeatureSettings, estimator: Any) -> Pipeline:
-    """Imputer → StringIndexer → OneHotEncoder → VectorAssembler → estimator."""
-    stages: list[Any] = []
-    assembled: list[str] = []
-    if features.numeric:
-        imputed = [f"{c}__imputed" for c in features.numeric]
-        stages.append(Imputer(inputCols=features.numeric, outputCols=imputed, strategy="median"))
-        assembled += imputed
-    if features.categorical:
-        indexed = [f"{c}__index" for c in features.categorical]
-        encoded = [f"{c}__onehot" for c in features.categorical]
-        stages.append(StringIndexer(inputCols=features.categorical, outputCols=indexed,
-                                    handleInvalid="keep", stringOrderType="alphabetAsc"))
-        stages.append(OneHotEncoder(inputCols=indexed, outputCols=encoded, handleInvalid="keep"))
-        assembled += encoded
-    stages.append(VectorAssembler(inputCols=assembled, outputCol=FEATURES_VECTOR))
-    stages.append(estimator)
-    return Pipeline(stages=stages)
+    """The configured feature stages (see ``sparkmlops.features``), then ``estimator``.
+
+    ``features.scale: auto`` looks at the estimator: standardized features for linear
+    models, none for trees.
+    """
+    scale = resolve_scaling(features, estimator)
+    return Pipeline(stages=[*feature_stages(features, scale=scale), estimator])
 
 
 def fit_model(train: DataFrame, dataset: DatasetSettings) -> PipelineModel:

@@ -1,0 +1,224 @@
+"""Python feature transforms: ``DataFrame -> DataFrame`` functions as saved pipeline stages.
+
+For what Spark SQL cannot say nicely. A transform is a function that takes a DataFrame
+and keyword parameters and returns it with columns added. Config names it by the name
+it is registered under (``@feature_transform("name")``) or by its import path
+``package.module:function``; either way the :class:`PythonFeatureTransformer` stage
+stores the import path and the parameters as JSON, not the code. The stage is saved
+and loaded with the ``PipelineModel`` (``DefaultParamsWritable``), so the driver that
+loads a model must be able to import the function's module (a model logged by the
+train step carries sparkmlops' own code); the executors need not, since the UDFs a
+transform builds are pickled by value.
+A registered name is known once its module is imported, which config loading does
+for sparkmlops' built-ins; for your own functions give the import path, which
+imports the module (and registers any names in it).
+
+Example::
+
+    @feature_transform("island_initial")
+    def island_initial(df: DataFrame, *, column: str, output: str) -> DataFrame:
+        return df.withColumn(output, F.substring(column, 1, 1))
+
+    # conf/datasets/<name>.yml
+    # features:
+    #   transforms:
+    #     - function: island_initial            # or mypackage.features:island_initial
+    #       params: {column: island, output: island_initial}
+    #       outputs: [island_initial]
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import inspect
+import json
+import sys
+import unicodedata
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import pandas as pd
+import pyspark.sql.functions as F
+from pyspark import cloudpickle, keyword_only
+from pyspark.ml import Transformer
+from pyspark.ml.param import Param, Params, TypeConverters
+from pyspark.ml.util import DefaultParamsReadable, DefaultParamsWritable
+from pyspark.sql import DataFrame
+
+# Only pyspark, pandas and sparkmlops.errors: a saved model loads this module (and the
+# stage) where the rest of sparkmlops' dependencies may not be installed.
+from sparkmlops.errors import FeatureTransformError
+
+TransformFunction = Callable[..., DataFrame]
+_F = TypeVar("_F", bound=TransformFunction)
+_REGISTRY: dict[str, TransformFunction] = {}
+
+
+def feature_transform(name: str) -> Callable[[_F], _F]:
+    """Register a ``DataFrame -> DataFrame`` function under ``name`` for ``features.transforms``.
+
+    The function must be importable by its module and name (defined at module level),
+    since the saved model refers to it by import path.
+    """
+
+    def register(function: _F) -> _F:
+        known = _REGISTRY.get(name)
+        if known is not None and import_path(known) != import_path(function):
+            raise ValueError(f"feature transform {name!r} is already registered as "
+                             f"{import_path(known)}")
+        _REGISTRY[name] = function
+        return function
+
+    return register
+
+
+def registered_transforms() -> dict[str, str]:
+    """Registered name → import path."""
+    return {name: import_path(function) for name, function in sorted(_REGISTRY.items())}
+
+
+def import_path(function: TransformFunction) -> str:
+    """``package.module:function``, the reference a saved stage keeps."""
+    return f"{function.__module__}:{function.__qualname__}"
+
+
+def resolve_transform(reference: str) -> TransformFunction:
+    """The function of a registered name or of an import path ``package.module:function``.
+
+    Raises:
+        FeatureTransformError: no such registered name, module or function.
+    """
+    if ":" not in reference:
+        function = _REGISTRY.get(reference)
+        if function is None:
+            close = difflib.get_close_matches(reference, list(_REGISTRY), n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise FeatureTransformError(
+                f"unknown feature transform {reference!r}; {hint}registered: "
+                f"{sorted(_REGISTRY)}, or give an import path 'package.module:function'")
+        return function
+    module_name, _, attribute = reference.partition(":")
+    try:
+        found: Any = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise FeatureTransformError(
+            f"feature transform {reference!r}: cannot import module {module_name!r} ({exc})"
+        ) from None
+    for part in attribute.split("."):
+        found = getattr(found, part, None)
+    if not callable(found):
+        raise FeatureTransformError(
+            f"feature transform {reference!r}: module {module_name!r} has no function "
+            f"{attribute!r}")
+    return found
+
+
+def check_transform_params(function: TransformFunction, params: dict[str, Any]) -> None:
+    """Raise ``TypeError`` when ``function(df, **params)`` would not bind (unknown or missing)."""
+    signature = inspect.signature(function)
+    takes = list(signature.parameters.values())[1:]
+    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in takes):
+        unknown = [k for k in params if k not in {p.name for p in takes}]
+        if unknown:
+            raise TypeError(f"unknown parameter(s) {unknown}; it takes {[p.name for p in takes]}")
+    signature.bind(None, **params)
+
+
+class PythonFeatureTransformer(Transformer, DefaultParamsReadable, DefaultParamsWritable):
+    """A pipeline stage that applies a Python feature transform and keeps its declared outputs.
+
+    Saved as its params (the import path, the JSON parameters, the output columns), so
+    a ``PipelineModel`` holding it persists with Spark's Python pipeline writer and loads
+    with ``PipelineModel.load`` and ``mlflow.spark.load_model``.
+
+    Example::
+
+        stage = PythonFeatureTransformer(
+            function="sparkmlops.feature_transforms:normalize_text",
+            paramsJson='{"column": "island", "output": "island_norm"}',
+            outputCols=["island_norm"])
+    """
+
+    function: Param[str] = Param(
+        Params._dummy(), "function", "import path of the transform, package.module:function",
+        typeConverter=TypeConverters.toString)
+    paramsJson: Param[str] = Param(
+        Params._dummy(), "paramsJson", "keyword arguments of the function, a JSON object",
+        typeConverter=TypeConverters.toString)
+    outputCols: Param[list[str]] = Param(
+        Params._dummy(), "outputCols", "the columns the function adds",
+        typeConverter=TypeConverters.toListString)
+    _input_kwargs: dict[str, Any]  # set by @keyword_only
+
+    @keyword_only
+    def __init__(self, *, function: str | None = None, paramsJson: str = "{}",
+                 outputCols: list[str] | None = None) -> None:
+        super().__init__()
+        self._setDefault(paramsJson="{}", outputCols=[])
+        self._set(**self._input_kwargs)
+
+    def _transform(self, dataset: DataFrame) -> DataFrame:
+        reference = self.getOrDefault(self.function)
+        outputs = self.getOrDefault(self.outputCols)
+        params = json.loads(self.getOrDefault(self.paramsJson))
+        function = resolve_transform(reference)
+        _pickle_udfs_by_value(function)
+        result = function(dataset, **params)
+        missing = [c for c in outputs if c not in result.columns]
+        if missing:
+            raise FeatureTransformError(
+                f"feature transform {reference} did not add its declared output(s) {missing}; "
+                f"it returned columns {result.columns}")
+        # only the declared outputs: helper columns of the function do not leak into the model
+        kept = [c for c in dataset.columns if c not in outputs]
+        return result.select(*kept, *outputs)
+
+
+def _pickle_udfs_by_value(function: TransformFunction) -> None:
+    # A UDF's helpers are pickled by reference (module + name) by default, so each
+    # Python worker imports the function's module: where it is missing or another
+    # version, the UDF fails or computes something else. MLflow's code_paths only
+    # reach the driver's sys.path. By value, the workers run this very code.
+    module = sys.modules.get(function.__module__)
+    if module is None or module.__name__ == "__main__":
+        return
+    if module.__name__ not in cloudpickle.list_registry_pickle_by_value():
+        cloudpickle.register_pickle_by_value(module)
+
+
+# ---------------------------------------------------------------- built-in transforms
+
+
+@feature_transform("normalize_text")
+def normalize_text(df: DataFrame, *, column: str, output: str, strip_accents: bool = True,
+                   casefold: bool = True) -> DataFrame:
+    """Add ``output``: ``column`` Unicode-normalized (NFKC), accents stripped, case-folded,
+    whitespace collapsed; null, empty and blank text become null.
+
+    For hand-typed categories ("Torgersen", " TORGERSEN", "Tórgersen", "Torgersen\\u00a0")
+    so that one category is not split in several and a spelling variant at scoring time
+    is not an unseen label. Spark SQL has no Unicode normalization, so this is a pandas
+    UDF (vectorized, one Arrow batch at a time).
+
+    Example::
+
+        df.transform(normalize_text, column="island", output="island_norm")
+    """
+
+    @F.pandas_udf("string")  # type: ignore[call-overload]  # pandas has no stubs here
+    def normalize(values: pd.Series) -> pd.Series:
+        return values.map(lambda v: _normalize(v, strip_accents, casefold), na_action="ignore")
+
+    return df.withColumn(output, normalize(F.col(column)))
+
+
+def _normalize(text: str, strip_accents: bool, casefold: bool) -> str | None:
+    if strip_accents:
+        # NFKD splits "ó" into "o" + a combining accent, which is then dropped
+        decomposed = unicodedata.normalize("NFKD", text)
+        text = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+    text = unicodedata.normalize("NFKC", text)
+    if casefold:
+        text = text.casefold()
+    return " ".join(text.split()) or None
