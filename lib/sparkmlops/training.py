@@ -1,9 +1,11 @@
 """Train: an MLlib Pipeline from config on a seeded, reproducible split; holdout metrics.
 
-The whole model is one ``PipelineModel``: median imputation of numeric features,
-indexing (unseen and null categories kept in their own bucket) and one-hot encoding
-of categoricals, vector assembly, then the configured estimator. Scoring with it
-therefore applies exactly the training-time transformations.
+The whole model is one ``PipelineModel``: the feature stages from config (date
+parts, derived SQL, Python transforms, buckets, imputation, indexing with unseen
+and null categories in their own bucket, one-hot, assembly, scaling; see
+``features.feature_stages``), then the configured estimator. Scoring with it
+therefore applies exactly the training-time transformations. Search and AutoML
+over this pipeline live in ``tuning``.
 
 The split hashes the business keys with the seed, so it does not depend on how
 the data happens to be partitioned: the same table version, config and seed give
