@@ -5,7 +5,14 @@ from datetime import datetime
 import pyspark.sql.functions as F
 from chispa import assert_df_equality
 
-from sparkmlops.inference import predicted_label, score_frame
+from sparkmlops.inference import (
+    UNSCORABLE_COLUMN,
+    flag_unscorable,
+    missing_inputs,
+    predicted_label,
+    score_frame,
+    score_with_reasons,
+)
 from sparkmlops.training import fit_model, split_train_test
 from tests.test_training import _gold
 
@@ -43,3 +50,55 @@ def test_scored_rows_name_the_model_and_batch(spark, make_settings):
     assert abs(sum(rows[30].probabilities) - 1.0) < 1e-9
     assert {(r.model_name, r.model_version, r.model_run_id, r._batch_id, r.scored_at)
             for r in rows.values()} == {("m", "3", "r1", "b9", at)}
+
+
+def test_rows_without_a_usable_prediction_get_a_reason(spark):
+    from pyspark.ml.linalg import Vectors, VectorUDT
+    from pyspark.sql.types import DoubleType, IntegerType, StructField, StructType
+
+    schema = StructType([StructField("k", IntegerType()), StructField("prediction", DoubleType()),
+                         StructField("probability", VectorUDT())])
+    source_df = spark.createDataFrame(
+        [(1, 1.0, Vectors.dense([0.2, 0.8])), (2, float("nan"), Vectors.dense([0.5, 0.5])),
+         (3, None, Vectors.dense([0.5, 0.5])), (4, 0.0, Vectors.dense([float("nan"), 0.1]))],
+        schema)
+
+    actual = {r.k: r[UNSCORABLE_COLUMN] for r in
+              flag_unscorable(source_df, "binary_classification").collect()}
+
+    assert actual == {1: None, 2: "the model gave no prediction (null or NaN)",
+                      3: "the model gave no prediction (null or NaN)",
+                      4: "the model gave a NaN class probability"}
+
+
+def test_a_batch_without_a_model_input_column_is_quarantined_whole(spark, make_settings):
+    dataset = make_settings().dataset
+    gold = _gold(spark)
+    train, _ = split_train_test(gold, dataset)
+    model = fit_model(train, dataset)
+    batch = gold.where(F.col("sample_number") < 5).drop("flipper_length_mm")
+
+    missing = missing_inputs(["sample_number", "flipper_length_mm"], batch.columns)
+    flagged, scored = score_with_reasons(model, batch, "binary_classification", missing,
+                                         model_label="model m v3")
+
+    assert missing == ["flipper_length_mm"]
+    assert sorted((r.sample_number, r[UNSCORABLE_COLUMN]) for r in flagged.collect()) == [
+        (i, "input column(s) ['flipper_length_mm'] missing; model m v3 needs them")
+        for i in range(5)]
+    assert scored.isEmpty()
+    assert {"prediction", "probability", UNSCORABLE_COLUMN} <= set(scored.columns)
+
+
+def test_scorable_batch_keeps_every_row_and_flags_none(spark, make_settings):
+    dataset = make_settings().dataset
+    gold = _gold(spark)
+    train, _ = split_train_test(gold, dataset)
+    model = fit_model(train, dataset)
+    batch = gold.where(F.col("sample_number") < 8)  # nulls in species and body mass
+
+    flagged, scored = score_with_reasons(model, batch, "binary_classification", [],
+                                         model_label="model m v3")
+
+    assert flagged.where(F.col(UNSCORABLE_COLUMN).isNotNull()).isEmpty()
+    assert sorted(r.sample_number for r in scored.collect()) == list(range(8))

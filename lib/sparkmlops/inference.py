@@ -30,6 +30,9 @@ def predicted_label(classes: list[str] | None) -> Column:
     return F.when(index.isNotNull(), F.element_at(F.array(*[F.lit(c) for c in classes]), index + 1))
 
 
+UNSCORABLE_COLUMN = "_unscorable_reason"
+
+
 def score_frame(
     model: PipelineModel,
     df: DataFrame,
@@ -42,7 +45,65 @@ def score_frame(
     scored_at: datetime,
 ) -> DataFrame:
     """Score ``df`` and shape the rows of ``predictions.<dataset>``."""
-    scored = model.transform(df)
+    return shape_predictions(model.transform(df), dataset, model_name=model_name,
+                             model_version=model_version, model_run_id=model_run_id,
+                             batch_id=batch_id, scored_at=scored_at)
+
+
+def flag_unscorable(scored: DataFrame, task: str) -> DataFrame:
+    """Add ``_unscorable_reason``: why a scored row has no usable prediction, else null.
+
+    Imputation and the unseen-category bucket let the model take nulls and new
+    values; what still gets through as a null or NaN prediction (an infinite
+    measurement, say) is not a prediction anyone should act on.
+    """
+    prediction = F.col("prediction")
+    reason = F.when(prediction.isNull() | F.isnan(prediction),
+                    F.lit("the model gave no prediction (null or NaN)"))
+    if task != "regression":
+        probabilities = vector_to_array(F.col("probability"))
+        no_probability = F.exists(probabilities, lambda p: F.isnan(p))
+        reason = F.coalesce(reason, F.when(no_probability, F.lit(
+            "the model gave a NaN class probability")))
+    return scored.withColumn(UNSCORABLE_COLUMN, reason)
+
+
+def score_with_reasons(
+    model: PipelineModel, batch: DataFrame, task: str, missing: list[str], *,
+    model_label: str,
+) -> tuple[DataFrame, DataFrame]:
+    """(every row with its ``_unscorable_reason`` or null, the scorable rows as scored).
+
+    With input columns ``missing`` the model cannot run at all: every row gets the
+    same reason, and the scored side is empty (with the scored columns' types).
+    """
+    if not missing:
+        flagged = flag_unscorable(model.transform(batch), task)
+        return flagged, flagged.where(F.col(UNSCORABLE_COLUMN).isNull())
+    reason = f"input column(s) {missing} missing; {model_label} needs them"
+    filled = batch.limit(0)
+    for column in missing:
+        filled = filled.withColumn(column, F.lit(None).cast("double"))
+    return (batch.withColumn(UNSCORABLE_COLUMN, F.lit(reason)),
+            flag_unscorable(model.transform(filled), task))
+
+
+def missing_inputs(required: list[str], available: list[str]) -> list[str]:
+    """The model's input columns that ``available`` lacks."""
+    return [c for c in required if c not in set(available)]
+
+
+def shape_predictions(
+    scored: DataFrame,
+    dataset: DatasetSettings,
+    *,
+    model_name: str,
+    model_version: str,
+    model_run_id: str,
+    batch_id: str,
+    scored_at: datetime,
+) -> DataFrame:
+    """Rows of ``predictions.<dataset>`` from rows the PipelineModel transformed."""
     task = dataset.model.task
     if task == "regression":
         probability = F.lit(None).cast("double")
