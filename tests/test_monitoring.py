@@ -12,6 +12,7 @@ from sparkmlops.monitoring import (
     chi_square,
     compare,
     ks_statistic,
+    model_reference,
     psi,
     reference_profile,
 )
@@ -86,3 +87,24 @@ def test_profile_survives_a_json_round_trip(spark):
     assert profile.categorical["island"].shares == {"A": 0.5, "B": 0.25, NULL_BUCKET: 0.25}
     assert profile.numeric["x"].null_rate == 0.25
     assert UNSEEN_BUCKET not in profile.categorical["island"].shares
+
+
+def test_model_reference_profiles_inputs_scores_and_predicted_classes(spark):
+    from pyspark.ml.linalg import Vectors, VectorUDT
+    from pyspark.sql.types import DoubleType, StringType, StructField, StructType
+
+    schema = StructType([StructField("x", DoubleType()), StructField("island", StringType()),
+                         StructField("prediction", DoubleType()),
+                         StructField("probability", VectorUDT())])
+    scored = spark.createDataFrame(
+        [(1.0, "A", 1.0, Vectors.dense([0.2, 0.8])), (2.0, "B", 0.0, Vectors.dense([0.9, 0.1])),
+         (3.0, "A", 1.0, Vectors.dense([0.4, 0.6])), (4.0, None, 0.0, Vectors.dense([0.7, 0.3]))],
+        schema)
+
+    profile = model_reference(scored, ["x"], ["island"], "binary_classification")
+
+    assert sorted(profile.numeric) == ["_score", "x"]
+    assert profile.numeric["_score"].minimum == pytest.approx(0.1)
+    assert profile.numeric["_score"].maximum == pytest.approx(0.8)
+    assert profile.categorical["_predicted"].shares == {"0": 0.5, "1": 0.5}
+    assert profile.categorical["island"].shares == {"A": 0.5, "B": 0.25, NULL_BUCKET: 0.25}

@@ -85,6 +85,33 @@ class DriftMetric:
     p_value: float | None = None
 
 
+SCORE_COLUMN = "_score"
+PREDICTED_COLUMN = "_predicted"
+
+
+def with_prediction_columns(scored: DataFrame, task: str) -> DataFrame:
+    """Add ``_score`` (positive-class or top probability; the value for regression)
+    and ``_predicted`` (the predicted class index as text; null for regression)."""
+    from pyspark.ml.functions import vector_to_array
+
+    if task == "regression":
+        return scored.withColumn(SCORE_COLUMN, F.col("prediction").cast("double")) \
+            .withColumn(PREDICTED_COLUMN, F.lit(None).cast("string"))
+    probabilities = vector_to_array(F.col("probability"))
+    score = probabilities[1] if task == "binary_classification" else F.array_max(probabilities)
+    return scored.withColumn(SCORE_COLUMN, score) \
+        .withColumn(PREDICTED_COLUMN, F.col("prediction").cast("int").cast("string"))
+
+
+def model_reference(scored: DataFrame, numeric: list[str], categorical: list[str],
+                    task: str) -> Profile:
+    """The reference of a model: its input features and its predictions, as scored."""
+    frame = with_prediction_columns(scored, task)
+    predicted = [] if task == "regression" else [PREDICTED_COLUMN]
+    return reference_profile(frame, numeric=[*numeric, SCORE_COLUMN],
+                             categorical=[*categorical, *predicted])
+
+
 def reference_profile(
     df: DataFrame, *, numeric: list[str], categorical: list[str], bins: int = 10,
     points: int = 100, max_categories: int = 50,

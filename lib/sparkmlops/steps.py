@@ -21,7 +21,16 @@ import pyspark.sql.functions as F
 from mlflow.tracking import MlflowClient
 from pyspark.sql import SparkSession
 
-from sparkmlops import features, inference, plots, quality, registry, training, tuning
+from sparkmlops import (
+    features,
+    inference,
+    monitoring,
+    plots,
+    quality,
+    registry,
+    training,
+    tuning,
+)
 from sparkmlops.config import Settings
 from sparkmlops.errors import MissingInputError, QualityGateFailed, ReconciliationError
 from sparkmlops.ingest import (
@@ -52,6 +61,9 @@ from sparkmlops.tables import (
 from sparkmlops.tracking import MLFLOW_CLOCK, TAG_OUTCOME, step_run
 
 log = logging.getLogger(__name__)
+
+# the reference profile of a model's inputs and scores, an artifact of its train run
+REFERENCE_ARTIFACT = "monitoring/reference_profile.json"
 
 
 @dataclass
@@ -324,9 +336,15 @@ def train_step(
                                   dataset.label.classes, Path(out))
                 signature = model_signature(test, scored,
                                             features.model_input_columns(dataset))
+                # what monitoring compares each scored batch with, so it never
+                # re-reads the training data: the holdout's features and scores
+                reference = monitoring.model_reference(
+                    scored, dataset.features.numeric_inputs, dataset.features.categorical_inputs,
+                    dataset.model.task)
                 with tracker.timing():
                     _log_training(trained, gold, version, dataset, metrics, fit_seconds)
                     mlflow.log_artifacts(out, "plots")
+                    mlflow.log_dict(reference.to_dict(), REFERENCE_ARTIFACT)
             scored.unpersist()
         finally:
             train.unpersist()

@@ -223,3 +223,10 @@ def test_automl_train_logs_each_family_and_says_why(spark, gold):
     assert [row["family"] for row in board["leaderboard"]] == [
         "logistic_regression", "decision_tree_classifier"]
     assert 0 < run.metrics["tracking_seconds"] < run.metrics["step_seconds"]
+    reference = json.loads(open(client.download_artifacts(
+        trained.run_id, "monitoring/reference_profile.json")).read())
+    assert sorted(reference["numeric"]) == sorted([
+        "culmen_length_mm", "culmen_depth_mm", "flipper_length_mm", "body_mass_g",
+        "culmen_ratio", "date_egg_year", "_score"])
+    assert sorted(reference["categorical"]) == ["_predicted", "island", "species"]
+    assert reference["numeric"]["_score"]["rows"] == run.metrics["rows_test"]
