@@ -108,3 +108,36 @@ def test_model_reference_profiles_inputs_scores_and_predicted_classes(spark):
     assert profile.numeric["_score"].maximum == pytest.approx(0.8)
     assert profile.categorical["_predicted"].shares == {"0": 0.5, "1": 0.5}
     assert profile.categorical["island"].shares == {"A": 0.5, "B": 0.25, NULL_BUCKET: 0.25}
+
+
+def test_levels_judge_ceilings_and_floors_and_the_batch_takes_the_worst():
+    from sparkmlops.config import Levels
+    from sparkmlops.monitoring import DriftMetric, judged, worst
+
+    rows = judged([DriftMetric("x", "psi", 0.05), DriftMetric("x", "ks", 0.15, 0.01),
+                   DriftMetric("y", "psi", 0.3), DriftMetric("y", "chi_square", 9.0, 0.01)],
+                  {"psi": Levels(warn=0.1, alert=0.25), "ks": Levels(warn=0.1, alert=0.2)})
+
+    assert [(r["feature"], r["metric"], r["status"]) for r in rows] == [
+        ("x", "psi", "ok"), ("x", "ks", "warn"), ("y", "psi", "alert"),
+        ("y", "chi_square", "ok")]  # no levels for chi_square: recorded, not judged
+    assert worst([r["status"] for r in rows]) == "alert"
+    assert worst([]) == "ok"
+    floor = Levels(warn=0.8, alert=0.65)
+    assert [floor.status(v) for v in (0.9, 0.8, 0.7, 0.6)] == ["ok", "warn", "warn", "alert"]
+
+
+def test_live_metrics_join_labels_by_key_per_scored_batch(spark):
+    from sparkmlops.monitoring import live_metrics
+
+    predictions = spark.createDataFrame(
+        [(1, 1.0, "b1"), (2, 0.0, "b1"), (3, 1.0, "b2"), (4, 1.0, "b2"), (5, 0.0, "b2")],
+        "k int, prediction double, _batch_id string")
+    labels = spark.createDataFrame([(1, 1.0), (2, 1.0), (3, 1.0), (4, 0.0), (5, None)],
+                                   "k int, label double")
+
+    actual = {r.scored_batch: (r.labelled_rows, r.live_accuracy)
+              for r in live_metrics(predictions, labels, ["k"],
+                                    "binary_classification").collect()}
+
+    assert actual == {"b1": (2, 0.5), "b2": (2, 0.5)}  # key 5 has no label yet

@@ -19,8 +19,8 @@ from sparkmlops.errors import SparkmlopsError
 
 log = logging.getLogger("sparkmlops")
 
-STEP_NAMES = ("ingest", "validate", "features", "train", "promote", "predict", "pipeline",
-              "maintain")
+STEP_NAMES = ("ingest", "validate", "features", "train", "promote", "predict", "monitor",
+              "pipeline", "maintain")
 # commands over whole tables: the run's batch id is "all", not derived from landing files
 WHOLE_TABLE_COMMANDS = ("maintain", "show-table", "profile", "reproduce")
 
@@ -62,6 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
     predict = sub.add_parser("predict", parents=[common], help="score with @champion")
     predict.add_argument("--model", default="champion", help="alias or version number")
     predict.add_argument("--gold-version", type=int)
+    sub.add_parser("monitor", parents=[common],
+                   help="drift and live metrics of a scored batch → monitoring + report") \
+        .add_argument("--gold-version", type=int)
     sub.add_parser("pipeline", parents=[common, automl],
                    help="all steps, one session, one parent run")
     maintain = sub.add_parser("maintain", parents=[common],

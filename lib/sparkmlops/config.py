@@ -505,6 +505,48 @@ class PromotionSettings(StrictModel):
     min_improvement: float = 0.0
 
 
+class Levels(StrictModel):
+    """Warn and alert levels of one metric: a ceiling when warn < alert (drift), a
+    floor when warn > alert (live accuracy)."""
+
+    warn: float
+    alert: float
+
+    def status(self, value: float) -> str:
+        if self.warn <= self.alert:
+            return "alert" if value >= self.alert else "warn" if value >= self.warn else "ok"
+        return "alert" if value <= self.alert else "warn" if value <= self.warn else "ok"
+
+
+def _default_drift_levels() -> dict[str, Levels]:
+    return {"psi": Levels(warn=0.1, alert=0.25), "ks": Levels(warn=0.1, alert=0.2),
+            "null_rate_increase": Levels(warn=0.05, alert=0.2),
+            "out_of_range_rate": Levels(warn=0.02, alert=0.1),
+            "unseen_rate": Levels(warn=0.02, alert=0.1)}
+
+
+class MonitoringSettings(StrictModel):
+    """Thresholds of ``monitor``: drift metrics per feature and live model metrics.
+
+    ``drift`` applies to every model input and to the prediction (``_score``, the
+    positive-class probability, and ``_predicted``, the class); a batch's status is
+    its worst row's. ``live`` levels apply once labels for scored rows arrive.
+    """
+
+    drift: dict[str, Levels] = Field(default_factory=_default_drift_levels)
+    live: dict[str, Levels] = Field(default_factory=dict)
+
+    @field_validator("drift")
+    @classmethod
+    def _known_drift_metrics(cls, drift: dict[str, Levels]) -> dict[str, Levels]:
+        known = {"psi", "ks", "chi_square", "null_rate", "null_rate_increase",
+                 "out_of_range_rate", "unseen_rate"}
+        unknown = sorted(set(drift) - known)
+        if unknown:
+            raise ValueError(f"unknown drift metric(s) {unknown}; known: {sorted(known)}")
+        return drift
+
+
 class MaintenanceSettings(StrictModel):
     """OPTIMIZE / Z-ORDER and VACUUM of the dataset's tables."""
 
@@ -558,6 +600,7 @@ class DatasetSettings(StrictModel):
     label: LabelSettings
     model: ModelSettings
     promotion: PromotionSettings = Field(default_factory=PromotionSettings)
+    monitoring: MonitoringSettings = Field(default_factory=MonitoringSettings)
     maintenance: MaintenanceSettings = Field(default_factory=MaintenanceSettings)
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)

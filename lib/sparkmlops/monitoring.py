@@ -296,3 +296,49 @@ def _strictly_increasing(values: list[float]) -> list[float]:
         if v is not None and not math.isnan(v) and (not out or v > out[-1]):
             out.append(float(v))
     return out
+
+
+# ---------------------------------------------------------------- thresholds and live metrics
+
+STATUS_ORDER = {"ok": 0, "warn": 1, "alert": 2}
+
+
+def judged(metrics: list[DriftMetric], levels: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each drift metric with its warn/alert levels and status (``ok`` where none apply)."""
+    rows = []
+    for m in metrics:
+        level = levels.get(m.metric)
+        finite = m.value is not None and not math.isnan(m.value)
+        status = level.status(m.value) if level is not None and finite else "ok"
+        rows.append({"feature": m.feature, "metric": m.metric, "value": float(m.value),
+                     "p_value": m.p_value, "warn": getattr(level, "warn", None),
+                     "alert": getattr(level, "alert", None), "status": status})
+    return rows
+
+
+def worst(statuses: list[str]) -> str:
+    """The batch's status: its worst row's (``ok`` when there are none)."""
+    return max(statuses, key=lambda s: STATUS_ORDER[s], default="ok")
+
+
+def live_metrics(predictions: DataFrame, labels: DataFrame, keys: list[str],
+                 task: str) -> DataFrame:
+    """Per scored batch: rows with a known label and the model's live metric on them.
+
+    ``labels`` holds the keys and ``label`` (the class index or value); a key
+    labelled twice counts once. Classification gives ``live_accuracy``, regression
+    ``live_rmse`` and ``live_mae``.
+    """
+    known = labels.where(F.col("label").isNotNull()).select(*keys, "label") \
+        .dropDuplicates(keys)
+    joined = predictions.join(known, keys)
+    batch = F.col("_batch_id").alias("scored_batch")
+    if task == "regression":
+        error = F.col("prediction") - F.col("label")
+        return joined.groupBy(batch).agg(
+            F.count(F.lit(1)).alias("labelled_rows"),
+            F.sqrt(F.avg(error * error)).alias("live_rmse"),
+            F.avg(F.abs(error)).alias("live_mae"))
+    hit = (F.col("prediction") == F.col("label")).cast("double")
+    return joined.groupBy(batch).agg(F.count(F.lit(1)).alias("labelled_rows"),
+                                     F.avg(hit).alias("live_accuracy"))

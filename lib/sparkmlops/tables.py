@@ -59,7 +59,7 @@ def table_ref(settings: Settings, layer: str, name: str | None = None) -> TableR
 
 # every table a dataset's jobs write, in pipeline order
 DATASET_LAYERS = ("bronze", "quarantine", "manifest", "ingest_log", "silver",
-                  "validation_results", "gold", "predictions")
+                  "validation_results", "gold", "predictions", "monitoring")
 
 
 def features_table_name(settings: Settings) -> str:
