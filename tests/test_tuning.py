@@ -125,7 +125,7 @@ def test_automl_stops_starting_families_when_the_budget_is_spent(spark, make_set
     ("dataset.model.estimator.params={maxIterr: 3}",
      "model.estimator.params: logistic_regression has no parameter 'maxIterr'; "
      "did you mean 'maxIter'"),
-    ("dataset.model.tuning.grid={numTrees: [10]}",
+    ("dataset.model.tuning={method: cross_validator, grid: {numTrees: [10]}}",
      "model.tuning.grid: logistic_regression has no parameter 'numTrees'"),
     ("dataset.model.automl.grids={gbt_classifier: {maxDepht: [3]}}",
      "model.automl.grids.gbt_classifier: gbt_classifier has no parameter 'maxDepht'"),
@@ -212,3 +212,11 @@ def test_regression_automl_chooses_the_linear_model_for_a_linear_target(spark, m
     assert trained.estimator.type == "linear_regression"
     assert "has the lowest validation rmse" in trained.reason
     assert metrics["rmse"] < 0.1 and metrics["r2"] > 0.99
+
+
+def test_a_grid_left_over_from_another_estimator_is_ignored_while_search_is_off(make_settings):
+    settings = make_settings("dataset.model.estimator.type=gbt_classifier",
+                             "dataset.model.estimator.params={maxDepth: 3}",
+                             "dataset.model.tuning={method: none, grid: {regParam: [0.1]}}")
+
+    assert settings.dataset.model.tuning.grid == {"regParam": [0.1]}

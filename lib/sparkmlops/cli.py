@@ -65,8 +65,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("monitor", parents=[common],
                    help="drift and live metrics of a scored batch → monitoring + report") \
         .add_argument("--gold-version", type=int)
-    sub.add_parser("pipeline", parents=[common, automl],
-                   help="all steps, one session, one parent run")
+    pipeline = sub.add_parser("pipeline", parents=[common, automl],
+                              help="all steps, one session, one parent run")
+    pipeline.add_argument(
+        "--mode", choices=("batch", "continuous"), default="batch",
+        help="batch: ingest → … → train → promote → predict; continuous: score and "
+             "monitor with @champion, retrain and promote when dataset.retrain says so")
     maintain = sub.add_parser("maintain", parents=[common],
                               help="OPTIMIZE (Z-ORDER) and VACUUM the dataset's tables")
     maintain.add_argument("--no-vacuum", dest="vacuum", action="store_false",
@@ -173,6 +177,19 @@ def _run_pipeline(spark: Any, settings: Settings, batch_id: str, args: argparse.
     from sparkmlops.pipeline import run_pipeline
     from sparkmlops.summary import pipeline_summary
 
+    if getattr(args, "mode", "batch") == "continuous":
+        from sparkmlops.pipeline import run_continuous
+
+        result = run_continuous(spark, settings, batch_id)
+        decision = result.decision
+        lines = [f"sparkmlops pipeline --mode continuous: dataset {settings.dataset.name}, "
+                 f"batch {batch_id}", f"  parent run {result.parent_run_id}"]
+        lines += [f"  {s.step:<9} {s.run_id}" for s in result.steps]
+        lines += [f"  scored by v{decision['scored_by']}; monitoring {decision['monitoring']}; "
+                  f"live {decision['live']}",
+                  f"  retrain: {decision['retrain']} ({'; '.join(decision['reasons'])})",
+                  f"  champion now: v{decision['champion_after']}"]
+        return "\n".join(lines)
     result = run_pipeline(spark, settings, batch_id)
     return pipeline_summary(spark, settings, result)
 

@@ -481,6 +481,8 @@ class ModelSettings(StrictModel):
     primary_metric: str
     tuning: TuningSettings = Field(default_factory=TuningSettings)
     automl: AutomlSettings = Field(default_factory=AutomlSettings)
+    # train (and the promotion holdout) on the latest N ingested batches; 0 = all
+    window_batches: int = Field(0, ge=0)
 
     @model_validator(mode="after")
     def _fits_task(self) -> ModelSettings:
@@ -495,7 +497,8 @@ class ModelSettings(StrictModel):
                 raise ValueError(f"{key}: {family} does not fit the task {self.task}")
             if family in BINARY_ONLY and self.task != "binary_classification":
                 raise ValueError(f"{key}: MLlib's {family} is for binary classification only")
-        _check_params("model.tuning.grid", self.estimator.type, list(self.tuning.grid))
+        if self.tuning.method != "none":
+            _check_params("model.tuning.grid", self.estimator.type, list(self.tuning.grid))
         return self
 
 
@@ -545,6 +548,21 @@ class MonitoringSettings(StrictModel):
         if unknown:
             raise ValueError(f"unknown drift metric(s) {unknown}; known: {sorted(known)}")
         return drift
+
+
+class RetrainSettings(StrictModel):
+    """When ``pipeline --mode continuous`` retrains after scoring and monitoring a batch.
+
+    Any of: monitoring says ``alert`` (``on_alert``), a live metric of the batch is
+    below its floor (``live_floor``), or at least ``min_new_labelled_rows`` labelled
+    rows arrived since the champion's training data (0 turns it off). ``enabled:
+    false`` records the decision but never retrains (a control run).
+    """
+
+    enabled: bool = True
+    on_alert: bool = True
+    live_floor: dict[str, float] = Field(default_factory=dict)
+    min_new_labelled_rows: int = Field(0, ge=0)
 
 
 class MaintenanceSettings(StrictModel):
@@ -601,6 +619,7 @@ class DatasetSettings(StrictModel):
     model: ModelSettings
     promotion: PromotionSettings = Field(default_factory=PromotionSettings)
     monitoring: MonitoringSettings = Field(default_factory=MonitoringSettings)
+    retrain: RetrainSettings = Field(default_factory=RetrainSettings)
     maintenance: MaintenanceSettings = Field(default_factory=MaintenanceSettings)
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)

@@ -322,16 +322,19 @@ def worst(statuses: list[str]) -> str:
 
 
 def live_metrics(predictions: DataFrame, labels: DataFrame, keys: list[str],
-                 task: str) -> DataFrame:
+                 task: str, *, same_batch: bool = False) -> DataFrame:
     """Per scored batch: rows with a known label and the model's live metric on them.
 
-    ``labels`` holds the keys and ``label`` (the class index or value); a key
-    labelled twice counts once. Classification gives ``live_accuracy``, regression
-    ``live_rmse`` and ``live_mae``.
+    ``labels`` holds the keys and ``label`` (the class index or value). With
+    ``same_batch`` (append mode, where a key may recur in later batches) a
+    prediction takes the label of its own batch's row; otherwise the key's label
+    (upsert mode: one row per key, labels may arrive in a later batch), a key
+    labelled twice counting once. Classification gives ``live_accuracy``,
+    regression ``live_rmse`` and ``live_mae``.
     """
-    known = labels.where(F.col("label").isNotNull()).select(*keys, "label") \
-        .dropDuplicates(keys)
-    joined = predictions.join(known, keys)
+    on = [*keys, "_batch_id"] if same_batch else keys
+    known = labels.where(F.col("label").isNotNull()).select(*on, "label").dropDuplicates(on)
+    joined = predictions.join(known, on)
     batch = F.col("_batch_id").alias("scored_batch")
     if task == "regression":
         error = F.col("prediction") - F.col("label")

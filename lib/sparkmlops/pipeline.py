@@ -4,27 +4,40 @@ ingest → validate → features → train → promote → predict, each step a 
 Versions flow from step to step: each step reads exactly the Delta version the
 previous one wrote. A challenger that does not pass the promotion gate is an
 outcome, not an error: the batch is then scored by the champion in place.
+
+``run_continuous`` is the continuous-training loop for one new batch: ingest →
+validate → features → predict with @champion → monitor, then decide whether to
+retrain (monitoring alert, a live metric under its floor, enough new labelled
+rows; ``dataset.retrain``), and if so train → promote, so the next batch is scored
+by whatever is champion then. Every decision and its reasons are recorded on the
+parent run (tags ``retrain.*`` and ``retrain_decision.json``).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass, field
+from typing import Any
 
+import mlflow
+import pyspark.sql.functions as F
+from mlflow.tracking import MlflowClient
 from pyspark.sql import SparkSession
 
 from sparkmlops.config import Settings
+from sparkmlops.registry import CHAMPION, version_by_alias
 from sparkmlops.steps import (
     StepResult,
     features_step,
-    features_table_name,
     ingest_step,
+    monitor_step,
     predict_step,
     promote_step,
     train_step,
     validate_step,
 )
-from sparkmlops.tables import table_ref
+from sparkmlops.tables import features_table_name, read_table, table_ref
 from sparkmlops.tracking import pipeline_run
 
 log = logging.getLogger(__name__)
@@ -38,6 +51,7 @@ class PipelineResult:
     parent_run_id: str
     experiment_id: str
     steps: list[StepResult] = field(default_factory=list)
+    decision: dict[str, Any] = field(default_factory=dict)
 
     def step(self, name: str) -> StepResult:
         return next(s for s in self.steps if s.step == name)
@@ -76,3 +90,94 @@ def run_pipeline(spark: SparkSession, settings: Settings, batch_id: str) -> Pipe
 
 def _progress(number: int, step: str, batch_id: str) -> None:
     log.info("[%d/%d] %s (batch %s)", number, len(STEPS), step, batch_id)
+
+
+def run_continuous(spark: SparkSession, settings: Settings, batch_id: str) -> PipelineResult:
+    """Score and monitor one new batch with the champion; retrain when the policy says so.
+
+    With no champion yet the batch bootstraps one (train → promote) before it is
+    scored. A retrained challenger still has to pass the promotion gate.
+    """
+    names = {layer: table_ref(settings, layer).fqn for layer in ("bronze", "silver")}
+    gold = table_ref(settings, "gold", features_table_name(settings)).fqn
+    model_name = settings.dataset.model.name
+    with pipeline_run(settings, batch_id) as parent:
+        mlflow.set_tag("sparkmlops.mode", "continuous")
+        result = PipelineResult(batch_id, parent.info.run_id, parent.info.experiment_id)
+        ingest = ingest_step(spark, settings, batch_id)
+        validate = validate_step(spark, settings, batch_id,
+                                 bronze_version=ingest.outputs[names["bronze"]])
+        feats = features_step(spark, settings, batch_id,
+                              silver_version=validate.outputs[names["silver"]])
+        result.steps += [ingest, validate, feats]
+        gold_version = feats.outputs[gold]
+        if version_by_alias(MlflowClient(), model_name, CHAMPION) is None:
+            _progress(4, "bootstrap: train + promote (no champion yet)", batch_id)
+            result.steps += _retrain(spark, settings, batch_id, gold_version)
+        predict = predict_step(spark, settings, batch_id, gold_version=gold_version)
+        monitor = monitor_step(spark, settings, batch_id, gold_version=gold_version)
+        result.steps += [predict, monitor]
+        reasons = retrain_reasons(settings, monitor.summary,
+                                  _new_labelled_rows(spark, settings, gold_version))
+        retrain = bool(reasons) and settings.dataset.retrain.enabled
+        if retrain:
+            _progress(7, "retrain: " + "; ".join(reasons), batch_id)
+            result.steps += _retrain(spark, settings, batch_id, gold_version)
+        promote = next((s for s in reversed(result.steps) if s.step == "promote"), None)
+        result.decision = {
+            "batch_id": batch_id, "scored_by": predict.summary["model_version"],
+            "monitoring": monitor.summary["status"], "live": monitor.summary.get("live", {}),
+            "retrain": retrain, "reasons": reasons or ["no retrain trigger"],
+            "retrain_enabled": settings.dataset.retrain.enabled,
+            "promoted": bool(retrain and promote and promote.summary["promoted"]),
+            "champion_after": _champion(model_name),
+        }
+        mlflow.set_tags({"retrain.decision": "retrain" if retrain else "keep",
+                         "retrain.reasons": json.dumps(result.decision["reasons"])[:5000]})
+        mlflow.log_dict(result.decision, "retrain_decision.json")
+        log.info("batch %s: %s", batch_id, result.decision)
+        return result
+
+
+def retrain_reasons(settings: Settings, monitor: dict[str, Any], new_labelled: int) -> list[str]:
+    """Why the policy wants a retrain after this batch (empty: it does not)."""
+    policy = settings.dataset.retrain
+    reasons = []
+    if policy.on_alert and monitor["status"] == "alert":
+        reasons.append("monitoring alert: " + ", ".join(monitor.get("flagged", [])[:8]))
+    for metric, floor in sorted(policy.live_floor.items()):
+        value = monitor.get("live", {}).get(f"live_{metric}")
+        if value is not None and value < floor:
+            reasons.append(f"live {metric} {value:.4f} below the floor {floor}")
+    if policy.min_new_labelled_rows and new_labelled >= policy.min_new_labelled_rows:
+        reasons.append(f"{new_labelled} new labelled rows since the champion's training data "
+                       f"(threshold {policy.min_new_labelled_rows})")
+    return reasons
+
+
+def _retrain(spark: SparkSession, settings: Settings, batch_id: str,
+             gold_version: int) -> list[StepResult]:
+    train = train_step(spark, settings, batch_id, gold_version=gold_version)
+    promote = promote_step(spark, settings, batch_id,
+                           challenger_version=train.summary["version"], gold_version=gold_version)
+    return [train, promote]
+
+
+def _new_labelled_rows(spark: SparkSession, settings: Settings, gold_version: int) -> int:
+    """Labelled gold rows now minus those in the version the champion was trained on."""
+    if not settings.dataset.retrain.min_new_labelled_rows:
+        return 0
+    champion = version_by_alias(MlflowClient(), settings.dataset.model.name, CHAMPION)
+    trained_on = champion.tags.get("training_table_version") if champion else None
+    gold = table_ref(settings, "gold", features_table_name(settings))
+
+    def labelled(version: int) -> int:
+        return read_table(spark, gold, version).where(F.col("label").isNotNull()).count()
+
+    before = labelled(int(trained_on)) if trained_on not in (None, "None") else 0
+    return labelled(gold_version) - before
+
+
+def _champion(model_name: str) -> str | None:
+    champion = version_by_alias(MlflowClient(), model_name, CHAMPION)
+    return str(champion.version) if champion else None

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import mlflow
+import pyspark.sql.functions as F
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from pyspark.sql import SparkSession
@@ -89,6 +90,9 @@ def reproduce_run(
     dataset = recorded.dataset
     started = time.monotonic()
     data = spark.read.format("delta").option("versionAsOf", version).load(path)
+    if "window_batches" in run.data.params:
+        batches = _artifact(client, run_id, "training/batches.json")["batches"]
+        data = data.where(F.col("_batch_id").isin(batches))
     train, test = training.split_train_test(data, dataset)
     with mlflow.start_run(run_name=f"reproduce {run_id[:8]}") as current:
         mlflow.set_tags({TAG_STEP: "reproduce", "sparkmlops.reproduces": run_id,

@@ -64,6 +64,8 @@ log = logging.getLogger(__name__)
 
 # the reference profile of a model's inputs and scores, an artifact of its train run
 REFERENCE_ARTIFACT = "monitoring/reference_profile.json"
+# the batches a windowed train run used (model.window_batches)
+WINDOW_ARTIFACT = "training/batches.json"
 
 
 @dataclass
@@ -310,7 +312,11 @@ def train_step(
     gold = table_ref(settings, "gold", features_table_name(settings))
     with step_run(settings, "train", batch_id) as tracker:
         version = gold_version if gold_version is not None else current_version(spark, gold)
-        data = read_table(spark, gold, version)
+        data, window = _training_window(spark, settings, read_table(spark, gold, version))
+        if window is not None:
+            with tracker.timing():
+                mlflow.log_dict({"batches": window}, WINDOW_ARTIFACT)
+                mlflow.log_param("window_batches", len(window))
         train, test = training.split_train_test(data, dataset)
         train, test = train.persist(), test.persist()
         try:
@@ -360,6 +366,27 @@ def train_step(
              "estimator": trained.estimator.type, "params": trained.estimator.params,
              **({"why": trained.reason} if trained.reason else {})},
         )
+
+
+def _training_window(
+    spark: SparkSession, settings: Settings, gold: Any
+) -> tuple[Any, list[str] | None]:
+    """Gold limited to the latest ``model.window_batches`` ingested batches (all when 0).
+
+    Batches are ordered by the bronze version their ingest committed (``ingest_log``:
+    later ingests have higher versions, never ties); the chosen ids are returned so
+    the run can record them and ``reproduce`` can reuse them.
+    """
+    size = settings.dataset.model.window_batches
+    if size == 0:
+        return gold, None
+    present = {r[0] for r in gold.select(BATCH_COLUMN).distinct().collect()}
+    log_rows = read_table(spark, table_ref(settings, "ingest_log")) \
+        .select(BATCH_COLUMN, "bronze_version").collect()
+    ordered = [r[BATCH_COLUMN] for r in sorted(log_rows, key=lambda r: r["bronze_version"])
+               if r[BATCH_COLUMN] in present]
+    window = ordered[-size:]
+    return gold.where(F.col(BATCH_COLUMN).isin(window)), window
 
 
 def _fit(train: Any, dataset: Any, tracker: Any) -> tuning.TrainedModel:
@@ -496,7 +523,8 @@ def promote_step(
             client, dataset.model.name, registry.CHALLENGER).version)
         champion = registry.version_by_alias(client, dataset.model.name, registry.CHAMPION)
         data_version = gold_version if gold_version is not None else current_version(spark, gold)
-        _, holdout = training.split_train_test(read_table(spark, gold, data_version), dataset)
+        current, window = _training_window(spark, settings, read_table(spark, gold, data_version))
+        _, holdout = training.split_train_test(current, dataset)
         holdout = holdout.persist()
         try:
             rows = holdout.count()
@@ -520,7 +548,8 @@ def promote_step(
             client, dataset.model.name, version, dataset.promotion, dataset.model.primary_metric,
             challenger_metrics=challenger_metrics, champion_metrics=champion_metrics,
             champion_note=note,
-            evaluated_on=f"{rows} holdout rows of {gold.fqn} v{data_version}",
+            evaluated_on=f"{rows} holdout rows of {gold.fqn} v{data_version}"
+                         + (f" (latest {len(window)} batches)" if window else ""),
         )
         mlflow.log_params({"promotion.mode": decision.mode,
                            "challenger_version": decision.challenger_version,
@@ -696,14 +725,18 @@ def monitor_step(
                    and r.get("scored_batch", batch_id) == batch_id]
         return StepResult("monitor", tracker.run_id, {target.fqn: written.version},
                           {"status": status, "model_version": str(model_version),
-                           "flagged": flagged, "report": str(report)})
+                           "flagged": flagged, "report": str(report),
+                           "live": {r["metric"]: r["value"] for r in live
+                                    if r["scored_batch"] == batch_id}})
 
 
 def _live_rows(spark: SparkSession, scored: Any, gold: Any, dataset: Any) -> list[dict[str, Any]]:
     """Live metric rows (scored batch, metric, value, status) where labels are known."""
     levels = dataset.monitoring.live
     rows = []
-    for r in monitoring.live_metrics(scored, gold, dataset.keys, dataset.model.task).collect():
+    same_batch = dataset.write.mode == "append"
+    for r in monitoring.live_metrics(scored, gold, dataset.keys, dataset.model.task,
+                                     same_batch=same_batch).collect():
         for metric, value in r.asDict().items():
             if metric in ("scored_batch", "labelled_rows") or value is None:
                 continue
