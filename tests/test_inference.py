@@ -102,3 +102,20 @@ def test_scorable_batch_keeps_every_row_and_flags_none(spark, make_settings):
 
     assert flagged.where(F.col(UNSCORABLE_COLUMN).isNotNull()).isEmpty()
     assert sorted(r.sample_number for r in scored.collect()) == list(range(8))
+
+
+def test_a_zero_culmen_depth_is_scored_not_a_failed_job(spark, make_settings):
+    # Spark 4 runs ANSI SQL: the ratio as `a / b` would fail the whole batch on b = 0
+    dataset = make_settings().dataset
+    gold = _gold(spark)
+    train, _ = split_train_test(gold, dataset)
+    model = fit_model(train, dataset)
+    batch = gold.where(F.col("sample_number") < 3).withColumn("culmen_depth_mm", F.lit(0.0))
+
+    flagged, scored = score_with_reasons(model, batch, "binary_classification", [],
+                                         model_label="model m v3")
+
+    rows = scored.select("sample_number", "culmen_ratio", "prediction").collect()
+    assert sorted(r.sample_number for r in rows) == [0, 1, 2]
+    assert {r.culmen_ratio for r in rows} == {None}
+    assert flagged.where(F.col(UNSCORABLE_COLUMN).isNotNull()).isEmpty()
