@@ -10,8 +10,8 @@ from sparkmlops.inference import (
     flag_unscorable,
     missing_inputs,
     predicted_label,
-    score_frame,
     score_with_reasons,
+    shape_predictions,
 )
 from sparkmlops.training import fit_model, split_train_test
 from tests.test_training import _gold
@@ -36,8 +36,9 @@ def test_scored_rows_name_the_model_and_batch(spark, make_settings):
     at = datetime(2026, 11, 26, 12, 0, 0)
     batch = gold.where(F.col("sample_number").isin(1, 30))
 
-    scored = score_frame(model, batch, dataset, model_name="m", model_version="3",
-                         model_run_id="r1", batch_id="b9", scored_at=at)
+    scored = shape_predictions(model.transform(batch), dataset, model_name="m",
+                               model_version="3", model_run_id="r1", batch_id="b9",
+                               scored_at=at)
 
     assert scored.columns == [
         "study_name", "species", "sample_number", "prediction", "predicted_label",

@@ -33,23 +33,6 @@ def predicted_label(classes: list[str] | None) -> Column:
 UNSCORABLE_COLUMN = "_unscorable_reason"
 
 
-def score_frame(
-    model: PipelineModel,
-    df: DataFrame,
-    dataset: DatasetSettings,
-    *,
-    model_name: str,
-    model_version: str,
-    model_run_id: str,
-    batch_id: str,
-    scored_at: datetime,
-) -> DataFrame:
-    """Score ``df`` and shape the rows of ``predictions.<dataset>``."""
-    return shape_predictions(model.transform(df), dataset, model_name=model_name,
-                             model_version=model_version, model_run_id=model_run_id,
-                             batch_id=batch_id, scored_at=scored_at)
-
-
 def flag_unscorable(scored: DataFrame, task: str) -> DataFrame:
     """Add ``_unscorable_reason``: why a scored row has no usable prediction, else null.
 
