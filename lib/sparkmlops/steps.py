@@ -695,8 +695,13 @@ def monitor_step(
         version = gold_version if gold_version is not None else current_version(spark, gold)
         batch = read_batch(spark, gold, batch_id, version)
         model = mlflow.spark.load_model(f"models:/{name}/{model_version}")
+        # scored once: the profile reads it once per categorical column and once more
         frame = monitoring.with_prediction_columns(model.transform(batch), dataset.model.task)
-        current = monitoring.batch_profile(frame, reference)
+        frame = frame.select(*reference.numeric, *reference.categorical).persist()
+        try:
+            current = monitoring.batch_profile(frame, reference)
+        finally:
+            frame.unpersist()
         rows = monitoring.judged(monitoring.compare(reference, current),
                                  dataset.monitoring.drift)
         live = _live_rows(spark, scored_rows, read_table(spark, gold, version), dataset)
