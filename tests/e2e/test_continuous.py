@@ -69,14 +69,16 @@ def _accuracy(results: list[PipelineResult]) -> list[float]:
     return [r.decision["live"]["live_accuracy"] for r in results]
 
 
-def test_drift_is_flagged_retrained_promoted_and_accuracy_recovers(streams):
+def test_drift_is_flagged_retrained_promoted_and_accuracy_recovers(streams, capsys):
     results = streams["retrain"]
     accuracy, control = _accuracy(results), _accuracy(streams["control"])
-    print(f"\nlive accuracy per batch (drift at batch {DRIFT_AT})")
-    print("  batch    continuous   control   scored by (continuous / control)")
-    for i, (a, c) in enumerate(zip(accuracy, control, strict=True)):
-        print(f"  b{i:<8}{a:>10.3f}{c:>10.3f}   v{results[i].decision['scored_by']} / "
-              f"v{streams['control'][i].decision['scored_by']}")
+    lines = [f"live accuracy per batch (drift at batch {DRIFT_AT})",
+             "  batch    continuous   control   scored by (continuous / control)"]
+    lines += [f"  b{i:<8}{a:>10.3f}{c:>10.3f}   v{results[i].decision['scored_by']} / "
+              f"v{streams['control'][i].decision['scored_by']}"
+              for i, (a, c) in enumerate(zip(accuracy, control, strict=True))]
+    with capsys.disabled():  # in the test output even when pytest captures it
+        print("\n" + "\n".join(lines))
 
     before = sum(accuracy[:DRIFT_AT]) / DRIFT_AT
     assert before > 0.85
