@@ -16,7 +16,7 @@ export PATH := $(BIN):$(PATH)
 
 CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: setup venv jars browser run test test-fast bench bench-ingest bench-validate bench-train lint clean clean-state help
+.PHONY: setup venv jars browser run test test-fast bench bench-ingest bench-validate bench-train bench-score lint clean clean-state help
 
 help:
 	@echo "make run    - bootstrap, then run the whole pipeline on the bundled sample"
@@ -79,6 +79,7 @@ bench: setup
 	$(BIN)/python benchmarks/ingest_bench.py $(BENCH_INGEST_ARGS)
 	$(BIN)/python benchmarks/validate_bench.py $(BENCH_VALIDATE_ARGS)
 	$(BIN)/python benchmarks/train_bench.py $(BENCH_TRAIN_ARGS)
+	$(BIN)/python benchmarks/score_bench.py $(BENCH_SCORE_ARGS)
 
 bench-validate: setup
 	$(BIN)/python benchmarks/validate_bench.py $(BENCH_VALIDATE_ARGS)
@@ -88,6 +89,9 @@ bench-ingest: setup
 
 bench-train: setup
 	$(BIN)/python benchmarks/train_bench.py $(BENCH_TRAIN_ARGS)
+
+bench-score: setup
+	$(BIN)/python benchmarks/score_bench.py $(BENCH_SCORE_ARGS)
 
 lint: setup
 	$(BIN)/ruff check lib jobs tests benchmarks
