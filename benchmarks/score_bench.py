@@ -45,7 +45,6 @@ import argparse
 import json
 import logging
 import os
-import platform
 import shutil
 import sys
 import time
@@ -66,7 +65,13 @@ from run import (
     run_seconds,
     sparkmlops_command,
 )
-from train_bench import PREPARE_STEPS, git_state, last_line, lib_fingerprint
+from train_bench import (
+    PREPARE_STEPS,
+    last_line,
+    lib_fingerprint,
+    prepared_state,
+    report_header,
+)
 
 log = logging.getLogger("score_bench")
 
@@ -179,33 +184,13 @@ def sparkmlops_step(step: str, state: Path, model_store: Path, env: str,
 
 def score_state(out: Path, landing: Path, logs: Path, env: str, *, train: bool,
                 reprepare: bool) -> Path:
-    """A state dir whose gold holds ``landing`` as batch ``bench``; with ``train``, a champion.
-
-    ``prepared.json`` is written only after every step succeeded, so a killed
-    preparation is redone rather than reused.
-    """
+    """A state dir whose gold holds ``landing`` as batch ``bench``; with ``train``, a champion."""
     state = out / f"score-state-{landing.name}"
-    marker = state / "prepared.json"
     steps = [*PREPARE_STEPS, *(("train", "promote") if train else ())]
-    if marker.exists() and not reprepare and json.loads(marker.read_text())["steps"] == steps:
-        log.info("reusing %s (prepared %s)", state, json.loads(marker.read_text())["prepared"])
-        return state
-    if state.exists():
-        shutil.rmtree(state)
-    seconds: dict[str, float] = {}
-    for step in steps:
-        logfile = logs / f"prepare-{landing.name}-{step}.log"
-        code, seconds[step] = run_logged(
-            sparkmlops_step(step, state, state, env, "--set", f"dataset.source.path={landing}"),
-            logfile)
-        if code != 0:
-            raise SystemExit(f"{step} for the scoring benchmark failed (exit {code}): "
-                             f"{last_line(logfile)}")
-    marker.write_text(json.dumps({"landing": str(landing), "steps": steps,
-                                  "wall_seconds": seconds, "git": git_state(),
-                                  "prepared": datetime.now().isoformat(timespec="seconds")})
-                      + "\n")
-    return state
+    return prepared_state(
+        state, landing, logs, steps, reprepare=reprepare, purpose="scoring",
+        command=lambda step: sparkmlops_step(step, state, state, env, "--set",
+                                             f"dataset.source.path={landing}"))
 
 
 # ---------------------------------------------------------------- the platform's steps
@@ -366,12 +351,7 @@ def main(argv: list[str] | None = None) -> int:
     logs = out / "logs" / f"score-{stamp}"
     logs.mkdir(parents=True, exist_ok=True)
     report: dict[str, Any] = {
-        "started": datetime.now().isoformat(timespec="seconds"),
-        "host": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                 "platform": platform.platform()},
-        "git": git_state(),
-        "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-        "spark": {"master": settings.spark.master, "conf": settings.spark.conf},
+        **report_header(args, settings),
         "sizes": [], "table": [],
     }
     path = out / f"score-results-{stamp}.json"

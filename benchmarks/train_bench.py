@@ -81,34 +81,55 @@ TRAIN_METRICS = ("fit_seconds", "tracking_seconds", "step_seconds", "areaUnderRO
 # ---------------------------------------------------------------- set-up, once per size
 
 
-def gold_state(out: Path, landing: Path, logs: Path, env: str, reprepare: bool) -> Path:
-    """A state dir whose gold feature table holds ``landing`` as batch ``bench`` (made once).
+def report_header(args: Any, settings: Any) -> dict[str, Any]:
+    """When, where (machine, code) and with what (arguments, Spark) a benchmark ran."""
+    return {
+        "started": datetime.now().isoformat(timespec="seconds"),
+        "host": {"cpus": os.cpu_count(), "python": platform.python_version(),
+                 "platform": platform.platform()},
+        "git": git_state(),
+        "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        "spark": {"master": settings.spark.master, "conf": settings.spark.conf},
+    }
 
-    ``prepared.json`` is written only after all three steps succeeded, so a killed
-    preparation is redone rather than reused.
+
+def prepared_state(state: Path, landing: Path, logs: Path, steps: list[str], *,
+                   command: Any, reprepare: bool, purpose: str) -> Path:
+    """``state`` after running ``steps`` on ``landing`` once; reused while its steps match.
+
+    ``command(step)`` gives a step's command line. ``prepared.json`` is written only
+    after every step succeeded, so a killed preparation is redone rather than reused.
     """
-    state = out / f"train-gold-{landing.name}"
     marker = state / "prepared.json"
     if marker.exists() and not reprepare:
-        log.info("reusing the gold table in %s (prepared %s)", state,
-                 json.loads(marker.read_text()).get("prepared"))
-        return state
+        prepared = json.loads(marker.read_text())
+        if prepared.get("steps", list(PREPARE_STEPS)) == steps:
+            log.info("reusing %s (prepared %s)", state, prepared.get("prepared"))
+            return state
     if state.exists():
         shutil.rmtree(state)
     seconds: dict[str, float] = {}
-    for step in PREPARE_STEPS:
+    for step in steps:
         logfile = logs / f"prepare-{landing.name}-{step}.log"
-        code, seconds[step] = run_logged(
-            [*sparkmlops_command(), step, "--env", env, "--set", f"state_dir={state}",
-             "--set", f"dataset.source.path={landing}", "--batch-id", "bench"], logfile)
+        code, seconds[step] = run_logged(command(step), logfile)
         if code != 0:
-            raise SystemExit(f"{step} for the training benchmark failed (exit {code}); "
-                             f"see {logfile}")
-    marker.write_text(json.dumps({"landing": str(landing), "wall_seconds": seconds,
-                                  "git": git_state(),
+            raise SystemExit(f"{step} for the {purpose} benchmark failed (exit {code}): "
+                             f"{last_line(logfile)}")
+    marker.write_text(json.dumps({"landing": str(landing), "steps": steps,
+                                  "wall_seconds": seconds, "git": git_state(),
                                   "prepared": datetime.now().isoformat(timespec="seconds")})
                       + "\n")
     return state
+
+
+def gold_state(out: Path, landing: Path, logs: Path, env: str, reprepare: bool) -> Path:
+    """A state dir whose gold feature table holds ``landing`` as batch ``bench`` (made once)."""
+    state = out / f"train-gold-{landing.name}"
+    return prepared_state(
+        state, landing, logs, list(PREPARE_STEPS), reprepare=reprepare, purpose="training",
+        command=lambda step: [*sparkmlops_command(), step, "--env", env, "--set",
+                              f"state_dir={state}", "--set", f"dataset.source.path={landing}",
+                              "--batch-id", "bench"])
 
 
 def empty_store(path: Path) -> Path:
@@ -281,12 +302,7 @@ def main(argv: list[str] | None = None) -> int:
     store = empty_store(logs / "empty-mlflow.db")
 
     report: dict[str, Any] = {
-        "started": datetime.now().isoformat(timespec="seconds"),
-        "host": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                 "platform": platform.platform()},
-        "git": git_state(),
-        "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-        "spark": {"master": settings.spark.master, "conf": settings.spark.conf},
+        **report_header(args, settings),
         "family_params": {f: FAMILY_PARAMS[f] for f in args.families},
         "sizes": [],
     }
