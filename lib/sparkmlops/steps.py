@@ -613,7 +613,10 @@ def predict_step(
         flagged, good = inference.score_with_reasons(
             pipeline_model, batch, dataset.model.task, missing,
             model_label=f"model {dataset.model.name} v{resolved.version}")
-        flagged = flagged.persist()
+        # cache only what the two writes read, not the model's feature vectors (at 10M
+        # rows the whole scored frame spilled past a 4 GB driver)
+        outputs = [c for c in ("prediction", "probability") if c in flagged.columns]
+        flagged = flagged.select(*batch.columns, *outputs, inference.UNSCORABLE_COLUMN).persist()
         try:
             rows = flagged.count()
             tracker.read(gold, version, rows)
