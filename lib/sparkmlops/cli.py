@@ -16,6 +16,7 @@ from typing import Any
 
 from sparkmlops.config import Settings, load_settings
 from sparkmlops.errors import SparkmlopsError
+from sparkmlops.tables import check_batch_id
 
 log = logging.getLogger("sparkmlops")
 
@@ -118,6 +119,8 @@ def run_step(args: argparse.Namespace) -> int:
     _configure_logging(args.verbose)
     started = time.monotonic()
     try:
+        if args.batch_id is not None:
+            check_batch_id(args.batch_id)
         settings = load_settings(args.env, args.dataset, overrides=_overrides(args),
                                  conf_dir=args.conf_dir)
         from sparkmlops.spark import get_spark

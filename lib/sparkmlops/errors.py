@@ -19,6 +19,10 @@ class ConfigError(SparkmlopsError):
     exit_code = 2
 
 
+class InvalidBatchIdError(ConfigError):
+    """A batch id outside the safe charset (it would reach a Delta predicate and paths)."""
+
+
 class MissingInputError(SparkmlopsError):
     """An input path, table, version or model the step needs does not exist."""
 

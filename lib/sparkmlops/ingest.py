@@ -460,7 +460,7 @@ def ingest_batch(
         quarantined = to_quarantine(bad, "ingest", F.col("_reason"), record)
         q_write = replace_batch(
             quarantined, table_ref(settings, "quarantine"), batch_id,
-            extra_predicate="step = 'ingest'", merge_schema=True,
+            extra_predicate=F.col("step") == "ingest", merge_schema=True,
         )
         bronze = replace_batch(good, table_ref(settings, "bronze"), batch_id,
                                merge_schema=dataset.source.schema_evolution == "add_new_columns",

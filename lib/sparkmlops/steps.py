@@ -49,7 +49,6 @@ from sparkmlops.tables import (
     TableWrite,
     current_version,
     features_table_name,
-    quote_sql,
     rank_per_key,
     read_batch,
     read_table,
@@ -194,7 +193,7 @@ def validate_step(
             record = F.to_json(F.struct(*[F.col(c.name) for c in dataset.schema_]))
             quarantined = to_quarantine(failing, "validate", reason, record)
             q_write = replace_batch(quarantined, table_ref(settings, "quarantine"), batch_id,
-                                    extra_predicate="step = 'validate'", merge_schema=True)
+                                    extra_predicate=F.col("step") == "validate", merge_schema=True)
             s_write = write_batch(
                 passing, silver, settings, batch_id, order_by=dataset.write.order_by,
                 merge_schema=dataset.source.schema_evolution == "add_new_columns")
@@ -242,7 +241,7 @@ def _record_validation(
         )
         written = replace_where(
             frame, table_ref(settings, "validation_results"),
-            f"validation_id = '{quote_sql(tracker.run_id)}'", merge_schema=True)
+            F.col("validation_id") == tracker.run_id, merge_schema=True)
         tracker.wrote(written, rows=len(report.outcomes))
         mlflow.log_dict(report.gx_result, "validation/gx_result.json")
     _log_gate(report)
@@ -629,7 +628,7 @@ def predict_step(
             quarantined = 0
             if not bad.isEmpty() or _has_rows(spark, quarantine, batch_id, "predict"):
                 q_write = replace_batch(unscorable, quarantine, batch_id,
-                                        extra_predicate="step = 'predict'", merge_schema=True)
+                                        extra_predicate=F.col("step") == "predict", merge_schema=True)
                 tracker.wrote(q_write)
                 quarantined = q_write.rows
             written = write_batch(inference.shape_predictions(good, dataset, **shape),

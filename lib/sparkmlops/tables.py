@@ -11,21 +11,49 @@ from __future__ import annotations
 
 import logging
 import random
+import re
 import time
 import uuid
+import operator
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import reduce
 
+import pyspark.sql.functions as F
 from delta.tables import DeltaTable
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession
 
 from sparkmlops.config import Settings
-from sparkmlops.errors import ConfigError, MissingInputError
+from sparkmlops.errors import ConfigError, InvalidBatchIdError, MissingInputError
 from sparkmlops.spark import session_conf
 
 log = logging.getLogger(__name__)
 
 BATCH_COLUMN = "_batch_id"
+# A batch id names a Delta predicate value, an MLflow tag and a report folder: letters,
+# digits and ``._-``, starting with a letter or digit (so never ``..`` or a hidden
+# name), at most 128 characters.
+BATCH_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+
+
+def check_batch_id(batch_id: str) -> str:
+    """Return ``batch_id`` if it is a valid batch id, else raise :class:`InvalidBatchIdError`.
+
+    >>> check_batch_id("b2e41c0a9f3d1")
+    'b2e41c0a9f3d1'
+    """
+    if not isinstance(batch_id, str) or BATCH_ID_PATTERN.fullmatch(batch_id) is None:
+        shown = repr(batch_id)
+        shown = shown if len(shown) <= 60 else f"{shown[:57]}..."
+        raise InvalidBatchIdError(
+            f"batch id {shown} is not valid: use 1-128 ASCII letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit; nothing was written")
+    return batch_id
+
+
+def batch_condition(batch_id: str, column: str = BATCH_COLUMN) -> Column:
+    """``column = batch_id`` as a Column (the id checked first): no SQL text is pasted."""
+    return F.col(column) == F.lit(check_batch_id(batch_id))
 
 
 @dataclass(frozen=True)
@@ -109,7 +137,7 @@ def read_batch(
     spark: SparkSession, ref: TableRef, batch_id: str, version: int | None = None
 ) -> DataFrame:
     """The rows of one batch of a table (as of ``version`` when given)."""
-    return read_table(spark, ref, version).where(f"{BATCH_COLUMN} = '{quote_sql(batch_id)}'")
+    return read_table(spark, ref, version).where(batch_condition(batch_id))
 
 
 def replace_batch(
@@ -117,7 +145,7 @@ def replace_batch(
     ref: TableRef,
     batch_id: str,
     *,
-    extra_predicate: str | None = None,
+    extra_predicate: Column | None = None,
     merge_schema: bool = False,
     partition_by: list[str] | None = None,
 ) -> TableWrite:
@@ -125,34 +153,38 @@ def replace_batch(
 
     Rows of other batches are untouched; re-running the same batch replaces it.
     ``df`` must carry ``_batch_id`` = ``batch_id`` (Delta checks the predicate).
+    ``extra_predicate`` narrows what is replaced (``F.col("step") == "ingest"``).
     """
-    predicate = f"{BATCH_COLUMN} = '{quote_sql(batch_id)}'"
-    if extra_predicate:
-        predicate = f"{predicate} AND ({extra_predicate})"
+    predicate = batch_condition(batch_id)
+    if extra_predicate is not None:
+        predicate = predicate & extra_predicate
     return replace_where(df, ref, predicate, merge_schema=merge_schema,
                          partition_by=partition_by)
 
 
 def replace_where(
-    df: DataFrame, ref: TableRef, predicate: str, *, attempts: int = 5,
+    df: DataFrame, ref: TableRef, predicate: Column, *, attempts: int = 5,
     merge_schema: bool = False, partition_by: list[str] | None = None,
 ) -> TableWrite:
     """Atomically replace the rows matching ``predicate`` with ``df`` (create if missing).
 
-    Delta rejects the commit if ``df`` holds a row outside ``predicate``. A conflict
+    ``predicate`` is a Column built with the Column API; Delta's ``replaceWhere``
+    takes SQL text, so Spark itself renders it (:func:`predicate_sql`). Delta
+    rejects the commit if ``df`` holds a row outside ``predicate``. A conflict
     with a concurrent writer (Delta's optimistic concurrency) is retried: replacing
     the same predicate again is idempotent, so a retry cannot double a row.
     ``merge_schema`` lets new nullable columns into the table (never a type change).
     ``partition_by`` partitions a table this write creates (ignored afterwards).
     """
     spark = df.sparkSession
+    predicate_text = predicate_sql(spark, predicate)
 
     def write(token: str) -> None:
         writer = df.write.format("delta").option("userMetadata", token)
         if merge_schema:
             writer = writer.option("mergeSchema", "true")
         if table_exists(spark, ref):
-            writer = writer.mode("overwrite").option("replaceWhere", predicate)
+            writer = writer.mode("overwrite").option("replaceWhere", predicate_text)
         else:
             writer = writer.mode("append")
             partitions = [c for c in partition_by or [] if c in df.columns]
@@ -200,14 +232,20 @@ def upsert_batch(
         created = replace_batch(df, ref, batch_id, merge_schema=merge_schema,
                                 partition_by=partition_by)
         return MergeWrite(created.table, created.version, created.rows, inserted=created.rows)
-    on = " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in keys)
+    def t(name: str) -> Column:
+        return F.col(f"t.`{name}`")
+
+    def s(name: str) -> Column:
+        return F.col(f"s.`{name}`")
+
+    on = reduce(operator.and_, [t(k).eqNullSafe(s(k)) for k in keys])
     data_columns = [c for c in df.columns if c not in keys]
-    changed = " OR ".join(f"NOT (t.`{c}` <=> s.`{c}`)" for c in data_columns) or "false"
-    update = f"({changed})"
+    update = reduce(operator.or_, [~t(c).eqNullSafe(s(c)) for c in data_columns], F.lit(False))
     if order_by is not None:
-        newer = (f"t.{BATCH_COLUMN} = s.{BATCH_COLUMN} OR t.`{order_by}` IS NULL "
-                 f"OR s.`{order_by}` >= t.`{order_by}`")
-        update = f"({newer}) AND {update}"
+        newer = (t(BATCH_COLUMN) == s(BATCH_COLUMN)) | t(order_by).isNull() \
+            | (s(order_by) >= t(order_by))
+        update = newer & update
+    in_batch = t(BATCH_COLUMN) == F.lit(check_batch_id(batch_id))
 
     def merge(token: str) -> None:
         builder = DeltaTable.forPath(spark, ref.path).alias("t").merge(df.alias("s"), on)
@@ -216,8 +254,7 @@ def upsert_batch(
         builder = (
             builder.whenMatchedUpdateAll(condition=update)
             .whenNotMatchedInsertAll()
-            .whenNotMatchedBySourceDelete(
-                condition=f"t.{BATCH_COLUMN} = '{quote_sql(batch_id)}'")
+            .whenNotMatchedBySourceDelete(condition=in_batch)
         )
         with session_conf(spark, "spark.databricks.delta.commitInfo.userMetadata", token):
             builder.execute()
@@ -249,7 +286,6 @@ def rank_per_key(df: DataFrame, keys: list[str], order_by: str) -> DataFrame:
     The highest ``order_by`` wins (nulls lose); a tie goes to the later source file,
     then to a hash of the record, so the choice never depends on how Spark ran.
     """
-    import pyspark.sql.functions as F
     from pyspark.sql.window import Window
 
     tie_breakers = [F.col(c).desc_nulls_last() for c in ("_source_file",) if c in df.columns]
@@ -316,6 +352,11 @@ def _committed_write(
     return TableWrite(table=ref, version=int(mine["version"]), rows=rows), metrics
 
 
-def quote_sql(value: str) -> str:
-    """Escape a value for a single-quoted SQL string literal."""
-    return value.replace("'", "''")
+def predicate_sql(spark: SparkSession, predicate: Column) -> str:
+    """SQL text of a Column predicate, rendered by Spark's own expression printer.
+
+    For the APIs that only take text (Delta's ``replaceWhere``): literals come out
+    escaped exactly as Spark's parser reads them back (quotes and backslashes
+    included), so nothing is pasted into SQL by hand.
+    """
+    return str(spark._jsparkSession.expression(predicate._jc).sql())

@@ -26,7 +26,7 @@ from mlflow.tracking import MlflowClient
 
 from sparkmlops.config import Settings
 from sparkmlops.errors import SparkmlopsError
-from sparkmlops.tables import TableRef, TableWrite
+from sparkmlops.tables import TableRef, TableWrite, check_batch_id
 
 log = logging.getLogger(__name__)
 
@@ -154,6 +154,7 @@ class StepTracker:
 @contextmanager
 def pipeline_run(settings: Settings, batch_id: str) -> Iterator[Run]:
     """The parent run of one pipeline run; steps started inside it nest under it."""
+    check_batch_id(batch_id)
     configure_mlflow(settings)
     with mlflow.start_run(run_name=f"pipeline {settings.dataset.name} {batch_id}") as run:
         _tag_run(settings, "pipeline", batch_id)
@@ -166,7 +167,11 @@ def pipeline_run(settings: Settings, batch_id: str) -> Iterator[Run]:
 
 @contextmanager
 def step_run(settings: Settings, step: str, batch_id: str) -> Iterator[StepTracker]:
-    """One step's MLflow run: nested when a pipeline run is active, else top-level."""
+    """One step's MLflow run: nested when a pipeline run is active, else top-level.
+
+    The batch id is checked before anything starts: a bad one writes nothing.
+    """
+    check_batch_id(batch_id)
     if mlflow.active_run() is None:
         configure_mlflow(settings)
     nested = mlflow.active_run() is not None
