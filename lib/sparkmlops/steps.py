@@ -627,8 +627,8 @@ def predict_step(
                                        record)
             quarantined = 0
             if not bad.isEmpty() or _has_rows(spark, quarantine, batch_id, "predict"):
-                q_write = replace_batch(unscorable, quarantine, batch_id,
-                                        extra_predicate=F.col("step") == "predict", merge_schema=True)
+                q_write = replace_batch(unscorable, quarantine, batch_id, merge_schema=True,
+                                        extra_predicate=F.col("step") == "predict")
                 tracker.wrote(q_write)
                 quarantined = q_write.rows
             written = write_batch(inference.shape_predictions(good, dataset, **shape),

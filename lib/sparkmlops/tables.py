@@ -10,11 +10,11 @@ version in place.
 from __future__ import annotations
 
 import logging
+import operator
 import random
 import re
 import time
 import uuid
-import operator
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import reduce
