@@ -120,3 +120,41 @@ def test_a_zero_culmen_depth_is_scored_not_a_failed_job(spark, make_settings):
     assert sorted(r.sample_number for r in rows) == [0, 1, 2]
     assert {r.culmen_ratio for r in rows} == {None}
     assert flagged.where(F.col(UNSCORABLE_COLUMN).isNotNull()).isEmpty()
+
+
+def test_rows_with_infinite_model_inputs_are_flagged_not_scored(spark, make_settings):
+    # issue 11: an Infinity got a prediction with probability 1.0 and was not quarantined
+    dataset = make_settings().dataset
+    gold = _gold(spark)
+    train, _ = split_train_test(gold, dataset)
+    model = fit_model(train, dataset)
+    inf = float("inf")
+    batch = (gold.where(F.col("sample_number") < 4)
+             .withColumn("culmen_length_mm", F.when(F.col("sample_number") == 1, F.lit(inf))
+                         .otherwise(F.col("culmen_length_mm")))
+             .withColumn("body_mass_g", F.when(F.col("sample_number") == 2, F.lit(-inf))
+                         .otherwise(F.col("body_mass_g")))
+             # NaN is a missing value to the imputer: scored with the surrogate
+             .withColumn("flipper_length_mm", F.when(F.col("sample_number") == 3,
+                                                     F.lit(float("nan")))
+                         .otherwise(F.col("flipper_length_mm"))))
+
+    flagged, scored = score_with_reasons(model, batch, "binary_classification", [],
+                                         model_label="model m v3")
+
+    reasons = {r.sample_number: r[UNSCORABLE_COLUMN] for r in flagged.collect()}
+    prefix = "non-finite model input(s) after the feature stages (NaN or Infinity): "
+    assert reasons == {0: None, 1: prefix + "culmen_length_mm, culmen_ratio",
+                       2: prefix + "body_mass_g", 3: None}
+    assert sorted(r.sample_number for r in scored.collect()) == [0, 3]
+
+
+def test_vector_slot_names_come_from_the_assembler(spark):
+    from pyspark.ml.feature import VectorAssembler
+
+    source_df = spark.createDataFrame([(1.0, 2.0)], "a__imputed double, b double")
+
+    assembled = VectorAssembler(inputCols=["a__imputed", "b"], outputCol="v").transform(source_df)
+
+    from sparkmlops.inference import vector_slot_names
+    assert vector_slot_names(assembled, "v") == ["a", "b"]

@@ -18,6 +18,7 @@ from pyspark.ml.functions import vector_to_array
 from pyspark.sql import Column, DataFrame
 
 from sparkmlops.config import DatasetSettings
+from sparkmlops.features import FEATURES_VECTOR, IMPUTED, UNSCALED_VECTOR
 from sparkmlops.tables import BATCH_COLUMN
 
 
@@ -33,16 +34,61 @@ def predicted_label(classes: list[str] | None) -> Column:
 UNSCORABLE_COLUMN = "_unscorable_reason"
 
 
+def is_finite(value: Column) -> Column:
+    """True for a number that is neither NaN nor ±Infinity (null for null)."""
+    return ~F.isnan(value) & (F.abs(value) != F.lit(float("inf")))
+
+
+def vector_slot_names(df: DataFrame, column: str) -> list[str]:
+    """The name of each slot of an assembled vector column, from its ML attributes.
+
+    Imputed slots are named after their input column (``body_mass_g``, not
+    ``body_mass_g__imputed``); a slot without a name is ``slot <i>``.
+    """
+    attrs = df.schema[column].metadata.get("ml_attr", {})
+    size = int(attrs.get("num_attrs", 0))
+    names = {int(a["idx"]): str(a.get("name", ""))
+             for group in attrs.get("attrs", {}).values() for a in group}
+    size = max(size, max(names, default=-1) + 1)
+    return [names.get(i, "").removesuffix(IMPUTED) or f"slot {i}" for i in range(size)]
+
+
+def non_finite_inputs(scored: DataFrame) -> Column | None:
+    """Why a row's model inputs are not finite after the feature stages, else null.
+
+    Checked on the vector the feature stages assemble (before scaling, which keeps
+    ±Infinity infinite): the estimator would still return a confident-looking
+    probability for it. None when the frame has no assembled vector.
+    """
+    column = next((c for c in (UNSCALED_VECTOR, FEATURES_VECTOR) if c in scored.columns), None)
+    if column is None:
+        return None
+    names = F.array(*[F.lit(n) for n in vector_slot_names(scored, column)])
+    values = vector_to_array(F.col(column))
+    bad = F.filter(
+        F.transform(values, lambda v, i: F.when(
+            ~is_finite(v), F.coalesce(F.element_at(names, i + 1), F.concat(
+                F.lit("slot "), i.cast("string"))))),
+        lambda name: name.isNotNull())
+    return F.when(F.size(bad) > 0, F.concat(
+        F.lit("non-finite model input(s) after the feature stages (NaN or Infinity): "),
+        F.array_join(F.array_distinct(bad), ", ")))
+
+
 def flag_unscorable(scored: DataFrame, task: str) -> DataFrame:
     """Add ``_unscorable_reason``: why a scored row has no usable prediction, else null.
 
     Imputation and the unseen-category bucket let the model take nulls and new
-    values; what still gets through as a null or NaN prediction (an infinite
-    measurement, say) is not a prediction anyone should act on.
+    values; a model input that is still NaN or infinite after the feature stages
+    (an infinite measurement, say) gets a prediction nobody should act on, and a
+    null or NaN prediction is no prediction at all.
     """
     prediction = F.col("prediction")
     reason = F.when(prediction.isNull() | F.isnan(prediction),
                     F.lit("the model gave no prediction (null or NaN)"))
+    inputs = non_finite_inputs(scored)
+    if inputs is not None:
+        reason = F.coalesce(inputs, reason)
     if task != "regression":
         probabilities = vector_to_array(F.col("probability"))
         no_probability = F.exists(probabilities, lambda p: F.isnan(p))
