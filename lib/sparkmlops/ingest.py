@@ -164,13 +164,13 @@ def _read_csv_by_header(
 def csv_header(spark: SparkSession, file: str, source: SourceSettings) -> list[str]:
     """The header line of one CSV file, parsed with the source's delimiter and quote.
 
-    A UTF-8 byte-order mark is dropped; an empty file has no header (``[]``).
+    A compressed file (``.gz``, ``.bz2``, ``.deflate`` ...) is read through the codec
+    Hadoop picks by its extension, as Spark's reader does. A UTF-8 byte-order mark is
+    dropped; an empty file has no header (``[]``).
     """
     jvm = spark.sparkContext._jvm
     assert jvm is not None
-    hadoop_path = jvm.org.apache.hadoop.fs.Path(file)
-    fs = hadoop_path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
-    stream = fs.open(hadoop_path)
+    stream = _open_decompressed(spark, file)
     try:
         encoding = source.options.get("encoding", source.options.get("charset", "UTF-8"))
         line = jvm.java.io.BufferedReader(jvm.java.io.InputStreamReader(stream, encoding)) \
@@ -183,6 +183,23 @@ def csv_header(spark: SparkSession, file: str, source: SourceSettings) -> list[s
     delimiter = source.options.get("sep", source.options.get("delimiter", ","))
     quote = source.options.get("quote", '"')
     return next(csv.reader([line], delimiter=delimiter, quotechar=quote))
+
+
+def _open_decompressed(spark: SparkSession, file: str) -> Any:
+    """A Java InputStream of the file's content, decompressed by the codec of its extension."""
+    jvm = spark.sparkContext._jvm
+    assert jvm is not None
+    conf = spark.sparkContext._jsc.hadoopConfiguration()
+    hadoop_path = jvm.org.apache.hadoop.fs.Path(file)
+    stream = hadoop_path.getFileSystem(conf).open(hadoop_path)
+    codec = jvm.org.apache.hadoop.io.compress.CompressionCodecFactory(conf).getCodec(hadoop_path)
+    if codec is None:
+        return stream
+    try:
+        return codec.createInputStream(stream)
+    except Exception:
+        stream.close()
+        raise
 
 
 def check_header(
