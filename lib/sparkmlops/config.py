@@ -43,6 +43,8 @@ IDENTIFIER = r"^[A-Za-z_][A-Za-z0-9_]*$"
 
 SparkType = Literal["string", "int", "long", "double", "float", "boolean", "date", "timestamp"]
 GateMode = Literal["enabled", "dry_run", "disabled"]
+# the declared types that can hold NaN and +-Infinity
+FLOAT_TYPES = ("double", "float")
 
 
 class StrictModel(BaseModel):
@@ -103,6 +105,17 @@ class ColumnSpec(StrictModel):
     source: str | None = None
     type: SparkType
     nullable: bool = True
+    # A double/float column holding NaN or +-Infinity is quarantined at ingest (Spark's
+    # readers parse `NaN`, `Infinity`, `-Inf`, and MLlib cannot train or score on
+    # them); true keeps them, for a column where they mean something.
+    allow_non_finite: bool = False
+
+    @model_validator(mode="after")
+    def _non_finite_only_for_floats(self) -> ColumnSpec:
+        if self.allow_non_finite and self.type not in FLOAT_TYPES:
+            raise ValueError(f"allow_non_finite: only a double or float column can hold NaN "
+                             f"or Infinity; {self.name} is {self.type}")
+        return self
 
     @property
     def source_name(self) -> str:
