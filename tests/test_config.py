@@ -255,3 +255,9 @@ def test_allow_non_finite_only_on_a_double_or_float_column(make_settings):
                        r"Infinity; sample_number is int"):
         make_settings("dataset.schema.1.allow_non_finite=true")
 
+
+def test_repeated_keys_is_one_of_three_policies(make_settings):
+    assert make_settings().dataset.write.repeated_keys == "quarantine"
+    with pytest.raises(ConfigError, match=r"write.repeated_keys: Input should be 'quarantine', "
+                       r"'fail' or 'allow'"):
+        make_settings("dataset.write.repeated_keys=drop")

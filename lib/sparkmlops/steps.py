@@ -19,7 +19,7 @@ from typing import Any
 import mlflow
 import pyspark.sql.functions as F
 from mlflow.tracking import MlflowClient
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
 
 from sparkmlops import (
     features,
@@ -32,7 +32,12 @@ from sparkmlops import (
     tuning,
 )
 from sparkmlops.config import Settings
-from sparkmlops.errors import MissingInputError, QualityGateFailed, ReconciliationError
+from sparkmlops.errors import (
+    MissingInputError,
+    QualityGateFailed,
+    ReconciliationError,
+    RepeatedKeysError,
+)
 from sparkmlops.ingest import (
     LandingFile,
     ingest_batch,
@@ -153,7 +158,10 @@ def validate_step(
     reads only the columns it needs, which measured as fast as scanning a cache that
     costs two to three passes to build (benchmarks/validate_bench.py). The row-level
     split is computed inside the two writes. In upsert mode the batch is ranked per
-    key (a shuffle) and that ranking is cached once.
+    key (a shuffle) and that ranking is cached once. In append mode a passing row
+    whose key silver already holds from another batch follows ``write.repeated_keys``:
+    quarantined with the earlier batch named, the step failed (exit 4) before silver
+    and quarantine are written, or kept (``allow``).
     """
     dataset = settings.dataset
     bronze = table_ref(settings, "bronze")
@@ -188,11 +196,16 @@ def validate_step(
                     f"critical expectation(s) failed: {', '.join(failed)}"
                     + (f"; see {report.data_docs_index}" if report.data_docs_index else "")
                 )
-            passing, failing = quality.split_flagged(quality.flag_rows(checked, specs))
-            reason = F.concat(F.lit("failed expectations: "),
-                              F.array_join(F.col(quality.FAILED_COLUMN), ", "))
+            flagged = quality.flag_rows(checked, specs)
+            held = _keys_held_by_other_batches(spark, settings, tracker, batch_id)
+            if held is not None:
+                # folded into the two writes like the expectations: no pass of its own
+                flagged = quality.flag_repeated_keys(flagged, held, dataset.keys)
+                if dataset.write.repeated_keys == "fail":
+                    _fail_on_repeated_keys(flagged, dataset.keys, batch_id)
+            passing, failing = quality.split_flagged(flagged)
             record = F.to_json(F.struct(*[F.col(c.name) for c in dataset.schema_]))
-            quarantined = to_quarantine(failing, "validate", reason, record)
+            quarantined = to_quarantine(failing, "validate", quality.flagged_reason(), record)
             q_write = replace_batch(quarantined, table_ref(settings, "quarantine"), batch_id,
                                     extra_predicate="step = 'validate'", merge_schema=True)
             s_write = write_batch(
@@ -204,6 +217,9 @@ def validate_step(
             tracker.wrote(q_write, rows=rows_quarantined)
             if stale:
                 tracker.count("rows_stale", stale)
+            repeated = _rows_repeated(spark, q_write, batch_id) if held is not None else 0
+            if not upsert:
+                tracker.count("rows_repeated_keys", repeated)
             if rows != s_write.rows + rows_quarantined + superseded + stale:
                 raise ReconciliationError(
                     f"validate batch {batch_id}: {rows} bronze rows but {s_write.rows} in silver, "
@@ -217,10 +233,59 @@ def validate_step(
             {silver.fqn: s_write.version, q_write.table.fqn: q_write.version},
             {"gate": gate, "status": report.status, "silver_rows": s_write.rows,
              "quarantined": rows_quarantined, "data_docs": report.data_docs_index,
-             **({"superseded": superseded, "stale": stale} if upsert else {}),
+             **({"superseded": superseded, "stale": stale} if upsert
+                else {"repeated_keys": repeated}),
              "expectations_failed": [f"{o.expectation}({o.column or ''}) [{o.severity}]"
                                      for o in report.outcomes if not o.success]},
         )
+
+
+def _keys_held_by_other_batches(
+    spark: SparkSession, settings: Settings, tracker: Any, batch_id: str
+) -> DataFrame | None:
+    """The keys (and ``_batch_id``) silver holds from other batches; None when not checked.
+
+    Checked in append mode unless ``write.repeated_keys: allow`` (upsert's MERGE keeps
+    one row per key by itself). This batch's own rows are left out, so validating a
+    batch again finds nothing new. Only the key columns and the batch id are read.
+    """
+    write = settings.dataset.write
+    silver = table_ref(settings, "silver")
+    if write.mode == "upsert" or write.repeated_keys == "allow":
+        return None
+    version = current_version(spark, silver)
+    if version is None:
+        return None
+    tracker.read(silver, version)
+    return (read_table(spark, silver, version)
+            .where(F.col(BATCH_COLUMN) != F.lit(batch_id))
+            .select(*settings.dataset.keys, BATCH_COLUMN))
+
+
+def _fail_on_repeated_keys(flagged: DataFrame, keys: list[str], batch_id: str) -> None:
+    """RepeatedKeysError naming the count, two example keys and the earlier batches."""
+    repeated = flagged.where((F.size(quality.FAILED_COLUMN) == 0)
+                             & F.col(quality.REPEATED_COLUMN).isNotNull())
+    summary = repeated.agg(F.count(F.lit(1)).alias("rows"), F.array_sort(
+        F.collect_set(quality.REPEATED_COLUMN)).alias("batches")).first()
+    if summary is None or not summary["rows"]:
+        return
+    examples = repeated.select(*keys).orderBy(*keys).limit(2).collect()
+    shown = ", ".join("{" + ", ".join(f"{k}={row[k]}" for k in keys) + "}" for row in examples)
+    batches = list(summary["batches"])
+    named = ", ".join(batches[:3]) + (f" and {len(batches) - 3} more" if len(batches) > 3 else "")
+    raise RepeatedKeysError(
+        f"batch {batch_id}: {summary['rows']} row(s) bring a key that silver already holds "
+        f"from batch {named}, e.g. {shown}; silver and quarantine left as they were "
+        "(write.repeated_keys: fail)")
+
+
+def _rows_repeated(spark: SparkSession, q_write: TableWrite, batch_id: str) -> int:
+    """The batch's rows just quarantined for a repeated key (read back: no pass over the batch)."""
+    return (read_batch(spark, q_write.table, batch_id, q_write.version)
+            .where((F.col("step") == "validate")
+                   & F.col("reason").startswith(quality.REPEATED_REASON))
+            .count())
 
 
 def _record_validation(
