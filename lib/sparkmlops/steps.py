@@ -331,12 +331,16 @@ def train_step(
                 tracker.read(gold, version, rows)
                 tracker.count("rows_train", n_train)
                 tracker.count("rows_test", n_test)
+            source = f"{gold.fqn} v{version}"
+            # before any fit (a search's or AutoML's too): one line, not an MLlib trace
+            training.check_training_data(train, test, dataset, source=source)
             started = time.monotonic()
-            trained = _fit(train, dataset, tracker)
-            fit_seconds = time.monotonic() - started
-            # scored once: seven evaluators and the plots each read it again
-            scored = trained.model.transform(test).persist()
-            metrics = training.evaluate(scored, dataset.model.task)
+            with training.fit_failures_named(source):
+                trained = _fit(train, dataset, tracker)
+                fit_seconds = time.monotonic() - started
+                # scored once: seven evaluators and the plots each read it again
+                scored = trained.model.transform(test).persist()
+                metrics = training.evaluate(scored, dataset.model.task)
             with tempfile.TemporaryDirectory(prefix="sparkmlops-plots-") as out:
                 plots.write_plots(scored, trained.model, dataset.model.task,
                                   dataset.label.classes, Path(out))
@@ -532,6 +536,7 @@ def promote_step(
                 raise MissingInputError(f"{gold.fqn} v{data_version} has no labelled holdout rows"
                                         " to compare the models on")
             tracker.read(gold, data_version, rows)
+            problems = _holdout_problems(holdout, rows, dataset, f"{gold.fqn} v{data_version}")
             challenger_metrics = _holdout_metrics(holdout, dataset, version)
             champion_metrics, note = None, None
             if champion is not None and str(champion.version) != version:
@@ -547,7 +552,7 @@ def promote_step(
         decision = registry.promote_if_better(
             client, dataset.model.name, version, dataset.promotion, dataset.model.primary_metric,
             challenger_metrics=challenger_metrics, champion_metrics=champion_metrics,
-            champion_note=note,
+            champion_note=note, holdout_problems=problems,
             evaluated_on=f"{rows} holdout rows of {gold.fqn} v{data_version}"
                          + (f" (latest {len(window)} batches)" if window else ""),
         )
@@ -571,6 +576,13 @@ def promote_step(
             "challenger": decision.challenger_version, "champion": decision.champion_after,
             "champion_before": decision.champion_before, "reasons": decision.reasons,
         })
+
+
+def _holdout_problems(holdout: Any, rows: int, dataset: Any, source: str) -> list[str]:
+    """Why the holdout cannot rank models (a class missing, too few rows): fails the gate."""
+    classes = training.class_counts(holdout, dataset)
+    return [f"the holdout of {source} cannot rank models: {problem}"
+            for problem in training.holdout_problems(classes, rows, dataset)]
 
 
 def _holdout_metrics(holdout: Any, dataset: Any, version: str) -> dict[str, float]:
