@@ -509,19 +509,26 @@ def promote_step(
     spark: SparkSession, settings: Settings, batch_id: str,
     *, challenger_version: str | None = None, gold_version: int | None = None,
 ) -> StepResult:
-    """Gate the challenger against the champion; move @champion if it is better.
+    """Gate each challenger against the champion; move @champion when one is better.
 
-    Both models are loaded from the registry and scored on the same rows: the
-    holdout of the current gold table version (the config's split), so the
-    comparison is on today's data, not on the numbers each run saw when trained.
+    The challengers are ``challenger_version`` (default: @challenger) and every
+    version registered after the champion that was never judged (a train killed
+    before its promote, or two trains in a row), judged oldest first, each against
+    the champion of that moment. Each model is loaded from the registry and scored
+    on the same rows: the holdout of the current gold table version (the config's
+    split), so the comparison is on today's data, not on the numbers each run saw
+    when trained.
     """
     dataset = settings.dataset
+    name = dataset.model.name
     gold = table_ref(settings, "gold", features_table_name(settings))
     with step_run(settings, "promote", batch_id) as tracker:
         client = MlflowClient()
-        version = str(challenger_version or registry.require_version(
-            client, dataset.model.name, registry.CHALLENGER).version)
-        champion = registry.version_by_alias(client, dataset.model.name, registry.CHAMPION)
+        asked = _asked_challenger(client, name, challenger_version)
+        versions = registry.versions_to_judge(client, name, asked=asked)
+        if not versions:
+            raise MissingInputError(f"model {name} has no version with alias "
+                                    f"@{registry.CHALLENGER} and no version left to judge")
         data_version = gold_version if gold_version is not None else current_version(spark, gold)
         current, window = _training_window(spark, settings, read_table(spark, gold, data_version))
         _, holdout = training.split_train_test(current, dataset)
@@ -532,45 +539,116 @@ def promote_step(
                 raise MissingInputError(f"{gold.fqn} v{data_version} has no labelled holdout rows"
                                         " to compare the models on")
             tracker.read(gold, data_version, rows)
-            challenger_metrics = _holdout_metrics(holdout, dataset, version)
-            champion_metrics, note = None, None
-            if champion is not None and str(champion.version) != version:
-                try:
-                    champion_metrics = _holdout_metrics(holdout, dataset, str(champion.version))
-                except Exception as exc:  # noqa: BLE001 - recorded as the reason
-                    note = (f"champion v{champion.version} cannot score the current data "
-                            f"({type(exc).__name__}: {str(exc).splitlines()[0][:300]}); "
-                            "the challenger is judged on the minimums alone")
-                    log.warning(note)
+            evaluated_on = (f"{rows} holdout rows of {gold.fqn} v{data_version}"
+                            + (f" (latest {len(window)} batches)" if window else ""))
+            scores: dict[str, dict[str, float] | str] = {}
+            decisions = [_judge(client, holdout, dataset, version, scores, evaluated_on)
+                         for version in versions]
         finally:
             holdout.unpersist()
-        decision = registry.promote_if_better(
-            client, dataset.model.name, version, dataset.promotion, dataset.model.primary_metric,
-            challenger_metrics=challenger_metrics, champion_metrics=champion_metrics,
-            champion_note=note,
-            evaluated_on=f"{rows} holdout rows of {gold.fqn} v{data_version}"
-                         + (f" (latest {len(window)} batches)" if window else ""),
-        )
-        mlflow.log_params({"promotion.mode": decision.mode,
-                           "challenger_version": decision.challenger_version,
-                           "champion_before": decision.champion_before or "none"})
-        mlflow.log_metrics({
-            **{f"challenger.{k}": v for k, v in decision.challenger_metrics.items()},
-            **{f"champion.{k}": v for k, v in decision.champion_metrics.items()},
-        })
-        mlflow.set_tags({"promotion.promoted": decision.promoted,
-                         "promotion.passed": decision.passed,
-                         TAG_OUTCOME: "promoted" if decision.promoted else "not_promoted"})
-        mlflow.log_dict({"reasons": decision.reasons,
-                         "challenger_metrics": decision.challenger_metrics,
-                         "champion_metrics": decision.champion_metrics,
-                         "holdout": {"table": gold.fqn, "version": data_version, "rows": rows}},
-                        "promotion.json")
+        # the challenger asked for speaks for the step (the last judged when none was)
+        decision = next((d for d in decisions if d.challenger_version == asked), decisions[-1])
+        champion_after = _champion_version(client, name)
+        _log_promotion(decisions, decision, champion_after,
+                       {"table": gold.fqn, "version": data_version, "rows": rows})
         return StepResult("promote", tracker.run_id, {}, {
             "promoted": decision.promoted, "passed": decision.passed, "mode": decision.mode,
-            "challenger": decision.challenger_version, "champion": decision.champion_after,
+            "challenger": decision.challenger_version, "champion": champion_after,
             "champion_before": decision.champion_before, "reasons": decision.reasons,
+            "decisions": [_decision_summary(d) for d in decisions],
         })
+
+
+def _asked_challenger(client: MlflowClient, name: str, asked: str | None) -> str | None:
+    """The version asked for (checked), else @challenger's, else None."""
+    if asked is not None:
+        return str(registry.require_version(client, name, str(asked)).version)
+    challenger = registry.version_by_alias(client, name, registry.CHALLENGER)
+    return str(challenger.version) if challenger is not None else None
+
+
+def _champion_version(client: MlflowClient, name: str) -> str | None:
+    champion = registry.version_by_alias(client, name, registry.CHAMPION)
+    return str(champion.version) if champion is not None else None
+
+
+def _judge(
+    client: MlflowClient, holdout: Any, dataset: Any, version: str,
+    scores: dict[str, dict[str, float] | str], evaluated_on: str,
+) -> registry.PromotionDecision:
+    """One challenger against the champion of this moment, both scored on the holdout.
+
+    ``scores`` caches each version's holdout metrics (or why it could not be
+    scored): a challenger promoted here is the champion of the next one.
+    """
+    name = dataset.model.name
+    champion = _champion_version(client, name)
+    notes = [note] if (note := registry.unfinished_run_note(client, name, version)) else []
+    challenger = _scores(holdout, dataset, version, scores)
+    if isinstance(challenger, str):
+        notes.append(f"v{version} {challenger}")
+        challenger = {}
+    champion_metrics, champion_note = None, None
+    if champion is not None and champion != version:
+        scored = _scores(holdout, dataset, champion, scores)
+        if isinstance(scored, str):
+            champion_note = (f"champion v{champion} {scored}; the challenger is judged on the "
+                             "minimums alone")
+            log.warning(champion_note)
+        else:
+            champion_metrics = scored
+    return registry.promote_if_better(
+        client, name, version, dataset.promotion, dataset.model.primary_metric,
+        challenger_metrics=challenger, champion_metrics=champion_metrics,
+        champion_note=champion_note, challenger_notes=notes, evaluated_on=evaluated_on)
+
+
+def _scores(
+    holdout: Any, dataset: Any, version: str, scores: dict[str, dict[str, float] | str]
+) -> dict[str, float] | str:
+    """Holdout metrics of ``version``, or the sentence saying why it cannot score them."""
+    if version not in scores:
+        try:
+            scores[version] = _holdout_metrics(holdout, dataset, version)
+        except Exception as exc:  # noqa: BLE001 - recorded as the reason
+            scores[version] = (f"cannot score the current data ({type(exc).__name__}: "
+                               f"{(str(exc).splitlines() or [''])[0][:300]})")
+    return scores[version]
+
+
+def _decision_summary(decision: registry.PromotionDecision) -> dict[str, Any]:
+    return {"version": decision.challenger_version, "promoted": decision.promoted,
+            "passed": decision.passed, "champion_before": decision.champion_before,
+            "reasons": decision.reasons}
+
+
+def _log_promotion(
+    decisions: list[registry.PromotionDecision], decision: registry.PromotionDecision,
+    champion_after: str | None, holdout: dict[str, Any],
+) -> None:
+    """The step run's record: ``decision``'s numbers as before, and every decision made."""
+    mlflow.log_params({"promotion.mode": decision.mode,
+                       "challenger_version": decision.challenger_version,
+                       "champion_before": decision.champion_before or "none",
+                       "judged_versions": ",".join(d.challenger_version for d in decisions)})
+    mlflow.log_metrics({
+        **{f"challenger.{k}": v for k, v in decision.challenger_metrics.items()},
+        **{f"champion.{k}": v for k, v in decision.champion_metrics.items()},
+    })
+    mlflow.set_tags({"promotion.promoted": decision.promoted,
+                     "promotion.passed": decision.passed,
+                     "promotion.champion_after": champion_after or "none",
+                     TAG_OUTCOME: "promoted" if any(d.promoted for d in decisions)
+                     else "not_promoted"})
+    mlflow.log_dict({"reasons": decision.reasons,
+                     "challenger_metrics": decision.challenger_metrics,
+                     "champion_metrics": decision.champion_metrics,
+                     "holdout": holdout,
+                     "decisions": [{**_decision_summary(d),
+                                    "challenger_metrics": d.challenger_metrics,
+                                    "champion_metrics": d.champion_metrics}
+                                   for d in decisions]},
+                    "promotion.json")
 
 
 def _holdout_metrics(holdout: Any, dataset: Any, version: str) -> dict[str, float]:
