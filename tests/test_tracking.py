@@ -7,6 +7,8 @@ import os
 import re
 import socket
 import subprocess
+import time
+from pathlib import Path
 
 import mlflow
 import pytest
@@ -19,11 +21,13 @@ from sparkmlops.tracking import (
     TAG_NOTE,
     TAG_PID,
     TAG_PROCESS_START,
+    child_run_tags,
     configure_mlflow,
     mark_orphans_killed,
     owner_tags,
     pipeline_run,
     process_start,
+    process_state,
     step_run,
 )
 
@@ -73,8 +77,25 @@ def test_owner_tags_name_this_process():
     assert float(tags[TAG_PROCESS_START]) == pytest.approx(process_start(os.getpid()), abs=0.01)
 
 
-def test_process_start_of_an_exited_process_is_none(dead_pid):
-    assert process_start(dead_pid) is None
+def test_an_exited_process_is_not_alive_reaped_or_not(dead_pid):
+    zombie = subprocess.Popen(["true"])
+    try:
+        for _ in range(200):  # until it has exited; not reaped: a zombie
+            if Path(f"/proc/{zombie.pid}/stat").read_text().split(") ")[1][0] == "Z":
+                break
+            time.sleep(0.01)
+        assert process_state(zombie.pid) == (False, None)
+    finally:
+        zombie.wait()
+    assert process_state(dead_pid) == (False, None)
+    assert process_state(os.getpid()) == (True, process_start(os.getpid()))
+
+
+def test_a_nested_run_inherits_the_dataset_and_names_the_same_owner(settings, experiment_id):
+    with step_run(settings, "train", "b1"):
+        tags = child_run_tags()
+
+    assert tags == {TAG_DATASET: "penguins", **owner_tags()}
 
 
 def test_a_step_marks_killed_only_the_runs_whose_process_is_gone(

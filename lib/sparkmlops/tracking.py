@@ -225,22 +225,30 @@ def owner_tags() -> dict[str, str]:
 
 
 def process_start(pid: int) -> float | None:
-    """When process ``pid`` started (epoch seconds); None when it is gone or unknowable.
+    """When process ``pid`` started (epoch seconds); None when gone or not readable."""
+    return process_state(pid)[1]
 
-    Reads ``/proc`` (Linux); elsewhere psutil when it happens to be installed. A zombie
-    (exited, not yet reaped) counts as gone.
+
+def process_state(pid: int) -> tuple[bool | None, float | None]:
+    """(alive, start time in epoch seconds) of process ``pid`` on this host.
+
+    ``alive`` is None when this platform cannot tell, the start time None when it
+    cannot be read. Reads ``/proc`` (Linux), else psutil when it happens to be
+    installed, else asks the kernel with signal 0. A zombie (exited, not reaped yet)
+    is not alive.
     """
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except FileNotFoundError:
-        return None if Path("/proc/self/stat").exists() else _psutil_start(pid)
+        # gone, or hidden from us (/proc mounted with hidepid): the kernel knows which
+        return (_signal_zero(pid), None) if Path("/proc/self").exists() else _psutil_state(pid)
     except OSError:
-        return _psutil_start(pid)
+        return _psutil_state(pid)
     # the command name (field 2) may hold spaces and parentheses: split after its last ")"
     fields = stat[stat.rfind(")") + 2:].split()
     if fields[0] in ("Z", "X"):
-        return None
-    return _boot_time() + int(fields[19]) / os.sysconf("SC_CLK_TCK")
+        return False, None
+    return True, _boot_time() + int(fields[19]) / os.sysconf("SC_CLK_TCK")
 
 
 @functools.cache
@@ -251,18 +259,33 @@ def _boot_time() -> float:
     return 0.0
 
 
-def _psutil_start(pid: int) -> float | None:
+def _psutil_state(pid: int) -> tuple[bool | None, float | None]:
     try:
         import psutil  # type: ignore[import-untyped]  # optional: not a dependency
     except ImportError:
-        return None
+        return _signal_zero(pid), None
     try:
         process = psutil.Process(pid)
         if process.status() == psutil.STATUS_ZOMBIE:
-            return None
-        return float(process.create_time())
+            return False, None
+        return True, float(process.create_time())
+    except psutil.NoSuchProcess:
+        return False, None
     except psutil.Error:
+        return True, None
+
+
+def _signal_zero(pid: int) -> bool | None:
+    """Whether ``pid`` exists, by sending it no signal (POSIX only; None elsewhere)."""
+    if os.name != "posix":  # os.kill terminates the process on Windows
         return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, belongs to another user
+        return True
+    return True
 
 
 def owner_gone(tags: dict[str, str], *, host: str | None = None) -> str | None:
@@ -276,11 +299,15 @@ def owner_gone(tags: dict[str, str], *, host: str | None = None) -> str | None:
         return None
     if owner_host != (host or socket.gethostname()):
         return None
-    started = process_start(int(pid))
-    if started is None:
+    alive, started = process_state(int(pid))
+    if alive is False:
         return f"its process (pid {pid} on host {owner_host}) is gone"
-    recorded = tags.get(TAG_PROCESS_START)
-    if recorded is not None and abs(float(recorded) - started) > _START_TOLERANCE_S:
+    try:
+        recorded = float(tags[TAG_PROCESS_START])
+    except (KeyError, ValueError):
+        recorded = None
+    if (alive and started is not None and recorded is not None
+            and abs(recorded - started) > _START_TOLERANCE_S):
         return (f"its process (pid {pid} on host {owner_host}) is gone: pid {pid} now belongs "
                 "to a process started later")
     return None
