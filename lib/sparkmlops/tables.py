@@ -245,7 +245,7 @@ def upsert_batch(
         newer = (t(BATCH_COLUMN) == s(BATCH_COLUMN)) | t(order_by).isNull() \
             | (s(order_by) >= t(order_by))
         update = newer & update
-    in_batch = t(BATCH_COLUMN) == F.lit(check_batch_id(batch_id))
+    in_batch = batch_condition(batch_id, f"t.{BATCH_COLUMN}")
 
     def merge(token: str) -> None:
         builder = DeltaTable.forPath(spark, ref.path).alias("t").merge(df.alias("s"), on)
