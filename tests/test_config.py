@@ -245,3 +245,19 @@ def test_a_defined_column_may_not_shadow_a_schema_column(tmp_path):
     with pytest.raises(ConfigError, match=r"features.derived.0: column 'body_mass_g' is "
                                           r"already a schema column"):
         _features(tmp_path, derived=derived)
+
+
+def test_allow_non_finite_only_on_a_double_or_float_column(make_settings):
+    assert make_settings("dataset.schema.9.allow_non_finite=true").dataset.schema_[
+        9].allow_non_finite is True
+    with pytest.raises(ConfigError, match=r"datasets/penguins.yml: schema.1: Value error, "
+                       r"allow_non_finite: only a double or float column can hold NaN or "
+                       r"Infinity; sample_number is int"):
+        make_settings("dataset.schema.1.allow_non_finite=true")
+
+
+def test_repeated_keys_is_one_of_three_policies(make_settings):
+    assert make_settings().dataset.write.repeated_keys == "quarantine"
+    with pytest.raises(ConfigError, match=r"write.repeated_keys: Input should be 'quarantine', "
+                       r"'fail' or 'allow'"):
+        make_settings("dataset.write.repeated_keys=drop")

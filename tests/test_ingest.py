@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from pathlib import Path
 
@@ -52,6 +53,98 @@ def test_quarantine_reason_names_the_first_problem(spark):
         "id int, reason string",
     )
     assert_df_equality(actual_df, expected_df, ignore_nullable=True)
+
+
+def test_quarantine_reason_flags_nan_and_infinity_unless_the_column_allows_them(spark):
+    columns = [ColumnSpec(name="x", type="double"),
+               ColumnSpec(name="y", type="float", allow_non_finite=True)]
+    inf, nan = float("inf"), float("nan")
+    source_df = spark.createDataFrame(
+        [(1, 1.5, nan, None), (2, nan, 1.0, None), (3, inf, None, None), (4, -inf, inf, None),
+         (5, None, -inf, None)],
+        f"id int, x double, y float, {CORRUPT_COLUMN} string",
+    )
+
+    actual_df = source_df.select("id", quarantine_reason(columns).alias("reason"))
+
+    # null is a missing value, not a non-finite one; y allows NaN and Infinity
+    expected_df = spark.createDataFrame(
+        [(1, None), (2, "non-finite value (NaN or Infinity) in column x"),
+         (3, "non-finite value (NaN or Infinity) in column x"),
+         (4, "non-finite value (NaN or Infinity) in column x"), (5, None)],
+        "id int, reason string",
+    )
+    assert_df_equality(actual_df, expected_df, ignore_nullable=True)
+
+
+def _culmen(n: int, value: str, mass: str = "3750") -> str:
+    return _line(n, mass=mass).replace(",39.1,", f",{value},", 1)
+
+
+NON_FINITE = [_culmen(1, "39.1"), _culmen(2, "Infinity"), _culmen(3, "-Infinity"),
+              _culmen(4, "NaN"), _culmen(5, "-Inf"), _culmen(6, "NA"),
+              _culmen(7, "40.2", mass="Infinity")]
+
+
+def test_nan_and_infinity_in_a_csv_go_to_quarantine_with_the_column(spark, make_settings,
+                                                                    tmp_path):
+    landing = _write(tmp_path / "landing", "part1.csv", NON_FINITE)
+    settings = make_settings(f"dataset.source.path={landing}")
+
+    summary = ingest_step(spark, settings, "b1").summary
+
+    assert summary == {"rows_in": 7, "bronze_rows": 2, "quarantined": 5, "files": 1}
+    bronze = read_table(spark, table_ref(settings, "bronze"))
+    assert sorted((r.sample_number, r.culmen_length_mm) for r in bronze.collect()) == [
+        (1, 39.1), (6, None)]
+    quarantine = read_table(spark, table_ref(settings, "quarantine"))
+    culmen = "non-finite value (NaN or Infinity) in column culmen_length_mm"
+    mass = "non-finite value (NaN or Infinity) in column body_mass_g"
+    # the record is the parsed row as JSON, where Spark writes the values as strings
+    assert sorted((r._source_row, r.reason, json.loads(r.record)["culmen_length_mm"],
+                   json.loads(r.record)["body_mass_g"]) for r in quarantine.collect()) == [
+        (2, culmen, "Infinity", 3750.0), (3, culmen, "-Infinity", 3750.0),
+        (4, culmen, "NaN", 3750.0), (5, culmen, "-Infinity", 3750.0),
+        (7, mass, 40.2, "Infinity")]
+
+
+def test_a_column_may_allow_nan_and_infinity(spark, make_settings, tmp_path):
+    landing = _write(tmp_path / "landing", "part1.csv", NON_FINITE)
+    settings = make_settings(f"dataset.source.path={landing}",
+                             "dataset.schema.9.allow_non_finite=true")
+
+    summary = ingest_step(spark, settings, "b1").summary
+
+    assert summary == {"rows_in": 7, "bronze_rows": 6, "quarantined": 1, "files": 1}
+    bronze = read_table(spark, table_ref(settings, "bronze"))
+    assert sorted((r.sample_number, str(r.culmen_length_mm)) for r in bronze.collect()) == [
+        (1, "39.1"), (2, "inf"), (3, "-inf"), (4, "nan"), (5, "-inf"), (6, "None")]
+    quarantine = read_table(spark, table_ref(settings, "quarantine")).collect()
+    assert [(r._source_row, r.reason) for r in quarantine] == [
+        (7, "non-finite value (NaN or Infinity) in column body_mass_g")]
+
+
+def test_nan_and_infinity_in_json_lines_go_to_quarantine(spark, make_settings, tmp_path):
+    landing = tmp_path / "landing"
+    landing.mkdir()
+    base = {"studyName": "PAL0708", "Species": "Gentoo penguin (Pygoscelis papua)",
+            "Body Mass (g)": 5000.0}
+    (landing / "part.jsonl").write_text("\n".join(
+        json.dumps({**base, "Sample Number": n, "Culmen Length (mm)": value})
+        for n, value in [(1, 45.2), (2, float("nan")), (3, float("-inf")), (4, None)]) + "\n")
+    settings = make_settings(f"dataset.source.path={landing}", "dataset.source.format=json",
+                             "dataset.source.options={}")
+
+    summary = ingest_step(spark, settings, "b1").summary
+
+    assert summary == {"rows_in": 4, "bronze_rows": 2, "quarantined": 2, "files": 1}
+    bronze = read_table(spark, table_ref(settings, "bronze"))
+    assert sorted((r.sample_number, r.culmen_length_mm) for r in bronze.collect()) == [
+        (1, 45.2), (4, None)]
+    quarantine = read_table(spark, table_ref(settings, "quarantine"))
+    assert sorted((r._source_row, r.reason) for r in quarantine.collect()) == [
+        (2, "non-finite value (NaN or Infinity) in column culmen_length_mm"),
+        (3, "non-finite value (NaN or Infinity) in column culmen_length_mm")]
 
 
 def test_add_audit_columns(spark):

@@ -9,11 +9,16 @@ from mlflow.tracking import MlflowClient
 from sparkmlops.config import ExpectationSpec
 from sparkmlops.errors import ConfigError, QualityGateFailed
 from sparkmlops.quality import (
+    FAILED_COLUMN,
+    REPEATED_COLUMN,
     ExpectationOutcome,
     build_suite,
     expectation_class,
+    flag_repeated_keys,
+    flagged_reason,
     gate_status,
     run_suite,
+    split_flagged,
     split_valid_rows,
 )
 from sparkmlops.steps import ingest_step, validate_step
@@ -71,6 +76,40 @@ def test_between_respects_strict_bounds(spark):
 
     assert [r.id for r in passing.collect()] == [2]
     assert [r.id for r in failing.collect()] == [1]
+
+
+def test_flag_repeated_keys_names_the_batch_that_holds_the_key_null_safely(spark):
+    source_df = spark.createDataFrame(
+        [("a", 1, "x"), (None, 2, "y"), ("b", 3, "z"), (None, None, "w")],
+        "site string, n int, v string")
+    existing_keys_df = spark.createDataFrame(
+        [("a", 1, "b1"), (None, 2, "b3"), (None, 2, "b0"), ("c", 9, "b1"), ("b", None, "b1")],
+        "site string, n int, _batch_id string")
+
+    actual_df = flag_repeated_keys(source_df, existing_keys_df, ["site", "n"])
+
+    # a null key part matches only a null (<=>); of two batches the smallest id is named
+    expected_df = spark.createDataFrame(
+        [("a", 1, "x", "b1"), (None, 2, "y", "b0"), ("b", 3, "z", None), (None, None, "w", None)],
+        f"site string, n int, v string, {REPEATED_COLUMN} string")
+    assert_df_equality(actual_df, expected_df, ignore_row_order=True, ignore_nullable=True)
+
+
+def test_a_repeated_key_is_quarantined_unless_an_expectation_already_failed(spark):
+    source_df = spark.createDataFrame(
+        [(1, [], None), (2, [], "b1"), (3, ["expect_x(mass)"], "b1"),
+         (4, ["expect_x(mass)"], None)],
+        f"id int, {FAILED_COLUMN} array<string>, {REPEATED_COLUMN} string")
+
+    passing, failing = split_flagged(source_df)
+    actual_df = failing.select("id", flagged_reason().alias("reason"))
+
+    expected_df = spark.createDataFrame(
+        [(2, "key already in silver from batch b1 (write.repeated_keys: quarantine)"),
+         (3, "failed expectations: expect_x(mass)"), (4, "failed expectations: expect_x(mass)")],
+        "id int, reason string")
+    assert_df_equality(actual_df, expected_df, ignore_row_order=True, ignore_nullable=True)
+    assert_df_equality(passing, spark.createDataFrame([(1,)], "id int"), ignore_nullable=True)
 
 
 @pytest.mark.parametrize(("outcomes", "status"), [

@@ -13,7 +13,9 @@ from sparkmlops.registry import (
     decide,
     promote_if_better,
     require_version,
+    unfinished_run_note,
     version_by_alias,
+    versions_to_judge,
 )
 from sparkmlops.tracking import configure_mlflow
 
@@ -101,3 +103,32 @@ def test_require_version_names_what_is_missing(client):
         require_version(client, NAME, "champion")
     with pytest.raises(MissingInputError, match="has no version 7"):
         require_version(client, NAME, "7")
+
+
+def test_versions_to_judge_are_the_undecided_ones_after_the_champion_and_the_one_asked(client):
+    v1, v2, v3, v4 = (_version(client, auc) for auc in (0.90, 0.85, 0.95, 0.96))
+
+    assert versions_to_judge(client, NAME, asked=None) == [v1, v2, v3, v4]
+    promote_if_better(client, NAME, v1, GATE, "areaUnderROC")
+    promote_if_better(client, NAME, v2, GATE, "areaUnderROC")  # decided: not promoted
+    assert versions_to_judge(client, NAME, asked=v4) == [v3, v4]
+    assert versions_to_judge(client, NAME, asked=v2) == [v2, v3, v4]  # asked: judged again
+    promote_if_better(client, NAME, v3, GATE, "areaUnderROC")  # v3 champion: v1, v2 behind it
+    assert versions_to_judge(client, NAME, asked=None) == [v4]
+    assert versions_to_judge(client, NAME, asked=v3) == [v3, v4]
+
+
+def test_a_version_whose_run_did_not_finish_is_judged_with_that_fact(client):
+    v1 = _version(client, 0.9)
+    run_id = client.get_model_version(NAME, v1).run_id
+    assert unfinished_run_note(client, NAME, v1) is None
+    client.set_terminated(run_id, "KILLED")
+    note = unfinished_run_note(client, NAME, v1)
+
+    decision = promote_if_better(client, NAME, v1, GATE, "areaUnderROC",
+                                 challenger_notes=[note])
+
+    assert note == f"registered by run {run_id}, which did not finish (status KILLED)"
+    assert decision.promoted is True
+    assert json.loads(client.get_model_version(NAME, v1).tags["promotion.reasons"]) == [
+        note, "areaUnderROC=0.9000 meets the threshold 0.8", "no champion yet"]

@@ -122,7 +122,8 @@ def test_duplicate_keys_across_batches_append_keeps_every_record(spark, make_set
     # a key twice in one batch fails the suite's compound-unique expectation (critical)
     with pytest.raises(QualityGateFailed, match="expect_compound_columns_to_be_unique"):
         validate_step(spark, settings, "b1")
-    # across batches, append keeps both records of keys 2 and 3
+    # b1 never reached silver, so b2's keys 2 and 3 are new there (a key silver already
+    # holds from another batch follows write.repeated_keys: tests/test_repeated_keys.py)
     validate_step(spark, settings, "b2")
     silver = read_table(spark, table_ref(settings, "silver"))
     assert _rows(silver, "_batch_id", "sample_number") == [("b2", 2), ("b2", 3), ("b2", 4)]

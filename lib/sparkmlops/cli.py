@@ -170,10 +170,24 @@ def _run_single(name: str) -> Callable[..., str]:
         lines = [f"sparkmlops {name}: dataset {settings.dataset.name}, batch {batch_id}",
                  f"  MLflow run {result.run_id}"]
         lines += [f"  wrote {table} v{version}" for table, version in result.outputs.items()]
-        lines += [f"  {key}: {value}" for key, value in result.summary.items()]
+        lines += [f"  {key}: {value}" for key, value in result.summary.items()
+                  if key != "decisions"]
+        lines += _decision_lines(result.summary.get("decisions", []))
         return "\n".join(lines)
 
     return run
+
+
+def _decision_lines(decisions: list[dict[str, Any]]) -> list[str]:
+    """One line per version ``promote`` judged, oldest first."""
+    lines = [f"  judged {len(decisions)} version(s):"] if decisions else []
+    for d in decisions:
+        verdict = ("promoted" if d["promoted"] else
+                   "passed, not promoted" if d["passed"] else "not promoted")
+        against = f"champion v{d['champion_before']}" if d["champion_before"] else "no champion"
+        lines.append(f"    v{d['version']} against {against}: {verdict}; "
+                     + "; ".join(d["reasons"]))
+    return lines
 
 
 def _run_pipeline(spark: Any, settings: Settings, batch_id: str, args: argparse.Namespace) -> str:

@@ -43,6 +43,8 @@ IDENTIFIER = r"^[A-Za-z_][A-Za-z0-9_]*$"
 
 SparkType = Literal["string", "int", "long", "double", "float", "boolean", "date", "timestamp"]
 GateMode = Literal["enabled", "dry_run", "disabled"]
+# the declared types that can hold NaN and +-Infinity
+FLOAT_TYPES = ("double", "float")
 
 
 class StrictModel(BaseModel):
@@ -103,6 +105,17 @@ class ColumnSpec(StrictModel):
     source: str | None = None
     type: SparkType
     nullable: bool = True
+    # A double/float column holding NaN or +-Infinity is quarantined at ingest (Spark's
+    # readers parse `NaN`, `Infinity`, `-Inf`, and MLlib cannot train or score on
+    # them); true keeps them, for a column where they mean something.
+    allow_non_finite: bool = False
+
+    @model_validator(mode="after")
+    def _non_finite_only_for_floats(self) -> ColumnSpec:
+        if self.allow_non_finite and self.type not in FLOAT_TYPES:
+            raise ValueError(f"allow_non_finite: only a double or float column can hold NaN "
+                             f"or Infinity; {self.name} is {self.type}")
+        return self
 
     @property
     def source_name(self) -> str:
@@ -586,13 +599,22 @@ class MaintenanceSettings(StrictModel):
 class WriteSettings(StrictModel):
     """How a batch's records land in silver, gold and predictions.
 
-    ``append``: every record is kept; a key that arrives again is a new row.
+    ``append``: each batch's records are added; a key that an earlier batch already
+    put in silver is handled by ``repeated_keys`` (within one batch, key uniqueness is
+    the suite's ``expect_compound_columns_to_be_unique``).
     ``upsert``: those tables hold one row per business key, the record with the
     highest ``order_by`` value (a later batch wins a tie), written with a Delta
     MERGE. Bronze is append-only in both modes: the raw record of every row.
+
+    ``repeated_keys`` (append mode; ignored in upsert mode, where the MERGE keeps one
+    row per key anyway): a batch row whose key silver already holds from another
+    batch (a re-upload, a copied or touched file) is ``quarantine``d with the earlier
+    batch named, or makes validate ``fail`` (exit 4) before anything is written, or is
+    kept (``allow``: this dataset's keys may repeat across batches, e.g. events).
     """
 
     mode: Literal["append", "upsert"] = "append"
+    repeated_keys: Literal["quarantine", "fail", "allow"] = "quarantine"
     order_by: str | None = None
     # declared columns to partition a table by when it is created (bronze, silver;
     # gold and predictions when they carry the columns)

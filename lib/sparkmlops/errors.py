@@ -35,6 +35,15 @@ class QualityGateFailed(SparkmlopsError):
     exit_code = 4
 
 
+class RepeatedKeysError(QualityGateFailed):
+    """Append mode with ``write.repeated_keys: fail``: the batch brings keys silver already holds.
+
+    A quality gate of its own (exit 4): like a failed critical expectation it stops
+    validate before silver or quarantine is written, so whatever handles a failed
+    gate handles it too; the name says which setting decided.
+    """
+
+
 class ModelGateFailed(SparkmlopsError):
     """The challenger did not pass the promotion gate (or no champion exists to score with)."""
 

@@ -2,8 +2,10 @@
 
 The raw files are read with the schema declared in config (never inferred).
 Records Spark cannot parse with that schema (malformed lines, values that do not
-cast to the declared type) and records with a null in a required column go to
-quarantine with the reason and the source file; every other row lands in bronze
+cast to the declared type), records with a null in a required column and records
+with NaN or Infinity in a double/float column (unless the column sets
+``allow_non_finite``) go to quarantine with the reason and the source file; every
+other row lands in bronze
 with audit columns. Rows in = bronze + quarantine, recorded in the step's run.
 """
 
@@ -34,7 +36,7 @@ from pyspark.sql.types import (
     TimestampType,
 )
 
-from sparkmlops.config import ColumnSpec, Settings, SourceSettings
+from sparkmlops.config import FLOAT_TYPES, ColumnSpec, Settings, SourceSettings
 from sparkmlops.errors import MissingInputError, ReconciliationError, SparkmlopsError
 from sparkmlops.spark import session_conf
 from sparkmlops.tables import (
@@ -259,6 +261,15 @@ def quarantine_reason(columns: list[ColumnSpec]) -> Column:
                F.lit(f"text in column {c.name} is not valid in the declared encoding"))
         for c in columns
         if c.type == "string"
+    ]
+    # Spark's CSV and JSON readers parse NaN, Infinity and -Inf into double columns, and
+    # Parquet stores them as is; MLlib cannot train on them and would score them with a
+    # made-up probability. A null is missing, not non-finite: it stays a null.
+    reasons += [
+        F.when(F.isnan(c.name) | (F.abs(c.name) == F.lit(float("inf"))),
+               F.lit(f"non-finite value (NaN or Infinity) in column {c.name}"))
+        for c in columns
+        if c.type in FLOAT_TYPES and not c.allow_non_finite
     ]
     return F.coalesce(*reasons)
 

@@ -10,6 +10,8 @@ the rows with the same semantics as GX (nulls count only for not-null): passing
 rows go to ``silver.<dataset>``, failing rows to ``quarantine.<dataset>`` with the
 names of the expectations they failed. A failed ``critical`` expectation fails the
 gate; with the gate ``enabled`` that stops the step before anything is written.
+In append mode, :func:`flag_repeated_keys` also flags rows whose key silver already
+holds from another batch (``write.repeated_keys``), in the same split.
 """
 
 from __future__ import annotations
@@ -26,11 +28,15 @@ from pyspark.sql import Column, DataFrame
 
 from sparkmlops.config import ExpectationSpec, gx_expectation_names
 from sparkmlops.errors import ConfigError
+from sparkmlops.tables import BATCH_COLUMN
 
 log = logging.getLogger(__name__)
 
 GateStatus = Literal["passed", "passed_with_warnings", "failed", "not_run"]
 FAILED_COLUMN = "_failed_expectations"
+# the other batch that already put a row's key in silver (append mode), or null
+REPEATED_COLUMN = "_key_in_batch"
+REPEATED_REASON = "key already in silver from batch "
 
 
 @dataclass(frozen=True)
@@ -252,10 +258,55 @@ def flag_rows(df: DataFrame, specs: list[ExpectationSpec]) -> DataFrame:
     return df.withColumn(FAILED_COLUMN, failed_expectations(specs))
 
 
+def flag_repeated_keys(
+    batch_df: DataFrame, existing_keys_df: DataFrame, keys: list[str]
+) -> DataFrame:
+    """``batch_df`` with ``_key_in_batch``: the other batch that already holds each row's key.
+
+    ``existing_keys_df`` holds the key columns and ``_batch_id`` of the rows a table
+    already has from other batches. Keys compare null-safely (append mode allows
+    nullable keys, and a null key repeated is still the same key); when several
+    batches hold a key the smallest batch id is named, so the answer never depends
+    on how Spark ran. Rows with a new key get null. One row out per row in.
+
+    Example::
+
+        flag_repeated_keys(batch, silver.select("id", "_batch_id"), ["id"])
+    """
+    held = {k: f"_held_{k}" for k in keys}
+    earlier = existing_keys_df.groupBy(*[F.col(k).alias(held[k]) for k in keys]).agg(
+        F.min(BATCH_COLUMN).alias(REPEATED_COLUMN))
+    same_key = reduce(lambda a, b: a & b,
+                      [batch_df[k].eqNullSafe(earlier[held[k]]) for k in keys])
+    return batch_df.join(earlier, same_key, "left").drop(*held.values())
+
+
+def flagged_reason() -> Column:
+    """Why a flagged row goes to quarantine: its failed expectations, else its repeated key."""
+    failed = F.when(F.size(FAILED_COLUMN) > 0, F.concat(
+        F.lit("failed expectations: "), F.array_join(F.col(FAILED_COLUMN), ", ")))
+    repeated = F.concat(F.lit(REPEATED_REASON), F.col(REPEATED_COLUMN),
+                        F.lit(" (write.repeated_keys: quarantine)"))
+    return F.coalesce(failed, repeated)
+
+
+def _is_flagged(df: DataFrame) -> Column:
+    failed = F.size(FAILED_COLUMN) > 0
+    if REPEATED_COLUMN in df.columns:
+        failed = failed | F.col(REPEATED_COLUMN).isNotNull()
+    return failed
+
+
 def split_flagged(flagged: DataFrame) -> tuple[DataFrame, DataFrame]:
-    """(rows that failed nothing, without the flag column; rows that failed, with it)."""
-    passing = flagged.where(F.size(FAILED_COLUMN) == 0).drop(FAILED_COLUMN)
-    failing = flagged.where(F.size(FAILED_COLUMN) > 0)
+    """(rows that failed nothing, without the flag columns; rows that failed, with them).
+
+    A row fails when it failed a row-level expectation or (after
+    :func:`flag_repeated_keys`) its key is already held by another batch.
+    """
+    passing = flagged.where(~_is_flagged(flagged)).drop(FAILED_COLUMN, REPEATED_COLUMN)
+    failing = flagged.where(_is_flagged(flagged))
+    if REPEATED_COLUMN not in failing.columns:
+        failing = failing.withColumn(REPEATED_COLUMN, F.lit(None).cast("string"))
     return passing, failing
 
 

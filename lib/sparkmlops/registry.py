@@ -6,6 +6,10 @@ tie it to its training data (table + Delta version), code (git commit) and confi
 meets the configured minimums and beats the current champion's primary metric by
 at least ``min_improvement``; the first model that meets the minimums becomes
 champion. The decision and its numbers are written on the version as tags.
+
+``versions_to_judge`` is the backlog ``promote`` works through: every version
+registered after the champion that has no decision yet (e.g. one registered by a
+run killed before its promote), plus the challenger asked for.
 """
 
 from __future__ import annotations
@@ -26,6 +30,8 @@ log = logging.getLogger(__name__)
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
+# written on a version by _record_decision: a version without it was never judged
+DECIDED_TAG = "promotion.mode"
 
 
 @dataclass(frozen=True)
@@ -70,6 +76,39 @@ def require_version(client: MlflowClient, name: str, alias_or_version: str) -> M
 def tag_version(client: MlflowClient, name: str, version: str, tags: dict[str, object]) -> None:
     for key, value in tags.items():
         client.set_model_version_tag(name, version, key, str(value))
+
+
+def versions_to_judge(client: MlflowClient, name: str, *, asked: str | None) -> list[str]:
+    """The versions ``promote`` judges, oldest first.
+
+    Every version registered after the current champion (every version when there
+    is none) that carries no promotion decision, plus ``asked`` (the challenger the
+    caller named, judged again even if it was judged before). Versions older than
+    the champion are left alone: the champion they lost to already replaced them.
+    """
+    champion = version_by_alias(client, name, CHAMPION)
+    after = int(champion.version) if champion is not None else 0
+    versions = client.search_model_versions(f"name = '{name}'")
+    chosen = {int(v.version) for v in versions
+              if int(v.version) > after and DECIDED_TAG not in (v.tags or {})}
+    if asked is not None:
+        chosen.add(int(asked))
+    return [str(v) for v in sorted(chosen)]
+
+
+def unfinished_run_note(client: MlflowClient, name: str, version: str) -> str | None:
+    """Why the run that registered ``version`` cannot vouch for it, or None if it finished."""
+    model_version = client.get_model_version(name, version)
+    run_id = model_version.run_id or (model_version.tags or {}).get("training_run_id")
+    if not run_id:
+        return None
+    try:
+        status = client.get_run(run_id).info.status
+    except MlflowException:
+        return f"run {run_id} that registered v{version} is not in the tracking store"
+    if status == "FINISHED":
+        return None
+    return f"registered by run {run_id}, which did not finish (status {status})"
 
 
 def run_metrics(client: MlflowClient, run_id: str) -> dict[str, float]:
@@ -120,6 +159,7 @@ def promote_if_better(
     challenger_metrics: dict[str, float] | None = None,
     champion_metrics: dict[str, float] | None = None,
     champion_note: str | None = None,
+    challenger_notes: list[str] | None = None,
     evaluated_on: str = "the metrics recorded by each training run",
 ) -> PromotionDecision:
     """Run the promotion gate for ``challenger_version`` and move ``champion`` if it passes.
@@ -127,7 +167,9 @@ def promote_if_better(
     ``challenger_metrics`` / ``champion_metrics`` are the two models' metrics on the
     same data (``promote`` scores both on the current holdout); without them the
     metrics each training run recorded are compared. ``champion_note`` explains a
-    champion that could not be evaluated (then the challenger is judged alone).
+    champion that could not be evaluated (then the challenger is judged alone);
+    ``challenger_notes`` are facts about the challenger that lead its reasons (its
+    run did not finish, it could not be scored).
     """
     challenger = client.get_model_version(name, challenger_version)
     champion = version_by_alias(client, name, CHAMPION)
@@ -147,6 +189,7 @@ def promote_if_better(
         passed, reasons = decide(challenger_metrics, champion_metrics, settings, primary_metric)
         if champion_note:
             reasons.insert(0, champion_note)
+    reasons = [*(challenger_notes or []), *reasons]
     promoted = passed and settings.mode == "enabled"
     if promoted:
         client.set_registered_model_alias(name, CHAMPION, challenger_id)

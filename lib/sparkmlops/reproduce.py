@@ -30,7 +30,7 @@ from pyspark.sql import SparkSession
 from sparkmlops import training, tuning
 from sparkmlops.config import TASK_METRICS, EstimatorSettings, Settings, TuningSettings
 from sparkmlops.errors import MissingInputError, ReproductionMismatch
-from sparkmlops.tracking import TAG_OUTCOME, TAG_STEP, configure_mlflow
+from sparkmlops.tracking import TAG_OUTCOME, TAG_STEP, configure_mlflow, owned_run
 
 log = logging.getLogger(__name__)
 
@@ -94,9 +94,8 @@ def reproduce_run(
         batches = _artifact(client, run_id, "training/batches.json")["batches"]
         data = data.where(F.col("_batch_id").isin(batches))
     train, test = training.split_train_test(data, dataset)
-    with mlflow.start_run(run_name=f"reproduce {run_id[:8]}") as current:
-        mlflow.set_tags({TAG_STEP: "reproduce", "sparkmlops.reproduces": run_id,
-                         "sparkmlops.dataset": dataset.name})
+    with owned_run(f"reproduce {run_id[:8]}", dataset=dataset.name) as current:
+        mlflow.set_tags({TAG_STEP: "reproduce", "sparkmlops.reproduces": run_id})
         trained = tuning.search(train, dataset, estimator=estimator, tuning=TuningSettings())
         reproduced = training.evaluate(trained.model.transform(test), dataset.model.task)
         names = TASK_METRICS[dataset.model.task]

@@ -19,7 +19,7 @@ from typing import Any
 import mlflow
 import pyspark.sql.functions as F
 from mlflow.tracking import MlflowClient
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
 
 from sparkmlops import (
     features,
@@ -32,7 +32,12 @@ from sparkmlops import (
     tuning,
 )
 from sparkmlops.config import Settings
-from sparkmlops.errors import MissingInputError, QualityGateFailed, ReconciliationError
+from sparkmlops.errors import (
+    MissingInputError,
+    QualityGateFailed,
+    ReconciliationError,
+    RepeatedKeysError,
+)
 from sparkmlops.ingest import (
     LandingFile,
     ingest_batch,
@@ -152,7 +157,10 @@ def validate_step(
     reads only the columns it needs, which measured as fast as scanning a cache that
     costs two to three passes to build (benchmarks/validate_bench.py). The row-level
     split is computed inside the two writes. In upsert mode the batch is ranked per
-    key (a shuffle) and that ranking is cached once.
+    key (a shuffle) and that ranking is cached once. In append mode a passing row
+    whose key silver already holds from another batch follows ``write.repeated_keys``:
+    quarantined with the earlier batch named, the step failed (exit 4) before silver
+    and quarantine are written, or kept (``allow``).
     """
     dataset = settings.dataset
     bronze = table_ref(settings, "bronze")
@@ -187,11 +195,16 @@ def validate_step(
                     f"critical expectation(s) failed: {', '.join(failed)}"
                     + (f"; see {report.data_docs_index}" if report.data_docs_index else "")
                 )
-            passing, failing = quality.split_flagged(quality.flag_rows(checked, specs))
-            reason = F.concat(F.lit("failed expectations: "),
-                              F.array_join(F.col(quality.FAILED_COLUMN), ", "))
+            flagged = quality.flag_rows(checked, specs)
+            held = _keys_held_by_other_batches(spark, settings, tracker, batch_id)
+            if held is not None:
+                # folded into the two writes like the expectations: no pass of its own
+                flagged = quality.flag_repeated_keys(flagged, held, dataset.keys)
+                if dataset.write.repeated_keys == "fail":
+                    _fail_on_repeated_keys(flagged, dataset.keys, batch_id)
+            passing, failing = quality.split_flagged(flagged)
             record = F.to_json(F.struct(*[F.col(c.name) for c in dataset.schema_]))
-            quarantined = to_quarantine(failing, "validate", reason, record)
+            quarantined = to_quarantine(failing, "validate", quality.flagged_reason(), record)
             q_write = replace_batch(quarantined, table_ref(settings, "quarantine"), batch_id,
                                     extra_predicate=F.col("step") == "validate", merge_schema=True)
             s_write = write_batch(
@@ -203,6 +216,9 @@ def validate_step(
             tracker.wrote(q_write, rows=rows_quarantined)
             if stale:
                 tracker.count("rows_stale", stale)
+            repeated = _rows_repeated(spark, q_write, batch_id) if held is not None else 0
+            if not upsert:
+                tracker.count("rows_repeated_keys", repeated)
             if rows != s_write.rows + rows_quarantined + superseded + stale:
                 raise ReconciliationError(
                     f"validate batch {batch_id}: {rows} bronze rows but {s_write.rows} in silver, "
@@ -216,10 +232,59 @@ def validate_step(
             {silver.fqn: s_write.version, q_write.table.fqn: q_write.version},
             {"gate": gate, "status": report.status, "silver_rows": s_write.rows,
              "quarantined": rows_quarantined, "data_docs": report.data_docs_index,
-             **({"superseded": superseded, "stale": stale} if upsert else {}),
+             **({"superseded": superseded, "stale": stale} if upsert
+                else {"repeated_keys": repeated}),
              "expectations_failed": [f"{o.expectation}({o.column or ''}) [{o.severity}]"
                                      for o in report.outcomes if not o.success]},
         )
+
+
+def _keys_held_by_other_batches(
+    spark: SparkSession, settings: Settings, tracker: Any, batch_id: str
+) -> DataFrame | None:
+    """The keys (and ``_batch_id``) silver holds from other batches; None when not checked.
+
+    Checked in append mode unless ``write.repeated_keys: allow`` (upsert's MERGE keeps
+    one row per key by itself). This batch's own rows are left out, so validating a
+    batch again finds nothing new. Only the key columns and the batch id are read.
+    """
+    write = settings.dataset.write
+    silver = table_ref(settings, "silver")
+    if write.mode == "upsert" or write.repeated_keys == "allow":
+        return None
+    version = current_version(spark, silver)
+    if version is None:
+        return None
+    tracker.read(silver, version)
+    return (read_table(spark, silver, version)
+            .where(F.col(BATCH_COLUMN) != F.lit(batch_id))
+            .select(*settings.dataset.keys, BATCH_COLUMN))
+
+
+def _fail_on_repeated_keys(flagged: DataFrame, keys: list[str], batch_id: str) -> None:
+    """RepeatedKeysError naming the count, two example keys and the earlier batches."""
+    repeated = flagged.where((F.size(quality.FAILED_COLUMN) == 0)
+                             & F.col(quality.REPEATED_COLUMN).isNotNull())
+    summary = repeated.agg(F.count(F.lit(1)).alias("rows"), F.array_sort(
+        F.collect_set(quality.REPEATED_COLUMN)).alias("batches")).first()
+    if summary is None or not summary["rows"]:
+        return
+    examples = repeated.select(*keys).orderBy(*keys).limit(2).collect()
+    shown = ", ".join("{" + ", ".join(f"{k}={row[k]}" for k in keys) + "}" for row in examples)
+    batches = list(summary["batches"])
+    named = ", ".join(batches[:3]) + (f" and {len(batches) - 3} more" if len(batches) > 3 else "")
+    raise RepeatedKeysError(
+        f"batch {batch_id}: {summary['rows']} row(s) bring a key that silver already holds "
+        f"from batch {named}, e.g. {shown}; silver and quarantine left as they were "
+        "(write.repeated_keys: fail)")
+
+
+def _rows_repeated(spark: SparkSession, q_write: TableWrite, batch_id: str) -> int:
+    """The batch's rows just quarantined for a repeated key (read back: no pass over the batch)."""
+    return (read_batch(spark, q_write.table, batch_id, q_write.version)
+            .where((F.col("step") == "validate")
+                   & F.col("reason").startswith(quality.REPEATED_REASON))
+            .count())
 
 
 def _record_validation(
@@ -508,19 +573,26 @@ def promote_step(
     spark: SparkSession, settings: Settings, batch_id: str,
     *, challenger_version: str | None = None, gold_version: int | None = None,
 ) -> StepResult:
-    """Gate the challenger against the champion; move @champion if it is better.
+    """Gate each challenger against the champion; move @champion when one is better.
 
-    Both models are loaded from the registry and scored on the same rows: the
-    holdout of the current gold table version (the config's split), so the
-    comparison is on today's data, not on the numbers each run saw when trained.
+    The challengers are ``challenger_version`` (default: @challenger) and every
+    version registered after the champion that was never judged (a train killed
+    before its promote, or two trains in a row), judged oldest first, each against
+    the champion of that moment. Each model is loaded from the registry and scored
+    on the same rows: the holdout of the current gold table version (the config's
+    split), so the comparison is on today's data, not on the numbers each run saw
+    when trained.
     """
     dataset = settings.dataset
+    name = dataset.model.name
     gold = table_ref(settings, "gold", features_table_name(settings))
     with step_run(settings, "promote", batch_id) as tracker:
         client = MlflowClient()
-        version = str(challenger_version or registry.require_version(
-            client, dataset.model.name, registry.CHALLENGER).version)
-        champion = registry.version_by_alias(client, dataset.model.name, registry.CHAMPION)
+        asked = _asked_challenger(client, name, challenger_version)
+        versions = registry.versions_to_judge(client, name, asked=asked)
+        if not versions:
+            raise MissingInputError(f"model {name} has no version with alias "
+                                    f"@{registry.CHALLENGER} and no version left to judge")
         data_version = gold_version if gold_version is not None else current_version(spark, gold)
         current, window = _training_window(spark, settings, read_table(spark, gold, data_version))
         _, holdout = training.split_train_test(current, dataset)
@@ -531,45 +603,116 @@ def promote_step(
                 raise MissingInputError(f"{gold.fqn} v{data_version} has no labelled holdout rows"
                                         " to compare the models on")
             tracker.read(gold, data_version, rows)
-            challenger_metrics = _holdout_metrics(holdout, dataset, version)
-            champion_metrics, note = None, None
-            if champion is not None and str(champion.version) != version:
-                try:
-                    champion_metrics = _holdout_metrics(holdout, dataset, str(champion.version))
-                except Exception as exc:  # noqa: BLE001 - recorded as the reason
-                    note = (f"champion v{champion.version} cannot score the current data "
-                            f"({type(exc).__name__}: {str(exc).splitlines()[0][:300]}); "
-                            "the challenger is judged on the minimums alone")
-                    log.warning(note)
+            evaluated_on = (f"{rows} holdout rows of {gold.fqn} v{data_version}"
+                            + (f" (latest {len(window)} batches)" if window else ""))
+            scores: dict[str, dict[str, float] | str] = {}
+            decisions = [_judge(client, holdout, dataset, version, scores, evaluated_on)
+                         for version in versions]
         finally:
             holdout.unpersist()
-        decision = registry.promote_if_better(
-            client, dataset.model.name, version, dataset.promotion, dataset.model.primary_metric,
-            challenger_metrics=challenger_metrics, champion_metrics=champion_metrics,
-            champion_note=note,
-            evaluated_on=f"{rows} holdout rows of {gold.fqn} v{data_version}"
-                         + (f" (latest {len(window)} batches)" if window else ""),
-        )
-        mlflow.log_params({"promotion.mode": decision.mode,
-                           "challenger_version": decision.challenger_version,
-                           "champion_before": decision.champion_before or "none"})
-        mlflow.log_metrics({
-            **{f"challenger.{k}": v for k, v in decision.challenger_metrics.items()},
-            **{f"champion.{k}": v for k, v in decision.champion_metrics.items()},
-        })
-        mlflow.set_tags({"promotion.promoted": decision.promoted,
-                         "promotion.passed": decision.passed,
-                         TAG_OUTCOME: "promoted" if decision.promoted else "not_promoted"})
-        mlflow.log_dict({"reasons": decision.reasons,
-                         "challenger_metrics": decision.challenger_metrics,
-                         "champion_metrics": decision.champion_metrics,
-                         "holdout": {"table": gold.fqn, "version": data_version, "rows": rows}},
-                        "promotion.json")
+        # the challenger asked for speaks for the step (the last judged when none was)
+        decision = next((d for d in decisions if d.challenger_version == asked), decisions[-1])
+        champion_after = _champion_version(client, name)
+        _log_promotion(decisions, decision, champion_after,
+                       {"table": gold.fqn, "version": data_version, "rows": rows})
         return StepResult("promote", tracker.run_id, {}, {
             "promoted": decision.promoted, "passed": decision.passed, "mode": decision.mode,
-            "challenger": decision.challenger_version, "champion": decision.champion_after,
+            "challenger": decision.challenger_version, "champion": champion_after,
             "champion_before": decision.champion_before, "reasons": decision.reasons,
+            "decisions": [_decision_summary(d) for d in decisions],
         })
+
+
+def _asked_challenger(client: MlflowClient, name: str, asked: str | None) -> str | None:
+    """The version asked for (checked), else @challenger's, else None."""
+    if asked is not None:
+        return str(registry.require_version(client, name, str(asked)).version)
+    challenger = registry.version_by_alias(client, name, registry.CHALLENGER)
+    return str(challenger.version) if challenger is not None else None
+
+
+def _champion_version(client: MlflowClient, name: str) -> str | None:
+    champion = registry.version_by_alias(client, name, registry.CHAMPION)
+    return str(champion.version) if champion is not None else None
+
+
+def _judge(
+    client: MlflowClient, holdout: Any, dataset: Any, version: str,
+    scores: dict[str, dict[str, float] | str], evaluated_on: str,
+) -> registry.PromotionDecision:
+    """One challenger against the champion of this moment, both scored on the holdout.
+
+    ``scores`` caches each version's holdout metrics (or why it could not be
+    scored): a challenger promoted here is the champion of the next one.
+    """
+    name = dataset.model.name
+    champion = _champion_version(client, name)
+    notes = [note] if (note := registry.unfinished_run_note(client, name, version)) else []
+    challenger = _scores(holdout, dataset, version, scores)
+    if isinstance(challenger, str):
+        notes.append(f"v{version} {challenger}")
+        challenger = {}
+    champion_metrics, champion_note = None, None
+    if champion is not None and champion != version:
+        scored = _scores(holdout, dataset, champion, scores)
+        if isinstance(scored, str):
+            champion_note = (f"champion v{champion} {scored}; the challenger is judged on the "
+                             "minimums alone")
+            log.warning(champion_note)
+        else:
+            champion_metrics = scored
+    return registry.promote_if_better(
+        client, name, version, dataset.promotion, dataset.model.primary_metric,
+        challenger_metrics=challenger, champion_metrics=champion_metrics,
+        champion_note=champion_note, challenger_notes=notes, evaluated_on=evaluated_on)
+
+
+def _scores(
+    holdout: Any, dataset: Any, version: str, scores: dict[str, dict[str, float] | str]
+) -> dict[str, float] | str:
+    """Holdout metrics of ``version``, or the sentence saying why it cannot score them."""
+    if version not in scores:
+        try:
+            scores[version] = _holdout_metrics(holdout, dataset, version)
+        except Exception as exc:  # noqa: BLE001 - recorded as the reason
+            scores[version] = (f"cannot score the current data ({type(exc).__name__}: "
+                               f"{(str(exc).splitlines() or [''])[0][:300]})")
+    return scores[version]
+
+
+def _decision_summary(decision: registry.PromotionDecision) -> dict[str, Any]:
+    return {"version": decision.challenger_version, "promoted": decision.promoted,
+            "passed": decision.passed, "champion_before": decision.champion_before,
+            "reasons": decision.reasons}
+
+
+def _log_promotion(
+    decisions: list[registry.PromotionDecision], decision: registry.PromotionDecision,
+    champion_after: str | None, holdout: dict[str, Any],
+) -> None:
+    """The step run's record: ``decision``'s numbers as before, and every decision made."""
+    mlflow.log_params({"promotion.mode": decision.mode,
+                       "challenger_version": decision.challenger_version,
+                       "champion_before": decision.champion_before or "none",
+                       "judged_versions": ",".join(d.challenger_version for d in decisions)})
+    mlflow.log_metrics({
+        **{f"challenger.{k}": v for k, v in decision.challenger_metrics.items()},
+        **{f"champion.{k}": v for k, v in decision.champion_metrics.items()},
+    })
+    mlflow.set_tags({"promotion.promoted": decision.promoted,
+                     "promotion.passed": decision.passed,
+                     "promotion.champion_after": champion_after or "none",
+                     TAG_OUTCOME: "promoted" if any(d.promoted for d in decisions)
+                     else "not_promoted"})
+    mlflow.log_dict({"reasons": decision.reasons,
+                     "challenger_metrics": decision.challenger_metrics,
+                     "champion_metrics": decision.champion_metrics,
+                     "holdout": holdout,
+                     "decisions": [{**_decision_summary(d),
+                                    "challenger_metrics": d.challenger_metrics,
+                                    "champion_metrics": d.champion_metrics}
+                                   for d in decisions]},
+                    "promotion.json")
 
 
 def _holdout_metrics(holdout: Any, dataset: Any, version: str) -> dict[str, float]:

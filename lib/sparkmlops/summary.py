@@ -47,6 +47,9 @@ def pipeline_summary(spark: Any, settings: Settings, result: PipelineResult) -> 
         f"@champion is v{promote['champion']}",
         f"  holdout ({train['rows_test']} rows): {metrics}",
         f"  gate: {'; '.join(promote['reasons'])}",
+        *[f"  also judged v{d['version']} (never judged before): "
+          f"{'promoted' if d['promoted'] else 'not promoted'}; {'; '.join(d['reasons'])}"
+          for d in promote.get("decisions", []) if d["version"] != promote["challenger"]],
         f"  predictions scored by v{predict['model_version']} ({predict['model_uri']})",
     ]
     uri = settings.tracking.tracking_uri

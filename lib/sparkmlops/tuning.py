@@ -46,7 +46,7 @@ from sparkmlops.config import (
     TuningSettings,
 )
 from sparkmlops.features import LABEL_COLUMN
-from sparkmlops.tracking import MLFLOW_CLOCK
+from sparkmlops.tracking import MLFLOW_CLOCK, child_run_tags
 from sparkmlops.training import LOWER_IS_BETTER, build_estimator, build_pipeline
 
 log = logging.getLogger(__name__)
@@ -265,7 +265,8 @@ def _log_family(family: str, best: Candidate, metric: str, seconds: float, count
 
 def _log_candidates(candidates: list[Candidate], metric: str, method: str) -> None:
     for i, candidate in enumerate(candidates):
-        with mlflow.start_run(run_name=f"candidate {i} {candidate.family}", nested=True):
+        with mlflow.start_run(run_name=f"candidate {i} {candidate.family}", nested=True,
+                              tags=child_run_tags()):
             mlflow.log_params({"family": candidate.family, "search": method,
                                **candidate.params})
             metrics = {f"validation.{metric}": candidate.metric}
@@ -285,7 +286,7 @@ class _child_run:
     def __enter__(self) -> None:
         if mlflow.active_run() is not None:
             with MLFLOW_CLOCK.timing():
-                mlflow.start_run(run_name=self.name, nested=True)
+                mlflow.start_run(run_name=self.name, nested=True, tags=child_run_tags())
             self.active = True
 
     def __exit__(self, exc_type: Any, *_: Any) -> None:

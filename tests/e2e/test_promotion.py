@@ -230,3 +230,39 @@ def test_automl_train_logs_each_family_and_says_why(spark, gold):
         "culmen_ratio", "date_egg_year", "_score"])
     assert sorted(reference["categorical"]) == ["_predicted", "island", "species"]
     assert reference["numeric"]["_score"]["rows"] == run.metrics["rows_test"]
+
+
+def test_two_trains_without_a_promote_are_both_judged_oldest_first(spark, gold):
+    weak = gold.settings("promo_backlog", *WEAK, LOW_BAR)
+    full = gold.settings("promo_backlog", LOW_BAR)
+    v1 = _train(spark, gold, weak)
+    v2 = _train(spark, gold, full)  # moves @challenger: v1 was never judged
+
+    result = _promote(spark, gold, full)
+
+    assert (v1, v2) == ("1", "2")
+    assert [(d["version"], d["champion_before"], d["promoted"])
+            for d in result.summary["decisions"]] == [("1", None, True), ("2", "1", True)]
+    assert (result.summary["challenger"], result.summary["champion_before"],
+            result.summary["champion"]) == ("2", "1", "2")
+    assert _aliases(full) == {CHAMPION: "2", CHALLENGER: "2"}
+    client = MlflowClient()
+    first, second = (client.get_model_version("promo_backlog", v) for v in (v1, v2))
+    assert (first.tags["promotion.promoted"], first.tags["promotion.champion_before"]) == (
+        "True", "none")
+    assert json.loads(first.tags["promotion.reasons"])[-1] == "no champion yet"
+    assert (second.tags["promotion.promoted"], second.tags["promotion.champion_before"]) == (
+        "True", "1")
+    # v2 was compared with v1's score on the same holdout, the one v1 was promoted on
+    assert second.tags["promotion.champion.areaUnderROC"] == \
+        first.tags["promotion.challenger.areaUnderROC"]
+    assert first.description.startswith("Promotion gate (enabled) against no champion on ")
+    assert second.description.startswith("Promotion gate (enabled) against champion v1 on ")
+    run = client.get_run(result.run_id).data
+    assert run.params["judged_versions"] == "1,2"
+    assert run.params["challenger_version"] == "2"
+    recorded = json.loads(open(client.download_artifacts(
+        result.run_id, "promotion.json")).read())
+    assert [(d["version"], d["promoted"]) for d in recorded["decisions"]] == [
+        ("1", True), ("2", True)]
+    assert recorded["reasons"] == result.summary["reasons"] == recorded["decisions"][1]["reasons"]
