@@ -89,6 +89,12 @@ class SourceSettings(StrictModel):
     # required columns are always rejected.
     schema_evolution: Literal["add_new_columns", "ignore_new_columns", "fail"] = (
         "add_new_columns")
+    # A landing file is known by its bytes (sha256), not its mtime: a touched file or a
+    # byte-identical copy is never read twice. A file at a path already ingested whose
+    # bytes changed: stop the ingest (fail, the default: its old rows are downstream and
+    # only a person can say whether the new ones replace or add to them), ignore the new
+    # bytes (skip), or read them into the new batch (reingest).
+    on_changed_file: Literal["fail", "skip", "reingest"] = "fail"
 
     @field_validator("options", mode="before")
     @classmethod

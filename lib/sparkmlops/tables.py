@@ -16,7 +16,7 @@ import re
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import reduce
 
 import pyspark.sql.functions as F
@@ -275,6 +275,32 @@ def upsert_batch(
 
 def _batch_rows(spark: SparkSession, ref: TableRef, batch_id: str, version: int) -> int:
     return read_batch(spark, ref, batch_id, version).count()
+
+
+def insert_new_rows(df: DataFrame, ref: TableRef, on: list[str], *, attempts: int = 5
+                    ) -> TableWrite:
+    """Insert the rows of ``df`` whose ``on`` columns match no row of the table, in one commit.
+
+    An insert-only MERGE (new columns merged into the schema): writing the same rows
+    again changes nothing. The condition is built from Columns, never from text.
+    """
+    spark = df.sparkSession
+    if not table_exists(spark, ref):
+        def append(token: str) -> None:
+            df.write.format("delta").option("userMetadata", token).mode("append").save(ref.path)
+
+        return _commit_with_retries(spark, ref, append, attempts)[0]
+    condition = reduce(operator.and_, [F.col(f"t.`{c}`").eqNullSafe(F.col(f"s.`{c}`"))
+                                       for c in on])
+
+    def merge(token: str) -> None:
+        builder = (DeltaTable.forPath(spark, ref.path).alias("t").merge(df.alias("s"), condition)
+                   .withSchemaEvolution().whenNotMatchedInsertAll())
+        with session_conf(spark, "spark.databricks.delta.commitInfo.userMetadata", token):
+            builder.execute()
+
+    committed, metrics = _commit_with_retries(spark, ref, merge, attempts)
+    return replace(committed, rows=int(metrics.get("numTargetRowsInserted", 0)))
 
 
 RANK_COLUMN = "_rank_in_key"
