@@ -1,8 +1,9 @@
 """``sparkmlops <step> --env local --dataset penguins ...``: the command line of every job.
 
 Exit codes: 0 done, 1 unexpected error, 2 bad config or usage, 3 missing input,
-4 failed quality gate, 5 failed model gate. Expected failures print one line on
-stderr; the summary of a successful run goes to stdout.
+4 failed quality gate, 5 failed model gate, 6 a reproduced run's metrics differ,
+7 the data cannot train a model. Expected failures print one line on stderr; the
+summary of a successful run goes to stdout.
 """
 
 from __future__ import annotations

@@ -492,6 +492,16 @@ class SplitSettings(StrictModel):
     seed: int = 42
 
 
+class DataCheckSettings(StrictModel):
+    """What ``train`` checks before fitting (and ``promote`` before judging): the least
+    rows per class of ``label.classes`` in the training rows and the holdout, and the
+    least holdout rows; data below them ends the run with ``TrainingDataError``."""
+
+    min_train_rows_per_class: int = Field(5, ge=1)
+    min_holdout_rows_per_class: int = Field(1, ge=1)
+    min_holdout_rows: int = Field(10, ge=1)
+
+
 class ModelSettings(StrictModel):
     name: str
     task: Literal["binary_classification", "multiclass_classification", "regression"]
@@ -500,6 +510,7 @@ class ModelSettings(StrictModel):
     primary_metric: str
     tuning: TuningSettings = Field(default_factory=TuningSettings)
     automl: AutomlSettings = Field(default_factory=AutomlSettings)
+    data_checks: DataCheckSettings = Field(default_factory=DataCheckSettings)
     # train (and the promotion holdout) on the latest N ingested batches; 0 = all
     window_batches: int = Field(0, ge=0)
 

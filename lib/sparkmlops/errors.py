@@ -1,7 +1,9 @@
 """Named errors; each carries the exit code its job ends with.
 
 Exit codes: 0 done, 1 unexpected error, 2 bad config or usage, 3 missing input,
-4 failed quality gate, 5 failed model gate, 6 a reproduced run's metrics differ.
+4 failed quality gate, 5 failed model gate, 6 a reproduced run's metrics differ,
+7 the data cannot train a model (a class missing, a constant label, a holdout too
+small, an all-null or non-finite feature).
 """
 
 from __future__ import annotations
@@ -48,6 +50,12 @@ class ModelGateFailed(SparkmlopsError):
     """The challenger did not pass the promotion gate (or no champion exists to score with)."""
 
     exit_code = 5
+
+
+class TrainingDataError(SparkmlopsError):
+    """The data cannot train a model; the message names the table version, counts and columns."""
+
+    exit_code = 7
 
 
 class ReconciliationError(SparkmlopsError):

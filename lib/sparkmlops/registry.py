@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from dataclasses import dataclass, field
 
 from mlflow.entities.model_registry import ModelVersion
@@ -120,15 +121,29 @@ def decide(
     champion: dict[str, float] | None,
     settings: PromotionSettings,
     primary_metric: str,
+    *,
+    holdout_problems: list[str] | None = None,
 ) -> tuple[bool, list[str]]:
-    """(passes, reasons): minimums first, then the improvement over the champion."""
-    reasons = []
-    passes = True
+    """(passes, reasons): the holdout and undefined metrics first, then the minimums,
+    then the improvement over the champion.
+
+    ``holdout_problems`` say why the holdout cannot rank models (one class, too few
+    rows); any of them, or a metric that is not a finite number, fails the gate.
+    """
+    reasons = list(holdout_problems or [])
+    passes = not reasons
+    undefined = {k: v for k, v in sorted(challenger.items()) if not math.isfinite(v)}
+    if undefined:
+        passes = False
+        reasons.append("the challenger's " + ", ".join(f"{k}={v}" for k, v in undefined.items())
+                       + " undefined on the holdout (not a finite number)")
     for metric, threshold in sorted(settings.min_metrics.items()):
         value = challenger.get(metric)
         if value is None:
             passes = False
             reasons.append(f"{metric} missing from the challenger's metrics")
+        elif not math.isfinite(value):
+            passes = False
         elif not meets_minimum(metric, value, threshold):
             passes = False
             reasons.append(f"{metric}={value:.4f} misses the threshold {threshold}")
@@ -140,6 +155,9 @@ def decide(
     new, old = challenger.get(primary_metric), champion.get(primary_metric)
     if new is None or old is None:
         return False, [*reasons, f"{primary_metric} missing on challenger or champion"]
+    if not (math.isfinite(new) and math.isfinite(old)):
+        return False, [*reasons, f"{primary_metric} is {new} for the challenger and {old} for "
+                                 "the champion: models cannot be ranked on an undefined metric"]
     better = is_better(primary_metric, new, old, settings.min_improvement)
     verdict = "beats" if better else "does not beat"
     reasons.append(
@@ -160,6 +178,7 @@ def promote_if_better(
     champion_metrics: dict[str, float] | None = None,
     champion_note: str | None = None,
     challenger_notes: list[str] | None = None,
+    holdout_problems: list[str] | None = None,
     evaluated_on: str = "the metrics recorded by each training run",
 ) -> PromotionDecision:
     """Run the promotion gate for ``challenger_version`` and move ``champion`` if it passes.
@@ -169,7 +188,8 @@ def promote_if_better(
     metrics each training run recorded are compared. ``champion_note`` explains a
     champion that could not be evaluated (then the challenger is judged alone);
     ``challenger_notes`` are facts about the challenger that lead its reasons (its
-    run did not finish, it could not be scored).
+    run did not finish, it could not be scored). ``holdout_problems`` say why the
+    holdout cannot rank models; they fail the gate.
     """
     challenger = client.get_model_version(name, challenger_version)
     champion = version_by_alias(client, name, CHAMPION)
@@ -186,7 +206,8 @@ def promote_if_better(
     if settings.mode == "disabled":
         passed, reasons = True, ["promotion gate disabled: champion is set by hand"]
     else:
-        passed, reasons = decide(challenger_metrics, champion_metrics, settings, primary_metric)
+        passed, reasons = decide(challenger_metrics, champion_metrics, settings, primary_metric,
+                                 holdout_problems=holdout_problems)
         if champion_note:
             reasons.insert(0, champion_note)
     reasons = [*(challenger_notes or []), *reasons]

@@ -421,12 +421,16 @@ def train_step(
                 tracker.read(gold, version, rows)
                 tracker.count("rows_train", n_train)
                 tracker.count("rows_test", n_test)
+            source = f"{gold.fqn} v{version}"
+            # before any fit (a search's or AutoML's too): one line, not an MLlib trace
+            training.check_training_data(train, test, dataset, source=source)
             started = time.monotonic()
-            trained = _fit(train, dataset, tracker)
-            fit_seconds = time.monotonic() - started
-            # scored once: seven evaluators and the plots each read it again
-            scored = trained.model.transform(test).persist()
-            metrics = training.evaluate(scored, dataset.model.task)
+            with training.fit_failures_named(source):
+                trained = _fit(train, dataset, tracker)
+                fit_seconds = time.monotonic() - started
+                # scored once: seven evaluators and the plots each read it again
+                scored = trained.model.transform(test).persist()
+                metrics = training.evaluate(scored, dataset.model.task)
             with tempfile.TemporaryDirectory(prefix="sparkmlops-plots-") as out:
                 plots.write_plots(scored, trained.model, dataset.model.task,
                                   dataset.label.classes, Path(out))
@@ -631,8 +635,9 @@ def promote_step(
             tracker.read(gold, data_version, rows)
             evaluated_on = (f"{rows} holdout rows of {gold.fqn} v{data_version}"
                             + (f" (latest {len(window)} batches)" if window else ""))
+            problems = _holdout_problems(holdout, rows, dataset, f"{gold.fqn} v{data_version}")
             scores: dict[str, dict[str, float] | str] = {}
-            decisions = [_judge(client, holdout, dataset, version, scores, evaluated_on)
+            decisions = [_judge(client, holdout, dataset, version, scores, evaluated_on, problems)
                          for version in versions]
         finally:
             holdout.unpersist()
@@ -664,7 +669,7 @@ def _champion_version(client: MlflowClient, name: str) -> str | None:
 
 def _judge(
     client: MlflowClient, holdout: Any, dataset: Any, version: str,
-    scores: dict[str, dict[str, float] | str], evaluated_on: str,
+    scores: dict[str, dict[str, float] | str], evaluated_on: str, holdout_problems: list[str],
 ) -> registry.PromotionDecision:
     """One challenger against the champion of this moment, both scored on the holdout.
 
@@ -690,7 +695,8 @@ def _judge(
     return registry.promote_if_better(
         client, name, version, dataset.promotion, dataset.model.primary_metric,
         challenger_metrics=challenger, champion_metrics=champion_metrics,
-        champion_note=champion_note, challenger_notes=notes, evaluated_on=evaluated_on)
+        champion_note=champion_note, challenger_notes=notes, holdout_problems=holdout_problems,
+        evaluated_on=evaluated_on)
 
 
 def _scores(
@@ -739,6 +745,13 @@ def _log_promotion(
                                     "champion_metrics": d.champion_metrics}
                                    for d in decisions]},
                     "promotion.json")
+
+
+def _holdout_problems(holdout: Any, rows: int, dataset: Any, source: str) -> list[str]:
+    """Why the holdout cannot rank models (a class missing, too few rows): fails the gate."""
+    classes = training.class_counts(holdout, dataset)
+    return [f"the holdout of {source} cannot rank models: {problem}"
+            for problem in training.holdout_problems(classes, rows, dataset)]
 
 
 def _holdout_metrics(holdout: Any, dataset: Any, version: str) -> dict[str, float]:
