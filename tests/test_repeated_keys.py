@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
 from mlflow.tracking import MlflowClient
 
 from sparkmlops.cli import main
@@ -23,12 +22,14 @@ REASON = "key already in silver from batch b1 (write.repeated_keys: quarantine)"
 ADELIE = "Adelie Penguin (Pygoscelis adeliae)"
 
 
-def _land_two_batches(spark, settings, landing: Path) -> None:
-    """Batch b1 (keys 1-3) through features, then batch b2 (keys 2, 3 again; 4) ingested."""
+def _land_two_batches(spark, settings, landing: Path, *, features: bool = True) -> None:
+    """Batch b1 (keys 1-3) through validate (and features), then batch b2 (keys 2, 3 again;
+    4) ingested."""
     _write(landing, "part1.csv", [_line(1), _line(2), _line(3)])
     ingest_step(spark, settings, "b1")
     validate_step(spark, settings, "b1")
-    features_step(spark, settings, "b1")
+    if features:
+        features_step(spark, settings, "b1")
     _write(landing, "part2.csv", [_line(2, mass="4000"), _line(3, mass="4100"), _line(4)])
     ingest_step(spark, settings, "b2")
 
@@ -78,32 +79,13 @@ def test_keys_already_in_silver_are_quarantined_naming_the_earlier_batch(spark, 
     assert _tables(spark, settings) == expected
 
 
-def test_repeated_keys_fail_stops_validate_before_silver_and_quarantine(spark, make_settings,
-                                                                        tmp_path):
-    settings = make_settings(f"dataset.source.path={tmp_path / 'landing'}",
-                             "dataset.write.repeated_keys=fail")
-    _land_two_batches(spark, settings, tmp_path / "landing")
-    silver, quarantine = table_ref(settings, "silver"), table_ref(settings, "quarantine")
-    before = (current_version(spark, silver), current_version(spark, quarantine))
-
-    with pytest.raises(RepeatedKeysError) as failed:
-        validate_step(spark, settings, "b2")
-
-    assert str(failed.value) == (
-        f"batch b2: 2 row(s) bring a key that silver already holds from batch b1, e.g. "
-        f"{{study_name=PAL0708, species={ADELIE}, sample_number=2}}, "
-        f"{{study_name=PAL0708, species={ADELIE}, sample_number=3}}; silver and quarantine "
-        "left as they were (write.repeated_keys: fail)")
-    assert isinstance(failed.value, QualityGateFailed) and failed.value.exit_code == 4
-    assert (current_version(spark, silver), current_version(spark, quarantine)) == before
-    assert _rows(read_table(spark, silver), "_batch_id", "sample_number") == [
-        ("b1", 1), ("b1", 2), ("b1", 3)]
-
-
-def test_repeated_keys_fail_exits_4_with_one_line(spark, make_settings, tmp_path, capsys):
+def test_repeated_keys_fail_exits_4_with_one_line_and_writes_nothing(spark, make_settings,
+                                                                    tmp_path, capsys):
     landing = tmp_path / "landing"
     settings = make_settings(f"dataset.source.path={landing}")
-    _land_two_batches(spark, settings, landing)
+    _land_two_batches(spark, settings, landing, features=False)
+    silver, quarantine = table_ref(settings, "silver"), table_ref(settings, "quarantine")
+    before = (current_version(spark, silver), current_version(spark, quarantine))
     capsys.readouterr()
 
     code = main(["validate", "--env", "local", "--batch-id", "b2",
@@ -113,11 +95,16 @@ def test_repeated_keys_fail_exits_4_with_one_line(spark, make_settings, tmp_path
     err = [line for line in capsys.readouterr().err.splitlines()
            if line.startswith("sparkmlops ")]
     assert code == 4
+    assert issubclass(RepeatedKeysError, QualityGateFailed)
     assert err == [
         "sparkmlops validate: RepeatedKeysError: batch b2: 2 row(s) bring a key that silver "
         f"already holds from batch b1, e.g. {{study_name=PAL0708, species={ADELIE}, "
         f"sample_number=2}}, {{study_name=PAL0708, species={ADELIE}, sample_number=3}}; "
         "silver and quarantine left as they were (write.repeated_keys: fail)"]
+    # stopped before either write: silver and quarantine at their versions, b1's rows only
+    assert (current_version(spark, silver), current_version(spark, quarantine)) == before
+    assert _rows(read_table(spark, silver), "_batch_id", "sample_number") == [
+        ("b1", 1), ("b1", 2), ("b1", 3)]
 
 
 def test_repeated_keys_allow_keeps_both_records(spark, make_settings, tmp_path):

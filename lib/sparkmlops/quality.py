@@ -281,6 +281,19 @@ def flag_repeated_keys(
     return batch_df.join(earlier, same_key, "left").drop(*held.values())
 
 
+def rows_with_keys_of(df: DataFrame, batch_df: DataFrame, keys: list[str]) -> DataFrame:
+    """The rows of ``df`` whose key (compared null-safely) some row of ``batch_df`` has.
+
+    A left semi join: one row out per matching row of ``df``, none of ``batch_df``'s
+    columns. Narrows silver to what :func:`flag_repeated_keys` can match, so the
+    narrowed frame is small enough to cache.
+    """
+    other = batch_df.select(*[F.col(k).alias(f"_batch_{k}") for k in keys])
+    same_key = reduce(lambda a, b: a & b,
+                      [df[k].eqNullSafe(other[f"_batch_{k}"]) for k in keys])
+    return df.join(other, same_key, "left_semi")
+
+
 def flagged_reason() -> Column:
     """Why a flagged row goes to quarantine: its failed expectations, else its repeated key."""
     failed = F.when(F.size(FAILED_COLUMN) > 0, F.concat(

@@ -201,6 +201,8 @@ def validate_step(
             # one record per key, the latest: the suite judges what silver would hold
             assert dataset.write.order_by is not None
             batch = rank_per_key(batch, dataset.keys, dataset.write.order_by).persist()
+        held: DataFrame | None = None
+        held_rows = 0
         try:
             rows = batch.count()
             if rows == 0:
@@ -224,10 +226,14 @@ def validate_step(
             flagged = quality.flag_rows(checked, specs)
             held = _keys_held_by_other_batches(spark, settings, tracker, batch_id)
             if held is not None:
-                # folded into the two writes like the expectations: no pass of its own
-                flagged = quality.flag_repeated_keys(flagged, held, dataset.keys)
-                if dataset.write.repeated_keys == "fail":
-                    _fail_on_repeated_keys(flagged, dataset.keys, batch_id)
+                # Silver's rows with a key of this batch, found in one pass and cached:
+                # usually none, and then the two writes do not look at silver at all.
+                held = quality.rows_with_keys_of(held, checked, dataset.keys).persist()
+                held_rows = held.count()
+                if held_rows:
+                    flagged = quality.flag_repeated_keys(flagged, held, dataset.keys)
+                    if dataset.write.repeated_keys == "fail":
+                        _fail_on_repeated_keys(flagged, dataset.keys, batch_id)
             passing, failing = quality.split_flagged(flagged)
             record = F.to_json(F.struct(*[F.col(c.name) for c in dataset.schema_]))
             quarantined = to_quarantine(failing, "validate", quality.flagged_reason(), record)
@@ -242,7 +248,8 @@ def validate_step(
             tracker.wrote(q_write, rows=rows_quarantined)
             if stale:
                 tracker.count("rows_stale", stale)
-            repeated = _rows_repeated(spark, q_write, batch_id) if held is not None else 0
+            repeated = (_rows_repeated(spark, q_write, batch_id)
+                        if held_rows else 0)
             if not upsert:
                 tracker.count("rows_repeated_keys", repeated)
             if rows != s_write.rows + rows_quarantined + superseded + stale:
@@ -253,6 +260,8 @@ def validate_step(
         finally:
             if upsert:
                 batch.unpersist()
+            if held is not None:
+                held.unpersist()
         return StepResult(
             "validate", tracker.run_id,
             {silver.fqn: s_write.version, q_write.table.fqn: q_write.version},
