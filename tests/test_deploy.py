@@ -252,7 +252,8 @@ def test_the_schema_check_rejects_a_broken_workflow(tmp_path):
 def test_deploy_workflows_build_upload_and_deploy_on_main(tmp_path):
     emr = github_workflows(_emr(tmp_path), ["emr"], out_dir=tmp_path)[
         ".github/workflows/sparkmlops-penguins-deploy-emr.yml"]
-    dbx = github_workflows(_databricks(tmp_path), ["databricks"], out_dir=tmp_path)[
+    dbx = github_workflows(_databricks(tmp_path, "deploy.conf_dir=dbfs:/Volumes/main/ml/conf"),
+                           ["databricks"], out_dir=tmp_path)[
         ".github/workflows/sparkmlops-penguins-deploy-databricks.yml"]
 
     assert emr["on"]["push"] == {"branches": ["main"]}
@@ -261,8 +262,12 @@ def test_deploy_workflows_build_upload_and_deploy_on_main(tmp_path):
     assert (f"aws s3 cp --only-show-errors dist/{WHEEL} s3://acme-ml/sparkmlops/{WHEEL}"
             in emr_runs[-2])
     dbx_runs = [s.get("run", "") for s in dbx["jobs"]["deploy"]["steps"]]
-    assert dbx_runs[-2:] == ["databricks bundle validate -t prod",
-                             "databricks bundle deploy -t prod"]
+    assert dbx_runs[-5:] == [
+        "python -m pip wheel --no-deps --wheel-dir dist .",
+        f"databricks fs cp --overwrite dist/{WHEEL} "
+        f"dbfs:/Volumes/CHANGE-ME/sparkmlops/wheels/{WHEEL}",
+        "databricks fs cp --recursive --overwrite conf dbfs:/Volumes/main/ml/conf",
+        "databricks bundle validate -t prod", "databricks bundle deploy -t prod"]
     assert dbx["env"] == {"DATABRICKS_HOST": "${{ secrets.DATABRICKS_HOST }}",
                           "DATABRICKS_TOKEN": "${{ secrets.DATABRICKS_TOKEN }}"}
 

@@ -402,6 +402,10 @@ def _databricks_workflow(settings: Settings) -> dict[str, Any]:
         steps.append({"name": "Upload the wheel",
                       "run": f"databricks fs cp --overwrite dist/{wheel_name(settings)} "
                              f"{target}"})
+    conf_dir = settings.deploy.conf_dir or ""
+    if conf_dir.startswith("dbfs:"):
+        steps.append({"name": "Upload the conf dir",
+                      "run": f"databricks fs cp --recursive --overwrite conf {conf_dir}"})
     steps += [
         {"name": "Validate the bundle", "working-directory": "databricks",
          "run": "databricks bundle validate -t prod"},
