@@ -25,6 +25,8 @@ STEP_NAMES = ("ingest", "validate", "features", "train", "promote", "predict", "
               "pipeline", "maintain")
 # commands over whole tables: the run's batch id is "all", not derived from landing files
 WHOLE_TABLE_COMMANDS = ("maintain", "show-table", "profile", "reproduce")
+# commands that only read config: no Spark session is started
+CONFIG_COMMANDS = ("deploy",)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -98,6 +100,16 @@ def build_parser() -> argparse.ArgumentParser:
     profile.add_argument("--layer", default="bronze", help="table to profile (default: bronze)")
     profile.add_argument("--version", type=int, help="Delta version (default: the latest)")
     profile.add_argument("--out", help="write the YAML here (default: print it)")
+    deploy = sub.add_parser("deploy", parents=[common],
+                            help="write Databricks / EMR / GitHub Actions job definitions "
+                                 "from the env's deploy: section")
+    deploy.add_argument("--target", action="append", required=True,
+                        help="databricks, emr, github or all (repeatable or comma-separated; "
+                             "github deploys to the platforms named with it, else to all "
+                             "the env configures)")
+    deploy.add_argument("--out", required=True,
+                        help="folder to write into (the root of your repository: the "
+                             "workflows go to <out>/.github/workflows)")
     return parser
 
 
@@ -124,6 +136,9 @@ def run_step(args: argparse.Namespace) -> int:
             check_batch_id(args.batch_id)
         settings = load_settings(args.env, args.dataset, overrides=_overrides(args),
                                  conf_dir=args.conf_dir)
+        if args.step in CONFIG_COMMANDS:
+            print(_CONFIG_COMMANDS[args.step](settings, args))
+            return 0
         from sparkmlops.spark import get_spark
 
         spark = get_spark(settings.spark)
@@ -271,6 +286,26 @@ def _run_reproduce(spark: Any, settings: Settings, batch_id: str,
 
     return reproduce_run(spark, settings, args.run_id, tolerance=args.tolerance).report()
 
+
+def _run_deploy(settings: Settings, args: argparse.Namespace) -> str:
+    from pathlib import Path
+
+    from sparkmlops.deploy import placeholders, render, resolve_targets, write_files
+
+    targets = resolve_targets(args.target, settings)
+    written = write_files(render(settings, targets, out_dir=Path(args.out)))
+    lines = [f"sparkmlops deploy: dataset {settings.dataset.name}, env {settings.env}, "
+             f"targets {', '.join(targets)}"]
+    lines += [f"  wrote {path}" for path in written]
+    todo = placeholders(settings)
+    if todo:
+        lines.append(f"  fill before deploying (CHANGE-ME): {', '.join(todo)}")
+    return "\n".join(lines)
+
+
+_CONFIG_COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], str]] = {
+    "deploy": _run_deploy,
+}
 
 _STEPS: dict[str, Callable[..., str]] = {
     **{name: _run_single(name) for name in STEP_NAMES if name not in ("pipeline", "maintain")},
