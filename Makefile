@@ -16,7 +16,7 @@ export PATH := $(BIN):$(PATH)
 
 CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: setup venv jars browser run test test-fast bench bench-ingest bench-validate bench-train bench-score lint clean clean-state help
+.PHONY: setup venv jars browser run test test-fast bench bench-ingest bench-validate bench-repeated-keys bench-train bench-score lint clean clean-state help
 
 help:
 	@echo "make run    - bootstrap, then run the whole pipeline on the bundled sample"
@@ -78,11 +78,15 @@ bench: setup
 	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)
 	$(BIN)/python benchmarks/ingest_bench.py $(BENCH_INGEST_ARGS)
 	$(BIN)/python benchmarks/validate_bench.py $(BENCH_VALIDATE_ARGS)
+	$(BIN)/python benchmarks/repeated_keys_bench.py $(BENCH_REPEATED_KEYS_ARGS)
 	$(BIN)/python benchmarks/train_bench.py $(BENCH_TRAIN_ARGS)
 	$(BIN)/python benchmarks/score_bench.py $(BENCH_SCORE_ARGS)
 
 bench-validate: setup
 	$(BIN)/python benchmarks/validate_bench.py $(BENCH_VALIDATE_ARGS)
+
+bench-repeated-keys: setup
+	$(BIN)/python benchmarks/repeated_keys_bench.py $(BENCH_REPEATED_KEYS_ARGS)
 
 bench-ingest: setup
 	$(BIN)/python benchmarks/ingest_bench.py $(BENCH_INGEST_ARGS)
