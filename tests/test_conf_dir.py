@@ -14,6 +14,7 @@ from sparkmlops.cli import main
 from sparkmlops.confdir import join, parent
 from sparkmlops.config import load_settings
 from sparkmlops.errors import ConfigError
+from sparkmlops.provenance import TAG_INSTALL, TAG_VERSION, TAG_WHEEL_SHA256, code_identity
 
 REPO = Path(__file__).resolve().parents[1]
 PACKAGED = Path(sparkmlops.__file__).parent / "conf"
@@ -189,3 +190,20 @@ def test_an_unreadable_uri_is_one_config_error_line(spark):
         "cannot read nosuchfs://bucket/conf: org.apache.hadoop.fs.UnsupportedFileSystemException"
         ": No FileSystem for scheme \"nosuchfs\"")
     assert "\n" not in str(caught.value)
+
+
+def test_runs_of_a_source_tree_record_the_version_and_editable(make_settings):
+    from mlflow.tracking import MlflowClient
+
+    from sparkmlops.tracking import step_run
+
+    with step_run(make_settings(), "ingest", "b1") as tracker:
+        pass
+
+    tags = MlflowClient().get_run(tracker.run_id).data.tags
+    assert tags[TAG_VERSION] == sparkmlops.__version__
+    assert tags[TAG_WHEEL_SHA256] == "editable"
+    assert tags[TAG_INSTALL] in (f"source tree {REPO / 'lib'}",
+                                 f"editable install of file://{REPO}")
+    assert code_identity().tags() == {k: tags[k] for k in (TAG_VERSION, TAG_WHEEL_SHA256,
+                                                           TAG_INSTALL)}
