@@ -182,6 +182,22 @@ def test_a_file_uri_conf_dir_is_read_through_hadoop(spark, tmp_path):
     assert str(absent.value) == f"conf dir not found: file://{tmp_path}/elsewhere/conf"
 
 
+def test_another_hadoop_scheme_is_read_through_its_filesystem(spark, tmp_path):
+    """viewfs:// (Hadoop's mount-table FileSystem, offline) stands in for s3a:// or dbfs:/."""
+    _project(tmp_path / "proj", local={"tracking": {"experiment": "read-by-viewfs"}})
+    table = f"t{abs(hash(str(tmp_path)))}"  # a fresh authority: a fresh FileSystem instance
+    spark.sparkContext._jsc.hadoopConfiguration().set(
+        f"fs.viewfs.mounttable.{table}.link./proj", f"file://{tmp_path}/proj")
+
+    settings = load_settings("local", "penguins", conf_dir=f"viewfs://{table}/proj/conf",
+                             spark=spark, overrides=[f"state_dir={tmp_path / 'state'}"])
+
+    assert settings.tracking.experiment == "read-by-viewfs"
+    assert settings.project_dir == f"viewfs://{table}/proj"
+    assert settings.resolve_path(settings.dataset.source.path) == \
+        f"viewfs://{table}/proj/data/sample/penguins/landing"
+
+
 def test_an_unreadable_uri_is_one_config_error_line(spark):
     with pytest.raises(ConfigError) as caught:
         load_settings("local", "penguins", conf_dir="nosuchfs://bucket/conf")
