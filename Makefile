@@ -16,13 +16,14 @@ export PATH := $(BIN):$(PATH)
 
 CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: setup venv jars browser run test test-fast bench bench-ingest bench-validate bench-repeated-keys bench-train bench-score lint clean clean-state help
+.PHONY: setup venv jars browser wheel run test test-fast bench bench-ingest bench-validate bench-repeated-keys bench-train bench-score lint clean clean-state help
 
 help:
 	@echo "make run    - bootstrap, then run the whole pipeline on the bundled sample"
 	@echo "make test   - bootstrap, then run the whole test suite"
 	@echo "make bench  - bootstrap, then benchmark the platform against bare PySpark"
 	@echo "make lint   - ruff and mypy on lib/"
+	@echo "make wheel  - build dist/sparkmlops-<version>-py3-none-any.whl (with its conf defaults)"
 
 setup: venv jars
 
@@ -30,7 +31,7 @@ venv: $(VENV)/.installed
 $(VENV)/.installed: deps/requirements.lock deps/bootstrap.txt setup.cfg
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q -r deps/bootstrap.txt
-	$(BIN)/python -m pip install -q -c deps/requirements.lock -e '.[dev]'
+	$(BIN)/python -m pip install -q -c deps/requirements.lock -e '.[dev,local]'
 	touch $@
 
 # Delta jars from Maven Central (the delta-spark wheel ships no jars), cached in .jars/:
@@ -64,6 +65,11 @@ browser:
 	             "for the Data Docs rendering test" >&2; exit 1; \
 	    fi; \
 	fi
+
+# The wheel carries the code and the packaged conf defaults; Spark and Delta are the
+# `local` extra (a cluster brings its own). Built offline by the venv's pinned setuptools.
+wheel: venv
+	PYTHON=$(BIN)/python scripts/build-wheel.sh $(CURDIR)/dist
 
 run: setup
 	$(BIN)/sparkmlops pipeline --env $(ENV) --dataset $(DATASET)
@@ -105,4 +111,4 @@ clean-state:
 	rm -rf .sparkmlops
 
 clean: clean-state
-	rm -rf $(VENV) $(JARS_DIR) spark-warehouse metastore_db derby.log
+	rm -rf $(VENV) $(JARS_DIR) dist spark-warehouse metastore_db derby.log

@@ -13,11 +13,15 @@ from pyspark.sql import SparkSession
 from sparkmlops.config import Settings, SparkSettings, load_settings
 from sparkmlops.spark import get_spark
 
+REPO = Path(__file__).resolve().parents[1]
+SAMPLE_LANDING = REPO / "data" / "sample" / "penguins" / "landing"
+
 # A test must never write into the developer's own state dir or MLflow server.
 os.environ.pop("MLFLOW_TRACKING_URI", None)
 os.environ.pop("SPARKMLOPS_STATE_DIR", None)
-
-SAMPLE_LANDING = Path(__file__).resolve().parents[1] / "data" / "sample" / "penguins" / "landing"
+# The repo's conf dir, whatever the working directory pytest runs in (and never the
+# developer's own $SPARKMLOPS_CONF_DIR); subprocesses of tests inherit it.
+os.environ["SPARKMLOPS_CONF_DIR"] = str(REPO / "conf")
 
 
 @pytest.fixture(scope="session")

@@ -5,19 +5,19 @@ from pathlib import Path
 import pytest
 import yaml
 
-from sparkmlops.config import PROJECT_DIR, load_settings
+from sparkmlops.config import load_settings
 from sparkmlops.errors import ConfigError
 
+REPO = Path(__file__).resolve().parents[1]
 
-def _conf_copy(tmp_path: Path, edit_dataset=None, edit_base=None) -> Path:
+
+def _conf_copy(tmp_path: Path, edit_dataset=None, base=None) -> Path:
+    """A project conf dir: the repo's penguins.yml (edited), and ``base`` as its base.yml."""
     conf = tmp_path / "conf"
     (conf / "datasets").mkdir(parents=True)
-    for name in ("base", "local", "emr", "databricks"):
-        data = yaml.safe_load((PROJECT_DIR / "conf" / f"{name}.yml").read_text())
-        if name == "base" and edit_base:
-            edit_base(data)
-        (conf / f"{name}.yml").write_text(yaml.safe_dump(data))
-    dataset = yaml.safe_load((PROJECT_DIR / "conf/datasets/penguins.yml").read_text())
+    if base is not None:
+        (conf / "base.yml").write_text(yaml.safe_dump(base))
+    dataset = yaml.safe_load((REPO / "conf/datasets/penguins.yml").read_text())
     if edit_dataset:
         edit_dataset(dataset)
     (conf / "datasets" / "penguins.yml").write_text(yaml.safe_dump(dataset))
@@ -77,10 +77,21 @@ def test_unknown_key_fails_with_its_key_path(tmp_path):
 
 
 def test_missing_key_fails_with_its_key_path(tmp_path):
-    conf = _conf_copy(tmp_path, edit_base=lambda d: d["tracking"].pop("experiment"))
+    conf = _conf_copy(tmp_path, edit_dataset=lambda d: d.pop("source"))
 
-    with pytest.raises(ConfigError, match=r"tracking.experiment: required key is missing"):
+    with pytest.raises(ConfigError, match=r"datasets/penguins.yml: source: required key is "
+                                          r"missing"):
         load_settings("local", "penguins", conf_dir=conf)
+
+
+def test_unknown_key_in_a_project_overlay_names_the_overlay(tmp_path):
+    conf = _conf_copy(tmp_path, base={"trackng": {"experiment": "x"}})
+
+    with pytest.raises(ConfigError) as caught:
+        load_settings("local", "penguins", conf_dir=conf)
+
+    assert str(caught.value) == (f"invalid config: {conf}/(base|local).yml over the packaged "
+                                 "defaults: trackng: unknown key")
 
 
 def test_wrong_type_fails_with_its_key_path(tmp_path):
@@ -133,7 +144,7 @@ def test_default_state_dir_expands_env_everywhere(monkeypatch):
 
     settings = load_settings("local", "penguins")
 
-    expected = str(PROJECT_DIR / ".sparkmlops" / "local")
+    expected = str(REPO / ".sparkmlops" / "local")
     assert settings.state_dir == expected
     assert settings.storage.root == f"{expected}/lake"
     assert settings.tracking.tracking_uri == f"sqlite:///{expected}/mlflow.db"

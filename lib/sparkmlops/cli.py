@@ -31,14 +31,16 @@ CONFIG_COMMANDS = ("deploy",)
 
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--env", default="local", help="conf/<env>.yml (default: local)")
-    common.add_argument("--dataset", default="penguins", help="conf/datasets/<name>.yml")
+    common.add_argument("--env", default="local",
+                        help="<env>.yml, packaged and/or in the conf dir (default: local)")
+    common.add_argument("--dataset", default="penguins", help="<conf dir>/datasets/<name>.yml")
     common.add_argument("--batch-id", help="default: a hash of the files not ingested yet "
                         "(with none, the latest ingested batch); 'all' for maintain and "
                         "show-table")
     common.add_argument("--set", dest="overrides", action="append", default=[],
                         metavar="KEY.PATH=VALUE", help="override a config key (repeatable)")
-    common.add_argument("--conf-dir", help="config folder (default: <project>/conf)")
+    common.add_argument("--conf-dir", help="the project's conf dir, a path or a Hadoop URI "
+                        "(default: $SPARKMLOPS_CONF_DIR, else ./conf)")
     common.add_argument("-v", "--verbose", action="store_true", help="debug logging")
 
     parser = argparse.ArgumentParser(prog="sparkmlops", description=__doc__.split("\n")[0])

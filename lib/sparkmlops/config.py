@@ -1,9 +1,12 @@
-"""Settings: ``conf/base.yml`` + ``conf/<env>.yml`` + ``conf/datasets/<name>.yml``.
+"""Settings: the packaged defaults, the project's conf dir, ``--set`` overrides.
 
 Everything a dataset needs is described in its YAML file: source, schema, keys,
-expectations, features, label, model and gate. The files are merged (env over
-base, ``--set key.path=value`` overrides last) and validated into typed settings;
-an unknown or missing key fails at load with its key path.
+expectations, features, label, model and gate. The files are merged in this order,
+later over earlier: the packaged ``base.yml``, the packaged ``<env>.yml``, the
+project's ``base.yml`` and ``<env>.yml`` (both optional), the project's
+``datasets/<name>.yml``, then ``--set key.path=value``; and validated into typed
+settings; an unknown or missing key fails at load with its key path. Where the
+files are: ``sparkmlops.confdir``.
 
 Example::
 
@@ -18,6 +21,7 @@ import functools
 import hashlib
 import importlib.util
 import json
+import logging
 import math
 import os
 import re
@@ -34,11 +38,22 @@ from pydantic import (
     model_validator,
 )
 
+from sparkmlops.confdir import (
+    ConfDir,
+    check_name,
+    find_conf_dir,
+    is_uri,
+    join,
+    open_conf_dir,
+    packaged_location,
+    packaged_text,
+    parent,
+)
 from sparkmlops.errors import ConfigError
 
-PROJECT_DIR = Path(__file__).resolve().parents[2]
+log = logging.getLogger(__name__)
+
 STATE_DIR_ENV = "SPARKMLOPS_STATE_DIR"
-CONF_DIR_ENV = "SPARKMLOPS_CONF_DIR"
 IDENTIFIER = r"^[A-Za-z_][A-Za-z0-9_]*$"
 
 SparkType = Literal["string", "int", "long", "double", "float", "boolean", "date", "timestamp"]
@@ -875,10 +890,11 @@ class Settings(StrictModel):
         return hashlib.sha256(payload.encode()).hexdigest()
 
     def resolve_path(self, path: str) -> str:
-        """Make a config path absolute against the project dir (URIs pass through)."""
-        if re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*:", path):
+        """Make a config path absolute against the project dir (URIs pass through);
+        the project dir itself may be a URI (a conf dir read from ``s3a://...``)."""
+        if is_uri(path):
             return path
-        return str((Path(self.project_dir) / path).resolve())
+        return join(self.project_dir, path)
 
 
 # ---------------------------------------------------------------- loading
@@ -889,42 +905,91 @@ def load_settings(
     dataset: str,
     *,
     overrides: list[str] | None = None,
-    conf_dir: Path | None = None,
+    conf_dir: str | Path | None = None,
+    spark: Any = None,
 ) -> Settings:
     """Load, merge and validate the settings of ``env`` for ``dataset``.
+
+    ``conf_dir`` is the project's conf dir (default: ``$SPARKMLOPS_CONF_DIR``, else
+    ``./conf``); a Hadoop URI is read with ``spark``, else with the session the env
+    would use (see ``_session_for_uri``). Relative paths resolve against the conf
+    dir's parent, the project dir, unless the config sets ``project_dir``.
 
     Raises:
         ConfigError: a file is missing, a key is unknown or missing, or a value is
             of the wrong type; the message names the key path.
     """
-    conf = Path(conf_dir or os.environ.get(CONF_DIR_ENV) or PROJECT_DIR / "conf")
-    merged = _read_yaml(conf / "base.yml")
-    merged = _deep_merge(merged, _read_yaml(conf / f"{env}.yml"))
-    merged["dataset"] = _read_yaml(conf / "datasets" / f"{dataset}.yml")
+    check_name("--env", env)
+    check_name("--dataset", dataset)
+    conf = open_conf_dir(find_conf_dir(conf_dir),
+                         spark=lambda: spark or _session_for_uri(env, dataset))
+    merged = _merge_env_layers(conf, env)
+    dataset_file = f"datasets/{dataset}.yml"
+    merged["dataset"] = _parse_yaml(conf.read(dataset_file), conf.path(dataset_file))
     merged["env"] = env
-    merged.setdefault("project_dir", str(PROJECT_DIR))
     if os.environ.get(STATE_DIR_ENV):
         merged["state_dir"] = os.environ[STATE_DIR_ENV]
     for override in overrides or []:
         _apply_override(merged, override)
+    # A conf dir kept apart from its project (conf in a workspace folder, data in a
+    # bucket) names the root with `project_dir`; by default it is the conf dir's parent.
+    project = str(merged.get("project_dir") or ".")
+    merged["project_dir"] = project if is_uri(project) else join(parent(conf.location), project)
     if os.environ.get("MLFLOW_TRACKING_URI"):
         merged.setdefault("tracking", {})["tracking_uri"] = os.environ["MLFLOW_TRACKING_URI"]
     merged = _substitute(merged, env=env, dataset=dataset)
     try:
         return Settings.model_validate(merged)
     except ValidationError as exc:
-        raise ConfigError(_describe(exc, conf, env, dataset)) from None
+        raise ConfigError(_describe(exc, conf.location, env, dataset)) from None
 
 
-def _read_yaml(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        raise ConfigError(f"config file not found: {path}")
+def _merge_env_layers(conf: ConfDir, env: str) -> dict[str, Any]:
+    """packaged base < packaged <env> < project base < project <env>."""
+    packaged = packaged_location()
+    layers = [(f"{packaged}/base.yml", packaged_text("base.yml")),
+              (f"{packaged}/{env}.yml", packaged_text(f"{env}.yml")),
+              (conf.path("base.yml"), conf.read("base.yml")),
+              (conf.path(f"{env}.yml"), conf.read(f"{env}.yml"))]
+    if layers[1][1] is None and layers[3][1] is None:
+        raise ConfigError(f"unknown env {env!r}: no {env}.yml in the packaged defaults "
+                          f"({packaged}) nor in the project conf dir ({conf.location})")
+    merged: dict[str, Any] = {}
+    for where, text in layers:
+        if text is not None:
+            merged = _deep_merge(merged, _parse_yaml(text, where))
+    return merged
+
+
+def _session_for_uri(env: str, dataset: str) -> Any:
+    """The session a URI conf dir is read with: the one the env would use.
+
+    The project's overlays are not read yet, so it is started from the packaged
+    ``base.yml`` + ``<env>.yml`` spark section; on a cluster (``use_existing_session``,
+    or under spark-submit) that is the platform's own session anyway.
+    """
+    from sparkmlops.spark import get_spark
+
+    section: dict[str, Any] = {}
+    for name in ("base.yml", f"{env}.yml"):
+        text = packaged_text(name)
+        if text is not None:
+            section = _deep_merge(section, _parse_yaml(text, name).get("spark") or {})
+    section = _expand(section, {"env": env, "dataset": dataset})
+    log.info("conf dir is a URI: reading it with a Spark session started from the "
+             "packaged %s settings", env)
+    return get_spark(SparkSettings.model_validate(section))
+
+
+def _parse_yaml(text: str | None, where: str) -> dict[str, Any]:
+    if text is None:
+        raise ConfigError(f"config file not found: {where}")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+        raise ConfigError(f"{where}: not valid YAML: {exc}") from None
     if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping at the top level")
+        raise ConfigError(f"{where}: expected a mapping at the top level")
     return data
 
 
@@ -971,8 +1036,8 @@ def _substitute(merged: dict[str, Any], **names: str) -> dict[str, Any]:
     """
     project = str(merged.get("project_dir", ""))
     state = str(_expand(str(merged.get("state_dir", "")), {**names, "project_dir": project}))
-    if state and not Path(state).is_absolute() and "://" not in state:
-        state = str(Path(project) / state)
+    if state and not is_uri(state) and not Path(state).is_absolute():
+        state = join(project, state)
     values = {**names, "project_dir": project}
     if state:
         values["state_dir"] = state
@@ -994,7 +1059,7 @@ def _expand(value: Any, names: dict[str, str]) -> Any:
     return value
 
 
-def _describe(exc: ValidationError, conf: Path, env: str, dataset: str) -> str:
+def _describe(exc: ValidationError, conf: str, env: str, dataset: str) -> str:
     problems = []
     for err in exc.errors():
         loc = ".".join(str(p) for p in err["loc"])
@@ -1002,7 +1067,7 @@ def _describe(exc: ValidationError, conf: Path, env: str, dataset: str) -> str:
         if loc.startswith("dataset"):
             where = f"{conf}/datasets/{dataset}.yml: {loc.removeprefix('dataset').lstrip('.')}"
         else:
-            where = f"{conf}/(base|{env}).yml: {loc}"
+            where = f"{conf}/(base|{env}).yml over the packaged defaults: {loc}"
         message = err["msg"]
         if err["type"] == "extra_forbidden":
             message = "unknown key"

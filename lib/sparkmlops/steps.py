@@ -51,6 +51,7 @@ from sparkmlops.ingest import (
     to_quarantine,
     with_content_hash,
 )
+from sparkmlops.provenance import code_identity
 from sparkmlops.tables import (
     BATCH_COLUMN,
     RANK_COLUMN,
@@ -552,10 +553,12 @@ def _register(
     model_version = str(info.registered_model_version)
     client = MlflowClient()
     client.set_registered_model_alias(name, registry.CHALLENGER, model_version)
+    code = code_identity()
     registry.tag_version(client, name, model_version, {
         "training_table": gold.fqn, "training_table_path": gold.path,
         "training_table_version": version, "batch_id": batch_id,
         "git_commit": _tag(tracker.run_id, "mlflow.source.git.commit"),
+        "sparkmlops_version": code.version, "wheel_sha256": code.wheel_sha256,
         "config_hash": settings.config_hash(), "training_run_id": tracker.run_id,
         **{f"metric.{k}": round(v, 6) for k, v in metrics.items()},
     })

@@ -29,6 +29,7 @@ from mlflow.tracking import MlflowClient
 
 from sparkmlops.config import Settings
 from sparkmlops.errors import SparkmlopsError
+from sparkmlops.provenance import code_identity
 from sparkmlops.tables import TableRef, TableWrite, check_batch_id
 
 log = logging.getLogger(__name__)
@@ -80,7 +81,10 @@ def configure_mlflow(settings: Settings) -> str:
 
 @functools.cache
 def git_commit(project_dir: str) -> str:
-    """The checked-out commit (``+dirty`` when the tree has changes), or ``unknown``."""
+    """The checked-out commit (``+dirty`` when the tree has changes), or ``unknown``
+    (no git, not a checkout, or a project dir that is a URI)."""
+    if not Path(project_dir).is_dir():
+        return "unknown"
     try:
         commit = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=project_dir, capture_output=True, text=True,
@@ -372,6 +376,8 @@ def _tag_run(settings: Settings, step: str, batch_id: str) -> None:
             TAG_BATCH: batch_id,
             TAG_CONFIG_HASH: settings.config_hash(),
             TAG_GIT_COMMIT: git_commit(settings.project_dir),
+            # on a cluster there is no checkout: the version and wheel hash say which code
+            **code_identity().tags(),
             "sparkmlops.env": settings.env,
         }
     )
