@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sparkmlops.cli import main
+from sparkmlops.cli import entry, main
 
 SAMPLE_FILE = Path(__file__).resolve().parents[1] / "data/sample/penguins/landing/" \
     "penguins_raw_PAL0809.csv"
@@ -63,3 +63,22 @@ def test_predict_without_a_champion_exits_3(spark, tmp_path, capsys):
     assert code == 3
     assert "model penguins_sex_classifier has no version with alias @champion" in \
         capsys.readouterr().err
+
+
+def test_the_console_script_exits_with_the_code_itself(monkeypatch, capsys):
+    """A Databricks python_wheel_task calls the entry point and ignores what it returns."""
+    import configparser
+
+    import pytest
+
+    scripts = configparser.ConfigParser()
+    scripts.read(Path(__file__).parents[1] / "setup.cfg")
+    assert scripts["options.entry_points"]["console_scripts"].split() == [
+        "sparkmlops", "=", "sparkmlops.cli:entry"]
+    monkeypatch.setattr("sys.argv", ["sparkmlops", "validate", "--batch-id", "x'y"])
+
+    with pytest.raises(SystemExit) as exited:
+        entry()
+
+    assert exited.value.code == 2
+    assert capsys.readouterr().err.startswith("sparkmlops validate: InvalidBatchIdError: ")

@@ -120,6 +120,13 @@ def main(argv: list[str] | None = None) -> int:
     return run_step(args)
 
 
+def entry() -> None:
+    """The ``sparkmlops`` console script, also the Databricks ``python_wheel_task`` entry
+    point: it exits with ``main()``'s code itself, since a task runner that calls the
+    function ignores what it returns (a failed job would show as succeeded)."""
+    sys.exit(main())
+
+
 def job_main(step: str) -> Callable[[list[str] | None], int]:
     """The ``main(argv)`` of ``jobs/<step>.py``: the CLI with the step filled in."""
 

@@ -56,7 +56,7 @@ def code_identity() -> CodeIdentity:
         return CodeIdentity(_version_in_archive(wheel), file_sha256(wheel),
                             f"wheel on sys.path: {wheel}")
     for dist in metadata.distributions(name=DIST_NAME):
-        if _holds(dist, package_init):
+        if _holds(dist, package_init) and not _source_tree_metadata(dist, package_init):
             return _installed_identity(dist)
     editable = _editable_url()
     where = package_init.parent.parent
@@ -94,6 +94,13 @@ def _holds(dist: Any, package_init: Path) -> bool:
         return Path(dist.locate_file("sparkmlops/__init__.py")).resolve() == package_init
     except (OSError, TypeError, ValueError):
         return False
+
+
+def _source_tree_metadata(dist: Any, package_init: Path) -> bool:
+    """An ``<name>.egg-info`` beside the package: what ``pip install -e`` (setuptools)
+    leaves in a source tree, not an installed distribution."""
+    where = Path(str(getattr(dist, "_path", "")))
+    return where.suffix == ".egg-info" and where.parent == package_init.parent.parent
 
 
 def _installed_identity(dist: Any) -> CodeIdentity:
