@@ -140,39 +140,6 @@ def test_committed_notebook_has_no_outputs() -> None:
             assert not cell.outputs and cell.execution_count is None, cell.source[:80]
 
 
-def test_notebook_explores_a_pipeline_run(pipeline_run, kernel_env: dict[str, str]) -> None:
-    # The e2e tests may have re-run the pipeline in the same state dir: the notebook must
-    # show the latest finished pipeline run and the champion as the registry has it now.
-    import mlflow
-    from mlflow.tracking import MlflowClient
-
-    from sparkmlops.tracking import configure_mlflow
-
-    settings = pipeline_run.settings
-    experiment_id = configure_mlflow(settings)
-    latest = mlflow.search_runs(
-        experiment_ids=[experiment_id], output_format="list", max_results=1,
-        filter_string="tags.`sparkmlops.step` = 'pipeline' AND attributes.status = 'FINISHED'",
-        order_by=["attributes.start_time DESC"],
-    )[0]
-    champion = MlflowClient().get_model_version_by_alias(settings.dataset.model.name, "champion")
-
-    nb, error = execute_notebook(pipeline_run.state_dir, kernel_env)
-
-    assert error is None, error
-    errors = [o for o in outputs(nb) if o["output_type"] == "error"]
-    assert not errors, [f"{o['ename']}: {o['evalue']}" for o in errors]
-    text = stdout(nb)
-    assert f"KERNEL_PREFIX={sys.prefix}\n" in text, "the kernel is not this venv's python"
-    assert f"PARENT_RUN_ID={latest.info.run_id}\n" in text
-    assert f"CHAMPION_VERSION={champion.version}\n" in text
-    images = [o for o in outputs(nb) if "image/png" in o.get("data", {})]
-    assert images, "no cell produced a plot"
-    # the environment variable is the parameters' fallback; the session was the notebook's own
-    assert f"PARAMETERS env=local dataset=penguins state_dir={pipeline_run.state_dir}\n" in text
-    assert text.endswith("Spark session stopped\n")
-
-
 # run in the kernel before the notebook: a session someone else started (as Databricks does)
 OUTER_SESSION = """
 from sparkmlops.config import SparkSettings
@@ -191,31 +158,59 @@ outer.stop()
 """
 
 
-def test_notebook_takes_papermill_parameters_and_leaves_a_running_session_alone(
+def test_notebook_explores_a_pipeline_run(
     pipeline_run, kernel_env: dict[str, str], tmp_path: Path
 ) -> None:
-    # the injected state_dir wins over $SPARKMLOPS_STATE_DIR, which points at nothing
+    # The e2e tests may have re-run the pipeline in the same state dir: the notebook must
+    # show the latest finished pipeline run and the champion as the registry has it now.
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    from sparkmlops.tracking import configure_mlflow
+
+    settings = pipeline_run.settings
+    experiment_id = configure_mlflow(settings)
+    latest = mlflow.search_runs(
+        experiment_ids=[experiment_id], output_format="list", max_results=1,
+        filter_string="tags.`sparkmlops.step` = 'pipeline' AND attributes.status = 'FINISHED'",
+        order_by=["attributes.start_time DESC"],
+    )[0]
+    champion = MlflowClient().get_model_version_by_alias(settings.dataset.model.name, "champion")
+
+    # papermill's parameters win over $SPARKMLOPS_STATE_DIR (here an empty dir); a Spark
+    # session started before the notebook is used and must outlive it
     nb, error = execute_notebook(
         tmp_path, kernel_env, before=OUTER_SESSION, after=OUTER_ALIVE,
         parameters={"env": "local", "dataset": "penguins",
                     "state_dir": str(pipeline_run.state_dir)})
 
     assert error is None, error
+    errors = [o for o in outputs(nb) if o["output_type"] == "error"]
+    assert not errors, [f"{o['ename']}: {o['evalue']}" for o in errors]
     text = stdout(nb)
+    assert f"KERNEL_PREFIX={sys.prefix}\n" in text, "the kernel is not this venv's python"
     assert f"PARAMETERS env=local dataset=penguins state_dir={pipeline_run.state_dir}\n" in text
-    assert "PARENT_RUN_ID=" in text and "CHAMPION_VERSION=" in text
+    assert f"PARENT_RUN_ID={latest.info.run_id}\n" in text
+    assert f"CHAMPION_VERSION={champion.version}\n" in text
+    images = [o for o in outputs(nb) if "image/png" in o.get("data", {})]
+    assert images, "no cell produced a plot"
     assert "Spark session left running (this notebook did not start it)\n" in text
     assert "Spark session stopped" not in text
-    assert "OUTER_ACTIVE=True OUTER_APP=started-before-the-notebook OUTER_COUNT=7\n" in text
+    assert text.endswith("OUTER_ACTIVE=True OUTER_APP=started-before-the-notebook "
+                         "OUTER_COUNT=7\n")
     assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.parametrize(("parameters", "env", "expected"), [
     # papermill's env parameter: emr is a cluster env and needs a tracking server
     ({"env": "emr"}, {}, "tracking.require_server: true"),
-    # $SPARKMLOPS_DATASET when no parameter is given
-    ({}, {"SPARKMLOPS_DATASET": "no_such_dataset"},
+    # $SPARKMLOPS_ENV when no parameter is given
+    ({}, {"SPARKMLOPS_ENV": "emr"}, "tracking.require_server: true"),
+    # the dataset parameter wins over $SPARKMLOPS_DATASET
+    ({"dataset": "no_such_dataset"}, {"SPARKMLOPS_DATASET": "penguins"},
      "config file not found: "),
+    # $SPARKMLOPS_DATASET when no parameter is given
+    ({}, {"SPARKMLOPS_DATASET": "no_such_dataset"}, "config file not found: "),
 ])
 def test_notebook_loads_the_env_and_dataset_it_is_given(
     tmp_path: Path, kernel_env: dict[str, str], parameters, env, expected
@@ -225,7 +220,7 @@ def test_notebook_loads_the_env_and_dataset_it_is_given(
     assert error is not None
     assert "ConfigError" in error
     assert expected in error, error
-    if "SPARKMLOPS_DATASET" in env:
+    if "config file" in expected:
         assert "datasets/no_such_dataset.yml" in error, error
     assert list(tmp_path.iterdir()) == []
 
@@ -237,6 +232,8 @@ def test_notebook_without_a_pipeline_run_says_make_run(
 
     assert error is not None
     assert "PipelineRunMissing" in error and "make run" in error, error
+    # $SPARKMLOPS_STATE_DIR is the state dir when no parameter is given
+    assert f"No pipeline run found in the state dir {tmp_path}: " in error, error
     first = next(c for c in nb.cells
                  if c.cell_type == "code" and "parameters" not in c.metadata.get("tags", []))
     assert any(o["output_type"] == "error" for o in first.outputs), "the first cell must fail"

@@ -164,8 +164,10 @@ class TableWrite:
 def table_ref(settings: Settings, layer: str, name: str | None = None) -> TableRef:
     """The table ``layer.name`` (name defaults to the dataset's) of these settings.
 
-    >>> table_ref(settings, "gold", "penguins_features").table_name  # catalog mode
-    'main.ml.gold_penguins_features'
+    In catalog mode (``storage.catalog: main``, ``storage.schema: ml``) the gold table
+    ``table_ref(settings, "gold", "penguins_features")`` is named
+    ``main.ml.gold_penguins_features``; in path mode it is at
+    ``<storage.root>/gold/penguins_features``.
     """
     name = name or settings.dataset.name
     storage = settings.storage
