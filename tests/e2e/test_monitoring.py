@@ -167,3 +167,17 @@ def test_lineage_and_model_tags_name_the_catalog_tables(spark, monitored):
     summary = pipeline_summary(spark, settings, result)
     assert f"Delta tables in {schema}:" in summary
     assert f"  bronze.penguins                  v0    {schema}.bronze_penguins\n" in summary
+
+
+def test_reproduce_time_travels_the_training_table_by_name(spark, monitored):
+    from sparkmlops.reproduce import reproduce_run
+
+    schema = f"spark_catalog.{monitored.settings.storage.schema_}"
+    train = monitored.pipeline.step("train")
+
+    # gold has moved on since training (the drifted batch is v1)
+    reproduced = reproduce_run(spark, monitored.settings, train.run_id)
+
+    assert (reproduced.table_path, reproduced.table_version) == (
+        f"{schema}.gold_penguins_features", 0)
+    assert reproduced.max_abs_difference <= 1e-9
