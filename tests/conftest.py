@@ -25,12 +25,15 @@ os.environ["SPARKMLOPS_CONF_DIR"] = str(REPO / "conf")
 
 
 @pytest.fixture(scope="session")
-def spark() -> Iterator[SparkSession]:
+def spark(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SparkSession]:
     session = get_spark(
         SparkSettings(
             master="local[2]",
             app_name="sparkmlops-tests",
             conf={
+                # catalog-mode tests create managed tables (spark_catalog, a schema per
+                # test); a static setting, so set once here: never ./spark-warehouse
+                "spark.sql.warehouse.dir": str(tmp_path_factory.mktemp("warehouse")),
                 "spark.sql.shuffle.partitions": "2",
                 "spark.default.parallelism": "2",
                 "spark.ui.enabled": "false",
@@ -47,6 +50,18 @@ def spark() -> Iterator[SparkSession]:
 
 
 SettingsFactory = Callable[..., Settings]
+
+
+@pytest.fixture
+def catalog_schema(spark: SparkSession, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh schema of ``spark_catalog`` for this test (catalog mode), dropped after."""
+    import re
+    import uuid
+
+    name = re.sub(r"\W", "_", request.node.name)[:40].lower() + "_" + uuid.uuid4().hex[:8]
+    spark.sql(f"CREATE SCHEMA IF NOT EXISTS spark_catalog.{name}")
+    yield name
+    spark.sql(f"DROP SCHEMA IF EXISTS spark_catalog.{name} CASCADE")
 
 
 @pytest.fixture

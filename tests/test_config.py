@@ -36,15 +36,24 @@ def test_local_settings_resolve_state_dir_and_derived_paths(tmp_path):
     assert settings.dataset.label.classes == ["FEMALE", "MALE"]
 
 
+# what a deployment sets for emr (the bucket and its tracking server; see test_cluster_config)
+DEPLOYED = {"emr": ["storage.root=s3a://my-bucket/sparkmlops/lake"]}
+
+
 @pytest.mark.parametrize("env", ["local", "emr", "databricks"])
-def test_every_environment_file_is_valid(env):
-    settings = load_settings(env, "penguins")
+def test_every_environment_file_is_valid(env, monkeypatch):
+    if env == "emr":
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5999")
+    settings = load_settings(env, "penguins", overrides=DEPLOYED.get(env, []))
 
     assert settings.env == env
 
 
-def test_cluster_environments_use_the_platform_session():
-    assert load_settings("emr", "penguins").spark.use_existing_session is True
+def test_cluster_environments_use_the_platform_session(monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5999")
+    assert load_settings("emr", "penguins",
+                         overrides=DEPLOYED["emr"]).spark.use_existing_session is True
+    monkeypatch.delenv("MLFLOW_TRACKING_URI")
     databricks = load_settings("databricks", "penguins")
     assert databricks.tracking.tracking_uri == "databricks"
 

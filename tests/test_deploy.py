@@ -30,7 +30,11 @@ from sparkmlops.deploy import (
 )
 
 WHEEL = f"sparkmlops-{__version__}-py3-none-any.whl"
-EMR_SETTINGS = [
+# what a project's own conf/emr.yml sets before anything can run on EMR (the packaged
+# emr.yml refuses its CHANGE-ME bucket and tracking on the driver's disk)
+EMR_PROJECT = ["storage.root=s3a://acme-ml/sparkmlops/lake",
+               "tracking.tracking_uri=http://mlflow.internal:5000"]
+EMR_SETTINGS = [*EMR_PROJECT,
     "deploy.wheel=s3://acme-ml/sparkmlops/sparkmlops-{version}-py3-none-any.whl",
     "deploy.emr.cluster_id=j-2AXXXXXXGAPLF",
     "deploy.emr.serverless.application_id=00fabcdefg123456",
@@ -276,8 +280,9 @@ def test_deploy_workflows_build_upload_and_deploy_on_main(tmp_path):
 
 
 def _deploy(tmp_path: Path, env: str, *args: str) -> int:
+    project = [a for s in EMR_PROJECT for a in ("--set", s)] if env == "emr" else []
     return main(["deploy", "--env", env, "--out", str(tmp_path), "--set",
-                 f"project_dir={tmp_path}", *args])
+                 f"project_dir={tmp_path}", *project, *args])
 
 
 def test_deploy_command_writes_every_target_of_the_env(tmp_path, capsys):
@@ -374,7 +379,8 @@ def test_emr_needs_the_wheel_on_s3(tmp_path, capsys):
 def test_github_workflows_go_to_the_project_root(tmp_path, capsys):
     elsewhere = tmp_path / "elsewhere"
     code = main(["deploy", "--env", "emr", "--target", "github", "--out", str(elsewhere),
-                 "--set", f"project_dir={tmp_path}"])
+                 "--set", f"project_dir={tmp_path}",
+                 *[a for s in EMR_PROJECT for a in ("--set", s)]])
 
     assert code == 2
     assert _error_line(capsys) == (

@@ -282,7 +282,7 @@ def _run_profile(spark: Any, settings: Settings, batch_id: str,
     version = args.version if args.version is not None else current_version(spark, ref)
     profiles = profile_columns(read_table(spark, ref, version))
     text = suite_yaml(propose_expectations(profiles, settings.dataset.keys),
-                      source=f"{ref.fqn} v{version} ({ref.path})")
+                      source=f"{ref.fqn} v{version} ({ref.address})")
     if not args.out:
         return text
     Path(args.out).write_text(text)

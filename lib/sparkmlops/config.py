@@ -77,8 +77,57 @@ class SparkSettings(StrictModel):
     conf: dict[str, str] = Field(default_factory=dict)
 
 
+# a value left for the deployer to fill in (conf/emr.yml's bucket): never written to
+PLACEHOLDER = "CHANGE-ME"
+
+
 class StorageSettings(StrictModel):
+    """Where the tables live: paths under ``root``, or a metastore catalog and schema.
+
+    Path mode (no catalog, the local default): ``<root>/<layer>/<dataset>``. Catalog
+    mode (``catalog`` and ``schema``): every table is ``<catalog>.<schema>.<layer>_<name>``,
+    a managed table addressed by name only; with ``external`` it is registered by name
+    at ``<root>/<layer>/<name>`` instead (see sparkmlops.tables).
+    """
+
     root: str
+    catalog: str | None = Field(None, pattern=IDENTIFIER)
+    schema_: str | None = Field(None, alias="schema", pattern=IDENTIFIER)
+    external: bool = False
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @field_validator("root")
+    @classmethod
+    def _not_a_placeholder(cls, root: str) -> str:
+        if PLACEHOLDER in root:
+            raise ValueError(f"{root} is a placeholder; set storage.root to a location this "
+                             "job may write (e.g. --set storage.root=s3a://<bucket>/<prefix>)")
+        return root
+
+    @model_validator(mode="after")
+    def _catalog_and_schema_together(self) -> StorageSettings:
+        if (self.catalog is None) != (self.schema_ is None):
+            given, missing = (("catalog", "schema") if self.schema_ is None
+                              else ("schema", "catalog"))
+            raise ValueError(f"storage.{missing}: required with storage.{given} (catalog mode "
+                             "names every table <catalog>.<schema>.<layer>_<dataset>); set "
+                             "both, or neither for tables by path")
+        if self.external and self.catalog is None:
+            raise ValueError("storage.external: only with storage.catalog and storage.schema "
+                             "(tables by path are always at storage.root)")
+        return self
+
+    @property
+    def catalog_mode(self) -> bool:
+        return self.catalog is not None
+
+
+# tracking URIs whose runs outlive the driver: an MLflow server, or Databricks' own
+SERVER_TRACKING_SCHEMES = ("http://", "https://", "databricks")
+# artifact stores that outlive the driver (local and file: paths do not on a cluster)
+REMOTE_ARTIFACT_SCHEMES = ("s3://", "s3a://", "gs://", "wasbs://", "abfss://", "dbfs:/",
+                           "hdfs://", "mlflow-artifacts:", "runs:/", "models:/")
 
 
 class TrackingSettings(StrictModel):
@@ -86,6 +135,34 @@ class TrackingSettings(StrictModel):
     registry_uri: str | None = None
     experiment: str
     artifact_location: str | None = None
+    # A cluster env (emr, databricks) sets this: its driver's disk goes with the
+    # cluster, so runs and the model registry must live on a tracking server.
+    require_server: bool = False
+
+    @model_validator(mode="after")
+    def _server_when_required(self) -> TrackingSettings:
+        if not self.require_server:
+            return self
+        if not self.tracking_uri.startswith(SERVER_TRACKING_SCHEMES):
+            raise ValueError(
+                f"tracking.tracking_uri: {self.tracking_uri} would keep MLflow runs and the "
+                "model registry on the driver, lost with the cluster "
+                "(tracking.require_server: true); set MLFLOW_TRACKING_URI to an http(s):// "
+                "MLflow server (or 'databricks' on Databricks)")
+        location = self.artifact_location
+        if location is not None and not location.startswith(REMOTE_ARTIFACT_SCHEMES):
+            raise ValueError(
+                f"tracking.artifact_location: {location} is on the driver's disk "
+                "(tracking.require_server: true); set it to null (the server's artifact "
+                "store) or an s3://, dbfs:/, abfss:// ... location")
+        return self
+
+    @property
+    def unity_catalog_registry(self) -> bool:
+        """True when models register in Unity Catalog (MLflow 3 defaults to it on Databricks)."""
+        registry = self.registry_uri or (
+            "databricks-uc" if self.tracking_uri.startswith("databricks") else "")
+        return registry.startswith("databricks-uc")
 
 
 class QualityPaths(StrictModel):
@@ -884,6 +961,37 @@ class Settings(StrictModel):
     dataset: DatasetSettings
     deploy: DeploySettings = Field(default_factory=DeploySettings)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _qualify_uc_model_name(cls, data: Any) -> Any:
+        # Unity Catalog names a model <catalog>.<schema>.<model>. The dataset file gives
+        # the env-independent short name; a UC env puts it beside the tables
+        # (storage.catalog / storage.schema) unless the name is already qualified.
+        try:
+            tracking, storage = data["tracking"], data["storage"]
+            model = data["dataset"]["model"]
+            uc = TrackingSettings.model_validate(tracking).unity_catalog_registry
+        except (KeyError, TypeError, ValidationError):
+            return data  # the field validators report what is missing or wrong
+        name, catalog, schema = model.get("name"), storage.get("catalog"), storage.get("schema")
+        if uc and isinstance(name, str) and "." not in name and catalog and schema:
+            model = {**model, "name": f"{catalog}.{schema}.{name}"}
+            data = {**data, "dataset": {**data["dataset"], "model": model}}
+        return data
+
+    @model_validator(mode="after")
+    def _uc_model_name_is_three_part(self) -> Settings:
+        name = self.dataset.model.name
+        parts = name.split(".")
+        if self.tracking.unity_catalog_registry and (
+                len(parts) != 3 or not all(re.fullmatch(IDENTIFIER, p) for p in parts)):
+            raise ValueError(
+                f"dataset.model.name: {name!r} is not a Unity Catalog model name "
+                "(tracking.registry_uri: databricks-uc needs catalog.schema.model); set "
+                "dataset.model.name to catalog.schema.model, or storage.catalog and "
+                "storage.schema to register it there")
+        return self
+
     def config_hash(self) -> str:
         """SHA-256 of the effective settings (stable key order), recorded on every run."""
         payload = json.dumps(self.model_dump(mode="json", by_alias=True), sort_keys=True)
@@ -1063,7 +1171,7 @@ def _describe(exc: ValidationError, conf: str, env: str, dataset: str) -> str:
     problems = []
     for err in exc.errors():
         loc = ".".join(str(p) for p in err["loc"])
-        loc = loc.replace("dataset.schema_", "dataset.schema")
+        loc = re.sub(r"\bschema_\b", "schema", loc)
         if loc.startswith("dataset"):
             where = f"{conf}/datasets/{dataset}.yml: {loc.removeprefix('dataset').lstrip('.')}"
         else:

@@ -51,8 +51,8 @@ def active_files(spark: SparkSession, ref: TableRef) -> int:
 
 def _delta_table(spark: SparkSession, ref: TableRef) -> DeltaTable:
     if not table_exists(spark, ref):
-        raise MissingInputError(f"table {ref.fqn} does not exist at {ref.path}")
-    return DeltaTable.forPath(spark, ref.path)
+        raise MissingInputError(f"table {ref.fqn} does not exist at {ref.address}")
+    return ref.delta_table(spark)
 
 
 # ---------------------------------------------------------------- OPTIMIZE
@@ -182,14 +182,14 @@ def read_as_of(
         raise ConfigError(f"read {ref.fqn}: give exactly one of version or timestamp")
     latest = current_version(spark, ref)
     if latest is None:
-        raise MissingInputError(f"table {ref.fqn} does not exist at {ref.path}")
+        raise MissingInputError(f"table {ref.fqn} does not exist at {ref.address}")
     if version is not None and not 0 <= version <= latest:
         raise MissingInputError(
             f"table {ref.fqn} has no version {version}; the latest is v{latest}")
     try:
         if version is not None:
             return read_table(spark, ref, version)
-        return spark.read.format("delta").option("timestampAsOf", timestamp).load(ref.path)
+        return ref.read(spark, timestamp=timestamp)
     except AnalysisException as exc:
         condition = exc.getCondition() or ""
         if not condition.startswith(("DELTA_TIMESTAMP", "DELTA_VERSION_NOT_FOUND")):
@@ -216,7 +216,7 @@ def maintain_dataset(
     results: dict[str, dict[str, Any]] = {}
     for ref in dataset_tables(settings):
         if not table_exists(spark, ref):
-            log.info("%s does not exist at %s; nothing to maintain", ref.fqn, ref.path)
+            log.info("%s does not exist at %s; nothing to maintain", ref.fqn, ref.address)
             continue
         result: dict[str, Any] = {"version_before": current_version(spark, ref),
                                   "files_before": active_files(spark, ref),

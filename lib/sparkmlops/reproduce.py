@@ -30,6 +30,7 @@ from pyspark.sql import SparkSession
 from sparkmlops import training, tuning
 from sparkmlops.config import TASK_METRICS, EstimatorSettings, Settings, TuningSettings
 from sparkmlops.errors import MissingInputError, ReproductionMismatch
+from sparkmlops.tables import TableRef
 from sparkmlops.tracking import TAG_OUTCOME, TAG_STEP, configure_mlflow, owned_run
 
 log = logging.getLogger(__name__)
@@ -86,10 +87,14 @@ def reproduce_run(
     estimator = EstimatorSettings.model_validate(
         _artifact(client, run_id, "training/estimator.json"))
     source = _artifact(client, run_id, "lineage.json")["inputs"][0]
-    path, version = str(source["path"]), int(source["version"])
+    # a catalog-mode table by its recorded name (a managed table has no path to use)
+    layer, _, name = str(source["table"]).partition(".")
+    table = TableRef(layer=layer, name=name, path=source.get("path"),
+                     table_name=source.get("table_name"))
+    path, version = table.address, int(source["version"])
     dataset = recorded.dataset
     started = time.monotonic()
-    data = spark.read.format("delta").option("versionAsOf", version).load(path)
+    data = table.read(spark, version=version)
     if "window_batches" in run.data.params:
         batches = _artifact(client, run_id, "training/batches.json")["batches"]
         data = data.where(F.col("_batch_id").isin(batches))

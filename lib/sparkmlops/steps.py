@@ -555,7 +555,7 @@ def _register(
     client.set_registered_model_alias(name, registry.CHALLENGER, model_version)
     code = code_identity()
     registry.tag_version(client, name, model_version, {
-        "training_table": gold.fqn, "training_table_path": gold.path,
+        "training_table": gold.fqn, **_table_location_tags("training_table", gold),
         "training_table_version": version, "batch_id": batch_id,
         "git_commit": _tag(tracker.run_id, "mlflow.source.git.commit"),
         "sparkmlops_version": code.version, "wheel_sha256": code.wheel_sha256,
@@ -564,6 +564,16 @@ def _register(
     })
     mlflow.set_tag("model_version", model_version)
     return model_version
+
+
+def _table_location_tags(prefix: str, ref: TableRef) -> dict[str, object]:
+    """``<prefix>_path`` and, in catalog mode, ``<prefix>_name``: where the table is."""
+    tags: dict[str, object] = {}
+    if ref.path is not None:
+        tags[f"{prefix}_path"] = ref.path
+    if ref.table_name is not None:
+        tags[f"{prefix}_name"] = ref.table_name
+    return tags
 
 
 def model_signature(test: Any, scored: Any, columns: list[str]) -> Any:

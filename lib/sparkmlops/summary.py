@@ -18,11 +18,14 @@ def pipeline_summary(spark: Any, settings: Settings, result: PipelineResult) -> 
     lines = [
         f"sparkmlops pipeline: dataset {ds.name}, batch {result.batch_id}, env {settings.env}",
         "",
+        f"Delta tables in {settings.storage.catalog}.{settings.storage.schema_}:"
+        if settings.storage.catalog_mode else
         f"Delta tables under {settings.resolve_path(settings.storage.root)}:",
     ]
     for ref in dataset_tables(settings):
         version = current_version(spark, ref)
-        lines.append(f"  {ref.fqn:<32} v{version if version is not None else '-':<4} {ref.path}")
+        lines.append(f"  {ref.fqn:<32} v{version if version is not None else '-':<4} "
+                     f"{ref.address}")
     rows_in = ingest.get("rows_in", ingest.get("bronze_rows"))
     lines += [
         "",

@@ -1,10 +1,27 @@
 """Delta table naming, reads, atomic idempotent writes and versions.
 
-A table is addressed as ``<layer>.<dataset>`` (``bronze.penguins``) and stored at
-``<storage.root>/<layer>/<dataset>``. Every write here is one Delta commit: a batch
-is written with ``replaceWhere`` on its batch id, so re-running a batch replaces
-exactly that batch and never doubles it, and a killed job leaves the previous
-version in place.
+A table is known as ``<layer>.<dataset>`` (``bronze.penguins``: the name in MLflow
+lineage, logs and messages). Where it lives depends on ``storage``:
+
+- path mode (the local default): stored at ``<storage.root>/<layer>/<dataset>``,
+  addressed by that path;
+- catalog mode (``storage.catalog`` + ``storage.schema``): the metastore table
+  ``<catalog>.<schema>.<layer>_<dataset>`` (gold: ``..gold_<dataset>_features``),
+  addressed by that name only. It is a *managed* table: Unity Catalog users expect
+  the metastore to own storage, lifecycle and governance of the tables it lists
+  (and UC-only features such as predictive optimisation apply to managed tables
+  only), so a path is never needed. With ``storage.external: true`` the table is
+  created at ``<root>/<layer>/<dataset>`` as an *external* table of that name, for
+  a deployment whose data must sit in a given bucket; it is still read and written
+  by name. (Path-stored tables registered afterwards with ``CREATE TABLE ...
+  LOCATION`` were rejected: two ways to address one table, and a write by path
+  bypasses the catalog's permissions.)
+
+:class:`TableRef` hides the difference (``exists``, ``read``, ``delta_table``,
+``save``), so no caller branches on the mode. Every write here is one Delta
+commit: a batch is written with ``replaceWhere`` on its batch id, so re-running a
+batch replaces exactly that batch and never doubles it, and a killed job leaves
+the previous version in place.
 """
 
 from __future__ import annotations
@@ -21,7 +38,7 @@ from functools import reduce
 
 import pyspark.sql.functions as F
 from delta.tables import DeltaTable
-from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, DataFrameWriter, SparkSession
 
 from sparkmlops.config import Settings
 from sparkmlops.errors import ConfigError, InvalidBatchIdError, MissingInputError
@@ -56,17 +73,83 @@ def batch_condition(batch_id: str, column: str = BATCH_COLUMN) -> Column:
     return F.col(column) == F.lit(check_batch_id(batch_id))
 
 
+# Delta tags a commit with this session setting where a writer takes no option
+# (MERGE, and the CREATE TABLE AS SELECT of saveAsTable, which ignores the option)
+USER_METADATA_CONF = "spark.databricks.delta.commitInfo.userMetadata"
+
+
 @dataclass(frozen=True)
 class TableRef:
-    """Where a Delta table lives: ``layer.name`` and its storage path."""
+    """One Delta table: its ``layer.name``, and how it is addressed.
+
+    ``table_name`` (catalog mode) is the metastore name it is read and written by;
+    ``path`` is its storage path (path mode, or an external table's location; None
+    for a managed table). Use the methods, never ``path`` directly, to reach it.
+    """
 
     layer: str
     name: str
-    path: str
+    path: str | None
+    table_name: str | None = None
 
     @property
     def fqn(self) -> str:
+        """``layer.name``: the table's name in lineage, logs and messages."""
         return f"{self.layer}.{self.name}"
+
+    @property
+    def address(self) -> str:
+        """What the table is addressed by: its metastore name, else its path."""
+        return self.table_name or str(self.path)
+
+    @property
+    def described(self) -> str:
+        """``bronze.penguins (main.ml.bronze_penguins)`` for messages."""
+        return f"{self.fqn} ({self.address})"
+
+    @property
+    def _storage_path(self) -> str:
+        if self.path is None:  # a managed table: table_ref never makes one without a name
+            raise ValueError(f"{self.fqn} has neither a table name nor a path")
+        return self.path
+
+    def exists(self, spark: SparkSession) -> bool:
+        if self.table_name is not None:
+            return bool(spark.catalog.tableExists(self.table_name))
+        return bool(DeltaTable.isDeltaTable(spark, self._storage_path))
+
+    def delta_table(self, spark: SparkSession) -> DeltaTable:
+        if self.table_name is not None:
+            return DeltaTable.forName(spark, self.table_name)
+        return DeltaTable.forPath(spark, self._storage_path)
+
+    def read(self, spark: SparkSession, *, version: int | None = None,
+             timestamp: str | None = None) -> DataFrame:
+        """The table, as of ``version`` or ``timestamp`` when given (time travel)."""
+        reader = spark.read.format("delta")
+        if version is not None:
+            reader = reader.option("versionAsOf", version)
+        if timestamp is not None:
+            reader = reader.option("timestampAsOf", timestamp)
+        if self.table_name is not None:
+            return reader.table(self.table_name)
+        return reader.load(self._storage_path)
+
+    def save(self, writer: DataFrameWriter, *, create: bool) -> None:
+        """Run ``writer`` (mode and options set) against this table.
+
+        ``create``: the table does not exist yet; in catalog mode it is created by
+        name (at ``path`` when external) and the write fails, rather than appends,
+        if another writer created it meanwhile (a conflict the caller retries).
+        """
+        if self.table_name is None:
+            writer.save(self._storage_path)
+            return
+        if create:
+            if self.path is not None:
+                writer = writer.option("path", self.path)
+            writer = writer.mode("errorifexists")
+        writer.saveAsTable(self.table_name)
 
 
 @dataclass(frozen=True)
@@ -79,10 +162,22 @@ class TableWrite:
 
 
 def table_ref(settings: Settings, layer: str, name: str | None = None) -> TableRef:
-    """The table ``layer.name`` (name defaults to the dataset's) of these settings."""
+    """The table ``layer.name`` (name defaults to the dataset's) of these settings.
+
+    In catalog mode (``storage.catalog: main``, ``storage.schema: ml``) the gold table
+    ``table_ref(settings, "gold", "penguins_features")`` is named
+    ``main.ml.gold_penguins_features``; in path mode it is at
+    ``<storage.root>/gold/penguins_features``.
+    """
     name = name or settings.dataset.name
-    root = settings.resolve_path(settings.storage.root).rstrip("/")
-    return TableRef(layer=layer, name=name, path=f"{root}/{layer}/{name}")
+    storage = settings.storage
+    path: str | None = f"{settings.resolve_path(storage.root).rstrip('/')}/{layer}/{name}"
+    if not storage.catalog_mode:
+        return TableRef(layer=layer, name=name, path=path)
+    # layer and dataset name are identifiers, so the joined name is one too
+    table_name = f"{storage.catalog}.{storage.schema_}.{layer}_{name}"
+    return TableRef(layer=layer, name=name, path=path if storage.external else None,
+                    table_name=table_name)
 
 
 # every table a dataset's jobs write, in pipeline order
@@ -112,25 +207,37 @@ def dataset_table(settings: Settings, layer: str) -> TableRef:
 
 
 def table_exists(spark: SparkSession, ref: TableRef) -> bool:
-    return DeltaTable.isDeltaTable(spark, ref.path)
+    return ref.exists(spark)
 
 
 def current_version(spark: SparkSession, ref: TableRef) -> int | None:
     """The table's latest version, or None when it does not exist yet."""
     if not table_exists(spark, ref):
         return None
-    row = DeltaTable.forPath(spark, ref.path).history(1).select("version").first()
+    row = ref.delta_table(spark).history(1).select("version").first()
     return int(row["version"]) if row else None
 
 
 def read_table(spark: SparkSession, ref: TableRef, version: int | None = None) -> DataFrame:
     """Read a table, as of ``version`` when given (time travel)."""
     if not table_exists(spark, ref):
-        raise MissingInputError(f"table {ref.fqn} does not exist at {ref.path}")
-    reader = spark.read.format("delta")
-    if version is not None:
-        reader = reader.option("versionAsOf", version)
-    return reader.load(ref.path)
+        raise MissingInputError(f"table {ref.fqn} does not exist at {ref.address}")
+    return ref.read(spark, version=version)
+
+
+def require_schema(spark: SparkSession, ref: TableRef) -> None:
+    """Fail with one line when a catalog-mode table's schema does not exist.
+
+    The platform never creates schemas: on Unity Catalog that takes a privilege a
+    job should not hold, and a misspelt schema must not become a new one.
+    """
+    if ref.table_name is None:
+        return
+    schema = ref.table_name.rsplit(".", 1)[0]
+    if not spark.catalog.databaseExists(schema):
+        raise MissingInputError(
+            f"schema {schema} does not exist: create it (CREATE SCHEMA {schema}) or set "
+            "storage.catalog / storage.schema to an existing one")
 
 
 def read_batch(
@@ -183,14 +290,17 @@ def replace_where(
         writer = df.write.format("delta").option("userMetadata", token)
         if merge_schema:
             writer = writer.option("mergeSchema", "true")
-        if table_exists(spark, ref):
+        create = not table_exists(spark, ref)
+        if not create:
             writer = writer.mode("overwrite").option("replaceWhere", predicate_text)
         else:
+            require_schema(spark, ref)
             writer = writer.mode("append")
             partitions = [c for c in partition_by or [] if c in df.columns]
             if partitions:
                 writer = writer.partitionBy(*partitions)
-        writer.save(ref.path)
+        with session_conf(spark, USER_METADATA_CONF, token):
+            ref.save(writer, create=create)
 
     return _commit_with_retries(spark, ref, write, attempts)[0]
 
@@ -248,7 +358,7 @@ def upsert_batch(
     in_batch = batch_condition(batch_id, f"t.{BATCH_COLUMN}")
 
     def merge(token: str) -> None:
-        builder = DeltaTable.forPath(spark, ref.path).alias("t").merge(df.alias("s"), on)
+        builder = ref.delta_table(spark).alias("t").merge(df.alias("s"), on)
         if merge_schema:
             builder = builder.withSchemaEvolution()
         builder = (
@@ -256,7 +366,7 @@ def upsert_batch(
             .whenNotMatchedInsertAll()
             .whenNotMatchedBySourceDelete(condition=in_batch)
         )
-        with session_conf(spark, "spark.databricks.delta.commitInfo.userMetadata", token):
+        with session_conf(spark, USER_METADATA_CONF, token):
             builder.execute()
 
     committed, metrics = _commit_with_retries(spark, ref, merge, attempts)
@@ -287,16 +397,19 @@ def insert_new_rows(df: DataFrame, ref: TableRef, on: list[str], *, attempts: in
     spark = df.sparkSession
     if not table_exists(spark, ref):
         def append(token: str) -> None:
-            df.write.format("delta").option("userMetadata", token).mode("append").save(ref.path)
+            require_schema(spark, ref)
+            writer = df.write.format("delta").option("userMetadata", token).mode("append")
+            with session_conf(spark, USER_METADATA_CONF, token):
+                ref.save(writer, create=True)
 
         return _commit_with_retries(spark, ref, append, attempts)[0]
     condition = reduce(operator.and_, [F.col(f"t.`{c}`").eqNullSafe(F.col(f"s.`{c}`"))
                                        for c in on])
 
     def merge(token: str) -> None:
-        builder = (DeltaTable.forPath(spark, ref.path).alias("t").merge(df.alias("s"), condition)
+        builder = (ref.delta_table(spark).alias("t").merge(df.alias("s"), condition)
                    .withSchemaEvolution().whenNotMatchedInsertAll())
-        with session_conf(spark, "spark.databricks.delta.commitInfo.userMetadata", token):
+        with session_conf(spark, USER_METADATA_CONF, token):
             builder.execute()
 
     committed, metrics = _commit_with_retries(spark, ref, merge, attempts)
@@ -349,8 +462,8 @@ _CONFLICTS = (
     "ConcurrentDeleteDeleteException", "ConcurrentTransactionException",
     "ProtocolChangedException", "MetadataChangedException", "DELTA_CONCURRENT_",
     "DELTA_PROTOCOL_CHANGED", "DELTA_METADATA_CHANGED",
-    # two first writers racing to create the table
-    "FileAlreadyExistsException",
+    # two first writers racing to create the table (by path; by name)
+    "FileAlreadyExistsException", "TABLE_OR_VIEW_ALREADY_EXISTS", "TableAlreadyExistsException",
 )
 
 
@@ -362,7 +475,7 @@ def _is_write_conflict(exc: Exception) -> bool:
 def _committed_write(
     spark: SparkSession, ref: TableRef, token: str
 ) -> tuple[TableWrite, dict[str, str]]:
-    history = DeltaTable.forPath(spark, ref.path).history(50)
+    history = ref.delta_table(spark).history(50)
     mine = history.where(history["userMetadata"] == token).first()
     if mine is None:
         # Delta makes no commit for a write that changes nothing (an empty batch

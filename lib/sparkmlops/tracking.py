@@ -141,7 +141,8 @@ class StepTracker:
 
     def read(self, ref: TableRef, version: int | None, rows: int | None = None) -> None:
         """Record a Delta table version this step read."""
-        self.inputs.append({"table": ref.fqn, "path": ref.path, "version": version, "rows": rows})
+        self.inputs.append({"table": ref.fqn, "path": ref.path, "table_name": ref.table_name,
+                            "version": version, "rows": rows})
         mlflow.log_param(f"input.{ref.fqn}.version", version)
         if rows is not None:
             self.count(f"rows_in.{ref.fqn}", rows)
@@ -150,8 +151,8 @@ class StepTracker:
         """Record a Delta table version this step committed."""
         rows = write.rows if rows is None else rows
         self.outputs.append(
-            {"table": write.table.fqn, "path": write.table.path, "version": write.version,
-             "rows": rows}
+            {"table": write.table.fqn, "path": write.table.path,
+             "table_name": write.table.table_name, "version": write.version, "rows": rows}
         )
         mlflow.log_param(f"output.{write.table.fqn}.version", write.version)
         self.count(f"rows_out.{write.table.fqn}", rows)

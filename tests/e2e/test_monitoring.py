@@ -1,18 +1,26 @@
-"""Monitoring on the sample: the scored batch as trained on, then a drifted copy of it."""
+"""Monitoring on the sample: the scored batch as trained on, then a drifted copy of it.
+
+The run is in catalog mode (managed tables of ``spark_catalog``, a schema of its own,
+the session's temp warehouse dir), so the same run also proves the pipeline finds every
+table by name; path mode is the default of every other e2e run.
+"""
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+import mlflow
 import pyspark.sql.functions as F
 import pytest
 from mlflow.tracking import MlflowClient
 
 from sparkmlops.config import Settings, load_settings
 from sparkmlops.ingest import landing_batch_id
-from sparkmlops.pipeline import run_pipeline
+from sparkmlops.pipeline import PipelineResult, run_pipeline
 from sparkmlops.steps import StepResult, monitor_step, predict_step
+from sparkmlops.summary import pipeline_summary
 from sparkmlops.tables import (
     BATCH_COLUMN,
     features_table_name,
@@ -32,15 +40,20 @@ class Monitored:
     batch_id: str
     same: StepResult
     drifted: StepResult
+    pipeline: PipelineResult
+    state_dir: Path
 
 
 @pytest.fixture(scope="module")
 def monitored(spark, tmp_path_factory) -> Monitored:
+    schema = f"e2e_monitoring_{uuid.uuid4().hex[:8]}"
+    spark.sql(f"CREATE SCHEMA spark_catalog.{schema}")
+    state_dir = tmp_path_factory.mktemp("monitoring")
     settings = load_settings("local", "penguins", overrides=[
-        f"state_dir={tmp_path_factory.mktemp('monitoring')}",
+        f"state_dir={state_dir}", "storage.catalog=spark_catalog", f"storage.schema={schema}",
         "dataset.monitoring.live={accuracy: {warn: 0.8, alert: 0.65}}"])
     batch_id = landing_batch_id(spark, str(SAMPLE_LANDING))
-    run_pipeline(spark, settings, batch_id)
+    pipeline = run_pipeline(spark, settings, batch_id)
     same = monitor_step(spark, settings, batch_id)
     # the same birds again, each 3 kg heavier: a covariate shift the model never saw
     gold = table_ref(settings, "gold", features_table_name(settings))
@@ -50,7 +63,7 @@ def monitored(spark, tmp_path_factory) -> Monitored:
     replace_batch(heavier, gold, "drifted")
     predict_step(spark, settings, "drifted")
     drifted = monitor_step(spark, settings, "drifted")
-    return Monitored(settings, batch_id, same, drifted)
+    return Monitored(settings, batch_id, same, drifted, pipeline, state_dir)
 
 
 def _rows(spark, monitored: Monitored, batch: str) -> dict[tuple[str, str, str], dict]:
@@ -109,3 +122,62 @@ def test_monitor_run_and_report_show_the_alert(monitored):
                                                                "monitoring")}
     assert {"monitoring/index.html", "monitoring/drift.png",
             "monitoring/history.png"} <= artifacts
+
+
+def test_every_table_is_a_managed_catalog_table_found_by_name(spark, monitored):
+    settings = monitored.settings
+    schema = f"spark_catalog.{settings.storage.schema_}"
+    listed = spark.catalog.listTables(schema)
+    counts = {t.name: spark.table(f"{schema}.{t.name}").count() for t in listed}
+    monitoring_rows = len(_rows(spark, monitored, monitored.batch_id)) + len(
+        _rows(spark, monitored, "drifted"))
+
+    assert counts == {
+        "bronze_penguins": 344, "silver_penguins": 342, "quarantine_penguins": 2,
+        # the sample's batch and its drifted copy
+        "gold_penguins_features": 684, "predictions_penguins": 684,
+        "validation_results_penguins": len(settings.dataset.quality.expectations),
+        # the three landing files; one ingest_log row for the batch
+        "manifest_penguins": 3, "ingest_log_penguins": 1,
+        "monitoring_penguins": monitoring_rows,
+    }
+    assert all(spark.catalog.tableExists(f"{schema}.{name}") for name in counts)
+    assert {t.tableType for t in listed} == {"MANAGED"}
+    assert not (monitored.state_dir / "lake").exists(), "a catalog table was written by path"
+
+
+def test_lineage_and_model_tags_name_the_catalog_tables(spark, monitored):
+    settings, result = monitored.settings, monitored.pipeline
+    schema = f"spark_catalog.{settings.storage.schema_}"
+    client = MlflowClient()
+    train = result.step("train")
+
+    champion = client.get_model_version_by_alias(settings.dataset.model.name, "champion")
+    lineage = mlflow.artifacts.load_dict(
+        f"{client.get_run(train.run_id).info.artifact_uri}/lineage.json")
+
+    assert champion.tags["training_table_name"] == f"{schema}.gold_penguins_features"
+    assert "training_table_path" not in champion.tags
+    assert [(i["table"], i["table_name"], i["path"], i["version"]) for i in lineage["inputs"]] \
+        == [("gold.penguins_features", f"{schema}.gold_penguins_features", None, 0)]
+    # step outputs and MLflow params keep the logical names, as in path mode
+    assert result.step("predict").outputs == {"predictions.penguins": 0}
+    assert client.get_run(train.run_id).data.params[
+        "input.gold.penguins_features.version"] == "0"
+    summary = pipeline_summary(spark, settings, result)
+    assert f"Delta tables in {schema}:" in summary
+    assert f"  bronze.penguins                  v0    {schema}.bronze_penguins\n" in summary
+
+
+def test_reproduce_time_travels_the_training_table_by_name(spark, monitored):
+    from sparkmlops.reproduce import reproduce_run
+
+    schema = f"spark_catalog.{monitored.settings.storage.schema_}"
+    train = monitored.pipeline.step("train")
+
+    # gold has moved on since training (the drifted batch is v1)
+    reproduced = reproduce_run(spark, monitored.settings, train.run_id)
+
+    assert (reproduced.table_path, reproduced.table_version) == (
+        f"{schema}.gold_penguins_features", 0)
+    assert reproduced.max_abs_difference <= 1e-9
