@@ -66,14 +66,20 @@ def configure_delta(
 def get_spark(settings: SparkSettings) -> SparkSession:
     """Return the session for these settings, creating it only when none is active.
 
-    On EMR and Databricks (``use_existing_session``) the platform's session is used
-    as it is: it already has Delta and its own storage.
+    On EMR and Databricks (``use_existing_session``) the platform's session is used: it
+    already has its master, Delta and storage, so this adds no master and no jars, only
+    the env's ``spark.conf`` and log level (see ``adopt_session``).
     """
     active = SparkSession.getActiveSession()
+    if active is None and settings.use_existing_session:
+        # spark-submit on a cluster: the launcher's JVM is up and the session starts here,
+        # so settings fixed at start (spark.ui.*, spark.executor.*) still take effect
+        builder = SparkSession.builder.appName(settings.app_name)
+        for key, value in settings.conf.items():
+            builder = builder.config(key, value)
+        active = builder.getOrCreate()
     if active is not None:
-        return active
-    if settings.use_existing_session:
-        return SparkSession.builder.appName(settings.app_name).getOrCreate()
+        return adopt_session(active, settings)
     builder = SparkSession.builder.appName(settings.app_name)
     # Under spark-submit the launcher's --master (default local[*]) wins over config.
     if settings.master and not running_under_spark_submit():
@@ -90,6 +96,31 @@ def get_spark(settings: SparkSettings) -> SparkSession:
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel(settings.log_level)
     log.info("Spark %s session started (master=%s)", spark.version, spark.sparkContext.master)
+    return spark
+
+
+def adopt_session(spark: SparkSession, settings: SparkSettings) -> SparkSession:
+    """Apply the env's ``spark.conf`` and ``log_level`` to a session this factory did not build.
+
+    Runtime SQL settings (time zone, schema auto-merge, shuffle partitions) are set on the
+    session. Settings fixed when the session started (memory, jars, UI) cannot change any
+    more: differing ones are logged in one warning naming the keys, because the cluster's
+    own Spark config (an EMR configuration classification, a Databricks cluster's
+    spark_conf) is where they belong.
+    """
+    fixed = []
+    for key, value in settings.conf.items():
+        current = spark.conf.get(key, None)
+        if current == value:
+            continue
+        if spark.conf.isModifiable(key):
+            spark.conf.set(key, value)
+        else:
+            fixed.append(f"{key}={value} (session has {current})")
+    if fixed:
+        log.warning("spark.conf not applied, fixed when the running session started; set it "
+                    "in the cluster's Spark config: %s", ", ".join(fixed))
+    spark.sparkContext.setLogLevel(settings.log_level)
     return spark
 
 

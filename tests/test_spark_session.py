@@ -1,0 +1,53 @@
+"""The session factory adopts a session it did not start (notebooks, EMR, Databricks)."""
+
+from __future__ import annotations
+
+import logging
+
+from pyspark.sql import SparkSession
+
+from sparkmlops.config import SparkSettings
+from sparkmlops.spark import get_spark
+
+
+def _root_log_level(spark: SparkSession) -> str:
+    log_manager = spark.sparkContext._jvm.org.apache.logging.log4j.LogManager  # type: ignore[union-attr]
+    return str(log_manager.getRootLogger().getLevel())
+
+
+def test_a_running_session_takes_the_envs_runtime_conf_and_log_level_and_names_the_rest(
+    spark: SparkSession, caplog,
+):
+    before_zone = spark.conf.get("spark.sql.session.timeZone")
+    settings = SparkSettings(
+        use_existing_session=True, master=None, log_level="ERROR",
+        conf={"spark.sql.session.timeZone": "America/New_York",   # runtime: set
+              "spark.sql.shuffle.partitions": "2",                # already so: untouched
+              "spark.ui.enabled": "true",                         # fixed at start: named
+              "spark.executor.memory": "7g"},                     # fixed at start: named
+    )
+    try:
+        with caplog.at_level(logging.WARNING, logger="sparkmlops.spark"):
+            adopted = get_spark(settings)
+
+        assert adopted is spark
+        assert spark.conf.get("spark.sql.session.timeZone") == "America/New_York"
+        assert _root_log_level(spark) == "ERROR"
+        assert [r.getMessage() for r in caplog.records] == [
+            "spark.conf not applied, fixed when the running session started; set it in the "
+            "cluster's Spark config: spark.ui.enabled=true (session has false), "
+            "spark.executor.memory=7g (session has None)"]
+    finally:
+        spark.conf.set("spark.sql.session.timeZone", before_zone)
+        spark.sparkContext.setLogLevel("WARN")
+
+
+def test_a_session_with_the_envs_conf_already_gets_no_warning(spark: SparkSession, caplog):
+    settings = SparkSettings(use_existing_session=True, master=None,
+                             conf={"spark.sql.session.timeZone": "UTC",
+                                   "spark.ui.enabled": "false"})
+
+    with caplog.at_level(logging.WARNING, logger="sparkmlops.spark"):
+        assert get_spark(settings) is spark
+
+    assert caplog.records == []
