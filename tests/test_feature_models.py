@@ -42,8 +42,11 @@ def test_python_stage_model_round_trips_through_mlflow_spark_flavor(spark, logge
     # the model carries the code of its Python stage, and declared requirements only
     local = Path(mlflow.artifacts.download_artifacts(uri))
     assert (local / "code" / "sparkmlops" / "feature_transforms.py").is_file()
+    import pandas
+    import pyarrow
     assert (local / "requirements.txt").read_text().splitlines() == [
-        f"pyspark=={spark.version}", f"mlflow=={mlflow.__version__}"]
+        f"pyspark=={spark.version}", f"mlflow=={mlflow.__version__}",
+        f"pandas=={pandas.__version__}", f"pyarrow=={pyarrow.__version__}"]
 
 
 # MLflow's pyfunc of a spark-flavor model starts a local[1] Spark (a JVM) inside each

@@ -20,8 +20,12 @@ import functools
 import hashlib
 import json
 import logging
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
-from importlib import metadata
+from importlib import metadata, resources
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +68,37 @@ def code_identity() -> CodeIdentity:
                else f"source tree {where}")
     # not a built distribution: the imported module's own version (setup.cfg reads it too)
     return CodeIdentity(sparkmlops.__version__, "editable", install)
+
+
+@contextmanager
+def package_source() -> Iterator[Path]:
+    """A folder holding the imported ``sparkmlops`` package's files, for the ``with`` block.
+
+    The package's own folder when it was imported from one (site-packages, a source tree).
+    Imported from a wheel on ``sys.path`` (``spark-submit --py-files sparkmlops.whl``)
+    there is no such folder: the package is copied out of the archive into a temporary
+    one, removed after the block.
+    """
+    package_init = Path(sparkmlops.__file__ or "").resolve()
+    if package_init.parent.is_dir():
+        yield package_init.parent
+        return
+    with tempfile.TemporaryDirectory(prefix="sparkmlops-package-") as tmp:
+        target = Path(tmp) / "sparkmlops"
+        _copy_tree(resources.files("sparkmlops"), target)
+        log.info("copied sparkmlops out of %s into %s", _enclosing_archive(package_init), target)
+        yield target
+
+
+def _copy_tree(source: Traversable, target: Path) -> None:
+    target.mkdir(parents=True)
+    for entry in source.iterdir():
+        if entry.name == "__pycache__":
+            continue
+        if entry.is_dir():
+            _copy_tree(entry, target / entry.name)
+        else:
+            (target / entry.name).write_bytes(entry.read_bytes())
 
 
 def file_sha256(path: Path) -> str:

@@ -26,6 +26,7 @@ from sparkmlops import (
     inference,
     monitoring,
     plots,
+    provenance,
     quality,
     registry,
     training,
@@ -589,29 +590,43 @@ def log_pipeline_model(
     artifact_path: str = "model",
 ) -> Any:
     """``mlflow.spark.log_model`` with declared requirements, and with sparkmlops' code
-    when the model holds a Python stage (see ``_code_paths``); returns the ModelInfo."""
-    return mlflow.spark.log_model(
-        model, artifact_path=artifact_path, registered_model_name=registered_model_name,
-        signature=signature, pip_requirements=_pip_requirements(),
-        code_paths=_code_paths(model),
-    )
+    when the model holds a Python stage; returns the ModelInfo.
+
+    A Python stage is saved as a reference to sparkmlops code, so such a model carries
+    that code (``code_paths``) and the packages it imports: a process without sparkmlops
+    installed loads it from the model. Where sparkmlops is imported already, the
+    installed package wins (submodules resolve through the package's own ``__path__``).
+    Pure-JVM models need neither.
+    """
+    python_stages = features.has_python_stages(model)
+    with provenance.package_source() as package:
+        return mlflow.spark.log_model(
+            model, artifact_path=artifact_path, registered_model_name=registered_model_name,
+            signature=signature, pip_requirements=model_requirements(python_stages),
+            code_paths=[str(package)] if python_stages else None,
+        )
 
 
-def _pip_requirements() -> list[str]:
-    # Declared, not inferred: inference starts a subprocess and costs ~20 s per model.
-    import pyspark
+def model_requirements(python_stages: bool) -> list[str]:
+    """The pinned requirements of a logged model, as installed in this process.
 
-    return [f"pyspark=={pyspark.__version__}", f"mlflow=={mlflow.__version__}"]
+    Declared, not inferred: inference starts a subprocess and costs ~20 s per model. A
+    Python stage runs sparkmlops code (shipped in the model) as a pandas UDF, which
+    needs pandas and pyarrow besides Spark.
+    """
+    names = ["pyspark", "mlflow", *(("pandas", "pyarrow") if python_stages else ())]
+    return [f"{name}=={_installed_version(name)}" for name in names]
 
 
-def _code_paths(model: Any) -> list[str] | None:
-    # A Python stage is saved as a reference to sparkmlops code, so the model carries
-    # that code: a process without sparkmlops installed loads it from the model. Where
-    # sparkmlops is imported already, the installed package wins (submodules resolve
-    # through the package's own __path__). Pure-JVM models need no code.
-    if not features.has_python_stages(model):
-        return None
-    return [str(Path(features.__file__).resolve().parent)]
+def _installed_version(name: str) -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        # pyspark provided by the cluster (Databricks, EMR) may have no pip metadata
+        module = __import__(name)
+        return str(module.__version__)
 
 
 def _tag(run_id: str, key: str) -> str:
