@@ -22,12 +22,16 @@ from sparkmlops import __version__
 from sparkmlops.cli import main
 from sparkmlops.config import load_settings
 from sparkmlops.deploy import (
+    aws_cron,
     databricks_bundle,
     emr_add_steps,
+    emr_failure_rule,
+    emr_schedules,
     emr_start_job_run,
     github_workflows,
     render,
 )
+from sparkmlops.errors import ConfigError
 
 WHEEL = f"sparkmlops-{__version__}-py3-none-any.whl"
 # what a project's own conf/emr.yml sets before anything can run on EMR (the packaged
@@ -41,6 +45,8 @@ EMR_SETTINGS = [*EMR_PROJECT,
     "deploy.emr.serverless.execution_role_arn=arn:aws:iam::123456789012:role/sparkmlops-job",
     "deploy.emr.serverless.log_uri=s3://acme-ml/logs/",
     "deploy.env={MLFLOW_TRACKING_URI: 'http://mlflow.internal:5000'}",
+    "deploy.emr.scheduler_role_arn=arn:aws:iam::123456789012:role/sparkmlops-scheduler",
+    "deploy.emr.failure_topic_arn=arn:aws:sns:eu-west-1:123456789012:ml-oncall",
 ]
 
 
@@ -121,6 +127,94 @@ def test_start_job_run_body_is_valid_for_emr_serverless(tmp_path):
     assert "spark.executor.instances=2" in params
     assert body["configurationOverrides"] == {"monitoringConfiguration": {
         "s3MonitoringConfiguration": {"logUri": "s3://acme-ml/logs/"}}}
+
+
+@pytest.mark.parametrize(("quartz", "expected"), [
+    ("0 0 3 * * ?", "cron(0 3 * * ? *)"),
+    ("0 30 1 ? * MON", "cron(30 1 ? * MON *)"),
+    ("0 */15 * * * ?", "cron(*/15 * * * ? *)"),
+    ("0 0 12 ? * 2-6 2027", "cron(0 12 ? * 2-6 2027)"),
+])
+def test_quartz_crons_become_eventbridge_crons(quartz, expected):
+    assert aws_cron(quartz) == expected
+
+
+def test_a_schedule_firing_on_a_second_is_refused():
+    with pytest.raises(ConfigError, match="fires at second 30; EventBridge schedules run on "
+                                          "whole minutes"):
+        aws_cron("30 0 3 * * ?")
+
+
+def test_schedules_start_one_step_per_scheduled_job_on_the_cluster(tmp_path):
+    settings = _emr(tmp_path, "deploy.schedule.timezone=Europe/Berlin")
+    schedules = emr_schedules(settings)
+
+    # base.yml schedules continuous hourly and maintain nightly; batch is on demand
+    assert sorted(schedules) == ["continuous", "maintain"]
+    for job, body in schedules.items():
+        _validate("scheduler", "CreateSchedule", body)
+        _validate("scheduler", "UpdateSchedule", body)
+        request = json.loads(body["Target"]["Input"])
+        _validate("emr", "AddJobFlowSteps", request)
+        assert request == emr_add_steps(settings, [job])
+        assert [s["Name"] for s in request["Steps"]] == [f"sparkmlops-penguins-{job}"]
+    maintain = schedules["maintain"]
+    assert {k: v for k, v in maintain.items() if k not in ("Target", "Description")} == {
+        "Name": "sparkmlops-penguins-maintain", "ScheduleExpression": "cron(0 3 * * ? *)",
+        "ScheduleExpressionTimezone": "Europe/Berlin", "FlexibleTimeWindow": {"Mode": "OFF"},
+        "State": "ENABLED"}
+    assert maintain["Target"]["Arn"] == "arn:aws:scheduler:::aws-sdk:emr:addJobFlowSteps"
+    assert maintain["Target"]["RoleArn"] == ("arn:aws:iam::123456789012:role/"
+                                             "sparkmlops-scheduler")
+
+
+def test_serverless_schedules_start_job_runs_with_the_invocation_as_client_token(tmp_path):
+    settings = _emr(tmp_path, "deploy.emr.schedule_on=serverless",
+                    "deploy.schedule.continuous=null")
+    schedules = emr_schedules(settings)
+
+    assert sorted(schedules) == ["maintain"]
+    target = schedules["maintain"]["Target"]
+    assert target["Arn"] == "arn:aws:scheduler:::aws-sdk:emrserverless:startJobRun"
+    request = json.loads(target["Input"])
+    _validate("emr-serverless", "StartJobRun", request)
+    assert request == {**emr_start_job_run(settings, "maintain"),
+                       "clientToken": "<aws.scheduler.execution-id>"}
+
+
+def test_no_scheduler_role_no_schedules(tmp_path):
+    settings = _emr(tmp_path, "deploy.emr.scheduler_role_arn=null")
+    files = render(settings, ["emr"], out_dir=tmp_path)
+
+    assert emr_schedules(settings) == {}
+    assert not [p for p in files if p.name.startswith("schedule-")]
+    assert ("5. No schedules: set `deploy.emr.scheduler_role_arn` to have EventBridge "
+            "Scheduler run the jobs of `deploy.schedule`.") in files[tmp_path / "emr/README.md"]
+
+
+def test_failed_steps_and_job_runs_are_published_to_the_topic(tmp_path):
+    rule, targets = emr_failure_rule(_emr(tmp_path))
+
+    _validate("events", "PutRule", rule)
+    _validate("events", "PutTargets", targets)
+    assert rule["Name"] == targets["Rule"] == "sparkmlops-penguins-failures"
+    assert json.loads(rule["EventPattern"]) == {
+        "source": ["aws.emr", "aws.emr-serverless"],
+        "detail-type": ["EMR Step Status Change", "EMR Serverless Job Run State Change"],
+        "detail": {"state": ["FAILED"], "$or": [
+            {"clusterId": ["j-2AXXXXXXGAPLF"], "name": [{"prefix": "sparkmlops-penguins-"}]},
+            {"applicationId": ["00fabcdefg123456"]}]}}
+    assert targets["Targets"] == [{"Id": "sns",
+                                   "Arn": "arn:aws:sns:eu-west-1:123456789012:ml-oncall"}]
+
+
+def test_without_serverless_the_rule_matches_the_clusters_steps_only(tmp_path):
+    rule, _ = emr_failure_rule(_emr(tmp_path, "deploy.emr.serverless=null"))
+
+    assert json.loads(rule["EventPattern"]) == {
+        "source": ["aws.emr"], "detail-type": ["EMR Step Status Change"],
+        "detail": {"state": ["FAILED"], "clusterId": ["j-2AXXXXXXGAPLF"],
+                   "name": [{"prefix": "sparkmlops-penguins-"}]}}
 
 
 def test_bootstrap_installs_the_wheel_with_the_lock_as_constraints(tmp_path):
@@ -263,8 +357,24 @@ def test_deploy_workflows_build_upload_and_deploy_on_main(tmp_path):
     assert emr["on"]["push"] == {"branches": ["main"]}
     emr_runs = [s.get("run", "") for s in emr["jobs"]["deploy"]["steps"]]
     assert emr_runs[-1] == "aws emr add-steps --cli-input-json file://emr/add-steps.json"
-    assert (f"aws s3 cp --only-show-errors dist/{WHEEL} s3://acme-ml/sparkmlops/{WHEEL}"
-            in emr_runs[-2])
+    assert emr_runs[-2].splitlines() == [
+        f"aws scheduler update-schedule --cli-input-json file://emr/schedule-{job}.json || "
+        f"aws scheduler create-schedule --cli-input-json file://emr/schedule-{job}.json"
+        for job in ("continuous", "maintain")] + [
+        "aws events put-rule --cli-input-json file://emr/failure-rule.json",
+        "aws events put-targets --cli-input-json file://emr/failure-targets.json"]
+    upload = emr_runs[-3].splitlines()
+    assert f"aws s3 cp --only-show-errors dist/{WHEEL} s3://acme-ml/sparkmlops/{WHEEL}" in upload
+    assert ("aws s3 cp --only-show-errors dist/sparkmlops-venv.tar.gz "
+            f"s3://acme-ml/sparkmlops/sparkmlops-{__version__}-venv.tar.gz") in upload
+    # the Serverless venv is packed on Amazon Linux 2023 from the wheel and the lock
+    pack = emr_runs[-4]
+    assert pack.startswith('docker run --rm -v "$PWD:/work" -w /work '
+                           "public.ecr.aws/amazonlinux/amazonlinux:2023 bash -c ")
+    assert (f"/opt/venv/bin/pip install -q -c deps/requirements.lock venv-pack==0.2.0 "
+            f"dist/{WHEEL}") in pack
+    assert "/opt/venv/bin/venv-pack -p /opt/venv -o dist/sparkmlops-venv.tar.gz" in pack
+    assert emr_runs[-5] == "python -m pip wheel --no-deps --wheel-dir dist ."
     dbx_runs = [s.get("run", "") for s in dbx["jobs"]["deploy"]["steps"]]
     assert dbx_runs[-5:] == [
         "python -m pip wheel --no-deps --wheel-dir dist .",
@@ -296,6 +406,8 @@ def test_deploy_command_writes_every_target_of_the_env(tmp_path, capsys):
     assert written == [".github/workflows/sparkmlops-penguins-deploy-emr.yml",
                        ".github/workflows/sparkmlops-penguins-tests.yml",
                        "emr/README.md", "emr/add-steps.json", "emr/bootstrap.sh",
+                       "emr/failure-rule.json", "emr/failure-targets.json",
+                       "emr/schedule-continuous.json", "emr/schedule-maintain.json",
                        "emr/start-job-run-maintain.json", "emr/start-job-run.json"]
     assert "targets emr, github" in out
     assert "CHANGE-ME" not in out
@@ -353,6 +465,10 @@ def _error_line(capsys) -> str:
     (["--target", "emr"],
      "sparkmlops deploy: ConfigError: deploy.emr: not set for env 'databricks'; "
      "--target emr needs it (see conf/emr.yml)"),
+    (["--target", "emr", "--set", "deploy.emr={cluster_id: j-1, schedule_on: serverless}"],
+     "deploy.emr: Value error, schedule_on: serverless needs the serverless section"),
+    (["--target", "emr", "--set", "deploy.emr={cluster_id: j-1, scheduler_role_arn: admin}"],
+     "deploy.emr.scheduler_role_arn: String should match pattern"),
     (["--target", "aws"],
      "sparkmlops deploy: ConfigError: --target: unknown target(s) ['aws']; choose from "
      "databricks, emr, github or all (comma-separated or repeated)"),

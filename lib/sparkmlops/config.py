@@ -919,6 +919,21 @@ class EmrDeploySettings(StrictModel):
     python: str = "/usr/bin/python3.11"
     executors: ExecutorSettings | None = None
     serverless: EmrServerlessSettings | None = None
+    # EventBridge Scheduler runs each job that has a deploy.schedule cron, assuming this
+    # role (it may call elasticmapreduce:AddJobFlowSteps or emr-serverless:StartJobRun);
+    # null: no schedules are written
+    scheduler_role_arn: str | None = Field(None, pattern=r"^arn:aws[a-z-]*:iam::[0-9]{12}:role/")
+    # what a schedule starts: a step on cluster_id, or an EMR Serverless job run
+    schedule_on: Literal["cluster", "serverless"] = "cluster"
+    # SNS topic that a failed step or job run is published to (subscribe the addresses of
+    # deploy.notifications.on_failure to it); null: no failure rule is written
+    failure_topic_arn: str | None = Field(None, pattern=r"^arn:aws[a-z-]*:sns:")
+
+    @model_validator(mode="after")
+    def _serverless_schedules_need_serverless(self) -> EmrDeploySettings:
+        if self.schedule_on == "serverless" and self.serverless is None:
+            raise ValueError("schedule_on: serverless needs the serverless section")
+        return self
 
 
 class GithubDeploySettings(StrictModel):

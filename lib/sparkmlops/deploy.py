@@ -257,29 +257,33 @@ def emr_job_script(settings: Settings, job: str) -> tuple[str, list[str]]:
     return f"{emr_artifact_dir(settings)}/jobs/{command}.py", rest
 
 
-def emr_add_steps(settings: Settings) -> dict[str, Any]:
-    """The request body of EMR's AddJobFlowSteps (``aws emr add-steps --cli-input-json``)."""
+def emr_add_steps(settings: Settings, jobs: list[str] | None = None) -> dict[str, Any]:
+    """The request body of EMR's AddJobFlowSteps (``aws emr add-steps --cli-input-json``)
+    for ``jobs`` (default: ``deploy.emr.steps``, in that order)."""
     spec = settings.deploy.emr
     assert spec is not None
-    steps = []
-    for job in spec.steps:
-        script, args = emr_job_script(settings, job)
-        submit = ["spark-submit", "--deploy-mode", "cluster",
-                  "--py-files", wheel_location(settings)]
-        for name, value in {"PYSPARK_PYTHON": spec.python, **settings.deploy.env}.items():
-            # cluster mode: the driver runs in the YARN application master
-            submit += ["--conf", f"spark.yarn.appMasterEnv.{name}={value}",
-                       "--conf", f"spark.executorEnv.{name}={value}"]
-        if spec.executors is not None:
-            submit += ["--num-executors", str(spec.executors.instances),
-                       "--executor-cores", str(spec.executors.cores),
-                       "--executor-memory", spec.executors.memory]
-        steps.append({
-            "Name": job_name(settings, job),
-            "ActionOnFailure": spec.action_on_failure,
-            "HadoopJarStep": {"Jar": "command-runner.jar", "Args": [*submit, script, *args]},
-        })
-    return {"JobFlowId": spec.cluster_id, "Steps": steps}
+    return {"JobFlowId": spec.cluster_id,
+            "Steps": [_emr_step(settings, job) for job in (jobs or spec.steps)]}
+
+
+def _emr_step(settings: Settings, job: str) -> dict[str, Any]:
+    spec = settings.deploy.emr
+    assert spec is not None
+    script, args = emr_job_script(settings, job)
+    submit = ["spark-submit", "--deploy-mode", "cluster", "--py-files", wheel_location(settings)]
+    for name, value in {"PYSPARK_PYTHON": spec.python, **settings.deploy.env}.items():
+        # cluster mode: the driver runs in the YARN application master
+        submit += ["--conf", f"spark.yarn.appMasterEnv.{name}={value}",
+                   "--conf", f"spark.executorEnv.{name}={value}"]
+    if spec.executors is not None:
+        submit += ["--num-executors", str(spec.executors.instances),
+                   "--executor-cores", str(spec.executors.cores),
+                   "--executor-memory", spec.executors.memory]
+    return {
+        "Name": job_name(settings, job),
+        "ActionOnFailure": spec.action_on_failure,
+        "HadoopJarStep": {"Jar": "command-runner.jar", "Args": [*submit, script, *args]},
+    }
 
 
 def emr_start_job_run(settings: Settings, job: str) -> dict[str, Any]:
@@ -342,6 +346,87 @@ aws s3 cp --only-show-errors "$WHEEL" "$work/"
 aws s3 cp --only-show-errors "$CONSTRAINTS" "$work/constraints.txt"
 sudo "$PYTHON" -m pip install --quiet -c "$work/constraints.txt" "$work/{wheel_name(settings)}"
 """
+
+
+def aws_cron(quartz: str) -> str:
+    """A Quartz cron (Databricks) as an EventBridge ``cron(...)`` expression.
+
+    Both count day-of-week 1-7 from Sunday and need ``?`` in one day field; EventBridge
+    has no seconds field and a mandatory year, and runs at most once a minute.
+    """
+    seconds, *rest = quartz.split()
+    if seconds != "0":
+        raise ConfigError(f"deploy.schedule: {quartz!r} fires at second {seconds}; "
+                          "EventBridge schedules run on whole minutes (use 0 seconds)")
+    year = rest[5] if len(rest) == 6 else "*"
+    return f"cron({' '.join([*rest[:5], year])})"
+
+
+def emr_schedules(settings: Settings) -> dict[str, dict[str, Any]]:
+    """job → the request body of EventBridge Scheduler's CreateSchedule (UpdateSchedule
+    takes the same body) for every job with a ``deploy.schedule`` cron.
+
+    The target is a universal target calling EMR's AddJobFlowSteps (one step on
+    ``cluster_id``) or EMR Serverless' StartJobRun, whose client token is the
+    scheduler's id of each invocation: a retried invocation cannot start a second run.
+    """
+    spec = settings.deploy.emr
+    assert spec is not None
+    if spec.scheduler_role_arn is None:
+        return {}
+    schedules = {}
+    for job in JOB_COMMANDS:
+        cron = getattr(settings.deploy.schedule, job)
+        if cron is None:
+            continue
+        if spec.schedule_on == "serverless":
+            api = "aws-sdk:emrserverless:startJobRun"
+            request = {**emr_start_job_run(settings, job),
+                       "clientToken": "<aws.scheduler.execution-id>"}
+        else:
+            api = "aws-sdk:emr:addJobFlowSteps"
+            request = emr_add_steps(settings, [job])
+        schedules[job] = {
+            "Name": job_name(settings, job),
+            "Description": f"sparkmlops {job} of {settings.dataset.name} (env {settings.env}); "
+                           "generated by `sparkmlops deploy`",
+            "ScheduleExpression": aws_cron(cron),
+            "ScheduleExpressionTimezone": settings.deploy.schedule.timezone,
+            "FlexibleTimeWindow": {"Mode": "OFF"},
+            "State": "ENABLED",
+            "Target": {
+                "Arn": f"arn:aws:scheduler:::{api}",
+                "RoleArn": spec.scheduler_role_arn,
+                "Input": json.dumps(request),
+                # an invocation that failed to call EMR (throttled, EMR unavailable)
+                "RetryPolicy": {"MaximumRetryAttempts": 3, "MaximumEventAgeInSeconds": 3600},
+            },
+        }
+    return schedules
+
+
+def emr_failure_rule(settings: Settings) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The request bodies of EventBridge PutRule and PutTargets: a failed step of this
+    dataset's jobs on the cluster (or a failed EMR Serverless job run of the
+    application) is published to ``failure_topic_arn``."""
+    spec = settings.deploy.emr
+    assert spec is not None and spec.failure_topic_arn is not None
+    rule_name = job_name(settings, "failures")
+    steps = {"clusterId": [spec.cluster_id], "name": [{"prefix": job_name(settings, "")}]}
+    pattern: dict[str, Any] = {"source": ["aws.emr"],
+                               "detail-type": ["EMR Step Status Change"],
+                               "detail": {"state": ["FAILED"], **steps}}
+    if spec.serverless is not None:
+        pattern = {
+            "source": ["aws.emr", "aws.emr-serverless"],
+            "detail-type": ["EMR Step Status Change", "EMR Serverless Job Run State Change"],
+            "detail": {"state": ["FAILED"], "$or": [
+                steps, {"applicationId": [spec.serverless.application_id]}]}}
+    rule = {"Name": rule_name, "EventPattern": json.dumps(pattern), "State": "ENABLED",
+            "Description": f"failed sparkmlops jobs of {settings.dataset.name} "
+                           f"(env {settings.env}) to SNS"}
+    targets = {"Rule": rule_name, "Targets": [{"Id": "sns", "Arn": spec.failure_topic_arn}]}
+    return rule, targets
 
 
 # ---------------------------------------------------------------- GitHub Actions
@@ -433,6 +518,9 @@ def _emr_workflow(settings: Settings) -> dict[str, Any]:
         f"jobs {artifacts}/jobs",
         f"aws s3 cp --only-show-errors emr/bootstrap.sh {artifacts}/bootstrap.sh",
     ]
+    if settings.deploy.emr is not None and settings.deploy.emr.serverless is not None:
+        upload.append(f"aws s3 cp --only-show-errors dist/{VENV_ARCHIVE} "
+                      f"{venv_archive_location(settings)}")
     conf_dir = settings.deploy.conf_dir or ""
     if conf_dir.startswith(("s3://", "s3a://")):
         upload.append(f"aws s3 sync --only-show-errors --delete conf "
@@ -449,12 +537,54 @@ def _emr_workflow(settings: Settings) -> dict[str, Any]:
              "with": {"role-to-assume": "${{ secrets.AWS_ROLE_ARN }}",
                       "aws-region": "${{ secrets.AWS_REGION }}"}},
             BUILD_WHEEL,
+            *_serverless_venv_steps(settings),
             {"name": "Upload the wheel, job scripts, constraints and bootstrap",
              "run": "\n".join(upload) + "\n"},
+            *_emr_schedule_steps(settings),
             {"name": "Submit the steps to the EMR cluster",
              "run": "aws emr add-steps --cli-input-json file://emr/add-steps.json"},
         ]}},
     }
+
+
+VENV_ARCHIVE = "sparkmlops-venv.tar.gz"
+VENV_PACK = "venv-pack==0.2.0"
+# EMR Serverless images run Amazon Linux 2023: the packed venv is built on it, so its
+# compiled wheels (numpy, pyarrow) match the workers'
+SERVERLESS_BUILD_IMAGE = "public.ecr.aws/amazonlinux/amazonlinux:2023"
+
+
+def _serverless_venv_steps(settings: Settings) -> list[dict[str, Any]]:
+    """EMR Serverless has no bootstrap actions: pack a virtualenv with the wheel and its
+    pinned dependencies (venv-pack) for ``spark.archives``."""
+    spec = settings.deploy.emr
+    if spec is None or spec.serverless is None:
+        return []
+    python = Path(spec.python).name
+    script = " && ".join([
+        f"dnf install -y -q {python} {python}-pip tar gzip",
+        f"{python} -m venv --copies /opt/venv",
+        f"/opt/venv/bin/pip install -q -c deps/requirements.lock {VENV_PACK} "
+        f"dist/{wheel_name(settings)}",
+        f"/opt/venv/bin/venv-pack -p /opt/venv -o dist/{VENV_ARCHIVE}",
+    ])
+    return [{"name": "Pack the EMR Serverless virtualenv on Amazon Linux 2023",
+             "run": f'docker run --rm -v "$PWD:/work" -w /work {SERVERLESS_BUILD_IMAGE} '
+                    f"bash -c '{script}'\n"}]
+
+
+def _emr_schedule_steps(settings: Settings) -> list[dict[str, Any]]:
+    spec = settings.deploy.emr
+    assert spec is not None
+    run = [f"aws scheduler update-schedule --cli-input-json file://emr/schedule-{job}.json "
+           f"|| aws scheduler create-schedule --cli-input-json file://emr/schedule-{job}.json"
+           for job in emr_schedules(settings)]
+    if spec.failure_topic_arn is not None:
+        run += ["aws events put-rule --cli-input-json file://emr/failure-rule.json",
+                "aws events put-targets --cli-input-json file://emr/failure-targets.json"]
+    if not run:
+        return []
+    return [{"name": "Apply the schedules and the failure rule", "run": "\n".join(run) + "\n"}]
 
 
 # ---------------------------------------------------------------- files
@@ -479,9 +609,28 @@ def emr_readme(settings: Settings) -> str:
     ]
     if spec.serverless is not None:
         lines.append(
-            "4. EMR Serverless: pack a virtualenv with the wheel (`venv-pack`, built on "
-            f"Amazon Linux) to `{venv_archive_location(settings)}`, then "
+            "4. EMR Serverless: the workflow packs a virtualenv with the wheel (`venv-pack`, "
+            f"on Amazon Linux 2023) to `{venv_archive_location(settings)}`; then "
             "`aws emr-serverless start-job-run --cli-input-json file://start-job-run.json`.")
+    schedules = emr_schedules(settings)
+    if schedules:
+        on = ("EMR Serverless job runs" if spec.schedule_on == "serverless"
+              else f"steps on `{spec.cluster_id}`")
+        lines.append(
+            f"{len(lines) - 3}. Schedules ({', '.join(schedules)}) start {on}: "
+            "`aws scheduler create-schedule --cli-input-json file://schedule-<job>.json` "
+            "(`update-schedule` with the same file afterwards; the workflow does this).")
+    else:
+        lines.append(f"{len(lines) - 3}. No schedules: set `deploy.emr.scheduler_role_arn` to "
+                     "have EventBridge Scheduler run the jobs of `deploy.schedule`.")
+    if spec.failure_topic_arn is not None:
+        emails = settings.deploy.notifications.on_failure
+        lines.append(
+            f"{len(lines) - 3}. Failures: `aws events put-rule --cli-input-json "
+            "file://failure-rule.json` and `aws events put-targets --cli-input-json "
+            f"file://failure-targets.json` publish failed runs to `{spec.failure_topic_arn}`"
+            + (f"; subscribe {', '.join(emails)} with `aws sns subscribe --protocol email`."
+               if emails else "."))
     lines += ["", "Placeholders still to fill in the env config: "
               + (", ".join(f"`{p}`" for p in todo) if todo else "none."), ""]
     return "\n".join(lines)
@@ -502,6 +651,12 @@ def render(settings: Settings, targets: list[str], *, out_dir: Path) -> dict[Pat
                 name = "start-job-run.json" if i == 0 else f"start-job-run-{job}.json"
                 texts[f"emr/{name}"] = json.dumps(emr_start_job_run(settings, job),
                                                   indent=2) + "\n"
+        for scheduled, schedule in emr_schedules(settings).items():
+            texts[f"emr/schedule-{scheduled}.json"] = json.dumps(schedule, indent=2) + "\n"
+        if spec.failure_topic_arn is not None:
+            rule, rule_targets = emr_failure_rule(settings)
+            texts["emr/failure-rule.json"] = json.dumps(rule, indent=2) + "\n"
+            texts["emr/failure-targets.json"] = json.dumps(rule_targets, indent=2) + "\n"
         texts["emr/bootstrap.sh"] = emr_bootstrap(settings)
         texts["emr/README.md"] = emr_readme(settings)
     if "github" in targets:
