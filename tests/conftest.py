@@ -18,6 +18,7 @@ SAMPLE_LANDING = REPO / "data" / "sample" / "penguins" / "landing"
 
 # A test must never write into the developer's own state dir or MLflow server.
 os.environ.pop("MLFLOW_TRACKING_URI", None)
+os.environ.pop("MLFLOW_REGISTRY_URI", None)
 os.environ.pop("SPARKMLOPS_STATE_DIR", None)
 # The repo's conf dir, whatever the working directory pytest runs in (and never the
 # developer's own $SPARKMLOPS_CONF_DIR); subprocesses of tests inherit it.

@@ -155,6 +155,19 @@ def test_unity_catalog_needs_a_three_part_model_name(tmp_path, overrides, name):
     assert problems(excinfo) == [uc_name_error(name)]
 
 
+def test_mlflow_registry_uri_from_the_environment_is_checked_like_the_config(
+        tmp_path, monkeypatch):
+    monkeypatch.setenv("MLFLOW_REGISTRY_URI", "databricks-uc")
+
+    with pytest.raises(ConfigError) as excinfo:
+        load_settings("local", "penguins", overrides=[f"state_dir={tmp_path}"])
+    assert problems(excinfo) == [uc_name_error("penguins_sex_classifier")]
+
+    settings = load_settings("local", "penguins", overrides=[f"state_dir={tmp_path}", *CATALOG])
+    assert settings.tracking.registry_uri == "databricks-uc"
+    assert settings.dataset.model.name == "main.ml.penguins_sex_classifier"
+
+
 def test_the_workspace_registry_keeps_a_one_part_name(tmp_path):
     settings = load_settings("local", "penguins", overrides=[
         f"state_dir={tmp_path}", "tracking.tracking_uri=databricks",

@@ -65,3 +65,33 @@ def test_data_docs_render_the_suite_results_in_chromium(spark, make_settings, tm
     shot = tmp_path / "validation.png"
     _render(page, tmp_path / "chromium", f"--screenshot={shot}", "--window-size=1280,1600")
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 20_000
+
+
+def test_without_a_data_docs_dir_the_pages_are_artifacts_of_the_run(spark, make_settings,
+                                                                     tmp_path):
+    import mlflow
+
+    from sparkmlops.steps import DATA_DOCS_ARTIFACT, _run_quality_checks
+    from sparkmlops.tracking import configure_mlflow
+
+    settings = make_settings(
+        "quality.data_docs_dir=null",
+        "dataset.quality.expectations=[{expectation: expect_column_values_to_not_be_null, "
+        "kwargs: {column: study_name}}]")
+    batch = spark.createDataFrame([("PAL0708",), (None,)], "study_name string")
+    configure_mlflow(settings)
+
+    with mlflow.start_run() as run:
+        report = _run_quality_checks(batch, settings, suite="penguins_bronze")
+
+    assert report.status == "failed"
+    assert report.data_docs_index == (f"{run.info.artifact_uri}/{DATA_DOCS_ARTIFACT}/"
+                                      "index.html")
+    local = Path(mlflow.artifacts.download_artifacts(run_id=run.info.run_id,
+                                                     artifact_path=DATA_DOCS_ARTIFACT))
+    pages = sorted(str(p.relative_to(local)) for p in local.rglob("*.html"))
+    assert [p.split("/")[:2] for p in pages] == [
+        ["expectations", "penguins_bronze.html"], ["index.html"],
+        ["validations", "penguins_bronze"]]
+    assert "'expectation_suite_name': 'penguins_bronze'" in (local / "index.html").read_text()
+    assert not (tmp_path / "data_docs").exists()  # nothing lasting on the driver's disk

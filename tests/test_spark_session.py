@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 from pyspark.sql import SparkSession
 
@@ -51,3 +52,21 @@ def test_a_session_with_the_envs_conf_already_gets_no_warning(spark: SparkSessio
         assert get_spark(settings) is spark
 
     assert caplog.records == []
+
+
+def test_the_jars_dir_is_the_checkouts_only_when_running_from_it(monkeypatch, tmp_path):
+    import sparkmlops.spark as factory
+
+    monkeypatch.delenv("SPARKMLOPS_JARS_DIR", raising=False)
+    repo = Path(factory.__file__).resolve().parents[2]
+    assert factory.default_jars_dir() == repo / ".jars"
+
+    # the same module installed from a wheel: no checkout around it
+    installed = tmp_path / "venv/lib/python3.11/site-packages/sparkmlops/spark.py"
+    installed.parent.mkdir(parents=True)
+    monkeypatch.setattr(factory, "__file__", str(installed))
+    monkeypatch.chdir(tmp_path)
+    assert factory.default_jars_dir() == tmp_path / ".jars"
+
+    monkeypatch.setenv("SPARKMLOPS_JARS_DIR", "/opt/jars")
+    assert factory.default_jars_dir() == Path("/opt/jars")

@@ -166,7 +166,8 @@ class TrackingSettings(StrictModel):
 
 
 class QualityPaths(StrictModel):
-    data_docs_dir: str
+    # null: each validation's Data Docs are logged to its MLflow run (data_docs/)
+    data_docs_dir: str | None
 
 
 # ---------------------------------------------------------------- dataset settings
@@ -1058,8 +1059,11 @@ def load_settings(
     # bucket) names the root with `project_dir`; by default it is the conf dir's parent.
     project = str(merged.get("project_dir") or ".")
     merged["project_dir"] = project if is_uri(project) else join(parent(conf.location), project)
-    if os.environ.get("MLFLOW_TRACKING_URI"):
-        merged.setdefault("tracking", {})["tracking_uri"] = os.environ["MLFLOW_TRACKING_URI"]
+    # MLflow's own variables win over the files, as they do for MLflow itself
+    for variable, key in (("MLFLOW_TRACKING_URI", "tracking_uri"),
+                          ("MLFLOW_REGISTRY_URI", "registry_uri")):
+        if os.environ.get(variable):
+            merged.setdefault("tracking", {})[key] = os.environ[variable]
     merged = _substitute(merged, env=env, dataset=dataset)
     try:
         return Settings.model_validate(merged)

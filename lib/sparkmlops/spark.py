@@ -32,10 +32,18 @@ JARS_DIR_ENV = "SPARKMLOPS_JARS_DIR"
 
 
 def default_jars_dir() -> Path:
-    """The folder with the Delta jars: ``$SPARKMLOPS_JARS_DIR``, else ``<repo>/.jars``."""
+    """The folder with the Delta jars: ``$SPARKMLOPS_JARS_DIR``; else ``<checkout>/.jars``
+    when sparkmlops runs from its source tree (``make jars`` fills it); else ``./.jars``.
+
+    An installed wheel has no checkout: the folder beside the package would be
+    site-packages' parent. Without jars, ``configure_delta`` resolves them with Ivy.
+    """
     if os.environ.get(JARS_DIR_ENV):
         return Path(os.environ[JARS_DIR_ENV])
-    return Path(__file__).resolve().parents[2] / ".jars"
+    checkout = Path(__file__).resolve().parents[2]
+    if (checkout / "setup.cfg").is_file() and (checkout / "lib" / "sparkmlops").is_dir():
+        return checkout / ".jars"
+    return Path.cwd() / ".jars"
 
 
 def delta_jars(jars_dir: Path | None = None) -> list[str]:

@@ -353,14 +353,27 @@ def _run_quality_checks(batch: Any, settings: Settings, suite: str) -> quality.V
     specs = settings.dataset.quality.expectations
     if settings.dataset.quality.gate == "disabled" or not specs:
         return quality.ValidationReport([], "not_run", {}, None, suite)
-    docs_dir = settings.resolve_path(settings.quality.data_docs_dir)
-    outcomes, gx_json, index = quality.run_suite(
-        batch, specs, suite_name=suite, asset_name=f"bronze_{settings.dataset.name}",
-        data_docs_dir=docs_dir,
-        partial_unexpected_count=settings.dataset.quality.partial_unexpected_count,
-    )
+    def run(docs_dir: str) -> tuple[list[quality.ExpectationOutcome], dict[str, Any], str | None]:
+        return quality.run_suite(
+            batch, specs, suite_name=suite, asset_name=f"bronze_{settings.dataset.name}",
+            data_docs_dir=docs_dir,
+            partial_unexpected_count=settings.dataset.quality.partial_unexpected_count,
+        )
+
+    if settings.quality.data_docs_dir is not None:
+        outcomes, gx_json, index = run(settings.resolve_path(settings.quality.data_docs_dir))
+    else:
+        # no lasting folder (a cluster's driver disk goes with the cluster): this
+        # validation's Data Docs go to the run's artifacts, kept by the tracking server
+        with tempfile.TemporaryDirectory(prefix="sparkmlops-data-docs-") as docs_dir:
+            outcomes, gx_json, _ = run(docs_dir)
+            mlflow.log_artifacts(docs_dir, DATA_DOCS_ARTIFACT)
+        index = mlflow.get_artifact_uri(f"{DATA_DOCS_ARTIFACT}/index.html")
     return quality.ValidationReport(outcomes, quality.gate_status(outcomes), gx_json, index,
                                     suite)
+
+
+DATA_DOCS_ARTIFACT = "data_docs"
 
 
 def _log_gate(report: quality.ValidationReport) -> None:
