@@ -22,8 +22,8 @@ def describe(spark: SparkSession, schema: str) -> dict[str, dict[str, object]]:
     tables = {}
     for listed in spark.catalog.listTables(schema):
         name = f"{schema}.{listed.name}"
-        detail = spark.sql(f"DESCRIBE DETAIL {name}").first()
-        latest = spark.sql(f"DESCRIBE HISTORY {name} LIMIT 1").first()
+        [detail] = spark.sql(f"DESCRIBE DETAIL {name}").collect()
+        [latest] = spark.sql(f"DESCRIBE HISTORY {name} LIMIT 1").collect()
         tables[name] = {"type": listed.tableType, "format": detail["format"],
                         "name": detail["name"], "location": detail["location"],
                         "version": latest["version"], "rows": spark.table(name).count()}

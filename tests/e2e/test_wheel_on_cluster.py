@@ -24,6 +24,7 @@ import subprocess
 import sys
 import sysconfig
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -104,6 +105,20 @@ class Probe:
         return dict(json.loads(line.removeprefix("PROBE ")))
 
 
+@pytest.fixture(scope="module")
+def schema_being_created(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Probe]:
+    """The deployer's ``CREATE SCHEMA`` on a new metastore (the jobs never create one).
+
+    Module-scoped and named first by the test so that it runs while the cluster and
+    the MLflow server start and the wheel builds, not before them.
+    """
+    probe = Probe.start("create-schema", tmp_path_factory.mktemp("metastore"))
+    yield probe
+    if probe.proc.poll() is None:  # the test failed before it waited for it
+        probe.proc.kill()
+        probe.proc.wait()
+
+
 def _build_wheel(out: Path) -> Path:
     proc = subprocess.run([str(REPO / "scripts" / "build-wheel.sh"), str(out)],
                           env={**os.environ, "PYTHON": sys.executable}, capture_output=True,
@@ -156,19 +171,16 @@ def _written_by_the_runs(client: MlflowClient, runs: list, folder: Path
 
 
 def test_installed_wheel_runs_the_pipeline_on_the_cluster_from_outside_the_repo(
-        spark_master, mlflow_server, tmp_path, monkeypatch):
+        schema_being_created, spark_master, mlflow_server, tmp_path, monkeypatch):
     master, cluster_state = spark_master
+    metastore = schema_being_created.metastore
     monkeypatch.setenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     started = time.monotonic()
-    metastore = tmp_path / "metastore"
-    metastore.mkdir()
-    # the deployer creates the schema (the jobs never do), while the wheel builds
-    create_schema = Probe.start("create-schema", metastore)
     wheel = _build_wheel(tmp_path / "dist")
     wheel_sha256 = hashlib.sha256(wheel.read_bytes()).hexdigest()
     python = _fresh_venv(tmp_path / "venv", wheel)
     built = time.monotonic()
-    assert create_schema.result() == {"created": f"{CATALOG}.{SCHEMA}"}
+    assert schema_being_created.result() == {"created": f"{CATALOG}.{SCHEMA}"}
     schema_created = time.monotonic()
 
     probe = subprocess.run(
