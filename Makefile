@@ -10,6 +10,8 @@ DATASET ?= penguins
 PYTEST_ARGS ?=
 
 export SPARKMLOPS_JARS_DIR := $(JARS_DIR)
+# the scripts (cluster, mlflow server, wheel build) use the venv make built (VENV=.venv-py312 too)
+export SPARKMLOPS_VENV := $(CURDIR)/$(VENV)
 export PYSPARK_PYTHON := $(BIN)/python
 export PYSPARK_DRIVER_PYTHON := $(BIN)/python
 export PATH := $(BIN):$(PATH)

@@ -9,7 +9,7 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 OUT="$(mkdir -p "${1:-${ROOT}/dist}" && cd "${1:-${ROOT}/dist}" && pwd)"
-PY="${PYTHON:-${ROOT}/.venv/bin/python}"
+PY="${PYTHON:-${SPARKMLOPS_VENV:-${ROOT}/.venv}/bin/python}"
 STAGE="$(mktemp -d)"
 trap 'rm -rf "${STAGE}"' EXIT
 

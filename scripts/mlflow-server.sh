@@ -11,7 +11,7 @@ mkdir -p "${STATE}"
 
 case "${1:-}" in
   start)
-    nohup "${ROOT}/.venv/bin/mlflow" server --host 127.0.0.1 --port "${PORT}" --workers 1 \
+    nohup "${SPARKMLOPS_VENV:-${ROOT}/.venv}/bin/mlflow" server --host 127.0.0.1 --port "${PORT}" --workers 1 \
       --backend-store-uri "sqlite:///${STATE}/mlflow-server.db" \
       --artifacts-destination "${STATE}/mlflow-server-artifacts" \
       >"${STATE}/mlflow-server.log" 2>&1 &

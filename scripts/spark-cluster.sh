@@ -5,7 +5,7 @@
 #   scripts/spark-cluster.sh stop  [STATE_DIR]
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
-PY="${ROOT}/.venv/bin/python"
+PY="${SPARKMLOPS_VENV:-${ROOT}/.venv}/bin/python"  # make exports the venv it built
 STATE="${2:-${ROOT}/.sparkmlops/cluster}"
 MASTER_PORT="${SPARK_MASTER_PORT:-7077}"
 WORKER_CORES="${SPARK_WORKER_CORES:-2}"
