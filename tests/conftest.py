@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +15,7 @@ from sparkmlops.spark import get_spark
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE_LANDING = REPO / "data" / "sample" / "penguins" / "landing"
+SAMPLE_HEADER = (SAMPLE_LANDING / "penguins_raw_PAL0708.csv").read_text().splitlines()[0]
 
 # A test must never write into the developer's own state dir or MLflow server.
 os.environ.pop("MLFLOW_TRACKING_URI", None)
@@ -96,3 +97,35 @@ def pipeline_run(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) 
     batch_id = landing_batch_id(spark, str(SAMPLE_LANDING))
     result = run_pipeline(spark, settings, batch_id)
     return PipelineRun(state_dir=state_dir, settings=settings, result=result)
+
+
+class LandingCsv:
+    """Landing CSV lines in the sample's columns: one measured Adelie bird per line,
+    told apart by its sample number (``line(2, mass="heavy")`` for a bad one)."""
+
+    header = SAMPLE_HEADER
+    _bird = ('PAL0708,{n},Adelie Penguin (Pygoscelis adeliae),Anvers,Torgersen,'
+             '"Adult, 1 Egg Stage",N1A{n},Yes,2007-11-11,39.1,18.7,181,{mass},MALE,NA,NA,'
+             '{comment}')
+
+    def line(self, n: int, mass: str = "3750", comment: str = "NA",
+             study: str | None = None) -> str:
+        line = self._bird.format(n=n, mass=mass, comment=comment)
+        return line.replace("PAL0708", study, 1) if study is not None else line
+
+    def birds(self, *numbers: int) -> list[str]:
+        return [self.line(n) for n in numbers]
+
+    def text(self, lines: Iterable[str], *, header: str | None = None) -> str:
+        return "\n".join([self.header if header is None else header, *lines]) + "\n"
+
+    def write(self, folder: Path, name: str, lines: Iterable[str]) -> Path:
+        """``folder/name`` with the header and ``lines``; returns ``folder``."""
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_text(self.text(lines))
+        return folder
+
+
+@pytest.fixture(scope="session")
+def landing_csv() -> LandingCsv:
+    return LandingCsv()

@@ -14,22 +14,18 @@ from sparkmlops.ingest import SchemaMismatchError, csv_header
 from sparkmlops.steps import ingest_step
 from sparkmlops.tables import read_table, table_exists, table_ref
 
-SAMPLE = Path(__file__).resolve().parents[1] / "data/sample/penguins/landing"
-HEADER = (SAMPLE / "penguins_raw_PAL0708.csv").read_text().splitlines()[0]
-GOOD = ('PAL0708,{n},Adelie Penguin (Pygoscelis adeliae),Anvers,Torgersen,"Adult, 1 Egg Stage",'
-        'N1A{n},Yes,2007-11-11,39.1,18.7,181,3750,MALE,NA,NA,NA')
+
+def _csv(csv, *numbers: int, header: str | None = None) -> bytes:
+    return csv.text(csv.birds(*numbers), header=header).encode()
 
 
-def _csv(header: str, *numbers: int) -> bytes:
-    return ("\n".join([header, *(GOOD.format(n=n) for n in numbers)]) + "\n").encode()
-
-
-def test_gzip_and_bzip2_csv_land_like_the_plain_file(spark, make_settings, tmp_path):
+def test_gzip_and_bzip2_csv_land_like_the_plain_file(spark, make_settings, tmp_path,
+                                                     landing_csv):
     landing = tmp_path / "landing"
     landing.mkdir()
-    (landing / "a.csv").write_bytes(_csv(HEADER, 1, 2))
-    (landing / "b.csv.gz").write_bytes(gzip.compress(_csv(HEADER, 3, 4, 5)))
-    (landing / "c.csv.bz2").write_bytes(bz2.compress(_csv(HEADER, 6, 7)))
+    (landing / "a.csv").write_bytes(_csv(landing_csv, 1, 2))
+    (landing / "b.csv.gz").write_bytes(gzip.compress(_csv(landing_csv, 3, 4, 5)))
+    (landing / "c.csv.bz2").write_bytes(bz2.compress(_csv(landing_csv, 6, 7)))
     settings = make_settings(f"dataset.source.path={landing}")
 
     result = ingest_step(spark, settings, "b1")
@@ -44,21 +40,22 @@ def test_gzip_and_bzip2_csv_land_like_the_plain_file(spark, make_settings, tmp_p
         (7, "c.csv.bz2", "Torgersen", 3750.0)]
 
 
-def test_header_of_a_compressed_file_is_read_decompressed(spark, make_settings, tmp_path):
+def test_header_of_a_compressed_file_is_read_decompressed(spark, make_settings, tmp_path,
+                                                          landing_csv):
     path = tmp_path / "part.csv.gz"
-    path.write_bytes(gzip.compress(_csv("\ufeffa;b;\"c;d\"", 1)))
+    path.write_bytes(gzip.compress(_csv(landing_csv, 1, header="\ufeffa;b;\"c;d\"")))
     settings = make_settings("dataset.source.options.sep=;")
 
     assert csv_header(spark, str(path), settings.dataset.source) == ["a", "b", "c;d"]
 
 
 def test_compressed_file_missing_a_required_column_rejects_the_batch_with_its_reason(
-        spark, make_settings, tmp_path):
+        spark, make_settings, tmp_path, landing_csv):
     landing = tmp_path / "landing"
     landing.mkdir()
-    (landing / "a.csv.gz").write_bytes(gzip.compress(_csv(HEADER, 1)))
-    without_study = HEADER.replace("studyName,", "", 1)
-    (landing / "b.csv.bz2").write_bytes(bz2.compress(_csv(without_study)))
+    (landing / "a.csv.gz").write_bytes(gzip.compress(_csv(landing_csv, 1)))
+    without_study = landing_csv.header.replace("studyName,", "", 1)
+    (landing / "b.csv.bz2").write_bytes(bz2.compress(_csv(landing_csv, header=without_study)))
     settings = make_settings(f"dataset.source.path={landing}")
 
     with pytest.raises(SchemaMismatchError) as rejected:

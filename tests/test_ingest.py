@@ -20,22 +20,6 @@ from sparkmlops.ingest import (
 from sparkmlops.steps import ingest_step
 from sparkmlops.tables import current_version, read_table, table_ref
 
-SAMPLE = Path(__file__).resolve().parents[1] / "data/sample/penguins/landing"
-HEADER = (SAMPLE / "penguins_raw_PAL0708.csv").read_text().splitlines()[0]
-GOOD = ('PAL0708,{n},Adelie Penguin (Pygoscelis adeliae),Anvers,Torgersen,"Adult, 1 Egg Stage",'
-        'N1A{n},Yes,2007-11-11,39.1,18.7,181,{mass},MALE,NA,NA,{comment}')
-
-
-def _line(n: int, mass: str = "3750", comment: str = "NA", study: str | None = None) -> str:
-    line = GOOD.format(n=n, mass=mass, comment=comment)
-    return line.replace("PAL0708", study, 1) if study is not None else line
-
-
-def _write(folder: Path, name: str, lines: list[str]) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / name).write_text("\n".join([HEADER, *lines]) + "\n")
-    return folder
-
 
 def test_quarantine_reason_names_the_first_problem(spark):
     columns = [ColumnSpec(name="id", type="int", nullable=False),
@@ -77,18 +61,19 @@ def test_quarantine_reason_flags_nan_and_infinity_unless_the_column_allows_them(
     assert_df_equality(actual_df, expected_df, ignore_nullable=True)
 
 
-def _culmen(n: int, value: str, mass: str = "3750") -> str:
-    return _line(n, mass=mass).replace(",39.1,", f",{value},", 1)
+def _non_finite(csv) -> list[str]:
+    """Culmen lengths (and one body mass) that are NaN or Infinity in CSV spellings."""
+    def culmen(n: int, value: str, mass: str = "3750") -> str:
+        return csv.line(n, mass=mass).replace(",39.1,", f",{value},", 1)
 
-
-NON_FINITE = [_culmen(1, "39.1"), _culmen(2, "Infinity"), _culmen(3, "-Infinity"),
-              _culmen(4, "NaN"), _culmen(5, "-Inf"), _culmen(6, "NA"),
-              _culmen(7, "40.2", mass="Infinity")]
+    return [culmen(1, "39.1"), culmen(2, "Infinity"), culmen(3, "-Infinity"),
+            culmen(4, "NaN"), culmen(5, "-Inf"), culmen(6, "NA"),
+            culmen(7, "40.2", mass="Infinity")]
 
 
 def test_nan_and_infinity_in_a_csv_go_to_quarantine_with_the_column(spark, make_settings,
-                                                                    tmp_path):
-    landing = _write(tmp_path / "landing", "part1.csv", NON_FINITE)
+                                                                    tmp_path, landing_csv):
+    landing = landing_csv.write(tmp_path / "landing", "part1.csv", _non_finite(landing_csv))
     settings = make_settings(f"dataset.source.path={landing}")
 
     summary = ingest_step(spark, settings, "b1").summary
@@ -108,8 +93,8 @@ def test_nan_and_infinity_in_a_csv_go_to_quarantine_with_the_column(spark, make_
         (7, mass, 40.2, "Infinity")]
 
 
-def test_a_column_may_allow_nan_and_infinity(spark, make_settings, tmp_path):
-    landing = _write(tmp_path / "landing", "part1.csv", NON_FINITE)
+def test_a_column_may_allow_nan_and_infinity(spark, make_settings, tmp_path, landing_csv):
+    landing = landing_csv.write(tmp_path / "landing", "part1.csv", _non_finite(landing_csv))
     settings = make_settings(f"dataset.source.path={landing}",
                              "dataset.schema.9.allow_non_finite=true")
 
@@ -160,12 +145,12 @@ def test_add_audit_columns(spark):
 
 
 def test_bad_rows_go_to_quarantine_with_reason_and_good_rows_to_bronze(spark, make_settings,
-                                                                       tmp_path):
-    landing = _write(tmp_path / "landing", "part1.csv", [
-        _line(1, comment='"Nest, observed"'),
-        _line(2, mass="heavy"),
-        _line(3, study="NA"),
-        _line(4, mass="NA"),
+                                                                       tmp_path, landing_csv):
+    landing = landing_csv.write(tmp_path / "landing", "part1.csv", [
+        landing_csv.line(1, comment='"Nest, observed"'),
+        landing_csv.line(2, mass="heavy"),
+        landing_csv.line(3, study="NA"),
+        landing_csv.line(4, mass="NA"),
     ])
     settings = make_settings()
 
@@ -187,15 +172,16 @@ def test_bad_rows_go_to_quarantine_with_reason_and_good_rows_to_bronze(spark, ma
         ("ingest", "unparseable record: malformed line or value not castable to its type", "b1"),
     ]
     raw = quarantine.where(F.col("reason").startswith("unparseable")).first().record
-    assert raw == _line(2, mass="heavy")
+    assert raw == landing_csv.line(2, mass="heavy")
 
 
-def test_bronze_is_a_real_delta_table_with_one_commit_per_batch(spark, make_settings, tmp_path):
-    landing = _write(tmp_path / "landing", "a.csv", [_line(1), _line(2)])
+def test_bronze_is_a_real_delta_table_with_one_commit_per_batch(spark, make_settings, tmp_path,
+                                                                landing_csv):
+    landing = landing_csv.write(tmp_path / "landing", "a.csv", landing_csv.birds(1, 2))
     settings = make_settings()
 
     ingest_batch(spark, settings, "b1", source_path=str(landing))
-    _write(tmp_path / "landing2", "b.csv", [_line(3)])
+    landing_csv.write(tmp_path / "landing2", "b.csv", landing_csv.birds(3))
     ingest_batch(spark, settings, "b2", source_path=str(tmp_path / "landing2"))
 
     bronze = table_ref(settings, "bronze")
@@ -206,8 +192,8 @@ def test_bronze_is_a_real_delta_table_with_one_commit_per_batch(spark, make_sett
     assert counts == {"b1": 2, "b2": 1}
 
 
-def test_rerunning_a_batch_changes_nothing(spark, make_settings, tmp_path):
-    landing = _write(tmp_path / "landing", "a.csv", [_line(1), _line(2)])
+def test_rerunning_a_batch_changes_nothing(spark, make_settings, tmp_path, landing_csv):
+    landing = landing_csv.write(tmp_path / "landing", "a.csv", landing_csv.birds(1, 2))
     settings = make_settings(f"dataset.source.path={landing}")
     bronze = table_ref(settings, "bronze")
 
@@ -221,8 +207,9 @@ def test_rerunning_a_batch_changes_nothing(spark, make_settings, tmp_path):
     assert read_table(spark, bronze).count() == 2
 
 
-def test_forced_rerun_replaces_the_batch_without_doubling(spark, make_settings, tmp_path):
-    landing = _write(tmp_path / "landing", "a.csv", [_line(1), _line(2)])
+def test_forced_rerun_replaces_the_batch_without_doubling(spark, make_settings, tmp_path,
+                                                          landing_csv):
+    landing = landing_csv.write(tmp_path / "landing", "a.csv", landing_csv.birds(1, 2))
     settings = make_settings(f"dataset.source.path={landing}")
 
     ingest_step(spark, settings, "b1")
@@ -231,12 +218,12 @@ def test_forced_rerun_replaces_the_batch_without_doubling(spark, make_settings, 
     assert read_table(spark, table_ref(settings, "bronze")).count() == 2
 
 
-def test_batch_id_is_deterministic_and_follows_the_files(spark, tmp_path):
-    landing = _write(tmp_path / "landing", "a.csv", [_line(1)])
+def test_batch_id_is_deterministic_and_follows_the_files(spark, tmp_path, landing_csv):
+    landing = landing_csv.write(tmp_path / "landing", "a.csv", landing_csv.birds(1))
 
     first = landing_batch_id(spark, str(landing))
     again = landing_batch_id(spark, str(landing))
-    _write(landing, "b.csv", [_line(2)])
+    landing_csv.write(landing, "b.csv", landing_csv.birds(2))
     changed = landing_batch_id(spark, str(landing))
 
     (landing / "_temporary" / "0").mkdir(parents=True)
@@ -256,14 +243,15 @@ def test_missing_landing_path_is_a_clear_error(spark, make_settings, tmp_path):
 
 
 def test_only_new_files_are_ingested_and_recorded_in_manifest_and_log(spark, make_settings,
-                                                                      tmp_path):
+                                                                      tmp_path, landing_csv):
     from sparkmlops.ingest import default_batch_id
 
-    landing = _write(tmp_path / "landing", "a.csv", [_line(1), _line(2)])
+    landing = landing_csv.write(tmp_path / "landing", "a.csv", landing_csv.birds(1, 2))
     settings = make_settings(f"dataset.source.path={landing}")
     first_batch = default_batch_id(spark, settings)
     ingest_step(spark, settings, first_batch)
-    _write(landing, "b.csv", [_line(3), _line(4, mass="heavy"), _line(5)])
+    landing_csv.write(landing, "b.csv", [landing_csv.line(3), landing_csv.line(4, mass="heavy"),
+                                         landing_csv.line(5)])
 
     second_batch = default_batch_id(spark, settings)
     second = ingest_step(spark, settings, second_batch)

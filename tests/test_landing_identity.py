@@ -27,19 +27,10 @@ from sparkmlops.tables import (
     table_exists,
     table_ref,
 )
+from tests.conftest import SAMPLE_LANDING
 
-SAMPLE = Path(__file__).resolve().parents[1] / "data/sample/penguins/landing"
-HEADER = (SAMPLE / "penguins_raw_PAL0708.csv").read_text().splitlines()[0]
-GOOD = ('PAL0708,{n},Adelie Penguin (Pygoscelis adeliae),Anvers,Torgersen,"Adult, 1 Egg Stage",'
-        'N1A{n},Yes,2007-11-11,39.1,18.7,181,3750,MALE,NA,NA,NA')
 KEYS = ["study_name", "species", "sample_number"]
 LAYERS = ("bronze", "quarantine", "manifest", "ingest_log")
-
-
-def _write(path: Path, *numbers: int) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join([HEADER, *(GOOD.format(n=n) for n in numbers)]) + "\n")
-    return path
 
 
 def _touch(path: Path, seconds_later: int = 3600) -> None:
@@ -65,7 +56,7 @@ def test_touched_file_is_not_read_again_and_silver_and_gold_hold_each_key_once(
         spark, make_settings, tmp_path):
     # the issue's repro: ingest the sample, touch one file, run the batch again
     landing = tmp_path / "landing"
-    shutil.copytree(SAMPLE, landing)
+    shutil.copytree(SAMPLE_LANDING, landing)
     settings = make_settings(f"dataset.source.path={landing}")
     first = default_batch_id(spark, settings)
     for step in (ingest_step, validate_step, features_step):
@@ -100,9 +91,9 @@ def test_touched_file_is_not_read_again_and_silver_and_gold_hold_each_key_once(
     assert len(hashes) == 1
 
 
-def test_a_touch_under_another_batch_id_writes_no_rows(spark, make_settings, tmp_path):
+def test_a_touch_under_another_batch_id_writes_no_rows(spark, make_settings, tmp_path, landing_csv):
     landing = tmp_path / "landing"
-    _write(landing / "a.csv", 1, 2)
+    landing_csv.write(landing, "a.csv", landing_csv.birds(1, 2))
     settings = make_settings(f"dataset.source.path={landing}")
     ingest_step(spark, settings, "b1")
     before = _versions(spark, settings)
@@ -121,16 +112,16 @@ def test_a_touch_under_another_batch_id_writes_no_rows(spark, make_settings, tmp
     assert _versions(spark, settings)["manifest"] == before["manifest"] + 1
 
 
-def test_byte_identical_copies_are_read_once(spark, make_settings, tmp_path):
+def test_byte_identical_copies_are_read_once(spark, make_settings, tmp_path, landing_csv):
     landing = tmp_path / "landing"
-    _write(landing / "a.csv", 1, 2)
+    landing_csv.write(landing, "a.csv", landing_csv.birds(1, 2))
     shutil.copy(landing / "a.csv", landing / "a_copy_same_batch.csv")
     settings = make_settings(f"dataset.source.path={landing}")
     first = default_batch_id(spark, settings)
     assert ingest_step(spark, settings, first).summary == {
         "rows_in": 2, "bronze_rows": 2, "quarantined": 0, "files": 1, "duplicates": 1}
     shutil.copy(landing / "a.csv", landing / "b_copy_later.csv")
-    _write(landing / "c.csv", 3)
+    landing_csv.write(landing, "c.csv", landing_csv.birds(3))
 
     second = default_batch_id(spark, settings)
     result = ingest_step(spark, settings, second)
@@ -149,13 +140,13 @@ def test_byte_identical_copies_are_read_once(spark, make_settings, tmp_path):
     ]
 
 
-def test_batch_id_follows_content_not_mtime(spark, tmp_path):
+def test_batch_id_follows_content_not_mtime(spark, tmp_path, landing_csv):
     landing = tmp_path / "landing"
-    _write(landing / "a.csv", 1)
+    landing_csv.write(landing, "a.csv", landing_csv.birds(1))
     first = landing_batch_id(spark, str(landing))
     _touch(landing / "a.csv")
     touched = landing_batch_id(spark, str(landing))
-    _write(landing / "a.csv", 2)
+    landing_csv.write(landing, "a.csv", landing_csv.birds(2))
     changed = landing_batch_id(spark, str(landing))
 
     assert touched == first
@@ -163,20 +154,20 @@ def test_batch_id_follows_content_not_mtime(spark, tmp_path):
     assert first.startswith("b") and len(first) == 13
 
 
-def _changed_landing(spark, make_settings, tmp_path, *overrides: str):
+def _changed_landing(spark, make_settings, tmp_path, landing_csv, *overrides: str):
     """a.csv ingested as b1, then rewritten with other rows (and a later mtime)."""
     landing = tmp_path / "landing"
-    a = _write(landing / "a.csv", 1, 2)
+    landing_csv.write(landing, "a.csv", landing_csv.birds(1, 2))
     settings = make_settings(f"dataset.source.path={landing}", *overrides)
     ingest_step(spark, settings, "b1")
-    _write(a, 1, 2, 3)
-    _touch(a, 10)
+    landing_csv.write(landing, "a.csv", landing_csv.birds(1, 2, 3))
+    _touch(landing / "a.csv", 10)
     return landing, settings
 
 
 def test_changed_file_fails_by_default_with_one_line_and_exit_3(spark, make_settings, tmp_path,
-                                                                capsys):
-    landing, settings = _changed_landing(spark, make_settings, tmp_path)
+                                                                capsys, landing_csv):
+    landing, settings = _changed_landing(spark, make_settings, tmp_path, landing_csv)
     before = _versions(spark, settings)
     with pytest.raises(ChangedLandingFileError) as failed:
         ingest_step(spark, settings, "b2")
@@ -198,8 +189,9 @@ def test_changed_file_fails_by_default_with_one_line_and_exit_3(spark, make_sett
     assert _versions(spark, settings) == before
 
 
-def test_changed_file_is_recorded_and_not_read_with_skip(spark, make_settings, tmp_path):
-    landing, settings = _changed_landing(spark, make_settings, tmp_path,
+def test_changed_file_is_recorded_and_not_read_with_skip(spark, make_settings, tmp_path,
+                                                         landing_csv):
+    landing, settings = _changed_landing(spark, make_settings, tmp_path, landing_csv,
                                          "dataset.source.on_changed_file=skip")
     before = _versions(spark, settings)
 
@@ -214,8 +206,9 @@ def test_changed_file_is_recorded_and_not_read_with_skip(spark, make_settings, t
     assert _versions(spark, settings)["manifest"] == before["manifest"] + 1
 
 
-def test_changed_file_is_read_into_a_new_batch_with_reingest(spark, make_settings, tmp_path):
-    landing, settings = _changed_landing(spark, make_settings, tmp_path,
+def test_changed_file_is_read_into_a_new_batch_with_reingest(spark, make_settings, tmp_path,
+                                                             landing_csv):
+    landing, settings = _changed_landing(spark, make_settings, tmp_path, landing_csv,
                                          "dataset.source.on_changed_file=reingest")
 
     second = default_batch_id(spark, settings)
@@ -233,9 +226,10 @@ def test_changed_file_is_read_into_a_new_batch_with_reingest(spark, make_setting
     assert ingest_step(spark, settings, second).summary == {"skipped": True, "bronze_rows": 3}
 
 
-def test_manifest_written_before_content_hashes_keeps_working(spark, make_settings, tmp_path):
+def test_manifest_written_before_content_hashes_keeps_working(spark, make_settings, tmp_path,
+                                                              landing_csv):
     landing = tmp_path / "landing"
-    _write(landing / "a.csv", 1, 2)
+    landing_csv.write(landing, "a.csv", landing_csv.birds(1, 2))
     settings = make_settings(f"dataset.source.path={landing}")
     ingest_step(spark, settings, "b1")
     manifest = table_ref(settings, "manifest")
@@ -243,7 +237,7 @@ def test_manifest_written_before_content_hashes_keeps_working(spark, make_settin
         "path", "size", "modification_time", "_batch_id", "ingested_at")
     old.localCheckpoint().write.format("delta").mode("overwrite") \
         .option("overwriteSchema", "true").save(manifest.path)
-    _write(landing / "b.csv", 3)
+    landing_csv.write(landing, "b.csv", landing_csv.birds(3))
 
     result = ingest_step(spark, settings, default_batch_id(spark, settings))
 
@@ -257,9 +251,10 @@ def test_manifest_written_before_content_hashes_keeps_working(spark, make_settin
         ingest_step(spark, settings, "b3")
 
 
-def test_forced_rerun_reads_every_file_and_records_hashes(spark, make_settings, tmp_path):
+def test_forced_rerun_reads_every_file_and_records_hashes(spark, make_settings, tmp_path,
+                                                          landing_csv):
     landing = tmp_path / "landing"
-    _write(landing / "a.csv", 1, 2)
+    landing_csv.write(landing, "a.csv", landing_csv.birds(1, 2))
     settings = make_settings(f"dataset.source.path={landing}")
     ingest_step(spark, settings, "b1")
     _touch(landing / "a.csv")

@@ -7,31 +7,46 @@ other values (a re-upload with corrections, a copied file) and brings a new key 
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
+import pytest
 from mlflow.tracking import MlflowClient
 
 from sparkmlops.cli import main
+from sparkmlops.config import load_settings
 from sparkmlops.errors import QualityGateFailed, RepeatedKeysError
 from sparkmlops.steps import features_step, ingest_step, validate_step
 from sparkmlops.tables import current_version, read_table, table_ref
 from sparkmlops.tracking import configure_mlflow
-from tests.test_ingest import _line, _write
 
 REASON = "key already in silver from batch b1 (write.repeated_keys: quarantine)"
 ADELIE = "Adelie Penguin (Pygoscelis adeliae)"
 
 
-def _land_two_batches(spark, settings, landing: Path, *, features: bool = True) -> None:
-    """Batch b1 (keys 1-3) through validate (and features), then batch b2 (keys 2, 3 again;
-    4) ingested."""
-    _write(landing, "part1.csv", [_line(1), _line(2), _line(3)])
+@pytest.fixture(scope="module")
+def landed(spark, tmp_path_factory, landing_csv) -> Path:
+    """A state dir where batch b1 (keys 1-3) went through validate and features, and batch
+    b2 (keys 2, 3 again with other values; key 4) is ingested: built once, copied per test."""
+    state_dir = tmp_path_factory.mktemp("repeated_keys")
+    landing = state_dir / "landing"
+    settings = load_settings("local", "penguins", overrides=[
+        f"state_dir={state_dir}", f"dataset.source.path={landing}"])
+    landing_csv.write(landing, "part1.csv", landing_csv.birds(1, 2, 3))
     ingest_step(spark, settings, "b1")
     validate_step(spark, settings, "b1")
-    if features:
-        features_step(spark, settings, "b1")
-    _write(landing, "part2.csv", [_line(2, mass="4000"), _line(3, mass="4100"), _line(4)])
+    features_step(spark, settings, "b1")
+    landing_csv.write(landing, "part2.csv", [landing_csv.line(2, mass="4000"),
+                                             landing_csv.line(3, mass="4100"),
+                                             landing_csv.line(4)])
     ingest_step(spark, settings, "b2")
+    return state_dir
+
+
+def _two_batches(landed: Path, tmp_path: Path) -> Path:
+    """This test's copy of the landed tables (its own MLflow store starts empty)."""
+    shutil.copytree(landed / "lake", tmp_path / "lake")
+    return tmp_path
 
 
 def _rows(df, *columns):
@@ -49,9 +64,8 @@ def _tables(spark, settings):
 
 
 def test_keys_already_in_silver_are_quarantined_naming_the_earlier_batch(spark, make_settings,
-                                                                         tmp_path):
-    settings = make_settings(f"dataset.source.path={tmp_path / 'landing'}")
-    _land_two_batches(spark, settings, tmp_path / "landing")
+                                                                         tmp_path, landed):
+    settings = make_settings(state_dir=_two_batches(landed, tmp_path))
 
     result = validate_step(spark, settings, "b2")
     features_step(spark, settings, "b2")
@@ -80,16 +94,14 @@ def test_keys_already_in_silver_are_quarantined_naming_the_earlier_batch(spark, 
 
 
 def test_repeated_keys_fail_exits_4_with_one_line_and_writes_nothing(spark, make_settings,
-                                                                    tmp_path, capsys):
-    landing = tmp_path / "landing"
-    settings = make_settings(f"dataset.source.path={landing}")
-    _land_two_batches(spark, settings, landing, features=False)
+                                                                    tmp_path, capsys, landed):
+    settings = make_settings(state_dir=_two_batches(landed, tmp_path))
     silver, quarantine = table_ref(settings, "silver"), table_ref(settings, "quarantine")
     before = (current_version(spark, silver), current_version(spark, quarantine))
     capsys.readouterr()
 
     code = main(["validate", "--env", "local", "--batch-id", "b2",
-                 "--set", f"state_dir={tmp_path}", "--set", f"dataset.source.path={landing}",
+                 "--set", f"state_dir={tmp_path}",
                  "--set", "dataset.write.repeated_keys=fail"])
 
     err = [line for line in capsys.readouterr().err.splitlines()
@@ -107,10 +119,9 @@ def test_repeated_keys_fail_exits_4_with_one_line_and_writes_nothing(spark, make
         ("b1", 1), ("b1", 2), ("b1", 3)]
 
 
-def test_repeated_keys_allow_keeps_both_records(spark, make_settings, tmp_path):
-    settings = make_settings(f"dataset.source.path={tmp_path / 'landing'}",
-                             "dataset.write.repeated_keys=allow")
-    _land_two_batches(spark, settings, tmp_path / "landing")
+def test_repeated_keys_allow_keeps_both_records(spark, make_settings, tmp_path, landed):
+    settings = make_settings("dataset.write.repeated_keys=allow",
+                             state_dir=_two_batches(landed, tmp_path))
 
     result = validate_step(spark, settings, "b2")
     features_step(spark, settings, "b2")

@@ -56,7 +56,9 @@ def test_folds_come_from_the_keys_not_the_partitioning(spark):
 
 
 def test_grid_search_logs_every_candidate_and_refits_the_best(spark, make_settings):
+    # two folds: 2 x 3 fits + the refit per search (three folds took 20 fits in all)
     settings = make_settings(*TWO_FEATURES, "dataset.model.tuning.method=cross_validator",
+                             "dataset.model.tuning.folds=2",
                              "dataset.model.tuning.grid={regParam: [0.0, 0.5, 5.0]}")
     dataset = settings.dataset
     train, test = split_train_test(_linear_gold(spark), dataset)
@@ -88,7 +90,7 @@ def test_automl_picks_a_tree_where_no_line_separates_the_classes(spark, make_set
         *TWO_FEATURES,
         "dataset.model.automl.families=[logistic_regression, decision_tree_classifier]",
         "dataset.model.automl.grids={logistic_regression: {regParam: [0.0, 0.1]}, "
-        "decision_tree_classifier: {maxDepth: [2, 4]}}")
+        "decision_tree_classifier: {maxDepth: [2, 4]}}", "dataset.model.automl.folds=2")
     dataset = settings.dataset
     train, test = split_train_test(_disc_gold(spark), dataset)
 

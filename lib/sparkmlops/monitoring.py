@@ -1,10 +1,10 @@
 """Drift statistics: a reference profile saved at training time, compared per batch.
 
 ``reference_profile`` summarises the training rows once (one quantile job, one
-aggregate pass, one small group-by per categorical column), so monitoring never
-re-reads the training data. ``batch_profile`` summarises a scored batch against
-those same bins and quantile points in one aggregate pass; ``compare`` turns the
-two into one row per feature and metric:
+grouped pass over the numeric columns, one small group-by per categorical column),
+so monitoring never re-reads the training data. ``batch_profile`` summarises a
+scored batch against those same bins and quantile points in one grouped pass;
+``compare`` turns the two into one row per feature and metric:
 
 - numeric features: PSI over the reference's decile bins, the Kolmogorov-Smirnov
   statistic (the largest gap between the two CDFs, read at the reference's
@@ -21,6 +21,8 @@ Example::
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -224,38 +226,87 @@ def chi_square(expected: list[float], actual: list[float], rows: int) -> tuple[f
 def _numeric_summary(
     df: DataFrame, cuts: dict[str, tuple[list[float], list[float]]],
     ranges: dict[str, tuple[float | None, float | None]] | None = None,
-) -> dict[str, Any]:
-    """One aggregate pass: counts per bin, counts <= each point, nulls, min/max."""
-    aggregates = [F.count(F.lit(1)).alias("rows")]
-    for i, (column, (edges, points)) in enumerate(cuts.items()):
+) -> dict[str, dict[str, Any]]:
+    """One grouped pass: per column, its rows, nulls, min/max, out-of-range values and
+    the values in each interval between its cut points (bin edges and percentiles).
+
+    Each value is placed in its interval by a binary search of the column's cut points
+    (a few comparisons), and one group-by counts the (column, interval) pairs, so the
+    plan stays small: counting ``value <= point`` per point and ``bucket == b`` per bin
+    made hundreds of aggregates, whose planning and code generation cost seconds per
+    call whatever the number of rows.
+    """
+    if not cuts:
+        return {}
+    splits = {c: sorted(set(edges) | set(points)) for c, (edges, points) in cuts.items()}
+    cells = []
+    for i, (column, cut) in enumerate(splits.items()):
         value = F.col(column).cast("double")
-        aggregates += [F.count(value).alias(f"n{i}"), F.min(value).alias(f"min{i}"),
-                       F.max(value).alias(f"max{i}")]
-        bucket = _bucket(value, edges)
-        aggregates += [F.count(F.when(bucket == b, 1)).alias(f"b{i}_{b}")
-                       for b in range(len(edges) + 1)]
-        aggregates += [F.count(F.when(value <= p, 1)).alias(f"c{i}_{j}")
-                       for j, p in enumerate(points)]
         low, high = (ranges or {}).get(column, (None, None))
-        if low is not None and high is not None:
-            aggregates.append(F.count(F.when((value < low) | (value > high), 1)).alias(f"o{i}"))
-    row = df.agg(*aggregates).first()
-    return {"row": row.asDict() if row else {}, "index": {c: i for i, c in enumerate(cuts)}}
+        outside = ((value < low) | (value > high)) if low is not None and high is not None \
+            else F.lit(None).cast("boolean")
+        cells.append(F.struct(F.lit(i).alias("c"),
+                              F.when(value.isNotNull(), _interval(value, cut)).alias("k"),
+                              value.alias("v"), outside.alias("o")))
+    cell = df.select(F.explode(F.array(*cells)).alias("cell")).select("cell.*")
+    grouped = cell.groupBy("c", "k").agg(
+        F.count(F.lit(1)).alias("rows"), F.count("v").alias("n"), F.min("v").alias("min"),
+        F.max("v").alias("max"), F.count(F.when(F.col("o"), 1)).alias("o")).collect()
+    by_column: dict[int, list[Any]] = {}
+    for r in grouped:
+        by_column.setdefault(r["c"], []).append(r)
+    summary = {}
+    for i, (column, (edges, points)) in enumerate(cuts.items()):
+        groups = by_column.get(i, [])
+        counts = {r["k"]: int(r["n"]) for r in groups if r["k"] is not None}
+        valued = [r for r in groups if r["n"]]
+        cut = splits[column]
+        # interval k holds (cut[k-1], cut[k]]: <= point p is every interval up to p's,
+        # bin b of the edges is every interval whose values have b edges below them
+        in_interval = [counts.get(k, 0) for k in range(len(cut) + 1)]
+        cumulative = list(itertools.accumulate(in_interval))
+        position = {point: k for k, point in enumerate(cut)}
+        bins = [0] * (len(edges) + 1)
+        for k, n in enumerate(in_interval):
+            bins[bisect.bisect_right(edges, cut[k - 1]) if k else 0] += n
+        summary[column] = {
+            "rows": sum(int(r["rows"]) for r in groups), "present": sum(counts.values()),
+            # as Spark's min and max: NaN is above every number
+            "min": min((r["min"] for r in valued), key=_nan_last, default=None),
+            "max": max((r["max"] for r in valued), key=_nan_last, default=None),
+            "outside": sum(int(r["o"]) for r in groups),
+            "bins": bins, "at_or_below": [cumulative[position[p]] for p in points]}
+    return summary
+
+
+def _nan_last(value: float) -> tuple[bool, float]:
+    return math.isnan(value), value
+
+
+def _interval(value: Any, cut: list[float], lo: int = 0, hi: int | None = None) -> Any:
+    """How many of the sorted ``cut`` points are below ``value`` (a binary search:
+    ``value`` lies in (cut[k-1], cut[k]]); NaN, above every point, gets len(cut)."""
+    hi = len(cut) if hi is None else hi
+    if lo == hi:
+        return F.lit(lo)
+    mid = (lo + hi) // 2
+    return F.when(value > F.lit(cut[mid]), _interval(value, cut, mid + 1, hi)) \
+        .otherwise(_interval(value, cut, lo, mid))
 
 
 def _numeric_profile(
     column: str, edges: list[float], points: list[float], summary: dict[str, Any]
 ) -> NumericProfile:
-    row, i = summary["row"], summary["index"][column]
-    rows, present = int(row["rows"]), int(row[f"n{i}"])
+    counts = summary[column]
+    rows, present = counts["rows"], counts["present"]
     share = (lambda k: k / present) if present else (lambda k: 0.0)
     return NumericProfile(
         column=column, rows=rows, edges=edges,
-        bin_shares=[share(int(row[f"b{i}_{b}"])) for b in range(len(edges) + 1)],
-        points=points, cdf=[share(int(row[f"c{i}_{j}"])) for j in range(len(points))],
+        bin_shares=[share(n) for n in counts["bins"]],
+        points=points, cdf=[share(n) for n in counts["at_or_below"]],
         null_rate=(rows - present) / rows if rows else 0.0,
-        minimum=row[f"min{i}"], maximum=row[f"max{i}"],
-        out_of_range_rate=share(int(row.get(f"o{i}") or 0)),
+        minimum=counts["min"], maximum=counts["max"],
+        out_of_range_rate=share(counts["outside"]),
     )
 
 
@@ -280,14 +331,6 @@ def _categorical_profile(
     if nulls:
         shares[NULL_BUCKET] = nulls / rows
     return CategoricalProfile(column, rows, shares, nulls / rows if rows else 0.0)
-
-
-def _bucket(value: Any, edges: list[float]) -> Any:
-    """Bin index of ``value``: 0 below the first edge ... len(edges) above the last."""
-    index = F.lit(0)
-    for edge in edges:
-        index = index + F.when(value > edge, 1).otherwise(0)
-    return F.when(value.isNotNull(), index)
 
 
 def _strictly_increasing(values: list[float]) -> list[float]:

@@ -114,8 +114,27 @@ def fit_model(train: DataFrame, dataset: DatasetSettings) -> PipelineModel:
     return build_pipeline(dataset.features, estimator).fit(train)
 
 
+# what the evaluators read of a scored frame (rawPrediction: the binary ones)
+EVALUATED_COLUMNS = (LABEL_COLUMN, "prediction", "rawPrediction", "probability")
+
+
 def evaluate(predictions: DataFrame, task: str) -> dict[str, float]:
-    """Holdout metrics for the task, from a DataFrame scored by the pipeline model."""
+    """Holdout metrics for the task, from a DataFrame scored by the pipeline model.
+
+    Each of the (up to seven) evaluators is a Spark job of its own: a frame that is not
+    cached is scored once into a cache of the columns they read, not once per metric.
+    """
+    if predictions.is_cached:
+        return _evaluate(predictions, task)
+    scored = predictions.select(
+        *[c for c in EVALUATED_COLUMNS if c in predictions.columns]).persist()
+    try:
+        return _evaluate(scored, task)
+    finally:
+        scored.unpersist()
+
+
+def _evaluate(predictions: DataFrame, task: str) -> dict[str, float]:
     metrics: dict[str, float] = {}
     evaluator: Any
     if task == "regression":

@@ -5,7 +5,14 @@ keep their distribution, their relation to the label flips. Nobody steps in: the
 continuous pipeline scores each batch with the champion, monitors it (live
 accuracy once its labels are in gold), retrains when accuracy falls under the
 floor, and the gate promotes the new model only if it beats the champion on the
-latest batch. A control run with retraining disabled sees the same stream.
+latest batch.
+
+One stream, in one state dir, with retraining switched off while the drift
+arrives (the control: the decision is recorded, the champion stays, accuracy stays
+low batch after batch) and switched on again for the batches after that (the
+next drifted batch retrains, the new model is promoted, accuracy recovers). One
+stream instead of a control stream beside the retraining one: it bootstraps one
+champion, not two, and runs no batch twice.
 """
 
 from __future__ import annotations
@@ -22,7 +29,13 @@ from sparkmlops.pipeline import PipelineResult, run_continuous
 
 pytestmark = pytest.mark.e2e
 
-BATCHES, DRIFT_AT, ROWS = 5, 2, 440  # 5 blocks of 88 birds per batch
+ROWS = 440  # 5 blocks of 88 birds per batch
+DRIFT_AT = 2
+# retraining on/off per batch: on before the drift (nothing to retrain), off for the
+# first two drifted batches (the control), on again from the third drifted batch
+RETRAIN = [True, True, False, False, True, True]
+CONTROL = [i for i, on in enumerate(RETRAIN) if not on]  # b2, b3
+RETRAINED_AT = CONTROL[-1] + 1  # b4
 
 
 def _write_batch(spark, landing: Path, index: int) -> None:
@@ -41,66 +54,78 @@ def _write_batch(spark, landing: Path, index: int) -> None:
     shutil.rmtree(staging)
 
 
-def _stream(spark, root: Path, *, retrain: bool) -> list[PipelineResult]:
+@pytest.fixture(scope="module")
+def stream(spark, tmp_path_factory) -> list[PipelineResult]:
+    root = tmp_path_factory.mktemp("continuous")
     landing = root / "landing"
     landing.mkdir(parents=True)
-    settings = load_settings("local", "penguins", overrides=[
-        f"state_dir={root / 'state'}", f"dataset.source.path={landing}",
-        "dataset.model.window_batches=1",
-        "dataset.retrain.on_alert=false",
-        "dataset.retrain.live_floor={accuracy: 0.75}",
-        f"dataset.retrain.enabled={str(retrain).lower()}",
-        "dataset.monitoring.live={accuracy: {warn: 0.8, alert: 0.7}}"])
+
+    def settings(retrain: bool):
+        return load_settings("local", "penguins", overrides=[
+            f"state_dir={root / 'state'}", f"dataset.source.path={landing}",
+            "dataset.model.window_batches=1",
+            "dataset.retrain.on_alert=false",
+            "dataset.retrain.live_floor={accuracy: 0.75}",
+            f"dataset.retrain.enabled={str(retrain).lower()}",
+            "dataset.monitoring.live={accuracy: {warn: 0.8, alert: 0.7}}"])
+
+    by_switch = {True: settings(True), False: settings(False)}
     results = []
-    for index in range(BATCHES):
+    for index, retrain in enumerate(RETRAIN):
         _write_batch(spark, landing, index)
-        results.append(run_continuous(spark, settings, f"b{index}"))
+        results.append(run_continuous(spark, by_switch[retrain], f"b{index}"))
     return results
-
-
-@pytest.fixture(scope="module")
-def streams(spark, tmp_path_factory) -> dict[str, list[PipelineResult]]:
-    root = tmp_path_factory.mktemp("continuous")
-    return {"retrain": _stream(spark, root / "retrain", retrain=True),
-            "control": _stream(spark, root / "control", retrain=False)}
 
 
 def _accuracy(results: list[PipelineResult]) -> list[float]:
     return [r.decision["live"]["live_accuracy"] for r in results]
 
 
-def test_drift_is_flagged_retrained_promoted_and_accuracy_recovers(streams, capsys):
-    results = streams["retrain"]
-    accuracy, control = _accuracy(results), _accuracy(streams["control"])
+def test_drift_is_flagged_retrained_promoted_and_accuracy_recovers(stream, capsys):
+    accuracy = _accuracy(stream)
     lines = [f"live accuracy per batch (drift at batch {DRIFT_AT})",
-             "  batch    continuous   control   scored by (continuous / control)"]
-    lines += [f"  b{i:<8}{a:>10.3f}{c:>10.3f}   v{results[i].decision['scored_by']} / "
-              f"v{streams['control'][i].decision['scored_by']}"
-              for i, (a, c) in enumerate(zip(accuracy, control, strict=True))]
+             "  batch    retraining   accuracy   scored by   retrained"]
+    for i, (on, a, r) in enumerate(zip(RETRAIN, accuracy, stream, strict=True)):
+        d = r.decision
+        retrained = ("no" if not d["retrain"] else
+                     f"yes, v{d['champion_after']} promoted" if d["promoted"] else "yes, kept")
+        lines.append(f"  b{i:<8}{'on' if on else 'off':<13}{a:>8.3f}   "
+                     f"v{d['scored_by']:<10}{retrained}")
     with capsys.disabled():  # in the test output even when pytest captures it
         print("\n" + "\n".join(lines))
 
     before = sum(accuracy[:DRIFT_AT]) / DRIFT_AT
     assert before > 0.85
-    # nothing retrains before the drift; the drift batch is flagged and retrains
-    assert [r.decision["retrain"] for r in results[:DRIFT_AT]] == [False] * DRIFT_AT
-    drift = results[DRIFT_AT].decision
+    # nothing retrains before the drift (retraining is on there); the first drifted
+    # batch with retraining on is flagged and retrains
+    assert all(RETRAIN[:DRIFT_AT])
+    assert [r.decision["retrain"] for r in stream[:DRIFT_AT]] == [False] * DRIFT_AT
+    drift = stream[RETRAINED_AT].decision
     assert drift["monitoring"] == "alert"
+    assert drift["scored_by"] == "1"
     assert drift["retrain"] is True
     assert drift["reasons"][0].startswith("live accuracy 0.")
     assert drift["promoted"] is True and drift["champion_after"] == "2"
-    # the batches after the drift are scored by the new champion, as well as before
-    for later in results[DRIFT_AT + 1:]:
-        assert later.decision["scored_by"] == "2"
-        assert later.decision["retrain"] is False
-    assert all(abs(a - before) < 0.05 for a in accuracy[DRIFT_AT + 1:])
+    # the batches after the retrain are scored by the new champion, as well as before
+    later = stream[RETRAINED_AT + 1:]
+    assert later
+    for result in later:
+        assert result.decision["scored_by"] == "2"
+        assert result.decision["retrain"] is False
+    assert all(abs(a - before) < 0.05 for a in accuracy[RETRAINED_AT + 1:])
 
 
-def test_without_retraining_the_model_stays_degraded(streams):
-    results = streams["control"]
-    accuracy = _accuracy(results)
+def test_without_retraining_the_model_stays_degraded(stream):
+    control = [stream[i] for i in CONTROL]
 
-    assert [r.decision["scored_by"] for r in results] == ["1"] * BATCHES
-    assert all(r.decision["retrain"] is False for r in results)
-    assert results[DRIFT_AT].decision["reasons"][0].startswith("live accuracy 0.")
-    assert all(a < 0.3 for a in accuracy[DRIFT_AT:])
+    # the control batches are all drifted, and there are two of them: degraded, and it stays so
+    assert CONTROL == list(range(DRIFT_AT, DRIFT_AT + 2))
+    assert [r.decision["scored_by"] for r in stream[:RETRAINED_AT + 1]] == \
+        ["1"] * (RETRAINED_AT + 1)
+    assert all(r.decision["retrain"] is False and r.decision["retrain_enabled"] is False
+               for r in control)
+    assert all(r.decision["champion_after"] == "1" for r in control)
+    # the policy's reason is recorded, and not acted on
+    assert all(r.decision["reasons"][0].startswith("live accuracy 0.") for r in control)
+    # every drifted batch the old champion scored (the control's, and the one that retrains)
+    assert all(a < 0.3 for a in _accuracy(stream[DRIFT_AT:RETRAINED_AT + 1]))
