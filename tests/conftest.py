@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from pyspark.sql import SparkSession
+from sqlalchemy.engine import Engine
 
 from sparkmlops.config import Settings, SparkSettings, load_settings
 from sparkmlops.spark import get_spark
@@ -24,6 +27,49 @@ os.environ.pop("SPARKMLOPS_STATE_DIR", None)
 # The repo's conf dir, whatever the working directory pytest runs in (and never the
 # developer's own $SPARKMLOPS_CONF_DIR); subprocesses of tests inherit it.
 os.environ["SPARKMLOPS_CONF_DIR"] = str(REPO / "conf")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def migrate_mlflow_stores_once(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """MLflow's schema migrations run once per session, not once per SQLite store.
+
+    Every test with a state dir of its own gets a fresh ``mlflow.db``, and MLflow
+    migrates a fresh store through its whole alembic history: 1.5-3 s each, for about
+    a hundred stores in the suite. MLflow still creates each store when and where it
+    would (a test may check that none was made); only its migration step is replaced:
+    the first store of the session is migrated for real and kept as a template, and
+    later ones get the template's tables (SQLite's backup API), which is the same
+    empty, migrated schema. Stores of subprocesses and of an MLflow server migrate
+    themselves.
+    """
+    from mlflow.store.db import utils
+
+    upgrade = getattr(utils, "_upgrade_db", None)
+    if upgrade is None:  # MLflow moved it: every store migrates itself, only slower
+        yield
+        return
+    template = tmp_path_factory.mktemp("mlflow_store") / "migrated.db"
+
+    def from_template(engine: Engine) -> None:
+        if engine.dialect.name != "sqlite":
+            upgrade(engine)
+            return
+        first = not template.exists()
+        if first:
+            upgrade(engine)
+        raw = engine.raw_connection()
+        try:
+            with closing(sqlite3.connect(template)) as kept:
+                if first:
+                    raw.driver_connection.backup(kept)
+                else:
+                    kept.backup(raw.driver_connection)
+        finally:
+            raw.close()
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(utils, "_upgrade_db", from_template)
+        yield
 
 
 @pytest.fixture(scope="session")
