@@ -72,7 +72,7 @@ def plain_main(args: argparse.Namespace) -> int:
     from pyspark.sql.types import StructType
 
     from sparkmlops.config import load_settings
-    from sparkmlops.ingest import CORRUPT_COLUMN, read_schema
+    from sparkmlops.ingest.landing import CORRUPT_COLUMN, read_schema
     from sparkmlops.spark import configure_delta
 
     settings = load_settings(args.env, "penguins")

@@ -91,7 +91,7 @@ def measure_main(args: argparse.Namespace) -> int:
     from mlflow.tracking import MlflowClient
 
     from sparkmlops.config import load_settings
-    from sparkmlops.features import model_input_columns
+    from sparkmlops.features.stages import model_input_columns
     from sparkmlops.spark import get_spark
     from sparkmlops.tables import current_version, features_table_name, read_batch, table_ref
 

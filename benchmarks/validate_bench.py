@@ -63,8 +63,8 @@ def measure_main(args: argparse.Namespace) -> int:
     """Subprocess body of ``--measure``: full passes and the validation, one session."""
     import pyspark.sql.functions as F
 
-    from sparkmlops import quality
     from sparkmlops.config import load_settings
+    from sparkmlops.quality import expectations
     from sparkmlops.spark import get_spark
     from sparkmlops.tables import current_version, read_batch, table_ref
 
@@ -96,7 +96,7 @@ def measure_main(args: argparse.Namespace) -> int:
         return batch().agg(*aggregates).first()
 
     def suite(frame: Any) -> Any:
-        return quality.run_suite(
+        return expectations.run_suite(
             frame, specs, suite_name="penguins_bronze", asset_name="bronze_penguins",
             data_docs_dir=settings.resolve_path(settings.quality.data_docs_dir),
             partial_unexpected_count=settings.dataset.quality.partial_unexpected_count)
@@ -120,8 +120,8 @@ def measure_main(args: argparse.Namespace) -> int:
 
     def split(i: int) -> Any:
         # what the two writes add: each row's failed row-level expectations
-        flagged = quality.flag_rows(batch(), specs)
-        return flagged.groupBy(F.size(quality.FAILED_COLUMN) == 0).count().collect()
+        flagged = expectations.flag_rows(batch(), specs)
+        return flagged.groupBy(F.size(expectations.FAILED_COLUMN) == 0).count().collect()
 
     for i in range(args.repeat):
         _, before, before_jobs = timed(f"full_pass_before_{i}", full_pass)

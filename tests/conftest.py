@@ -135,7 +135,7 @@ class PipelineRun:
 @pytest.fixture(scope="session")
 def pipeline_run(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> PipelineRun:
     """The whole pipeline once on the bundled sample, into a session temp dir."""
-    from sparkmlops.ingest import landing_batch_id
+    from sparkmlops.ingest.records import landing_batch_id
     from sparkmlops.pipeline import run_pipeline
 
     state_dir = tmp_path_factory.mktemp("pipeline_run")

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from sparkmlops.ingest import SchemaMismatchError, csv_header
-from sparkmlops.steps import ingest_step
+from sparkmlops.ingest.landing import SchemaMismatchError, csv_header
+from sparkmlops.ingest.step import ingest_step
 from sparkmlops.tables import read_table, table_exists, table_ref
 
 

@@ -12,7 +12,8 @@ import re
 import subprocess
 from pathlib import Path
 
-from sparkmlops.steps import ingest_step, validate_step
+from sparkmlops.ingest.step import ingest_step
+from sparkmlops.quality.step import validate_step
 
 SAMPLE = Path(__file__).resolve().parents[1] / "data/sample/penguins/landing"
 CHROMIUM = os.environ.get("SPARKMLOPS_CHROMIUM", "/usr/bin/chromium")
@@ -71,7 +72,7 @@ def test_without_a_data_docs_dir_the_pages_are_artifacts_of_the_run(spark, make_
                                                                      tmp_path):
     import mlflow
 
-    from sparkmlops.steps import DATA_DOCS_ARTIFACT, _run_quality_checks
+    from sparkmlops.quality.step import DATA_DOCS_ARTIFACT, _run_quality_checks
     from sparkmlops.tracking import configure_mlflow
 
     settings = make_settings(

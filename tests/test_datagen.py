@@ -6,7 +6,7 @@ import pyspark.sql.functions as F
 import pytest
 
 from sparkmlops.datagen import BAD_MASS, COLUMNS, SPECIES, generate_penguins, write_landing
-from sparkmlops.ingest import ingest_batch
+from sparkmlops.ingest.records import ingest_batch
 from sparkmlops.tables import read_table, table_ref
 
 SAMPLE = Path(__file__).resolve().parents[1] / "data/sample/penguins/landing"

@@ -10,9 +10,9 @@ from chispa import assert_df_equality
 from pyspark.ml.classification import LogisticRegression
 
 from sparkmlops.config import load_settings
-from sparkmlops.steps import log_pipeline_model, model_signature
 from sparkmlops.tracking import configure_mlflow
-from sparkmlops.training import build_pipeline
+from sparkmlops.training.fitting import build_pipeline
+from sparkmlops.training.step import log_pipeline_model, model_signature
 from tests.test_features import ALL_KINDS, _to_score, _train
 
 
@@ -41,7 +41,7 @@ def test_python_stage_model_round_trips_through_mlflow_spark_flavor(spark, logge
     assert_df_equality(actual_df, expected_df)
     # the model carries the code of its Python stage, and declared requirements only
     local = Path(mlflow.artifacts.download_artifacts(uri))
-    assert (local / "code" / "sparkmlops" / "feature_transforms.py").is_file()
+    assert (local / "code" / "sparkmlops" / "features" / "transforms.py").is_file()
     import pandas
     import pyarrow
     assert (local / "requirements.txt").read_text().splitlines() == [

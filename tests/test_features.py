@@ -19,8 +19,7 @@ from sparkmlops.config import (
     TransformFeature,
 )
 from sparkmlops.errors import ConfigError, FeatureTransformError
-from sparkmlops.feature_transforms import PythonFeatureTransformer, feature_transform
-from sparkmlops.features import (
+from sparkmlops.features.stages import (
     add_derived_features,
     bucket_stages,
     build_feature_table,
@@ -29,7 +28,8 @@ from sparkmlops.features import (
     feature_stages,
     label_index,
 )
-from sparkmlops.training import build_pipeline
+from sparkmlops.features.transforms import PythonFeatureTransformer, feature_transform
+from sparkmlops.training.fitting import build_pipeline
 
 
 @feature_transform("tests.mass_in_kg")
@@ -89,7 +89,7 @@ def test_normalize_text_folds_case_accents_unicode_and_blanks(spark):
     source_df = spark.createDataFrame(
         [(1, " Tórgersen "), (2, "TORGERSEN"), (3, "Biscoe\u00a0 Point"), (4, "  "), (5, None)],
         "id int, island string")
-    stage = PythonFeatureTransformer(function="sparkmlops.feature_transforms:normalize_text",
+    stage = PythonFeatureTransformer(function="sparkmlops.features.transforms:normalize_text",
                                      paramsJson='{"column": "island", "output": "island_norm"}',
                                      outputCols=["island_norm"])
 
@@ -313,7 +313,7 @@ def test_python_stage_pipeline_saved_and_loaded_predicts_the_same(spark, tmp_pat
 
     stage = next(s for s in loaded.stages if isinstance(s, PythonFeatureTransformer))
     # the import path, not the registered name, so loading needs no registry
-    assert stage.getOrDefault("function") == "sparkmlops.feature_transforms:normalize_text"
+    assert stage.getOrDefault("function") == "sparkmlops.features.transforms:normalize_text"
     expected_df = model.transform(_to_score(spark)).select("id", "prediction", "probability")
     actual_df = loaded.transform(_to_score(spark)).select("id", "prediction", "probability")
     assert_df_equality(actual_df, expected_df)

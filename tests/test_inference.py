@@ -5,7 +5,7 @@ from datetime import datetime
 import pyspark.sql.functions as F
 from chispa import assert_df_equality
 
-from sparkmlops.inference import (
+from sparkmlops.inference.scoring import (
     UNSCORABLE_COLUMN,
     flag_unscorable,
     missing_inputs,
@@ -13,7 +13,7 @@ from sparkmlops.inference import (
     score_with_reasons,
     shape_predictions,
 )
-from sparkmlops.training import fit_model, split_train_test
+from sparkmlops.training.fitting import fit_model, split_train_test
 from tests.test_training import _gold
 
 
@@ -156,5 +156,5 @@ def test_vector_slot_names_come_from_the_assembler(spark):
 
     assembled = VectorAssembler(inputCols=["a__imputed", "b"], outputCol="v").transform(source_df)
 
-    from sparkmlops.inference import vector_slot_names
+    from sparkmlops.inference.scoring import vector_slot_names
     assert vector_slot_names(assembled, "v") == ["a", "b"]

@@ -10,14 +10,9 @@ from chispa import assert_df_equality
 
 from sparkmlops.config import ColumnSpec
 from sparkmlops.errors import MissingInputError
-from sparkmlops.ingest import (
-    CORRUPT_COLUMN,
-    add_audit_columns,
-    ingest_batch,
-    landing_batch_id,
-    quarantine_reason,
-)
-from sparkmlops.steps import ingest_step
+from sparkmlops.ingest.landing import CORRUPT_COLUMN, add_audit_columns, quarantine_reason
+from sparkmlops.ingest.records import ingest_batch, landing_batch_id
+from sparkmlops.ingest.step import ingest_step
 from sparkmlops.tables import current_version, read_table, table_ref
 
 
@@ -244,7 +239,7 @@ def test_missing_landing_path_is_a_clear_error(spark, make_settings, tmp_path):
 
 def test_only_new_files_are_ingested_and_recorded_in_manifest_and_log(spark, make_settings,
                                                                       tmp_path, landing_csv):
-    from sparkmlops.ingest import default_batch_id
+    from sparkmlops.ingest.records import default_batch_id
 
     landing = landing_csv.write(tmp_path / "landing", "a.csv", landing_csv.birds(1, 2))
     settings = make_settings(f"dataset.source.path={landing}")

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from sparkmlops.ingest import SchemaMismatchError
-from sparkmlops.steps import ingest_step
+from sparkmlops.ingest.landing import SchemaMismatchError
+from sparkmlops.ingest.step import ingest_step
 from sparkmlops.tables import read_table, table_exists, table_ref
 
 CORPUS = Path(__file__).resolve().parent / "data" / "bad_inputs"

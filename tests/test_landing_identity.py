@@ -11,15 +11,17 @@ from pathlib import Path
 import pyspark.sql.functions as F
 import pytest
 
-from sparkmlops import ingest
 from sparkmlops.cli import main
-from sparkmlops.ingest import (
+from sparkmlops.features.step import features_step
+from sparkmlops.ingest import records
+from sparkmlops.ingest.records import (
     ChangedLandingFileError,
     default_batch_id,
     landing_batch_id,
     plan_landing,
 )
-from sparkmlops.steps import features_step, ingest_step, validate_step
+from sparkmlops.ingest.step import ingest_step
+from sparkmlops.quality.step import validate_step
 from sparkmlops.tables import (
     current_version,
     features_table_name,
@@ -105,9 +107,9 @@ def test_a_touch_under_another_batch_id_writes_no_rows(spark, make_settings, tmp
     assert current_version(spark, table_ref(settings, "bronze")) == before["bronze"]
     assert read_table(spark, table_ref(settings, "bronze")).count() == 2
     # recorded once: the next run knows the file by its listing and hashes nothing
-    ingest._HASHES.clear()
+    records._HASHES.clear()
     assert plan_landing(spark, settings, str(landing)).read == []
-    assert ingest._HASHES == {}
+    assert records._HASHES == {}
     assert ingest_step(spark, settings, "b2").summary == {"skipped": True, "bronze_rows": 0}
     assert _versions(spark, settings)["manifest"] == before["manifest"] + 1
 

@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from sparkmlops.monitoring import (
+from sparkmlops.monitoring.drift import (
     NULL_BUCKET,
     UNSEEN_BUCKET,
     Profile,
@@ -112,7 +112,7 @@ def test_model_reference_profiles_inputs_scores_and_predicted_classes(spark):
 
 def test_levels_judge_ceilings_and_floors_and_the_batch_takes_the_worst():
     from sparkmlops.config import Levels
-    from sparkmlops.monitoring import DriftMetric, judged, worst
+    from sparkmlops.monitoring.drift import DriftMetric, judged, worst
 
     rows = judged([DriftMetric("x", "psi", 0.05), DriftMetric("x", "ks", 0.15, 0.01),
                    DriftMetric("y", "psi", 0.3), DriftMetric("y", "chi_square", 9.0, 0.01)],
@@ -128,7 +128,7 @@ def test_levels_judge_ceilings_and_floors_and_the_batch_takes_the_worst():
 
 
 def test_live_metrics_join_labels_by_key_per_scored_batch(spark):
-    from sparkmlops.monitoring import live_metrics
+    from sparkmlops.monitoring.drift import live_metrics
 
     predictions = spark.createDataFrame(
         [(1, 1.0, "b1"), (2, 0.0, "b1"), (3, 1.0, "b2"), (4, 1.0, "b2"), (5, 0.0, "b2")],

@@ -8,7 +8,7 @@ import pytest
 from pyspark.ml.linalg import Vectors, VectorUDT
 from pyspark.sql.types import DoubleType, StructField, StructType
 
-from sparkmlops.plots import area, confusion, curve_points, write_plots
+from sparkmlops.training.plots import area, confusion, curve_points, write_plots
 
 
 def _scored(spark, rows):
@@ -57,8 +57,8 @@ def test_write_plots_for_a_regression_draws_residuals(spark, tmp_path):
 def test_feature_names_of_a_scaled_vector_come_from_the_assembled_one(spark, make_settings):
     from pyspark.ml.classification import LogisticRegression
 
-    from sparkmlops.plots import feature_names, model_weights
-    from sparkmlops.training import build_pipeline
+    from sparkmlops.training.fitting import build_pipeline
+    from sparkmlops.training.plots import feature_names, model_weights
     from tests.test_training import _gold
 
     features = make_settings().dataset.features  # scale: auto → standardized for this model

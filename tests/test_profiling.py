@@ -10,8 +10,9 @@ import yaml
 
 from sparkmlops.cli import main
 from sparkmlops.config import load_settings
-from sparkmlops.profiling import profile_columns, propose_expectations, suite_yaml
-from sparkmlops.steps import ingest_step, validate_step
+from sparkmlops.ingest.step import ingest_step
+from sparkmlops.quality.profiling import profile_columns, propose_expectations, suite_yaml
+from sparkmlops.quality.step import validate_step
 
 PROJECT = Path(__file__).resolve().parents[1]
 SAMPLE = PROJECT / "data/sample/penguins/landing/penguins_raw_PAL0708.csv"

@@ -19,7 +19,7 @@ import sparkmlops
 from sparkmlops.provenance import package_source
 with package_source() as folder:
     files = sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
-    feature_code = (folder / "feature_transforms.py").read_text()
+    feature_code = (folder / "features" / "transforms.py").read_text()
     print(json.dumps({"imported": sparkmlops.__file__, "folder": str(folder),
                       "files": files, "feature_code": feature_code}))
 print(json.dumps({"exists_after": Path(folder).exists()}))
@@ -45,7 +45,7 @@ def test_a_package_imported_from_a_wheel_is_copied_out_to_a_folder_for_the_block
     expected = sorted(str(p.relative_to(PACKAGE)) for p in PACKAGE.rglob("*")
                       if p.is_file() and "__pycache__" not in p.parts)
     assert inside["files"] == expected
-    assert inside["feature_code"] == (PACKAGE / "feature_transforms.py").read_text()
+    assert inside["feature_code"] == (PACKAGE / "features" / "transforms.py").read_text()
     assert after == {"exists_after": False}
 
 

@@ -8,7 +8,8 @@ from mlflow.tracking import MlflowClient
 
 from sparkmlops.config import ExpectationSpec
 from sparkmlops.errors import ConfigError, QualityGateFailed
-from sparkmlops.quality import (
+from sparkmlops.ingest.step import ingest_step
+from sparkmlops.quality.expectations import (
     FAILED_COLUMN,
     REPEATED_COLUMN,
     ExpectationOutcome,
@@ -21,7 +22,7 @@ from sparkmlops.quality import (
     split_flagged,
     split_valid_rows,
 )
-from sparkmlops.steps import ingest_step, validate_step
+from sparkmlops.quality.step import validate_step
 from sparkmlops.tables import read_table, table_exists, table_ref
 from sparkmlops.tracking import configure_mlflow
 

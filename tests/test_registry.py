@@ -8,7 +8,7 @@ from mlflow.tracking import MlflowClient
 
 from sparkmlops.config import PromotionSettings
 from sparkmlops.errors import MissingInputError
-from sparkmlops.registry import (
+from sparkmlops.registry.promotion import (
     CHAMPION,
     decide,
     promote_if_better,

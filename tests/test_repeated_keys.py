@@ -16,7 +16,9 @@ from mlflow.tracking import MlflowClient
 from sparkmlops.cli import main
 from sparkmlops.config import load_settings
 from sparkmlops.errors import QualityGateFailed, RepeatedKeysError
-from sparkmlops.steps import features_step, ingest_step, validate_step
+from sparkmlops.features.step import features_step
+from sparkmlops.ingest.step import ingest_step
+from sparkmlops.quality.step import validate_step
 from sparkmlops.tables import current_version, read_table, table_ref
 from sparkmlops.tracking import configure_mlflow
 

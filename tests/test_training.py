@@ -10,8 +10,8 @@ from pyspark.ml.regression import GBTRegressor, LinearRegression
 
 from sparkmlops.config import EstimatorSettings
 from sparkmlops.errors import ConfigError
-from sparkmlops.features import LABEL_COLUMN
-from sparkmlops.training import (
+from sparkmlops.features.stages import LABEL_COLUMN
+from sparkmlops.training.fitting import (
     build_estimator,
     build_pipeline,
     evaluate,

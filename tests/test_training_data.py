@@ -23,12 +23,12 @@ from mlflow.tracking import MlflowClient
 from sparkmlops.cli import main
 from sparkmlops.config import PromotionSettings, Settings, load_settings
 from sparkmlops.errors import TrainingDataError
-from sparkmlops.features import LABEL_COLUMN, LABEL_RAW_COLUMN, build_feature_table
-from sparkmlops.registry import CHALLENGER, CHAMPION, decide, version_by_alias
-from sparkmlops.steps import promote_step, train_step
+from sparkmlops.features.stages import LABEL_COLUMN, LABEL_RAW_COLUMN, build_feature_table
+from sparkmlops.registry.promotion import CHALLENGER, CHAMPION, decide, version_by_alias
+from sparkmlops.registry.step import promote_step
 from sparkmlops.tables import features_table_name, read_table, replace_batch, table_ref
 from sparkmlops.tracking import TAG_OUTCOME, configure_mlflow
-from sparkmlops.training import (
+from sparkmlops.training.fitting import (
     DataProfile,
     check_training_data,
     fit_failures_named,
@@ -37,6 +37,7 @@ from sparkmlops.training import (
     split_train_test,
     training_data_problems,
 )
+from sparkmlops.training.step import train_step
 from tests.conftest import SAMPLE_LANDING
 from tests.test_training import _gold
 

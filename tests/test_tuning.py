@@ -8,8 +8,8 @@ import pytest
 from sparkmlops.config import EstimatorSettings
 from sparkmlops.errors import ConfigError
 from sparkmlops.tracking import configure_mlflow
-from sparkmlops.training import evaluate, split_train_test
-from sparkmlops.tuning import FOLD_COLUMN, automl, search, with_folds
+from sparkmlops.training.fitting import evaluate, split_train_test
+from sparkmlops.training.tuning import FOLD_COLUMN, automl, search, with_folds
 
 # Two measurements only, so the toy frames below need no other column
 TWO_FEATURES = ["dataset.features.derived=[]", "dataset.features.categorical=[]",

@@ -16,7 +16,9 @@ import pytest
 from delta.tables import DeltaTable
 
 from sparkmlops.errors import ConfigError, QualityGateFailed
-from sparkmlops.steps import features_step, ingest_step, validate_step
+from sparkmlops.features.step import features_step
+from sparkmlops.ingest.step import ingest_step
+from sparkmlops.quality.step import validate_step
 from sparkmlops.tables import (
     RANK_COLUMN,
     TableRef,

@@ -177,21 +177,19 @@ def _overrides(args: argparse.Namespace) -> list[str]:
 
 
 def _default_batch_id(spark: Any, settings: Settings) -> str:
-    from sparkmlops.ingest import default_batch_id
+    from sparkmlops.ingest.records import default_batch_id
 
     return default_batch_id(spark, settings)
 
 
 def _run_single(name: str) -> Callable[..., str]:
     def run(spark: Any, settings: Settings, batch_id: str, args: argparse.Namespace) -> str:
-        from sparkmlops import steps
-
         kwargs: dict[str, Any] = {}
         for option in ("force", "bronze_version", "silver_version", "gold_version",
                        "challenger_version", "model"):
             if getattr(args, option, None) is not None:
                 kwargs[option] = getattr(args, option)
-        result = getattr(steps, f"{name}_step")(spark, settings, batch_id, **kwargs)
+        result = _step_function(name)(spark, settings, batch_id, **kwargs)
         lines = [f"sparkmlops {name}: dataset {settings.dataset.name}, batch {batch_id}",
                  f"  MLflow run {result.run_id}"]
         lines += [f"  wrote {table} v{version}" for table, version in result.outputs.items()]
@@ -275,7 +273,7 @@ def _run_profile(spark: Any, settings: Settings, batch_id: str,
                  args: argparse.Namespace) -> str:
     from pathlib import Path
 
-    from sparkmlops.profiling import profile_columns, propose_expectations, suite_yaml
+    from sparkmlops.quality.profiling import profile_columns, propose_expectations, suite_yaml
     from sparkmlops.tables import current_version, dataset_table, read_table
 
     ref = dataset_table(settings, args.layer)
@@ -291,7 +289,7 @@ def _run_profile(spark: Any, settings: Settings, batch_id: str,
 
 def _run_reproduce(spark: Any, settings: Settings, batch_id: str,
                    args: argparse.Namespace) -> str:
-    from sparkmlops.reproduce import reproduce_run
+    from sparkmlops.training.reproduce import reproduce_run
 
     return reproduce_run(spark, settings, args.run_id, tolerance=args.tolerance).report()
 
@@ -339,3 +337,12 @@ def _configure_logging(verbose: bool) -> None:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def _step_function(name: str) -> Callable[..., Any]:
+    import importlib
+
+    stage = {"ingest": "ingest", "validate": "quality", "features": "features",
+             "train": "training", "promote": "registry", "predict": "inference",
+             "monitor": "monitoring"}[name]
+    return getattr(importlib.import_module(f"sparkmlops.{stage}.step"), f"{name}_step")

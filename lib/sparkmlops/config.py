@@ -323,7 +323,7 @@ class TransformFeature(StrictModel):
     @classmethod
     def _importable(cls, value: str) -> str:
         from sparkmlops.errors import FeatureTransformError
-        from sparkmlops.feature_transforms import resolve_transform
+        from sparkmlops.features.transforms import resolve_transform
 
         try:
             resolve_transform(value)
@@ -333,7 +333,7 @@ class TransformFeature(StrictModel):
 
     @model_validator(mode="after")
     def _params_fit_the_function(self) -> TransformFeature:
-        from sparkmlops.feature_transforms import check_transform_params, resolve_transform
+        from sparkmlops.features.transforms import check_transform_params, resolve_transform
 
         try:
             json.dumps(self.params, allow_nan=False)

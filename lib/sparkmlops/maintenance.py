@@ -25,7 +25,6 @@ from pyspark.sql import DataFrame, SparkSession
 from sparkmlops.config import Settings
 from sparkmlops.errors import ConfigError, MissingInputError
 from sparkmlops.spark import session_conf
-from sparkmlops.steps import StepResult
 from sparkmlops.tables import (
     TableRef,
     current_version,
@@ -33,7 +32,7 @@ from sparkmlops.tables import (
     read_table,
     table_exists,
 )
-from sparkmlops.tracking import TAG_OUTCOME, step_run
+from sparkmlops.tracking import TAG_OUTCOME, StepResult, step_run
 
 log = logging.getLogger(__name__)
 

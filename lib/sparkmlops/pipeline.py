@@ -26,19 +26,16 @@ from mlflow.tracking import MlflowClient
 from pyspark.sql import SparkSession
 
 from sparkmlops.config import Settings
-from sparkmlops.registry import CHAMPION, version_by_alias
-from sparkmlops.steps import (
-    StepResult,
-    features_step,
-    ingest_step,
-    monitor_step,
-    predict_step,
-    promote_step,
-    train_step,
-    validate_step,
-)
+from sparkmlops.features.step import features_step
+from sparkmlops.inference.step import predict_step
+from sparkmlops.ingest.step import ingest_step
+from sparkmlops.monitoring.step import monitor_step
+from sparkmlops.quality.step import validate_step
+from sparkmlops.registry.promotion import CHAMPION, version_by_alias
+from sparkmlops.registry.step import promote_step
 from sparkmlops.tables import features_table_name, read_table, table_ref
-from sparkmlops.tracking import pipeline_run
+from sparkmlops.tracking import StepResult, pipeline_run
+from sparkmlops.training.step import train_step
 
 log = logging.getLogger(__name__)
 

@@ -35,6 +35,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from functools import reduce
+from typing import Any
 
 import pyspark.sql.functions as F
 from delta.tables import DeltaTable
@@ -499,3 +500,22 @@ def predicate_sql(spark: SparkSession, predicate: Column) -> str:
     included), so nothing is pasted into SQL by hand.
     """
     return str(spark._jsparkSession.expression(predicate._jc).sql())
+
+
+
+def write_batch(
+    df: Any, ref: TableRef, settings: Settings, batch_id: str, *,
+    order_by: str | None = None, merge_schema: bool = False,
+) -> TableWrite:
+    """Write one batch of a keyed table the dataset's way (``write.mode``).
+
+    ``append``: the batch replaces its own rows (replaceWhere on the batch id).
+    ``upsert``: MERGE on the business key, so the table keeps one row per key;
+    ``order_by`` makes an older record lose to the table's newer one.
+    """
+    write = settings.dataset.write
+    if write.mode == "upsert":
+        return upsert_batch(df, ref, batch_id, settings.dataset.keys, order_by=order_by,
+                            merge_schema=merge_schema, partition_by=write.partition_by)
+    return replace_batch(df, ref, batch_id, merge_schema=merge_schema,
+                         partition_by=write.partition_by)

@@ -390,3 +390,14 @@ def _tag_run(settings: Settings, step: str, batch_id: str) -> None:
 def _record_failure(exc: SparkmlopsError) -> None:
     mlflow.set_tag(TAG_OUTCOME, type(exc).__name__)
     mlflow.set_tag("sparkmlops.error", str(exc)[:5000])
+
+
+
+@dataclass
+class StepResult:
+    """What a step did: its run, the table versions it wrote and a summary for people."""
+
+    step: str
+    run_id: str
+    outputs: dict[str, int] = field(default_factory=dict)
+    summary: dict[str, Any] = field(default_factory=dict)

@@ -36,7 +36,7 @@ from pyspark.sql import SparkSession
 
 from sparkmlops.config import load_settings
 from sparkmlops.datagen import COLUMNS, write_landing
-from sparkmlops.steps import ingest_step
+from sparkmlops.ingest.step import ingest_step
 from sparkmlops.tables import table_ref
 
 pytestmark = pytest.mark.e2e

@@ -24,8 +24,8 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from sparkmlops.config import load_settings
-from sparkmlops.registry import CHALLENGER, CHAMPION, version_by_alias
-from sparkmlops.steps import promote_step
+from sparkmlops.registry.promotion import CHALLENGER, CHAMPION, version_by_alias
+from sparkmlops.registry.step import promote_step
 from sparkmlops.tracking import configure_mlflow
 
 pytestmark = pytest.mark.e2e

@@ -17,9 +17,10 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from sparkmlops.config import Settings, load_settings
-from sparkmlops.ingest import landing_batch_id
+from sparkmlops.inference.step import predict_step
+from sparkmlops.ingest.records import landing_batch_id
+from sparkmlops.monitoring.step import monitor_step
 from sparkmlops.pipeline import PipelineResult, run_pipeline
-from sparkmlops.steps import StepResult, monitor_step, predict_step
 from sparkmlops.summary import pipeline_summary
 from sparkmlops.tables import (
     BATCH_COLUMN,
@@ -29,6 +30,7 @@ from sparkmlops.tables import (
     replace_batch,
     table_ref,
 )
+from sparkmlops.tracking import StepResult
 from tests.conftest import SAMPLE_LANDING
 
 pytestmark = pytest.mark.e2e
@@ -170,7 +172,7 @@ def test_lineage_and_model_tags_name_the_catalog_tables(spark, monitored):
 
 
 def test_reproduce_time_travels_the_training_table_by_name(spark, monitored):
-    from sparkmlops.reproduce import reproduce_run
+    from sparkmlops.training.reproduce import reproduce_run
 
     schema = f"spark_catalog.{monitored.settings.storage.schema_}"
     train = monitored.pipeline.step("train")

@@ -13,9 +13,9 @@ import pytest
 from delta.tables import DeltaTable
 from mlflow.tracking import MlflowClient
 
-from sparkmlops.ingest import landing_batch_id
+from sparkmlops.ingest.records import landing_batch_id
 from sparkmlops.pipeline import STEPS, run_pipeline
-from sparkmlops.registry import CHALLENGER, CHAMPION
+from sparkmlops.registry.promotion import CHALLENGER, CHAMPION
 from sparkmlops.tables import current_version, read_table, table_ref
 from sparkmlops.tracking import configure_mlflow
 from tests.conftest import SAMPLE_LANDING

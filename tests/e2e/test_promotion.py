@@ -18,15 +18,19 @@ from mlflow.tracking import MlflowClient
 
 from sparkmlops.config import Settings, load_settings
 from sparkmlops.errors import MissingInputError
-from sparkmlops.features import LABEL_COLUMN
-from sparkmlops.ingest import landing_batch_id
-from sparkmlops.registry import CHALLENGER, CHAMPION, version_by_alias
-from sparkmlops.reproduce import reproduce_run
-from sparkmlops.steps import features_step, ingest_step, promote_step, train_step, validate_step
+from sparkmlops.features.stages import LABEL_COLUMN
+from sparkmlops.features.step import features_step
+from sparkmlops.ingest.records import landing_batch_id
+from sparkmlops.ingest.step import ingest_step
+from sparkmlops.quality.step import validate_step
+from sparkmlops.registry.promotion import CHALLENGER, CHAMPION, version_by_alias
+from sparkmlops.registry.step import promote_step
 from sparkmlops.tables import features_table_name, read_table, table_ref
 from sparkmlops.tracking import configure_mlflow
-from sparkmlops.training import split_train_test
-from sparkmlops.tuning import search
+from sparkmlops.training.fitting import split_train_test
+from sparkmlops.training.reproduce import reproduce_run
+from sparkmlops.training.step import train_step
+from sparkmlops.training.tuning import search
 from tests.conftest import SAMPLE_LANDING
 
 pytestmark = pytest.mark.e2e

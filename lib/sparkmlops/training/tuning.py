@@ -45,9 +45,9 @@ from sparkmlops.config import (
     EstimatorSettings,
     TuningSettings,
 )
-from sparkmlops.features import LABEL_COLUMN
+from sparkmlops.features.stages import LABEL_COLUMN
 from sparkmlops.tracking import MLFLOW_CLOCK, child_run_tags
-from sparkmlops.training import LOWER_IS_BETTER, build_estimator, build_pipeline
+from sparkmlops.training.fitting import LOWER_IS_BETTER, build_estimator, build_pipeline
 
 log = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 
 No Python UDF round trip: the model is loaded as a Spark ``PipelineModel`` and its
 ``transform`` runs in the JVM (but for the Python feature transforms a dataset's
-config may add; see ``sparkmlops.feature_transforms``). The model computes every
+config may add; see ``sparkmlops.features.transforms``). The model computes every
 feature itself, so it scores raw gold (or silver) rows. Each prediction row names
 the model (name, version, training run id), the batch and when it was scored, so it
 can be walked back to the training data version and code through the registry.
@@ -18,7 +18,7 @@ from pyspark.ml.functions import vector_to_array
 from pyspark.sql import Column, DataFrame
 
 from sparkmlops.config import DatasetSettings
-from sparkmlops.features import FEATURES_VECTOR, IMPUTED, UNSCALED_VECTOR
+from sparkmlops.features.stages import FEATURES_VECTOR, IMPUTED, UNSCALED_VECTOR
 from sparkmlops.tables import BATCH_COLUMN
 
 

@@ -25,7 +25,7 @@ from pyspark.ml import PipelineModel
 from pyspark.ml.functions import vector_to_array
 from pyspark.sql import DataFrame
 
-from sparkmlops.features import (
+from sparkmlops.features.stages import (
     FEATURES_VECTOR,
     IMPUTED,
     INDEXED,

@@ -58,7 +58,7 @@ from sparkmlops.config import (
     TransformFeature,
 )
 from sparkmlops.errors import ConfigError
-from sparkmlops.feature_transforms import PythonFeatureTransformer, import_path, resolve_transform
+from sparkmlops.features.transforms import PythonFeatureTransformer, import_path, resolve_transform
 from sparkmlops.tables import BATCH_COLUMN
 
 LABEL_COLUMN = "label"

@@ -27,11 +27,11 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from pyspark.sql import SparkSession
 
-from sparkmlops import training, tuning
 from sparkmlops.config import TASK_METRICS, EstimatorSettings, Settings, TuningSettings
 from sparkmlops.errors import MissingInputError, ReproductionMismatch
 from sparkmlops.tables import TableRef
 from sparkmlops.tracking import TAG_OUTCOME, TAG_STEP, configure_mlflow, owned_run
+from sparkmlops.training import fitting, tuning
 
 log = logging.getLogger(__name__)
 
@@ -98,11 +98,11 @@ def reproduce_run(
     if "window_batches" in run.data.params:
         batches = _artifact(client, run_id, "training/batches.json")["batches"]
         data = data.where(F.col("_batch_id").isin(batches))
-    train, test = training.split_train_test(data, dataset)
+    train, test = fitting.split_train_test(data, dataset)
     with owned_run(f"reproduce {run_id[:8]}", dataset=dataset.name) as current:
         mlflow.set_tags({TAG_STEP: "reproduce", "sparkmlops.reproduces": run_id})
         trained = tuning.search(train, dataset, estimator=estimator, tuning=TuningSettings())
-        reproduced = training.evaluate(trained.model.transform(test), dataset.model.task)
+        reproduced = fitting.evaluate(trained.model.transform(test), dataset.model.task)
         names = TASK_METRICS[dataset.model.task]
         original = {m: float(v) for m, v in run.data.metrics.items() if m in names}
         result = Reproduction(run_id, current.info.run_id, path, version, estimator, original,

@@ -135,7 +135,7 @@ class PythonFeatureTransformer(Transformer, DefaultParamsReadable, DefaultParams
     Example::
 
         stage = PythonFeatureTransformer(
-            function="sparkmlops.feature_transforms:normalize_text",
+            function="sparkmlops.features.transforms:normalize_text",
             paramsJson='{"column": "island", "output": "island_norm"}',
             outputCols=["island_norm"])
     """

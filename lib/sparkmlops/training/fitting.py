@@ -52,7 +52,7 @@ from pyspark.sql import Column, DataFrame
 
 from sparkmlops.config import DatasetSettings, EstimatorSettings, FeatureSettings
 from sparkmlops.errors import ConfigError, SparkmlopsError, TrainingDataError
-from sparkmlops.features import (
+from sparkmlops.features.stages import (
     BUCKET_INPUT,
     FEATURES_VECTOR,
     LABEL_COLUMN,

@@ -1,0 +1,364 @@
+"""Ingest: landing files → ``bronze.<dataset>`` (+ ``quarantine.<dataset>``).
+
+The raw files are read with the schema declared in config (never inferred).
+Records Spark cannot parse with that schema (malformed lines, values that do not
+cast to the declared type), records with a null in a required column and records
+with NaN or Infinity in a double/float column (unless the column sets
+``allow_non_finite``) go to quarantine with the reason and the source file; every
+other row lands in bronze
+with audit columns. Rows in = bronze + quarantine, recorded in the step's run.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from functools import reduce
+from typing import Any
+
+import pyspark.sql.functions as F
+from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql.types import (
+    BooleanType,
+    DataType,
+    DateType,
+    DoubleType,
+    FloatType,
+    IntegerType,
+    LongType,
+    StringType,
+    StructField,
+    StructType,
+    TimestampType,
+)
+
+from sparkmlops.config import FLOAT_TYPES, ColumnSpec, SourceSettings
+from sparkmlops.errors import MissingInputError, ReconciliationError, SparkmlopsError
+from sparkmlops.tables import (
+    BATCH_COLUMN,
+    TableWrite,
+)
+
+log = logging.getLogger(__name__)
+
+CORRUPT_COLUMN = "_corrupt_record"
+SOURCE_FILE_COLUMN = "_source_file"
+INGESTED_AT_COLUMN = "_ingested_at"
+# where a quarantined record sits in its file: the byte offset of the file split
+# Spark read it from (0 for a whole file) and the 1-based record number from there
+# (header not counted; a multi-line quoted record counts once)
+SOURCE_OFFSET_COLUMN = "_source_offset"
+SOURCE_ROW_COLUMN = "_source_row"
+QUARANTINE_COLUMNS = ["step", "reason", "record", SOURCE_FILE_COLUMN, SOURCE_OFFSET_COLUMN,
+                      SOURCE_ROW_COLUMN, "quarantined_at"]
+# helper columns that locate a row in its file; never written to bronze
+BLOCK_START = "_pos_block_start"
+ROW_INDEX = "_pos_row_index"
+ROW_ID = "_pos_row_id"
+POSITION_HELPERS = (BLOCK_START, ROW_INDEX, ROW_ID)
+
+
+class SchemaMismatchError(SparkmlopsError):
+    """A landing file does not match the declared schema (missing column, type change)."""
+
+    exit_code = 3
+
+
+class IngestReconciliationError(ReconciliationError):
+    """Rows read != rows in bronze + quarantine: something was lost or doubled."""
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    batch_id: str
+    rows_in: int
+    bronze: TableWrite
+    quarantine: TableWrite
+    rows_quarantined: int
+
+
+def read_schema(columns: list[ColumnSpec]) -> StructType:
+    """The reader schema: source column names and declared types, plus the corrupt column."""
+    fields = [StructField(c.source_name, _spark_type(c.type), True) for c in columns]
+    return StructType([*fields, StructField(CORRUPT_COLUMN, _spark_type("string"), True)])
+
+
+def read_landing(
+    spark: SparkSession, source: SourceSettings, columns: list[ColumnSpec], path: str | list[str]
+) -> DataFrame:
+    """Read landing files (a folder or a list of files) with the declared schema.
+
+    Columns are matched by name, never by position: CSV headers are read file by
+    file and each group of files with the same header is read with the declared
+    types in that header's order. A file missing a required column, or (with
+    ``schema_evolution: fail``) carrying an undeclared one, rejects the whole batch
+    before anything is written. Undeclared columns are kept as nullable columns with
+    ``add_new_columns``. Unparseable records are kept in ``_corrupt_record``; each
+    row knows its file.
+    """
+    if source.format == "csv" and source.options.get("header", "false").lower() == "true":
+        files = path if isinstance(path, list) else [p for p, _, _ in list_files(spark, path)]
+        return _read_csv_by_header(spark, source, columns, files)
+    if source.format == "parquet":
+        files = path if isinstance(path, list) else [p for p, _, _ in list_files(spark, path)]
+        for file in files:
+            check_parquet_types(spark, file, columns)
+    df = _with_origin(_reader(spark, source, read_schema(columns)).load(path))
+    if source.format == "parquet":
+        df = df.withColumn(ROW_INDEX, F.col("_metadata.row_index"))
+    return rename_to_schema(df, columns, source)
+
+
+def _with_origin(df: DataFrame) -> DataFrame:
+    """The file each row came from and the byte offset of the split that read it."""
+    return df.withColumn(SOURCE_FILE_COLUMN, F.col("_metadata.file_path")).withColumn(
+        BLOCK_START, F.col("_metadata.file_block_start"))
+
+
+def _reader(spark: SparkSession, source: SourceSettings, schema: StructType) -> Any:
+    return (
+        spark.read.format(source.format)
+        .schema(schema)
+        .option("mode", "PERMISSIVE")
+        .option("columnNameOfCorruptRecord", CORRUPT_COLUMN)
+        .options(**source.options)
+    )
+
+
+def _read_csv_by_header(
+    spark: SparkSession, source: SourceSettings, columns: list[ColumnSpec], files: list[str]
+) -> DataFrame:
+    groups: dict[tuple[str, ...], list[str]] = {}
+    for file in files:
+        header = csv_header(spark, file, source)
+        if not header:
+            log.warning("%s is empty (no header line): it holds no rows", file)
+            continue
+        check_header(file, header, columns, source.schema_evolution)
+        groups.setdefault(tuple(header), []).append(file)
+    declared = {c.source_name: _spark_type(c.type) for c in columns}
+    frames = []
+    for names, group in groups.items():
+        schema = StructType(
+            [StructField(h, declared.get(h, StringType()), True) for h in names]
+            + [StructField(CORRUPT_COLUMN, StringType(), True)]
+        )
+        raw = _reader(spark, source, schema).option("enforceSchema", "true").load(group)
+        frames.append(rename_to_schema(_with_origin(raw), columns, source))
+    if not frames:
+        empty = spark.createDataFrame([], read_schema(columns)).withColumn(
+            SOURCE_FILE_COLUMN, F.lit(None).cast("string")).withColumn(
+            BLOCK_START, F.lit(None).cast("long"))
+        return rename_to_schema(empty, columns, source)
+    return reduce(lambda a, b: a.unionByName(b, allowMissingColumns=True), frames)
+
+
+def csv_header(spark: SparkSession, file: str, source: SourceSettings) -> list[str]:
+    """The header line of one CSV file, parsed with the source's delimiter and quote.
+
+    A compressed file (``.gz``, ``.bz2``, ``.deflate`` ...) is read through the codec
+    Hadoop picks by its extension, as Spark's reader does. A UTF-8 byte-order mark is
+    dropped; an empty file has no header (``[]``).
+    """
+    jvm = spark.sparkContext._jvm
+    assert jvm is not None
+    stream = _open_decompressed(spark, file)
+    try:
+        encoding = source.options.get("encoding", source.options.get("charset", "UTF-8"))
+        line = jvm.java.io.BufferedReader(jvm.java.io.InputStreamReader(stream, encoding)) \
+            .readLine()
+    finally:
+        stream.close()
+    if line is None or not line.strip():
+        return []
+    line = line.lstrip("\ufeff")
+    delimiter = source.options.get("sep", source.options.get("delimiter", ","))
+    quote = source.options.get("quote", '"')
+    return next(csv.reader([line], delimiter=delimiter, quotechar=quote))
+
+
+def _open_decompressed(spark: SparkSession, file: str) -> Any:
+    """A Java InputStream of the file's content, decompressed by the codec of its extension."""
+    jvm = spark.sparkContext._jvm
+    assert jvm is not None
+    conf = spark.sparkContext._jsc.hadoopConfiguration()
+    hadoop_path = jvm.org.apache.hadoop.fs.Path(file)
+    stream = hadoop_path.getFileSystem(conf).open(hadoop_path)
+    codec = jvm.org.apache.hadoop.io.compress.CompressionCodecFactory(conf).getCodec(hadoop_path)
+    if codec is None:
+        return stream
+    try:
+        return codec.createInputStream(stream)
+    except Exception:
+        stream.close()
+        raise
+
+
+def check_header(
+    file: str, header: list[str], columns: list[ColumnSpec], evolution: str
+) -> None:
+    """Reject a file that lacks a required column or (policy ``fail``) adds one."""
+    duplicated = sorted({h for h in header if header.count(h) > 1})
+    if duplicated:
+        raise SchemaMismatchError(f"{file}: duplicate column(s) {duplicated} in the header")
+    missing = [c.source_name for c in columns if not c.nullable and c.source_name not in header]
+    if missing:
+        raise SchemaMismatchError(
+            f"{file}: required column(s) {missing} missing from the header; nothing was written")
+    extra = [h for h in header if h not in {c.source_name for c in columns}]
+    if extra and evolution == "fail":
+        raise SchemaMismatchError(
+            f"{file}: undeclared column(s) {extra} and source.schema_evolution is 'fail'; "
+            "nothing was written")
+
+
+def check_parquet_types(spark: SparkSession, file: str, columns: list[ColumnSpec]) -> None:
+    """Reject a Parquet file whose column types differ from the declared ones."""
+    actual = {f.name: f.dataType for f in spark.read.parquet(file).schema.fields}
+    for column in columns:
+        found = actual.get(column.source_name)
+        if found is None and not column.nullable:
+            raise SchemaMismatchError(
+                f"{file}: required column {column.source_name!r} missing; nothing was written")
+        if found is not None and found != _spark_type(column.type):
+            raise SchemaMismatchError(
+                f"{file}: column {column.source_name!r} is {found.simpleString()}, declared "
+                f"{column.type}; a type change is rejected and nothing was written")
+
+
+def new_column_name(source_name: str) -> str:
+    """A Delta-safe snake_case name for an undeclared source column."""
+    name = re.sub(r"[^0-9a-zA-Z]+", "_", source_name).strip("_").lower()
+    return name if name and not name[0].isdigit() else f"c_{name}"
+
+
+def rename_to_schema(
+    df: DataFrame, columns: list[ColumnSpec], source: SourceSettings | None = None
+) -> DataFrame:
+    """Declared columns by their declared names (null when a nullable one is absent),
+    undeclared ones (``add_new_columns``) in snake_case, then the audit columns."""
+    present = set(df.columns)
+    selected = [
+        (F.col(f"`{c.source_name}`") if c.source_name in present
+         else F.lit(None).cast(_spark_type(c.type))).alias(c.name)
+        for c in columns
+    ]
+    declared = {c.source_name for c in columns}
+    added = []
+    if source is not None and source.schema_evolution == "add_new_columns":
+        added = [F.col(f"`{n}`").alias(new_column_name(n)) for n in df.columns
+                 if n not in declared and not n.startswith("_")]
+    audit = [F.col(n) for n in df.columns if n.startswith("_")]
+    return df.select(*selected, *added, *audit)
+
+
+def quarantine_reason(columns: list[ColumnSpec]) -> Column:
+    """Why a parsed row cannot enter bronze, or null when it can."""
+    reasons = [
+        F.when(F.col(CORRUPT_COLUMN).isNotNull(),
+               F.lit("unparseable record: malformed line or value not castable to its type"))
+    ]
+    reasons += [
+        F.when(F.col(c.name).isNull(), F.lit(f"null in required column {c.name}"))
+        for c in columns
+        if not c.nullable
+    ]
+    # bytes that are not valid in the declared encoding decode to U+FFFD
+    reasons += [
+        F.when(F.col(c.name).contains("\ufffd"),
+               F.lit(f"text in column {c.name} is not valid in the declared encoding"))
+        for c in columns
+        if c.type == "string"
+    ]
+    # Spark's CSV and JSON readers parse NaN, Infinity and -Inf into double columns, and
+    # Parquet stores them as is; MLlib cannot train on them and would score them with a
+    # made-up probability. A null is missing, not non-finite: it stays a null.
+    reasons += [
+        F.when(F.isnan(c.name) | (F.abs(c.name) == F.lit(float("inf"))),
+               F.lit(f"non-finite value (NaN or Infinity) in column {c.name}"))
+        for c in columns
+        if c.type in FLOAT_TYPES and not c.allow_non_finite
+    ]
+    return F.coalesce(*reasons)
+
+
+def add_audit_columns(df: DataFrame, batch_id: str, ingested_at: datetime) -> DataFrame:
+    """Add the batch id and the ingestion time; the source file is already there."""
+    return df.withColumn(BATCH_COLUMN, F.lit(batch_id)).withColumn(
+        INGESTED_AT_COLUMN, F.lit(ingested_at).cast("timestamp")
+    )
+
+
+def to_quarantine(df: DataFrame, step: str, reason: Column, record: Column) -> DataFrame:
+    """Rows in the shape of ``quarantine.<dataset>``: step, reason, record as text, origin."""
+    def origin(name: str, type_: str) -> Column:
+        return F.col(name) if name in df.columns else F.lit(None).cast(type_).alias(name)
+
+    return df.select(
+        F.lit(step).alias("step"),
+        reason.alias("reason"),
+        record.alias("record"),
+        origin(SOURCE_FILE_COLUMN, "string"),
+        origin(SOURCE_OFFSET_COLUMN, "long"),
+        origin(SOURCE_ROW_COLUMN, "long"),
+        F.current_timestamp().alias("quarantined_at"),
+        F.col(BATCH_COLUMN),
+    )
+
+
+def with_source_position(rows: DataFrame, subset: DataFrame) -> DataFrame:
+    """Add each ``subset`` row's offset and record number in its file.
+
+    ``rows`` is every row read (with ``_pos_row_id`` from
+    ``monotonically_increasing_id`` on the scan): a file split's rows are
+    consecutive within one Spark partition, so a row's number in its split is its
+    id minus the split's first id. Parquet gives the exact row index instead.
+    """
+    if ROW_INDEX in subset.columns:
+        return subset.withColumn(SOURCE_OFFSET_COLUMN, F.lit(0).cast("long")).withColumn(
+            SOURCE_ROW_COLUMN, F.col(ROW_INDEX) + 1)
+    split = [SOURCE_FILE_COLUMN, BLOCK_START]
+    first = rows.groupBy(*split).agg(F.min(ROW_ID).alias("_first_row_id"))
+    return (
+        subset.join(F.broadcast(first), split, "left")
+        .withColumn(SOURCE_OFFSET_COLUMN, F.col(BLOCK_START))
+        .withColumn(SOURCE_ROW_COLUMN, F.col(ROW_ID) - F.col("_first_row_id") + 1)
+        .drop("_first_row_id")
+    )
+
+
+def list_files(spark: SparkSession, path: str) -> list[tuple[str, int, int]]:
+    """(name, size, mtime) of the data files under ``path`` via Hadoop's FileSystem."""
+    jvm = spark.sparkContext._jvm
+    assert jvm is not None
+    hadoop_path = jvm.org.apache.hadoop.fs.Path(path)
+    fs = hadoop_path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
+    if not fs.exists(hadoop_path):
+        raise MissingInputError(f"input path does not exist: {path}")
+    root = fs.makeQualified(hadoop_path).toString().rstrip("/")
+    out = []
+    iterator = fs.listFiles(hadoop_path, True)
+    while iterator.hasNext():
+        status = iterator.next()
+        path = status.getPath().toString()
+        # like Spark's reader: skip hidden files and anything below a hidden folder
+        # (_temporary/, _delta_log/, .checkpoint/ ...)
+        relative = path[len(root):].lstrip("/") if path.startswith(root) else path
+        if any(part.startswith((".", "_")) for part in relative.split("/")):
+            continue
+        out.append((path, status.getLen(), status.getModificationTime()))
+    return sorted(out)
+
+
+_TYPES: dict[str, DataType] = {
+    "string": StringType(), "int": IntegerType(), "long": LongType(), "double": DoubleType(),
+    "float": FloatType(), "boolean": BooleanType(), "date": DateType(),
+    "timestamp": TimestampType(),
+}
+
+
+def _spark_type(name: str) -> DataType:
+    return _TYPES[name]

@@ -1,0 +1,359 @@
+"""Landing files as the manifest knows them: identity, the landing plan, the batch records."""
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass, replace
+from datetime import datetime
+
+import pyspark.sql.functions as F
+from pyspark.sql import Column, DataFrame, SparkSession
+
+from sparkmlops.config import Settings
+from sparkmlops.errors import MissingInputError, SparkmlopsError
+from sparkmlops.ingest.landing import (
+    CORRUPT_COLUMN,
+    POSITION_HELPERS,
+    ROW_ID,
+    IngestReconciliationError,
+    IngestResult,
+    add_audit_columns,
+    list_files,
+    quarantine_reason,
+    read_landing,
+    to_quarantine,
+    with_source_position,
+)
+from sparkmlops.spark import session_conf
+from sparkmlops.tables import (
+    BATCH_COLUMN,
+    TableWrite,
+    insert_new_rows,
+    read_table,
+    replace_batch,
+    table_exists,
+    table_ref,
+)
+
+log = logging.getLogger(__name__)
+
+
+
+@dataclass(frozen=True)
+class LandingFile:
+    """A landing file as the manifest knows it: path, size, mtime and (once hashed) content."""
+
+    path: str
+    size: int
+    modification_time: int
+    # sha256 of the bytes as stored (a .gz file's compressed bytes); None until hashed
+    sha256: str | None = None
+
+    @property
+    def listed_as(self) -> tuple[str, int, int]:
+        return (self.path, self.size, self.modification_time)
+
+
+class ChangedLandingFileError(SparkmlopsError):
+    """A file ingested before holds other bytes now and ``source.on_changed_file`` is ``fail``."""
+
+    exit_code = 3
+
+
+# a manifest row's status: read into its batch, or seen and not read, and why
+INGESTED = "ingested"
+DUPLICATE = "duplicate"  # the same bytes are already in `earlier_batch`
+CHANGED_SKIPPED = "changed_skipped"  # a known path with new bytes, on_changed_file: skip
+MANIFEST_SCHEMA = (
+    f"path string, size long, modification_time long, {BATCH_COLUMN} string, "
+    "ingested_at timestamp, content_sha256 string, status string, earlier_batch string"
+)
+# a file is known by the manifest when a row has its path, size and mtime
+_LISTED_AS = ["path", "size", "modification_time"]
+
+# content hashes by (path, size, mtime): one CLI run plans the landing files twice
+# (the default batch id, then the ingest), and each file's bytes are read once
+_HASHES: dict[tuple[str, int, int], str] = {}
+
+
+def with_content_hash(spark: SparkSession, file: LandingFile) -> LandingFile:
+    """``file`` with the sha256 of its bytes, streamed in the JVM through Hadoop's FileSystem
+    (so s3a:, abfss: and dbfs: paths work and no byte passes through Python)."""
+    if file.sha256 is not None:
+        return file
+    if file.listed_as not in _HASHES:
+        jvm = spark.sparkContext._jvm
+        assert jvm is not None
+        hadoop_path = jvm.org.apache.hadoop.fs.Path(file.path)
+        fs = hadoop_path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
+        stream = fs.open(hadoop_path)
+        try:
+            digest = jvm.org.apache.commons.codec.digest.DigestUtils.sha256Hex(stream)
+        finally:
+            stream.close()
+        _HASHES[file.listed_as] = str(digest)
+    return replace(file, sha256=_HASHES[file.listed_as])
+
+
+def batch_id_for(files: list[LandingFile]) -> str:
+    """A deterministic batch id from the files' paths and content hashes.
+
+    A new modification time alone (a touch, a re-upload of the same bytes) keeps the id.
+    """
+    unhashed = [f.path for f in files if f.sha256 is None]
+    if unhashed:
+        raise ValueError(f"batch_id_for needs the files' content hashes; not hashed: {unhashed}")
+    lines = sorted(f"{f.path}|{f.sha256}" for f in files)
+    return f"b{hashlib.sha256(chr(10).join(lines).encode()).hexdigest()[:12]}"
+
+
+def landing_batch_id(spark: SparkSession, path: str) -> str:
+    """The batch id of all the data files under ``path``."""
+    files = list_files(spark, path)
+    if not files:
+        raise MissingInputError(f"no input files at {path}")
+    return batch_id_for([with_content_hash(spark, LandingFile(*f)) for f in files])
+
+
+def ingested_files(spark: SparkSession, settings: Settings) -> DataFrame | None:
+    """The manifest of files already ingested (None before the first batch)."""
+    ref = table_ref(settings, "manifest")
+    return read_table(spark, ref) if table_exists(spark, ref) else None
+
+
+@dataclass(frozen=True)
+class ManifestIndex:
+    """What the manifest knows: listings, whose bytes are in which batch, which paths were read."""
+
+    listed: set[tuple[str, int, int]]
+    content: dict[str, str]  # sha256 -> the batch holding those bytes
+    paths: dict[str, str]  # path -> the batch that read the path's latest bytes
+
+
+def manifest_index(spark: SparkSession, settings: Settings) -> ManifestIndex:
+    """Index the manifest; rows written before content hashes count by path, size, mtime only."""
+    manifest = ingested_files(spark, settings)
+    if manifest is None:
+        return ManifestIndex(set(), {}, {})
+
+    def optional(name: str) -> Column:
+        return (F.col(name) if name in manifest.columns else F.lit(None).cast("string")).alias(name)
+
+    rows = manifest.select(*_LISTED_AS, BATCH_COLUMN, "ingested_at", optional("content_sha256"),
+                           optional("status"), optional("earlier_batch")).collect()
+    index = ManifestIndex({(r.path, r.size, r.modification_time) for r in rows}, {}, {})
+    # later rows win: a path re-ingested names its latest batch
+    for r in sorted(rows, key=lambda r: (r.ingested_at or datetime.min, r[BATCH_COLUMN] or "")):
+        read_in = r[BATCH_COLUMN] if r.status in (None, INGESTED) else r.earlier_batch
+        if read_in is None:
+            continue
+        index.paths[r.path] = read_in
+        if r.content_sha256 is not None and r.status != CHANGED_SKIPPED:
+            index.content[r.content_sha256] = read_in
+    return index
+
+
+@dataclass(frozen=True)
+class LandingPlan:
+    """What an ingest does with the landing files the manifest does not know yet."""
+
+    read: list[LandingFile]  # read into the batch
+    duplicates: dict[LandingFile, str | None]  # bytes already read: in this batch (None)
+    changed: dict[LandingFile, str]  # known path, new bytes: the batch that read it before
+
+
+def plan_landing(spark: SparkSession, settings: Settings, path: str) -> LandingPlan:
+    """Sort the files under ``path`` by identity: new, same bytes as a file already read, or
+    a known path with new bytes (read only with ``source.on_changed_file: reingest``).
+
+    A file whose path, size and mtime are in the manifest is known and not hashed again;
+    any other is identified by the sha256 of its bytes.
+    """
+    index = manifest_index(spark, settings)
+    reingest = settings.dataset.source.on_changed_file == "reingest"
+    plan = LandingPlan([], {}, {})
+    in_batch: set[str] = set()
+    for listed in list_files(spark, path):
+        if listed in index.listed:
+            continue
+        file = with_content_hash(spark, LandingFile(*listed))
+        assert file.sha256 is not None
+        if file.sha256 in index.content or file.sha256 in in_batch:
+            plan.duplicates[file] = index.content.get(file.sha256)
+            continue
+        if file.path in index.paths:
+            # a path read before whose hash is unknown (also: a row written before
+            # content hashes with another size or mtime) is treated as changed
+            plan.changed[file] = index.paths[file.path]
+            if not reingest:
+                continue
+        plan.read.append(file)
+        in_batch.add(file.sha256)
+    return plan
+
+
+def check_changed_files(plan: LandingPlan, policy: str) -> None:
+    """Stop before anything is written when a file changed and the policy is ``fail``."""
+    if not plan.changed or policy != "fail":
+        return
+    files = ", ".join(f"{f.path} (ingested in batch {batch})"
+                      for f, batch in sorted(plan.changed.items(), key=lambda kv: kv[0].path))
+    raise ChangedLandingFileError(
+        f"landing file(s) changed since they were ingested: {files}; "
+        "source.on_changed_file is 'fail': set it to 'skip' (keep the rows already read, "
+        "ignore the new bytes) or 'reingest' (read the new bytes into a new batch); "
+        "nothing was written")
+
+
+def log_unread_files(plan: LandingPlan, batch_id: str) -> None:
+    """Say which files are not read, and why."""
+    for file, holder in sorted(plan.duplicates.items(), key=lambda kv: kv[0].path):
+        log.info("%s holds the same bytes as a file of batch %s: not read again",
+                 file.path, holder or batch_id)
+    for file, earlier in sorted(plan.changed.items(), key=lambda kv: kv[0].path):
+        if file in plan.read:
+            log.warning("%s changed since batch %s: its new bytes are read into batch %s "
+                        "(source.on_changed_file: reingest)", file.path, earlier, batch_id)
+        else:
+            log.warning("%s changed since batch %s: the new bytes are NOT read "
+                        "(source.on_changed_file: skip)", file.path, earlier)
+
+
+def latest_ingested_batch(spark: SparkSession, settings: Settings) -> str | None:
+    """The batch id of the most recent complete ingest (highest bronze version), if any."""
+    ref = table_ref(settings, "ingest_log")
+    if not table_exists(spark, ref):
+        return None
+    row = read_table(spark, ref).orderBy(F.col("bronze_version").desc()).first()
+    return str(row[BATCH_COLUMN]) if row else None
+
+
+def default_batch_id(spark: SparkSession, settings: Settings) -> str:
+    """The files an ingest would read make the batch; with none, the latest batch again."""
+    path = settings.resolve_path(settings.dataset.source.path)
+    plan = plan_landing(spark, settings, path)
+    if plan.read:
+        return batch_id_for(plan.read)
+    latest = latest_ingested_batch(spark, settings)
+    if latest is None:
+        raise MissingInputError(f"no input files at {path}")
+    return latest
+
+
+def record_batch(
+    spark: SparkSession,
+    settings: Settings,
+    result: IngestResult,
+    files: list[LandingFile],
+    *,
+    earlier: dict[LandingFile, str] | None = None,
+) -> tuple[TableWrite, TableWrite]:
+    """Write the batch's files to the manifest and its counts to the ingest log.
+
+    This is the last commit of an ingest: a job killed before it leaves the files
+    pending, and the re-run replaces the batch instead of adding it twice.
+    ``earlier`` names the batch that read a re-ingested path before.
+    """
+    at = datetime.now().replace(microsecond=0)
+    earlier = earlier or {}
+    manifest = spark.createDataFrame(
+        [(f.path, f.size, f.modification_time, result.batch_id, at, f.sha256, INGESTED,
+          earlier.get(f)) for f in files],
+        MANIFEST_SCHEMA,
+    )
+    log_row = spark.createDataFrame(
+        [(result.batch_id, len(files), result.rows_in, result.bronze.rows,
+          result.rows_quarantined, result.bronze.version, at)],
+        f"{BATCH_COLUMN} string, files long, rows_in long, bronze_rows long, "
+        "quarantined_rows long, bronze_version long, ingested_at timestamp",
+    )
+    ingest_log = replace_batch(log_row, table_ref(settings, "ingest_log"), result.batch_id)
+    # mergeSchema: a manifest written before content hashes gains the new columns
+    written = replace_batch(manifest, table_ref(settings, "manifest"), result.batch_id,
+                            merge_schema=True)
+    return written, ingest_log
+
+
+def record_unread_files(
+    spark: SparkSession, settings: Settings, plan: LandingPlan, batch_id: str
+) -> TableWrite | None:
+    """Record the files the plan does not read, so the next run knows them without hashing.
+
+    Their rows belong to no batch (``_batch_id`` null, so replacing a batch never drops
+    them); ``earlier_batch`` names the batch holding their bytes (duplicate) or the
+    path's earlier bytes (changed_skipped). Inserted only when not recorded yet, so a
+    re-run adds nothing. Written after the batch: a kill in between only means the
+    next run hashes these files again and reaches the same verdict.
+    """
+    at = datetime.now().replace(microsecond=0)
+    rows = [(f.path, f.size, f.modification_time, None, at, f.sha256, DUPLICATE, holder or batch_id)
+            for f, holder in plan.duplicates.items()]
+    rows += [(f.path, f.size, f.modification_time, None, at, f.sha256, CHANGED_SKIPPED, earlier)
+             for f, earlier in plan.changed.items() if f not in plan.read]
+    if not rows:
+        return None
+    unread = spark.createDataFrame(sorted(rows), MANIFEST_SCHEMA)
+    return insert_new_rows(unread, table_ref(settings, "manifest"), _LISTED_AS)
+
+
+
+
+def ingest_batch(
+    spark: SparkSession,
+    settings: Settings,
+    batch_id: str,
+    *,
+    source_path: str | None = None,
+    files: list[LandingFile] | None = None,
+) -> IngestResult:
+    """Ingest landing files into bronze and quarantine, one atomic commit each.
+
+    ``files`` (``read`` of :func:`plan_landing`) limits the batch to those files; without
+    it every file under the source path is read.
+    """
+    dataset = settings.dataset
+    path = source_path or settings.resolve_path(dataset.source.path)
+    if files is None:
+        list_files(spark, path)  # fails with a clear message when the path is missing
+    ingested_at = datetime.now().replace(microsecond=0)
+    target: str | list[str] = [f.path for f in files] if files else path
+    raw = read_landing(spark, dataset.source, dataset.schema_, target)
+    parsed = add_audit_columns(raw.withColumn(ROW_ID, F.monotonically_increasing_id()),
+                               batch_id, ingested_at)
+    parsed = parsed.withColumn("_reason", quarantine_reason(dataset.schema_))
+    # Spark refuses queries on the corrupt-record column of an unparsed file; caching
+    # also makes the three uses below (count, good rows, bad rows) one read of the files.
+    # With CSV column pruning on (Spark's default) a line with too few fields has its
+    # missing fields silently set to null; off, the PERMISSIVE parser flags the line.
+    parsed = parsed.persist()
+    try:
+        with session_conf(spark, "spark.sql.csv.parser.columnPruning.enabled", "false"):
+            rows_in = parsed.count()
+        good = parsed.where(F.col("_reason").isNull()).drop(
+            "_reason", CORRUPT_COLUMN, *POSITION_HELPERS)
+        bad = parsed.where(F.col("_reason").isNotNull())
+        rows_quarantined = bad.count()
+        if rows_quarantined:
+            bad = with_source_position(parsed, bad)
+        record = F.coalesce(
+            F.col(CORRUPT_COLUMN),
+            F.to_json(F.struct(*[F.col(c.name) for c in dataset.schema_])),
+        )
+        quarantined = to_quarantine(bad, "ingest", F.col("_reason"), record)
+        q_write = replace_batch(
+            quarantined, table_ref(settings, "quarantine"), batch_id,
+            extra_predicate=F.col("step") == "ingest", merge_schema=True,
+        )
+        bronze = replace_batch(good, table_ref(settings, "bronze"), batch_id,
+                               merge_schema=dataset.source.schema_evolution == "add_new_columns",
+                               partition_by=dataset.write.partition_by)
+    finally:
+        parsed.unpersist()
+    if rows_in != bronze.rows + rows_quarantined:
+        raise IngestReconciliationError(
+            f"batch {batch_id}: {rows_in} rows read but {bronze.rows} written to bronze and "
+            f"{rows_quarantined} to quarantine"
+        )
+    log.info("ingest %s: %d rows in, %d to bronze, %d quarantined",
+             batch_id, rows_in, bronze.rows, rows_quarantined)
+    return IngestResult(batch_id, rows_in, bronze, q_write, rows_quarantined)

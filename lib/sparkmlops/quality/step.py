@@ -1,0 +1,264 @@
+"""Validate's I/O edge: bronze → silver (+ quarantine), validation results, Data Docs."""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from datetime import datetime
+from typing import Any
+
+import mlflow
+import pyspark.sql.functions as F
+from pyspark.sql import DataFrame, SparkSession
+
+from sparkmlops.config import Settings
+from sparkmlops.errors import (
+    MissingInputError,
+    QualityGateFailed,
+    ReconciliationError,
+    RepeatedKeysError,
+)
+from sparkmlops.ingest.records import (
+    to_quarantine,
+)
+from sparkmlops.quality import expectations
+from sparkmlops.tables import (
+    BATCH_COLUMN,
+    RANK_COLUMN,
+    MergeWrite,
+    TableWrite,
+    current_version,
+    rank_per_key,
+    read_batch,
+    read_table,
+    replace_batch,
+    replace_where,
+    table_ref,
+    write_batch,
+)
+from sparkmlops.tracking import TAG_OUTCOME, StepResult, step_run
+
+log = logging.getLogger(__name__)
+
+log = logging.getLogger(__name__)
+
+# ---------------------------------------------------------------- validate
+
+
+def validate_step(
+    spark: SparkSession, settings: Settings, batch_id: str, *, bronze_version: int | None = None
+) -> StepResult:
+    """Bronze batch → GX suite → validation_results; passing rows → silver, failing → quarantine.
+
+    The suite runs on the Delta version itself, not a cache: each of GX's Spark jobs
+    reads only the columns it needs, which measured as fast as scanning a cache that
+    costs two to three passes to build (benchmarks/validate_bench.py). The row-level
+    split is computed inside the two writes. In upsert mode the batch is ranked per
+    key (a shuffle) and that ranking is cached once. In append mode a passing row
+    whose key silver already holds from another batch follows ``write.repeated_keys``:
+    quarantined with the earlier batch named, the step failed (exit 4) before silver
+    and quarantine are written, or kept (``allow``).
+    """
+    dataset = settings.dataset
+    bronze = table_ref(settings, "bronze")
+    silver = table_ref(settings, "silver")
+    gate = dataset.quality.gate
+    specs = dataset.quality.expectations if gate != "disabled" else []
+    upsert = dataset.write.mode == "upsert"
+    with step_run(settings, "validate", batch_id) as tracker:
+        version = bronze_version if bronze_version is not None else current_version(spark, bronze)
+        batch = read_batch(spark, bronze, batch_id, version)
+        if upsert:
+            # one record per key, the latest: the suite judges what silver would hold
+            assert dataset.write.order_by is not None
+            batch = rank_per_key(batch, dataset.keys, dataset.write.order_by).persist()
+        held: DataFrame | None = None
+        held_rows = 0
+        try:
+            rows = batch.count()
+            if rows == 0:
+                raise MissingInputError(f"batch {batch_id} has no rows in {bronze.fqn} v{version}")
+            tracker.read(bronze, version, rows)
+            checked, superseded = batch, 0
+            if upsert:
+                checked = batch.where(F.col(RANK_COLUMN) == 1).drop(RANK_COLUMN)
+                superseded = rows - checked.count()
+                tracker.count("rows_superseded_in_batch", superseded)
+            report = _run_quality_checks(checked, settings, suite=f"{dataset.name}_bronze")
+            _record_validation(spark, settings, tracker, report, batch_id, version)
+            if report.status == "failed" and gate == "enabled":
+                failed = [f"{o.expectation}({o.column or ''})" for o in report.outcomes
+                          if not o.success and o.severity == "critical"]
+                raise QualityGateFailed(
+                    f"quality gate failed for {bronze.fqn} v{version} batch {batch_id}: "
+                    f"critical expectation(s) failed: {', '.join(failed)}"
+                    + (f"; see {report.data_docs_index}" if report.data_docs_index else "")
+                )
+            flagged = expectations.flag_rows(checked, specs)
+            held = _keys_held_by_other_batches(spark, settings, tracker, batch_id)
+            if held is not None:
+                # Silver's rows with a key of this batch, found in one pass and cached:
+                # usually none, and then the two writes do not look at silver at all.
+                held = expectations.rows_with_keys_of(held, checked, dataset.keys).persist()
+                held_rows = held.count()
+                if held_rows:
+                    flagged = expectations.flag_repeated_keys(flagged, held, dataset.keys)
+                    if dataset.write.repeated_keys == "fail":
+                        _fail_on_repeated_keys(flagged, dataset.keys, batch_id)
+            passing, failing = expectations.split_flagged(flagged)
+            record = F.to_json(F.struct(*[F.col(c.name) for c in dataset.schema_]))
+            quarantined = to_quarantine(failing, "validate", expectations.flagged_reason(), record)
+            q_write = replace_batch(quarantined, table_ref(settings, "quarantine"), batch_id,
+                                    extra_predicate=F.col("step") == "validate", merge_schema=True)
+            s_write = write_batch(
+                passing, silver, settings, batch_id, order_by=dataset.write.order_by,
+                merge_schema=dataset.source.schema_evolution == "add_new_columns")
+            stale = s_write.stale if isinstance(s_write, MergeWrite) else 0
+            rows_quarantined = q_write.rows
+            tracker.wrote(s_write)
+            tracker.wrote(q_write, rows=rows_quarantined)
+            if stale:
+                tracker.count("rows_stale", stale)
+            repeated = (_rows_repeated(spark, q_write, batch_id)
+                        if held_rows else 0)
+            if not upsert:
+                tracker.count("rows_repeated_keys", repeated)
+            if rows != s_write.rows + rows_quarantined + superseded + stale:
+                raise ReconciliationError(
+                    f"validate batch {batch_id}: {rows} bronze rows but {s_write.rows} in silver, "
+                    f"{rows_quarantined} quarantined, {superseded} superseded in the batch and "
+                    f"{stale} older than silver")
+        finally:
+            if upsert:
+                batch.unpersist()
+            if held is not None:
+                held.unpersist()
+        return StepResult(
+            "validate", tracker.run_id,
+            {silver.fqn: s_write.version, q_write.table.fqn: q_write.version},
+            {"gate": gate, "status": report.status, "silver_rows": s_write.rows,
+             "quarantined": rows_quarantined, "data_docs": report.data_docs_index,
+             **({"superseded": superseded, "stale": stale} if upsert
+                else {"repeated_keys": repeated}),
+             "expectations_failed": [f"{o.expectation}({o.column or ''}) [{o.severity}]"
+                                     for o in report.outcomes if not o.success]},
+        )
+
+
+def _keys_held_by_other_batches(
+    spark: SparkSession, settings: Settings, tracker: Any, batch_id: str
+) -> DataFrame | None:
+    """The keys (and ``_batch_id``) silver holds from other batches; None when not checked.
+
+    Checked in append mode unless ``write.repeated_keys: allow`` (upsert's MERGE keeps
+    one row per key by itself). This batch's own rows are left out, so validating a
+    batch again finds nothing new. Only the key columns and the batch id are read.
+    """
+    write = settings.dataset.write
+    silver = table_ref(settings, "silver")
+    if write.mode == "upsert" or write.repeated_keys == "allow":
+        return None
+    version = current_version(spark, silver)
+    if version is None:
+        return None
+    tracker.read(silver, version)
+    return (read_table(spark, silver, version)
+            .where(F.col(BATCH_COLUMN) != F.lit(batch_id))
+            .select(*settings.dataset.keys, BATCH_COLUMN))
+
+
+def _fail_on_repeated_keys(flagged: DataFrame, keys: list[str], batch_id: str) -> None:
+    """RepeatedKeysError naming the count, two example keys and the earlier batches."""
+    repeated = flagged.where((F.size(expectations.FAILED_COLUMN) == 0)
+                             & F.col(expectations.REPEATED_COLUMN).isNotNull())
+    summary = repeated.agg(F.count(F.lit(1)).alias("rows"), F.array_sort(
+        F.collect_set(expectations.REPEATED_COLUMN)).alias("batches")).first()
+    if summary is None or not summary["rows"]:
+        return
+    examples = repeated.select(*keys).orderBy(*keys).limit(2).collect()
+    shown = ", ".join("{" + ", ".join(f"{k}={row[k]}" for k in keys) + "}" for row in examples)
+    batches = list(summary["batches"])
+    named = ", ".join(batches[:3]) + (f" and {len(batches) - 3} more" if len(batches) > 3 else "")
+    raise RepeatedKeysError(
+        f"batch {batch_id}: {summary['rows']} row(s) bring a key that silver already holds "
+        f"from batch {named}, e.g. {shown}; silver and quarantine left as they were "
+        "(write.repeated_keys: fail)")
+
+
+def _rows_repeated(spark: SparkSession, q_write: TableWrite, batch_id: str) -> int:
+    """The batch's rows just quarantined for a repeated key (read back: no pass over the batch)."""
+    return (read_batch(spark, q_write.table, batch_id, q_write.version)
+            .where((F.col("step") == "validate")
+                   & F.col("reason").startswith(expectations.REPEATED_REASON))
+            .count())
+
+
+def _record_validation(
+    spark: SparkSession, settings: Settings, tracker: Any, report: expectations.ValidationReport,
+    batch_id: str, version: int | None,
+) -> None:
+    """validation_results rows, the GX JSON artifact and the gate outcome in MLflow."""
+    dataset = settings.dataset
+    bronze = table_ref(settings, "bronze")
+    mlflow.log_param("expectations.gate", dataset.quality.gate)
+    if report.outcomes:
+        # one row per expectation per validation run, keyed by this step's MLflow
+        # run: a history, and a retried write cannot double it
+        frame = expectations.outcomes_frame(
+            spark, report.outcomes, validation_id=tracker.run_id, dataset=dataset.name,
+            suite=report.suite, table=bronze.fqn, table_version=version, _batch_id=batch_id,
+            gate_mode=dataset.quality.gate, gate_status=report.status,
+            validated_at=datetime.now().replace(microsecond=0),
+        )
+        written = replace_where(
+            frame, table_ref(settings, "validation_results"),
+            F.col("validation_id") == tracker.run_id, merge_schema=True)
+        tracker.wrote(written, rows=len(report.outcomes))
+        mlflow.log_dict(report.gx_result, "validation/gx_result.json")
+    _log_gate(report)
+
+
+def _run_quality_checks(
+    batch: Any, settings: Settings, suite: str
+) -> expectations.ValidationReport:
+    specs = settings.dataset.quality.expectations
+    if settings.dataset.quality.gate == "disabled" or not specs:
+        return expectations.ValidationReport([], "not_run", {}, None, suite)
+    def run(
+        docs_dir: str,
+    ) -> tuple[list[expectations.ExpectationOutcome], dict[str, Any], str | None]:
+        return expectations.run_suite(
+            batch, specs, suite_name=suite, asset_name=f"bronze_{settings.dataset.name}",
+            data_docs_dir=docs_dir,
+            partial_unexpected_count=settings.dataset.quality.partial_unexpected_count,
+        )
+
+    if settings.quality.data_docs_dir is not None:
+        outcomes, gx_json, index = run(settings.resolve_path(settings.quality.data_docs_dir))
+    else:
+        # no lasting folder (a cluster's driver disk goes with the cluster): this
+        # validation's Data Docs go to the run's artifacts, kept by the tracking server
+        with tempfile.TemporaryDirectory(prefix="sparkmlops-data-docs-") as docs_dir:
+            outcomes, gx_json, _ = run(docs_dir)
+            mlflow.log_artifacts(docs_dir, DATA_DOCS_ARTIFACT)
+        index = mlflow.get_artifact_uri(f"{DATA_DOCS_ARTIFACT}/index.html")
+    return expectations.ValidationReport(
+        outcomes, expectations.gate_status(outcomes), gx_json, index, suite)
+
+
+DATA_DOCS_ARTIFACT = "data_docs"
+
+
+def _log_gate(report: expectations.ValidationReport) -> None:
+    mlflow.set_tag("expectations.status", report.status)
+    mlflow.set_tag(TAG_OUTCOME, f"quality_{report.status}")
+    if report.data_docs_index:
+        mlflow.set_tag("expectations.data_docs", report.data_docs_index)
+    mlflow.log_metrics({
+        "expectations.expectations": len(report.outcomes),
+        "expectations.passed": sum(1 for o in report.outcomes if o.success),
+        "expectations.failed_critical": report.count("critical", False),
+        "expectations.failed_warning": report.count("warning", False),
+    })
+
+

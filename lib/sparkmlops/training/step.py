@@ -1,0 +1,282 @@
+"""Train's I/O edge: gold → a tracked, registered model version @challenger."""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import pyspark.sql.functions as F
+from mlflow.tracking import MlflowClient
+from pyspark.sql import SparkSession
+
+from sparkmlops import provenance
+from sparkmlops.config import Settings
+from sparkmlops.errors import (
+    MissingInputError,
+)
+from sparkmlops.features import stages
+from sparkmlops.monitoring import drift
+from sparkmlops.provenance import code_identity
+from sparkmlops.registry import promotion
+from sparkmlops.tables import (
+    BATCH_COLUMN,
+    TableRef,
+    current_version,
+    features_table_name,
+    read_table,
+    table_ref,
+)
+from sparkmlops.tracking import MLFLOW_CLOCK, StepResult, step_run
+from sparkmlops.training import fitting, plots, tuning
+
+log = logging.getLogger(__name__)
+
+# the reference profile of a model's inputs and scores, an artifact of its train run
+REFERENCE_ARTIFACT = "monitoring/reference_profile.json"
+# the batches a windowed train run used (model.window_batches)
+WINDOW_ARTIFACT = "training/batches.json"
+
+log = logging.getLogger(__name__)
+
+# ---------------------------------------------------------------- train
+
+
+def train_step(
+    spark: SparkSession, settings: Settings, batch_id: str, *, gold_version: int | None = None
+) -> StepResult:
+    """Gold table version → MLlib pipeline → holdout metrics → registry version @challenger.
+
+    The estimator is the config's, searched over ``model.tuning.grid`` when set, or
+    chosen by AutoML (``model.automl.enabled``) among estimator families within
+    its time budget. Candidates are nested runs; the estimator that won is logged
+    as ``training/estimator.json``, which is what ``reproduce`` refits.
+    """
+    dataset = settings.dataset
+    gold = table_ref(settings, "gold", features_table_name(settings))
+    with step_run(settings, "train", batch_id) as tracker:
+        version = gold_version if gold_version is not None else current_version(spark, gold)
+        data, window = training_window(spark, settings, read_table(spark, gold, version))
+        if window is not None:
+            with tracker.timing():
+                mlflow.log_dict({"batches": window}, WINDOW_ARTIFACT)
+                mlflow.log_param("window_batches", len(window))
+        train, test = fitting.split_train_test(data, dataset)
+        train, test = train.persist(), test.persist()
+        try:
+            n_train, n_test = train.count(), test.count()
+            if n_train == 0 or n_test == 0:
+                raise MissingInputError(
+                    f"{gold.fqn} v{version} has {n_train} training and {n_test} holdout rows "
+                    "with a label; need both"
+                )
+            rows = data.count()
+            with tracker.timing():
+                tracker.read(gold, version, rows)
+                tracker.count("rows_train", n_train)
+                tracker.count("rows_test", n_test)
+            source = f"{gold.fqn} v{version}"
+            # before any fit (a search's or AutoML's too): one line, not an MLlib trace
+            fitting.check_training_data(train, test, dataset, source=source)
+            started = time.monotonic()
+            with fitting.fit_failures_named(source):
+                trained = _fit(train, dataset, tracker)
+                fit_seconds = time.monotonic() - started
+                # scored once: seven evaluators and the plots each read it again
+                scored = trained.model.transform(test).persist()
+                metrics = fitting.evaluate(scored, dataset.model.task)
+            with tempfile.TemporaryDirectory(prefix="sparkmlops-plots-") as out:
+                plots.write_plots(scored, trained.model, dataset.model.task,
+                                  dataset.label.classes, Path(out))
+                signature = model_signature(test, scored,
+                                            stages.model_input_columns(dataset))
+                # what monitoring compares each scored batch with, so it never
+                # re-reads the training data: the holdout's features and scores
+                reference = drift.model_reference(
+                    scored, dataset.features.numeric_inputs, dataset.features.categorical_inputs,
+                    dataset.model.task)
+                with tracker.timing():
+                    _log_training(trained, gold, version, dataset, metrics, fit_seconds)
+                    mlflow.log_artifacts(out, "plots")
+                    mlflow.log_dict(reference.to_dict(), REFERENCE_ARTIFACT)
+            scored.unpersist()
+        finally:
+            train.unpersist()
+            test.unpersist()
+        with tracker.timing():
+            model_version = _register(trained.model, signature, settings, tracker, gold,
+                                      version, batch_id, metrics)
+        mlflow.log_metric("tracking_seconds", round(tracker.mlflow_seconds, 3))
+        return StepResult(
+            "train", tracker.run_id, {},
+            {"model": dataset.model.name, "version": model_version, "metrics": metrics,
+             "rows_train": n_train, "rows_test": n_test, "training_table_version": version,
+             "estimator": trained.estimator.type, "params": trained.estimator.params,
+             **({"why": trained.reason} if trained.reason else {})},
+        )
+
+
+def training_window(
+    spark: SparkSession, settings: Settings, gold: Any
+) -> tuple[Any, list[str] | None]:
+    """Gold limited to the latest ``model.window_batches`` ingested batches (all when 0).
+
+    Batches are ordered by the bronze version their ingest committed (``ingest_log``:
+    later ingests have higher versions, never ties); the chosen ids are returned so
+    the run can record them and ``reproduce`` can reuse them.
+    """
+    size = settings.dataset.model.window_batches
+    if size == 0:
+        return gold, None
+    present = {r[0] for r in gold.select(BATCH_COLUMN).distinct().collect()}
+    log_rows = read_table(spark, table_ref(settings, "ingest_log")) \
+        .select(BATCH_COLUMN, "bronze_version").collect()
+    ordered = [r[BATCH_COLUMN] for r in sorted(log_rows, key=lambda r: r["bronze_version"])
+               if r[BATCH_COLUMN] in present]
+    window = ordered[-size:]
+    return gold.where(F.col(BATCH_COLUMN).isin(window)), window
+
+
+def _fit(train: Any, dataset: Any, tracker: Any) -> tuning.TrainedModel:
+    """The config's estimator (searched when a grid is set), or AutoML's pick."""
+    automl = dataset.model.automl
+    before = _logged_seconds()
+    if automl.enabled:
+        trained = tuning.automl(train, dataset)
+    else:
+        trained = tuning.search(train, dataset)
+    tracker.mlflow_clock.seconds += _logged_seconds() - before
+    return trained
+
+
+def _logged_seconds() -> float:
+    return MLFLOW_CLOCK.seconds
+
+
+def _log_training(
+    trained: tuning.TrainedModel, gold: TableRef, version: int | None, dataset: Any,
+    metrics: dict[str, float], fit_seconds: float,
+) -> None:
+    model = dataset.model
+    search = "automl" if model.automl.enabled else model.tuning.method
+    mlflow.log_params({
+        "estimator": trained.estimator.type,
+        **{f"estimator.{k}": v for k, v in trained.estimator.params.items()},
+        "search": search,
+        "split.seed": model.split.seed,
+        "split.test_fraction": model.split.test_fraction,
+        "stages.numeric": ",".join(dataset.features.numeric_inputs),
+        "stages.categorical": ",".join(dataset.features.categorical_inputs),
+        "stages.defined": ",".join(c for _, c in dataset.features.defined_columns()),
+        "stages.impute": dataset.features.impute,
+        "stages.categorical_encoding": dataset.features.categorical_encoding,
+        "stages.scale": dataset.features.scale,
+        "training_table": gold.fqn,
+        "training_table_version": version,
+    })
+    mlflow.log_metrics({**metrics, "fit_seconds": round(fit_seconds, 3),
+                        "candidates": len(trained.candidates)})
+    mlflow.log_dict(trained.estimator.model_dump(), "training/estimator.json")
+    if trained.candidates:
+        mlflow.log_dict({"candidates": [asdict(c) for c in trained.candidates]},
+                        "training/candidates.json")
+    if trained.leaderboard:
+        mlflow.log_dict({"leaderboard": trained.leaderboard, "why": trained.reason},
+                        "training/automl.json")
+    if trained.reason:
+        mlflow.set_tag("sparkmlops.model_choice", trained.reason[:5000])
+
+
+def _register(
+    model: Any, signature: Any, settings: Settings, tracker: Any, gold: TableRef,
+    version: int | None, batch_id: str, metrics: dict[str, float],
+) -> str:
+    """Log the PipelineModel, register it as a new version @challenger with lineage tags."""
+    name = settings.dataset.model.name
+    info = log_pipeline_model(model, signature=signature, registered_model_name=name)
+    model_version = str(info.registered_model_version)
+    client = MlflowClient()
+    client.set_registered_model_alias(name, promotion.CHALLENGER, model_version)
+    code = code_identity()
+    promotion.tag_version(client, name, model_version, {
+        "training_table": gold.fqn, **_table_location_tags("training_table", gold),
+        "training_table_version": version, "batch_id": batch_id,
+        "git_commit": _tag(tracker.run_id, "mlflow.source.git.commit"),
+        "sparkmlops_version": code.version, "wheel_sha256": code.wheel_sha256,
+        "config_hash": settings.config_hash(), "training_run_id": tracker.run_id,
+        **{f"metric.{k}": round(v, 6) for k, v in metrics.items()},
+    })
+    mlflow.set_tag("model_version", model_version)
+    return model_version
+
+
+def _table_location_tags(prefix: str, ref: TableRef) -> dict[str, object]:
+    """``<prefix>_path`` and, in catalog mode, ``<prefix>_name``: where the table is."""
+    tags: dict[str, object] = {}
+    if ref.path is not None:
+        tags[f"{prefix}_path"] = ref.path
+    if ref.table_name is not None:
+        tags[f"{prefix}_name"] = ref.table_name
+    return tags
+
+
+def model_signature(test: Any, scored: Any, columns: list[str]) -> Any:
+    """The MLflow signature: ``columns`` of ``test`` in, the ``prediction`` of ``scored`` out."""
+    from mlflow.models import infer_signature
+
+    sample = test.select(*columns).limit(20).toPandas()
+    return infer_signature(sample, scored.select("prediction").limit(20).toPandas())
+
+
+def log_pipeline_model(
+    model: Any, *, signature: Any, registered_model_name: str | None = None,
+    artifact_path: str = "model",
+) -> Any:
+    """``mlflow.spark.log_model`` with declared requirements, and with sparkmlops' code
+    when the model holds a Python stage; returns the ModelInfo.
+
+    A Python stage is saved as a reference to sparkmlops code, so such a model carries
+    that code (``code_paths``) and the packages it imports: a process without sparkmlops
+    installed loads it from the model. Where sparkmlops is imported already, the
+    installed package wins (submodules resolve through the package's own ``__path__``).
+    Pure-JVM models need neither.
+    """
+    python_stages = stages.has_python_stages(model)
+    with provenance.package_source() as package:
+        return mlflow.spark.log_model(
+            model, artifact_path=artifact_path, registered_model_name=registered_model_name,
+            signature=signature, pip_requirements=model_requirements(python_stages),
+            code_paths=[str(package)] if python_stages else None,
+        )
+
+
+def model_requirements(python_stages: bool) -> list[str]:
+    """The pinned requirements of a logged model, as installed in this process.
+
+    Declared, not inferred: inference starts a subprocess and costs ~20 s per model. A
+    Python stage runs sparkmlops code (shipped in the model) as a pandas UDF, which
+    needs pandas and pyarrow besides Spark.
+    """
+    names = ["pyspark", "mlflow", *(("pandas", "pyarrow") if python_stages else ())]
+    return [f"{name}=={_installed_version(name)}" for name in names]
+
+
+def _installed_version(name: str) -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        # pyspark provided by the cluster (Databricks, EMR) may have no pip metadata
+        module = __import__(name)
+        return str(module.__version__)
+
+
+def _tag(run_id: str, key: str) -> str:
+    return str(MlflowClient().get_run(run_id).data.tags.get(key, "unknown"))
+
+
