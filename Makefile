@@ -24,7 +24,7 @@ help:
 	@echo "make run    - bootstrap, then run the whole pipeline on the bundled sample"
 	@echo "make test   - bootstrap, then run the whole test suite"
 	@echo "make bench  - bootstrap, then benchmark the platform against bare PySpark"
-	@echo "make lint   - ruff and mypy on lib/"
+	@echo "make lint   - ruff, mypy and the import layers (lint-imports)"
 	@echo "make wheel  - build dist/sparkmlops-<version>-py3-none-any.whl (with its conf defaults)"
 
 setup: venv jars
@@ -108,6 +108,7 @@ bench-score: setup
 lint: setup
 	$(BIN)/ruff check lib jobs tests benchmarks
 	$(BIN)/mypy lib/sparkmlops
+	cd lib && ../$(BIN)/lint-imports --config ../setup.cfg
 
 clean-state:
 	rm -rf .sparkmlops

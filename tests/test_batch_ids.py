@@ -13,13 +13,11 @@ from sparkmlops.tables import (
     TableRef,
     check_batch_id,
     current_version,
-    predicate_sql,
     read_batch,
     read_table,
-    replace_batch,
-    replace_where,
 )
 from sparkmlops.tracking import step_run
+from sparkmlops.writes import predicate_sql, replace_batch, replace_where
 
 # the id that made a replaceWhere predicate match every row (issue 11, case 5)
 ESCAPING_ID = "x\\' OR 1=1 --"

@@ -10,19 +10,11 @@ from datetime import UTC, datetime
 
 import pytest
 
-import sparkmlops.tables as tables
+import sparkmlops.writes as writes
 from sparkmlops.errors import MissingInputError
 from sparkmlops.maintenance import optimize_table, read_as_of
-from sparkmlops.tables import (
-    TableRef,
-    current_version,
-    insert_new_rows,
-    read_batch,
-    read_table,
-    replace_batch,
-    table_ref,
-    upsert_batch,
-)
+from sparkmlops.tables import TableRef, current_version, read_batch, read_table, table_ref
+from sparkmlops.writes import insert_new_rows, replace_batch, upsert_batch
 
 SCHEMA = "k int, v string, _batch_id string"
 
@@ -123,8 +115,8 @@ def test_a_writer_that_lost_the_race_to_create_retries_as_a_batch_replace(
     replace_batch(spark.createDataFrame([(1, "a", "b1")], SCHEMA), ref, "b1")
     # this writer checked for the table before the other created it
     answers = iter([False])
-    real = tables.table_exists
-    monkeypatch.setattr(tables, "table_exists",
+    real = writes.table_exists
+    monkeypatch.setattr(writes, "table_exists",
                         lambda spark, ref: next(answers, None) or real(spark, ref))
 
     written = replace_batch(spark.createDataFrame([(1, "a", "b1"), (2, "b", "b1")], SCHEMA),

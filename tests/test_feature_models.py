@@ -10,7 +10,7 @@ from chispa import assert_df_equality
 from pyspark.ml.classification import LogisticRegression
 
 from sparkmlops.config import load_settings
-from sparkmlops.tracking import configure_mlflow
+from sparkmlops.tracking import StepTracker, configure_mlflow
 from sparkmlops.training.fitting import build_pipeline
 from sparkmlops.training.step import log_pipeline_model, model_signature
 from tests.test_features import ALL_KINDS, _to_score, _train
@@ -24,9 +24,10 @@ def logged(spark, tmp_path_factory):
     train = _train(spark)
     model = build_pipeline(ALL_KINDS, LogisticRegression(regParam=0.1)).fit(train)
     inputs = [c for c in train.columns if c != "label"]
-    with mlflow.start_run():
-        info = log_pipeline_model(
-            model, signature=model_signature(train, model.transform(train), inputs))
+    with mlflow.start_run() as run:
+        tracker = StepTracker(step="train", run_id=run.info.run_id)
+        signature = model_signature(train, model.transform(train), inputs)
+        info = log_pipeline_model(tracker, model, signature=signature)
     return model, info.model_uri, inputs
 
 

@@ -21,7 +21,8 @@ from sparkmlops.maintenance import (
     read_as_of,
     vacuum_table,
 )
-from sparkmlops.tables import current_version, read_table, replace_batch, table_ref
+from sparkmlops.tables import current_version, read_table, table_ref
+from sparkmlops.writes import replace_batch
 
 SAMPLE_FILE = Path(__file__).resolve().parents[1] / "data/sample/penguins/landing/" \
     "penguins_raw_PAL0809.csv"

@@ -4,16 +4,13 @@ import math
 
 import pytest
 
-from sparkmlops.monitoring.drift import (
+from sparkmlops.monitoring.drift import chi_square, compare, ks_statistic, psi
+from sparkmlops.training.reference import (
     NULL_BUCKET,
     UNSEEN_BUCKET,
     Profile,
     batch_profile,
-    chi_square,
-    compare,
-    ks_statistic,
     model_reference,
-    psi,
     reference_profile,
 )
 

@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import nbclient
@@ -14,34 +12,14 @@ import nbformat
 import pytest
 from nbclient.exceptions import CellExecutionError
 
+from sparkmlops.spark import environ
+
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOK = REPO / "notebooks" / "explore_pipeline_run.ipynb"
 KERNEL = "python3"
 CELL_TIMEOUT = 600
 
 pytestmark = pytest.mark.e2e
-
-
-@contextmanager
-def environ(**values: str | None) -> Iterator[None]:
-    """Set (None: unset) environment variables for the block, then restore them.
-
-    The kernel is started inside the block, so it inherits exactly this environment.
-    """
-    saved = {key: os.environ.get(key) for key in values}
-    for key, value in values.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 def _runs_this_python(argv: list[str]) -> bool:

@@ -15,21 +15,18 @@ import pytest
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from sparkmlops.tracking import (
+from sparkmlops.run_owners import (
     TAG_DATASET,
     TAG_HOST,
     TAG_NOTE,
     TAG_PID,
     TAG_PROCESS_START,
-    child_run_tags,
-    configure_mlflow,
     mark_orphans_killed,
     owner_tags,
-    pipeline_run,
     process_start,
     process_state,
-    step_run,
 )
+from sparkmlops.tracking import configure_mlflow, pipeline_run, step_run
 
 HOST = socket.gethostname()
 NOTE = re.compile(r"marked KILLED by run (\w+) at \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ: (.*)$")
@@ -92,10 +89,13 @@ def test_an_exited_process_is_not_alive_reaped_or_not(dead_pid):
 
 
 def test_a_nested_run_inherits_the_dataset_and_names_the_same_owner(settings, experiment_id):
-    with step_run(settings, "train", "b1"):
-        tags = child_run_tags()
+    with step_run(settings, "train", "b1") as tracker, tracker.child_run("candidate") as child:
+        pass
 
-    assert tags == {TAG_DATASET: "penguins", **owner_tags()}
+    tags = MlflowClient().get_run(child.run_id).data.tags
+    assert tags["mlflow.parentRunId"] == tracker.run_id
+    assert {k: tags[k] for k in (TAG_DATASET, *owner_tags())} == {
+        TAG_DATASET: "penguins", **owner_tags()}
 
 
 def test_a_step_marks_killed_only_the_runs_whose_process_is_gone(
@@ -143,10 +143,10 @@ def test_a_pipeline_run_marks_them_and_its_nested_steps_do_not_search_again(
         mlflow.set_tag("probe", "x")
 
     assert _state(before)[0] == "KILLED"
-    assert NOTE.match(_state(before)[1]).group(1) == parent.info.run_id
+    assert NOTE.match(_state(before)[1]).group(1) == parent.run_id
     assert _state(during) == ("RUNNING", None)  # found by the next top-level run
     child = MlflowClient().get_run(step.run_id).data.tags
-    assert child["mlflow.parentRunId"] == parent.info.run_id
+    assert child["mlflow.parentRunId"] == parent.run_id
     assert child[TAG_PID] == str(os.getpid())
 
 

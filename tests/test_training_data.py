@@ -24,9 +24,10 @@ from sparkmlops.cli import main
 from sparkmlops.config import PromotionSettings, Settings, load_settings
 from sparkmlops.errors import TrainingDataError
 from sparkmlops.features.stages import LABEL_COLUMN, LABEL_RAW_COLUMN, build_feature_table
-from sparkmlops.registry.promotion import CHALLENGER, CHAMPION, decide, version_by_alias
+from sparkmlops.model_registry import CHALLENGER, CHAMPION, ModelRegistry
+from sparkmlops.registry.promotion import decide
 from sparkmlops.registry.step import promote_step
-from sparkmlops.tables import features_table_name, read_table, replace_batch, table_ref
+from sparkmlops.tables import features_table_name, read_table, table_ref
 from sparkmlops.tracking import TAG_OUTCOME, configure_mlflow
 from sparkmlops.training.fitting import (
     DataProfile,
@@ -38,6 +39,7 @@ from sparkmlops.training.fitting import (
     training_data_problems,
 )
 from sparkmlops.training.step import train_step
+from sparkmlops.writes import replace_batch
 from tests.conftest import SAMPLE_LANDING
 from tests.test_training import _gold
 
@@ -331,8 +333,8 @@ def test_one_class_gold_trains_nothing_and_a_one_class_holdout_promotes_nothing(
     assert decision.summary["passed"] is False
     assert decision.summary["reasons"] == [reason, "no champion yet"]
     client = MlflowClient()
-    assert version_by_alias(client, "data_gate", CHAMPION) is None
-    assert str(version_by_alias(client, "data_gate", CHALLENGER).version) == version
+    assert ModelRegistry(client).by_alias("data_gate", CHAMPION) is None
+    assert str(ModelRegistry(client).by_alias("data_gate", CHALLENGER).version) == version
     tags = client.get_model_version("data_gate", version).tags
     assert json.loads(tags["promotion.reasons"]) == [reason, "no champion yet"]
     assert tags["promotion.promoted"] == "False"

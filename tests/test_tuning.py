@@ -7,7 +7,7 @@ import pytest
 
 from sparkmlops.config import EstimatorSettings
 from sparkmlops.errors import ConfigError
-from sparkmlops.tracking import configure_mlflow
+from sparkmlops.tracking import StepTracker, configure_mlflow
 from sparkmlops.training.fitting import evaluate, split_train_test
 from sparkmlops.training.tuning import FOLD_COLUMN, automl, search, with_folds
 
@@ -65,8 +65,9 @@ def test_grid_search_logs_every_candidate_and_refits_the_best(spark, make_settin
     configure_mlflow(settings)  # not mlflow.set_tracking_uri: it leaks into os.environ
 
     with mlflow.start_run() as parent:
-        first = search(train, dataset)
-    again = search(train.repartition(3), dataset, log_candidates=False)
+        first = search(train, dataset, tracker=StepTracker(step="train",
+                                                           run_id=parent.info.run_id))
+    again = search(train.repartition(3), dataset)
 
     assert [c.params for c in first.candidates] == [{"regParam": 0.0}, {"regParam": 0.5},
                                                     {"regParam": 5.0}]
@@ -179,7 +180,7 @@ def test_multiclass_search_scores_three_classes(spark, make_settings):
     dataset = settings.dataset
     train, test = split_train_test(_blobs_gold(spark), dataset)
 
-    trained = search(train, dataset, log_candidates=False)
+    trained = search(train, dataset)
     metrics = evaluate(trained.model.transform(test), dataset.model.task)
 
     # one split cannot tell three classes apart; four levels can

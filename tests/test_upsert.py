@@ -19,14 +19,8 @@ from sparkmlops.errors import ConfigError, QualityGateFailed
 from sparkmlops.features.step import features_step
 from sparkmlops.ingest.step import ingest_step
 from sparkmlops.quality.step import validate_step
-from sparkmlops.tables import (
-    RANK_COLUMN,
-    TableRef,
-    rank_per_key,
-    read_table,
-    table_ref,
-    upsert_batch,
-)
+from sparkmlops.tables import TableRef, read_table, table_ref
+from sparkmlops.writes import RANK_COLUMN, rank_per_key, upsert_batch
 
 CORPUS = Path(__file__).resolve().parent / "data" / "bad_inputs"
 UPSERT = ("dataset.write.mode=upsert", "dataset.write.order_by=date_egg")

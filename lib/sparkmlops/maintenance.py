@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
-import mlflow
 from delta.tables import DeltaTable
 from pyspark.errors import AnalysisException
 from pyspark.sql import DataFrame, SparkSession
@@ -25,16 +25,23 @@ from pyspark.sql import DataFrame, SparkSession
 from sparkmlops.config import Settings
 from sparkmlops.errors import ConfigError, MissingInputError
 from sparkmlops.spark import session_conf
-from sparkmlops.tables import (
-    TableRef,
-    current_version,
-    dataset_tables,
-    read_table,
-    table_exists,
-)
-from sparkmlops.tracking import TAG_OUTCOME, StepResult, step_run
+from sparkmlops.tables import TableRef, current_version, dataset_tables, read_table, table_exists
+from sparkmlops.tracking import StepOutcome, step_run
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class MaintainOutcome(StepOutcome):
+    """What OPTIMIZE and VACUUM did to each table, and the tables that do not exist yet."""
+
+    step: ClassVar[str] = "maintain"
+    tables: dict[str, dict[str, Any]] = field(default_factory=dict)
+    missing: list[str] = field(default_factory=list)
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        return {"tables": self.tables, "missing": self.missing}
 
 SAFE_RETENTION_HOURS = 168.0
 RETENTION_CHECK_CONF = "spark.databricks.delta.retentionDurationCheck.enabled"
@@ -234,24 +241,24 @@ def maintain_dataset(
 def maintain_step(
     spark: SparkSession, settings: Settings, batch_id: str = "all",
     *, vacuum: bool = True, optimize: bool = True,
-) -> StepResult:
+) -> MaintainOutcome:
     """``maintain_dataset`` in its own MLflow run: versions as params, file counts as metrics."""
     with step_run(settings, "maintain", batch_id) as tracker:
-        mlflow.log_params({"maintain.optimize": optimize, "maintain.vacuum": vacuum,
-                           "maintain.zorder_by": ",".join(settings.dataset.maintenance.zorder_by),
-                           "maintain.vacuum_retention_hours":
-                               settings.dataset.maintenance.vacuum_retention_hours})
+        tracker.params({"maintain.optimize": optimize, "maintain.vacuum": vacuum,
+                        "maintain.zorder_by": ",".join(settings.dataset.maintenance.zorder_by),
+                        "maintain.vacuum_retention_hours":
+                            settings.dataset.maintenance.vacuum_retention_hours})
         results = maintain_dataset(spark, settings, vacuum=vacuum, optimize=optimize)
         for fqn, result in results.items():
-            mlflow.log_params({f"{fqn}.version_before": result["version_before"],
-                               f"{fqn}.version_after": result["version_after"]})
+            tracker.params({f"{fqn}.version_before": result["version_before"],
+                            f"{fqn}.version_after": result["version_after"]})
             tracker.count(f"files_before.{fqn}", result["files_before"])
             tracker.count(f"files_after.{fqn}", result["files_after"])
             if result["vacuum"] and result["vacuum"]["files_deleted"] is not None:
                 tracker.count(f"files_vacuumed.{fqn}", result["vacuum"]["files_deleted"])
-        mlflow.log_dict(results, "maintenance.json")
-        mlflow.set_tag(TAG_OUTCOME, "maintained")
+        tracker.log_dict(results, "maintenance.json")
+        tracker.outcome("maintained")
         missing = [ref.fqn for ref in dataset_tables(settings) if ref.fqn not in results]
-        return StepResult("maintain", tracker.run_id,
-                          {fqn: r["version_after"] for fqn, r in results.items()},
-                          {"tables": results, "missing": missing})
+        return MaintainOutcome(tracker.run_id,
+                               {fqn: r["version_after"] for fqn, r in results.items()},
+                               tables=results, missing=missing)

@@ -18,26 +18,27 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
-import mlflow
 import pyspark.sql.functions as F
-from mlflow.tracking import MlflowClient
 from pyspark.sql import SparkSession
 
 from sparkmlops.config import Settings
 from sparkmlops.features.step import features_step
 from sparkmlops.inference.step import predict_step
 from sparkmlops.ingest.step import ingest_step
+from sparkmlops.model_registry import CHAMPION, ModelRegistry
+from sparkmlops.monitoring.retrain import retrain_reasons
 from sparkmlops.monitoring.step import monitor_step
 from sparkmlops.quality.step import validate_step
-from sparkmlops.registry.promotion import CHAMPION, version_by_alias
-from sparkmlops.registry.step import promote_step
+from sparkmlops.registry.step import PromoteOutcome, promote_step
 from sparkmlops.tables import features_table_name, read_table, table_ref
-from sparkmlops.tracking import StepResult, pipeline_run
+from sparkmlops.tracking import StepOutcome, pipeline_run
 from sparkmlops.training.step import train_step
 
 log = logging.getLogger(__name__)
+
+OutcomeT = TypeVar("OutcomeT", bound=StepOutcome)
 
 STEPS = ("ingest", "validate", "features", "train", "promote", "predict")
 
@@ -47,11 +48,12 @@ class PipelineResult:
     batch_id: str
     parent_run_id: str
     experiment_id: str
-    steps: list[StepResult] = field(default_factory=list)
+    steps: list[StepOutcome] = field(default_factory=list)
     decision: dict[str, Any] = field(default_factory=dict)
 
-    def step(self, name: str) -> StepResult:
-        return next(s for s in self.steps if s.step == name)
+    def step(self, kind: type[OutcomeT]) -> OutcomeT:
+        """The (last) outcome of that kind: ``result.step(TrainOutcome).model_version``."""
+        return next(s for s in reversed(self.steps) if isinstance(s, kind))
 
 
 def run_pipeline(spark: SparkSession, settings: Settings, batch_id: str) -> PipelineResult:
@@ -60,7 +62,7 @@ def run_pipeline(spark: SparkSession, settings: Settings, batch_id: str) -> Pipe
     silver = table_ref(settings, "silver").fqn
     gold = table_ref(settings, "gold", features_table_name(settings)).fqn
     with pipeline_run(settings, batch_id) as parent:
-        result = PipelineResult(batch_id, parent.info.run_id, parent.info.experiment_id)
+        result = PipelineResult(batch_id, parent.run_id, parent.experiment_id)
         _progress(1, "ingest", batch_id)
         ingest = ingest_step(spark, settings, batch_id)
         result.steps.append(ingest)
@@ -76,7 +78,7 @@ def run_pipeline(spark: SparkSession, settings: Settings, batch_id: str) -> Pipe
         result.steps.append(train)
         _progress(5, "promote", batch_id)
         promote = promote_step(spark, settings, batch_id,
-                               challenger_version=train.summary["version"],
+                               challenger_version=train.model_version,
                                gold_version=feats.outputs[gold])
         result.steps.append(promote)
         _progress(6, "predict", batch_id)
@@ -99,8 +101,8 @@ def run_continuous(spark: SparkSession, settings: Settings, batch_id: str) -> Pi
     gold = table_ref(settings, "gold", features_table_name(settings)).fqn
     model_name = settings.dataset.model.name
     with pipeline_run(settings, batch_id) as parent:
-        mlflow.set_tag("sparkmlops.mode", "continuous")
-        result = PipelineResult(batch_id, parent.info.run_id, parent.info.experiment_id)
+        parent.tags({"sparkmlops.mode": "continuous"})
+        result = PipelineResult(batch_id, parent.run_id, parent.experiment_id)
         ingest = ingest_step(spark, settings, batch_id)
         validate = validate_step(spark, settings, batch_id,
                                  bronze_version=ingest.outputs[names["bronze"]])
@@ -108,63 +110,52 @@ def run_continuous(spark: SparkSession, settings: Settings, batch_id: str) -> Pi
                               silver_version=validate.outputs[names["silver"]])
         result.steps += [ingest, validate, feats]
         gold_version = feats.outputs[gold]
-        if version_by_alias(MlflowClient(), model_name, CHAMPION) is None:
+        if parent.registry.by_alias(model_name, CHAMPION) is None:
             _progress(4, "bootstrap: train + promote (no champion yet)", batch_id)
             result.steps += _retrain(spark, settings, batch_id, gold_version)
         predict = predict_step(spark, settings, batch_id, gold_version=gold_version)
         monitor = monitor_step(spark, settings, batch_id, gold_version=gold_version)
         result.steps += [predict, monitor]
-        reasons = retrain_reasons(settings, monitor.summary,
-                                  _new_labelled_rows(spark, settings, gold_version))
+        reasons = retrain_reasons(settings.dataset.retrain, monitor,
+                                  _new_labelled_rows(spark, settings, parent.registry,
+                                                     gold_version))
         retrain = bool(reasons) and settings.dataset.retrain.enabled
         if retrain:
             _progress(7, "retrain: " + "; ".join(reasons), batch_id)
             result.steps += _retrain(spark, settings, batch_id, gold_version)
-        promote = next((s for s in reversed(result.steps) if s.step == "promote"), None)
+        promote = next((s for s in reversed(result.steps) if isinstance(s, PromoteOutcome)),
+                       None)
+        champion = parent.registry.by_alias(model_name, CHAMPION)
         result.decision = {
-            "batch_id": batch_id, "scored_by": predict.summary["model_version"],
-            "monitoring": monitor.summary["status"], "live": monitor.summary.get("live", {}),
+            "batch_id": batch_id, "scored_by": predict.model_version,
+            "monitoring": monitor.status, "live": monitor.live,
             "retrain": retrain, "reasons": reasons or ["no retrain trigger"],
             "retrain_enabled": settings.dataset.retrain.enabled,
-            "promoted": bool(retrain and promote and promote.summary["promoted"]),
-            "champion_after": _champion(model_name),
+            "promoted": bool(retrain and promote and promote.promoted),
+            "champion_after": str(champion.version) if champion else None,
         }
-        mlflow.set_tags({"retrain.decision": "retrain" if retrain else "keep",
-                         "retrain.reasons": json.dumps(result.decision["reasons"])[:5000]})
-        mlflow.log_dict(result.decision, "retrain_decision.json")
+        parent.tags({"retrain.decision": "retrain" if retrain else "keep",
+                     "retrain.reasons": json.dumps(result.decision["reasons"])[:5000]})
+        parent.log_dict(result.decision, "retrain_decision.json")
         log.info("batch %s: %s", batch_id, result.decision)
         return result
 
 
-def retrain_reasons(settings: Settings, monitor: dict[str, Any], new_labelled: int) -> list[str]:
-    """Why the policy wants a retrain after this batch (empty: it does not)."""
-    policy = settings.dataset.retrain
-    reasons = []
-    if policy.on_alert and monitor["status"] == "alert":
-        reasons.append("monitoring alert: " + ", ".join(monitor.get("flagged", [])[:8]))
-    for metric, floor in sorted(policy.live_floor.items()):
-        value = monitor.get("live", {}).get(f"live_{metric}")
-        if value is not None and value < floor:
-            reasons.append(f"live {metric} {value:.4f} below the floor {floor}")
-    if policy.min_new_labelled_rows and new_labelled >= policy.min_new_labelled_rows:
-        reasons.append(f"{new_labelled} new labelled rows since the champion's training data "
-                       f"(threshold {policy.min_new_labelled_rows})")
-    return reasons
-
-
 def _retrain(spark: SparkSession, settings: Settings, batch_id: str,
-             gold_version: int) -> list[StepResult]:
+             gold_version: int) -> list[StepOutcome]:
     train = train_step(spark, settings, batch_id, gold_version=gold_version)
     promote = promote_step(spark, settings, batch_id,
-                           challenger_version=train.summary["version"], gold_version=gold_version)
+                           challenger_version=train.model_version, gold_version=gold_version)
     return [train, promote]
 
 
-def _new_labelled_rows(spark: SparkSession, settings: Settings, gold_version: int) -> int:
+def _new_labelled_rows(
+    spark: SparkSession, settings: Settings, registry: ModelRegistry, gold_version: int
+) -> int:
     """Labelled gold rows now minus those in the version the champion was trained on."""
     if not settings.dataset.retrain.min_new_labelled_rows:
         return 0
-    champion = version_by_alias(MlflowClient(), settings.dataset.model.name, CHAMPION)
+    champion = registry.by_alias(settings.dataset.model.name, CHAMPION)
     trained_on = champion.tags.get("training_table_version") if champion else None
     gold = table_ref(settings, "gold", features_table_name(settings))
 
@@ -174,7 +165,3 @@ def _new_labelled_rows(spark: SparkSession, settings: Settings, gold_version: in
     before = labelled(int(trained_on)) if trained_on not in (None, "None") else 0
     return labelled(gold_version) - before
 
-
-def _champion(model_name: str) -> str | None:
-    champion = version_by_alias(MlflowClient(), model_name, CHAMPION)
-    return str(champion.version) if champion else None

@@ -95,13 +95,15 @@ def get_spark(settings: SparkSettings) -> SparkSession:
     for key, value in settings.conf.items():
         builder = builder.config(key, value)
     master = settings.master or ""
-    if master.startswith("local") and not _python_workers_configured(settings):
-        # Local Python workers run PYSPARK_PYTHON, else the first `python3` on PATH,
-        # which may lack this environment's packages (pyarrow for the pandas UDFs of
-        # feature transforms). SparkContext reads the variable, not the conf key.
-        os.environ["PYSPARK_PYTHON"] = sys.executable
+    # Local Python workers run PYSPARK_PYTHON, else the first `python3` on PATH, which
+    # may lack this environment's packages (pyarrow for the pandas UDFs of feature
+    # transforms). SparkContext reads the variable (not the conf key) once, when it
+    # starts: it is set for that moment only, and the process's environment restored.
+    python = ({"PYSPARK_PYTHON": sys.executable} if master.startswith("local")
+              and not _python_workers_configured(settings) else {})
     builder = configure_delta(builder)
-    spark = builder.getOrCreate()
+    with environ(**python):
+        spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel(settings.log_level)
     log.info("Spark %s session started (master=%s)", spark.version, spark.sparkContext.master)
     return spark
@@ -235,3 +237,22 @@ def session_conf(spark: SparkSession, key: str, value: str) -> Iterator[None]:
             spark.conf.unset(key)
         else:
             spark.conf.set(key, previous)
+
+
+@contextmanager
+def environ(**values: str | None) -> Iterator[None]:
+    """Set (None: unset) environment variables for the block, then restore them."""
+    saved = {key: os.environ.get(key) for key in values}
+    try:
+        _set_environ(values)
+        yield
+    finally:
+        _set_environ(saved)
+
+
+def _set_environ(values: dict[str, str | None]) -> None:
+    for key, value in values.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value

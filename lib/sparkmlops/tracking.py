@@ -13,40 +13,37 @@ import functools
 import json
 import logging
 import os
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import mlflow
 from mlflow.entities import Run
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from sparkmlops.config import Settings
-from sparkmlops.errors import SparkmlopsError
+from sparkmlops.errors import MissingInputError, SparkmlopsError
+from sparkmlops.model_registry import ModelRegistry
 from sparkmlops.provenance import code_identity
+from sparkmlops.run_owners import (
+    TAG_DATASET,
+    TAG_STEP,
+    mark_orphans_killed,
+    owner_tags,
+)
 from sparkmlops.tables import TableRef, TableWrite, check_batch_id
 
 log = logging.getLogger(__name__)
 
-TAG_STEP = "sparkmlops.step"
-TAG_DATASET = "sparkmlops.dataset"
 TAG_BATCH = "sparkmlops.batch_id"
 TAG_CONFIG_HASH = "sparkmlops.config_hash"
 TAG_OUTCOME = "sparkmlops.outcome"
 TAG_GIT_COMMIT = "mlflow.source.git.commit"
-# the process that owns a run: a RUNNING run whose process is gone was killed
-TAG_HOST = "sparkmlops.host"
-TAG_PID = "sparkmlops.pid"
-TAG_PROCESS_START = "sparkmlops.process_start"  # epoch seconds: a reused pid is not the owner
-TAG_NOTE = "sparkmlops.note"
-# two readings of one process's start time differ by rounding only
-_START_TOLERANCE_S = 1.0
 
 
 def configure_mlflow(settings: Settings) -> str:
@@ -114,10 +111,6 @@ class Stopwatch:
             self.seconds += time.monotonic() - started
 
 
-# MLflow calls made by library code that has no StepTracker (nested candidate runs)
-MLFLOW_CLOCK = Stopwatch()
-
-
 @dataclass
 class StepTracker:
     """The lineage and counts of one step, logged to its MLflow run."""
@@ -128,6 +121,8 @@ class StepTracker:
     outputs: list[dict[str, Any]] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=dict)
     started: float = field(default_factory=time.monotonic)
+    dataset: str = ""
+    experiment_id: str = ""
     # seconds spent in MLflow calls (tracking and registry) on behalf of this step
     mlflow_clock: Stopwatch = field(default_factory=Stopwatch)
 
@@ -165,9 +160,120 @@ class StepTracker:
         return {"step": self.step, "run_id": self.run_id, "inputs": self.inputs,
                 "outputs": self.outputs, "counts": self.counts}
 
+    # ---- the step's MLflow calls: stages log through these, never through mlflow.*
+
+    def tags(self, tags: dict[str, Any]) -> None:
+        with self.timing():
+            mlflow.set_tags(tags)
+
+    def outcome(self, outcome: str) -> None:
+        """The step's outcome tag (``ingested``, ``quality_passed``, ``promoted`` ...)."""
+        self.tags({TAG_OUTCOME: outcome})
+
+    def params(self, params: dict[str, Any]) -> None:
+        with self.timing():
+            mlflow.log_params(params)
+
+    def metrics(self, metrics: dict[str, float]) -> None:
+        with self.timing():
+            mlflow.log_metrics(metrics)
+
+    def log_dict(self, data: Any, path: str) -> None:
+        with self.timing():
+            mlflow.log_dict(data, path)
+
+    def log_text(self, text: str, path: str) -> None:
+        with self.timing():
+            mlflow.log_text(text, path)
+
+    def log_artifacts(self, local_dir: str, path: str) -> str:
+        """Upload a folder under ``path``; the artifact URI of the folder."""
+        with self.timing():
+            mlflow.log_artifacts(local_dir, path)
+            return str(mlflow.get_artifact_uri(path))
+
+    def log_spark_model(self, model: Any, **kwargs: Any) -> Any:
+        """``mlflow.spark.log_model`` into this run; its ``ModelInfo``."""
+        with self.timing():
+            return mlflow.spark.log_model(model, **kwargs)
+
+    def load_model(self, uri: str) -> Any:
+        """A Spark model from the tracking store or the registry (``models:/name/1``)."""
+        with self.timing():
+            return mlflow.spark.load_model(uri)
+
+    def model_info(self, uri: str) -> Any:
+        from mlflow.models import get_model_info
+
+        with self.timing():
+            return get_model_info(uri)
+
+    def run_tag(self, run_id: str, key: str, default: str = "unknown") -> str:
+        with self.timing():
+            return str(get_run(run_id).data.tags.get(key, default))
+
+    def run_json(self, run_id: str, path: str) -> Any:
+        """A JSON artifact of another run (a train run's reference profile, its batches)."""
+        with self.timing():
+            return run_json(run_id, path)
+
+    @property
+    def registry(self) -> ModelRegistry:
+        """The model registry, its calls timed as this step's tracking time."""
+        return ModelRegistry(MlflowClient(), self.mlflow_clock)
+
+    @contextmanager
+    def child_run(self, name: str) -> Iterator[StepTracker]:
+        """A run nested under this step's run (a tuning candidate, an AutoML family)."""
+        with self.timing():
+            tags = {TAG_DATASET: self.dataset, **owner_tags()} if self.dataset else owner_tags()
+            run = mlflow.start_run(run_name=name, nested=True, tags=tags)
+        child = StepTracker(step=self.step, run_id=run.info.run_id, dataset=self.dataset,
+                            mlflow_clock=self.mlflow_clock)
+        status = "FAILED"
+        try:
+            yield child
+            status = "FINISHED"
+        finally:
+            with self.timing():
+                mlflow.end_run(status)
+
+
+def get_run(run_id: str) -> Run:
+    """A run of the tracking store, or MissingInputError."""
+    try:
+        return MlflowClient().get_run(run_id)
+    except MlflowException:
+        raise MissingInputError(f"no MLflow run {run_id} in this tracking store") from None
+
+
+def run_json(run_id: str, path: str) -> Any:
+    """A JSON artifact of a run, or MissingInputError."""
+    try:
+        local = MlflowClient().download_artifacts(run_id, path)
+    except (MlflowException, OSError):
+        raise MissingInputError(f"run {run_id} has no artifact {path}") from None
+    return json.loads(Path(local).read_text())
+
+
+def infer_signature(inputs: Any, outputs: Any) -> Any:
+    """The MLflow model signature of sample inputs and outputs (pandas frames)."""
+    from mlflow.models import infer_signature as infer
+
+    return infer(inputs, outputs)
+
 
 @contextmanager
-def pipeline_run(settings: Settings, batch_id: str) -> Iterator[Run]:
+def tool_run(run_name: str, *, dataset: str, step: str) -> Iterator[StepTracker]:
+    """A top-level run of a command that is not a batch step (``reproduce``)."""
+    with owned_run(run_name, dataset=dataset) as run:
+        mlflow.set_tags({TAG_STEP: step})
+        yield StepTracker(step=step, run_id=run.info.run_id, dataset=dataset,
+                          experiment_id=run.info.experiment_id)
+
+
+@contextmanager
+def pipeline_run(settings: Settings, batch_id: str) -> Iterator[StepTracker]:
     """The parent run of one pipeline run; steps started inside it nest under it."""
     check_batch_id(batch_id)
     configure_mlflow(settings)
@@ -175,7 +281,9 @@ def pipeline_run(settings: Settings, batch_id: str) -> Iterator[Run]:
                    dataset=settings.dataset.name) as run:
         _tag_run(settings, "pipeline", batch_id)
         try:
-            yield run
+            yield StepTracker(step="pipeline", run_id=run.info.run_id,
+                              dataset=settings.dataset.name,
+                              experiment_id=run.info.experiment_id)
         except SparkmlopsError as exc:
             _record_failure(exc)
             raise
@@ -195,6 +303,7 @@ def step_run(settings: Settings, step: str, batch_id: str) -> Iterator[StepTrack
     with owned_run(step, dataset=settings.dataset.name, nested=nested) as run:
         _tag_run(settings, step, batch_id)
         tracker = StepTracker(step=step, run_id=run.info.run_id, started=started,
+                              dataset=settings.dataset.name,
                               mlflow_clock=Stopwatch(time.monotonic() - started))
         try:
             yield tracker
@@ -217,156 +326,6 @@ def owned_run(run_name: str, *, dataset: str, nested: bool = False) -> mlflow.Ac
     if not nested:
         mark_orphans_killed(run.info.experiment_id, dataset, by_run_id=run.info.run_id)
     return run
-
-
-def child_run_tags() -> dict[str, str]:
-    """Tags for a nested run (e.g. a tuning candidate): its parent's dataset, this process."""
-    parent = mlflow.active_run()
-    dataset = parent.data.tags.get(TAG_DATASET) if parent is not None else None
-    return {**({TAG_DATASET: dataset} if dataset else {}), **owner_tags()}
-
-
-def owner_tags() -> dict[str, str]:
-    """Host, pid and start time of this process, as run tags."""
-    pid = os.getpid()
-    started = process_start(pid)
-    return {TAG_HOST: socket.gethostname(), TAG_PID: str(pid),
-            **({TAG_PROCESS_START: f"{started:.2f}"} if started is not None else {})}
-
-
-def process_start(pid: int) -> float | None:
-    """When process ``pid`` started (epoch seconds); None when gone or not readable."""
-    return process_state(pid)[1]
-
-
-def process_state(pid: int) -> tuple[bool | None, float | None]:
-    """(alive, start time in epoch seconds) of process ``pid`` on this host.
-
-    ``alive`` is None when this platform cannot tell, the start time None when it
-    cannot be read. Reads ``/proc`` (Linux), else psutil when it happens to be
-    installed, else asks the kernel with signal 0. A zombie (exited, not reaped yet)
-    is not alive.
-    """
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        # gone, or hidden from us (/proc mounted with hidepid): the kernel knows which
-        return (_signal_zero(pid), None) if Path("/proc/self").exists() else _psutil_state(pid)
-    except OSError:
-        return _psutil_state(pid)
-    # the command name (field 2) may hold spaces and parentheses: split after its last ")"
-    fields = stat[stat.rfind(")") + 2:].split()
-    if fields[0] in ("Z", "X"):
-        return False, None
-    return True, _boot_time() + int(fields[19]) / os.sysconf("SC_CLK_TCK")
-
-
-@functools.cache
-def _boot_time() -> float:
-    for line in Path("/proc/stat").read_text().splitlines():
-        if line.startswith("btime "):
-            return float(line.split()[1])
-    return 0.0
-
-
-def _psutil_state(pid: int) -> tuple[bool | None, float | None]:
-    try:
-        import psutil  # type: ignore[import-untyped]  # optional: not a dependency
-    except ImportError:
-        return _signal_zero(pid), None
-    try:
-        process = psutil.Process(pid)
-        if process.status() == psutil.STATUS_ZOMBIE:
-            return False, None
-        return True, float(process.create_time())
-    except psutil.NoSuchProcess:
-        return False, None
-    except psutil.Error:
-        return True, None
-
-
-def _signal_zero(pid: int) -> bool | None:
-    """Whether ``pid`` exists, by sending it no signal (POSIX only; None elsewhere)."""
-    if os.name != "posix":  # os.kill terminates the process on Windows
-        return None
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, belongs to another user
-        return True
-    return True
-
-
-def owner_gone(tags: dict[str, str], *, host: str | None = None) -> str | None:
-    """Why the process that owns a run with these tags is gone, or None if it may be alive.
-
-    Only a process on this host can be checked; a run of another host, or one that
-    predates the owner tags, is never judged gone.
-    """
-    owner_host, pid = tags.get(TAG_HOST), tags.get(TAG_PID)
-    if owner_host is None or pid is None or not pid.isdigit():
-        return None
-    if owner_host != (host or socket.gethostname()):
-        return None
-    alive, started = process_state(int(pid))
-    if alive is False:
-        return f"its process (pid {pid} on host {owner_host}) is gone"
-    try:
-        recorded = float(tags[TAG_PROCESS_START])
-    except (KeyError, ValueError):
-        recorded = None
-    if (alive and started is not None and recorded is not None
-            and abs(recorded - started) > _START_TOLERANCE_S):
-        return (f"its process (pid {pid} on host {owner_host}) is gone: pid {pid} now belongs "
-                "to a process started later")
-    return None
-
-
-def mark_orphans_killed(experiment_id: str, dataset: str, *, by_run_id: str) -> list[str]:
-    """Mark KILLED the RUNNING runs of ``dataset`` whose process is gone; their ids.
-
-    One search per call. Bookkeeping only: an MLflow error is logged, never raised.
-    """
-    try:
-        return _mark_orphans_killed(MlflowClient(), experiment_id, dataset, by_run_id)
-    except Exception as exc:  # noqa: BLE001 - must never fail the run that started
-        log.warning("could not check for runs left RUNNING by a killed process: %s: %s",
-                    type(exc).__name__, str(exc).splitlines()[0][:300] if str(exc) else "")
-        return []
-
-
-def _mark_orphans_killed(
-    client: MlflowClient, experiment_id: str, dataset: str, by_run_id: str
-) -> list[str]:
-    running = client.search_runs(
-        [experiment_id],
-        filter_string=f"tags.`{TAG_DATASET}` = '{dataset}' AND attributes.status = 'RUNNING'",
-        max_results=1000,
-    )
-    host = socket.gethostname()
-    killed = []
-    for run in running:
-        run_id = run.info.run_id
-        tags = run.data.tags
-        if run_id == by_run_id:
-            continue
-        gone = owner_gone(tags, host=host)
-        if gone is None:
-            if tags.get(TAG_HOST) not in (None, host):
-                log.info("run %s is RUNNING on host %s: cannot tell from here whether its "
-                         "process is alive; left as it is", run_id, tags[TAG_HOST])
-            elif TAG_PID not in tags:
-                log.info("run %s is RUNNING and records no owner process; left as it is",
-                         run_id)
-            continue
-        at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        client.set_tag(run_id, TAG_NOTE, f"marked KILLED by run {by_run_id} at {at}: {gone}")
-        client.set_terminated(run_id, "KILLED")
-        log.warning("run %s (%s) was left RUNNING and %s: marked KILLED", run_id,
-                    tags.get(TAG_STEP, run.info.run_name), gone)
-        killed.append(run_id)
-    return killed
 
 
 def _tag_run(settings: Settings, step: str, batch_id: str) -> None:
@@ -393,11 +352,18 @@ def _record_failure(exc: SparkmlopsError) -> None:
 
 
 
-@dataclass
-class StepResult:
-    """What a step did: its run, the table versions it wrote and a summary for people."""
+@dataclass(frozen=True)
+class StepOutcome:
+    """What a step did: its MLflow run and the Delta table versions it wrote.
 
-    step: str
+    Each step returns its own subclass (``IngestOutcome``, ``TrainOutcome`` ...) whose
+    fields say what happened; ``summary`` is the same, as the lines people read.
+    """
+
     run_id: str
-    outputs: dict[str, int] = field(default_factory=dict)
-    summary: dict[str, Any] = field(default_factory=dict)
+    outputs: dict[str, int]
+    step: ClassVar[str] = ""
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        return {}

@@ -24,7 +24,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from sparkmlops.config import load_settings
-from sparkmlops.registry.promotion import CHALLENGER, CHAMPION, version_by_alias
+from sparkmlops.model_registry import CHALLENGER, CHAMPION, ModelRegistry
 from sparkmlops.registry.step import promote_step
 from sparkmlops.tracking import configure_mlflow
 
@@ -94,7 +94,7 @@ def test_killed_pipeline_runs_are_marked_killed_and_its_model_is_judged(spark, t
     version = client.get_model_version(MODEL, "1")
     # the kill landed between train's registration and promote's decision
     assert not any(k.startswith("promotion.") for k in version.tags), version.tags
-    challenger_at_kill = version_by_alias(client, MODEL, CHALLENGER)
+    challenger_at_kill = ModelRegistry(client).by_alias(MODEL, CHALLENGER)
     assert {step: status for step, (_, status) in before.items()} == {
         "pipeline": "RUNNING", "ingest": "FINISHED", "validate": "FINISHED",
         "features": "FINISHED", "train": "RUNNING"}
@@ -121,9 +121,9 @@ def test_killed_pipeline_runs_are_marked_killed_and_its_model_is_judged(spark, t
     judged = client.get_model_version(MODEL, "1")
     assert judged.tags["promotion.promoted"] == "True"
     assert json.loads(judged.tags["promotion.reasons"])[0] == unfinished
-    assert str(version_by_alias(client, MODEL, CHAMPION).version) == "1"
+    assert str(ModelRegistry(client).by_alias(MODEL, CHAMPION).version) == "1"
     # promote moves only @champion: @challenger is as the killed train left it
-    challenger_now = version_by_alias(client, MODEL, CHALLENGER)
+    challenger_now = ModelRegistry(client).by_alias(MODEL, CHALLENGER)
     assert (challenger_now and challenger_now.version) == (
         challenger_at_kill and challenger_at_kill.version)
     assert client.get_run(train_run).data.tags[TAG_PID] == str(proc.pid)

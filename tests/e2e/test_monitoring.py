@@ -17,20 +17,15 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from sparkmlops.config import Settings, load_settings
-from sparkmlops.inference.step import predict_step
+from sparkmlops.inference.step import PredictOutcome, predict_step
 from sparkmlops.ingest.records import landing_batch_id
 from sparkmlops.monitoring.step import monitor_step
 from sparkmlops.pipeline import PipelineResult, run_pipeline
 from sparkmlops.summary import pipeline_summary
-from sparkmlops.tables import (
-    BATCH_COLUMN,
-    features_table_name,
-    read_batch,
-    read_table,
-    replace_batch,
-    table_ref,
-)
+from sparkmlops.tables import BATCH_COLUMN, features_table_name, read_batch, read_table, table_ref
 from sparkmlops.tracking import StepResult
+from sparkmlops.training.step import TrainOutcome
+from sparkmlops.writes import replace_batch
 from tests.conftest import SAMPLE_LANDING
 
 pytestmark = pytest.mark.e2e
@@ -152,7 +147,7 @@ def test_lineage_and_model_tags_name_the_catalog_tables(spark, monitored):
     settings, result = monitored.settings, monitored.pipeline
     schema = f"spark_catalog.{settings.storage.schema_}"
     client = MlflowClient()
-    train = result.step("train")
+    train = result.step(TrainOutcome)
 
     champion = client.get_model_version_by_alias(settings.dataset.model.name, "champion")
     lineage = mlflow.artifacts.load_dict(
@@ -163,7 +158,7 @@ def test_lineage_and_model_tags_name_the_catalog_tables(spark, monitored):
     assert [(i["table"], i["table_name"], i["path"], i["version"]) for i in lineage["inputs"]] \
         == [("gold.penguins_features", f"{schema}.gold_penguins_features", None, 0)]
     # step outputs and MLflow params keep the logical names, as in path mode
-    assert result.step("predict").outputs == {"predictions.penguins": 0}
+    assert result.step(PredictOutcome).outputs == {"predictions.penguins": 0}
     assert client.get_run(train.run_id).data.params[
         "input.gold.penguins_features.version"] == "0"
     summary = pipeline_summary(spark, settings, result)
@@ -175,7 +170,7 @@ def test_reproduce_time_travels_the_training_table_by_name(spark, monitored):
     from sparkmlops.training.reproduce import reproduce_run
 
     schema = f"spark_catalog.{monitored.settings.storage.schema_}"
-    train = monitored.pipeline.step("train")
+    train = monitored.pipeline.step(TrainOutcome)
 
     # gold has moved on since training (the drifted batch is v1)
     reproduced = reproduce_run(spark, monitored.settings, train.run_id)

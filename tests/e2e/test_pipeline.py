@@ -13,11 +13,15 @@ import pytest
 from delta.tables import DeltaTable
 from mlflow.tracking import MlflowClient
 
+from sparkmlops.inference.step import PredictOutcome
 from sparkmlops.ingest.records import landing_batch_id
+from sparkmlops.ingest.step import IngestOutcome
+from sparkmlops.model_registry import CHALLENGER, CHAMPION
 from sparkmlops.pipeline import STEPS, run_pipeline
-from sparkmlops.registry.promotion import CHALLENGER, CHAMPION
+from sparkmlops.registry.step import PromoteOutcome
 from sparkmlops.tables import current_version, read_table, table_ref
 from sparkmlops.tracking import configure_mlflow
+from sparkmlops.training.step import TrainOutcome
 from tests.conftest import SAMPLE_LANDING
 
 pytestmark = pytest.mark.e2e
@@ -91,7 +95,7 @@ def test_registered_version_has_the_aliases_and_predictions_name_it(spark, pipel
     configure_mlflow(settings)
     client = MlflowClient()
     name = settings.dataset.model.name
-    train = result.step("train")
+    train = result.step(TrainOutcome)
 
     champion = client.get_model_version_by_alias(name, CHAMPION)
     challenger = client.get_model_version_by_alias(name, CHALLENGER)
@@ -112,7 +116,7 @@ def test_registered_version_has_the_aliases_and_predictions_name_it(spark, pipel
 
 def test_training_run_logs_evaluation_plots_that_agree_with_its_metrics(pipeline_run):
     configure_mlflow(pipeline_run.settings)
-    train = pipeline_run.result.step("train")
+    train = pipeline_run.result.step(TrainOutcome)
     run = MlflowClient().get_run(train.run_id)
     listed = {a.path for a in MlflowClient().list_artifacts(train.run_id, "plots")}
 
@@ -172,15 +176,15 @@ def test_rerun_changes_no_data_and_same_data_gives_same_metrics(spark, pipeline_
 
     second = run_pipeline(spark, settings, landing_batch_id(spark, str(SAMPLE_LANDING)))
 
-    assert second.step("ingest").summary == {"skipped": True, "bronze_rows": SOURCE_ROWS}
+    assert second.step(IngestOutcome).summary == {"skipped": True, "bronze_rows": SOURCE_ROWS}
     assert current_version(spark, table_ref(settings, "bronze")) == bronze_version
     assert read_table(spark, table_ref(settings, "bronze")).count() == SOURCE_ROWS
     assert read_table(spark, table_ref(settings, "silver")).count() == 342
     assert read_table(spark, table_ref(settings, "predictions")).count() == 342
-    assert second.step("train").summary["metrics"] == first.step("train").summary["metrics"]
-    promote = second.step("promote").summary
+    assert second.step(TrainOutcome).metrics == first.step(TrainOutcome).metrics
+    promote = second.step(PromoteOutcome).summary
     assert (promote["challenger"], promote["promoted"], promote["champion"]) == ("2", False, "1")
-    assert second.step("predict").summary["model_version"] == "1"
+    assert second.step(PredictOutcome).summary["model_version"] == "1"
 
 
 def test_spark_submit_runs_the_pipeline(tmp_path):

@@ -22,8 +22,8 @@ from sparkmlops.features.stages import LABEL_COLUMN
 from sparkmlops.features.step import features_step
 from sparkmlops.ingest.records import landing_batch_id
 from sparkmlops.ingest.step import ingest_step
+from sparkmlops.model_registry import CHALLENGER, CHAMPION, ModelRegistry
 from sparkmlops.quality.step import validate_step
-from sparkmlops.registry.promotion import CHALLENGER, CHAMPION, version_by_alias
 from sparkmlops.registry.step import promote_step
 from sparkmlops.tables import features_table_name, read_table, table_ref
 from sparkmlops.tracking import configure_mlflow
@@ -73,7 +73,7 @@ def _promote(spark, gold: Gold, settings: Settings, version: str | None = None):
 def _aliases(settings: Settings) -> dict[str, str | None]:
     client = MlflowClient()
     name = settings.dataset.model.name
-    return {alias: (str(v.version) if (v := version_by_alias(client, name, alias)) else None)
+    return {alias: (str(v.version) if (v := ModelRegistry(client).by_alias(name, alias)) else None)
             for alias in (CHAMPION, CHALLENGER)}
 
 

@@ -14,7 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from sparkmlops.inference.step import PredictOutcome
 from sparkmlops.pipeline import run_pipeline
+from sparkmlops.quality.step import ValidateOutcome
 from sparkmlops.tables import read_table, table_ref
 from tests.conftest import SAMPLE_LANDING
 
@@ -76,10 +78,10 @@ def test_a_later_batch_corrects_earlier_records_in_every_keyed_table(spark, tmp_
     assert in_silver == sorted((*k, "b2") for k in corrected)
     scored = {(r.study_name, r.species, r.sample_number): (r._batch_id, r.model_version)
               for r in predictions.collect()}
-    champion = second.step("predict").summary["model_version"]
+    champion = second.step(PredictOutcome).summary["model_version"]
     assert {scored[k] for k in keys} == {("b2", champion)}
     # batch 2's own counts reconcile: bronze batch = silver + quarantined + superseded + stale
-    summary = second.step("validate").summary
+    summary = second.step(ValidateOutcome).summary
     assert summary["silver_rows"] + summary["quarantined"] + summary["superseded"] \
         + summary["stale"] == bronze.where("_batch_id = 'b2'").count()
     assert summary["stale"] == 0 and summary["superseded"] == 0

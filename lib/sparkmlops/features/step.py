@@ -3,30 +3,35 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 from pyspark.sql import SparkSession
 
 from sparkmlops.config import Settings
 from sparkmlops.features import stages
-from sparkmlops.tables import (
-    current_version,
-    features_table_name,
-    read_batch,
-    table_ref,
-    write_batch,
-)
-from sparkmlops.tracking import StepResult, step_run
+from sparkmlops.tables import current_version, features_table_name, read_batch, table_ref
+from sparkmlops.tracking import StepOutcome, step_run
+from sparkmlops.writes import write_batch
 
 log = logging.getLogger(__name__)
 
-log = logging.getLogger(__name__)
 
-# ---------------------------------------------------------------- features
+@dataclass(frozen=True)
+class FeaturesOutcome(StepOutcome):
+    """The gold rows the batch became."""
+
+    step: ClassVar[str] = "features"
+    gold_rows: int = 0
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        return {"gold_rows": self.gold_rows}
 
 
 def features_step(
     spark: SparkSession, settings: Settings, batch_id: str, *, silver_version: int | None = None
-) -> StepResult:
+) -> FeaturesOutcome:
     """Silver batch → gold feature table (derived features, numeric label)."""
     silver = table_ref(settings, "silver")
     gold = table_ref(settings, "gold", features_table_name(settings))
@@ -37,7 +42,5 @@ def features_step(
         written = write_batch(frame, gold, settings, batch_id)
         tracker.read(silver, version, written.rows)
         tracker.wrote(written)
-        return StepResult("features", tracker.run_id, {gold.fqn: written.version},
-                          {"gold_rows": written.rows})
-
-
+        return FeaturesOutcome(tracker.run_id, {gold.fqn: written.version},
+                               gold_rows=written.rows)

@@ -73,11 +73,6 @@ def feature_transform(name: str) -> Callable[[_F], _F]:
     return register
 
 
-def registered_transforms() -> dict[str, str]:
-    """Registered name → import path."""
-    return {name: import_path(function) for name, function in sorted(_REGISTRY.items())}
-
-
 def import_path(function: TransformFunction) -> str:
     """``package.module:function``, the reference a saved stage keeps."""
     return f"{function.__module__}:{function.__qualname__}"

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
 
-import mlflow
 import pyspark.sql.functions as F
-from mlflow.tracking import MlflowClient
 from pyspark.sql import SparkSession
 
 from sparkmlops.config import Settings
@@ -20,7 +19,7 @@ from sparkmlops.inference import scoring
 from sparkmlops.ingest.records import (
     to_quarantine,
 )
-from sparkmlops.registry import promotion
+from sparkmlops.model_registry import CHAMPION
 from sparkmlops.tables import (
     BATCH_COLUMN,
     TableRef,
@@ -28,23 +27,34 @@ from sparkmlops.tables import (
     features_table_name,
     read_batch,
     read_table,
-    replace_batch,
     table_ref,
-    write_batch,
 )
-from sparkmlops.tracking import StepResult, step_run
+from sparkmlops.tracking import StepOutcome, StepTracker, step_run
+from sparkmlops.writes import replace_batch, write_batch
 
 log = logging.getLogger(__name__)
 
-log = logging.getLogger(__name__)
 
-# ---------------------------------------------------------------- predict
+@dataclass(frozen=True)
+class PredictOutcome(StepOutcome):
+    """The model version that scored the batch and where the rows went."""
+
+    step: ClassVar[str] = "predict"
+    model_version: str = ""
+    model_uri: str = ""
+    rows: int = 0
+    quarantined: int = 0
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        return {"model_version": self.model_version, "rows": self.rows,
+                "quarantined": self.quarantined, "model_uri": self.model_uri}
 
 
 def predict_step(
     spark: SparkSession, settings: Settings, batch_id: str,
-    *, model: str = promotion.CHAMPION, gold_version: int | None = None,
-) -> StepResult:
+    *, model: str = CHAMPION, gold_version: int | None = None,
+) -> PredictOutcome:
     """Score the batch's gold rows with the model ``@alias`` (or version) → predictions.
 
     Rows the model cannot score go to quarantine (step ``predict``) with the reason:
@@ -57,17 +67,16 @@ def predict_step(
     predictions = table_ref(settings, "predictions")
     quarantine = table_ref(settings, "quarantine")
     with step_run(settings, "predict", batch_id) as tracker:
-        client = MlflowClient()
-        resolved = promotion.require_version(client, dataset.model.name, model.lstrip("@"))
+        resolved = tracker.registry.require(dataset.model.name, model.lstrip("@"))
         uri = f"models:/{dataset.model.name}/{resolved.version}"
-        pipeline_model = mlflow.spark.load_model(uri)
+        pipeline_model = tracker.load_model(uri)
         version = gold_version if gold_version is not None else current_version(spark, gold)
         batch = read_batch(spark, gold, batch_id, version)
         shape: dict[str, Any] = {
             "model_name": dataset.model.name, "model_version": str(resolved.version),
             "model_run_id": str(resolved.run_id), "batch_id": batch_id,
             "scored_at": datetime.now().replace(microsecond=0)}
-        missing = scoring.missing_inputs(_model_inputs(uri, dataset), batch.columns)
+        missing = scoring.missing_inputs(_model_inputs(tracker, uri, dataset), batch.columns)
         # scored once, read by the count and both writes
         flagged, good = scoring.score_with_reasons(
             pipeline_model, batch, dataset.model.task, missing,
@@ -100,11 +109,11 @@ def predict_step(
             raise ReconciliationError(
                 f"predict batch {batch_id}: {rows} gold rows but {written.rows} predictions "
                 f"and {quarantined} quarantined")
-        mlflow.log_params({"model_uri": uri, "model_alias": model,
-                           "model_version": str(resolved.version)})
-        return StepResult("predict", tracker.run_id, {predictions.fqn: written.version},
-                          {"model_version": str(resolved.version), "rows": written.rows,
-                           "quarantined": quarantined, "model_uri": uri})
+        tracker.params({"model_uri": uri, "model_alias": model,
+                        "model_version": str(resolved.version)})
+        return PredictOutcome(tracker.run_id, {predictions.fqn: written.version},
+                              model_version=str(resolved.version), model_uri=uri,
+                              rows=written.rows, quarantined=quarantined)
 
 
 def _has_rows(spark: SparkSession, ref: TableRef, batch_id: str, step: str) -> bool:
@@ -116,11 +125,9 @@ def _has_rows(spark: SparkSession, ref: TableRef, batch_id: str, step: str) -> b
         .isEmpty()
 
 
-def _model_inputs(uri: str, dataset: Any) -> list[str]:
+def _model_inputs(tracker: StepTracker, uri: str, dataset: Any) -> list[str]:
     """The input columns in the model's MLflow signature (else what the config implies)."""
-    from mlflow.models import get_model_info
-
-    signature = get_model_info(uri).signature
+    signature = tracker.model_info(uri).signature
     if signature is not None and signature.inputs is not None:
         return list(signature.inputs.input_names())
     return stages.model_input_columns(dataset)

@@ -37,10 +37,7 @@ from pyspark.sql.types import (
 
 from sparkmlops.config import FLOAT_TYPES, ColumnSpec, SourceSettings
 from sparkmlops.errors import MissingInputError, ReconciliationError, SparkmlopsError
-from sparkmlops.tables import (
-    BATCH_COLUMN,
-    TableWrite,
-)
+from sparkmlops.tables import BATCH_COLUMN, TableWrite
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +49,6 @@ INGESTED_AT_COLUMN = "_ingested_at"
 # (header not counted; a multi-line quoted record counts once)
 SOURCE_OFFSET_COLUMN = "_source_offset"
 SOURCE_ROW_COLUMN = "_source_row"
-QUARANTINE_COLUMNS = ["step", "reason", "record", SOURCE_FILE_COLUMN, SOURCE_OFFSET_COLUMN,
-                      SOURCE_ROW_COLUMN, "quarantined_at"]
 # helper columns that locate a row in its file; never written to bronze
 BLOCK_START = "_pos_block_start"
 ROW_INDEX = "_pos_row_index"

@@ -25,15 +25,8 @@ from sparkmlops.ingest.landing import (
     with_source_position,
 )
 from sparkmlops.spark import session_conf
-from sparkmlops.tables import (
-    BATCH_COLUMN,
-    TableWrite,
-    insert_new_rows,
-    read_table,
-    replace_batch,
-    table_exists,
-    table_ref,
-)
+from sparkmlops.tables import BATCH_COLUMN, TableWrite, read_table, table_exists, table_ref
+from sparkmlops.writes import insert_new_rows, replace_batch
 
 log = logging.getLogger(__name__)
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import replace
+from dataclasses import dataclass, replace
+from typing import Any, ClassVar
 
-import mlflow
 from pyspark.sql import SparkSession
 
 from sparkmlops.config import Settings
@@ -21,23 +21,38 @@ from sparkmlops.ingest.records import (
     record_unread_files,
     with_content_hash,
 )
-from sparkmlops.tables import (
-    current_version,
-    read_batch,
-    table_ref,
-)
-from sparkmlops.tracking import TAG_OUTCOME, StepResult, step_run
+from sparkmlops.tables import current_version, read_batch, table_ref
+from sparkmlops.tracking import StepOutcome, step_run
 
 log = logging.getLogger(__name__)
 
-log = logging.getLogger(__name__)
 
-# ---------------------------------------------------------------- ingest
+@dataclass(frozen=True)
+class IngestOutcome(StepOutcome):
+    """The landing files read into bronze (or none: ``skipped``) and where the rows went."""
+
+    step: ClassVar[str] = "ingest"
+    skipped: bool = False
+    rows_in: int = 0
+    bronze_rows: int = 0
+    quarantined: int = 0
+    files: int = 0
+    duplicates: int = 0  # files whose bytes an earlier batch already read
+    changed_skipped: int = 0  # known paths with new bytes, left unread (on_changed_file: skip)
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        unread = {k: v for k, v in (("duplicates", self.duplicates),
+                                    ("changed_skipped", self.changed_skipped)) if v}
+        if self.skipped:
+            return {"skipped": True, "bronze_rows": self.bronze_rows, **unread}
+        return {"rows_in": self.rows_in, "bronze_rows": self.bronze_rows,
+                "quarantined": self.quarantined, "files": self.files, **unread}
 
 
 def ingest_step(
     spark: SparkSession, settings: Settings, batch_id: str, *, force: bool = False
-) -> StepResult:
+) -> IngestOutcome:
     """Landing files not ingested yet → bronze (+ quarantine), then manifest and ingest log.
 
     Files are known by their bytes: one whose bytes were read before (touched, copied)
@@ -60,12 +75,11 @@ def ingest_step(
                   "changed_skipped": len([f for f in plan.changed if f not in files])}
         for name, count in unread.items():
             tracker.count(f"files_{name}", count)
-        unread = {k: v for k, v in unread.items() if v}
         if not files:
             seen = record_unread_files(spark, settings, plan, batch_id)
             version = current_version(spark, bronze)
             rows = read_batch(spark, bronze, batch_id).count() if version is not None else 0
-            mlflow.set_tag(TAG_OUTCOME, "skipped_nothing_new")
+            tracker.outcome("skipped_nothing_new")
             tracker.read(bronze, version, rows)
             log.info("no new files under %s; batch %s stays at %s v%s", path, batch_id,
                      bronze.fqn, version)
@@ -73,8 +87,9 @@ def ingest_step(
             if seen is not None:
                 tracker.wrote(seen)
                 outputs[seen.table.fqn] = seen.version
-            return StepResult("ingest", tracker.run_id, outputs,
-                              {"skipped": True, "bronze_rows": rows, **unread})
+            return IngestOutcome(tracker.run_id, outputs, skipped=True, bronze_rows=rows,
+                                 duplicates=unread["duplicates"],
+                                 changed_skipped=unread["changed_skipped"])
         tracker.count("files_in", len(files))
         result = ingest_batch(spark, settings, batch_id, source_path=path, files=files)
         tracker.count("rows_in.landing", result.rows_in)
@@ -87,14 +102,15 @@ def ingest_step(
             manifest = replace(seen, rows=manifest.rows + seen.rows)
         tracker.wrote(manifest)
         tracker.wrote(ingest_log)
-        mlflow.set_tag(TAG_OUTCOME, "ingested")
-        return StepResult(
-            "ingest", tracker.run_id,
+        tracker.outcome("ingested")
+        return IngestOutcome(
+            tracker.run_id,
             {bronze.fqn: result.bronze.version,
              result.quarantine.table.fqn: result.quarantine.version,
              manifest.table.fqn: manifest.version},
-            {"rows_in": result.rows_in, "bronze_rows": result.bronze.rows,
-             "quarantined": result.rows_quarantined, "files": len(files), **unread},
+            rows_in=result.rows_in, bronze_rows=result.bronze.rows,
+            quarantined=result.rows_quarantined, files=len(files),
+            duplicates=unread["duplicates"], changed_skipped=unread["changed_skipped"],
         )
 
 

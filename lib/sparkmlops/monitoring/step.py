@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
-import mlflow
 import pyspark.sql.functions as F
-from mlflow.tracking import MlflowClient
 from pyspark.sql import SparkSession
 
 from sparkmlops.config import Settings
@@ -24,22 +23,36 @@ from sparkmlops.tables import (
     features_table_name,
     read_batch,
     read_table,
-    replace_batch,
     table_ref,
 )
-from sparkmlops.tracking import TAG_OUTCOME, StepResult, step_run
+from sparkmlops.tracking import StepOutcome, StepTracker, step_run
+from sparkmlops.training.reference import Profile, batch_profile, with_prediction_columns
 from sparkmlops.training.step import REFERENCE_ARTIFACT
+from sparkmlops.writes import replace_batch
 
 log = logging.getLogger(__name__)
 
-log = logging.getLogger(__name__)
 
-# ---------------------------------------------------------------- monitor
+@dataclass(frozen=True)
+class MonitorOutcome(StepOutcome):
+    """The batch's drift status (its worst row), what was flagged and the report."""
+
+    step: ClassVar[str] = "monitor"
+    status: str = "ok"
+    model_version: str = ""
+    flagged: list[str] = field(default_factory=list)
+    report: str = ""
+    live: dict[str, float] = field(default_factory=dict)  # live metrics of this batch
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        return {"status": self.status, "model_version": self.model_version,
+                "flagged": self.flagged, "report": self.report, "live": self.live}
 
 
 def monitor_step(
     spark: SparkSession, settings: Settings, batch_id: str, *, gold_version: int | None = None
-) -> StepResult:
+) -> MonitorOutcome:
     """A scored batch against its model's reference profile → ``monitoring`` + report.
 
     The model and its reference come from the batch's prediction rows (the version
@@ -61,22 +74,21 @@ def monitor_step(
         if not model_rows:
             raise MissingInputError(f"no predictions for batch {batch_id}; run predict first")
         name, model_version, run_id = model_rows[0]
-        reference = drift.Profile.from_dict(_run_artifact(run_id, REFERENCE_ARTIFACT))
+        reference = Profile.from_dict(_run_artifact(tracker, run_id, REFERENCE_ARTIFACT))
         version = gold_version if gold_version is not None else current_version(spark, gold)
         batch = read_batch(spark, gold, batch_id, version)
-        model = mlflow.spark.load_model(f"models:/{name}/{model_version}")
+        model = tracker.load_model(f"models:/{name}/{model_version}")
         # scored once: the profile reads it once per categorical column and once more
-        frame = drift.with_prediction_columns(model.transform(batch), dataset.model.task)
+        frame = with_prediction_columns(model.transform(batch), dataset.model.task)
         frame = frame.select(*reference.numeric, *reference.categorical).persist()
         try:
-            current = drift.batch_profile(frame, reference)
+            current = batch_profile(frame, reference)
         finally:
             frame.unpersist()
-        rows = drift.judged(drift.compare(reference, current),
-                                 dataset.monitoring.drift)
+        rows = drift.judged(drift.compare(reference, current), dataset.monitoring.drift)
         live = _live_rows(spark, scored_rows, read_table(spark, gold, version), dataset)
         status = drift.worst([r["status"] for r in rows] +
-                                  [r["status"] for r in live if r["scored_batch"] == batch_id])
+                             [r["status"] for r in live if r["scored_batch"] == batch_id])
         context = {"model_name": name, "model_version": str(model_version),
                    "model_run_id": run_id, "monitor_run_id": tracker.run_id,
                    "monitored_at": datetime.now().replace(microsecond=0),
@@ -87,22 +99,21 @@ def monitor_step(
         tracker.read(gold, version, context["batch_rows"])
         tracker.wrote(written)
         report = _monitoring_report(spark, settings, target, batch_id, rows, status)
-        with tracker.timing():
-            mlflow.log_metrics({
-                **{f"drift.{r['feature']}.{r['metric']}": r["value"] for r in rows},
-                **{r["metric"]: r["value"] for r in live
-                   if r["scored_batch"] == batch_id}})
-            mlflow.set_tags({"drift.status": status, TAG_OUTCOME: status,
-                             "drift.model_version": str(model_version)})
-            mlflow.log_artifacts(str(report.parent), "monitoring")
+        tracker.metrics({
+            **{f"drift.{r['feature']}.{r['metric']}": r["value"] for r in rows},
+            **{r["metric"]: r["value"] for r in live if r["scored_batch"] == batch_id}})
+        tracker.tags({"monitoring.status": status,
+                      "monitoring.model_version": str(model_version)})
+        tracker.outcome(status)
+        tracker.log_artifacts(str(report.parent), "monitoring")
         flagged = [f"{r['feature']}.{r['metric']}={r['value']:.3g} ({r['status']})"
                    for r in rows + live if r["status"] != "ok"
                    and r.get("scored_batch", batch_id) == batch_id]
-        return StepResult("monitor", tracker.run_id, {target.fqn: written.version},
-                          {"status": status, "model_version": str(model_version),
-                           "flagged": flagged, "report": str(report),
-                           "live": {r["metric"]: r["value"] for r in live
-                                    if r["scored_batch"] == batch_id}})
+        return MonitorOutcome(tracker.run_id, {target.fqn: written.version}, status=status,
+                              model_version=str(model_version), flagged=flagged,
+                              report=str(report),
+                              live={r["metric"]: r["value"] for r in live
+                                    if r["scored_batch"] == batch_id})
 
 
 def _live_rows(spark: SparkSession, scored: Any, gold: Any, dataset: Any) -> list[dict[str, Any]]:
@@ -111,7 +122,7 @@ def _live_rows(spark: SparkSession, scored: Any, gold: Any, dataset: Any) -> lis
     rows = []
     same_batch = dataset.write.mode == "append"
     for r in drift.live_metrics(scored, gold, dataset.keys, dataset.model.task,
-                                     same_batch=same_batch).collect():
+                                same_batch=same_batch).collect():
         for metric, value in r.asDict().items():
             if metric in ("scored_batch", "labelled_rows") or value is None:
                 continue
@@ -161,13 +172,9 @@ def _monitoring_report(spark: SparkSession, settings: Settings, target: TableRef
     return write_report(out, batch_id, rows, history, live, status)
 
 
-def _run_artifact(run_id: str, path: str) -> dict[str, Any]:
-    import json
-
+def _run_artifact(tracker: StepTracker, run_id: str, path: str) -> dict[str, Any]:
     try:
-        local = MlflowClient().download_artifacts(run_id, path)
+        return dict(tracker.run_json(run_id, path))
     except Exception:  # noqa: BLE001 - any store error means the same thing here
         raise MissingInputError(f"training run {run_id} has no {path}; retrain the model "
                                 "to give monitoring a reference") from None
-    with open(local) as handle:
-        return dict(json.load(handle))

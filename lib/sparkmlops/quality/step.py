@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import logging
 import tempfile
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
 
-import mlflow
 import pyspark.sql.functions as F
 from pyspark.sql import DataFrame, SparkSession
 
@@ -24,30 +24,55 @@ from sparkmlops.ingest.records import (
 from sparkmlops.quality import expectations
 from sparkmlops.tables import (
     BATCH_COLUMN,
-    RANK_COLUMN,
-    MergeWrite,
     TableWrite,
     current_version,
-    rank_per_key,
     read_batch,
     read_table,
+    table_ref,
+)
+from sparkmlops.tracking import StepOutcome, StepTracker, step_run
+from sparkmlops.writes import (
+    RANK_COLUMN,
+    MergeWrite,
+    rank_per_key,
     replace_batch,
     replace_where,
-    table_ref,
     write_batch,
 )
-from sparkmlops.tracking import TAG_OUTCOME, StepResult, step_run
 
 log = logging.getLogger(__name__)
 
-log = logging.getLogger(__name__)
+DATA_DOCS_ARTIFACT = "data_docs"
 
-# ---------------------------------------------------------------- validate
+
+@dataclass(frozen=True)
+class ValidateOutcome(StepOutcome):
+    """The gate's verdict on a bronze batch and where its rows went."""
+
+    step: ClassVar[str] = "validate"
+    gate: str = "enforce"
+    status: str = "not_run"
+    silver_rows: int = 0
+    quarantined: int = 0
+    data_docs: str | None = None
+    upsert: bool = False
+    superseded: int = 0  # upsert: older records of a key in the same batch
+    stale: int = 0  # upsert: records older than silver's row for the key
+    repeated_keys: int = 0  # append: rows whose key another batch already holds
+    expectations_failed: list[str] = field(default_factory=list)
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        return {"gate": self.gate, "status": self.status, "silver_rows": self.silver_rows,
+                "quarantined": self.quarantined, "data_docs": self.data_docs,
+                **({"superseded": self.superseded, "stale": self.stale} if self.upsert
+                   else {"repeated_keys": self.repeated_keys}),
+                "expectations_failed": self.expectations_failed}
 
 
 def validate_step(
     spark: SparkSession, settings: Settings, batch_id: str, *, bronze_version: int | None = None
-) -> StepResult:
+) -> ValidateOutcome:
     """Bronze batch → GX suite → validation_results; passing rows → silver, failing → quarantine.
 
     The suite runs on the Delta version itself, not a cache: each of GX's Spark jobs
@@ -84,7 +109,7 @@ def validate_step(
                 checked = batch.where(F.col(RANK_COLUMN) == 1).drop(RANK_COLUMN)
                 superseded = rows - checked.count()
                 tracker.count("rows_superseded_in_batch", superseded)
-            report = _run_quality_checks(checked, settings, suite=f"{dataset.name}_bronze")
+            report = _run_quality_checks(checked, settings, tracker, suite=f"{dataset.name}_bronze")
             _record_validation(spark, settings, tracker, report, batch_id, version)
             if report.status == "failed" and gate == "enabled":
                 failed = [f"{o.expectation}({o.column or ''})" for o in report.outcomes
@@ -133,15 +158,14 @@ def validate_step(
                 batch.unpersist()
             if held is not None:
                 held.unpersist()
-        return StepResult(
-            "validate", tracker.run_id,
+        return ValidateOutcome(
+            tracker.run_id,
             {silver.fqn: s_write.version, q_write.table.fqn: q_write.version},
-            {"gate": gate, "status": report.status, "silver_rows": s_write.rows,
-             "quarantined": rows_quarantined, "data_docs": report.data_docs_index,
-             **({"superseded": superseded, "stale": stale} if upsert
-                else {"repeated_keys": repeated}),
-             "expectations_failed": [f"{o.expectation}({o.column or ''}) [{o.severity}]"
-                                     for o in report.outcomes if not o.success]},
+            gate=gate, status=report.status, silver_rows=s_write.rows,
+            quarantined=rows_quarantined, data_docs=report.data_docs_index, upsert=upsert,
+            superseded=superseded, stale=stale, repeated_keys=repeated,
+            expectations_failed=[f"{o.expectation}({o.column or ''}) [{o.severity}]"
+                                 for o in report.outcomes if not o.success],
         )
 
 
@@ -194,13 +218,14 @@ def _rows_repeated(spark: SparkSession, q_write: TableWrite, batch_id: str) -> i
 
 
 def _record_validation(
-    spark: SparkSession, settings: Settings, tracker: Any, report: expectations.ValidationReport,
+    spark: SparkSession, settings: Settings, tracker: StepTracker,
+    report: expectations.ValidationReport,
     batch_id: str, version: int | None,
 ) -> None:
     """validation_results rows, the GX JSON artifact and the gate outcome in MLflow."""
     dataset = settings.dataset
     bronze = table_ref(settings, "bronze")
-    mlflow.log_param("expectations.gate", dataset.quality.gate)
+    tracker.params({"quality.gate": dataset.quality.gate})
     if report.outcomes:
         # one row per expectation per validation run, keyed by this step's MLflow
         # run: a history, and a retried write cannot double it
@@ -214,12 +239,12 @@ def _record_validation(
             frame, table_ref(settings, "validation_results"),
             F.col("validation_id") == tracker.run_id, merge_schema=True)
         tracker.wrote(written, rows=len(report.outcomes))
-        mlflow.log_dict(report.gx_result, "validation/gx_result.json")
-    _log_gate(report)
+        tracker.log_dict(report.gx_result, "validation/gx_result.json")
+    _log_gate(tracker, report)
 
 
 def _run_quality_checks(
-    batch: Any, settings: Settings, suite: str
+    batch: Any, settings: Settings, tracker: StepTracker, suite: str
 ) -> expectations.ValidationReport:
     specs = settings.dataset.quality.expectations
     if settings.dataset.quality.gate == "disabled" or not specs:
@@ -240,25 +265,22 @@ def _run_quality_checks(
         # validation's Data Docs go to the run's artifacts, kept by the tracking server
         with tempfile.TemporaryDirectory(prefix="sparkmlops-data-docs-") as docs_dir:
             outcomes, gx_json, _ = run(docs_dir)
-            mlflow.log_artifacts(docs_dir, DATA_DOCS_ARTIFACT)
-        index = mlflow.get_artifact_uri(f"{DATA_DOCS_ARTIFACT}/index.html")
+            folder = tracker.log_artifacts(docs_dir, DATA_DOCS_ARTIFACT)
+        index = f"{folder}/index.html"
     return expectations.ValidationReport(
         outcomes, expectations.gate_status(outcomes), gx_json, index, suite)
 
 
-DATA_DOCS_ARTIFACT = "data_docs"
-
-
-def _log_gate(report: expectations.ValidationReport) -> None:
-    mlflow.set_tag("expectations.status", report.status)
-    mlflow.set_tag(TAG_OUTCOME, f"quality_{report.status}")
+def _log_gate(tracker: StepTracker, report: expectations.ValidationReport) -> None:
+    tracker.tags({"quality.status": report.status})
+    tracker.outcome(f"quality_{report.status}")
     if report.data_docs_index:
-        mlflow.set_tag("expectations.data_docs", report.data_docs_index)
-    mlflow.log_metrics({
-        "expectations.expectations": len(report.outcomes),
-        "expectations.passed": sum(1 for o in report.outcomes if o.success),
-        "expectations.failed_critical": report.count("critical", False),
-        "expectations.failed_warning": report.count("warning", False),
+        tracker.tags({"quality.data_docs": report.data_docs_index})
+    tracker.metrics({
+        "quality.expectations": len(report.outcomes),
+        "quality.passed": sum(1 for o in report.outcomes if o.success),
+        "quality.failed_critical": report.count("critical", False),
+        "quality.failed_warning": report.count("warning", False),
     })
 
 

@@ -1,4 +1,4 @@
-"""The MLflow model registry: versions, aliases and the promotion gate.
+"""The promotion gate: whether a challenger version may become ``champion``.
 
 Every trained model becomes a new version with alias ``challenger`` and tags that
 tie it to its training data (table + Delta version), code (git commit) and config
@@ -7,9 +7,8 @@ meets the configured minimums and beats the current champion's primary metric by
 at least ``min_improvement``; the first model that meets the minimums becomes
 champion. The decision and its numbers are written on the version as tags.
 
-``versions_to_judge`` is the backlog ``promote`` works through: every version
-registered after the champion that has no decision yet (e.g. one registered by a
-run killed before its promote), plus the challenger asked for.
+The registry calls go through ``sparkmlops.model_registry.ModelRegistry``
+(``versions_to_judge`` there is the backlog ``promote`` works through).
 """
 
 from __future__ import annotations
@@ -19,20 +18,11 @@ import logging
 import math
 from dataclasses import dataclass, field
 
-from mlflow.entities.model_registry import ModelVersion
-from mlflow.exceptions import MlflowException
-from mlflow.tracking import MlflowClient
-
 from sparkmlops.config import PromotionSettings
-from sparkmlops.errors import MissingInputError
+from sparkmlops.model_registry import CHAMPION, ModelRegistry
 from sparkmlops.training.fitting import is_better, meets_minimum
 
 log = logging.getLogger(__name__)
-
-CHAMPION = "champion"
-CHALLENGER = "challenger"
-# written on a version by _record_decision: a version without it was never judged
-DECIDED_TAG = "promotion.mode"
 
 
 @dataclass(frozen=True)
@@ -51,69 +41,6 @@ class PromotionDecision:
     @property
     def champion_after(self) -> str | None:
         return self.challenger_version if self.promoted else self.champion_before
-
-
-def version_by_alias(client: MlflowClient, name: str, alias: str) -> ModelVersion | None:
-    """The version carrying ``alias``, or None when the model or alias does not exist."""
-    try:
-        return client.get_model_version_by_alias(name, alias)
-    except MlflowException:
-        return None
-
-
-def require_version(client: MlflowClient, name: str, alias_or_version: str) -> ModelVersion:
-    """Resolve ``@alias`` or a version number to a ModelVersion, or MissingInputError."""
-    if alias_or_version.isdigit():
-        try:
-            return client.get_model_version(name, alias_or_version)
-        except MlflowException:
-            raise MissingInputError(f"model {name} has no version {alias_or_version}") from None
-    version = version_by_alias(client, name, alias_or_version)
-    if version is None:
-        raise MissingInputError(f"model {name} has no version with alias @{alias_or_version}")
-    return version
-
-
-def tag_version(client: MlflowClient, name: str, version: str, tags: dict[str, object]) -> None:
-    for key, value in tags.items():
-        client.set_model_version_tag(name, version, key, str(value))
-
-
-def versions_to_judge(client: MlflowClient, name: str, *, asked: str | None) -> list[str]:
-    """The versions ``promote`` judges, oldest first.
-
-    Every version registered after the current champion (every version when there
-    is none) that carries no promotion decision, plus ``asked`` (the challenger the
-    caller named, judged again even if it was judged before). Versions older than
-    the champion are left alone: the champion they lost to already replaced them.
-    """
-    champion = version_by_alias(client, name, CHAMPION)
-    after = int(champion.version) if champion is not None else 0
-    versions = client.search_model_versions(f"name = '{name}'")
-    chosen = {int(v.version) for v in versions
-              if int(v.version) > after and DECIDED_TAG not in (v.tags or {})}
-    if asked is not None:
-        chosen.add(int(asked))
-    return [str(v) for v in sorted(chosen)]
-
-
-def unfinished_run_note(client: MlflowClient, name: str, version: str) -> str | None:
-    """Why the run that registered ``version`` cannot vouch for it, or None if it finished."""
-    model_version = client.get_model_version(name, version)
-    run_id = model_version.run_id or (model_version.tags or {}).get("training_run_id")
-    if not run_id:
-        return None
-    try:
-        status = client.get_run(run_id).info.status
-    except MlflowException:
-        return f"run {run_id} that registered v{version} is not in the tracking store"
-    if status == "FINISHED":
-        return None
-    return f"registered by run {run_id}, which did not finish (status {status})"
-
-
-def run_metrics(client: MlflowClient, run_id: str) -> dict[str, float]:
-    return dict(client.get_run(run_id).data.metrics)
 
 
 def decide(
@@ -168,7 +95,7 @@ def decide(
 
 
 def promote_if_better(
-    client: MlflowClient,
+    registry: ModelRegistry,
     name: str,
     challenger_version: str,
     settings: PromotionSettings,
@@ -191,12 +118,12 @@ def promote_if_better(
     run did not finish, it could not be scored). ``holdout_problems`` say why the
     holdout cannot rank models; they fail the gate.
     """
-    challenger = client.get_model_version(name, challenger_version)
-    champion = version_by_alias(client, name, CHAMPION)
+    challenger = registry.version(name, challenger_version)
+    champion = registry.by_alias(name, CHAMPION)
     if challenger_metrics is None:
-        challenger_metrics = run_metrics(client, str(challenger.run_id))
+        challenger_metrics = registry.run_metrics(str(challenger.run_id))
     if champion is not None and champion_metrics is None and champion_note is None:
-        champion_metrics = run_metrics(client, str(champion.run_id))
+        champion_metrics = registry.run_metrics(str(champion.run_id))
     challenger_id = str(challenger.version)
     champion_id = str(champion.version) if champion is not None else None
     if champion_id == challenger_id:
@@ -213,7 +140,7 @@ def promote_if_better(
     reasons = [*(challenger_notes or []), *reasons]
     promoted = passed and settings.mode == "enabled"
     if promoted:
-        client.set_registered_model_alias(name, CHAMPION, challenger_id)
+        registry.set_alias(name, CHAMPION, challenger_id)
     decision = PromotionDecision(
         mode=settings.mode,
         challenger_version=challenger_id,
@@ -224,18 +151,18 @@ def promote_if_better(
         challenger_metrics=challenger_metrics,
         champion_metrics=champion_metrics or {},
     )
-    _record_decision(client, name, decision, evaluated_on)
+    _record_decision(registry, name, decision, evaluated_on)
     log.info("promotion of %s v%s: %s (%s)", name, challenger_id,
              "promoted" if promoted else "not promoted", "; ".join(reasons))
     return decision
 
 
 def _record_decision(
-    client: MlflowClient, name: str, decision: PromotionDecision, evaluated_on: str
+    registry: ModelRegistry, name: str, decision: PromotionDecision, evaluated_on: str
 ) -> None:
     """The decision as tags and a readable description on the challenger's version."""
     version = decision.challenger_version
-    tag_version(client, name, version, {
+    registry.tag_version(name, version, {
         "promotion.mode": decision.mode,
         "promotion.passed": decision.passed,
         "promotion.promoted": decision.promoted,
@@ -251,7 +178,7 @@ def _record_decision(
                else "not promoted")
     against = (f"champion v{decision.champion_before}" if decision.champion_before
                else "no champion")
-    client.update_model_version(
+    registry.describe_version(
         name, version,
-        description=f"Promotion gate ({decision.mode}) against {against} on {evaluated_on}: "
-                    f"{verdict}. " + "; ".join(decision.reasons))
+        f"Promotion gate ({decision.mode}) against {against} on {evaluated_on}: "
+        f"{verdict}. " + "; ".join(decision.reasons))

@@ -3,38 +3,58 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
-import mlflow
-from mlflow.tracking import MlflowClient
 from pyspark.sql import SparkSession
 
 from sparkmlops.config import Settings
 from sparkmlops.errors import (
     MissingInputError,
 )
+from sparkmlops.model_registry import CHALLENGER, CHAMPION, ModelRegistry
 from sparkmlops.registry import promotion
-from sparkmlops.tables import (
-    current_version,
-    features_table_name,
-    read_table,
-    table_ref,
-)
-from sparkmlops.tracking import TAG_OUTCOME, StepResult, step_run
+from sparkmlops.tables import current_version, features_table_name, read_table, table_ref
+from sparkmlops.tracking import StepOutcome, StepTracker, step_run
 from sparkmlops.training import fitting
 from sparkmlops.training.step import training_window
 
 log = logging.getLogger(__name__)
 
-log = logging.getLogger(__name__)
 
-# ---------------------------------------------------------------- promote
+@dataclass(frozen=True)
+class PromoteOutcome(StepOutcome):
+    """The gate's decision on the challenger asked for (or the last judged), and all of them."""
+
+    step: ClassVar[str] = "promote"
+    decision: promotion.PromotionDecision | None = None
+    champion: str | None = None  # @champion after the step
+    decisions: list[promotion.PromotionDecision] = field(default_factory=list)
+
+    @property
+    def promoted(self) -> bool:
+        return self.decision is not None and self.decision.promoted
+
+    @property
+    def gate_failed(self) -> bool:
+        """The enabled gate refused the challenger that speaks for the step."""
+        return (self.decision is not None and self.decision.mode == "enabled"
+                and not self.decision.passed)
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        d = self.decision
+        assert d is not None
+        return {"promoted": d.promoted, "passed": d.passed, "mode": d.mode,
+                "challenger": d.challenger_version, "champion": self.champion,
+                "champion_before": d.champion_before, "reasons": d.reasons,
+                "decisions": [_decision_summary(x) for x in self.decisions]}
 
 
 def promote_step(
     spark: SparkSession, settings: Settings, batch_id: str,
     *, challenger_version: str | None = None, gold_version: int | None = None,
-) -> StepResult:
+) -> PromoteOutcome:
     """Gate each challenger against the champion; move @champion when one is better.
 
     The challengers are ``challenger_version`` (default: @challenger) and every
@@ -49,12 +69,12 @@ def promote_step(
     name = dataset.model.name
     gold = table_ref(settings, "gold", features_table_name(settings))
     with step_run(settings, "promote", batch_id) as tracker:
-        client = MlflowClient()
-        asked = _asked_challenger(client, name, challenger_version)
-        versions = promotion.versions_to_judge(client, name, asked=asked)
+        registry = tracker.registry
+        asked = _asked_challenger(registry, name, challenger_version)
+        versions = registry.versions_to_judge(name, asked=asked)
         if not versions:
             raise MissingInputError(f"model {name} has no version with alias "
-                                    f"@{promotion.CHALLENGER} and no version left to judge")
+                                    f"@{CHALLENGER} and no version left to judge")
         data_version = gold_version if gold_version is not None else current_version(spark, gold)
         current, window = training_window(spark, settings, read_table(spark, gold, data_version))
         _, holdout = fitting.split_train_test(current, dataset)
@@ -69,38 +89,34 @@ def promote_step(
                             + (f" (latest {len(window)} batches)" if window else ""))
             problems = _holdout_problems(holdout, rows, dataset, f"{gold.fqn} v{data_version}")
             scores: dict[str, dict[str, float] | str] = {}
-            decisions = [_judge(client, holdout, dataset, version, scores, evaluated_on, problems)
-                         for version in versions]
+            decisions = [_judge(tracker, holdout, dataset, version, scores, evaluated_on,
+                                problems) for version in versions]
         finally:
             holdout.unpersist()
         # the challenger asked for speaks for the step (the last judged when none was)
         decision = next((d for d in decisions if d.challenger_version == asked), decisions[-1])
-        champion_after = _champion_version(client, name)
-        _log_promotion(decisions, decision, champion_after,
+        champion_after = _champion_version(registry, name)
+        _log_promotion(tracker, decisions, decision, champion_after,
                        {"table": gold.fqn, "version": data_version, "rows": rows})
-        return StepResult("promote", tracker.run_id, {}, {
-            "promoted": decision.promoted, "passed": decision.passed, "mode": decision.mode,
-            "challenger": decision.challenger_version, "champion": champion_after,
-            "champion_before": decision.champion_before, "reasons": decision.reasons,
-            "decisions": [_decision_summary(d) for d in decisions],
-        })
+        return PromoteOutcome(tracker.run_id, {}, decision=decision, champion=champion_after,
+                              decisions=decisions)
 
 
-def _asked_challenger(client: MlflowClient, name: str, asked: str | None) -> str | None:
+def _asked_challenger(registry: ModelRegistry, name: str, asked: str | None) -> str | None:
     """The version asked for (checked), else @challenger's, else None."""
     if asked is not None:
-        return str(promotion.require_version(client, name, str(asked)).version)
-    challenger = promotion.version_by_alias(client, name, promotion.CHALLENGER)
+        return str(registry.require(name, str(asked)).version)
+    challenger = registry.by_alias(name, CHALLENGER)
     return str(challenger.version) if challenger is not None else None
 
 
-def _champion_version(client: MlflowClient, name: str) -> str | None:
-    champion = promotion.version_by_alias(client, name, promotion.CHAMPION)
+def _champion_version(registry: ModelRegistry, name: str) -> str | None:
+    champion = registry.by_alias(name, CHAMPION)
     return str(champion.version) if champion is not None else None
 
 
 def _judge(
-    client: MlflowClient, holdout: Any, dataset: Any, version: str,
+    tracker: StepTracker, holdout: Any, dataset: Any, version: str,
     scores: dict[str, dict[str, float] | str], evaluated_on: str, holdout_problems: list[str],
 ) -> promotion.PromotionDecision:
     """One challenger against the champion of this moment, both scored on the holdout.
@@ -109,15 +125,16 @@ def _judge(
     scored): a challenger promoted here is the champion of the next one.
     """
     name = dataset.model.name
-    champion = _champion_version(client, name)
-    notes = [note] if (note := promotion.unfinished_run_note(client, name, version)) else []
-    challenger = _scores(holdout, dataset, version, scores)
+    registry = tracker.registry
+    champion = _champion_version(registry, name)
+    notes = [note] if (note := registry.unfinished_run_note(name, version)) else []
+    challenger = _scores(tracker, holdout, dataset, version, scores)
     if isinstance(challenger, str):
         notes.append(f"v{version} {challenger}")
         challenger = {}
     champion_metrics, champion_note = None, None
     if champion is not None and champion != version:
-        scored = _scores(holdout, dataset, champion, scores)
+        scored = _scores(tracker, holdout, dataset, champion, scores)
         if isinstance(scored, str):
             champion_note = (f"champion v{champion} {scored}; the challenger is judged on the "
                              "minimums alone")
@@ -125,19 +142,21 @@ def _judge(
         else:
             champion_metrics = scored
     return promotion.promote_if_better(
-        client, name, version, dataset.promotion, dataset.model.primary_metric,
+        registry, name, version, dataset.promotion, dataset.model.primary_metric,
         challenger_metrics=challenger, champion_metrics=champion_metrics,
         champion_note=champion_note, challenger_notes=notes, holdout_problems=holdout_problems,
         evaluated_on=evaluated_on)
 
 
 def _scores(
-    holdout: Any, dataset: Any, version: str, scores: dict[str, dict[str, float] | str]
+    tracker: StepTracker, holdout: Any, dataset: Any, version: str,
+    scores: dict[str, dict[str, float] | str],
 ) -> dict[str, float] | str:
     """Holdout metrics of ``version``, or the sentence saying why it cannot score them."""
     if version not in scores:
         try:
-            scores[version] = _holdout_metrics(holdout, dataset, version)
+            model = tracker.load_model(f"models:/{dataset.model.name}/{version}")
+            scores[version] = fitting.evaluate(model.transform(holdout), dataset.model.task)
         except Exception as exc:  # noqa: BLE001 - recorded as the reason
             scores[version] = (f"cannot score the current data ({type(exc).__name__}: "
                                f"{(str(exc).splitlines() or [''])[0][:300]})")
@@ -151,24 +170,24 @@ def _decision_summary(decision: promotion.PromotionDecision) -> dict[str, Any]:
 
 
 def _log_promotion(
-    decisions: list[promotion.PromotionDecision], decision: promotion.PromotionDecision,
+    tracker: StepTracker, decisions: list[promotion.PromotionDecision],
+    decision: promotion.PromotionDecision,
     champion_after: str | None, holdout: dict[str, Any],
 ) -> None:
     """The step run's record: ``decision``'s numbers as before, and every decision made."""
-    mlflow.log_params({"promotion.mode": decision.mode,
-                       "challenger_version": decision.challenger_version,
-                       "champion_before": decision.champion_before or "none",
-                       "judged_versions": ",".join(d.challenger_version for d in decisions)})
-    mlflow.log_metrics({
+    tracker.params({"promotion.mode": decision.mode,
+                    "challenger_version": decision.challenger_version,
+                    "champion_before": decision.champion_before or "none",
+                    "judged_versions": ",".join(d.challenger_version for d in decisions)})
+    tracker.metrics({
         **{f"challenger.{k}": v for k, v in decision.challenger_metrics.items()},
         **{f"champion.{k}": v for k, v in decision.champion_metrics.items()},
     })
-    mlflow.set_tags({"promotion.promoted": decision.promoted,
-                     "promotion.passed": decision.passed,
-                     "promotion.champion_after": champion_after or "none",
-                     TAG_OUTCOME: "promoted" if any(d.promoted for d in decisions)
-                     else "not_promoted"})
-    mlflow.log_dict({"reasons": decision.reasons,
+    tracker.tags({"promotion.promoted": decision.promoted,
+                  "promotion.passed": decision.passed,
+                  "promotion.champion_after": champion_after or "none"})
+    tracker.outcome("promoted" if any(d.promoted for d in decisions) else "not_promoted")
+    tracker.log_dict({"reasons": decision.reasons,
                      "challenger_metrics": decision.challenger_metrics,
                      "champion_metrics": decision.champion_metrics,
                      "holdout": holdout,
@@ -184,11 +203,3 @@ def _holdout_problems(holdout: Any, rows: int, dataset: Any, source: str) -> lis
     classes = fitting.class_counts(holdout, dataset)
     return [f"the holdout of {source} cannot rank models: {problem}"
             for problem in fitting.holdout_problems(classes, rows, dataset)]
-
-
-def _holdout_metrics(holdout: Any, dataset: Any, version: str) -> dict[str, float]:
-    """Metrics of registered model ``version`` on the holdout rows."""
-    model = mlflow.spark.load_model(f"models:/{dataset.model.name}/{version}")
-    return fitting.evaluate(model.transform(holdout), dataset.model.task)
-
-

@@ -15,22 +15,18 @@ Example::
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from dataclasses import dataclass
 from typing import Any
 
-import mlflow
 import pyspark.sql.functions as F
-from mlflow.exceptions import MlflowException
-from mlflow.tracking import MlflowClient
 from pyspark.sql import SparkSession
 
 from sparkmlops.config import TASK_METRICS, EstimatorSettings, Settings, TuningSettings
 from sparkmlops.errors import MissingInputError, ReproductionMismatch
 from sparkmlops.tables import TableRef
-from sparkmlops.tracking import TAG_OUTCOME, TAG_STEP, configure_mlflow, owned_run
+from sparkmlops.tracking import TAG_STEP, configure_mlflow, get_run, run_json, tool_run
 from sparkmlops.training import fitting, tuning
 
 log = logging.getLogger(__name__)
@@ -81,12 +77,10 @@ def reproduce_run(
     ``tolerance`` (the result is recorded in MLflow either way).
     """
     configure_mlflow(settings)
-    client = MlflowClient()
-    run = _train_run(client, run_id)
-    recorded = Settings.model_validate(_artifact(client, run_id, "config/effective_config.json"))
-    estimator = EstimatorSettings.model_validate(
-        _artifact(client, run_id, "training/estimator.json"))
-    source = _artifact(client, run_id, "lineage.json")["inputs"][0]
+    run = _train_run(run_id)
+    recorded = Settings.model_validate(_artifact(run_id, "config/effective_config.json"))
+    estimator = EstimatorSettings.model_validate(_artifact(run_id, "training/estimator.json"))
+    source = _artifact(run_id, "lineage.json")["inputs"][0]
     # a catalog-mode table by its recorded name (a managed table has no path to use)
     layer, _, name = str(source["table"]).partition(".")
     table = TableRef(layer=layer, name=name, path=source.get("path"),
@@ -96,25 +90,25 @@ def reproduce_run(
     started = time.monotonic()
     data = table.read(spark, version=version)
     if "window_batches" in run.data.params:
-        batches = _artifact(client, run_id, "training/batches.json")["batches"]
+        batches = _artifact(run_id, "training/batches.json")["batches"]
         data = data.where(F.col("_batch_id").isin(batches))
     train, test = fitting.split_train_test(data, dataset)
-    with owned_run(f"reproduce {run_id[:8]}", dataset=dataset.name) as current:
-        mlflow.set_tags({TAG_STEP: "reproduce", "sparkmlops.reproduces": run_id})
+    with tool_run(f"reproduce {run_id[:8]}", dataset=dataset.name, step="reproduce") as current:
+        current.tags({"sparkmlops.reproduces": run_id})
         trained = tuning.search(train, dataset, estimator=estimator, tuning=TuningSettings())
         reproduced = fitting.evaluate(trained.model.transform(test), dataset.model.task)
         names = TASK_METRICS[dataset.model.task]
         original = {m: float(v) for m, v in run.data.metrics.items() if m in names}
-        result = Reproduction(run_id, current.info.run_id, path, version, estimator, original,
+        result = Reproduction(run_id, current.run_id, path, version, estimator, original,
                               reproduced, time.monotonic() - started)
-        mlflow.log_params({"reproduces": run_id, "table_path": path, "table_version": version,
-                           "estimator": estimator.type, "tolerance": tolerance})
-        mlflow.log_metrics({**{f"reproduced.{k}": v for k, v in reproduced.items()},
-                            **{f"difference.{k}": v for k, v in result.differences.items()},
-                            "max_abs_difference": result.max_abs_difference})
+        current.params({"reproduces": run_id, "table_path": path, "table_version": version,
+                        "estimator": estimator.type, "tolerance": tolerance})
+        current.metrics({**{f"reproduced.{k}": v for k, v in reproduced.items()},
+                         **{f"difference.{k}": v for k, v in result.differences.items()},
+                         "max_abs_difference": result.max_abs_difference})
         matched = result.max_abs_difference <= tolerance
-        mlflow.set_tag(TAG_OUTCOME, "reproduced" if matched else "mismatch")
-        mlflow.log_text(result.report(), "reproduce.txt")
+        current.outcome("reproduced" if matched else "mismatch")
+        current.log_text(result.report(), "reproduce.txt")
     log.info("%s", result.report())
     if not matched:
         raise ReproductionMismatch(
@@ -123,11 +117,8 @@ def reproduce_run(
     return result
 
 
-def _train_run(client: MlflowClient, run_id: str) -> Any:
-    try:
-        run = client.get_run(run_id)
-    except MlflowException:
-        raise MissingInputError(f"no MLflow run {run_id} in this tracking store") from None
+def _train_run(run_id: str) -> Any:
+    run = get_run(run_id)
     step = run.data.tags.get(TAG_STEP)
     if step != "train":
         raise MissingInputError(f"run {run_id} is a {step or 'non-sparkmlops'} run, "
@@ -135,11 +126,9 @@ def _train_run(client: MlflowClient, run_id: str) -> Any:
     return run
 
 
-def _artifact(client: MlflowClient, run_id: str, path: str) -> dict[str, Any]:
+def _artifact(run_id: str, path: str) -> dict[str, Any]:
     try:
-        local = client.download_artifacts(run_id, path)
-    except (MlflowException, OSError):
+        return dict(run_json(run_id, path))
+    except MissingInputError:
         raise MissingInputError(f"run {run_id} has no artifact {path}; it was trained before "
                                 "runs recorded it, or the artifact store is gone") from None
-    with open(local) as handle:
-        return dict(json.load(handle))

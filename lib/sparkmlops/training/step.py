@@ -5,13 +5,11 @@ from __future__ import annotations
 import logging
 import tempfile
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
-import mlflow
 import pyspark.sql.functions as F
-from mlflow.tracking import MlflowClient
 from pyspark.sql import SparkSession
 
 from sparkmlops import provenance
@@ -20,9 +18,8 @@ from sparkmlops.errors import (
     MissingInputError,
 )
 from sparkmlops.features import stages
-from sparkmlops.monitoring import drift
+from sparkmlops.model_registry import CHALLENGER
 from sparkmlops.provenance import code_identity
-from sparkmlops.registry import promotion
 from sparkmlops.tables import (
     BATCH_COLUMN,
     TableRef,
@@ -31,8 +28,15 @@ from sparkmlops.tables import (
     read_table,
     table_ref,
 )
-from sparkmlops.tracking import MLFLOW_CLOCK, StepResult, step_run
+from sparkmlops.tracking import (
+    TAG_GIT_COMMIT,
+    StepOutcome,
+    StepTracker,
+    infer_signature,
+    step_run,
+)
 from sparkmlops.training import fitting, plots, tuning
+from sparkmlops.training.reference import model_reference
 
 log = logging.getLogger(__name__)
 
@@ -41,14 +45,34 @@ REFERENCE_ARTIFACT = "monitoring/reference_profile.json"
 # the batches a windowed train run used (model.window_batches)
 WINDOW_ARTIFACT = "training/batches.json"
 
-log = logging.getLogger(__name__)
 
-# ---------------------------------------------------------------- train
+@dataclass(frozen=True)
+class TrainOutcome(StepOutcome):
+    """The registered model version (@challenger), its holdout metrics and what it learnt."""
+
+    step: ClassVar[str] = "train"
+    model: str = ""
+    model_version: str = ""
+    metrics: dict[str, float] = field(default_factory=dict)
+    rows_train: int = 0
+    rows_test: int = 0
+    training_table_version: int | None = None
+    estimator: str = ""
+    params: dict[str, Any] = field(default_factory=dict)
+    why: str | None = None  # a search's or AutoML's reason for the estimator it chose
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        return {"model": self.model, "version": self.model_version, "metrics": self.metrics,
+                "rows_train": self.rows_train, "rows_test": self.rows_test,
+                "training_table_version": self.training_table_version,
+                "estimator": self.estimator, "params": self.params,
+                **({"why": self.why} if self.why else {})}
 
 
 def train_step(
     spark: SparkSession, settings: Settings, batch_id: str, *, gold_version: int | None = None
-) -> StepResult:
+) -> TrainOutcome:
     """Gold table version → MLlib pipeline → holdout metrics → registry version @challenger.
 
     The estimator is the config's, searched over ``model.tuning.grid`` when set, or
@@ -62,9 +86,8 @@ def train_step(
         version = gold_version if gold_version is not None else current_version(spark, gold)
         data, window = training_window(spark, settings, read_table(spark, gold, version))
         if window is not None:
-            with tracker.timing():
-                mlflow.log_dict({"batches": window}, WINDOW_ARTIFACT)
-                mlflow.log_param("window_batches", len(window))
+            tracker.log_dict({"batches": window}, WINDOW_ARTIFACT)
+            tracker.params({"window_batches": len(window)})
         train, test = fitting.split_train_test(data, dataset)
         train, test = train.persist(), test.persist()
         try:
@@ -96,27 +119,24 @@ def train_step(
                                             stages.model_input_columns(dataset))
                 # what monitoring compares each scored batch with, so it never
                 # re-reads the training data: the holdout's features and scores
-                reference = drift.model_reference(
+                reference = model_reference(
                     scored, dataset.features.numeric_inputs, dataset.features.categorical_inputs,
                     dataset.model.task)
-                with tracker.timing():
-                    _log_training(trained, gold, version, dataset, metrics, fit_seconds)
-                    mlflow.log_artifacts(out, "plots")
-                    mlflow.log_dict(reference.to_dict(), REFERENCE_ARTIFACT)
+                _log_training(tracker, trained, gold, version, dataset, metrics, fit_seconds)
+                tracker.log_artifacts(out, "plots")
+                tracker.log_dict(reference.to_dict(), REFERENCE_ARTIFACT)
             scored.unpersist()
         finally:
             train.unpersist()
             test.unpersist()
-        with tracker.timing():
-            model_version = _register(trained.model, signature, settings, tracker, gold,
-                                      version, batch_id, metrics)
-        mlflow.log_metric("tracking_seconds", round(tracker.mlflow_seconds, 3))
-        return StepResult(
-            "train", tracker.run_id, {},
-            {"model": dataset.model.name, "version": model_version, "metrics": metrics,
-             "rows_train": n_train, "rows_test": n_test, "training_table_version": version,
-             "estimator": trained.estimator.type, "params": trained.estimator.params,
-             **({"why": trained.reason} if trained.reason else {})},
+        model_version = _register(trained.model, signature, settings, tracker, gold,
+                                  version, batch_id, metrics)
+        tracker.metrics({"tracking_seconds": round(tracker.mlflow_seconds, 3)})
+        return TrainOutcome(
+            tracker.run_id, {}, model=dataset.model.name, model_version=model_version,
+            metrics=metrics, rows_train=n_train, rows_test=n_test,
+            training_table_version=version, estimator=trained.estimator.type,
+            params=trained.estimator.params, why=trained.reason or None,
         )
 
 
@@ -141,76 +161,68 @@ def training_window(
     return gold.where(F.col(BATCH_COLUMN).isin(window)), window
 
 
-def _fit(train: Any, dataset: Any, tracker: Any) -> tuning.TrainedModel:
+def _fit(train: Any, dataset: Any, tracker: StepTracker) -> tuning.TrainedModel:
     """The config's estimator (searched when a grid is set), or AutoML's pick."""
-    automl = dataset.model.automl
-    before = _logged_seconds()
-    if automl.enabled:
-        trained = tuning.automl(train, dataset)
-    else:
-        trained = tuning.search(train, dataset)
-    tracker.mlflow_clock.seconds += _logged_seconds() - before
-    return trained
-
-
-def _logged_seconds() -> float:
-    return MLFLOW_CLOCK.seconds
+    if dataset.model.automl.enabled:
+        return tuning.automl(train, dataset, tracker=tracker)
+    return tuning.search(train, dataset, tracker=tracker)
 
 
 def _log_training(
-    trained: tuning.TrainedModel, gold: TableRef, version: int | None, dataset: Any,
-    metrics: dict[str, float], fit_seconds: float,
+    tracker: StepTracker, trained: tuning.TrainedModel, gold: TableRef, version: int | None,
+    dataset: Any, metrics: dict[str, float], fit_seconds: float,
 ) -> None:
     model = dataset.model
     search = "automl" if model.automl.enabled else model.tuning.method
-    mlflow.log_params({
+    tracker.params({
         "estimator": trained.estimator.type,
         **{f"estimator.{k}": v for k, v in trained.estimator.params.items()},
         "search": search,
         "split.seed": model.split.seed,
         "split.test_fraction": model.split.test_fraction,
-        "stages.numeric": ",".join(dataset.features.numeric_inputs),
-        "stages.categorical": ",".join(dataset.features.categorical_inputs),
-        "stages.defined": ",".join(c for _, c in dataset.features.defined_columns()),
-        "stages.impute": dataset.features.impute,
-        "stages.categorical_encoding": dataset.features.categorical_encoding,
-        "stages.scale": dataset.features.scale,
+        "features.numeric": ",".join(dataset.features.numeric_inputs),
+        "features.categorical": ",".join(dataset.features.categorical_inputs),
+        "features.defined": ",".join(c for _, c in dataset.features.defined_columns()),
+        "features.impute": dataset.features.impute,
+        "features.categorical_encoding": dataset.features.categorical_encoding,
+        "features.scale": dataset.features.scale,
         "training_table": gold.fqn,
         "training_table_version": version,
     })
-    mlflow.log_metrics({**metrics, "fit_seconds": round(fit_seconds, 3),
-                        "candidates": len(trained.candidates)})
-    mlflow.log_dict(trained.estimator.model_dump(), "training/estimator.json")
+    tracker.metrics({**metrics, "fit_seconds": round(fit_seconds, 3),
+                     "candidates": len(trained.candidates)})
+    tracker.log_dict(trained.estimator.model_dump(), "training/estimator.json")
     if trained.candidates:
-        mlflow.log_dict({"candidates": [asdict(c) for c in trained.candidates]},
-                        "training/candidates.json")
+        tracker.log_dict({"candidates": [asdict(c) for c in trained.candidates]},
+                         "training/candidates.json")
     if trained.leaderboard:
-        mlflow.log_dict({"leaderboard": trained.leaderboard, "why": trained.reason},
-                        "training/automl.json")
+        tracker.log_dict({"leaderboard": trained.leaderboard, "why": trained.reason},
+                         "training/automl.json")
     if trained.reason:
-        mlflow.set_tag("sparkmlops.model_choice", trained.reason[:5000])
+        tracker.tags({"sparkmlops.model_choice": trained.reason[:5000]})
 
 
 def _register(
-    model: Any, signature: Any, settings: Settings, tracker: Any, gold: TableRef,
+    model: Any, signature: Any, settings: Settings, tracker: StepTracker, gold: TableRef,
     version: int | None, batch_id: str, metrics: dict[str, float],
 ) -> str:
     """Log the PipelineModel, register it as a new version @challenger with lineage tags."""
     name = settings.dataset.model.name
-    info = log_pipeline_model(model, signature=signature, registered_model_name=name)
+    info = log_pipeline_model(tracker, model, signature=signature,
+                              registered_model_name=name)
     model_version = str(info.registered_model_version)
-    client = MlflowClient()
-    client.set_registered_model_alias(name, promotion.CHALLENGER, model_version)
+    registry = tracker.registry
+    registry.set_alias(name, CHALLENGER, model_version)
     code = code_identity()
-    promotion.tag_version(client, name, model_version, {
+    registry.tag_version(name, model_version, {
         "training_table": gold.fqn, **_table_location_tags("training_table", gold),
         "training_table_version": version, "batch_id": batch_id,
-        "git_commit": _tag(tracker.run_id, "mlflow.source.git.commit"),
+        "git_commit": tracker.run_tag(tracker.run_id, TAG_GIT_COMMIT),
         "sparkmlops_version": code.version, "wheel_sha256": code.wheel_sha256,
         "config_hash": settings.config_hash(), "training_run_id": tracker.run_id,
         **{f"metric.{k}": round(v, 6) for k, v in metrics.items()},
     })
-    mlflow.set_tag("model_version", model_version)
+    tracker.tags({"model_version": model_version})
     return model_version
 
 
@@ -226,14 +238,12 @@ def _table_location_tags(prefix: str, ref: TableRef) -> dict[str, object]:
 
 def model_signature(test: Any, scored: Any, columns: list[str]) -> Any:
     """The MLflow signature: ``columns`` of ``test`` in, the ``prediction`` of ``scored`` out."""
-    from mlflow.models import infer_signature
-
     sample = test.select(*columns).limit(20).toPandas()
     return infer_signature(sample, scored.select("prediction").limit(20).toPandas())
 
 
 def log_pipeline_model(
-    model: Any, *, signature: Any, registered_model_name: str | None = None,
+    tracker: StepTracker, model: Any, *, signature: Any, registered_model_name: str | None = None,
     artifact_path: str = "model",
 ) -> Any:
     """``mlflow.spark.log_model`` with declared requirements, and with sparkmlops' code
@@ -247,7 +257,7 @@ def log_pipeline_model(
     """
     python_stages = stages.has_python_stages(model)
     with provenance.package_source() as package:
-        return mlflow.spark.log_model(
+        return tracker.log_spark_model(
             model, artifact_path=artifact_path, registered_model_name=registered_model_name,
             signature=signature, pip_requirements=model_requirements(python_stages),
             code_paths=[str(package)] if python_stages else None,
@@ -274,9 +284,3 @@ def _installed_version(name: str) -> str:
         # pyspark provided by the cluster (Databricks, EMR) may have no pip metadata
         module = __import__(name)
         return str(module.__version__)
-
-
-def _tag(run_id: str, key: str) -> str:
-    return str(MlflowClient().get_run(run_id).data.tags.get(key, "unknown"))
-
-

@@ -22,11 +22,11 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-import mlflow
 import pyspark.sql.functions as F
 from pyspark.ml import PipelineModel
 from pyspark.ml.evaluation import (
@@ -46,7 +46,7 @@ from sparkmlops.config import (
     TuningSettings,
 )
 from sparkmlops.features.stages import LABEL_COLUMN
-from sparkmlops.tracking import MLFLOW_CLOCK, child_run_tags
+from sparkmlops.tracking import StepTracker
 from sparkmlops.training.fitting import LOWER_IS_BETTER, build_estimator, build_pipeline
 
 log = logging.getLogger(__name__)
@@ -117,13 +117,13 @@ def search(
     *,
     estimator: EstimatorSettings | None = None,
     tuning: TuningSettings | None = None,
-    log_candidates: bool = True,
+    tracker: StepTracker | None = None,
 ) -> TrainedModel:
     """Fit ``estimator`` (default: the config's), searching ``tuning.grid`` if set.
 
     With method ``none`` or an empty grid this is one plain fit. Otherwise every
-    candidate is logged as a nested MLflow run (when a run is active and
-    ``log_candidates``) and the best is refitted on all of ``train``.
+    candidate is logged as a run nested under ``tracker``'s (when given) and the best
+    is refitted on all of ``train``.
     """
     estimator = estimator or dataset.model.estimator
     tuning = tuning or dataset.model.tuning
@@ -160,9 +160,8 @@ def search(
         for point, value, std in zip(grid, values, stds, strict=True)
     ]
     best = _best(candidates, metric)
-    if log_candidates and mlflow.active_run() is not None:
-        with MLFLOW_CLOCK.timing():
-            _log_candidates(candidates, metric, tuning.method)
+    if tracker is not None:
+        _log_candidates(tracker, candidates, metric, tuning.method)
     resolved = EstimatorSettings(type=estimator.type, params={**estimator.params, **best.params})
     reason = (f"{estimator.type} with {best.params}: validation {metric} "
               f"{best.metric:.4f}, best of {len(candidates)} candidates ({tuning.method})")
@@ -176,8 +175,12 @@ def automl(
     *,
     time_budget_s: float | None = None,
     clock: Callable[[], float] = time.monotonic,
+    tracker: StepTracker | None = None,
 ) -> TrainedModel:
-    """Try estimator families within a time budget; return the best, refitted, and why."""
+    """Try estimator families within a time budget; return the best, refitted, and why.
+
+    With a ``tracker`` each family is a nested run and its candidates runs nested in it.
+    """
     settings = dataset.model.automl
     budget = settings.time_budget_s if time_budget_s is None else time_budget_s
     metric = dataset.model.primary_metric
@@ -197,13 +200,14 @@ def automl(
                                 train_ratio=settings.train_ratio,
                                 parallelism=settings.parallelism)
         family_started = clock()
-        with _child_run(f"automl {family}"):
+        with _family_run(tracker, f"automl {family}") as family_run:
             trained = search(train, dataset, estimator=EstimatorSettings(type=family),
-                             tuning=tuning)
+                             tuning=tuning, tracker=family_run)
             best = _best(trained.candidates, metric)
             seconds = clock() - family_started
-            if mlflow.active_run() is not None:
-                _log_family(family, best, metric, seconds, len(trained.candidates))
+            if family_run is not None:
+                _log_family(family_run, family, best, metric, seconds,
+                            len(trained.candidates))
         results.append((family, trained, best.metric))
         leaderboard.append({"family": family, "status": "tried", "params": best.params,
                             f"validation_{metric}": best.metric,
@@ -255,44 +259,36 @@ def _best(candidates: list[Candidate], metric: str) -> Candidate:
     return best
 
 
-def _log_family(family: str, best: Candidate, metric: str, seconds: float, count: int) -> None:
-    with MLFLOW_CLOCK.timing():
-        mlflow.log_params({"family": family, **{f"best.{k}": v for k, v in best.params.items()}})
-        mlflow.log_metrics({f"validation.{metric}": best.metric,
-                            "search_seconds": round(seconds, 3), "candidates": count})
-        mlflow.set_tag("sparkmlops.automl.family", family)
+def _log_family(
+    run: StepTracker, family: str, best: Candidate, metric: str, seconds: float, count: int
+) -> None:
+    run.params({"family": family, **{f"best.{k}": v for k, v in best.params.items()}})
+    run.metrics({f"validation.{metric}": best.metric,
+                 "search_seconds": round(seconds, 3), "candidates": count})
+    run.tags({"sparkmlops.automl.family": family})
 
 
-def _log_candidates(candidates: list[Candidate], metric: str, method: str) -> None:
+def _log_candidates(
+    tracker: StepTracker, candidates: list[Candidate], metric: str, method: str
+) -> None:
     for i, candidate in enumerate(candidates):
-        with mlflow.start_run(run_name=f"candidate {i} {candidate.family}", nested=True,
-                              tags=child_run_tags()):
-            mlflow.log_params({"family": candidate.family, "search": method,
-                               **candidate.params})
+        with tracker.child_run(f"candidate {i} {candidate.family}") as run:
+            run.params({"family": candidate.family, "search": method, **candidate.params})
             metrics = {f"validation.{metric}": candidate.metric}
             if candidate.std is not None:
                 metrics[f"validation.{metric}.std"] = candidate.std
-            mlflow.log_metrics(metrics)
-            mlflow.set_tag("sparkmlops.candidate", str(i))
+            run.metrics(metrics)
+            run.tags({"sparkmlops.candidate": str(i)})
 
 
-class _child_run:
-    """A nested MLflow run when a run is active; nothing otherwise."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self.active = False
-
-    def __enter__(self) -> None:
-        if mlflow.active_run() is not None:
-            with MLFLOW_CLOCK.timing():
-                mlflow.start_run(run_name=self.name, nested=True, tags=child_run_tags())
-            self.active = True
-
-    def __exit__(self, exc_type: Any, *_: Any) -> None:
-        if self.active:
-            with MLFLOW_CLOCK.timing():
-                mlflow.end_run("FAILED" if exc_type else "FINISHED")
+@contextmanager
+def _family_run(tracker: StepTracker | None, name: str) -> Iterator[StepTracker | None]:
+    """A run nested under ``tracker``'s for one AutoML family; none without a tracker."""
+    if tracker is None:
+        yield None
+        return
+    with tracker.child_run(name) as run:
+        yield run
 
 
 def _plain(value: Any) -> Any:
