@@ -25,7 +25,7 @@ from mlflow.tracking import MlflowClient
 
 from sparkmlops.config import PromotionSettings
 from sparkmlops.errors import MissingInputError
-from sparkmlops.training.fitting import is_better, meets_minimum
+from sparkmlops.metrics import is_better, meets_minimum
 
 log = logging.getLogger(__name__)
 

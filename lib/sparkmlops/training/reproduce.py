@@ -27,8 +27,9 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from pyspark.sql import SparkSession
 
-from sparkmlops.config import TASK_METRICS, EstimatorSettings, Settings, TuningSettings
+from sparkmlops.config import EstimatorSettings, Settings, TuningSettings
 from sparkmlops.errors import MissingInputError, ReproductionMismatch
+from sparkmlops.metrics import TASK_METRICS
 from sparkmlops.tables import TableRef
 from sparkmlops.tracking import TAG_OUTCOME, TAG_STEP, configure_mlflow, owned_run
 from sparkmlops.training import fitting, tuning
