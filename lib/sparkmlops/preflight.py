@@ -63,6 +63,7 @@ def conf_dir_session(env: str, dataset: str) -> Callable[[], Any]:
     overlays are not read yet; on a cluster that is the platform's own session anyway."""
 
     def start() -> Any:
+        # imported here, as in the CLI: a local conf dir never loads the session code
         from sparkmlops.spark import get_spark
 
         log.info("conf dir is a URI: reading it with a Spark session started from the "
