@@ -64,7 +64,7 @@ from run import (
 log = logging.getLogger("train_bench")
 
 DEFAULT_ROWS = [100_000, 1_000_000]
-# The binary classifiers of sparkmlops.training.ESTIMATORS, each with params of a
+# The binary classifiers of sparkmlops.training.estimators.ESTIMATORS, each with params of a
 # model one would ship on ~10 features: the dataset's logistic regression, trees of
 # moderate depth, ensembles of the size MLlib's docs and tutorials use.
 FAMILY_PARAMS: dict[str, dict[str, Any]] = {

@@ -11,9 +11,10 @@ import yaml
 
 import sparkmlops
 from sparkmlops.cli import main
-from sparkmlops.confdir import join, parent
-from sparkmlops.config import load_settings
+from sparkmlops.config import load_settings, packaged_spark_settings
+from sparkmlops.config.confdir import join, parent
 from sparkmlops.errors import ConfigError
+from sparkmlops.preflight import load_checked_settings
 from sparkmlops.provenance import TAG_INSTALL, TAG_VERSION, TAG_WHEEL_SHA256, code_identity
 
 REPO = Path(__file__).resolve().parents[1]
@@ -137,18 +138,21 @@ def test_an_env_name_is_never_a_path(env):
         load_settings(env, "penguins")
 
 
-def test_a_local_conf_dir_does_not_start_spark(tmp_path):
+def test_loading_from_a_local_conf_dir_imports_no_spark_feature_or_estimator_code(tmp_path):
     conf = _project(tmp_path)
     script = ("from sparkmlops.config import load_settings\n"
               f"load_settings('local', 'penguins', conf_dir={str(conf)!r})\n"
               "import sys\n"
+              "print(sorted(m for m in sys.modules if m.split('.')[0] in ('pyspark', 'py4j')\n"
+              "             or m.startswith(('sparkmlops.features', 'sparkmlops.training',\n"
+              "                              'sparkmlops.spark'))))\n"
               "from pyspark import SparkContext\n"
               "print(SparkContext._gateway is None, SparkContext._active_spark_context is None)")
 
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                           timeout=120, check=True)
 
-    assert proc.stdout.strip() == "True True"
+    assert proc.stdout.splitlines() == ["[]", "True True"]
 
 
 @pytest.mark.parametrize(("location", "expected_parent", "joined"), [
@@ -167,18 +171,20 @@ def test_a_file_uri_conf_dir_is_read_through_hadoop(spark, tmp_path):
     conf = _project(tmp_path / "proj", local={"tracking": {"experiment": "read-by-hadoop"}})
     uri = f"file://{conf}"
 
-    settings = load_settings("local", "penguins", conf_dir=uri,
-                             overrides=[f"state_dir={tmp_path / 'state'}"])
+    # no session given: the one the env would use (here the suite's, already running)
+    settings = load_checked_settings("local", "penguins", conf_dir=uri,
+                                     overrides=[f"state_dir={tmp_path / 'state'}"])
 
     assert settings.tracking.experiment == "read-by-hadoop"
     assert settings.project_dir == f"file://{tmp_path}/proj"
     assert settings.resolve_path(settings.dataset.source.path) == \
         f"file://{tmp_path}/proj/data/sample/penguins/landing"
     with pytest.raises(ConfigError) as missing:
-        load_settings("local", "nosuch", conf_dir=uri)
+        load_settings("local", "nosuch", conf_dir=uri, spark=spark)
     assert str(missing.value) == f"config file not found: {uri}/datasets/nosuch.yml"
     with pytest.raises(ConfigError) as absent:
-        load_settings("local", "penguins", conf_dir=f"file://{tmp_path}/elsewhere/conf")
+        load_settings("local", "penguins", conf_dir=f"file://{tmp_path}/elsewhere/conf",
+                      spark=lambda: spark)
     assert str(absent.value) == f"conf dir not found: file://{tmp_path}/elsewhere/conf"
 
 
@@ -198,9 +204,25 @@ def test_another_hadoop_scheme_is_read_through_its_filesystem(spark, tmp_path):
         f"viewfs://{table}/proj/data/sample/penguins/landing"
 
 
+def test_a_uri_conf_dir_needs_a_session_to_be_read(tmp_path):
+    with pytest.raises(ConfigError) as caught:
+        load_settings("local", "penguins", conf_dir=f"file://{tmp_path}/conf")
+
+    assert str(caught.value) == (
+        f"conf dir file://{tmp_path}/conf: a URI is read through Spark's Hadoop FileSystem, "
+        "and no Spark session was given")
+
+
+def test_a_uri_conf_dir_session_starts_from_the_packaged_env_settings():
+    settings = packaged_spark_settings("local", "penguins")
+
+    assert (settings.master, settings.app_name) == ("local[2]", "sparkmlops-penguins")
+    assert settings.conf["spark.sql.shuffle.partitions"] == "2"
+
+
 def test_an_unreadable_uri_is_one_config_error_line(spark):
     with pytest.raises(ConfigError) as caught:
-        load_settings("local", "penguins", conf_dir="nosuchfs://bucket/conf")
+        load_checked_settings("local", "penguins", conf_dir="nosuchfs://bucket/conf")
 
     assert str(caught.value).startswith(
         "cannot read nosuchfs://bucket/conf: org.apache.hadoop.fs.UnsupportedFileSystemException"

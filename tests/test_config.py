@@ -5,8 +5,11 @@ from pathlib import Path
 import pytest
 import yaml
 
+from sparkmlops.cli import main
 from sparkmlops.config import load_settings
 from sparkmlops.errors import ConfigError
+from sparkmlops.preflight import check_settings
+from sparkmlops.training.estimators import ESTIMATORS
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -233,30 +236,85 @@ def test_a_numeric_input_naming_a_missing_column_is_rejected(tmp_path):
         _features(tmp_path, numeric=["body_mass_g", "wingspan"])
 
 
+def _checked_transform(tmp_path, transform) -> str:
+    """Load penguins with one Python ``transform`` (the load itself passes: config does
+    not import feature code) and return the preflight's ConfigError line."""
+    conf = _conf_copy(tmp_path, edit_dataset=lambda d: d["features"].update(
+        transforms=[transform]))
+    settings = load_settings("local", "penguins", conf_dir=conf)
+    with pytest.raises(ConfigError) as caught:
+        check_settings(settings)
+    prefix = f"invalid config: {conf}/datasets/penguins.yml: "
+    assert str(caught.value).startswith(prefix)
+    return str(caught.value).removeprefix(prefix)
+
+
 def test_unknown_transform_function_is_rejected_with_the_known_names(tmp_path):
     transform = {"function": "normalise_text", "outputs": ["x"]}
 
-    with pytest.raises(ConfigError, match=r"features.transforms.0.function: .*unknown feature "
-                                          r"transform 'normalise_text'; did you mean "
-                                          r"'normalize_text'\?"):
-        _features(tmp_path, transforms=[transform])
+    assert _checked_transform(tmp_path, transform) == (
+        "features.transforms.0.function: unknown feature transform 'normalise_text'; did you "
+        "mean 'normalize_text'? registered: ['normalize_text'], or give an import path "
+        "'package.module:function'")
 
 
 def test_transform_import_path_of_a_missing_module_is_rejected(tmp_path):
     transform = {"function": "nosuch.module:fn", "outputs": ["x"]}
 
-    with pytest.raises(ConfigError, match=r"features.transforms.0.function: .*cannot import "
-                                          r"module 'nosuch.module'"):
-        _features(tmp_path, transforms=[transform])
+    assert _checked_transform(tmp_path, transform) == (
+        "features.transforms.0.function: feature transform 'nosuch.module:fn': cannot import "
+        "module 'nosuch.module' (No module named 'nosuch')")
 
 
 def test_transform_params_must_fit_the_function(tmp_path):
     transform = {"function": "normalize_text", "params": {"column": "island", "ouput": "x"},
                  "outputs": ["x"]}
 
-    with pytest.raises(ConfigError, match=r"features.transforms.0: .*params: do not fit "
-                                          r"normalize_text: unknown parameter\(s\) \['ouput'\]"):
+    assert _checked_transform(tmp_path, transform) == (
+        "features.transforms.0: params: do not fit normalize_text: unknown parameter(s) "
+        "['ouput']; it takes ['column', 'output', 'strip_accents', 'casefold']")
+
+
+def test_transform_params_must_be_plain_json_at_load(tmp_path):
+    transform = {"function": "normalize_text", "params": {"column": "island", "x": float("nan")},
+                 "outputs": ["x"]}
+
+    with pytest.raises(ConfigError, match=r"features.transforms.0: Value error, params: must "
+                                          r"be plain JSON values"):
         _features(tmp_path, transforms=[transform])
+
+
+def test_preflight_problems_exit_2_with_one_line_through_the_cli(tmp_path, capsys):
+    conf = _conf_copy(tmp_path, edit_dataset=lambda d: d["model"]["estimator"].update(
+        params={"regParm": 0.1}))
+
+    code = main(["train", "--conf-dir", str(conf), "--set", f"state_dir={tmp_path / 's'}"])
+
+    assert code == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"sparkmlops train: ConfigError: invalid config: {conf}/datasets/penguins.yml: "
+        "model.estimator.params: logistic_regression has no parameter 'regParm'; did you mean "
+        "'regParam'?"]
+
+
+def test_every_preflight_problem_is_named_in_one_line(make_settings):
+    settings = make_settings(
+        "dataset.features.transforms=[{function: normalise_text, outputs: [x]}]",
+        "dataset.model.estimator.type=logistic_regresion",
+        "dataset.model.automl.grids={svm: {regParam: [0.1]}}")
+
+    with pytest.raises(ConfigError) as caught:
+        check_settings(settings)
+
+    where = f"{settings.project_dir}/conf/datasets/penguins.yml"
+    known = ", ".join(ESTIMATORS)
+    assert str(caught.value) == (
+        f"invalid config: {where}: features.transforms.0.function: unknown feature transform "
+        "'normalise_text'; did you mean 'normalize_text'? registered: ['normalize_text'], or "
+        "give an import path 'package.module:function'; "
+        f"{where}: model.estimator.type: unknown estimator 'logistic_regresion'; did you mean "
+        f"'logistic_regression'? (one of {known}); "
+        f"{where}: model.automl.grids.svm: unknown estimator 'svm' (one of {known})")
 
 
 def test_a_defined_column_may_not_shadow_a_schema_column(tmp_path):

@@ -8,17 +8,12 @@ from pyspark.ml.classification import LogisticRegression, RandomForestClassifier
 from pyspark.ml.feature import MinMaxScaler, StandardScaler, VectorAssembler
 from pyspark.ml.regression import GBTRegressor, LinearRegression
 
-from sparkmlops.config import EstimatorSettings
-from sparkmlops.errors import ConfigError
 from sparkmlops.features.stages import LABEL_COLUMN
 from sparkmlops.training.fitting import (
-    build_estimator,
     build_pipeline,
     evaluate,
     fit_model,
     holdout_flag,
-    is_better,
-    meets_minimum,
     split_train_test,
 )
 
@@ -105,27 +100,3 @@ def test_scale_auto_standardizes_for_linear_models_only(spark, make_settings, sc
     assert stages[-1] is estimator
     assembler = next(s for s in stages if isinstance(s, VectorAssembler))
     assert assembler.getOutputCol() == ("features__unscaled" if scaler else "features")
-
-
-
-def test_a_parameter_value_of_the_wrong_type_is_a_config_error(spark):
-    # unknown names fail at config load (test_tuning); a bad value only when MLlib sees it
-    with pytest.raises(ConfigError, match="model.estimator.params: .*many"):
-        build_estimator(EstimatorSettings(type="logistic_regression", params={"maxIter": "many"}),
-                        1)
-
-
-@pytest.mark.parametrize(("metric", "new", "old", "delta", "better"), [
-    ("areaUnderROC", 0.91, 0.90, 0.0, True),
-    ("areaUnderROC", 0.91, 0.90, 0.02, False),
-    ("areaUnderROC", 0.90, 0.90, 0.0, False),  # a tie is not better
-    ("rmse", 1.0, 1.2, 0.1, True),
-    ("rmse", 1.15, 1.2, 0.1, False),
-])
-def test_is_better_knows_the_direction_of_each_metric(metric, new, old, delta, better):
-    assert is_better(metric, new, old, delta) is better
-
-
-def test_minimum_is_a_ceiling_for_error_metrics():
-    assert meets_minimum("accuracy", 0.8, 0.8) is True
-    assert meets_minimum("logLoss", 0.5, 0.4) is False

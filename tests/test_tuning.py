@@ -7,6 +7,7 @@ import pytest
 
 from sparkmlops.config import EstimatorSettings
 from sparkmlops.errors import ConfigError
+from sparkmlops.preflight import check_settings
 from sparkmlops.tracking import StepTracker, configure_mlflow
 from sparkmlops.training.fitting import evaluate, split_train_test
 from sparkmlops.training.tuning import FOLD_COLUMN, automl, search, with_folds
@@ -127,13 +128,26 @@ def test_automl_stops_starting_families_when_the_budget_is_spent(spark, make_set
 @pytest.mark.parametrize(("override", "message"), [
     ("dataset.model.estimator.params={maxIterr: 3}",
      "model.estimator.params: logistic_regression has no parameter 'maxIterr'; "
-     "did you mean 'maxIter'"),
+     "did you mean 'maxIter'?"),
     ("dataset.model.tuning={method: cross_validator, grid: {numTrees: [10]}}",
      "model.tuning.grid: logistic_regression has no parameter 'numTrees'"),
     ("dataset.model.automl.grids={gbt_classifier: {maxDepht: [3]}}",
-     "model.automl.grids.gbt_classifier: gbt_classifier has no parameter 'maxDepht'"),
+     "model.automl.grids.gbt_classifier: gbt_classifier has no parameter 'maxDepht'; "
+     "did you mean 'maxDepth'?"),
     ("dataset.model.automl.families=[gbt_regressor]",
      "model.automl.families.0: gbt_regressor does not fit the task binary_classification"),
+])
+def test_search_config_is_checked_by_preflight(make_settings, override, message):
+    settings = make_settings(override)  # config alone does not know the estimators
+
+    with pytest.raises(ConfigError) as caught:
+        check_settings(settings)
+
+    assert str(caught.value) == (
+        f"invalid config: {settings.project_dir}/conf/datasets/penguins.yml: {message}")
+
+
+@pytest.mark.parametrize(("override", "message"), [
     ("dataset.model.primary_metric=rmse",
      "model.primary_metric: 'rmse' is not a binary_classification"),
     ("dataset.model.tuning.grid={regParam: []}", "no values to try for \\['regParam'\\]"),
@@ -144,12 +158,15 @@ def test_search_config_is_checked_at_load(make_settings, override, message):
 
 
 def test_multiclass_rejects_the_binary_only_gbt(make_settings):
-    with pytest.raises(ConfigError, match="GBTClassifier|gbt_classifier is for binary"):
-        make_settings("dataset.model.task=multiclass_classification",
-                      "dataset.label.classes=[A, B, C]",
-                      "dataset.model.estimator.type=gbt_classifier",
-                      "dataset.model.estimator.params={}",
-                      "dataset.model.primary_metric=accuracy")
+    settings = make_settings("dataset.model.task=multiclass_classification",
+                             "dataset.label.classes=[A, B, C]",
+                             "dataset.model.estimator.type=gbt_classifier",
+                             "dataset.model.estimator.params={}",
+                             "dataset.model.primary_metric=accuracy")
+
+    with pytest.raises(ConfigError, match=r"penguins.yml: model.estimator.type: MLlib's "
+                                          r"gbt_classifier is for binary classification only$"):
+        check_settings(settings)
 
 
 def test_estimator_settings_take_known_params_only():

@@ -15,8 +15,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from sparkmlops.config import Settings, load_settings
+from sparkmlops.config import Settings
 from sparkmlops.errors import SparkmlopsError
+from sparkmlops.preflight import load_checked_settings
 from sparkmlops.tables import check_batch_id
 
 log = logging.getLogger("sparkmlops")
@@ -143,8 +144,8 @@ def run_step(args: argparse.Namespace) -> int:
     try:
         if args.batch_id is not None:
             check_batch_id(args.batch_id)
-        settings = load_settings(args.env, args.dataset, overrides=_overrides(args),
-                                 conf_dir=args.conf_dir)
+        settings = load_checked_settings(args.env, args.dataset, overrides=_overrides(args),
+                                         conf_dir=args.conf_dir)
         if args.step in CONFIG_COMMANDS:
             print(_CONFIG_COMMANDS[args.step](settings, args))
             return 0

@@ -384,10 +384,10 @@ def main(argv: list[str] | None = None) -> int:
                         datefmt="%H:%M:%S")
     logging.getLogger("py4j").setLevel(logging.WARNING)
 
-    from sparkmlops.config import load_settings
+    from sparkmlops.preflight import load_checked_settings
     from sparkmlops.spark import get_spark
 
-    spark = get_spark(load_settings(args.env, "penguins").spark)
+    spark = get_spark(load_checked_settings(args.env, "penguins").spark)
     try:
         write_landing(spark, args.rows, args.out, seed=args.seed, files=args.files,
                       bad_fraction=args.bad_fraction)

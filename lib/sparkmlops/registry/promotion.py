@@ -19,8 +19,8 @@ import math
 from dataclasses import dataclass, field
 
 from sparkmlops.config import PromotionSettings
+from sparkmlops.metrics import is_better, meets_minimum
 from sparkmlops.model_registry import CHAMPION, ModelRegistry
-from sparkmlops.training.fitting import is_better, meets_minimum
 
 log = logging.getLogger(__name__)
 

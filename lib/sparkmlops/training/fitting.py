@@ -30,49 +30,27 @@ from typing import Any, cast
 
 import pyspark.sql.functions as F
 from pyspark.ml import Estimator, Pipeline, PipelineModel
-from pyspark.ml.classification import (
-    DecisionTreeClassifier,
-    GBTClassifier,
-    LogisticRegression,
-    RandomForestClassifier,
-)
 from pyspark.ml.evaluation import (
     BinaryClassificationEvaluator,
+    Evaluator,
     MulticlassClassificationEvaluator,
     RegressionEvaluator,
 )
 from pyspark.ml.feature import Bucketizer
-from pyspark.ml.regression import (
-    DecisionTreeRegressor,
-    GBTRegressor,
-    LinearRegression,
-    RandomForestRegressor,
-)
 from pyspark.sql import Column, DataFrame
 
-from sparkmlops.config import DatasetSettings, EstimatorSettings, FeatureSettings
-from sparkmlops.errors import ConfigError, SparkmlopsError, TrainingDataError
+from sparkmlops.config import DatasetSettings, FeatureSettings
+from sparkmlops.errors import SparkmlopsError, TrainingDataError
 from sparkmlops.features.stages import (
     BUCKET_INPUT,
-    FEATURES_VECTOR,
     LABEL_COLUMN,
     feature_stages,
     resolve_scaling,
 )
+from sparkmlops.metrics import TASK_METRICS, spark_metric
+from sparkmlops.training.estimators import build_estimator
 
 log = logging.getLogger(__name__)
-
-ESTIMATORS: dict[str, Any] = {
-    "logistic_regression": LogisticRegression,
-    "random_forest_classifier": RandomForestClassifier,
-    "gbt_classifier": GBTClassifier,
-    "decision_tree_classifier": DecisionTreeClassifier,
-    "linear_regression": LinearRegression,
-    "decision_tree_regressor": DecisionTreeRegressor,
-    "random_forest_regressor": RandomForestRegressor,
-    "gbt_regressor": GBTRegressor,
-}
-LOWER_IS_BETTER = frozenset({"rmse", "mse", "mae", "logLoss", "hammingLoss"})
 
 
 def holdout_flag(keys: list[str], seed: int, test_fraction: float) -> Column:
@@ -86,17 +64,6 @@ def split_train_test(df: DataFrame, dataset: DatasetSettings) -> tuple[DataFrame
     labelled = df.where(F.col(LABEL_COLUMN).isNotNull())
     flag = holdout_flag(dataset.keys, dataset.model.split.seed, dataset.model.split.test_fraction)
     return labelled.where(~flag), labelled.where(flag)
-
-
-def build_estimator(settings: EstimatorSettings, seed: int) -> Any:
-    cls = ESTIMATORS[settings.type]
-    params = dict(settings.params)
-    if cls().hasParam("seed"):
-        params.setdefault("seed", seed)
-    try:
-        return cls(featuresCol=FEATURES_VECTOR, labelCol=LABEL_COLUMN, **params)
-    except TypeError as exc:
-        raise ConfigError(f"model.estimator.params: {exc}") from None
 
 
 def build_pipeline(features: FeatureSettings, estimator: Any) -> Pipeline:
@@ -135,36 +102,19 @@ def evaluate(predictions: DataFrame, task: str) -> dict[str, float]:
 
 
 def _evaluate(predictions: DataFrame, task: str) -> dict[str, float]:
-    metrics: dict[str, float] = {}
-    evaluator: Any
-    if task == "regression":
-        for name in ("rmse", "mae", "r2"):
-            evaluator = RegressionEvaluator(labelCol=LABEL_COLUMN, metricName=name)
-            metrics[name] = float(evaluator.evaluate(predictions))
-        return metrics
-    if task == "binary_classification":
-        for name in ("areaUnderROC", "areaUnderPR"):
-            evaluator = BinaryClassificationEvaluator(labelCol=LABEL_COLUMN,
-                                                      metricName=cast(Any, name))
-            metrics[name] = float(evaluator.evaluate(predictions))
-    names = {"accuracy": "accuracy", "f1": "f1", "weightedPrecision": "precision",
-             "weightedRecall": "recall", "logLoss": "logLoss"}
-    for spark_name, name in names.items():
-        evaluator = MulticlassClassificationEvaluator(labelCol=LABEL_COLUMN,
-                                                      metricName=cast(Any, spark_name))
-        metrics[name] = float(evaluator.evaluate(predictions))
-    return metrics
+    return {name: float(evaluator_for(name).evaluate(predictions))
+            for name in TASK_METRICS[task]}
 
 
-def is_better(metric: str, candidate: float, reference: float, min_improvement: float) -> bool:
-    """Whether ``candidate`` strictly beats ``reference`` by at least ``min_improvement``."""
-    gain = reference - candidate if metric in LOWER_IS_BETTER else candidate - reference
-    return gain > 0 and gain >= min_improvement
-
-
-def meets_minimum(metric: str, value: float, threshold: float) -> bool:
-    """A floor for higher-is-better metrics, a ceiling for error metrics (rmse, logLoss)."""
-    return value <= threshold if metric in LOWER_IS_BETTER else value >= threshold
+def evaluator_for(metric: str) -> Evaluator:
+    """The spark.ml evaluator computing the platform's ``metric`` on scored rows."""
+    kind, name = spark_metric(metric)
+    if kind == "binary":
+        return BinaryClassificationEvaluator(labelCol=LABEL_COLUMN, metricName=cast(Any, name))
+    if kind == "multiclass":
+        return MulticlassClassificationEvaluator(labelCol=LABEL_COLUMN,
+                                                 metricName=cast(Any, name))
+    return RegressionEvaluator(labelCol=LABEL_COLUMN, metricName=cast(Any, name))
 
 
 # ---------------------------------------------------------------- can this data train a model?

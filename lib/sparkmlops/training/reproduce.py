@@ -23,8 +23,9 @@ from typing import Any
 import pyspark.sql.functions as F
 from pyspark.sql import SparkSession
 
-from sparkmlops.config import TASK_METRICS, EstimatorSettings, Settings, TuningSettings
+from sparkmlops.config import EstimatorSettings, Settings, TuningSettings
 from sparkmlops.errors import MissingInputError, ReproductionMismatch
+from sparkmlops.metrics import TASK_METRICS
 from sparkmlops.tables import TableRef
 from sparkmlops.tracking import TAG_STEP, configure_mlflow, get_run, run_json, tool_run
 from sparkmlops.training import fitting, tuning

@@ -29,44 +29,18 @@ from typing import Any
 
 import pyspark.sql.functions as F
 from pyspark.ml import PipelineModel
-from pyspark.ml.evaluation import (
-    BinaryClassificationEvaluator,
-    Evaluator,
-    MulticlassClassificationEvaluator,
-    RegressionEvaluator,
-)
 from pyspark.ml.tuning import CrossValidator, ParamGridBuilder, TrainValidationSplit
 from pyspark.sql import DataFrame
 
-from sparkmlops.config import (
-    BINARY_ONLY,
-    REGRESSORS,
-    DatasetSettings,
-    EstimatorSettings,
-    TuningSettings,
-)
-from sparkmlops.features.stages import LABEL_COLUMN
+from sparkmlops.config import DatasetSettings, EstimatorSettings, TuningSettings
+from sparkmlops.metrics import is_better, lower_is_better
 from sparkmlops.tracking import StepTracker
-from sparkmlops.training.fitting import LOWER_IS_BETTER, build_estimator, build_pipeline
+from sparkmlops.training.estimators import ESTIMATORS, build_estimator, default_families
+from sparkmlops.training.fitting import build_pipeline, evaluator_for
 
 log = logging.getLogger(__name__)
 
 FOLD_COLUMN = "_fold"
-# The built-in AutoML grids: small, and ordered cheapest family first
-DEFAULT_GRIDS: dict[str, dict[str, list[Any]]] = {
-    "logistic_regression": {"regParam": [0.0, 0.01, 0.1], "elasticNetParam": [0.0, 0.5]},
-    "linear_regression": {"regParam": [0.0, 0.01, 0.1], "elasticNetParam": [0.0, 0.5]},
-    "decision_tree_classifier": {"maxDepth": [3, 5, 8]},
-    "decision_tree_regressor": {"maxDepth": [3, 5, 8]},
-    "random_forest_classifier": {"numTrees": [20, 50], "maxDepth": [5, 8]},
-    "random_forest_regressor": {"numTrees": [20, 50], "maxDepth": [5, 8]},
-    "gbt_classifier": {"maxIter": [20, 50], "maxDepth": [3, 5]},
-    "gbt_regressor": {"maxIter": [20, 50], "maxDepth": [3, 5]},
-}
-# spark.ml metric names behind the platform's names
-_MULTICLASS = {"accuracy": "accuracy", "f1": "f1", "precision": "weightedPrecision",
-               "recall": "weightedRecall", "logLoss": "logLoss"}
-
 
 @dataclass(frozen=True)
 class Candidate:
@@ -87,21 +61,6 @@ class TrainedModel:
     candidates: list[Candidate] = field(default_factory=list)
     reason: str = ""
     leaderboard: list[dict[str, Any]] = field(default_factory=list)
-
-
-def evaluator_for(metric: str) -> Evaluator:
-    """The spark.ml evaluator computing the platform's ``metric`` on scored rows."""
-    if metric in ("areaUnderROC", "areaUnderPR"):
-        return BinaryClassificationEvaluator(labelCol=LABEL_COLUMN, metricName=metric)  # type: ignore[arg-type]
-    if metric in _MULTICLASS:
-        return MulticlassClassificationEvaluator(labelCol=LABEL_COLUMN,
-                                                 metricName=_MULTICLASS[metric])  # type: ignore[arg-type]
-    return RegressionEvaluator(labelCol=LABEL_COLUMN, metricName=metric)  # type: ignore[arg-type]
-
-
-def better(metric: str, a: float, b: float) -> bool:
-    """Whether ``a`` is strictly better than ``b`` for ``metric``."""
-    return a < b if metric in LOWER_IS_BETTER else a > b
 
 
 def with_folds(df: DataFrame, keys: list[str], seed: int, folds: int) -> DataFrame:
@@ -195,7 +154,7 @@ def automl(
                                 "why": f"time budget {budget:.0f} s used up ({elapsed:.0f} s)"})
             continue
         grids: dict[str, dict[str, list[Any]]] = {str(k): v for k, v in settings.grids.items()}
-        grid = grids.get(family, DEFAULT_GRIDS[family])
+        grid = grids.get(family, ESTIMATORS[family].grid)
         tuning = TuningSettings(method=settings.method, grid=grid, folds=settings.folds,
                                 train_ratio=settings.train_ratio,
                                 parallelism=settings.parallelism)
@@ -217,20 +176,12 @@ def automl(
                  best.metric, len(trained.candidates), seconds)
     winner_family, winner, winner_metric = results[0]
     for family, trained, value in results[1:]:
-        if better(metric, value, winner_metric):
+        if is_better(metric, value, winner_metric):
             winner_family, winner, winner_metric = family, trained, value
     winner.leaderboard = leaderboard
     winner.reason = _automl_reason(winner_family, winner, metric, results, leaderboard,
                                    clock() - started, budget)
     return winner
-
-
-def default_families(task: str) -> list[str]:
-    """Every built-in family that fits ``task``, cheapest first."""
-    fits = [f for f in DEFAULT_GRIDS if (f in REGRESSORS) == (task == "regression")]
-    if task != "binary_classification":
-        fits = [f for f in fits if f not in BINARY_ONLY]
-    return fits
 
 
 def _automl_reason(
@@ -241,7 +192,7 @@ def _automl_reason(
     best = _best(trained.candidates, metric)
     others = ", ".join(f"{f} {v:.4f}" for f, _, v in results if f != family) or "no other family"
     skipped = [row["family"] for row in leaderboard if row["status"] == "skipped"]
-    direction = "lowest" if metric in LOWER_IS_BETTER else "highest"
+    direction = "lowest" if lower_is_better(metric) else "highest"
     text = (f"{family} {best.params} has the {direction} validation {metric} "
             f"({best.metric:.4f}; {others}); {len(results)} families tried in {seconds:.0f} s "
             f"of a {budget:.0f} s budget")
@@ -254,7 +205,7 @@ def _best(candidates: list[Candidate], metric: str) -> Candidate:
     # first of equals wins, as in MLlib's own choice of bestModel
     best = candidates[0]
     for candidate in candidates[1:]:
-        if better(metric, candidate.metric, best.metric):
+        if is_better(metric, candidate.metric, best.metric):
             best = candidate
     return best
 

@@ -171,11 +171,10 @@ def _java_errors(where: str) -> Iterator[None]:
     try:
         yield
     except Exception as exc:
-        from py4j.protocol import Py4JJavaError
-
-        if not isinstance(exc, Py4JJavaError):
+        # py4j's Py4JJavaError, known by what it carries: config imports no Spark code
+        java = getattr(exc, "java_exception", None)
+        if java is None:
             raise
-        java = exc.java_exception
         message = str(java.getMessage() or "")
         first = message.splitlines()[0][:300] if message else ""
         raise ConfigError(f"cannot read {where}: {java.getClass().getName()}: {first}") \

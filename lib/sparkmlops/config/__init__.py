@@ -1,0 +1,104 @@
+"""Settings: the packaged defaults, the project's conf dir, ``--set`` overrides.
+
+Everything a dataset needs is described in its YAML file: source, schema, keys,
+expectations, features, label, model and gate. ``load_settings`` merges the files
+(``loader``; where they are: ``confdir``) and validates them into typed settings:
+the root ``Settings`` and shared sections (``settings``), one schema module per
+stage (``ingest``, ``quality``, ``features``, ``training``, ``registry``,
+``monitoring``, ``deploy``). An unknown or missing key fails at load with its key
+path. Nothing here imports Spark, feature or estimator code: what needs them is
+checked after load by ``sparkmlops.preflight.check_settings``.
+
+Example::
+
+    settings = load_settings("local", "penguins", overrides=["state_dir=/tmp/run1"])
+    settings.dataset.keys  # ['study_name', 'species', 'sample_number']
+"""
+
+from __future__ import annotations
+
+from sparkmlops.config.base import (
+    FLOAT_TYPES,
+    IDENTIFIER,
+    NUMERIC_TYPES,
+    GateMode,
+    SparkType,
+    StrictModel,
+)
+from sparkmlops.config.deploy import (
+    AutoscaleSettings,
+    DatabricksDeploySettings,
+    DeployJob,
+    DeploySettings,
+    EmrDeploySettings,
+    EmrServerlessSettings,
+    ExecutorSettings,
+    GithubDeploySettings,
+    NotificationSettings,
+    PermissionLevel,
+    PermissionSpec,
+    ScheduleSettings,
+    check_quartz_cron,
+)
+from sparkmlops.config.features import (
+    RESERVED_COLUMNS,
+    BucketFeature,
+    DatePart,
+    DatePartsFeature,
+    DerivedFeature,
+    FeatureSettings,
+    TransformFeature,
+)
+from sparkmlops.config.ingest import ColumnSpec, SourceSettings, WriteSettings
+from sparkmlops.config.loader import (
+    STATE_DIR_ENV,
+    load_settings,
+    packaged_spark_settings,
+    settings_error,
+)
+from sparkmlops.config.monitoring import (
+    Levels,
+    MaintenanceSettings,
+    MonitoringSettings,
+    RetrainSettings,
+)
+from sparkmlops.config.quality import ExpectationSpec, QualitySettings, gx_expectation_names
+from sparkmlops.config.registry import PromotionSettings
+from sparkmlops.config.settings import (
+    PLACEHOLDER,
+    REMOTE_ARTIFACT_SCHEMES,
+    SERVER_TRACKING_SCHEMES,
+    ConfigOrigin,
+    DatasetSettings,
+    QualityPaths,
+    Settings,
+    SparkSettings,
+    StorageSettings,
+    TrackingSettings,
+)
+from sparkmlops.config.training import (
+    AutomlSettings,
+    DataCheckSettings,
+    EstimatorSettings,
+    LabelSettings,
+    ModelSettings,
+    SplitSettings,
+    TuningSettings,
+)
+
+__all__ = [
+    "FLOAT_TYPES", "IDENTIFIER", "NUMERIC_TYPES", "PLACEHOLDER", "REMOTE_ARTIFACT_SCHEMES",
+    "RESERVED_COLUMNS", "SERVER_TRACKING_SCHEMES", "STATE_DIR_ENV",
+    "AutomlSettings", "AutoscaleSettings", "BucketFeature", "ColumnSpec", "ConfigOrigin",
+    "DataCheckSettings", "DatabricksDeploySettings", "DatasetSettings", "DatePart",
+    "DatePartsFeature", "DeployJob", "DeploySettings", "DerivedFeature", "EmrDeploySettings",
+    "EmrServerlessSettings", "EstimatorSettings", "ExecutorSettings", "ExpectationSpec",
+    "FeatureSettings", "GateMode", "GithubDeploySettings", "LabelSettings", "Levels",
+    "MaintenanceSettings", "ModelSettings", "MonitoringSettings", "NotificationSettings",
+    "PermissionLevel", "PermissionSpec", "PromotionSettings", "QualityPaths",
+    "QualitySettings", "RetrainSettings", "ScheduleSettings", "Settings", "SourceSettings",
+    "SparkSettings", "SparkType", "SplitSettings", "StorageSettings", "StrictModel",
+    "TrackingSettings", "TransformFeature", "TuningSettings", "WriteSettings",
+    "check_quartz_cron", "gx_expectation_names", "load_settings", "packaged_spark_settings",
+    "settings_error",
+]

@@ -1,0 +1,170 @@
+"""The ``deploy:`` section of an env file: what ``sparkmlops deploy`` writes into the
+Databricks bundle, the EMR request bodies and the GitHub workflows."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from sparkmlops.config.base import StrictModel
+
+PermissionLevel = Literal["CAN_VIEW", "CAN_MANAGE_RUN", "CAN_MANAGE", "IS_OWNER"]
+DeployJob = Literal["batch", "continuous", "maintain"]
+# deploy.env is written into job definitions in plain text: names that hold a
+# credential belong in the platform's secret store instead
+_SECRET_NAME = re.compile(r"TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|PRIVATE|ACCESS_KEY",
+                          re.IGNORECASE)
+
+
+def check_quartz_cron(expression: str) -> str:
+    """A Quartz cron expression (seconds first, 6 or 7 fields, one day field ``?``)."""
+    fields = expression.split()
+    if len(fields) not in (6, 7):
+        raise ValueError(f"{expression!r} is not a Quartz cron expression: expected 6 or 7 "
+                         f"fields (sec min hour day-of-month month day-of-week [year]), "
+                         f"got {len(fields)}")
+    if "?" not in (fields[3], fields[5]):
+        raise ValueError(f"{expression!r}: Quartz needs '?' in day-of-month or day-of-week")
+    return expression
+
+
+class ScheduleSettings(StrictModel):
+    # Quartz cron per job (Databricks' syntax); null: the job runs on demand only
+    batch: str | None = None
+    continuous: str | None = "0 0 * * * ?"
+    maintain: str | None = "0 0 3 * * ?"
+    timezone: str = "UTC"
+
+    @field_validator("batch", "continuous", "maintain")
+    @classmethod
+    def _quartz(cls, value: str | None) -> str | None:
+        return None if value is None else check_quartz_cron(value)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        import zoneinfo
+
+        if value not in zoneinfo.available_timezones():
+            raise ValueError(f"unknown time zone {value!r} (an IANA name such as "
+                             f"'UTC' or 'Europe/Berlin')")
+        return value
+
+
+class NotificationSettings(StrictModel):
+    on_failure: list[Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]] = (
+        Field(default_factory=list))
+
+
+class PermissionSpec(StrictModel):
+    """One Databricks job permission: a level for exactly one principal."""
+
+    level: PermissionLevel
+    user_name: str | None = None
+    group_name: str | None = None
+    service_principal_name: str | None = None
+
+    @model_validator(mode="after")
+    def _one_principal(self) -> PermissionSpec:
+        named = [k for k in ("user_name", "group_name", "service_principal_name")
+                 if getattr(self, k) is not None]
+        if len(named) != 1:
+            raise ValueError("name exactly one of user_name, group_name, "
+                             f"service_principal_name (got {named or 'none'})")
+        return self
+
+
+class AutoscaleSettings(StrictModel):
+    min_workers: int = Field(ge=1)
+    max_workers: int = Field(ge=1)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> AutoscaleSettings:
+        if self.max_workers < self.min_workers:
+            raise ValueError(f"max_workers {self.max_workers} < min_workers {self.min_workers}")
+        return self
+
+
+class DatabricksDeploySettings(StrictModel):
+    spark_version: str
+    node_type_id: str
+    num_workers: int | None = Field(None, ge=0)
+    autoscale: AutoscaleSettings | None = None
+    # a service principal's application id: prod runs as it, not as whoever deployed
+    run_as_service_principal: str | None = None
+
+    @model_validator(mode="after")
+    def _one_size(self) -> DatabricksDeploySettings:
+        if (self.num_workers is None) == (self.autoscale is None):
+            raise ValueError("set exactly one of num_workers and autoscale")
+        return self
+
+
+class ExecutorSettings(StrictModel):
+    instances: int = Field(ge=1)
+    cores: int = Field(ge=1)
+    memory: str = Field(pattern=r"^[0-9]+[kmgtKMGT]?$")
+
+
+class EmrServerlessSettings(StrictModel):
+    application_id: str
+    execution_role_arn: str = Field(pattern=r"^arn:aws[a-z-]*:iam::")
+    # s3:// folder for the driver and executor logs; null: EMR Serverless keeps them
+    log_uri: str | None = Field(None, pattern=r"^s3://")
+
+
+def _default_emr_steps() -> list[DeployJob]:
+    return ["batch", "maintain"]
+
+
+class EmrDeploySettings(StrictModel):
+    cluster_id: str
+    steps: list[DeployJob] = Field(default_factory=_default_emr_steps, min_length=1)
+    action_on_failure: Literal["TERMINATE_CLUSTER", "CANCEL_AND_WAIT", "CONTINUE"] = "CONTINUE"
+    python: str = "/usr/bin/python3.11"
+    executors: ExecutorSettings | None = None
+    serverless: EmrServerlessSettings | None = None
+    # EventBridge Scheduler runs each job that has a deploy.schedule cron, assuming this
+    # role (it may call elasticmapreduce:AddJobFlowSteps or emr-serverless:StartJobRun);
+    # null: no schedules are written
+    scheduler_role_arn: str | None = Field(None, pattern=r"^arn:aws[a-z-]*:iam::[0-9]{12}:role/")
+    # what a schedule starts: a step on cluster_id, or an EMR Serverless job run
+    schedule_on: Literal["cluster", "serverless"] = "cluster"
+    # SNS topic that a failed step or job run is published to (subscribe the addresses of
+    # deploy.notifications.on_failure to it); null: no failure rule is written
+    failure_topic_arn: str | None = Field(None, pattern=r"^arn:aws[a-z-]*:sns:")
+
+    @model_validator(mode="after")
+    def _serverless_schedules_need_serverless(self) -> EmrDeploySettings:
+        if self.schedule_on == "serverless" and self.serverless is None:
+            raise ValueError("schedule_on: serverless needs the serverless section")
+        return self
+
+
+class GithubDeploySettings(StrictModel):
+    branch: str = "main"
+    test_command: str = "make test"
+
+
+class DeploySettings(StrictModel):
+    wheel: str = "dist/sparkmlops-{version}-py3-none-any.whl"
+    conf_dir: str | None = None
+    env: dict[str, str] = Field(default_factory=dict)
+    schedule: ScheduleSettings = Field(default_factory=ScheduleSettings)
+    notifications: NotificationSettings = Field(default_factory=NotificationSettings)
+    permissions: list[PermissionSpec] = Field(default_factory=list)
+    databricks: DatabricksDeploySettings | None = None
+    emr: EmrDeploySettings | None = None
+    github: GithubDeploySettings = Field(default_factory=GithubDeploySettings)
+
+    @field_validator("env")
+    @classmethod
+    def _no_credentials(cls, env: dict[str, str]) -> dict[str, str]:
+        secret = sorted(name for name in env if _SECRET_NAME.search(name))
+        if secret:
+            raise ValueError(f"{secret} look like credentials: they would be written in "
+                             "plain text into the job definitions; use the platform's "
+                             "secret store")
+        return env
