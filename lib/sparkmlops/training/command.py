@@ -1,7 +1,7 @@
 """``sparkmlops train`` (gold → model → @challenger) and ``sparkmlops reproduce``.
 
 ``--automl`` / ``--time-budget`` are declared here and reused by ``pipeline``, which
-trains too: they stand for ``model.automl.*`` config overrides.
+trains too: they stand for ``--set dataset.model.automl.*`` config overrides.
 """
 
 from __future__ import annotations
@@ -21,10 +21,10 @@ def add_automl_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def automl_overrides(args: argparse.Namespace) -> list[str]:
-    """What ``--automl`` / ``--time-budget`` stand for."""
-    overrides = ["model.automl.enabled=true"] if args.automl else []
+    """What ``--automl`` / ``--time-budget`` stand for, as ``--set`` overrides."""
+    overrides = ["dataset.model.automl.enabled=true"] if args.automl else []
     if args.time_budget is not None:
-        overrides.append(f"model.automl.time_budget_s={args.time_budget}")
+        overrides.append(f"dataset.model.automl.time_budget_s={args.time_budget}")
     return overrides
 
 
