@@ -4,6 +4,10 @@ Exit codes: 0 done, 1 unexpected error, 2 bad config or usage, 3 missing input,
 4 failed quality gate, 5 failed model gate, 6 a reproduced run's metrics differ,
 7 the data cannot train a model. Expected failures print one line on stderr; the
 summary of a successful run goes to stdout.
+
+Each command is declared beside its code (``<stage>/command.py``, or
+``<module>_command.py`` for pipeline, maintain, show-table and deploy) as a
+``sparkmlops.command.Command`` with its own options; ``COMMANDS`` registers them.
 """
 
 from __future__ import annotations
