@@ -16,6 +16,7 @@ import pytest
 from delta.tables import DeltaTable
 from mlflow.tracking import MlflowClient
 
+from sparkmlops.cli import main
 from sparkmlops.config import Settings, load_settings
 from sparkmlops.errors import MissingInputError
 from sparkmlops.features.stages import LABEL_COLUMN
@@ -138,20 +139,31 @@ def test_shuffled_label_model_is_never_promoted_and_a_better_one_is(spark, gold)
     assert client.get_model_version("promo_order", "2").tags["promotion.promoted"] == "False"
 
 
-def test_first_model_becomes_champion_only_when_it_meets_the_minimums(spark, gold):
-    strict = gold.settings("promo_first",
-                           "dataset.promotion.min_metrics={areaUnderROC: 0.999}")
+def test_first_model_becomes_champion_only_when_it_meets_the_minimums(spark, gold, capsys):
+    """Refused by a standalone ``sparkmlops promote``: exit 5, one line, no alias moved."""
+    strict_gate = "dataset.promotion.min_metrics={areaUnderROC: 0.999}"
+    strict = gold.settings("promo_first", strict_gate)
     usual = gold.settings("promo_first")
 
     v1 = _train(spark, gold, strict)
-    refused = _promote(spark, gold, strict, v1)
+    capsys.readouterr()
+    code = main(["promote", "--batch-id", gold.batch_id, "--set", f"state_dir={gold.state_dir}",
+                 "--set", "dataset.model.name=promo_first", "--set", strict_gate])
+    refused = capsys.readouterr()
     aliases_after_refusal = _aliases(strict)
+    tags = MlflowClient().get_model_version("promo_first", v1).tags
     accepted = _promote(spark, gold, usual, v1)
 
-    assert refused.summary["promoted"] is False
-    assert refused.summary["reasons"][0].startswith("areaUnderROC=0.9")
-    assert "misses the threshold 0.999" in refused.summary["reasons"][0]
-    assert refused.summary["reasons"][-1] == "no champion yet"
+    reasons = json.loads(tags["promotion.reasons"])
+    assert reasons[0].startswith("areaUnderROC=0.9")
+    assert "misses the threshold 0.999" in reasons[0]
+    assert reasons[-1] == "no champion yet"
+    assert code == 5
+    assert refused.out == ""
+    assert [line for line in refused.err.splitlines() if line.startswith("sparkmlops ")] == [
+        "sparkmlops promote: ModelGateFailed: model promo_first v1 failed the gate against no "
+        f"champion: {'; '.join(reasons)}; @champion is none"]
+    assert (tags["promotion.mode"], tags["promotion.passed"]) == ("enabled", "False")
     assert aliases_after_refusal == {CHAMPION: None, CHALLENGER: "1"}
     assert accepted.summary["promoted"] is True
     assert _aliases(usual) == {CHAMPION: "1", CHALLENGER: "1"}

@@ -1,0 +1,72 @@
+"""A command of the ``sparkmlops`` CLI: its name, its own options and how it runs.
+
+Each stage declares its commands beside its code (``sparkmlops/<stage>/command.py``);
+``cli.py`` builds the parser from the registry of these values and runs the chosen
+one. A command module imports no step at load time (only when it runs), so the
+parser, ``--help`` and the tests of dispatch start neither Spark nor MLflow.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from sparkmlops.config import Settings
+
+# what a command runs over, which decides its session and its default batch id:
+#   batch  - one batch; --batch-id defaults to a hash of the landing files not ingested yet
+#   tables - whole tables; the batch id is "all"
+#   config - only reads config: no Spark session (run gets spark=None, batch id "all")
+Scope = Literal["batch", "tables", "config"]
+
+Run = Callable[[Any, "Settings", str, argparse.Namespace], str]
+
+
+def no_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ``add_arguments`` of a command with only the common options."""
+
+
+def no_overrides(args: argparse.Namespace) -> list[str]:
+    """The ``overrides`` of a command whose options stand for no config key."""
+    return []
+
+
+@dataclass(frozen=True)
+class Command:
+    """One ``sparkmlops <name>`` command.
+
+    ``run(spark, settings, batch_id, args)`` returns the text printed on stdout (the
+    CLI adds the "done in" line) and raises a ``SparkmlopsError`` for an expected
+    failure (its exit code ends the job). ``overrides(args)`` turns the command's own
+    options into ``KEY.PATH=VALUE`` config overrides, applied after ``--set``.
+    """
+
+    name: str
+    help: str
+    run: Run
+    add_arguments: Callable[[argparse.ArgumentParser], None] = no_arguments
+    overrides: Callable[[argparse.Namespace], list[str]] = no_overrides
+    scope: Scope = "batch"
+
+
+def step_report(name: str, settings: Settings, batch_id: str, result: Any,
+                extra: list[str] | None = None) -> str:
+    """What a single step prints: its run, the table versions it wrote, its summary.
+
+    ``result`` is the step's outcome (``.run_id``, ``.outputs``, ``.summary``);
+    ``extra`` lines follow the summary. A ``decisions`` summary entry is left to
+    ``extra`` (promote prints one line per version judged).
+    """
+    lines = [f"sparkmlops {name}: dataset {settings.dataset.name}, batch {batch_id}",
+             f"  MLflow run {result.run_id}"]
+    lines += [f"  wrote {table} v{version}" for table, version in result.outputs.items()]
+    lines += [f"  {key}: {value}" for key, value in result.summary.items()
+              if key not in _PRINTED_APART]
+    return "\n".join(lines + (extra or []))
+
+
+# summary keys a command prints in lines of its own (promote's decisions)
+_PRINTED_APART = frozenset({"decisions"})

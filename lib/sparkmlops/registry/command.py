@@ -1,0 +1,69 @@
+"""``sparkmlops promote``: the gate between @challenger and @champion, run alone.
+
+Alone, a challenger that fails an enabled gate ends the job with exit 5
+(``ModelGateFailed``, one line on stderr) so a scheduler sees it; ``pipeline`` calls
+the step itself and treats the same decision as an outcome (exit 0).
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from sparkmlops.command import Command, step_report
+from sparkmlops.config import Settings
+from sparkmlops.errors import ModelGateFailed
+
+
+def _add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--challenger-version")
+    parser.add_argument("--gold-version", type=int, help="holdout from this gold version "
+                                                         "(default: the latest)")
+
+
+def _run(spark: Any, settings: Settings, batch_id: str, args: argparse.Namespace) -> str:
+    from sparkmlops.registry.step import promote_step
+
+    result = promote_step(spark, settings, batch_id, challenger_version=args.challenger_version,
+                          gold_version=args.gold_version)
+    failure = gate_failure(result.summary, settings.dataset.model.name)
+    if failure is not None:
+        raise ModelGateFailed(failure)
+    return step_report("promote", settings, batch_id, result,
+                       decision_lines(result.summary.get("decisions", [])))
+
+
+def gate_failure(summary: dict[str, Any], model_name: str) -> str | None:
+    """Why a standalone ``promote`` fails (exit 5), or None when it does not.
+
+    The step's decision speaks: the challenger asked for (``--challenger-version``,
+    else @challenger; the newest version judged when there is neither). It fails
+    when the gate is ``enabled`` and that challenger did not pass. Other versions
+    judged on the way (a backlog of never-judged versions) do not set the exit code:
+    their decisions are on their versions and in the run's ``promotion.json``.
+    With ``dry_run`` or ``disabled`` nothing is refused: exit 0.
+    """
+    if summary["mode"] != "enabled" or summary["passed"]:
+        return None
+    against = (f"champion v{summary['champion_before']}" if summary["champion_before"]
+               else "no champion")
+    champion = f"v{summary['champion']}" if summary["champion"] else "none"
+    return (f"model {model_name} v{summary['challenger']} failed the gate against {against}: "
+            f"{'; '.join(summary['reasons'])}; @champion is {champion}")
+
+
+def decision_lines(decisions: list[dict[str, Any]]) -> list[str]:
+    """One line per version ``promote`` judged, oldest first."""
+    lines = [f"  judged {len(decisions)} version(s):"] if decisions else []
+    for d in decisions:
+        verdict = ("promoted" if d["promoted"] else
+                   "passed, not promoted" if d["passed"] else "not promoted")
+        against = f"champion v{d['champion_before']}" if d["champion_before"] else "no champion"
+        lines.append(f"    v{d['version']} against {against}: {verdict}; "
+                     + "; ".join(d["reasons"]))
+    return lines
+
+
+PROMOTE = Command("promote", "score @challenger and @champion on the current holdout; "
+                             "move @champion if the challenger is better",
+                  _run, add_arguments=_add_arguments)
