@@ -11,14 +11,10 @@ import pyspark.sql.functions as F
 from pyspark.sql import SparkSession
 
 from sparkmlops.config import Settings
-from sparkmlops.errors import (
-    ReconciliationError,
-)
+from sparkmlops.errors import ReconciliationError
 from sparkmlops.features import stages
 from sparkmlops.inference import scoring
-from sparkmlops.ingest.records import (
-    to_quarantine,
-)
+from sparkmlops.ingest.records import to_quarantine
 from sparkmlops.model_registry import CHAMPION
 from sparkmlops.tables import (
     BATCH_COLUMN,

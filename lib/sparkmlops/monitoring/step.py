@@ -12,9 +12,7 @@ import pyspark.sql.functions as F
 from pyspark.sql import SparkSession
 
 from sparkmlops.config import Settings
-from sparkmlops.errors import (
-    MissingInputError,
-)
+from sparkmlops.errors import MissingInputError
 from sparkmlops.monitoring import drift
 from sparkmlops.tables import (
     BATCH_COLUMN,

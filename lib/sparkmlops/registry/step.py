@@ -9,9 +9,7 @@ from typing import Any, ClassVar
 from pyspark.sql import SparkSession
 
 from sparkmlops.config import Settings
-from sparkmlops.errors import (
-    MissingInputError,
-)
+from sparkmlops.errors import MissingInputError
 from sparkmlops.model_registry import CHALLENGER, CHAMPION, ModelRegistry
 from sparkmlops.registry import promotion
 from sparkmlops.tables import current_version, features_table_name, read_table, table_ref

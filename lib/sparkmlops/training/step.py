@@ -14,9 +14,7 @@ from pyspark.sql import SparkSession
 
 from sparkmlops import provenance
 from sparkmlops.config import Settings
-from sparkmlops.errors import (
-    MissingInputError,
-)
+from sparkmlops.errors import MissingInputError
 from sparkmlops.features import stages
 from sparkmlops.model_registry import CHALLENGER
 from sparkmlops.provenance import code_identity
