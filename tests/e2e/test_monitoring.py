@@ -31,7 +31,6 @@ from sparkmlops.tables import (
     table_ref,
 )
 from sparkmlops.tracking import StepResult
-from tests.conftest import SAMPLE_LANDING
 
 pytestmark = pytest.mark.e2e
 
@@ -47,14 +46,14 @@ class Monitored:
 
 
 @pytest.fixture(scope="module")
-def monitored(spark, tmp_path_factory) -> Monitored:
+def monitored(spark, tmp_path_factory, sample_landing) -> Monitored:
     schema = f"e2e_monitoring_{uuid.uuid4().hex[:8]}"
     spark.sql(f"CREATE SCHEMA spark_catalog.{schema}")
     state_dir = tmp_path_factory.mktemp("monitoring")
     settings = load_settings("local", "penguins", overrides=[
         f"state_dir={state_dir}", "storage.catalog=spark_catalog", f"storage.schema={schema}",
         "dataset.monitoring.live={accuracy: {warn: 0.8, alert: 0.65}}"])
-    batch_id = landing_batch_id(spark, str(SAMPLE_LANDING))
+    batch_id = landing_batch_id(spark, str(sample_landing))
     pipeline = run_pipeline(spark, settings, batch_id)
     same = monitor_step(spark, settings, batch_id)
     # the same birds again, each 3 kg heavier: a covariate shift the model never saw
