@@ -63,12 +63,14 @@ def test_rows_without_a_usable_prediction_get_a_reason(spark):
          (3, None, Vectors.dense([0.5, 0.5])), (4, 0.0, Vectors.dense([float("nan"), 0.1]))],
         schema)
 
-    actual = {r.k: r[UNSCORABLE_COLUMN] for r in
-              flag_unscorable(source_df, "binary_classification").collect()}
+    actual_df = flag_unscorable(source_df, "binary_classification").select(
+        "k", UNSCORABLE_COLUMN)
 
-    assert actual == {1: None, 2: "the model gave no prediction (null or NaN)",
-                      3: "the model gave no prediction (null or NaN)",
-                      4: "the model gave a NaN class probability"}
+    expected_df = spark.createDataFrame(
+        [(1, None), (2, "the model gave no prediction (null or NaN)"),
+         (3, "the model gave no prediction (null or NaN)"),
+         (4, "the model gave a NaN class probability")], f"k int, {UNSCORABLE_COLUMN} string")
+    assert_df_equality(actual_df, expected_df, ignore_row_order=True, ignore_nullable=True)
 
 
 def test_a_batch_without_a_model_input_column_is_quarantined_whole(spark, make_settings, toy_gold):
@@ -83,9 +85,11 @@ def test_a_batch_without_a_model_input_column_is_quarantined_whole(spark, make_s
                                          model_label="model m v3")
 
     assert missing == ["flipper_length_mm"]
-    assert sorted((r.sample_number, r[UNSCORABLE_COLUMN]) for r in flagged.collect()) == [
-        (i, "input column(s) ['flipper_length_mm'] missing; model m v3 needs them")
-        for i in range(5)]
+    expected_df = spark.createDataFrame(
+        [(i, "input column(s) ['flipper_length_mm'] missing; model m v3 needs them")
+         for i in range(5)], f"sample_number int, {UNSCORABLE_COLUMN} string")
+    assert_df_equality(flagged.select("sample_number", UNSCORABLE_COLUMN), expected_df,
+                       ignore_row_order=True, ignore_nullable=True)
     assert scored.isEmpty()
     assert {"prediction", "probability", UNSCORABLE_COLUMN} <= set(scored.columns)
 
@@ -141,11 +145,15 @@ def test_rows_with_infinite_model_inputs_are_flagged_not_scored(spark, make_sett
     flagged, scored = score_with_reasons(model, batch, "binary_classification", [],
                                          model_label="model m v3")
 
-    reasons = {r.sample_number: r[UNSCORABLE_COLUMN] for r in flagged.collect()}
     prefix = "non-finite model input(s) after the feature stages (NaN or Infinity): "
-    assert reasons == {0: None, 1: prefix + "culmen_length_mm, culmen_ratio",
-                       2: prefix + "body_mass_g", 3: None}
-    assert sorted(r.sample_number for r in scored.collect()) == [0, 3]
+    expected_df = spark.createDataFrame(
+        [(0, None), (1, prefix + "culmen_length_mm, culmen_ratio"), (2, prefix + "body_mass_g"),
+         (3, None)], f"sample_number int, {UNSCORABLE_COLUMN} string")
+    assert_df_equality(flagged.select("sample_number", UNSCORABLE_COLUMN), expected_df,
+                       ignore_row_order=True, ignore_nullable=True)
+    assert_df_equality(scored.select("sample_number"),
+                       spark.createDataFrame([(0,), (3,)], "sample_number int"),
+                       ignore_row_order=True, ignore_nullable=True)
 
 
 def test_vector_slot_names_come_from_the_assembler(spark):

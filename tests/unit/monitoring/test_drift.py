@@ -3,6 +3,7 @@ from __future__ import annotations
 import math
 
 import pytest
+from chispa import assert_df_equality
 
 from sparkmlops.monitoring.drift import (
     NULL_BUCKET,
@@ -136,8 +137,9 @@ def test_live_metrics_join_labels_by_key_per_scored_batch(spark):
     labels = spark.createDataFrame([(1, 1.0), (2, 1.0), (3, 1.0), (4, 0.0), (5, None)],
                                    "k int, label double")
 
-    actual = {r.scored_batch: (r.labelled_rows, r.live_accuracy)
-              for r in live_metrics(predictions, labels, ["k"],
-                                    "binary_classification").collect()}
+    actual_df = live_metrics(predictions, labels, ["k"], "binary_classification")
 
-    assert actual == {"b1": (2, 0.5), "b2": (2, 0.5)}  # key 5 has no label yet
+    expected_df = spark.createDataFrame(  # key 5 has no label yet
+        [("b1", 2, 0.5), ("b2", 2, 0.5)],
+        "scored_batch string, labelled_rows long, live_accuracy double")
+    assert_df_equality(actual_df, expected_df, ignore_row_order=True, ignore_nullable=True)
