@@ -147,8 +147,8 @@ def _changed_landing(spark, make_settings, tmp_path, landing_csv, touch, *overri
 
 
 def test_changed_file_fails_by_default_with_one_line_and_exit_3(
-        spark, make_settings, tmp_path, capsys, landing_csv):
-    landing, settings = _changed_landing(spark, make_settings, tmp_path, landing_csv)
+        spark, make_settings, tmp_path, capsys, landing_csv, touch):
+    landing, settings = _changed_landing(spark, make_settings, tmp_path, landing_csv, touch)
     before = _versions(spark, settings)
     with pytest.raises(ChangedLandingFileError) as failed:
         ingest_step(spark, settings, "b2")
@@ -171,8 +171,8 @@ def test_changed_file_fails_by_default_with_one_line_and_exit_3(
 
 
 def test_changed_file_is_recorded_and_not_read_with_skip(
-        spark, make_settings, tmp_path, landing_csv):
-    landing, settings = _changed_landing(spark, make_settings, tmp_path, landing_csv,
+        spark, make_settings, tmp_path, landing_csv, touch):
+    landing, settings = _changed_landing(spark, make_settings, tmp_path, landing_csv, touch,
                                          "dataset.source.on_changed_file=skip")
     before = _versions(spark, settings)
 
@@ -188,8 +188,8 @@ def test_changed_file_is_recorded_and_not_read_with_skip(
 
 
 def test_changed_file_is_read_into_a_new_batch_with_reingest(
-        spark, make_settings, tmp_path, landing_csv):
-    landing, settings = _changed_landing(spark, make_settings, tmp_path, landing_csv,
+        spark, make_settings, tmp_path, landing_csv, touch):
+    landing, settings = _changed_landing(spark, make_settings, tmp_path, landing_csv, touch,
                                          "dataset.source.on_changed_file=reingest")
 
     second = default_batch_id(spark, settings)
@@ -200,8 +200,9 @@ def test_changed_file_is_read_into_a_new_batch_with_reingest(
     bronze = read_table(spark, table_ref(settings, "bronze"))
     assert sorted((r._batch_id == second, r.sample_number) for r in bronze.collect()) == [
         (False, 1), (False, 2), (True, 1), (True, 2), (True, 3)]
-    assert _manifest(spark, settings) == [("a.csv", "b1", "ingested", None),
-                                          ("a.csv", second, "ingested", "b1")]
+    # the first ingest first: the new batch id is a hash, "b0..." sorts before "b1"
+    assert sorted(_manifest(spark, settings), key=lambda row: row[3] is not None) == [
+        ("a.csv", "b1", "ingested", None), ("a.csv", second, "ingested", "b1")]
     # the re-ingested bytes are known now: nothing new on the next run
     assert default_batch_id(spark, settings) == second
     assert ingest_step(spark, settings, second).summary == {"skipped": True, "bronze_rows": 3}

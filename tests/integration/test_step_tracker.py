@@ -28,6 +28,8 @@ def local_store(tmp_path, monkeypatch) -> Iterator[str]:
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     mlflow.set_tracking_uri(uri)
+    # an experiment of this store: the one an earlier test made active lives in another
+    mlflow.set_experiment("step_tracker")
     try:
         yield uri
     finally:
