@@ -1,19 +1,35 @@
-"""One Delta-enabled SparkSession for the whole suite, and settings in a temp dir per test."""
+"""Fixtures of the whole suite: one Delta-enabled SparkSession, settings in a temp dir per test,
+and the builders more than one test folder uses (tests import no helper from another test module).
+
+Layout: tests/unit/<stage>/ (pure: inline DataFrames, no state dir, no MLflow, no Delta),
+tests/integration/ (a step against Delta and MLflow), tests/e2e/ (whole pipeline runs).
+"""
 
 from __future__ import annotations
 
 import os
 import sqlite3
+import subprocess
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import closing
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 
 import pytest
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
 from sqlalchemy.engine import Engine
 
-from sparkmlops.config import Settings, SparkSettings, load_settings
+from sparkmlops.config import (
+    BucketFeature,
+    DatePartsFeature,
+    DerivedFeature,
+    FeatureSettings,
+    Settings,
+    SparkSettings,
+    TransformFeature,
+    load_settings,
+)
 from sparkmlops.spark import get_spark
 
 REPO = Path(__file__).resolve().parents[1]
@@ -175,3 +191,111 @@ class LandingCsv:
 @pytest.fixture(scope="session")
 def landing_csv() -> LandingCsv:
     return LandingCsv()
+
+
+# ---------------------------------------------------------------- paths of the checkout
+
+
+@pytest.fixture(scope="session")
+def repo() -> Path:
+    """The root of this checkout."""
+    return REPO
+
+
+@pytest.fixture(scope="session")
+def sample_landing() -> Path:
+    """The bundled sample's landing folder (data/sample/penguins/landing)."""
+    return SAMPLE_LANDING
+
+
+@pytest.fixture(scope="session")
+def bad_inputs() -> Path:
+    """The corpus of malformed landing files (tests/data/bad_inputs)."""
+    return REPO / "tests" / "data" / "bad_inputs"
+
+
+# ---------------------------------------------------------------- small shared builders
+
+
+@pytest.fixture
+def touch() -> Callable[..., None]:
+    """``touch(path, seconds_later=3600)``: move a file's mtime on, keeping its bytes."""
+
+    def later(path: Path, seconds_later: int = 3600) -> None:
+        stat = path.stat()
+        os.utime(path, (stat.st_atime + seconds_later, stat.st_mtime + seconds_later))
+
+    return later
+
+
+@pytest.fixture(scope="session")
+def dead_pid() -> int:
+    """The pid of a process that has exited and been reaped."""
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    return proc.pid
+
+
+FEATURE_SCHEMA = ("id int, island string, laid date, length double, depth double, "
+                  "mass double, label double")
+
+
+@pytest.fixture(scope="session")
+def all_kinds_features() -> FeatureSettings:
+    """Every kind of feature; island spelled in several ways that normalize_text folds together.
+
+    Goes with ``feature_train_df`` and ``feature_score_df``."""
+    return FeatureSettings(
+        date_parts=[DatePartsFeature(column="laid", parts=["month"])],
+        derived=[DerivedFeature(name="ratio", expr="length / depth")],
+        transforms=[TransformFeature(function="normalize_text",
+                                     params={"column": "island", "output": "island_norm"},
+                                     outputs=["island_norm"])],
+        buckets=[BucketFeature(name="mass_band", column="mass", splits=["-inf", 4000, "inf"])],
+        numeric=["length", "mass", "ratio"],
+        categorical=["island_norm"],
+    )
+
+
+@pytest.fixture(scope="session")
+def feature_train_df(spark: SparkSession) -> DataFrame:
+    """Six labelled rows for ``all_kinds_features``."""
+    return spark.createDataFrame([
+        (1, "Biscoe", date(2008, 11, 10), 45.0, 15.0, 5000.0, 1.0),
+        (2, "Dream", date(2008, 11, 20), 40.0, 20.0, 3500.0, 0.0),
+        (3, " biscoe", date(2008, 12, 1), 48.0, 16.0, 5200.0, 1.0),
+        (4, "DREAM", date(2008, 12, 5), 38.0, 19.0, 3300.0, 0.0),
+        (5, "Biscoe", None, 46.0, 15.5, 4100.0, 0.0),
+        (6, "Dream", date(2009, 11, 15), 41.0, 18.0, None, 1.0),
+    ], FEATURE_SCHEMA)
+
+
+@pytest.fixture(scope="session")
+def feature_score_df(spark: SparkSession) -> DataFrame:
+    """Rows to score with a model fitted on ``feature_train_df``: an unseen island, a null
+    island and a null mass and date, a known island misspelled."""
+    return spark.createDataFrame([
+        (10, "Atlantis", date(2009, 12, 1), 44.0, 18.0, 3900.0, None),
+        (11, None, None, 42.0, 17.0, None, None),
+        (12, "  dréam", date(2009, 11, 30), 39.0, 19.5, 4000.0, None),
+    ], FEATURE_SCHEMA)
+
+
+@pytest.fixture(scope="session")
+def latest_per_key() -> Callable[[DataFrame, list[str], str], tuple[DataFrame, DataFrame]]:
+    """``latest_per_key(df, keys, order_by)``: (the latest record per key, the records it
+    supersedes), ranked as the upsert MERGE ranks them."""
+    from sparkmlops.writes import RANK_COLUMN, rank_per_key
+
+    def split(df: DataFrame, keys: list[str], order_by: str) -> tuple[DataFrame, DataFrame]:
+        ranked = rank_per_key(df, keys, order_by)
+        return (ranked.where(f"{RANK_COLUMN} = 1").drop(RANK_COLUMN),
+                ranked.where(f"{RANK_COLUMN} > 1").drop(RANK_COLUMN))
+
+    return split
+
+
+@pytest.fixture(scope="session")
+def sorted_rows() -> Callable[..., list[tuple]]:
+    """``sorted_rows(df, *columns)``: those columns of every row, as sorted tuples."""
+    return lambda df, *columns: sorted(tuple(r[c] for c in columns) for r in df.collect())

@@ -19,14 +19,12 @@ from mlflow.tracking import MlflowClient
 from sparkmlops.config import Settings, load_settings
 from sparkmlops.inference.step import PredictOutcome, predict_step
 from sparkmlops.ingest.records import landing_batch_id
-from sparkmlops.monitoring.step import monitor_step
+from sparkmlops.monitoring.step import MonitorOutcome, monitor_step
 from sparkmlops.pipeline import PipelineResult, run_pipeline
 from sparkmlops.summary import pipeline_summary
 from sparkmlops.tables import BATCH_COLUMN, features_table_name, read_batch, read_table, table_ref
-from sparkmlops.tracking import StepResult
 from sparkmlops.training.step import TrainOutcome
 from sparkmlops.writes import replace_batch
-from tests.conftest import SAMPLE_LANDING
 
 pytestmark = pytest.mark.e2e
 
@@ -35,21 +33,21 @@ pytestmark = pytest.mark.e2e
 class Monitored:
     settings: Settings
     batch_id: str
-    same: StepResult
-    drifted: StepResult
+    same: MonitorOutcome
+    drifted: MonitorOutcome
     pipeline: PipelineResult
     state_dir: Path
 
 
 @pytest.fixture(scope="module")
-def monitored(spark, tmp_path_factory) -> Monitored:
+def monitored(spark, tmp_path_factory, sample_landing) -> Monitored:
     schema = f"e2e_monitoring_{uuid.uuid4().hex[:8]}"
     spark.sql(f"CREATE SCHEMA spark_catalog.{schema}")
     state_dir = tmp_path_factory.mktemp("monitoring")
     settings = load_settings("local", "penguins", overrides=[
         f"state_dir={state_dir}", "storage.catalog=spark_catalog", f"storage.schema={schema}",
         "dataset.monitoring.live={accuracy: {warn: 0.8, alert: 0.65}}"])
-    batch_id = landing_batch_id(spark, str(SAMPLE_LANDING))
+    batch_id = landing_batch_id(spark, str(sample_landing))
     pipeline = run_pipeline(spark, settings, batch_id)
     same = monitor_step(spark, settings, batch_id)
     # the same birds again, each 3 kg heavier: a covariate shift the model never saw

@@ -22,12 +22,16 @@ from sparkmlops.registry.step import PromoteOutcome
 from sparkmlops.tables import current_version, read_table, table_ref
 from sparkmlops.tracking import configure_mlflow
 from sparkmlops.training.step import TrainOutcome
-from tests.conftest import SAMPLE_LANDING
 
 pytestmark = pytest.mark.e2e
 
 PROJECT = Path(__file__).resolve().parents[2]
-SOURCE_ROWS = sum(len(p.read_text().splitlines()) - 1 for p in SAMPLE_LANDING.glob("*.csv"))
+
+
+@pytest.fixture(scope="module")
+def source_rows(sample_landing) -> int:
+    """Data lines in the sample's landing files (headers left out)."""
+    return sum(len(p.read_text().splitlines()) - 1 for p in sample_landing.glob("*.csv"))
 
 
 def _table(spark, settings, layer, name=None):
@@ -35,11 +39,11 @@ def _table(spark, settings, layer, name=None):
     return ref, current_version(spark, ref), read_table(spark, ref)
 
 
-def test_sample_has_344_rows():
-    assert SOURCE_ROWS == 344
+def test_sample_has_344_rows(source_rows):
+    assert source_rows == 344
 
 
-def test_tables_exist_with_versions_and_reconciled_counts(spark, pipeline_run):
+def test_tables_exist_with_versions_and_reconciled_counts(spark, pipeline_run, source_rows):
     settings = pipeline_run.settings
     counts = {}
     for layer, name in [("bronze", None), ("silver", None), ("quarantine", None),
@@ -49,7 +53,7 @@ def test_tables_exist_with_versions_and_reconciled_counts(spark, pipeline_run):
         counts[ref.fqn] = (version, df.count())
 
     assert counts == {
-        "bronze.penguins": (0, SOURCE_ROWS),
+        "bronze.penguins": (0, source_rows),
         "silver.penguins": (0, 342),
         # v0: ingest's (empty) quarantine commit, v1: the validate step's rows
         "quarantine.penguins": (1, 2),
@@ -76,7 +80,7 @@ def test_tables_are_genuine_delta_tables(spark, pipeline_run):
     assert [(h.version, h.operation) for h in history] == [(0, "WRITE")]
 
 
-def test_another_delta_reader_opens_the_tables(pipeline_run):
+def test_another_delta_reader_opens_the_tables(pipeline_run, source_rows):
     """delta-rs (no Spark, no JVM) reads what the pipeline wrote."""
     from deltalake import DeltaTable as RustDeltaTable
 
@@ -84,7 +88,7 @@ def test_another_delta_reader_opens_the_tables(pipeline_run):
     bronze = RustDeltaTable(table_ref(settings, "bronze").path)
     predictions = RustDeltaTable(table_ref(settings, "predictions").path).to_pyarrow_table()
 
-    assert (bronze.version(), bronze.to_pyarrow_table().num_rows) == (0, SOURCE_ROWS)
+    assert (bronze.version(), bronze.to_pyarrow_table().num_rows) == (0, source_rows)
     assert predictions.num_rows == 342
     assert predictions.column("model_version").unique().to_pylist() == ["1"]
 
@@ -135,7 +139,7 @@ def test_training_run_logs_evaluation_plots_that_agree_with_its_metrics(pipeline
         weights)
 
 
-def test_parent_run_has_one_nested_run_per_step_with_lineage(pipeline_run):
+def test_parent_run_has_one_nested_run_per_step_with_lineage(pipeline_run, source_rows):
     settings = pipeline_run.settings
     result = pipeline_run.result
     experiment_id = configure_mlflow(settings)
@@ -155,7 +159,7 @@ def test_parent_run_has_one_nested_run_per_step_with_lineage(pipeline_run):
         assert run.data.tags["mlflow.source.git.commit"] != ""
         assert run.data.tags["sparkmlops.batch_id"] == result.batch_id
     assert by_step["ingest"].data.params["output.bronze.penguins.version"] == "0"
-    assert by_step["ingest"].data.metrics["rows_in.landing"] == SOURCE_ROWS
+    assert by_step["ingest"].data.metrics["rows_in.landing"] == source_rows
     assert by_step["validate"].data.params["input.bronze.penguins.version"] == "0"
     assert by_step["validate"].data.metrics["rows_out.silver.penguins"] == 342
     assert by_step["validate"].data.metrics["rows_out.quarantine.penguins"] == 2
@@ -168,17 +172,18 @@ def test_parent_run_has_one_nested_run_per_step_with_lineage(pipeline_run):
     assert gx["suite_name"] == "penguins_bronze"
 
 
-def test_rerun_changes_no_data_and_same_data_gives_same_metrics(spark, pipeline_run):
+def test_rerun_changes_no_data_and_same_data_gives_same_metrics(
+        spark, pipeline_run, source_rows, sample_landing):
     """Same batch again: bronze untouched, a new but identical model is not promoted."""
     settings = pipeline_run.settings
     first = pipeline_run.result
     bronze_version = current_version(spark, table_ref(settings, "bronze"))
 
-    second = run_pipeline(spark, settings, landing_batch_id(spark, str(SAMPLE_LANDING)))
+    second = run_pipeline(spark, settings, landing_batch_id(spark, str(sample_landing)))
 
-    assert second.step(IngestOutcome).summary == {"skipped": True, "bronze_rows": SOURCE_ROWS}
+    assert second.step(IngestOutcome).summary == {"skipped": True, "bronze_rows": source_rows}
     assert current_version(spark, table_ref(settings, "bronze")) == bronze_version
-    assert read_table(spark, table_ref(settings, "bronze")).count() == SOURCE_ROWS
+    assert read_table(spark, table_ref(settings, "bronze")).count() == source_rows
     assert read_table(spark, table_ref(settings, "silver")).count() == 342
     assert read_table(spark, table_ref(settings, "predictions")).count() == 342
     assert second.step(TrainOutcome).metrics == first.step(TrainOutcome).metrics

@@ -32,7 +32,6 @@ from sparkmlops.training.fitting import split_train_test
 from sparkmlops.training.reproduce import reproduce_run
 from sparkmlops.training.step import train_step
 from sparkmlops.training.tuning import search
-from tests.conftest import SAMPLE_LANDING
 
 pytestmark = pytest.mark.e2e
 
@@ -53,10 +52,10 @@ class Gold:
 
 
 @pytest.fixture(scope="module")
-def gold(spark, tmp_path_factory) -> Gold:
+def gold(spark, tmp_path_factory, sample_landing) -> Gold:
     state_dir = str(tmp_path_factory.mktemp("promotion"))
     settings = load_settings("local", "penguins", overrides=[f"state_dir={state_dir}"])
-    batch_id = landing_batch_id(spark, str(SAMPLE_LANDING))
+    batch_id = landing_batch_id(spark, str(sample_landing))
     ingest_step(spark, settings, batch_id)
     validate_step(spark, settings, batch_id)
     written = features_step(spark, settings, batch_id)

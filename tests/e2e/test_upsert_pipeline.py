@@ -18,7 +18,6 @@ from sparkmlops.inference.step import PredictOutcome
 from sparkmlops.pipeline import run_pipeline
 from sparkmlops.quality.step import ValidateOutcome
 from sparkmlops.tables import read_table, table_ref
-from tests.conftest import SAMPLE_LANDING
 
 pytestmark = pytest.mark.e2e
 
@@ -43,20 +42,21 @@ def _write_corrections(source: Path, target: Path, n: int) -> list[tuple]:
             for r in corrected]
 
 
-def test_a_later_batch_corrects_earlier_records_in_every_keyed_table(spark, tmp_path):
+def test_a_later_batch_corrects_earlier_records_in_every_keyed_table(
+        spark, tmp_path, sample_landing):
     from sparkmlops.config import load_settings
 
     landing = tmp_path / "landing"
     landing.mkdir()
     for name in ("penguins_raw_PAL0708.csv", "penguins_raw_PAL0809.csv"):
-        shutil.copy(SAMPLE_LANDING / name, landing / name)
+        shutil.copy(sample_landing / name, landing / name)
     settings = load_settings("local", "penguins", overrides=[
         f"state_dir={tmp_path / 'state'}", f"dataset.source.path={landing}",
         "dataset.write.mode=upsert", "dataset.write.order_by=date_egg"])
 
     run_pipeline(spark, settings, "b1")
-    shutil.copy(SAMPLE_LANDING / "penguins_raw_PAL0910.csv", landing)
-    corrected = _write_corrections(SAMPLE_LANDING / "penguins_raw_PAL0708.csv",
+    shutil.copy(sample_landing / "penguins_raw_PAL0910.csv", landing)
+    corrected = _write_corrections(sample_landing / "penguins_raw_PAL0708.csv",
                                    landing / "corrections_PAL0708.csv", 5)
     second = run_pipeline(spark, settings, "b2")
 

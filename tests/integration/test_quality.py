@@ -1,0 +1,102 @@
+from __future__ import annotations
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from sparkmlops.errors import QualityGateFailed
+from sparkmlops.ingest.step import ingest_step
+from sparkmlops.quality.step import validate_step
+from sparkmlops.tables import read_table, table_exists, table_ref
+from sparkmlops.tracking import configure_mlflow
+
+# ---------------------------------------------------------------- the step, on real sample rows
+
+
+def _ingest_sample(spark, make_settings, sample_landing, *overrides):
+    settings = make_settings(
+        f"dataset.source.path={sample_landing / 'penguins_raw_PAL0708.csv'}", *overrides)
+    ingest_step(spark, settings, "b1")
+    return settings
+
+
+def test_validate_splits_rows_and_records_results(spark, make_settings, sample_landing):
+    settings = _ingest_sample(spark, make_settings, sample_landing)
+
+    result = validate_step(spark, settings, "b1")
+
+    # PAL0708 has 110 rows; 1 bird without measurements fails the body-mass not-null check,
+    # which passes as an expectation (mostly: 0.95) but still quarantines that row
+    assert result.summary["status"] == "passed"
+    assert (result.summary["silver_rows"], result.summary["quarantined"]) == (109, 1)
+    quarantine = read_table(spark, table_ref(settings, "quarantine")).collect()
+    assert [(q.step, q.reason) for q in quarantine] == [
+        ("validate", "failed expectations: expect_column_values_to_not_be_null(body_mass_g)")]
+    assert '"sample_number":4' in quarantine[0].record
+    results = read_table(spark, table_ref(settings, "validation_results"))
+    assert results.count() == len(settings.dataset.quality.expectations)
+    assert results.where("NOT success").count() == 0
+    with_unexpected = [(r.expectation, r.column, r.severity, r.unexpected_count, r.table_version)
+                       for r in results.where("unexpected_count > 0").collect()]
+    assert with_unexpected == [
+        ("expect_column_values_to_not_be_null", "body_mass_g", "warning", 1, 0)]
+
+
+def test_critical_failure_stops_before_silver_is_written(spark, make_settings, sample_landing):
+    settings = _ingest_sample(
+        spark, make_settings, sample_landing,
+        "dataset.quality.expectations.0.kwargs.max_value=10")
+
+    with pytest.raises(QualityGateFailed, match=r"expect_table_row_count_to_be_between"):
+        validate_step(spark, settings, "b1")
+
+    assert not table_exists(spark, table_ref(settings, "silver"))
+    results = read_table(spark, table_ref(settings, "validation_results"))
+    assert results.where("NOT success AND severity = 'critical'").count() == 1
+
+
+def test_dry_run_records_the_failure_and_goes_on(spark, make_settings, sample_landing):
+    settings = _ingest_sample(spark, make_settings, sample_landing, "dataset.quality.gate=dry_run",
+                              "dataset.quality.expectations.0.kwargs.max_value=10")
+
+    result = validate_step(spark, settings, "b1")
+
+    assert result.summary["status"] == "failed"
+    assert result.summary["silver_rows"] == 109
+
+
+def test_a_failed_warning_passes_the_gate_and_is_recorded(spark, make_settings, sample_landing):
+    # expectation 10: the mean culmen length between 50 and 55 (PAL0708: 43.7), a warning
+    settings = _ingest_sample(spark, make_settings, sample_landing,
+                              "dataset.quality.expectations.10.kwargs.min_value=50")
+
+    result = validate_step(spark, settings, "b1")
+
+    assert result.summary["status"] == "passed_with_warnings"
+    assert result.summary["expectations_failed"] == [
+        "expect_column_mean_to_be_between(culmen_length_mm) [warning]"]
+    assert (result.summary["silver_rows"], result.summary["quarantined"]) == (109, 1)
+    configure_mlflow(settings)
+    run = MlflowClient().get_run(result.run_id)
+    assert run.data.tags["quality.status"] == "passed_with_warnings"
+    assert {k: run.data.metrics[k] for k in ("quality.expectations", "quality.passed",
+                                             "quality.failed_critical", "quality.failed_warning")
+            } == {"quality.expectations": 11, "quality.passed": 10,
+                  "quality.failed_critical": 0, "quality.failed_warning": 1}
+    failed = read_table(spark, table_ref(settings, "validation_results")).where(
+        "NOT success").collect()
+    assert [(r.expectation, r.severity, r.gate_status, r.validation_id, round(
+        float(r.observed_value), 2)) for r in failed] == [
+        ("expect_column_mean_to_be_between", "warning", "passed_with_warnings", result.run_id,
+         43.74)]
+
+
+def test_each_validation_run_is_kept(spark, make_settings, sample_landing):
+    settings = _ingest_sample(spark, make_settings, sample_landing)
+
+    first = validate_step(spark, settings, "b1")
+    second = validate_step(spark, settings, "b1")
+
+    results = read_table(spark, table_ref(settings, "validation_results"))
+    per_run = {r.validation_id: r["count"] for r in results.groupBy("validation_id").count()
+               .collect()}
+    assert per_run == {first.run_id: 11, second.run_id: 11}
