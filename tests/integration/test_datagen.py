@@ -3,7 +3,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from sparkmlops.datagen import BAD_MASS, write_landing
-from sparkmlops.ingest.records import ingest_batch
+from sparkmlops.ingest.step import ingest_batch
 from sparkmlops.tables import read_table, table_ref
 
 ROWS = 500

@@ -7,8 +7,7 @@ import pyspark.sql.functions as F
 import pytest
 
 from sparkmlops.errors import MissingInputError
-from sparkmlops.ingest.records import ingest_batch
-from sparkmlops.ingest.step import ingest_step
+from sparkmlops.ingest.step import ingest_batch, ingest_step
 from sparkmlops.tables import current_version, read_table, table_ref
 
 

@@ -136,11 +136,6 @@ def check_sql_features(df: DataFrame, features: FeatureSettings) -> None:
                 f"features.derived.{i} ({feature.name}): {feature.expr!r}: {reason}") from None
 
 
-def add_derived_features(df: DataFrame, derived: list[DerivedFeature]) -> DataFrame:
-    """Add each SQL expression as a column, in order (later may use earlier); for notebooks."""
-    return derived_stage(derived).transform(df) if derived else df
-
-
 # ---------------------------------------------------------------- the feature stages
 
 

@@ -14,7 +14,7 @@ from sparkmlops.config import Settings
 from sparkmlops.errors import ReconciliationError
 from sparkmlops.features import stages
 from sparkmlops.inference import scoring
-from sparkmlops.ingest.records import to_quarantine
+from sparkmlops.ingest.landing import to_quarantine
 from sparkmlops.model_registry import CHAMPION
 from sparkmlops.tables import (
     BATCH_COLUMN,

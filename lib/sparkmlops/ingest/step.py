@@ -4,25 +4,43 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, replace
+from datetime import datetime
 from typing import Any, ClassVar
 
+import pyspark.sql.functions as F
 from pyspark.sql import SparkSession
 
 from sparkmlops.config import Settings
+from sparkmlops.ingest.landing import (
+    CORRUPT_COLUMN,
+    POSITION_HELPERS,
+    ROW_ID,
+    IngestReconciliationError,
+    IngestResult,
+    add_audit_columns,
+    quarantine_reason,
+    read_landing,
+    to_quarantine,
+    with_source_position,
+)
 from sparkmlops.ingest.records import (
+    CHANGED_SKIPPED,
+    DUPLICATE,
+    INGESTED,
+    LISTED_AS,
+    MANIFEST_SCHEMA,
     LandingFile,
     LandingPlan,
     check_changed_files,
-    ingest_batch,
     list_files,
     log_unread_files,
     plan_landing,
-    record_batch,
-    record_unread_files,
     with_content_hash,
 )
-from sparkmlops.tables import current_version, read_batch, table_ref
+from sparkmlops.spark import session_conf
+from sparkmlops.tables import BATCH_COLUMN, TableWrite, current_version, read_batch, table_ref
 from sparkmlops.tracking import StepOutcome, step_run
+from sparkmlops.writes import insert_new_rows, replace_batch
 
 log = logging.getLogger(__name__)
 
@@ -114,3 +132,118 @@ def ingest_step(
         )
 
 
+def record_batch(
+    spark: SparkSession,
+    settings: Settings,
+    result: IngestResult,
+    files: list[LandingFile],
+    *,
+    earlier: dict[LandingFile, str] | None = None,
+) -> tuple[TableWrite, TableWrite]:
+    """Write the batch's files to the manifest and its counts to the ingest log.
+
+    This is the last commit of an ingest: a job killed before it leaves the files
+    pending, and the re-run replaces the batch instead of adding it twice.
+    ``earlier`` names the batch that read a re-ingested path before.
+    """
+    at = datetime.now().replace(microsecond=0)
+    earlier = earlier or {}
+    manifest = spark.createDataFrame(
+        [(f.path, f.size, f.modification_time, result.batch_id, at, f.sha256, INGESTED,
+          earlier.get(f)) for f in files],
+        MANIFEST_SCHEMA,
+    )
+    log_row = spark.createDataFrame(
+        [(result.batch_id, len(files), result.rows_in, result.bronze.rows,
+          result.rows_quarantined, result.bronze.version, at)],
+        f"{BATCH_COLUMN} string, files long, rows_in long, bronze_rows long, "
+        "quarantined_rows long, bronze_version long, ingested_at timestamp",
+    )
+    ingest_log = replace_batch(log_row, table_ref(settings, "ingest_log"), result.batch_id)
+    # mergeSchema: a manifest written before content hashes gains the new columns
+    written = replace_batch(manifest, table_ref(settings, "manifest"), result.batch_id,
+                            merge_schema=True)
+    return written, ingest_log
+
+
+def record_unread_files(
+    spark: SparkSession, settings: Settings, plan: LandingPlan, batch_id: str
+) -> TableWrite | None:
+    """Record the files the plan does not read, so the next run knows them without hashing.
+
+    Their rows belong to no batch (``_batch_id`` null, so replacing a batch never drops
+    them); ``earlier_batch`` names the batch holding their bytes (duplicate) or the
+    path's earlier bytes (changed_skipped). Inserted only when not recorded yet, so a
+    re-run adds nothing. Written after the batch: a kill in between only means the
+    next run hashes these files again and reaches the same verdict.
+    """
+    at = datetime.now().replace(microsecond=0)
+    rows = [(f.path, f.size, f.modification_time, None, at, f.sha256, DUPLICATE, holder or batch_id)
+            for f, holder in plan.duplicates.items()]
+    rows += [(f.path, f.size, f.modification_time, None, at, f.sha256, CHANGED_SKIPPED, earlier)
+             for f, earlier in plan.changed.items() if f not in plan.read]
+    if not rows:
+        return None
+    unread = spark.createDataFrame(sorted(rows), MANIFEST_SCHEMA)
+    return insert_new_rows(unread, table_ref(settings, "manifest"), LISTED_AS)
+
+
+def ingest_batch(
+    spark: SparkSession,
+    settings: Settings,
+    batch_id: str,
+    *,
+    source_path: str | None = None,
+    files: list[LandingFile] | None = None,
+) -> IngestResult:
+    """Ingest landing files into bronze and quarantine, one atomic commit each.
+
+    ``files`` (``read`` of :func:`plan_landing`) limits the batch to those files; without
+    it every file under the source path is read.
+    """
+    dataset = settings.dataset
+    path = source_path or settings.resolve_path(dataset.source.path)
+    if files is None:
+        list_files(spark, path)  # fails with a clear message when the path is missing
+    ingested_at = datetime.now().replace(microsecond=0)
+    target: str | list[str] = [f.path for f in files] if files else path
+    raw = read_landing(spark, dataset.source, dataset.schema_, target)
+    parsed = add_audit_columns(raw.withColumn(ROW_ID, F.monotonically_increasing_id()),
+                               batch_id, ingested_at)
+    parsed = parsed.withColumn("_reason", quarantine_reason(dataset.schema_))
+    # Spark refuses queries on the corrupt-record column of an unparsed file; caching
+    # also makes the three uses below (count, good rows, bad rows) one read of the files.
+    # With CSV column pruning on (Spark's default) a line with too few fields has its
+    # missing fields silently set to null; off, the PERMISSIVE parser flags the line.
+    parsed = parsed.persist()
+    try:
+        with session_conf(spark, "spark.sql.csv.parser.columnPruning.enabled", "false"):
+            rows_in = parsed.count()
+        good = parsed.where(F.col("_reason").isNull()).drop(
+            "_reason", CORRUPT_COLUMN, *POSITION_HELPERS)
+        bad = parsed.where(F.col("_reason").isNotNull())
+        rows_quarantined = bad.count()
+        if rows_quarantined:
+            bad = with_source_position(parsed, bad)
+        record = F.coalesce(
+            F.col(CORRUPT_COLUMN),
+            F.to_json(F.struct(*[F.col(c.name) for c in dataset.schema_])),
+        )
+        quarantined = to_quarantine(bad, "ingest", F.col("_reason"), record)
+        q_write = replace_batch(
+            quarantined, table_ref(settings, "quarantine"), batch_id,
+            extra_predicate=F.col("step") == "ingest", merge_schema=True,
+        )
+        bronze = replace_batch(good, table_ref(settings, "bronze"), batch_id,
+                               merge_schema=dataset.source.schema_evolution == "add_new_columns",
+                               partition_by=dataset.write.partition_by)
+    finally:
+        parsed.unpersist()
+    if rows_in != bronze.rows + rows_quarantined:
+        raise IngestReconciliationError(
+            f"batch {batch_id}: {rows_in} rows read but {bronze.rows} written to bronze and "
+            f"{rows_quarantined} to quarantine"
+        )
+    log.info("ingest %s: %d rows in, %d to bronze, %d quarantined",
+             batch_id, rows_in, bronze.rows, rows_quarantined)
+    return IngestResult(batch_id, rows_in, bronze, q_write, rows_quarantined)

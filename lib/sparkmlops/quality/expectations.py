@@ -323,6 +323,4 @@ def split_flagged(flagged: DataFrame) -> tuple[DataFrame, DataFrame]:
     return passing, failing
 
 
-def split_valid_rows(df: DataFrame, specs: list[ExpectationSpec]) -> tuple[DataFrame, DataFrame]:
-    """(rows passing every row-level expectation, failing rows with ``_failed_expectations``)."""
-    return split_flagged(flag_rows(df, specs))
+

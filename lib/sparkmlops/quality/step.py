@@ -18,7 +18,7 @@ from sparkmlops.errors import (
     ReconciliationError,
     RepeatedKeysError,
 )
-from sparkmlops.ingest.records import to_quarantine
+from sparkmlops.ingest.landing import to_quarantine
 from sparkmlops.quality import expectations
 from sparkmlops.tables import (
     BATCH_COLUMN,

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 import pyspark.sql.functions as F
-from pyspark.ml import Estimator, Pipeline, PipelineModel
+from pyspark.ml import Estimator, Pipeline
 from pyspark.ml.evaluation import (
     BinaryClassificationEvaluator,
     Evaluator,
@@ -48,7 +48,6 @@ from sparkmlops.features.stages import (
     resolve_scaling,
 )
 from sparkmlops.metrics import TASK_METRICS, spark_metric
-from sparkmlops.training.estimators import build_estimator
 
 log = logging.getLogger(__name__)
 
@@ -74,11 +73,6 @@ def build_pipeline(features: FeatureSettings, estimator: Any) -> Pipeline:
     """
     scale = resolve_scaling(features, estimator)
     return Pipeline(stages=[*feature_stages(features, scale=scale), estimator])
-
-
-def fit_model(train: DataFrame, dataset: DatasetSettings) -> PipelineModel:
-    estimator = build_estimator(dataset.model.estimator, dataset.model.split.seed)
-    return build_pipeline(dataset.features, estimator).fit(train)
 
 
 # what the evaluators read of a scored frame (rawPrediction: the binary ones)

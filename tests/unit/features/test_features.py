@@ -19,11 +19,11 @@ from sparkmlops.config import (
 )
 from sparkmlops.errors import ConfigError, FeatureTransformError
 from sparkmlops.features.stages import (
-    add_derived_features,
     bucket_stages,
     build_feature_table,
     check_sql_features,
     date_parts_stage,
+    derived_stage,
     feature_stages,
     label_index,
 )
@@ -41,10 +41,10 @@ def mass_in_kg(df: DataFrame, *, column: str, output: str) -> DataFrame:
 def test_derived_features_are_sql_expressions_in_order(spark):
     source_df = spark.createDataFrame([(40.0, 20.0), (None, 18.0)], "l double, d double")
 
-    actual_df = add_derived_features(source_df, [
+    actual_df = derived_stage([
         DerivedFeature(name="ratio", expr="l / d"),
         DerivedFeature(name="ratio_x10", expr="ratio * 10"),
-    ])
+    ]).transform(source_df)
 
     expected_df = spark.createDataFrame(
         [(40.0, 20.0, 2.0, 20.0), (None, 18.0, None, None)],

@@ -13,7 +13,8 @@ from sparkmlops.inference.scoring import (
     score_with_reasons,
     shape_predictions,
 )
-from sparkmlops.training.fitting import fit_model, split_train_test
+from sparkmlops.training.fitting import split_train_test
+from sparkmlops.training.tuning import search
 
 
 def test_predicted_label_maps_the_index_to_the_class(spark):
@@ -31,7 +32,7 @@ def test_scored_rows_name_the_model_and_batch(spark, make_settings, toy_gold):
     dataset = make_settings().dataset
     gold = toy_gold()
     train, _ = split_train_test(gold, dataset)
-    model = fit_model(train, dataset)
+    model = search(train, dataset).model
     at = datetime(2026, 11, 26, 12, 0, 0)
     batch = gold.where(F.col("sample_number").isin(1, 30))
 
@@ -77,7 +78,7 @@ def test_a_batch_without_a_model_input_column_is_quarantined_whole(spark, make_s
     dataset = make_settings().dataset
     gold = toy_gold()
     train, _ = split_train_test(gold, dataset)
-    model = fit_model(train, dataset)
+    model = search(train, dataset).model
     batch = gold.where(F.col("sample_number") < 5).drop("flipper_length_mm")
 
     missing = missing_inputs(["sample_number", "flipper_length_mm"], batch.columns)
@@ -98,7 +99,7 @@ def test_scorable_batch_keeps_every_row_and_flags_none(spark, make_settings, toy
     dataset = make_settings().dataset
     gold = toy_gold()
     train, _ = split_train_test(gold, dataset)
-    model = fit_model(train, dataset)
+    model = search(train, dataset).model
     batch = gold.where(F.col("sample_number") < 8)  # nulls in species and body mass
 
     flagged, scored = score_with_reasons(model, batch, "binary_classification", [],
@@ -113,7 +114,7 @@ def test_a_zero_culmen_depth_is_scored_not_a_failed_job(spark, make_settings, to
     dataset = make_settings().dataset
     gold = toy_gold()
     train, _ = split_train_test(gold, dataset)
-    model = fit_model(train, dataset)
+    model = search(train, dataset).model
     batch = gold.where(F.col("sample_number") < 3).withColumn("culmen_depth_mm", F.lit(0.0))
 
     flagged, scored = score_with_reasons(model, batch, "binary_classification", [],
@@ -130,7 +131,7 @@ def test_rows_with_infinite_model_inputs_are_flagged_not_scored(spark, make_sett
     dataset = make_settings().dataset
     gold = toy_gold()
     train, _ = split_train_test(gold, dataset)
-    model = fit_model(train, dataset)
+    model = search(train, dataset).model
     inf = float("inf")
     batch = (gold.where(F.col("sample_number") < 4)
              .withColumn("culmen_length_mm", F.when(F.col("sample_number") == 1, F.lit(inf))

@@ -14,11 +14,11 @@ from sparkmlops.quality.expectations import (
     build_suite,
     expectation_class,
     flag_repeated_keys,
+    flag_rows,
     flagged_reason,
     gate_status,
     run_suite,
     split_flagged,
-    split_valid_rows,
 )
 
 SPECS = [
@@ -49,7 +49,7 @@ def test_split_valid_rows_uses_gx_null_semantics(spark):
         SCHEMA,
     )
 
-    passing, failing = split_valid_rows(source_df, SPECS)
+    passing, failing = split_flagged(flag_rows(source_df, SPECS))
 
     assert_df_equality(passing, spark.createDataFrame(
         [(1, 3000.0, "MALE", "PAL0708"), (2, None, None, None)], SCHEMA), ignore_row_order=True)
@@ -68,7 +68,7 @@ def test_between_respects_strict_bounds(spark):
                            kwargs={"column": "mass", "min_value": 1, "strict_min": True})
     source_df = spark.createDataFrame([(1, 1.0, None, None), (2, 2.0, None, None)], SCHEMA)
 
-    passing, failing = split_valid_rows(source_df, [spec])
+    passing, failing = split_flagged(flag_rows(source_df, [spec]))
 
     assert_df_equality(passing.select("id"), spark.createDataFrame([(2,)], "id int"),
                        ignore_nullable=True)

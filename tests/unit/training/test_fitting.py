@@ -10,10 +10,10 @@ from sparkmlops.features.stages import LABEL_COLUMN
 from sparkmlops.training.fitting import (
     build_pipeline,
     evaluate,
-    fit_model,
     holdout_flag,
     split_train_test,
 )
+from sparkmlops.training.tuning import search
 
 
 def test_holdout_split_is_deterministic_and_independent_of_partitioning(
@@ -54,7 +54,7 @@ def test_pipeline_learns_a_separable_label_with_nulls_and_unseen_categories(
     dataset = make_settings().dataset
     train, test = split_train_test(toy_gold(), dataset)
 
-    model = fit_model(train, dataset)
+    model = search(train, dataset).model
     unseen = test.withColumn("island", F.lit("Atlantis"))
     metrics = evaluate(model.transform(unseen), dataset.model.task)
 
