@@ -236,6 +236,16 @@ def test_a_numeric_input_naming_a_missing_column_is_rejected(tmp_path):
         _features(tmp_path, numeric=["body_mass_g", "wingspan"])
 
 
+@pytest.fixture
+def builtin_transforms_only(monkeypatch):
+    """The transform registry as a fresh process has it: tests elsewhere register their own
+    at import (collection), which would change the "registered: [...]" list."""
+    from sparkmlops.features import transforms
+
+    monkeypatch.setattr(transforms, "_REGISTRY", {
+        "normalize_text": transforms._REGISTRY["normalize_text"]})
+
+
 def _checked_transform(tmp_path, transform) -> str:
     """Load penguins with one Python ``transform`` (the load itself passes: config does
     not import feature code) and return the preflight's ConfigError line."""
@@ -249,7 +259,9 @@ def _checked_transform(tmp_path, transform) -> str:
     return str(caught.value).removeprefix(prefix)
 
 
-def test_unknown_transform_function_is_rejected_with_the_known_names(tmp_path):
+def test_unknown_transform_function_is_rejected_with_the_known_names(
+    tmp_path, builtin_transforms_only
+):
     transform = {"function": "normalise_text", "outputs": ["x"]}
 
     assert _checked_transform(tmp_path, transform) == (
@@ -297,7 +309,7 @@ def test_preflight_problems_exit_2_with_one_line_through_the_cli(tmp_path, capsy
         "'regParam'?"]
 
 
-def test_every_preflight_problem_is_named_in_one_line(make_settings):
+def test_every_preflight_problem_is_named_in_one_line(make_settings, builtin_transforms_only):
     settings = make_settings(
         "dataset.features.transforms=[{function: normalise_text, outputs: [x]}]",
         "dataset.model.estimator.type=logistic_regresion",

@@ -73,7 +73,7 @@ def test_without_a_data_docs_dir_the_pages_are_artifacts_of_the_run(spark, make_
     import mlflow
 
     from sparkmlops.quality.step import DATA_DOCS_ARTIFACT, _run_quality_checks
-    from sparkmlops.tracking import configure_mlflow
+    from sparkmlops.tracking import StepTracker, configure_mlflow
 
     settings = make_settings(
         "quality.data_docs_dir=null",
@@ -83,7 +83,8 @@ def test_without_a_data_docs_dir_the_pages_are_artifacts_of_the_run(spark, make_
     configure_mlflow(settings)
 
     with mlflow.start_run() as run:
-        report = _run_quality_checks(batch, settings, suite="penguins_bronze")
+        tracker = StepTracker(step="validate", run_id=run.info.run_id)
+        report = _run_quality_checks(batch, settings, tracker, suite="penguins_bronze")
 
     assert report.status == "failed"
     assert report.data_docs_index == (f"{run.info.artifact_uri}/{DATA_DOCS_ARTIFACT}/"

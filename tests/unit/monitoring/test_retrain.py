@@ -87,7 +87,7 @@ def test_each_live_floor_is_judged_in_metric_order(make_settings):
     settings = make_settings(*NO_RULES, "dataset.retrain.live_floor={f1: 0.8, accuracy: 0.75}")
 
     reasons = retrain_reasons(
-        settings, _monitor(live={"live_accuracy": 0.5, "live_f1": 0.25}), 0)
+        settings.dataset.retrain, _monitor(live={"live_accuracy": 0.5, "live_f1": 0.25}), 0)
 
     assert reasons == ["live accuracy 0.5000 below the floor 0.75",
                        "live f1 0.2500 below the floor 0.8"]
@@ -111,7 +111,7 @@ def test_every_rule_that_fires_gives_its_reason_in_rule_order(make_settings):
                              "dataset.retrain.enabled=false")  # a control run: same reasons
 
     reasons = retrain_reasons(
-        settings, _monitor("alert", flagged=FLAGGED[:1], live={"live_accuracy": 0.6}), 10)
+        settings.dataset.retrain, _monitor("alert", flagged=FLAGGED[:1], live={"live_accuracy": 0.6}), 10)
 
     assert reasons == ["monitoring alert: culmen_length_mm.psi=0.31 (alert)",
                        "live accuracy 0.6000 below the floor 0.75",
