@@ -93,7 +93,7 @@ def measure_main(args: argparse.Namespace) -> int:
     from sparkmlops.config import load_settings
     from sparkmlops.features.stages import model_input_columns
     from sparkmlops.spark import get_spark
-    from sparkmlops.tables import current_version, features_table_name, read_batch, table_ref
+    from sparkmlops.tables import current_version, dataset_tables, read_batch
 
     settings = load_settings(args.env, "penguins", overrides=cli_overrides(
         Path(args.state), Path(args.model_store)))
@@ -102,7 +102,7 @@ def measure_main(args: argparse.Namespace) -> int:
     uri = f"models:/{dataset.model.name}@champion"
     champion = MlflowClient().get_model_version_by_alias(dataset.model.name, "champion")
     spark = get_spark(settings.spark)
-    gold = table_ref(settings, "gold", features_table_name(settings))
+    gold = dataset_tables(settings).gold
     version = current_version(spark, gold)
     keys = list(dataset.keys)
     scratch = Path(args.state) / "score-bench-scratch"

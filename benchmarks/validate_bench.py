@@ -66,13 +66,13 @@ def measure_main(args: argparse.Namespace) -> int:
     from sparkmlops.config import load_settings
     from sparkmlops.quality import expectations
     from sparkmlops.spark import get_spark
-    from sparkmlops.tables import current_version, read_batch, table_ref
+    from sparkmlops.tables import current_version, dataset_tables, read_batch
 
     settings = load_settings(args.env, "penguins", overrides=[
         f"state_dir={args.state}", f"quality.data_docs_dir={args.state}/data_docs_bench"])
     spark = get_spark(settings.spark)
     sc = spark.sparkContext
-    bronze = table_ref(settings, "bronze")
+    bronze = dataset_tables(settings).bronze
     version = current_version(spark, bronze)
     specs = settings.dataset.quality.expectations
     columns = sorted({c for spec in specs for c in spec.columns})

@@ -8,7 +8,7 @@ needs. Time travel (``read_as_of``) reaches back only as far as VACUUM allows.
 Example::
 
     results = maintain_dataset(spark, settings)          # every existing table
-    read_as_of(spark, table_ref(settings, "bronze"), version=3).show()
+    read_as_of(spark, dataset_tables(settings).bronze, version=3).show()
 """
 
 from __future__ import annotations

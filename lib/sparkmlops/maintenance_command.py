@@ -52,9 +52,9 @@ def _show_table_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _show_table(spark: Any, settings: Settings, batch_id: str, args: argparse.Namespace) -> str:
     from sparkmlops.maintenance import read_as_of
-    from sparkmlops.tables import current_version, dataset_table, read_table
+    from sparkmlops.tables import current_version, dataset_tables, read_table
 
-    ref = dataset_table(settings, args.layer)
+    ref = dataset_tables(settings).layer(args.layer)
     if args.version is None and args.timestamp is None:
         frame, as_of = read_table(spark, ref), f"v{current_version(spark, ref)} (latest)"
     else:

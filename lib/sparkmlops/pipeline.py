@@ -32,7 +32,7 @@ from sparkmlops.monitoring.retrain import retrain_reasons
 from sparkmlops.monitoring.step import monitor_step
 from sparkmlops.quality.step import validate_step
 from sparkmlops.registry.step import PromoteOutcome, promote_step
-from sparkmlops.tables import features_table_name, read_table, table_ref
+from sparkmlops.tables import dataset_tables, read_table
 from sparkmlops.tracking import StepOutcome, pipeline_run
 from sparkmlops.training.step import train_step
 
@@ -58,9 +58,8 @@ class PipelineResult:
 
 def run_pipeline(spark: SparkSession, settings: Settings, batch_id: str) -> PipelineResult:
     """Run every step of one batch; raise the first step's SparkmlopsError, if any."""
-    bronze = table_ref(settings, "bronze").fqn
-    silver = table_ref(settings, "silver").fqn
-    gold = table_ref(settings, "gold", features_table_name(settings)).fqn
+    tables = dataset_tables(settings)
+    bronze, silver, gold = tables.bronze.fqn, tables.silver.fqn, tables.gold.fqn
     with pipeline_run(settings, batch_id) as parent:
         result = PipelineResult(batch_id, parent.run_id, parent.experiment_id)
         _progress(1, "ingest", batch_id)
@@ -97,8 +96,9 @@ def run_continuous(spark: SparkSession, settings: Settings, batch_id: str) -> Pi
     With no champion yet the batch bootstraps one (train → promote) before it is
     scored. A retrained challenger still has to pass the promotion gate.
     """
-    names = {layer: table_ref(settings, layer).fqn for layer in ("bronze", "silver")}
-    gold = table_ref(settings, "gold", features_table_name(settings)).fqn
+    tables = dataset_tables(settings)
+    names = {"bronze": tables.bronze.fqn, "silver": tables.silver.fqn}
+    gold = tables.gold.fqn
     model_name = settings.dataset.model.name
     with pipeline_run(settings, batch_id) as parent:
         parent.tags({"sparkmlops.mode": "continuous"})
@@ -157,7 +157,7 @@ def _new_labelled_rows(
         return 0
     champion = registry.by_alias(settings.dataset.model.name, CHAMPION)
     trained_on = champion.tags.get("training_table_version") if champion else None
-    gold = table_ref(settings, "gold", features_table_name(settings))
+    gold = dataset_tables(settings).gold
 
     def labelled(version: int) -> int:
         return read_table(spark, gold, version).where(F.col("label").isNotNull()).count()

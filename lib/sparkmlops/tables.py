@@ -26,7 +26,8 @@ from __future__ import annotations
 
 import logging
 import re
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, fields
 
 import pyspark.sql.functions as F
 from delta.tables import DeltaTable
@@ -171,30 +172,48 @@ def table_ref(settings: Settings, layer: str, name: str | None = None) -> TableR
                     table_name=table_name)
 
 
+@dataclass(frozen=True)
+class DatasetTables:
+    """The Delta tables one dataset's jobs write, one attribute per layer.
+
+    A step takes what it reads and writes from here (``tables.bronze``,
+    ``tables.gold``) rather than naming layers itself; iterating gives every table
+    in pipeline order.
+    """
+
+    bronze: TableRef
+    quarantine: TableRef
+    manifest: TableRef
+    ingest_log: TableRef
+    silver: TableRef
+    validation_results: TableRef
+    gold: TableRef
+    predictions: TableRef
+    monitoring: TableRef
+
+    def __iter__(self) -> Iterator[TableRef]:
+        return (getattr(self, layer) for layer in DATASET_LAYERS)
+
+    def layer(self, layer: str) -> TableRef:
+        """The table of ``layer`` (``bronze``, ``gold``, ...), for a layer named at run time."""
+        if layer not in DATASET_LAYERS:
+            raise ConfigError(
+                f"unknown table layer {layer!r}; known: {', '.join(DATASET_LAYERS)}")
+        ref: TableRef = getattr(self, layer)
+        return ref
+
+
 # every table a dataset's jobs write, in pipeline order
-DATASET_LAYERS = ("bronze", "quarantine", "manifest", "ingest_log", "silver",
-                  "validation_results", "gold", "predictions", "monitoring")
+DATASET_LAYERS = tuple(f.name for f in fields(DatasetTables))
 
 
-def features_table_name(settings: Settings) -> str:
-    """The gold feature table's name: ``<dataset>_features``."""
-    return f"{settings.dataset.name}_features"
-
-
-def dataset_tables(settings: Settings) -> list[TableRef]:
-    """The Delta tables a dataset's pipeline writes, in pipeline order."""
-    return [
-        table_ref(settings, layer, features_table_name(settings) if layer == "gold" else None)
+def dataset_tables(settings: Settings) -> DatasetTables:
+    """The Delta tables a dataset's pipeline writes (gold is ``<dataset>_features``)."""
+    return DatasetTables(**{
+        layer: table_ref(settings, layer,
+                         f"{settings.dataset.name}_features" if layer == "gold" else None)
         for layer in DATASET_LAYERS
-    ]
-
-
-def dataset_table(settings: Settings, layer: str) -> TableRef:
-    """The dataset's table of ``layer`` (``bronze``, ``gold``, ...)."""
-    for ref in dataset_tables(settings):
-        if ref.layer == layer:
-            return ref
-    raise ConfigError(f"unknown table layer {layer!r}; known: {', '.join(DATASET_LAYERS)}")
+    })
 
 
 def table_exists(spark: SparkSession, ref: TableRef) -> bool:

@@ -37,7 +37,7 @@ from pyspark.sql import SparkSession
 from sparkmlops.config import load_settings
 from sparkmlops.datagen import COLUMNS, write_landing
 from sparkmlops.ingest.step import ingest_step
-from sparkmlops.tables import table_ref
+from sparkmlops.tables import dataset_tables
 
 pytestmark = pytest.mark.e2e
 
@@ -162,7 +162,7 @@ def seed_bronze(spark: SparkSession, state_dir: Path, landing: str, batch_id: st
     settings = load_settings("local", "penguins", overrides=[
         f"state_dir={state_dir}", f"dataset.source.path={landing}"])
     ingest_step(spark, settings, batch_id)
-    bronze = DeltaTable.forPath(spark, table_ref(settings, "bronze").path)
+    bronze = DeltaTable.forPath(spark, dataset_tables(settings).bronze.path)
     assert bronze.history().select(F.max("version")).first()[0] == 0
     return bronze.toDF().where(F.col("_batch_id") == batch_id).count()
 

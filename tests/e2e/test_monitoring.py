@@ -22,7 +22,7 @@ from sparkmlops.ingest.records import landing_batch_id
 from sparkmlops.monitoring.step import MonitorOutcome, monitor_step
 from sparkmlops.pipeline import PipelineResult, run_pipeline
 from sparkmlops.summary import pipeline_summary
-from sparkmlops.tables import BATCH_COLUMN, features_table_name, read_batch, read_table, table_ref
+from sparkmlops.tables import BATCH_COLUMN, dataset_tables, read_batch, read_table
 from sparkmlops.training.step import TrainOutcome
 from sparkmlops.writes import replace_batch
 
@@ -51,7 +51,7 @@ def monitored(spark, tmp_path_factory, sample_landing) -> Monitored:
     pipeline = run_pipeline(spark, settings, batch_id)
     same = monitor_step(spark, settings, batch_id)
     # the same birds again, each 3 kg heavier: a covariate shift the model never saw
-    gold = table_ref(settings, "gold", features_table_name(settings))
+    gold = dataset_tables(settings).gold
     heavier = (read_batch(spark, gold, batch_id)
                .withColumn("body_mass_g", F.col("body_mass_g") + 3000)
                .withColumn(BATCH_COLUMN, F.lit("drifted")))
@@ -62,7 +62,7 @@ def monitored(spark, tmp_path_factory, sample_landing) -> Monitored:
 
 
 def _rows(spark, monitored: Monitored, batch: str) -> dict[tuple[str, str, str], dict]:
-    table = read_table(spark, table_ref(monitored.settings, "monitoring"))
+    table = read_table(spark, dataset_tables(monitored.settings).monitoring)
     return {(r.scored_batch, r.feature, r.metric): r.asDict()
             for r in table.where(F.col(BATCH_COLUMN) == batch).collect()}
 

@@ -19,7 +19,7 @@ from sparkmlops.ingest.step import IngestOutcome
 from sparkmlops.model_registry import CHALLENGER, CHAMPION
 from sparkmlops.pipeline import STEPS, run_pipeline
 from sparkmlops.registry.step import PromoteOutcome
-from sparkmlops.tables import current_version, read_table, table_ref
+from sparkmlops.tables import current_version, dataset_tables, read_table, table_ref
 from sparkmlops.tracking import configure_mlflow
 from sparkmlops.training.step import TrainOutcome
 
@@ -61,7 +61,7 @@ def test_tables_exist_with_versions_and_reconciled_counts(spark, pipeline_run, s
         "predictions.penguins": (0, 342),
         "validation_results.penguins": (0, len(settings.dataset.quality.expectations)),
     }
-    quarantined = read_table(spark, table_ref(settings, "quarantine")).collect()
+    quarantined = read_table(spark, dataset_tables(settings).quarantine).collect()
     # the two birds of the raw data with no measurements at all
     assert sorted((json.loads(q.record)["study_name"], json.loads(q.record)["sample_number"])
                   for q in quarantined) == [("PAL0708", 4), ("PAL0910", 120)]
@@ -70,7 +70,7 @@ def test_tables_exist_with_versions_and_reconciled_counts(spark, pipeline_run, s
 
 
 def test_tables_are_genuine_delta_tables(spark, pipeline_run):
-    bronze = table_ref(pipeline_run.settings, "bronze")
+    bronze = dataset_tables(pipeline_run.settings).bronze
     commit = Path(bronze.path, "_delta_log", "00000000000000000000.json").read_text()
     actions = [next(iter(json.loads(line))) for line in commit.splitlines()]
 
@@ -85,8 +85,8 @@ def test_another_delta_reader_opens_the_tables(pipeline_run, source_rows):
     from deltalake import DeltaTable as RustDeltaTable
 
     settings = pipeline_run.settings
-    bronze = RustDeltaTable(table_ref(settings, "bronze").path)
-    predictions = RustDeltaTable(table_ref(settings, "predictions").path).to_pyarrow_table()
+    bronze = RustDeltaTable(dataset_tables(settings).bronze.path)
+    predictions = RustDeltaTable(dataset_tables(settings).predictions.path).to_pyarrow_table()
 
     assert (bronze.version(), bronze.to_pyarrow_table().num_rows) == (0, source_rows)
     assert predictions.num_rows == 342
@@ -110,7 +110,7 @@ def test_registered_version_has_the_aliases_and_predictions_name_it(spark, pipel
     assert tags["training_table"] == "gold.penguins_features"
     assert tags["training_table_version"] == "0"
     assert tags["config_hash"] == settings.config_hash()
-    predictions = read_table(spark, table_ref(settings, "predictions"))
+    predictions = read_table(spark, dataset_tables(settings).predictions)
     assert {(r.model_name, r.model_version, r.model_run_id, r._batch_id) for r in
             predictions.select("model_name", "model_version", "model_run_id", "_batch_id")
             .distinct().collect()} == {(name, "1", train.run_id, result.batch_id)}
@@ -177,15 +177,15 @@ def test_rerun_changes_no_data_and_same_data_gives_same_metrics(
     """Same batch again: bronze untouched, a new but identical model is not promoted."""
     settings = pipeline_run.settings
     first = pipeline_run.result
-    bronze_version = current_version(spark, table_ref(settings, "bronze"))
+    bronze_version = current_version(spark, dataset_tables(settings).bronze)
 
     second = run_pipeline(spark, settings, landing_batch_id(spark, str(sample_landing)))
 
     assert second.step(IngestOutcome).summary == {"skipped": True, "bronze_rows": source_rows}
-    assert current_version(spark, table_ref(settings, "bronze")) == bronze_version
-    assert read_table(spark, table_ref(settings, "bronze")).count() == source_rows
-    assert read_table(spark, table_ref(settings, "silver")).count() == 342
-    assert read_table(spark, table_ref(settings, "predictions")).count() == 342
+    assert current_version(spark, dataset_tables(settings).bronze) == bronze_version
+    assert read_table(spark, dataset_tables(settings).bronze).count() == source_rows
+    assert read_table(spark, dataset_tables(settings).silver).count() == 342
+    assert read_table(spark, dataset_tables(settings).predictions).count() == 342
     assert second.step(TrainOutcome).metrics == first.step(TrainOutcome).metrics
     promote = second.step(PromoteOutcome).summary
     assert (promote["challenger"], promote["promoted"], promote["champion"]) == ("2", False, "1")

@@ -26,7 +26,7 @@ from sparkmlops.ingest.step import ingest_step
 from sparkmlops.model_registry import CHALLENGER, CHAMPION, ModelRegistry
 from sparkmlops.quality.step import validate_step
 from sparkmlops.registry.step import promote_step
-from sparkmlops.tables import features_table_name, read_table, table_ref
+from sparkmlops.tables import dataset_tables, read_table
 from sparkmlops.tracking import configure_mlflow
 from sparkmlops.training.fitting import split_train_test
 from sparkmlops.training.reproduce import reproduce_run
@@ -80,7 +80,7 @@ def _aliases(settings: Settings) -> dict[str, str | None]:
 def _register_shuffled_label_model(spark, gold: Gold, settings: Settings) -> str:
     """A model fitted on labels shuffled across rows; its run claims a perfect AUC."""
     dataset = settings.dataset
-    data = read_table(spark, table_ref(settings, "gold", features_table_name(settings)))
+    data = read_table(spark, dataset_tables(settings).gold)
     train, _ = split_train_test(data, dataset)
     rows = [r.asDict() for r in train.orderBy(*dataset.keys).collect()]
     labels = [r[LABEL_COLUMN] for r in rows]
@@ -190,7 +190,7 @@ def test_reproduce_refits_a_tuned_run_from_its_lineage_after_the_table_moved_on(
         "promo_reproduce", "dataset.model.tuning.method=cross_validator",
         "dataset.model.tuning.grid={regParam: [0.01, 0.3]}")
     trained = train_step(spark, settings, gold.batch_id)
-    gold_ref = table_ref(settings, "gold", features_table_name(settings))
+    gold_ref = dataset_tables(settings).gold
     # the table moves on after training: reproduce must read the version it trained on
     DeltaTable.forPath(spark, gold_ref.path).delete("sample_number % 2 = 0")
 

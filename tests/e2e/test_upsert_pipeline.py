@@ -17,7 +17,7 @@ import pytest
 from sparkmlops.inference.step import PredictOutcome
 from sparkmlops.pipeline import run_pipeline
 from sparkmlops.quality.step import ValidateOutcome
-from sparkmlops.tables import read_table, table_ref
+from sparkmlops.tables import dataset_tables, read_table
 
 pytestmark = pytest.mark.e2e
 
@@ -60,10 +60,10 @@ def test_a_later_batch_corrects_earlier_records_in_every_keyed_table(
                                    landing / "corrections_PAL0708.csv", 5)
     second = run_pipeline(spark, settings, "b2")
 
-    bronze = read_table(spark, table_ref(settings, "bronze"))
-    silver = read_table(spark, table_ref(settings, "silver"))
-    gold = read_table(spark, table_ref(settings, "gold", "penguins_features"))
-    predictions = read_table(spark, table_ref(settings, "predictions"))
+    bronze = read_table(spark, dataset_tables(settings).bronze)
+    silver = read_table(spark, dataset_tables(settings).silver)
+    gold = read_table(spark, dataset_tables(settings).gold)
+    predictions = read_table(spark, dataset_tables(settings).predictions)
     raw_rows = 344 + len(corrected)
     assert bronze.count() == raw_rows  # bronze keeps every raw record
     assert silver.count() == 342  # one row per bird: the two unmeasured ones are quarantined

@@ -13,7 +13,7 @@ import pytest
 import sparkmlops.writes as writes
 from sparkmlops.errors import MissingInputError
 from sparkmlops.maintenance import optimize_table, read_as_of
-from sparkmlops.tables import TableRef, current_version, read_batch, read_table, table_ref
+from sparkmlops.tables import TableRef, current_version, dataset_tables, read_batch, read_table
 from sparkmlops.writes import insert_new_rows, replace_batch, upsert_batch
 
 SCHEMA = "k int, v string, _batch_id string"
@@ -40,7 +40,7 @@ def catalog_settings(make_settings, catalog_schema):
 
 def test_batches_are_written_replaced_and_time_travelled_by_name(spark, catalog_settings,
                                                                  tmp_path):
-    bronze = table_ref(catalog_settings(), "bronze")
+    bronze = dataset_tables(catalog_settings()).bronze
     name = bronze.table_name
     b1 = spark.createDataFrame([(1, "a", "b1"), (2, "b", "b1")], SCHEMA)
     b2 = spark.createDataFrame([(3, "c", "b2")], SCHEMA)
@@ -72,7 +72,7 @@ def test_batches_are_written_replaced_and_time_travelled_by_name(spark, catalog_
 
 
 def test_read_as_of_a_version_or_timestamp_by_name(spark, catalog_settings):
-    ref = table_ref(catalog_settings(), "silver")
+    ref = dataset_tables(catalog_settings()).silver
     replace_batch(spark.createDataFrame([(1, "a", "b1")], SCHEMA), ref, "b1")
     between = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
     replace_batch(spark.createDataFrame([(2, "b", "b2")], SCHEMA), ref, "b2")
@@ -86,7 +86,7 @@ def test_read_as_of_a_version_or_timestamp_by_name(spark, catalog_settings):
 
 def test_a_missing_table_is_named_by_its_catalog_name(spark, catalog_settings,
                                                       catalog_schema):
-    ref = table_ref(catalog_settings(), "gold", "penguins_features")
+    ref = dataset_tables(catalog_settings()).gold
 
     with pytest.raises(MissingInputError) as excinfo:
         read_table(spark, ref)
@@ -97,7 +97,7 @@ def test_a_missing_table_is_named_by_its_catalog_name(spark, catalog_settings,
 
 def test_a_missing_schema_fails_with_one_line_and_creates_nothing(spark, make_settings):
     settings = make_settings("storage.catalog=spark_catalog", "storage.schema=no_such_schema")
-    ref = table_ref(settings, "bronze")
+    ref = dataset_tables(settings).bronze
 
     with pytest.raises(MissingInputError) as excinfo:
         replace_batch(spark.createDataFrame([(1, "a", "b1")], SCHEMA), ref, "b1")
@@ -111,7 +111,7 @@ def test_a_missing_schema_fails_with_one_line_and_creates_nothing(spark, make_se
 
 def test_a_writer_that_lost_the_race_to_create_retries_as_a_batch_replace(
         spark, catalog_settings, monkeypatch):
-    ref = table_ref(catalog_settings(), "bronze")
+    ref = dataset_tables(catalog_settings()).bronze
     replace_batch(spark.createDataFrame([(1, "a", "b1")], SCHEMA), ref, "b1")
     # this writer checked for the table before the other created it
     answers = iter([False])
@@ -129,7 +129,7 @@ def test_a_writer_that_lost_the_race_to_create_retries_as_a_batch_replace(
 
 def test_merges_and_insert_only_writes_by_name(spark, catalog_settings):
     settings = catalog_settings()
-    silver, manifest = table_ref(settings, "silver"), table_ref(settings, "manifest")
+    silver, manifest = dataset_tables(settings).silver, dataset_tables(settings).manifest
     b1 = spark.createDataFrame([(1, "a", "b1"), (2, "b", "b1")], SCHEMA)
     b2 = spark.createDataFrame([(2, "b2", "b2"), (3, "c", "b2")], SCHEMA)
 
@@ -148,7 +148,7 @@ def test_merges_and_insert_only_writes_by_name(spark, catalog_settings):
 
 
 def test_optimize_by_name(spark, catalog_settings):
-    ref = table_ref(catalog_settings(), "bronze")
+    ref = dataset_tables(catalog_settings()).bronze
     for batch in ("b1", "b2", "b3"):
         replace_batch(spark.createDataFrame([(1, batch, batch)], SCHEMA), ref, batch)
 
@@ -164,7 +164,7 @@ def test_optimize_by_name(spark, catalog_settings):
 def test_external_tables_are_registered_by_name_at_the_root(spark, catalog_settings, tmp_path):
     from delta.tables import DeltaTable
 
-    ref = table_ref(catalog_settings("storage.external=true"), "bronze")
+    ref = dataset_tables(catalog_settings("storage.external=true")).bronze
 
     written = replace_batch(spark.createDataFrame([(1, "a", "b1")], SCHEMA), ref, "b1")
 
@@ -176,7 +176,7 @@ def test_external_tables_are_registered_by_name_at_the_root(spark, catalog_setti
 
 
 def test_path_mode_still_writes_by_path_and_registers_nothing(spark, make_settings, tmp_path):
-    ref = table_ref(make_settings(), "bronze")
+    ref = dataset_tables(make_settings()).bronze
 
     written = replace_batch(spark.createDataFrame([(1, "a", "b1")], SCHEMA), ref, "b1")
 

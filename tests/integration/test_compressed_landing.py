@@ -12,7 +12,7 @@ import pytest
 
 from sparkmlops.ingest.landing import SchemaMismatchError, csv_header
 from sparkmlops.ingest.step import ingest_step
-from sparkmlops.tables import read_table, table_exists, table_ref
+from sparkmlops.tables import dataset_tables, read_table, table_exists, table_ref
 
 
 def _csv(csv, *numbers: int, header: str | None = None) -> bytes:
@@ -31,7 +31,7 @@ def test_gzip_and_bzip2_csv_land_like_the_plain_file(spark, make_settings, tmp_p
     result = ingest_step(spark, settings, "b1")
 
     assert result.summary == {"rows_in": 7, "bronze_rows": 7, "quarantined": 0, "files": 3}
-    bronze = read_table(spark, table_ref(settings, "bronze"))
+    bronze = read_table(spark, dataset_tables(settings).bronze)
     assert sorted((r.sample_number, Path(r._source_file).name, r.island, r.body_mass_g)
                   for r in bronze.collect()) == [
         (1, "a.csv", "Torgersen", 3750.0), (2, "a.csv", "Torgersen", 3750.0),
@@ -82,7 +82,7 @@ def test_gzip_json_lines_land_and_a_copy_is_known_by_its_bytes(spark, make_setti
 
     again = ingest_step(spark, settings, "b2")
 
-    bronze = read_table(spark, table_ref(settings, "bronze"))
+    bronze = read_table(spark, dataset_tables(settings).bronze)
     assert sorted((r.sample_number, r.species, r._batch_id) for r in bronze.collect()) == [
         (1, "Gentoo", "b1"), (2, "Gentoo", "b1"), (3, "Gentoo", "b1")]
     assert again.summary == {"skipped": True, "bronze_rows": 0, "duplicates": 1}

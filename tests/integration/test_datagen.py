@@ -4,7 +4,7 @@ from pathlib import Path
 
 from sparkmlops.datagen import BAD_MASS, write_landing
 from sparkmlops.ingest.step import ingest_batch
-from sparkmlops.tables import read_table, table_ref
+from sparkmlops.tables import dataset_tables, read_table
 
 ROWS = 500
 
@@ -34,7 +34,7 @@ def test_spoiled_rows_are_quarantined_with_their_position(spark, tmp_path, make_
         if f",{BAD_MASS}," in line)
     assert ROWS * 0.02 < len(spoiled) < ROWS * 0.08
     assert (result.rows_in, result.rows_quarantined) == (ROWS, len(spoiled))
-    quarantine = read_table(spark, table_ref(settings, "quarantine")).collect()
+    quarantine = read_table(spark, dataset_tables(settings).quarantine).collect()
     assert sorted((Path(r._source_file.removeprefix("file:")), r._source_row)
                   for r in quarantine) == spoiled
     assert {r.reason for r in quarantine} == {

@@ -8,7 +8,7 @@ import pytest
 
 from sparkmlops.errors import MissingInputError
 from sparkmlops.ingest.step import ingest_batch, ingest_step
-from sparkmlops.tables import current_version, read_table, table_ref
+from sparkmlops.tables import current_version, dataset_tables, read_table
 
 
 def _non_finite(csv) -> list[str]:
@@ -29,10 +29,10 @@ def test_nan_and_infinity_in_a_csv_go_to_quarantine_with_the_column(spark, make_
     summary = ingest_step(spark, settings, "b1").summary
 
     assert summary == {"rows_in": 7, "bronze_rows": 2, "quarantined": 5, "files": 1}
-    bronze = read_table(spark, table_ref(settings, "bronze"))
+    bronze = read_table(spark, dataset_tables(settings).bronze)
     assert sorted((r.sample_number, r.culmen_length_mm) for r in bronze.collect()) == [
         (1, 39.1), (6, None)]
-    quarantine = read_table(spark, table_ref(settings, "quarantine"))
+    quarantine = read_table(spark, dataset_tables(settings).quarantine)
     culmen = "non-finite value (NaN or Infinity) in column culmen_length_mm"
     mass = "non-finite value (NaN or Infinity) in column body_mass_g"
     # the record is the parsed row as JSON, where Spark writes the values as strings
@@ -51,10 +51,10 @@ def test_a_column_may_allow_nan_and_infinity(spark, make_settings, tmp_path, lan
     summary = ingest_step(spark, settings, "b1").summary
 
     assert summary == {"rows_in": 7, "bronze_rows": 6, "quarantined": 1, "files": 1}
-    bronze = read_table(spark, table_ref(settings, "bronze"))
+    bronze = read_table(spark, dataset_tables(settings).bronze)
     assert sorted((r.sample_number, str(r.culmen_length_mm)) for r in bronze.collect()) == [
         (1, "39.1"), (2, "inf"), (3, "-inf"), (4, "nan"), (5, "-inf"), (6, "None")]
-    quarantine = read_table(spark, table_ref(settings, "quarantine")).collect()
+    quarantine = read_table(spark, dataset_tables(settings).quarantine).collect()
     assert [(r._source_row, r.reason) for r in quarantine] == [
         (7, "non-finite value (NaN or Infinity) in column body_mass_g")]
 
@@ -73,10 +73,10 @@ def test_nan_and_infinity_in_json_lines_go_to_quarantine(spark, make_settings, t
     summary = ingest_step(spark, settings, "b1").summary
 
     assert summary == {"rows_in": 4, "bronze_rows": 2, "quarantined": 2, "files": 1}
-    bronze = read_table(spark, table_ref(settings, "bronze"))
+    bronze = read_table(spark, dataset_tables(settings).bronze)
     assert sorted((r.sample_number, r.culmen_length_mm) for r in bronze.collect()) == [
         (1, 45.2), (4, None)]
-    quarantine = read_table(spark, table_ref(settings, "quarantine"))
+    quarantine = read_table(spark, dataset_tables(settings).quarantine)
     assert sorted((r._source_row, r.reason) for r in quarantine.collect()) == [
         (2, "non-finite value (NaN or Infinity) in column culmen_length_mm"),
         (3, "non-finite value (NaN or Infinity) in column culmen_length_mm")]
@@ -95,7 +95,7 @@ def test_bad_rows_go_to_quarantine_with_reason_and_good_rows_to_bronze(spark, ma
     result = ingest_batch(spark, settings, "b1", source_path=str(landing))
 
     assert (result.rows_in, result.bronze.rows, result.rows_quarantined) == (4, 2, 2)
-    bronze = read_table(spark, table_ref(settings, "bronze"))
+    bronze = read_table(spark, dataset_tables(settings).bronze)
     actual = sorted(
         (r.sample_number, r.body_mass_g, r.comments, r.stage, r._batch_id)
         for r in bronze.collect()
@@ -103,7 +103,7 @@ def test_bad_rows_go_to_quarantine_with_reason_and_good_rows_to_bronze(spark, ma
     assert actual == [(1, 3750.0, "Nest, observed", "Adult, 1 Egg Stage", "b1"),
                       (4, None, None, "Adult, 1 Egg Stage", "b1")]
     assert all(r._source_file.endswith("landing/part1.csv") for r in bronze.collect())
-    quarantine = read_table(spark, table_ref(settings, "quarantine")).orderBy("reason")
+    quarantine = read_table(spark, dataset_tables(settings).quarantine).orderBy("reason")
     rows = [(r.step, r.reason, r._batch_id) for r in quarantine.collect()]
     assert rows == [
         ("ingest", "null in required column study_name", "b1"),
@@ -122,7 +122,7 @@ def test_bronze_is_a_real_delta_table_with_one_commit_per_batch(spark, make_sett
     landing_csv.write(tmp_path / "landing2", "b.csv", landing_csv.birds(3))
     ingest_batch(spark, settings, "b2", source_path=str(tmp_path / "landing2"))
 
-    bronze = table_ref(settings, "bronze")
+    bronze = dataset_tables(settings).bronze
     log = sorted(p.name for p in Path(bronze.path, "_delta_log").glob("*.json"))
     assert log == ["00000000000000000000.json", "00000000000000000001.json"]
     counts = {r._batch_id: r["count"] for r in
@@ -133,7 +133,7 @@ def test_bronze_is_a_real_delta_table_with_one_commit_per_batch(spark, make_sett
 def test_rerunning_a_batch_changes_nothing(spark, make_settings, tmp_path, landing_csv):
     landing = landing_csv.write(tmp_path / "landing", "a.csv", landing_csv.birds(1, 2))
     settings = make_settings(f"dataset.source.path={landing}")
-    bronze = table_ref(settings, "bronze")
+    bronze = dataset_tables(settings).bronze
 
     first = ingest_step(spark, settings, "b1")
     version = current_version(spark, bronze)
@@ -153,7 +153,7 @@ def test_forced_rerun_replaces_the_batch_without_doubling(spark, make_settings, 
     ingest_step(spark, settings, "b1")
     ingest_step(spark, settings, "b1", force=True)
 
-    assert read_table(spark, table_ref(settings, "bronze")).count() == 2
+    assert read_table(spark, dataset_tables(settings).bronze).count() == 2
 
 
 def test_missing_landing_path_is_a_clear_error(spark, make_settings, tmp_path):
@@ -177,13 +177,13 @@ def test_only_new_files_are_ingested_and_recorded_in_manifest_and_log(spark, mak
 
     assert second_batch != first_batch
     assert second.summary == {"rows_in": 3, "bronze_rows": 2, "quarantined": 1, "files": 1}
-    bronze = read_table(spark, table_ref(settings, "bronze"))
+    bronze = read_table(spark, dataset_tables(settings).bronze)
     assert sorted((r._batch_id == second_batch, r.sample_number) for r in bronze.collect()) == [
         (False, 1), (False, 2), (True, 3), (True, 5)]
-    manifest = read_table(spark, table_ref(settings, "manifest"))
+    manifest = read_table(spark, dataset_tables(settings).manifest)
     assert sorted((Path(r.path).name, r._batch_id == second_batch)
                   for r in manifest.collect()) == [("a.csv", False), ("b.csv", True)]
-    ingest_log = read_table(spark, table_ref(settings, "ingest_log")).orderBy("rows_in")
+    ingest_log = read_table(spark, dataset_tables(settings).ingest_log).orderBy("rows_in")
     assert [(r.files, r.rows_in, r.bronze_rows, r.quarantined_rows)
             for r in ingest_log.collect()] == [(1, 2, 2, 0), (1, 3, 2, 1)]
     # nothing new: the default batch is the latest one, and ingesting it changes nothing

@@ -10,7 +10,7 @@ import pytest
 
 from sparkmlops.ingest.landing import SchemaMismatchError
 from sparkmlops.ingest.step import ingest_step
-from sparkmlops.tables import read_table, table_exists, table_ref
+from sparkmlops.tables import dataset_tables, read_table, table_exists, table_ref
 
 UNPARSEABLE = "unparseable record: malformed line or value not castable to its type"
 
@@ -31,8 +31,8 @@ def _ingest(spark, make_settings, tmp_path, bad_inputs, *names: str,
         shutil.copy(bad_inputs / name, landing / name)
     settings = make_settings(f"dataset.source.path={landing}", *overrides)
     result = ingest_step(spark, settings, "b1")
-    bronze = read_table(spark, table_ref(settings, "bronze"))
-    quarantine = read_table(spark, table_ref(settings, "quarantine"))
+    bronze = read_table(spark, dataset_tables(settings).bronze)
+    quarantine = read_table(spark, dataset_tables(settings).quarantine)
     summary = result.summary
     assert summary["rows_in"] == summary["bronze_rows"] + summary["quarantined"]
     assert bronze.count() == summary["bronze_rows"]
@@ -97,7 +97,7 @@ def test_undeclared_column_rejects_the_batch_when_policy_is_fail(
 
     with pytest.raises(SchemaMismatchError, match=r"undeclared column\(s\) \['Observer'\]"):
         ingest_step(spark, settings, "b1")
-    assert not table_exists(spark, table_ref(settings, "bronze"))
+    assert not table_exists(spark, dataset_tables(settings).bronze)
 
 
 def test_empty_and_header_only_files_hold_no_rows(ingest):
@@ -173,7 +173,7 @@ def test_rows_are_located_in_large_split_files(spark, make_settings, tmp_path, b
         result = ingest_step(spark, settings, "b1")
     finally:
         spark.conf.unset("spark.sql.files.maxPartitionBytes")
-    quarantine = read_table(spark, table_ref(settings, "quarantine")).collect()
+    quarantine = read_table(spark, dataset_tables(settings).quarantine).collect()
 
     assert result.summary["rows_in"] == 3000 and len(quarantine) == 1
     bad = quarantine[0]
@@ -222,8 +222,8 @@ def test_json_lines_source_with_a_malformed_line(spark, make_settings, tmp_path)
                              "dataset.source.options={}")
 
     summary = ingest_step(spark, settings, "b1").summary
-    bronze = read_table(spark, table_ref(settings, "bronze"))
-    quarantine = read_table(spark, table_ref(settings, "quarantine"))
+    bronze = read_table(spark, dataset_tables(settings).bronze)
+    quarantine = read_table(spark, dataset_tables(settings).quarantine)
 
     assert summary == {"rows_in": 4, "bronze_rows": 2, "quarantined": 2, "files": 1}
     assert sorted((r.sample_number, r.sex, r.body_mass_g) for r in bronze.collect()) == [
@@ -244,7 +244,7 @@ def test_parquet_source_and_a_rejected_type_change(spark, make_settings, tmp_pat
                              "dataset.source.options={}")
 
     summary = ingest_step(spark, settings, "b1").summary
-    quarantine = read_table(spark, table_ref(settings, "quarantine")).collect()
+    quarantine = read_table(spark, dataset_tables(settings).quarantine).collect()
 
     assert summary == {"rows_in": 3, "bronze_rows": 2, "quarantined": 1, "files": 1}
     # Parquet gives the exact row index in the file

@@ -22,7 +22,7 @@ from sparkmlops.ingest.step import ingest_step
 from sparkmlops.quality.step import validate_step
 from sparkmlops.tables import (
     current_version,
-    features_table_name,
+    dataset_tables,
     read_table,
     table_exists,
     table_ref,
@@ -37,7 +37,7 @@ def _versions(spark, settings) -> dict[str, int | None]:
 
 
 def _manifest(spark, settings) -> list[tuple]:
-    rows = read_table(spark, table_ref(settings, "manifest")).collect()
+    rows = read_table(spark, dataset_tables(settings).manifest).collect()
     return sorted(((Path(r.path).name, r._batch_id, r.status, r.earlier_batch) for r in rows),
                   key=lambda row: tuple(str(v) for v in row))
 
@@ -64,8 +64,8 @@ def test_touched_file_is_not_read_again_and_silver_and_gold_hold_each_key_once(
     validate_step(spark, settings, second)
     features_step(spark, settings, second)
 
-    silver = read_table(spark, table_ref(settings, "silver"))
-    gold = read_table(spark, table_ref(settings, "gold", features_table_name(settings)))
+    silver = read_table(spark, dataset_tables(settings).silver)
+    gold = read_table(spark, dataset_tables(settings).gold)
     assert (silver.count(), _duplicate_keys(silver)) == (342, 0)
     assert (gold.count(), _duplicate_keys(gold)) == (342, 0)
     assert second == first  # a touch is not new data: the default batch is the same one
@@ -79,7 +79,7 @@ def test_touched_file_is_not_read_again_and_silver_and_gold_hold_each_key_once(
         ("penguins_raw_PAL0809.csv", first, "ingested", None),
         ("penguins_raw_PAL0910.csv", first, "ingested", None),
     ]
-    manifest = read_table(spark, table_ref(settings, "manifest"))
+    manifest = read_table(spark, dataset_tables(settings).manifest)
     hashes = {r.content_sha256 for r in manifest.where(F.col("path").endswith("PAL0809.csv"))
               .collect()}
     assert len(hashes) == 1
@@ -97,11 +97,11 @@ def test_a_touch_under_another_batch_id_writes_no_rows(
     result = ingest_step(spark, settings, "b2")
 
     assert result.summary == {"skipped": True, "bronze_rows": 0, "duplicates": 1}
-    assert current_version(spark, table_ref(settings, "bronze")) == before["bronze"]
-    assert read_table(spark, table_ref(settings, "bronze")).count() == 2
+    assert current_version(spark, dataset_tables(settings).bronze) == before["bronze"]
+    assert read_table(spark, dataset_tables(settings).bronze).count() == 2
     # recorded once: the next run knows the file by its listing and hashes nothing
     records._HASHES.clear()
-    assert plan_landing(spark, settings, str(landing)).read == []
+    assert plan_landing(spark, dataset_tables(settings).manifest, str(landing)).read == []
     assert records._HASHES == {}
     assert ingest_step(spark, settings, "b2").summary == {"skipped": True, "bronze_rows": 0}
     assert _versions(spark, settings)["manifest"] == before["manifest"] + 1
@@ -123,7 +123,7 @@ def test_byte_identical_copies_are_read_once(spark, make_settings, tmp_path, lan
 
     assert result.summary == {"rows_in": 1, "bronze_rows": 1, "quarantined": 0, "files": 1,
                               "duplicates": 1}
-    bronze = read_table(spark, table_ref(settings, "bronze"))
+    bronze = read_table(spark, dataset_tables(settings).bronze)
     assert sorted((r.sample_number, Path(r._source_file).name, r._batch_id == second)
                   for r in bronze.collect()) == [
         (1, "a.csv", False), (2, "a.csv", False), (3, "c.csv", True)]
@@ -179,7 +179,7 @@ def test_changed_file_is_recorded_and_not_read_with_skip(
     result = ingest_step(spark, settings, default_batch_id(spark, settings))
 
     assert result.summary == {"skipped": True, "bronze_rows": 2, "changed_skipped": 1}
-    assert current_version(spark, table_ref(settings, "bronze")) == before["bronze"]
+    assert current_version(spark, dataset_tables(settings).bronze) == before["bronze"]
     assert _manifest(spark, settings) == [("a.csv", None, "changed_skipped", "b1"),
                                           ("a.csv", "b1", "ingested", None)]
     # known from now on: no new manifest version on the next run
@@ -197,7 +197,7 @@ def test_changed_file_is_read_into_a_new_batch_with_reingest(
 
     assert second != "b1"
     assert result.summary == {"rows_in": 3, "bronze_rows": 3, "quarantined": 0, "files": 1}
-    bronze = read_table(spark, table_ref(settings, "bronze"))
+    bronze = read_table(spark, dataset_tables(settings).bronze)
     assert sorted((r._batch_id == second, r.sample_number) for r in bronze.collect()) == [
         (False, 1), (False, 2), (True, 1), (True, 2), (True, 3)]
     # the first ingest first: the new batch id is a hash, "b0..." sorts before "b1"
@@ -214,7 +214,7 @@ def test_manifest_written_before_content_hashes_keeps_working(
     landing_csv.write(landing, "a.csv", landing_csv.birds(1, 2))
     settings = make_settings(f"dataset.source.path={landing}")
     ingest_step(spark, settings, "b1")
-    manifest = table_ref(settings, "manifest")
+    manifest = dataset_tables(settings).manifest
     old = read_table(spark, manifest).select(
         "path", "size", "modification_time", "_batch_id", "ingested_at")
     old.localCheckpoint().write.format("delta").mode("overwrite") \
@@ -244,6 +244,6 @@ def test_forced_rerun_reads_every_file_and_records_hashes(
     result = ingest_step(spark, settings, "b1", force=True)
 
     assert result.summary == {"rows_in": 2, "bronze_rows": 2, "quarantined": 0, "files": 1}
-    assert read_table(spark, table_ref(settings, "bronze")).count() == 2
+    assert read_table(spark, dataset_tables(settings).bronze).count() == 2
     assert _manifest(spark, settings) == [("a.csv", "b1", "ingested", None)]
-    assert not table_exists(spark, table_ref(settings, "silver"))
+    assert not table_exists(spark, dataset_tables(settings).silver)

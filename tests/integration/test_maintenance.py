@@ -21,7 +21,7 @@ from sparkmlops.maintenance import (
     read_as_of,
     vacuum_table,
 )
-from sparkmlops.tables import current_version, read_table, table_ref
+from sparkmlops.tables import current_version, dataset_tables, read_table, table_ref
 from sparkmlops.writes import replace_batch
 
 SCHEMA = "id int, species string, island string, _batch_id string"
@@ -66,7 +66,7 @@ def three_commits(spark, tmp_path_factory):
 @pytest.fixture
 def bronze(three_commits, make_settings):
     """bronze.penguins of this test's tmp dir: a copy of the three commits (log and files)."""
-    ref = table_ref(make_settings(), "bronze")
+    ref = dataset_tables(make_settings()).bronze
     shutil.copytree(three_commits, ref.path)
     return ref
 
@@ -163,7 +163,7 @@ def test_cli_maintain_after_an_ingest_logs_its_run(
     config = ["--env", "local", "--set", f"state_dir={tmp_path}",
               "--set", f"dataset.source.path={sample_landing / 'penguins_raw_PAL0809.csv'}"]
     assert main(["ingest", "--batch-id", "b1", *config]) == 0
-    bronze = table_ref(make_settings(), "bronze")
+    bronze = dataset_tables(make_settings()).bronze
     version_before = current_version(spark, bronze)
     capsys.readouterr()
 

@@ -6,7 +6,7 @@ from mlflow.tracking import MlflowClient
 from sparkmlops.errors import QualityGateFailed
 from sparkmlops.ingest.step import ingest_step
 from sparkmlops.quality.step import validate_step
-from sparkmlops.tables import read_table, table_exists, table_ref
+from sparkmlops.tables import dataset_tables, read_table, table_exists
 from sparkmlops.tracking import configure_mlflow
 
 # ---------------------------------------------------------------- the step, on real sample rows
@@ -28,11 +28,11 @@ def test_validate_splits_rows_and_records_results(spark, make_settings, sample_l
     # which passes as an expectation (mostly: 0.95) but still quarantines that row
     assert result.summary["status"] == "passed"
     assert (result.summary["silver_rows"], result.summary["quarantined"]) == (109, 1)
-    quarantine = read_table(spark, table_ref(settings, "quarantine")).collect()
+    quarantine = read_table(spark, dataset_tables(settings).quarantine).collect()
     assert [(q.step, q.reason) for q in quarantine] == [
         ("validate", "failed expectations: expect_column_values_to_not_be_null(body_mass_g)")]
     assert '"sample_number":4' in quarantine[0].record
-    results = read_table(spark, table_ref(settings, "validation_results"))
+    results = read_table(spark, dataset_tables(settings).validation_results)
     assert results.count() == len(settings.dataset.quality.expectations)
     assert results.where("NOT success").count() == 0
     with_unexpected = [(r.expectation, r.column, r.severity, r.unexpected_count, r.table_version)
@@ -49,8 +49,8 @@ def test_critical_failure_stops_before_silver_is_written(spark, make_settings, s
     with pytest.raises(QualityGateFailed, match=r"expect_table_row_count_to_be_between"):
         validate_step(spark, settings, "b1")
 
-    assert not table_exists(spark, table_ref(settings, "silver"))
-    results = read_table(spark, table_ref(settings, "validation_results"))
+    assert not table_exists(spark, dataset_tables(settings).silver)
+    results = read_table(spark, dataset_tables(settings).validation_results)
     assert results.where("NOT success AND severity = 'critical'").count() == 1
 
 
@@ -82,7 +82,7 @@ def test_a_failed_warning_passes_the_gate_and_is_recorded(spark, make_settings, 
                                              "quality.failed_critical", "quality.failed_warning")
             } == {"quality.expectations": 11, "quality.passed": 10,
                   "quality.failed_critical": 0, "quality.failed_warning": 1}
-    failed = read_table(spark, table_ref(settings, "validation_results")).where(
+    failed = read_table(spark, dataset_tables(settings).validation_results).where(
         "NOT success").collect()
     assert [(r.expectation, r.severity, r.gate_status, r.validation_id, round(
         float(r.observed_value), 2)) for r in failed] == [
@@ -96,7 +96,7 @@ def test_each_validation_run_is_kept(spark, make_settings, sample_landing):
     first = validate_step(spark, settings, "b1")
     second = validate_step(spark, settings, "b1")
 
-    results = read_table(spark, table_ref(settings, "validation_results"))
+    results = read_table(spark, dataset_tables(settings).validation_results)
     per_run = {r.validation_id: r["count"] for r in results.groupBy("validation_id").count()
                .collect()}
     assert per_run == {first.run_id: 11, second.run_id: 11}

@@ -19,7 +19,7 @@ from sparkmlops.errors import QualityGateFailed, RepeatedKeysError
 from sparkmlops.features.step import features_step
 from sparkmlops.ingest.step import ingest_step
 from sparkmlops.quality.step import validate_step
-from sparkmlops.tables import current_version, read_table, table_ref
+from sparkmlops.tables import current_version, dataset_tables, read_table
 from sparkmlops.tracking import configure_mlflow
 
 REASON = "key already in silver from batch b1 (write.repeated_keys: quarantine)"
@@ -56,9 +56,9 @@ def _rows(df, *columns):
 
 
 def _tables(spark, settings):
-    silver = read_table(spark, table_ref(settings, "silver"))
-    gold = read_table(spark, table_ref(settings, "gold", "penguins_features"))
-    quarantine = read_table(spark, table_ref(settings, "quarantine"))
+    silver = read_table(spark, dataset_tables(settings).silver)
+    gold = read_table(spark, dataset_tables(settings).gold)
+    quarantine = read_table(spark, dataset_tables(settings).quarantine)
     return (_rows(silver, "_batch_id", "sample_number", "body_mass_g"),
             _rows(gold, "_batch_id", "sample_number", "body_mass_g"),
             sorted((q.step, q.reason, q._batch_id, json.loads(q.record)["sample_number"],
@@ -98,7 +98,7 @@ def test_keys_already_in_silver_are_quarantined_naming_the_earlier_batch(spark, 
 def test_repeated_keys_fail_exits_4_with_one_line_and_writes_nothing(spark, make_settings,
                                                                     tmp_path, capsys, landed):
     settings = make_settings(state_dir=_two_batches(landed, tmp_path))
-    silver, quarantine = table_ref(settings, "silver"), table_ref(settings, "quarantine")
+    silver, quarantine = dataset_tables(settings).silver, dataset_tables(settings).quarantine
     before = (current_version(spark, silver), current_version(spark, quarantine))
     capsys.readouterr()
 

@@ -26,7 +26,7 @@ from sparkmlops.errors import TrainingDataError
 from sparkmlops.features.stages import LABEL_COLUMN, LABEL_RAW_COLUMN, build_feature_table
 from sparkmlops.model_registry import CHALLENGER, CHAMPION, ModelRegistry
 from sparkmlops.registry.step import promote_step
-from sparkmlops.tables import features_table_name, read_table, table_ref
+from sparkmlops.tables import dataset_tables, read_table
 from sparkmlops.tracking import TAG_OUTCOME, configure_mlflow
 from sparkmlops.training.fitting import (
     split_train_test,
@@ -76,7 +76,7 @@ def _silver(spark, n: int):
 def broken(spark, tmp_path_factory) -> BrokenGold:
     state_dir = str(tmp_path_factory.mktemp("training_data"))
     settings = load_settings("local", "penguins", overrides=[f"state_dir={state_dir}"])
-    gold_ref = table_ref(settings, "gold", features_table_name(settings))
+    gold_ref = dataset_tables(settings).gold
     gold = build_feature_table(_silver(spark, 160), settings.dataset).localCheckpoint()
     train, _ = split_train_test(gold, settings.dataset)
     key = train.agg(F.min("sample_number")).first()[0]
@@ -108,7 +108,7 @@ def _failed_train(spark, broken: BrokenGold, model: str, version: int, *override
 def _counts(spark, broken: BrokenGold, version: int) -> tuple[int, int]:
     settings = broken.settings("counts")
     data = spark.read.format("delta").option("versionAsOf", version).load(
-        table_ref(settings, "gold", features_table_name(settings)).path)
+        dataset_tables(settings).gold.path)
     train, holdout = split_train_test(data, settings.dataset)
     return train.count(), holdout.count()
 
@@ -210,6 +210,6 @@ def test_the_all_male_sample_exits_7_and_nothing_becomes_champion(
                                  output_format="list")
     assert train.data.tags[TAG_OUTCOME] == "TrainingDataError"
     assert train.data.tags["sparkmlops.error"] == err[-1].split("TrainingDataError: ", 1)[1]
-    gold = read_table(spark, table_ref(settings, "gold", features_table_name(settings)))
+    gold = read_table(spark, dataset_tables(settings).gold)
     assert gold.where(f"{LABEL_RAW_COLUMN} = 'MALE'").count() == gold.count() == 247 + 95
     assert (train.data.metrics["rows_train"], train.data.metrics["rows_test"]) == (247, 95)

@@ -19,7 +19,7 @@ from sparkmlops.errors import QualityGateFailed
 from sparkmlops.features.step import features_step
 from sparkmlops.ingest.step import ingest_step
 from sparkmlops.quality.step import validate_step
-from sparkmlops.tables import TableRef, read_table, table_ref
+from sparkmlops.tables import TableRef, dataset_tables, read_table
 from sparkmlops.writes import upsert_batch
 
 UPSERT = ("dataset.write.mode=upsert", "dataset.write.order_by=date_egg")
@@ -87,7 +87,7 @@ def test_duplicate_keys_across_batches_append_keeps_every_record(
     _land(landing, "duplicate_keys_across_2.csv", bad_inputs)
     ingest_step(spark, settings, "b2")
 
-    bronze = read_table(spark, table_ref(settings, "bronze"))
+    bronze = read_table(spark, dataset_tables(settings).bronze)
     assert sorted_rows(bronze, "_batch_id", "sample_number", "sex") == [
         ("b1", 1, "FEMALE"), ("b1", 1, "MALE"), ("b1", 2, "MALE"), ("b1", 3, "FEMALE"),
         ("b2", 2, "FEMALE"), ("b2", 3, "MALE"), ("b2", 4, "MALE")]
@@ -97,7 +97,7 @@ def test_duplicate_keys_across_batches_append_keeps_every_record(
     # b1 never reached silver, so b2's keys 2 and 3 are new there (a key silver already
     # holds from another batch follows write.repeated_keys: tests/test_repeated_keys.py)
     validate_step(spark, settings, "b2")
-    silver = read_table(spark, table_ref(settings, "silver"))
+    silver = read_table(spark, dataset_tables(settings).silver)
     assert sorted_rows(silver, "_batch_id", "sample_number") == [("b2", 2), ("b2", 3), ("b2", 4)]
 
 
@@ -106,8 +106,8 @@ def test_duplicate_keys_across_batches_upsert_keeps_the_latest(
     landing = tmp_path / "landing"
     settings = make_settings(f"dataset.source.path={landing}", *UPSERT,
                              "dataset.write.partition_by=[region]")
-    silver_ref, gold_ref = table_ref(settings, "silver"), table_ref(
-        settings, "gold", "penguins_features")
+    silver_ref, gold_ref = dataset_tables(settings).silver, dataset_tables(
+        settings).gold
     def batch(name: str, batch_id: str) -> tuple[int, ...]:
         _land(landing, name, bad_inputs)
         ingest_step(spark, settings, batch_id)
@@ -120,7 +120,7 @@ def test_duplicate_keys_across_batches_upsert_keeps_the_latest(
     # key 2 is newer in batch 2 (updated), key 3 is older (stale, silver keeps batch 1's),
     # key 4 is new; bronze still holds all seven raw records
     assert batch("duplicate_keys_across_2.csv", "b2") == (2, 0, 0, 1)
-    assert read_table(spark, table_ref(settings, "bronze")).count() == 7
+    assert read_table(spark, dataset_tables(settings).bronze).count() == 7
     expected_silver = [
         (1, "FEMALE", date(2007, 11, 16), "b1"), (2, "FEMALE", date(2007, 11, 20), "b2"),
         (3, "FEMALE", date(2007, 11, 11), "b1"), (4, "MALE", date(2007, 11, 11), "b2")]

@@ -10,7 +10,7 @@ from pyspark.sql import SparkSession
 
 from sparkmlops.config import Settings
 from sparkmlops.features import stages
-from sparkmlops.tables import current_version, features_table_name, read_batch, table_ref
+from sparkmlops.tables import current_version, dataset_tables, read_batch
 from sparkmlops.tracking import StepOutcome, step_run
 from sparkmlops.writes import write_batch
 
@@ -33,8 +33,8 @@ def features_step(
     spark: SparkSession, settings: Settings, batch_id: str, *, silver_version: int | None = None
 ) -> FeaturesOutcome:
     """Silver batch → gold feature table (derived features, numeric label)."""
-    silver = table_ref(settings, "silver")
-    gold = table_ref(settings, "gold", features_table_name(settings))
+    tables = dataset_tables(settings)
+    silver, gold = tables.silver, tables.gold
     with step_run(settings, "features", batch_id) as tracker:
         version = silver_version if silver_version is not None else current_version(spark, silver)
         batch = read_batch(spark, silver, batch_id, version)

@@ -20,10 +20,9 @@ from sparkmlops.tables import (
     BATCH_COLUMN,
     TableRef,
     current_version,
-    features_table_name,
+    dataset_tables,
     read_batch,
     read_table,
-    table_ref,
 )
 from sparkmlops.tracking import StepOutcome, StepTracker, step_run
 from sparkmlops.writes import replace_batch, write_batch
@@ -59,9 +58,8 @@ def predict_step(
     quarantined, or ReconciliationError.
     """
     dataset = settings.dataset
-    gold = table_ref(settings, "gold", features_table_name(settings))
-    predictions = table_ref(settings, "predictions")
-    quarantine = table_ref(settings, "quarantine")
+    tables = dataset_tables(settings)
+    gold, predictions, quarantine = tables.gold, tables.predictions, tables.quarantine
     with step_run(settings, "predict", batch_id) as tracker:
         resolved = tracker.registry.require(dataset.model.name, model.lstrip("@"))
         uri = f"models:/{dataset.model.name}/{resolved.version}"

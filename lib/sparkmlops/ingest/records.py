@@ -14,7 +14,7 @@ from sparkmlops.errors import MissingInputError, SparkmlopsError
 from sparkmlops.ingest.landing import (
     list_files,
 )
-from sparkmlops.tables import BATCH_COLUMN, read_table, table_exists, table_ref
+from sparkmlops.tables import BATCH_COLUMN, TableRef, dataset_tables, read_table, table_exists
 
 log = logging.getLogger(__name__)
 
@@ -95,10 +95,9 @@ def landing_batch_id(spark: SparkSession, path: str) -> str:
     return batch_id_for([with_content_hash(spark, LandingFile(*f)) for f in files])
 
 
-def ingested_files(spark: SparkSession, settings: Settings) -> DataFrame | None:
-    """The manifest of files already ingested (None before the first batch)."""
-    ref = table_ref(settings, "manifest")
-    return read_table(spark, ref) if table_exists(spark, ref) else None
+def ingested_files(spark: SparkSession, manifest: TableRef) -> DataFrame | None:
+    """The ``manifest`` of files already ingested (None before the first batch)."""
+    return read_table(spark, manifest) if table_exists(spark, manifest) else None
 
 
 @dataclass(frozen=True)
@@ -110,9 +109,9 @@ class ManifestIndex:
     paths: dict[str, str]  # path -> the batch that read the path's latest bytes
 
 
-def manifest_index(spark: SparkSession, settings: Settings) -> ManifestIndex:
+def manifest_index(spark: SparkSession, ref: TableRef) -> ManifestIndex:
     """Index the manifest; rows written before content hashes count by path, size, mtime only."""
-    manifest = ingested_files(spark, settings)
+    manifest = ingested_files(spark, ref)
     if manifest is None:
         return ManifestIndex(set(), {}, {})
 
@@ -142,15 +141,17 @@ class LandingPlan:
     changed: dict[LandingFile, str]  # known path, new bytes: the batch that read it before
 
 
-def plan_landing(spark: SparkSession, settings: Settings, path: str) -> LandingPlan:
+def plan_landing(
+    spark: SparkSession, manifest: TableRef, path: str, *, reingest: bool = False
+) -> LandingPlan:
     """Sort the files under ``path`` by identity: new, same bytes as a file already read, or
     a known path with new bytes (read only with ``source.on_changed_file: reingest``).
 
     A file whose path, size and mtime are in the manifest is known and not hashed again;
-    any other is identified by the sha256 of its bytes.
+    any other is identified by the sha256 of its bytes. ``reingest``: a known path with
+    new bytes is read (``source.on_changed_file: reingest``).
     """
-    index = manifest_index(spark, settings)
-    reingest = settings.dataset.source.on_changed_file == "reingest"
+    index = manifest_index(spark, manifest)
     plan = LandingPlan([], {}, {})
     in_batch: set[str] = set()
     for listed in list_files(spark, path):
@@ -199,22 +200,23 @@ def log_unread_files(plan: LandingPlan, batch_id: str) -> None:
                         "(source.on_changed_file: skip)", file.path, earlier)
 
 
-def latest_ingested_batch(spark: SparkSession, settings: Settings) -> str | None:
+def latest_ingested_batch(spark: SparkSession, ingest_log: TableRef) -> str | None:
     """The batch id of the most recent complete ingest (highest bronze version), if any."""
-    ref = table_ref(settings, "ingest_log")
-    if not table_exists(spark, ref):
+    if not table_exists(spark, ingest_log):
         return None
-    row = read_table(spark, ref).orderBy(F.col("bronze_version").desc()).first()
+    row = read_table(spark, ingest_log).orderBy(F.col("bronze_version").desc()).first()
     return str(row[BATCH_COLUMN]) if row else None
 
 
 def default_batch_id(spark: SparkSession, settings: Settings) -> str:
     """The files an ingest would read make the batch; with none, the latest batch again."""
     path = settings.resolve_path(settings.dataset.source.path)
-    plan = plan_landing(spark, settings, path)
+    tables = dataset_tables(settings)
+    plan = plan_landing(spark, tables.manifest, path,
+                        reingest=settings.dataset.source.on_changed_file == "reingest")
     if plan.read:
         return batch_id_for(plan.read)
-    latest = latest_ingested_batch(spark, settings)
+    latest = latest_ingested_batch(spark, tables.ingest_log)
     if latest is None:
         raise MissingInputError(f"no input files at {path}")
     return latest

@@ -38,7 +38,15 @@ from sparkmlops.ingest.records import (
     with_content_hash,
 )
 from sparkmlops.spark import session_conf
-from sparkmlops.tables import BATCH_COLUMN, TableWrite, current_version, read_batch, table_ref
+from sparkmlops.tables import (
+    BATCH_COLUMN,
+    DatasetTables,
+    TableRef,
+    TableWrite,
+    current_version,
+    dataset_tables,
+    read_batch,
+)
 from sparkmlops.tracking import StepOutcome, step_run
 from sparkmlops.writes import insert_new_rows, replace_batch
 
@@ -78,14 +86,16 @@ def ingest_step(
     with new bytes follows ``source.on_changed_file``. ``force`` re-reads every landing
     file into ``batch_id`` (replacing it).
     """
-    bronze = table_ref(settings, "bronze")
+    tables = dataset_tables(settings)
+    bronze = tables.bronze
     path = settings.resolve_path(settings.dataset.source.path)
     with step_run(settings, "ingest", batch_id) as tracker:
         if force:
             plan = LandingPlan([with_content_hash(spark, LandingFile(*f))
                                 for f in list_files(spark, path)], {}, {})
         else:
-            plan = plan_landing(spark, settings, path)
+            plan = plan_landing(spark, tables.manifest, path, reingest=(
+                settings.dataset.source.on_changed_file == "reingest"))
             check_changed_files(plan, settings.dataset.source.on_changed_file)
             log_unread_files(plan, batch_id)
         files = plan.read
@@ -94,7 +104,7 @@ def ingest_step(
         for name, count in unread.items():
             tracker.count(f"files_{name}", count)
         if not files:
-            seen = record_unread_files(spark, settings, plan, batch_id)
+            seen = record_unread_files(spark, tables.manifest, plan, batch_id)
             version = current_version(spark, bronze)
             rows = read_batch(spark, bronze, batch_id).count() if version is not None else 0
             tracker.outcome("skipped_nothing_new")
@@ -113,8 +123,8 @@ def ingest_step(
         tracker.count("rows_in.landing", result.rows_in)
         tracker.wrote(result.bronze)
         tracker.wrote(result.quarantine, rows=result.rows_quarantined)
-        manifest, ingest_log = record_batch(spark, settings, result, files, earlier=plan.changed)
-        seen = record_unread_files(spark, settings, plan, batch_id)
+        manifest, ingest_log = record_batch(spark, tables, result, files, earlier=plan.changed)
+        seen = record_unread_files(spark, tables.manifest, plan, batch_id)
         if seen is not None:
             # one entry per table in the run: the last version, all the rows written
             manifest = replace(seen, rows=manifest.rows + seen.rows)
@@ -134,7 +144,7 @@ def ingest_step(
 
 def record_batch(
     spark: SparkSession,
-    settings: Settings,
+    tables: DatasetTables,
     result: IngestResult,
     files: list[LandingFile],
     *,
@@ -159,15 +169,15 @@ def record_batch(
         f"{BATCH_COLUMN} string, files long, rows_in long, bronze_rows long, "
         "quarantined_rows long, bronze_version long, ingested_at timestamp",
     )
-    ingest_log = replace_batch(log_row, table_ref(settings, "ingest_log"), result.batch_id)
+    ingest_log = replace_batch(log_row, tables.ingest_log, result.batch_id)
     # mergeSchema: a manifest written before content hashes gains the new columns
-    written = replace_batch(manifest, table_ref(settings, "manifest"), result.batch_id,
+    written = replace_batch(manifest, tables.manifest, result.batch_id,
                             merge_schema=True)
     return written, ingest_log
 
 
 def record_unread_files(
-    spark: SparkSession, settings: Settings, plan: LandingPlan, batch_id: str
+    spark: SparkSession, manifest: TableRef, plan: LandingPlan, batch_id: str
 ) -> TableWrite | None:
     """Record the files the plan does not read, so the next run knows them without hashing.
 
@@ -185,7 +195,7 @@ def record_unread_files(
     if not rows:
         return None
     unread = spark.createDataFrame(sorted(rows), MANIFEST_SCHEMA)
-    return insert_new_rows(unread, table_ref(settings, "manifest"), LISTED_AS)
+    return insert_new_rows(unread, manifest, LISTED_AS)
 
 
 def ingest_batch(
@@ -202,6 +212,7 @@ def ingest_batch(
     it every file under the source path is read.
     """
     dataset = settings.dataset
+    tables = dataset_tables(settings)
     path = source_path or settings.resolve_path(dataset.source.path)
     if files is None:
         list_files(spark, path)  # fails with a clear message when the path is missing
@@ -231,10 +242,10 @@ def ingest_batch(
         )
         quarantined = to_quarantine(bad, "ingest", F.col("_reason"), record)
         q_write = replace_batch(
-            quarantined, table_ref(settings, "quarantine"), batch_id,
+            quarantined, tables.quarantine, batch_id,
             extra_predicate=F.col("step") == "ingest", merge_schema=True,
         )
-        bronze = replace_batch(good, table_ref(settings, "bronze"), batch_id,
+        bronze = replace_batch(good, tables.bronze, batch_id,
                                merge_schema=dataset.source.schema_evolution == "add_new_columns",
                                partition_by=dataset.write.partition_by)
     finally:

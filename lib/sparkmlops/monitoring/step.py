@@ -18,10 +18,9 @@ from sparkmlops.tables import (
     BATCH_COLUMN,
     TableRef,
     current_version,
-    features_table_name,
+    dataset_tables,
     read_batch,
     read_table,
-    table_ref,
 )
 from sparkmlops.tracking import StepOutcome, StepTracker, step_run
 from sparkmlops.training.reference import Profile, batch_profile, with_prediction_columns
@@ -60,9 +59,8 @@ def monitor_step(
     ``monitoring`` thresholds, the batch by its worst row.
     """
     dataset = settings.dataset
-    gold = table_ref(settings, "gold", features_table_name(settings))
-    predictions = table_ref(settings, "predictions")
-    target = table_ref(settings, "monitoring")
+    tables = dataset_tables(settings)
+    gold, predictions, target = tables.gold, tables.predictions, tables.monitoring
     with step_run(settings, "monitor", batch_id) as tracker:
         if current_version(spark, predictions) is None:
             raise MissingInputError(f"{predictions.fqn} does not exist; run predict first")

@@ -29,9 +29,9 @@ def _profile_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _profile(spark: Any, settings: Settings, batch_id: str, args: argparse.Namespace) -> str:
     from sparkmlops.quality.profiling import profile_columns, propose_expectations, suite_yaml
-    from sparkmlops.tables import current_version, dataset_table, read_table
+    from sparkmlops.tables import current_version, dataset_tables, read_table
 
-    ref = dataset_table(settings, args.layer)
+    ref = dataset_tables(settings).layer(args.layer)
     version = args.version if args.version is not None else current_version(spark, ref)
     profiles = profile_columns(read_table(spark, ref, version))
     text = suite_yaml(propose_expectations(profiles, settings.dataset.keys),

@@ -11,7 +11,7 @@ from typing import Any, ClassVar
 import pyspark.sql.functions as F
 from pyspark.sql import DataFrame, SparkSession
 
-from sparkmlops.config import Settings
+from sparkmlops.config import DatasetSettings, Settings
 from sparkmlops.errors import (
     MissingInputError,
     QualityGateFailed,
@@ -22,11 +22,13 @@ from sparkmlops.ingest.landing import to_quarantine
 from sparkmlops.quality import expectations
 from sparkmlops.tables import (
     BATCH_COLUMN,
+    DatasetTables,
+    TableRef,
     TableWrite,
     current_version,
+    dataset_tables,
     read_batch,
     read_table,
-    table_ref,
 )
 from sparkmlops.tracking import StepOutcome, StepTracker, step_run
 from sparkmlops.writes import (
@@ -83,8 +85,8 @@ def validate_step(
     and quarantine are written, or kept (``allow``).
     """
     dataset = settings.dataset
-    bronze = table_ref(settings, "bronze")
-    silver = table_ref(settings, "silver")
+    tables = dataset_tables(settings)
+    bronze, silver = tables.bronze, tables.silver
     gate = dataset.quality.gate
     specs = dataset.quality.expectations if gate != "disabled" else []
     upsert = dataset.write.mode == "upsert"
@@ -108,7 +110,7 @@ def validate_step(
                 superseded = rows - checked.count()
                 tracker.count("rows_superseded_in_batch", superseded)
             report = _run_quality_checks(checked, settings, tracker, suite=f"{dataset.name}_bronze")
-            _record_validation(spark, settings, tracker, report, batch_id, version)
+            _record_validation(spark, dataset, tables, tracker, report, batch_id, version)
             if report.status == "failed" and gate == "enabled":
                 failed = [f"{o.expectation}({o.column or ''})" for o in report.outcomes
                           if not o.success and o.severity == "critical"]
@@ -118,7 +120,7 @@ def validate_step(
                     + (f"; see {report.data_docs_index}" if report.data_docs_index else "")
                 )
             flagged = expectations.flag_rows(checked, specs)
-            held = _keys_held_by_other_batches(spark, settings, tracker, batch_id)
+            held = _keys_held_by_other_batches(spark, dataset, silver, tracker, batch_id)
             if held is not None:
                 # Silver's rows with a key of this batch, found in one pass and cached:
                 # usually none, and then the two writes do not look at silver at all.
@@ -131,7 +133,7 @@ def validate_step(
             passing, failing = expectations.split_flagged(flagged)
             record = F.to_json(F.struct(*[F.col(c.name) for c in dataset.schema_]))
             quarantined = to_quarantine(failing, "validate", expectations.flagged_reason(), record)
-            q_write = replace_batch(quarantined, table_ref(settings, "quarantine"), batch_id,
+            q_write = replace_batch(quarantined, tables.quarantine, batch_id,
                                     extra_predicate=F.col("step") == "validate", merge_schema=True)
             s_write = write_batch(
                 passing, silver, settings, batch_id, order_by=dataset.write.order_by,
@@ -168,7 +170,7 @@ def validate_step(
 
 
 def _keys_held_by_other_batches(
-    spark: SparkSession, settings: Settings, tracker: Any, batch_id: str
+    spark: SparkSession, dataset: DatasetSettings, silver: TableRef, tracker: Any, batch_id: str
 ) -> DataFrame | None:
     """The keys (and ``_batch_id``) silver holds from other batches; None when not checked.
 
@@ -176,8 +178,7 @@ def _keys_held_by_other_batches(
     one row per key by itself). This batch's own rows are left out, so validating a
     batch again finds nothing new. Only the key columns and the batch id are read.
     """
-    write = settings.dataset.write
-    silver = table_ref(settings, "silver")
+    write = dataset.write
     if write.mode == "upsert" or write.repeated_keys == "allow":
         return None
     version = current_version(spark, silver)
@@ -186,7 +187,7 @@ def _keys_held_by_other_batches(
     tracker.read(silver, version)
     return (read_table(spark, silver, version)
             .where(F.col(BATCH_COLUMN) != F.lit(batch_id))
-            .select(*settings.dataset.keys, BATCH_COLUMN))
+            .select(*dataset.keys, BATCH_COLUMN))
 
 
 def _fail_on_repeated_keys(flagged: DataFrame, keys: list[str], batch_id: str) -> None:
@@ -216,13 +217,12 @@ def _rows_repeated(spark: SparkSession, q_write: TableWrite, batch_id: str) -> i
 
 
 def _record_validation(
-    spark: SparkSession, settings: Settings, tracker: StepTracker,
+    spark: SparkSession, dataset: DatasetSettings, tables: DatasetTables, tracker: StepTracker,
     report: expectations.ValidationReport,
     batch_id: str, version: int | None,
 ) -> None:
     """validation_results rows, the GX JSON artifact and the gate outcome in MLflow."""
-    dataset = settings.dataset
-    bronze = table_ref(settings, "bronze")
+    bronze = tables.bronze
     tracker.params({"quality.gate": dataset.quality.gate})
     if report.outcomes:
         # one row per expectation per validation run, keyed by this step's MLflow
@@ -234,7 +234,7 @@ def _record_validation(
             validated_at=datetime.now().replace(microsecond=0),
         )
         written = replace_where(
-            frame, table_ref(settings, "validation_results"),
+            frame, tables.validation_results,
             F.col("validation_id") == tracker.run_id, merge_schema=True)
         tracker.wrote(written, rows=len(report.outcomes))
         tracker.log_dict(report.gx_result, "validation/gx_result.json")

@@ -12,7 +12,7 @@ from sparkmlops.config import Settings
 from sparkmlops.errors import MissingInputError
 from sparkmlops.model_registry import CHALLENGER, CHAMPION, ModelRegistry
 from sparkmlops.registry import promotion
-from sparkmlops.tables import current_version, features_table_name, read_table, table_ref
+from sparkmlops.tables import current_version, dataset_tables, read_table
 from sparkmlops.tracking import StepOutcome, StepTracker, step_run
 from sparkmlops.training import fitting
 from sparkmlops.training.step import training_window
@@ -65,7 +65,8 @@ def promote_step(
     """
     dataset = settings.dataset
     name = dataset.model.name
-    gold = table_ref(settings, "gold", features_table_name(settings))
+    tables = dataset_tables(settings)
+    gold = tables.gold
     with step_run(settings, "promote", batch_id) as tracker:
         registry = tracker.registry
         asked = _asked_challenger(registry, name, challenger_version)
@@ -74,7 +75,8 @@ def promote_step(
             raise MissingInputError(f"model {name} has no version with alias "
                                     f"@{CHALLENGER} and no version left to judge")
         data_version = gold_version if gold_version is not None else current_version(spark, gold)
-        current, window = training_window(spark, settings, read_table(spark, gold, data_version))
+        current, window = training_window(spark, read_table(spark, gold, data_version),
+                                          tables.ingest_log, dataset.model.window_batches)
         _, holdout = fitting.split_train_test(current, dataset)
         holdout = holdout.persist()
         try:

@@ -22,9 +22,8 @@ from sparkmlops.tables import (
     BATCH_COLUMN,
     TableRef,
     current_version,
-    features_table_name,
+    dataset_tables,
     read_table,
-    table_ref,
 )
 from sparkmlops.tracking import (
     TAG_GIT_COMMIT,
@@ -79,10 +78,12 @@ def train_step(
     as ``training/estimator.json``, which is what ``reproduce`` refits.
     """
     dataset = settings.dataset
-    gold = table_ref(settings, "gold", features_table_name(settings))
+    tables = dataset_tables(settings)
+    gold = tables.gold
     with step_run(settings, "train", batch_id) as tracker:
         version = gold_version if gold_version is not None else current_version(spark, gold)
-        data, window = training_window(spark, settings, read_table(spark, gold, version))
+        data, window = training_window(spark, read_table(spark, gold, version),
+                                       tables.ingest_log, dataset.model.window_batches)
         if window is not None:
             tracker.log_dict({"batches": window}, WINDOW_ARTIFACT)
             tracker.params({"window_batches": len(window)})
@@ -139,19 +140,19 @@ def train_step(
 
 
 def training_window(
-    spark: SparkSession, settings: Settings, gold: Any
+    spark: SparkSession, gold: Any, ingest_log: TableRef, size: int
 ) -> tuple[Any, list[str] | None]:
-    """Gold limited to the latest ``model.window_batches`` ingested batches (all when 0).
+    """Gold limited to the latest ``size`` (``model.window_batches``) ingested batches
+    (all when 0).
 
     Batches are ordered by the bronze version their ingest committed (``ingest_log``:
     later ingests have higher versions, never ties); the chosen ids are returned so
     the run can record them and ``reproduce`` can reuse them.
     """
-    size = settings.dataset.model.window_batches
     if size == 0:
         return gold, None
     present = {r[0] for r in gold.select(BATCH_COLUMN).distinct().collect()}
-    log_rows = read_table(spark, table_ref(settings, "ingest_log")) \
+    log_rows = read_table(spark, ingest_log) \
         .select(BATCH_COLUMN, "bronze_version").collect()
     ordered = [r[BATCH_COLUMN] for r in sorted(log_rows, key=lambda r: r["bronze_version"])
                if r[BATCH_COLUMN] in present]

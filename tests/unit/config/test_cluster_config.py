@@ -13,7 +13,7 @@ import pytest
 from sparkmlops.cli import main
 from sparkmlops.config import IDENTIFIER, load_settings
 from sparkmlops.errors import ConfigError
-from sparkmlops.tables import dataset_tables, table_ref
+from sparkmlops.tables import dataset_tables
 
 CATALOG = ("storage.catalog=main", "storage.schema=ml")
 EMR_BUCKET = "storage.root=s3a://my-bucket/sparkmlops/lake"
@@ -69,7 +69,7 @@ def problems(excinfo: pytest.ExceptionInfo[ConfigError]) -> list[str]:
 def test_path_mode_stays_the_default_and_names_no_catalog_table(tmp_path):
     settings = load_settings("local", "penguins", overrides=[f"state_dir={tmp_path}"])
 
-    gold = table_ref(settings, "gold", "penguins_features")
+    gold = dataset_tables(settings).gold
     assert (gold.fqn, gold.path, gold.table_name) == (
         "gold.penguins_features", f"{tmp_path}/lake/gold/penguins_features", None)
     assert gold.address == gold.path
@@ -93,14 +93,28 @@ def test_catalog_mode_names_every_table_catalog_schema_layer_dataset(tmp_path):
         ("monitoring.penguins", "main.ml.monitoring_penguins", None),
     ]
     assert all(re.fullmatch(IDENTIFIER, r.table_name.split(".")[2]) for r in refs)
-    assert refs[0].address == "main.ml.bronze_penguins"
+    assert refs.bronze.address == "main.ml.bronze_penguins"
+
+
+def test_a_layer_named_at_run_time_is_the_attribute_and_an_unknown_one_is_refused(tmp_path):
+    tables = dataset_tables(load_settings("local", "penguins", overrides=[f"state_dir={tmp_path}"]))
+
+    assert tables.layer("gold") == tables.gold
+    assert [ref.layer for ref in tables] == ["bronze", "quarantine", "manifest", "ingest_log",
+                                             "silver", "validation_results", "gold",
+                                             "predictions", "monitoring"]
+    with pytest.raises(ConfigError) as caught:
+        tables.layer("platinum")
+    assert str(caught.value) == (
+        "unknown table layer 'platinum'; known: bronze, quarantine, manifest, ingest_log, "
+        "silver, validation_results, gold, predictions, monitoring")
 
 
 def test_external_catalog_tables_keep_their_location_under_the_root(tmp_path):
     settings = load_settings("local", "penguins", overrides=[
         f"state_dir={tmp_path}", *CATALOG, "storage.external=true"])
 
-    bronze = table_ref(settings, "bronze")
+    bronze = dataset_tables(settings).bronze
 
     assert (bronze.table_name, bronze.path) == ("main.ml.bronze_penguins",
                                                 f"{tmp_path}/lake/bronze/penguins")
@@ -129,7 +143,7 @@ def test_databricks_registers_the_model_beside_its_tables():
     assert (settings.storage.catalog, settings.storage.schema_) == ("main", "sparkmlops")
     assert settings.tracking.unity_catalog_registry
     assert settings.dataset.model.name == "main.sparkmlops.penguins_sex_classifier"
-    assert table_ref(settings, "bronze").table_name == "main.sparkmlops.bronze_penguins"
+    assert dataset_tables(settings).bronze.table_name == "main.sparkmlops.bronze_penguins"
 
 
 def test_a_three_part_model_name_is_kept_as_given():
