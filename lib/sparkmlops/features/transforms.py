@@ -203,7 +203,9 @@ def normalize_text(df: DataFrame, *, column: str, output: str, strip_accents: bo
 
     @F.pandas_udf("string")  # type: ignore[call-overload]  # pandas has no stubs here
     def normalize(values: pd.Series) -> pd.Series:
-        return values.map(lambda v: _normalize(v, strip_accents, casefold), na_action="ignore")
+        # an Arrow batch of nulls only maps to float NaN, which Arrow cannot write as string
+        return values.map(lambda v: _normalize(v, strip_accents, casefold),
+                          na_action="ignore").astype("string")
 
     return df.withColumn(output, normalize(F.col(column)))
 

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 from datetime import date
 
 import pyspark.sql.functions as F
@@ -27,7 +28,11 @@ from sparkmlops.features.stages import (
     feature_stages,
     label_index,
 )
-from sparkmlops.features.transforms import PythonFeatureTransformer, feature_transform
+from sparkmlops.features.transforms import (
+    PythonFeatureTransformer,
+    feature_transform,
+    normalize_text,
+)
 from sparkmlops.training.fitting import build_pipeline
 
 
@@ -99,6 +104,18 @@ def test_normalize_text_folds_case_accents_unicode_and_blanks(spark):
          (3, "Biscoe\u00a0 Point", "biscoe point"), (4, "  ", None), (5, None, None)],
         "id int, island string, island_norm string")
     assert_df_equality(actual_df, expected_df, ignore_nullable=True, ignore_metadata=True)
+
+
+def test_normalize_text_of_a_batch_with_no_text_at_all_is_null(spark):
+    # one partition, so the UDF sees an Arrow batch of nulls only
+    source_df = spark.createDataFrame([(1, None), (2, None)], "id int, island string") \
+        .coalesce(1)
+
+    actual_df = normalize_text(source_df, column="island", output="island_norm")
+
+    expected_df = spark.createDataFrame([(1, None, None), (2, None, None)],
+                                        "id int, island string, island_norm string")
+    assert_df_equality(actual_df, expected_df, ignore_nullable=True)
 
 
 def test_python_stage_adds_only_the_declared_outputs(spark):
@@ -286,3 +303,24 @@ def test_python_stage_pipeline_saved_and_loaded_predicts_the_same(
     actual_df = loaded.transform(feature_score_df).select("id", "prediction", "probability")
     assert_df_equality(actual_df, expected_df)
     assert actual_df.where("prediction IS NULL").count() == 0
+
+
+def test_a_stage_saved_under_the_module_name_of_earlier_wheels_still_loads(spark, tmp_path):
+    # what a model registered before the stage folders holds: class and function under
+    # sparkmlops.feature_transforms
+    stage = PythonFeatureTransformer(
+        function="sparkmlops.feature_transforms:normalize_text",
+        paramsJson='{"column": "island", "output": "island_norm"}', outputCols=["island_norm"])
+    PipelineModel(stages=[stage]).write().save(str(tmp_path / "model"))
+    metadata = next((tmp_path / "model" / "stages").glob("0_*/metadata/part-00000*"))
+    saved = json.loads(metadata.read_text())
+    saved["class"] = "sparkmlops.feature_transforms.PythonFeatureTransformer"
+    metadata.write_text(json.dumps(saved))
+    (metadata.parent / f".{metadata.name}.crc").unlink()  # its checksum no longer holds
+    source_df = spark.createDataFrame([(1, " Bíscoe "), (2, None)], "id int, island string")
+
+    actual_df = PipelineModel.load(str(tmp_path / "model")).transform(source_df)
+
+    expected_df = spark.createDataFrame([(1, " Bíscoe ", "biscoe"), (2, None, None)],
+                                        "id int, island string, island_norm string")
+    assert_df_equality(actual_df, expected_df, ignore_nullable=True)
