@@ -41,7 +41,6 @@ from sparkmlops.spark import session_conf
 from sparkmlops.tables import (
     BATCH_COLUMN,
     DatasetTables,
-    TableRef,
     TableWrite,
     current_version,
     dataset_tables,
@@ -104,7 +103,7 @@ def ingest_step(
         for name, count in unread.items():
             tracker.count(f"files_{name}", count)
         if not files:
-            seen = record_unread_files(spark, tables.manifest, plan, batch_id)
+            seen = record_unread_files(spark, tables, plan, batch_id)
             version = current_version(spark, bronze)
             rows = read_batch(spark, bronze, batch_id).count() if version is not None else 0
             tracker.outcome("skipped_nothing_new")
@@ -124,7 +123,7 @@ def ingest_step(
         tracker.wrote(result.bronze)
         tracker.wrote(result.quarantine, rows=result.rows_quarantined)
         manifest, ingest_log = record_batch(spark, tables, result, files, earlier=plan.changed)
-        seen = record_unread_files(spark, tables.manifest, plan, batch_id)
+        seen = record_unread_files(spark, tables, plan, batch_id)
         if seen is not None:
             # one entry per table in the run: the last version, all the rows written
             manifest = replace(seen, rows=manifest.rows + seen.rows)
@@ -177,7 +176,7 @@ def record_batch(
 
 
 def record_unread_files(
-    spark: SparkSession, manifest: TableRef, plan: LandingPlan, batch_id: str
+    spark: SparkSession, tables: DatasetTables, plan: LandingPlan, batch_id: str
 ) -> TableWrite | None:
     """Record the files the plan does not read, so the next run knows them without hashing.
 
@@ -195,7 +194,7 @@ def record_unread_files(
     if not rows:
         return None
     unread = spark.createDataFrame(sorted(rows), MANIFEST_SCHEMA)
-    return insert_new_rows(unread, manifest, LISTED_AS)
+    return insert_new_rows(unread, tables.manifest, LISTED_AS)
 
 
 def ingest_batch(
