@@ -141,6 +141,39 @@ def make_settings(tmp_path: Path) -> SettingsFactory:
     return factory
 
 
+# Settings whose model reads two measurements only, and gold rows that hold just those
+# (x → culmen_length_mm, y → culmen_depth_mm): the small frames of the tuning tests
+TWO_FEATURES = ("dataset.features.derived=[]", "dataset.features.categorical=[]",
+                "dataset.features.date_parts=[]",
+                "dataset.features.numeric=[culmen_length_mm, culmen_depth_mm]")
+TWO_FEATURE_GOLD_SCHEMA = ("study_name string, species string, sample_number int, "
+                           "culmen_length_mm double, culmen_depth_mm double, label_raw string, "
+                           "label double, _batch_id string")
+TwoFeaturePoint = tuple[float, float, str, float]
+
+
+@pytest.fixture
+def two_feature_settings(make_settings: SettingsFactory) -> SettingsFactory:
+    """``make_settings`` with the model reading culmen_length_mm and culmen_depth_mm only."""
+
+    def factory(*overrides: str, **kwargs: object) -> Settings:
+        return make_settings(*TWO_FEATURES, *overrides, **kwargs)
+
+    return factory
+
+
+@pytest.fixture(scope="session")
+def two_feature_gold(spark: SparkSession) -> Callable[[Iterable[TwoFeaturePoint]], DataFrame]:
+    """Gold rows from ``(x, y, label_raw, label)`` points: keys S1/A/<i>, batch b1."""
+
+    def build(points: Iterable[TwoFeaturePoint]) -> DataFrame:
+        return spark.createDataFrame(
+            [("S1", "A", i, x, y, raw, label, "b1") for i, (x, y, raw, label) in enumerate(points)],
+            TWO_FEATURE_GOLD_SCHEMA)
+
+    return build
+
+
 @dataclass
 class PipelineRun:
     state_dir: Path

@@ -9,32 +9,25 @@ from sparkmlops.tracking import StepTracker, configure_mlflow
 from sparkmlops.training.fitting import evaluate, split_train_test
 from sparkmlops.training.tuning import search
 
-# Two measurements only, so the toy frames below need no other column
-TWO_FEATURES = ["dataset.features.derived=[]", "dataset.features.categorical=[]",
-                "dataset.features.date_parts=[]",
-                "dataset.features.numeric=[culmen_length_mm, culmen_depth_mm]"]
-SCHEMA = ("study_name string, species string, sample_number int, culmen_length_mm double, "
-          "culmen_depth_mm double, label_raw string, label double, _batch_id string")
 
-
-def _linear_gold(spark, n=300, seed=5):
+def _linear(n=300, seed=5):
     """label = 1 where x + noise > 0: a line separates it."""
     rng = random.Random(seed)
-    rows = []
-    for i in range(n):
+    for _ in range(n):
         x, y = rng.uniform(-1, 1), rng.uniform(-1, 1)
         label = 1.0 if x + rng.gauss(0, 0.3) > 0 else 0.0
-        rows.append(("S1", "A", i, x, y, "MALE" if label else "FEMALE", label, "b1"))
-    return spark.createDataFrame(rows, SCHEMA)
+        yield x, y, "MALE" if label else "FEMALE", label
 
 
-def test_grid_search_logs_every_candidate_and_refits_the_best(spark, make_settings):
+def test_grid_search_logs_every_candidate_and_refits_the_best(
+    two_feature_settings, two_feature_gold
+):
     # two folds: 2 x 3 fits + the refit per search (three folds took 20 fits in all)
-    settings = make_settings(*TWO_FEATURES, "dataset.model.tuning.method=cross_validator",
-                             "dataset.model.tuning.folds=2",
-                             "dataset.model.tuning.grid={regParam: [0.0, 0.5, 5.0]}")
+    settings = two_feature_settings("dataset.model.tuning.method=cross_validator",
+                                    "dataset.model.tuning.folds=2",
+                                    "dataset.model.tuning.grid={regParam: [0.0, 0.5, 5.0]}")
     dataset = settings.dataset
-    train, test = split_train_test(_linear_gold(spark), dataset)
+    train, test = split_train_test(two_feature_gold(_linear()), dataset)
     configure_mlflow(settings)  # not mlflow.set_tracking_uri: it leaks into os.environ
 
     with mlflow.start_run() as parent:

@@ -10,23 +10,14 @@ from sparkmlops.preflight import check_settings
 from sparkmlops.training.fitting import evaluate, split_train_test
 from sparkmlops.training.tuning import FOLD_COLUMN, automl, search, with_folds
 
-# Two measurements only, so the toy frames below need no other column
-TWO_FEATURES = ["dataset.features.derived=[]", "dataset.features.categorical=[]",
-                "dataset.features.date_parts=[]",
-                "dataset.features.numeric=[culmen_length_mm, culmen_depth_mm]"]
-SCHEMA = ("study_name string, species string, sample_number int, culmen_length_mm double, "
-          "culmen_depth_mm double, label_raw string, label double, _batch_id string")
 
-
-def _disc_gold(spark, n=400, seed=3):
+def _disc(n=400, seed=3):
     """label = 1 inside a disc around the origin: no line separates it, a tree does."""
     rng = random.Random(seed)
-    rows = []
-    for i in range(n):
+    for _ in range(n):
         x, y = rng.uniform(-1, 1), rng.uniform(-1, 1)
         label = 1.0 if x * x + y * y < 0.4 else 0.0
-        rows.append(("S1", "A", i, x, y, "MALE" if label else "FEMALE", label, "b1"))
-    return spark.createDataFrame(rows, SCHEMA)
+        yield x, y, "MALE" if label else "FEMALE", label
 
 
 def test_folds_come_from_the_keys_not_the_partitioning(spark):
@@ -43,14 +34,15 @@ def test_folds_come_from_the_keys_not_the_partitioning(spark):
     assert all(60 <= list(a.values()).count(f) <= 140 for f in range(3))
 
 
-def test_automl_picks_a_tree_where_no_line_separates_the_classes(spark, make_settings):
-    settings = make_settings(
-        *TWO_FEATURES,
+def test_automl_picks_a_tree_where_no_line_separates_the_classes(
+    two_feature_settings, two_feature_gold
+):
+    settings = two_feature_settings(
         "dataset.model.automl.families=[logistic_regression, decision_tree_classifier]",
         "dataset.model.automl.grids={logistic_regression: {regParam: [0.0, 0.1]}, "
         "decision_tree_classifier: {maxDepth: [2, 4]}}", "dataset.model.automl.folds=2")
     dataset = settings.dataset
-    train, test = split_train_test(_disc_gold(spark), dataset)
+    train, test = split_train_test(two_feature_gold(_disc()), dataset)
 
     trained = automl(train, dataset, time_budget_s=600)
 
@@ -65,12 +57,13 @@ def test_automl_picks_a_tree_where_no_line_separates_the_classes(spark, make_set
     assert evaluate(trained.model.transform(test), "binary_classification")["accuracy"] > 0.9
 
 
-def test_automl_stops_starting_families_when_the_budget_is_spent(spark, make_settings):
-    settings = make_settings(
-        *TWO_FEATURES,
+def test_automl_stops_starting_families_when_the_budget_is_spent(
+    two_feature_settings, two_feature_gold
+):
+    settings = two_feature_settings(
         "dataset.model.automl.families=[logistic_regression, decision_tree_classifier]",
         "dataset.model.automl.grids={logistic_regression: {regParam: [0.0]}}")
-    train, _ = split_train_test(_disc_gold(spark, n=120), settings.dataset)
+    train, _ = split_train_test(two_feature_gold(_disc(n=120)), settings.dataset)
     ticks = iter(range(0, 10_000, 100))  # every clock reading is 100 s later
 
     trained = automl(train, settings.dataset, time_budget_s=50, clock=lambda: next(ticks))
@@ -130,28 +123,26 @@ def test_estimator_settings_take_known_params_only():
         "maxDepth": 3}
 
 
-def _blobs_gold(spark, n=300, seed=11):
+def _blobs(n=300, seed=11):
     """Three classes around three centres; label index = class position."""
     rng = random.Random(seed)
     centres = [(-1.0, -1.0), (1.0, -1.0), (0.0, 1.2)]
-    rows = []
     for i in range(n):
         k = i % 3
         x, y = centres[k][0] + rng.gauss(0, 0.35), centres[k][1] + rng.gauss(0, 0.35)
-        rows.append(("S1", "A", i, x, y, "ABC"[k], float(k), "b1"))
-    return spark.createDataFrame(rows, SCHEMA)
+        yield x, y, "ABC"[k], float(k)
 
 
-def test_multiclass_search_scores_three_classes(spark, make_settings):
-    settings = make_settings(
-        *TWO_FEATURES, "dataset.model.task=multiclass_classification",
+def test_multiclass_search_scores_three_classes(two_feature_settings, two_feature_gold):
+    settings = two_feature_settings(
+        "dataset.model.task=multiclass_classification",
         "dataset.label.classes=[A, B, C]", "dataset.model.primary_metric=f1",
         "dataset.model.estimator.type=decision_tree_classifier",
         "dataset.model.estimator.params={}",
         "dataset.model.tuning.method=train_validation_split",
         "dataset.model.tuning.grid={maxDepth: [1, 4]}")
     dataset = settings.dataset
-    train, test = split_train_test(_blobs_gold(spark), dataset)
+    train, test = split_train_test(two_feature_gold(_blobs()), dataset)
 
     trained = search(train, dataset)
     metrics = evaluate(trained.model.transform(test), dataset.model.task)
@@ -165,16 +156,20 @@ def test_multiclass_search_scores_three_classes(spark, make_settings):
     assert metrics["accuracy"] > 0.9
 
 
-def test_regression_automl_chooses_the_linear_model_for_a_linear_target(spark, make_settings):
-    rng = random.Random(2)
-    rows = []
-    for i in range(300):
+def _plane(n=300, seed=2):
+    """target = 3x - 2y plus a little noise."""
+    rng = random.Random(seed)
+    for _ in range(n):
         x, y = rng.uniform(-1, 1), rng.uniform(-1, 1)
         target = 3.0 * x - 2.0 * y + rng.gauss(0, 0.05)
-        rows.append(("S1", "A", i, x, y, str(target), target, "b1"))
-    gold = spark.createDataFrame(rows, SCHEMA)
-    settings = make_settings(
-        *TWO_FEATURES, "dataset.model.task=regression", "dataset.label.classes=null",
+        yield x, y, str(target), target
+
+
+def test_regression_automl_chooses_the_linear_model_for_a_linear_target(two_feature_settings,
+                                                                         two_feature_gold):
+    gold = two_feature_gold(_plane())
+    settings = two_feature_settings(
+        "dataset.model.task=regression", "dataset.label.classes=null",
         "dataset.model.estimator.type=linear_regression", "dataset.model.estimator.params={}",
         "dataset.model.primary_metric=rmse", "dataset.promotion.min_metrics={}",
         "dataset.model.automl.families=[linear_regression, decision_tree_regressor]",
