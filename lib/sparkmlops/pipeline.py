@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any, TypeVar
 
 import pyspark.sql.functions as F
@@ -43,13 +43,31 @@ OutcomeT = TypeVar("OutcomeT", bound=StepOutcome)
 STEPS = ("ingest", "validate", "features", "train", "promote", "predict")
 
 
+@dataclass(frozen=True)
+class RetrainDecision:
+    """What a continuous run decided for its batch (``retrain_decision.json`` on its run)."""
+
+    batch_id: str
+    scored_by: str  # the model version that scored the batch
+    monitoring: str  # ok / warn / alert
+    live: dict[str, float]  # live metrics of the batch, where its labels are known
+    retrain: bool  # retrained (a rule fired and retraining is enabled)
+    reasons: list[str]  # the rules that fired, or "no retrain trigger"
+    retrain_enabled: bool
+    promoted: bool  # the retrained challenger passed the gate
+    champion_after: str | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
 @dataclass
 class PipelineResult:
     batch_id: str
     parent_run_id: str
     experiment_id: str
     steps: list[StepOutcome] = field(default_factory=list)
-    decision: dict[str, Any] = field(default_factory=dict)
+    decision: RetrainDecision | None = None  # continuous mode only
 
     def step(self, kind: type[OutcomeT]) -> OutcomeT:
         """The (last) outcome of that kind: ``result.step(TrainOutcome).model_version``."""
@@ -126,18 +144,17 @@ def run_continuous(spark: SparkSession, settings: Settings, batch_id: str) -> Pi
         promote = next((s for s in reversed(result.steps) if isinstance(s, PromoteOutcome)),
                        None)
         champion = parent.registry.by_alias(model_name, CHAMPION)
-        result.decision = {
-            "batch_id": batch_id, "scored_by": predict.model_version,
-            "monitoring": monitor.status, "live": monitor.live,
-            "retrain": retrain, "reasons": reasons or ["no retrain trigger"],
-            "retrain_enabled": settings.dataset.retrain.enabled,
-            "promoted": bool(retrain and promote and promote.promoted),
-            "champion_after": str(champion.version) if champion else None,
-        }
+        decision = RetrainDecision(
+            batch_id, scored_by=predict.model_version, monitoring=monitor.status,
+            live=monitor.live, retrain=retrain, reasons=reasons or ["no retrain trigger"],
+            retrain_enabled=settings.dataset.retrain.enabled,
+            promoted=bool(retrain and promote and promote.promoted),
+            champion_after=str(champion.version) if champion else None)
+        result.decision = decision
         parent.tags({"retrain.decision": "retrain" if retrain else "keep",
-                     "retrain.reasons": json.dumps(result.decision["reasons"])[:5000]})
-        parent.log_dict(result.decision, "retrain_decision.json")
-        log.info("batch %s: %s", batch_id, result.decision)
+                     "retrain.reasons": json.dumps(decision.reasons)[:5000]})
+        parent.log_dict(decision.as_dict(), "retrain_decision.json")
+        log.info("batch %s: %s", batch_id, decision.as_dict())
         return result
 
 

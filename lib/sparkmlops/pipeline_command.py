@@ -32,13 +32,14 @@ def _run_continuous(spark: Any, settings: Settings, batch_id: str) -> str:
 
     result = run_continuous(spark, settings, batch_id)
     decision = result.decision
+    assert decision is not None  # continuous mode always decides
     lines = [f"sparkmlops pipeline --mode continuous: dataset {settings.dataset.name}, "
              f"batch {batch_id}", f"  parent run {result.parent_run_id}"]
     lines += [f"  {s.step:<9} {s.run_id}" for s in result.steps]
-    lines += [f"  scored by v{decision['scored_by']}; monitoring {decision['monitoring']}; "
-              f"live {decision['live']}",
-              f"  retrain: {decision['retrain']} ({'; '.join(decision['reasons'])})",
-              f"  champion now: v{decision['champion_after']}"]
+    lines += [f"  scored by v{decision.scored_by}; monitoring {decision.monitoring}; "
+              f"live {decision.live}",
+              f"  retrain: {decision.retrain} ({'; '.join(decision.reasons)})",
+              f"  champion now: v{decision.champion_after}"]
     return "\n".join(lines)
 
 

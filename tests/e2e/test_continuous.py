@@ -17,15 +17,18 @@ champion, not two, and runs no batch twice.
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
+import mlflow
 import pyspark.sql.functions as F
 import pytest
 
 from sparkmlops.config import load_settings
 from sparkmlops.datagen import generate_penguins
 from sparkmlops.pipeline import PipelineResult, run_continuous
+from sparkmlops.tracking import configure_mlflow
 
 pytestmark = pytest.mark.e2e
 
@@ -55,8 +58,12 @@ def _write_batch(spark, landing: Path, index: int) -> None:
 
 
 @pytest.fixture(scope="module")
-def stream(spark, tmp_path_factory) -> list[PipelineResult]:
-    root = tmp_path_factory.mktemp("continuous")
+def root(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("continuous")
+
+
+@pytest.fixture(scope="module")
+def stream(spark, root) -> list[PipelineResult]:
     landing = root / "landing"
     landing.mkdir(parents=True)
 
@@ -78,7 +85,7 @@ def stream(spark, tmp_path_factory) -> list[PipelineResult]:
 
 
 def _accuracy(results: list[PipelineResult]) -> list[float]:
-    return [r.decision["live"]["live_accuracy"] for r in results]
+    return [r.decision.live["live_accuracy"] for r in results]
 
 
 def test_drift_is_flagged_retrained_promoted_and_accuracy_recovers(stream, capsys):
@@ -87,10 +94,10 @@ def test_drift_is_flagged_retrained_promoted_and_accuracy_recovers(stream, capsy
              "  batch    retraining   accuracy   scored by   retrained"]
     for i, (on, a, r) in enumerate(zip(RETRAIN, accuracy, stream, strict=True)):
         d = r.decision
-        retrained = ("no" if not d["retrain"] else
-                     f"yes, v{d['champion_after']} promoted" if d["promoted"] else "yes, kept")
+        retrained = ("no" if not d.retrain else
+                     f"yes, v{d.champion_after} promoted" if d.promoted else "yes, kept")
         lines.append(f"  b{i:<8}{'on' if on else 'off':<13}{a:>8.3f}   "
-                     f"v{d['scored_by']:<10}{retrained}")
+                     f"v{d.scored_by:<10}{retrained}")
     with capsys.disabled():  # in the test output even when pytest captures it
         print("\n" + "\n".join(lines))
 
@@ -99,19 +106,19 @@ def test_drift_is_flagged_retrained_promoted_and_accuracy_recovers(stream, capsy
     # nothing retrains before the drift (retraining is on there); the first drifted
     # batch with retraining on is flagged and retrains
     assert all(RETRAIN[:DRIFT_AT])
-    assert [r.decision["retrain"] for r in stream[:DRIFT_AT]] == [False] * DRIFT_AT
+    assert [r.decision.retrain for r in stream[:DRIFT_AT]] == [False] * DRIFT_AT
     drift = stream[RETRAINED_AT].decision
-    assert drift["monitoring"] == "alert"
-    assert drift["scored_by"] == "1"
-    assert drift["retrain"] is True
-    assert drift["reasons"][0].startswith("live accuracy 0.")
-    assert drift["promoted"] is True and drift["champion_after"] == "2"
+    assert drift.monitoring == "alert"
+    assert drift.scored_by == "1"
+    assert drift.retrain is True
+    assert drift.reasons[0].startswith("live accuracy 0.")
+    assert drift.promoted is True and drift.champion_after == "2"
     # the batches after the retrain are scored by the new champion, as well as before
     later = stream[RETRAINED_AT + 1:]
     assert later
     for result in later:
-        assert result.decision["scored_by"] == "2"
-        assert result.decision["retrain"] is False
+        assert result.decision.scored_by == "2"
+        assert result.decision.retrain is False
     assert all(abs(a - before) < 0.05 for a in accuracy[RETRAINED_AT + 1:])
 
 
@@ -120,12 +127,27 @@ def test_without_retraining_the_model_stays_degraded(stream):
 
     # the control batches are all drifted, and there are two of them: degraded, and it stays so
     assert CONTROL == list(range(DRIFT_AT, DRIFT_AT + 2))
-    assert [r.decision["scored_by"] for r in stream[:RETRAINED_AT + 1]] == \
+    assert [r.decision.scored_by for r in stream[:RETRAINED_AT + 1]] == \
         ["1"] * (RETRAINED_AT + 1)
-    assert all(r.decision["retrain"] is False and r.decision["retrain_enabled"] is False
+    assert all(r.decision.retrain is False and r.decision.retrain_enabled is False
                for r in control)
-    assert all(r.decision["champion_after"] == "1" for r in control)
+    assert all(r.decision.champion_after == "1" for r in control)
     # the policy's reason is recorded, and not acted on
-    assert all(r.decision["reasons"][0].startswith("live accuracy 0.") for r in control)
+    assert all(r.decision.reasons[0].startswith("live accuracy 0.") for r in control)
     # every drifted batch the old champion scored (the control's, and the one that retrains)
     assert all(a < 0.3 for a in _accuracy(stream[DRIFT_AT:RETRAINED_AT + 1]))
+
+
+def test_each_decision_is_recorded_on_its_parent_run(stream, root):
+    configure_mlflow(load_settings("local", "penguins", overrides=[f"state_dir={root / 'state'}"]))
+    drift = stream[RETRAINED_AT]
+    run = mlflow.get_run(drift.parent_run_id)
+
+    assert mlflow.artifacts.load_dict(
+        f"{run.info.artifact_uri}/retrain_decision.json") == drift.decision.as_dict()
+    assert (run.data.tags["retrain.decision"], run.data.tags["sparkmlops.mode"]) == (
+        "retrain", "continuous")
+    assert json.loads(run.data.tags["retrain.reasons"]) == drift.decision.reasons
+    quiet = mlflow.get_run(stream[0].parent_run_id).data.tags
+    assert (quiet["retrain.decision"], json.loads(quiet["retrain.reasons"])) == (
+        "keep", ["no retrain trigger"])
