@@ -184,12 +184,12 @@ class PipelineRun:
 @pytest.fixture(scope="session")
 def pipeline_run(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> PipelineRun:
     """The whole pipeline once on the bundled sample, into a session temp dir."""
-    from sparkmlops.ingest.records import landing_batch_id
+    from sparkmlops.ingest.records import default_batch_id
     from sparkmlops.pipeline import run_pipeline
 
     state_dir = tmp_path_factory.mktemp("pipeline_run")
     settings = load_settings("local", "penguins", overrides=[f"state_dir={state_dir}"])
-    batch_id = landing_batch_id(spark, str(SAMPLE_LANDING))
+    batch_id = default_batch_id(spark, settings)
     result = run_pipeline(spark, settings, batch_id)
     return PipelineRun(state_dir=state_dir, settings=settings, result=result)
 

@@ -18,7 +18,7 @@ from mlflow.tracking import MlflowClient
 
 from sparkmlops.config import Settings, load_settings
 from sparkmlops.inference.step import PredictOutcome, predict_step
-from sparkmlops.ingest.records import landing_batch_id
+from sparkmlops.ingest.records import default_batch_id
 from sparkmlops.monitoring.step import MonitorOutcome, monitor_step
 from sparkmlops.pipeline import PipelineResult, run_pipeline
 from sparkmlops.summary import pipeline_summary
@@ -47,7 +47,7 @@ def monitored(spark, tmp_path_factory, sample_landing) -> Monitored:
     settings = load_settings("local", "penguins", overrides=[
         f"state_dir={state_dir}", "storage.catalog=spark_catalog", f"storage.schema={schema}",
         "dataset.monitoring.live={accuracy: {warn: 0.8, alert: 0.65}}"])
-    batch_id = landing_batch_id(spark, str(sample_landing))
+    batch_id = default_batch_id(spark, settings)
     pipeline = run_pipeline(spark, settings, batch_id)
     same = monitor_step(spark, settings, batch_id)
     # the same birds again, each 3 kg heavier: a covariate shift the model never saw

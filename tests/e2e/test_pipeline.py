@@ -14,7 +14,7 @@ from delta.tables import DeltaTable
 from mlflow.tracking import MlflowClient
 
 from sparkmlops.inference.step import PredictOutcome
-from sparkmlops.ingest.records import landing_batch_id
+from sparkmlops.ingest.records import default_batch_id
 from sparkmlops.ingest.step import IngestOutcome
 from sparkmlops.model_registry import CHALLENGER, CHAMPION
 from sparkmlops.pipeline import STEPS, run_pipeline
@@ -179,8 +179,9 @@ def test_rerun_changes_no_data_and_same_data_gives_same_metrics(
     first = pipeline_run.result
     bronze_version = current_version(spark, dataset_tables(settings).bronze)
 
-    second = run_pipeline(spark, settings, landing_batch_id(spark, str(sample_landing)))
+    second = run_pipeline(spark, settings, default_batch_id(spark, settings))
 
+    assert second.batch_id == first.batch_id  # nothing new landed: the latest batch again
     assert second.step(IngestOutcome).summary == {"skipped": True, "bronze_rows": source_rows}
     assert current_version(spark, dataset_tables(settings).bronze) == bronze_version
     assert read_table(spark, dataset_tables(settings).bronze).count() == source_rows

@@ -21,7 +21,7 @@ from sparkmlops.config import Settings, load_settings
 from sparkmlops.errors import MissingInputError
 from sparkmlops.features.stages import LABEL_COLUMN
 from sparkmlops.features.step import features_step
-from sparkmlops.ingest.records import landing_batch_id
+from sparkmlops.ingest.records import default_batch_id
 from sparkmlops.ingest.step import ingest_step
 from sparkmlops.model_registry import CHALLENGER, CHAMPION, ModelRegistry
 from sparkmlops.quality.step import validate_step
@@ -55,7 +55,7 @@ class Gold:
 def gold(spark, tmp_path_factory, sample_landing) -> Gold:
     state_dir = str(tmp_path_factory.mktemp("promotion"))
     settings = load_settings("local", "penguins", overrides=[f"state_dir={state_dir}"])
-    batch_id = landing_batch_id(spark, str(sample_landing))
+    batch_id = default_batch_id(spark, settings)
     ingest_step(spark, settings, batch_id)
     validate_step(spark, settings, batch_id)
     written = features_step(spark, settings, batch_id)

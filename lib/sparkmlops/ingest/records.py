@@ -87,14 +87,6 @@ def batch_id_for(files: list[LandingFile]) -> str:
     return f"b{hashlib.sha256(chr(10).join(lines).encode()).hexdigest()[:12]}"
 
 
-def landing_batch_id(spark: SparkSession, path: str) -> str:
-    """The batch id of all the data files under ``path``."""
-    files = list_files(spark, path)
-    if not files:
-        raise MissingInputError(f"no input files at {path}")
-    return batch_id_for([with_content_hash(spark, LandingFile(*f)) for f in files])
-
-
 def ingested_files(spark: SparkSession, manifest: TableRef) -> DataFrame | None:
     """The ``manifest`` of files already ingested (None before the first batch)."""
     return read_table(spark, manifest) if table_exists(spark, manifest) else None

@@ -4,19 +4,18 @@ byte-identical copy is not read again; a file whose bytes changed follows
 
 from __future__ import annotations
 
-from sparkmlops.ingest.records import (
-    landing_batch_id,
-)
+from sparkmlops.ingest.records import default_batch_id
 
 
-def test_batch_id_follows_content_not_mtime(spark, tmp_path, landing_csv, touch):
+def test_batch_id_follows_content_not_mtime(spark, tmp_path, landing_csv, touch, make_settings):
     landing = tmp_path / "landing"
+    settings = make_settings(f"dataset.source.path={landing}")  # no manifest: every file is new
     landing_csv.write(landing, "a.csv", landing_csv.birds(1))
-    first = landing_batch_id(spark, str(landing))
+    first = default_batch_id(spark, settings)
     touch(landing / "a.csv")
-    touched = landing_batch_id(spark, str(landing))
+    touched = default_batch_id(spark, settings)
     landing_csv.write(landing, "a.csv", landing_csv.birds(2))
-    changed = landing_batch_id(spark, str(landing))
+    changed = default_batch_id(spark, settings)
 
     assert touched == first
     assert changed != first
