@@ -111,7 +111,8 @@ def test_every_rule_that_fires_gives_its_reason_in_rule_order(make_settings):
                              "dataset.retrain.enabled=false")  # a control run: same reasons
 
     reasons = retrain_reasons(
-        settings.dataset.retrain, _monitor("alert", flagged=FLAGGED[:1], live={"live_accuracy": 0.6}), 10)
+        settings.dataset.retrain,
+        _monitor("alert", flagged=FLAGGED[:1], live={"live_accuracy": 0.6}), 10)
 
     assert reasons == ["monitoring alert: culmen_length_mm.psi=0.31 (alert)",
                        "live accuracy 0.6000 below the floor 0.75",
