@@ -57,16 +57,10 @@ def step_report(name: str, settings: Settings, batch_id: str, result: Any,
     """What a single step prints: its run, the table versions it wrote, its summary.
 
     ``result`` is the step's outcome (``.run_id``, ``.outputs``, ``.summary``);
-    ``extra`` lines follow the summary. A ``decisions`` summary entry is left to
-    ``extra`` (promote prints one line per version judged).
+    ``extra`` lines follow the summary (promote's one line per version judged).
     """
     lines = [f"sparkmlops {name}: dataset {settings.dataset.name}, batch {batch_id}",
              f"  MLflow run {result.run_id}"]
     lines += [f"  wrote {table} v{version}" for table, version in result.outputs.items()]
-    lines += [f"  {key}: {value}" for key, value in result.summary.items()
-              if key not in _PRINTED_APART]
+    lines += [f"  {key}: {value}" for key, value in result.summary.items()]
     return "\n".join(lines + (extra or []))
-
-
-# summary keys a command prints in lines of its own (promote's decisions)
-_PRINTED_APART = frozenset({"decisions"})

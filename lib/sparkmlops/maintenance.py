@@ -43,6 +43,7 @@ class MaintainOutcome(StepOutcome):
     def summary(self) -> dict[str, Any]:
         return {"tables": self.tables, "missing": self.missing}
 
+
 SAFE_RETENTION_HOURS = 168.0
 RETENTION_CHECK_CONF = "spark.databricks.delta.retentionDurationCheck.enabled"
 _OPTIMIZE_METRICS = ("numFilesAdded", "numFilesRemoved", "partitionsOptimized",

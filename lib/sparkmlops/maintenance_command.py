@@ -23,9 +23,9 @@ def _maintain(spark: Any, settings: Settings, batch_id: str, args: argparse.Name
     result = maintain_step(spark, settings, batch_id, vacuum=args.vacuum, optimize=args.optimize)
     lines = [f"sparkmlops maintain: dataset {settings.dataset.name}",
              f"  MLflow run {result.run_id}"]
-    lines += [_table_line(table, r) for table, r in result.summary["tables"].items()]
-    if result.summary["missing"]:
-        lines.append(f"  not there yet: {', '.join(result.summary['missing'])}")
+    lines += [_table_line(table, r) for table, r in result.tables.items()]
+    if result.missing:
+        lines.append(f"  not there yet: {', '.join(result.missing)}")
     return "\n".join(lines)
 
 

@@ -114,8 +114,8 @@ def test_killed_pipeline_runs_are_marked_killed_and_its_model_is_judged(spark, t
     for step in ("pipeline", "train"):
         assert note.match(client.get_run(after[step][0]).data.tags[TAG_NOTE]), step
     unfinished = f"registered by run {train_run}, which did not finish (status KILLED)"
-    assert [(d["version"], d["champion_before"], d["promoted"])
-            for d in result.summary["decisions"]] == [("1", None, True)]
+    assert [(d.challenger_version, d.champion_before, d.promoted)
+            for d in result.decisions] == [("1", None, True)]
     assert result.summary["reasons"][0] == unfinished
     assert result.summary["reasons"][-1] == "no champion yet"
     judged = client.get_model_version(MODEL, "1")

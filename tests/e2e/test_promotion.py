@@ -256,8 +256,8 @@ def test_two_trains_without_a_promote_are_both_judged_oldest_first(spark, gold):
     result = _promote(spark, gold, full)
 
     assert (v1, v2) == ("1", "2")
-    assert [(d["version"], d["champion_before"], d["promoted"])
-            for d in result.summary["decisions"]] == [("1", None, True), ("2", "1", True)]
+    assert [(d.challenger_version, d.champion_before, d.promoted)
+            for d in result.decisions] == [("1", None, True), ("2", "1", True)]
     assert (result.summary["challenger"], result.summary["champion_before"],
             result.summary["champion"]) == ("2", "1", "2")
     assert _aliases(full) == {CHAMPION: "2", CHALLENGER: "2"}

@@ -20,7 +20,9 @@ from sparkmlops.cli import (
 )
 from sparkmlops.command import Command
 from sparkmlops.errors import ModelGateFailed
-from sparkmlops.registry.command import gate_failure
+from sparkmlops.registry.command import decision_lines, gate_failure
+from sparkmlops.registry.promotion import PromotionDecision
+from sparkmlops.registry.step import PromoteOutcome
 from sparkmlops.training.command import automl_overrides
 
 REPO = Path(__file__).resolve().parents[2]
@@ -189,15 +191,18 @@ def test_a_command_gets_the_config_its_options_stand_for(capsys):
     assert out[2].startswith("done in ") and out[2].endswith(" s")
 
 
-PROMOTE_SUMMARY = {"promoted": False, "passed": False, "mode": "enabled", "challenger": "2",
-                   "champion": "1", "champion_before": "1",
-                   "reasons": ["accuracy=0.7000 misses the threshold 0.8",
-                               "areaUnderROC=0.8100 does not beat the champion's 0.8300 by the "
-                               "required 0.0"]}
+def _promote(*, mode="enabled", passed=False, promoted=False, champion="1",
+             reasons=("accuracy=0.7000 misses the threshold 0.8",
+                      "areaUnderROC=0.8100 does not beat the champion's 0.8300 by the "
+                      "required 0.0")) -> PromoteOutcome:
+    """A promote outcome for challenger v2 judged against champion v1."""
+    decision = PromotionDecision(mode, "2", "1", promoted=promoted, passed=passed,
+                                 reasons=list(reasons))
+    return PromoteOutcome("run", {}, decision=decision, champion=champion, decisions=[decision])
 
 
 def test_a_challenger_failing_an_enabled_gate_is_a_model_gate_failure():
-    assert gate_failure(PROMOTE_SUMMARY, "m") == (
+    assert gate_failure(_promote(), "m") == (
         "model m v2 failed the gate against champion v1: accuracy=0.7000 misses the threshold "
         "0.8; areaUnderROC=0.8100 does not beat the champion's 0.8300 by the required 0.0; "
         "@champion is v1")
@@ -210,7 +215,19 @@ def test_a_challenger_failing_an_enabled_gate_is_a_model_gate_failure():
     {"passed": True, "promoted": True, "champion": "2"},
 ])
 def test_dry_run_disabled_and_a_passing_challenger_are_no_failure(decision):
-    assert gate_failure({**PROMOTE_SUMMARY, **decision}, "m") is None
+    assert gate_failure(_promote(**decision), "m") is None
+
+
+def test_each_judged_version_is_one_line_oldest_first():
+    older = PromotionDecision("enabled", "2", "1", promoted=False, passed=False,
+                              reasons=["f1=0.5000 misses the threshold 0.7"])
+    newer = PromotionDecision("enabled", "3", "1", promoted=True, passed=True)
+
+    assert decision_lines([older, newer]) == [
+        "  judged 2 version(s):",
+        "    v2 against champion v1: not promoted; f1=0.5000 misses the threshold 0.7",
+        "    v3 against champion v1: promoted"]
+    assert decision_lines([]) == []
 
 
 def _args(step: str, tmp_path: Path, *extra: str) -> list[str]:

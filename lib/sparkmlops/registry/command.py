@@ -8,11 +8,15 @@ the step itself and treats the same decision as an outcome (exit 0).
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sparkmlops.command import Command, step_report
 from sparkmlops.config import Settings
 from sparkmlops.errors import ModelGateFailed
+
+if TYPE_CHECKING:
+    from sparkmlops.registry.promotion import PromotionDecision
+    from sparkmlops.registry.step import PromoteOutcome
 
 
 def _add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -26,14 +30,13 @@ def _run(spark: Any, settings: Settings, batch_id: str, args: argparse.Namespace
 
     result = promote_step(spark, settings, batch_id, challenger_version=args.challenger_version,
                           gold_version=args.gold_version)
-    failure = gate_failure(result.summary, settings.dataset.model.name)
+    failure = gate_failure(result, settings.dataset.model.name)
     if failure is not None:
         raise ModelGateFailed(failure)
-    return step_report("promote", settings, batch_id, result,
-                       decision_lines(result.summary.get("decisions", [])))
+    return step_report("promote", settings, batch_id, result, decision_lines(result.decisions))
 
 
-def gate_failure(summary: dict[str, Any], model_name: str) -> str | None:
+def gate_failure(outcome: PromoteOutcome, model_name: str) -> str | None:
     """Why a standalone ``promote`` fails (exit 5), or None when it does not.
 
     The step's decision speaks: the challenger asked for (``--challenger-version``,
@@ -43,24 +46,25 @@ def gate_failure(summary: dict[str, Any], model_name: str) -> str | None:
     their decisions are on their versions and in the run's ``promotion.json``.
     With ``dry_run`` or ``disabled`` nothing is refused: exit 0.
     """
-    if summary["mode"] != "enabled" or summary["passed"]:
+    decision = outcome.decision
+    if decision is None or not outcome.gate_failed:
         return None
-    against = (f"champion v{summary['champion_before']}" if summary["champion_before"]
+    against = (f"champion v{decision.champion_before}" if decision.champion_before
                else "no champion")
-    champion = f"v{summary['champion']}" if summary["champion"] else "none"
-    return (f"model {model_name} v{summary['challenger']} failed the gate against {against}: "
-            f"{'; '.join(summary['reasons'])}; @champion is {champion}")
+    champion = f"v{outcome.champion}" if outcome.champion else "none"
+    return (f"model {model_name} v{decision.challenger_version} failed the gate against "
+            f"{against}: {'; '.join(decision.reasons)}; @champion is {champion}")
 
 
-def decision_lines(decisions: list[dict[str, Any]]) -> list[str]:
+def decision_lines(decisions: list[PromotionDecision]) -> list[str]:
     """One line per version ``promote`` judged, oldest first."""
     lines = [f"  judged {len(decisions)} version(s):"] if decisions else []
     for d in decisions:
-        verdict = ("promoted" if d["promoted"] else
-                   "passed, not promoted" if d["passed"] else "not promoted")
-        against = f"champion v{d['champion_before']}" if d["champion_before"] else "no champion"
-        lines.append(f"    v{d['version']} against {against}: {verdict}; "
-                     + "; ".join(d["reasons"]))
+        verdict = ("promoted" if d.promoted else
+                   "passed, not promoted" if d.passed else "not promoted")
+        against = f"champion v{d.champion_before}" if d.champion_before else "no champion"
+        lines.append(f"    v{d.challenger_version} against {against}: {verdict}"
+                     + "".join(f"; {reason}" for reason in d.reasons))
     return lines
 
 

@@ -45,8 +45,7 @@ class PromoteOutcome(StepOutcome):
         assert d is not None
         return {"promoted": d.promoted, "passed": d.passed, "mode": d.mode,
                 "challenger": d.challenger_version, "champion": self.champion,
-                "champion_before": d.champion_before, "reasons": d.reasons,
-                "decisions": [_decision_summary(x) for x in self.decisions]}
+                "champion_before": d.champion_before, "reasons": d.reasons}
 
 
 def promote_step(
