@@ -351,7 +351,6 @@ def _record_failure(exc: SparkmlopsError) -> None:
     mlflow.set_tag("sparkmlops.error", str(exc)[:5000])
 
 
-
 @dataclass(frozen=True)
 class StepOutcome:
     """What a step did: its MLflow run and the Delta table versions it wrote.

@@ -292,9 +292,6 @@ def predicate_sql(spark: SparkSession, predicate: Column) -> str:
     return str(spark._jsparkSession.expression(predicate._jc).sql())
 
 
-
-
-
 def write_batch(
     df: Any, ref: TableRef, settings: Settings, batch_id: str, *,
     order_by: str | None = None, merge_schema: bool = False,

@@ -13,7 +13,6 @@ from sparkmlops.errors import ConfigError
 log = logging.getLogger(__name__)
 
 
-
 TARGETS = ("databricks", "emr", "github")
 PLATFORMS = ("databricks", "emr")
 # the CLI arguments of each job, before --env/--dataset/--conf-dir
@@ -102,5 +101,3 @@ def placeholders(settings: Settings) -> list[str]:
 def is_remote(path: str) -> bool:
     return bool(re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*:", path)) or path.startswith(
         ("/Volumes/", "/Workspace/"))
-
-

@@ -20,7 +20,6 @@ from sparkmlops.deploy.common import (
 log = logging.getLogger(__name__)
 
 
-
 # ---------------------------------------------------------------- Databricks Asset Bundle
 
 
@@ -119,5 +118,3 @@ def _databricks_cluster(settings: Settings) -> dict[str, Any]:
     if settings.deploy.env:
         cluster["spark_env_vars"] = dict(settings.deploy.env)
     return cluster
-
-

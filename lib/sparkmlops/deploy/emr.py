@@ -14,7 +14,6 @@ from sparkmlops.errors import ConfigError
 log = logging.getLogger(__name__)
 
 
-
 # ---------------------------------------------------------------- EMR
 
 
@@ -211,5 +210,3 @@ def emr_failure_rule(settings: Settings) -> tuple[dict[str, Any], dict[str, Any]
                            f"(env {settings.env}) to SNS"}
     targets = {"Rule": rule_name, "Targets": [{"Id": "sns", "Arn": spec.failure_topic_arn}]}
     return rule, targets
-
-

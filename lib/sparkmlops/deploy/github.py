@@ -25,7 +25,6 @@ from sparkmlops.errors import ConfigError
 log = logging.getLogger(__name__)
 
 
-
 # ---------------------------------------------------------------- GitHub Actions
 
 
@@ -182,5 +181,3 @@ def _emr_schedule_steps(settings: Settings) -> list[dict[str, Any]]:
     if not run:
         return []
     return [{"name": "Apply the schedules and the failure rule", "run": "\n".join(run) + "\n"}]
-
-

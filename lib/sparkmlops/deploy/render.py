@@ -27,7 +27,6 @@ from sparkmlops.deploy.github import github_workflows
 log = logging.getLogger(__name__)
 
 
-
 # ---------------------------------------------------------------- files
 
 

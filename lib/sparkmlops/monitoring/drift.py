@@ -111,9 +111,6 @@ def chi_square(expected: list[float], actual: list[float], rows: int) -> tuple[f
     return statistic, float(chi2.sf(statistic, len(cells) - 1))
 
 
-
-
-
 # ---------------------------------------------------------------- thresholds and live metrics
 
 STATUS_ORDER = {"ok": 0, "warn": 1, "alert": 2}

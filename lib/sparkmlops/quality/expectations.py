@@ -321,6 +321,3 @@ def split_flagged(flagged: DataFrame) -> tuple[DataFrame, DataFrame]:
     if REPEATED_COLUMN not in failing.columns:
         failing = failing.withColumn(REPEATED_COLUMN, F.lit(None).cast("string"))
     return passing, failing
-
-
-
