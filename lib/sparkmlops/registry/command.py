@@ -49,11 +49,9 @@ def gate_failure(outcome: PromoteOutcome, model_name: str) -> str | None:
     decision = outcome.decision
     if decision is None or not outcome.gate_failed:
         return None
-    against = (f"champion v{decision.champion_before}" if decision.champion_before
-               else "no champion")
     champion = f"v{outcome.champion}" if outcome.champion else "none"
     return (f"model {model_name} v{decision.challenger_version} failed the gate against "
-            f"{against}: {'; '.join(decision.reasons)}; @champion is {champion}")
+            f"{decision.against}: {'; '.join(decision.reasons)}; @champion is {champion}")
 
 
 def decision_lines(decisions: list[PromotionDecision]) -> list[str]:
@@ -62,8 +60,7 @@ def decision_lines(decisions: list[PromotionDecision]) -> list[str]:
     for d in decisions:
         verdict = ("promoted" if d.promoted else
                    "passed, not promoted" if d.passed else "not promoted")
-        against = f"champion v{d.champion_before}" if d.champion_before else "no champion"
-        lines.append(f"    v{d.challenger_version} against {against}: {verdict}"
+        lines.append(f"    v{d.challenger_version} against {d.against}: {verdict}"
                      + "".join(f"; {reason}" for reason in d.reasons))
     return lines
 

@@ -42,6 +42,11 @@ class PromotionDecision:
     def champion_after(self) -> str | None:
         return self.challenger_version if self.promoted else self.champion_before
 
+    @property
+    def against(self) -> str:
+        """Whom the challenger was judged against: "champion v3" or "no champion"."""
+        return f"champion v{self.champion_before}" if self.champion_before else "no champion"
+
 
 def decide(
     challenger: dict[str, float],
@@ -176,9 +181,7 @@ def _record_decision(
     verdict = ("promoted to champion" if decision.promoted
                else "passed the gate (dry run: not promoted)" if decision.passed
                else "not promoted")
-    against = (f"champion v{decision.champion_before}" if decision.champion_before
-               else "no champion")
     registry.describe_version(
         name, version,
-        f"Promotion gate ({decision.mode}) against {against} on {evaluated_on}: "
+        f"Promotion gate ({decision.mode}) against {decision.against} on {evaluated_on}: "
         f"{verdict}. " + "; ".join(decision.reasons))
