@@ -118,15 +118,23 @@ def run_command(command: Command, args: argparse.Namespace) -> int:
                 "all" if command.scope == "tables" else _default_batch_id(spark, settings))
             output = command.run(spark, settings, batch_id, args)
     except SparkmlopsError as exc:
-        print(f"sparkmlops {command.name}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        print(f"sparkmlops {command.name}: {type(exc).__name__}: {one_line(str(exc))}",
+              file=sys.stderr)
         return exc.exit_code
     except Exception as exc:  # noqa: BLE001 - the last line of defence of a job
         log.exception("unexpected error")
-        print(f"sparkmlops {command.name}: unexpected error: {exc}", file=sys.stderr)
+        print(f"sparkmlops {command.name}: unexpected error: {one_line(str(exc))}",
+              file=sys.stderr)
         return 1
     print(output)
     print(f"done in {time.monotonic() - started:.1f} s")
     return 0
+
+
+def one_line(message: str) -> str:
+    """``message`` on one line: a scheduler shows the last line of stderr, and the error
+    contract is one line per failure, whatever text a library put in an exception."""
+    return " | ".join(part.strip() for part in message.splitlines() if part.strip())
 
 
 def _default_batch_id(spark: Any, settings: Settings) -> str:

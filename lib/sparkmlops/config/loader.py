@@ -130,10 +130,32 @@ def _parse_yaml(text: str | None, where: str) -> dict[str, Any]:
     try:
         data = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{where}: not valid YAML: {exc}") from None
+        raise ConfigError(f"{where}: not valid YAML: {yaml_problem(exc)}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{where}: expected a mapping at the top level")
     return data
+
+
+def yaml_problem(exc: yaml.YAMLError) -> str:
+    """One line for what PyYAML found wrong, with the 1-based line and column.
+
+    PyYAML's own text spans four or more lines (context, snippet, caret), which would
+    break the one-line error contract of the CLI.
+    """
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    context = getattr(exc, "context", None)
+    mark = getattr(exc, "problem_mark", None)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    return f"{problem}{where}" + (f" ({context})" if context else "")
+
+
+def _override_value(key: str, raw: str) -> Any:
+    """The YAML value of ``--set key=raw``; a value YAML cannot read is a ConfigError."""
+    try:
+        return yaml.safe_load(raw)
+    except yaml.YAMLError as exc:
+        raise ConfigError(
+            f"--set {key}: {raw!r} is not a YAML value: {yaml_problem(exc)}") from None
 
 
 def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
@@ -159,12 +181,12 @@ def _apply_override(merged: dict[str, Any], override: str) -> None:
             if not part.isdigit() or int(part) >= len(node):
                 raise ConfigError(f"--set {key}: {part} is not an index of a {len(node)}-item list")
             if last:
-                node[int(part)] = yaml.safe_load(raw)
+                node[int(part)] = _override_value(key, raw)
             else:
                 node = node[int(part)]
         elif isinstance(node, dict):
             if last:
-                node[part] = yaml.safe_load(raw)
+                node[part] = _override_value(key, raw)
             else:
                 node = node.setdefault(part, {})
         else:
