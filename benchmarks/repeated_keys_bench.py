@@ -8,10 +8,12 @@ alternating (re-validating a batch replaces it):
 
 - ``allow``, the baseline: silver is not looked at;
 - ``quarantine``, the default: silver's rows with a key of the batch are found in one
-  pass and cached, and the two writes flag the batch's repeated keys.
+  pass and cached, the keys repeated within the batch in one aggregation of its key
+  columns, and the two writes flag the batch's repeated keys.
 
-The batches share no key, the usual case. The seconds are the validate run's
-(``end_time - start_time`` in MLflow); the table prints the medians and the ratio.
+The batches share no key and repeat none inside, the usual case. The seconds are the
+validate run's (``end_time - start_time`` in MLflow); the table prints the medians and
+the ratio.
 The JSON goes to ``benchmarks/out/repeated-keys-results-<timestamp>.json``; nothing
 here asserts a timing.
 

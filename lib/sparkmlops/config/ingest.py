@@ -62,8 +62,8 @@ class WriteSettings(StrictModel):
     """How a batch's records land in silver, gold and predictions.
 
     ``append``: each batch's records are added; a key that an earlier batch already
-    put in silver is handled by ``repeated_keys`` (within one batch, key uniqueness is
-    the suite's ``expect_compound_columns_to_be_unique``).
+    put in silver, or that two rows of the batch bring, is handled by ``repeated_keys``
+    (the suite's ``expect_compound_columns_to_be_unique`` only passes or fails).
     ``upsert``: those tables hold one row per business key, the record with the
     highest ``order_by`` value (a later batch wins a tie), written with a Delta
     MERGE. Bronze is append-only in both modes: the raw record of every row.
@@ -72,7 +72,9 @@ class WriteSettings(StrictModel):
     row per key anyway): a batch row whose key silver already holds from another
     batch (a re-upload, a copied or touched file) is ``quarantine``d with the earlier
     batch named, or makes validate ``fail`` (exit 4) before anything is written, or is
-    kept (``allow``: this dataset's keys may repeat across batches, e.g. events).
+    kept (``allow``: this dataset's keys may repeat, e.g. events). The same holds for
+    a key several rows of one batch bring: ``quarantine`` keeps one of identical
+    copies (the first by ``_source_file``) and none of copies that differ.
     """
 
     mode: Literal["append", "upsert"] = "append"

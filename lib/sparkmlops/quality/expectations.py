@@ -11,7 +11,8 @@ rows go to ``silver.<dataset>``, failing rows to ``quarantine.<dataset>`` with t
 names of the expectations they failed. A failed ``critical`` expectation fails the
 gate; with the gate ``enabled`` that stops the step before anything is written.
 In append mode, :func:`flag_repeated_keys` also flags rows whose key silver already
-holds from another batch (``write.repeated_keys``), in the same split.
+holds from another batch, and :func:`flag_repeated_within` rows whose key another row
+of the same batch brings (``write.repeated_keys``), in the same split.
 """
 
 from __future__ import annotations
@@ -24,10 +25,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 import pyspark.sql.functions as F
-from pyspark.sql import Column, DataFrame
+from pyspark.sql import Column, DataFrame, Window
 
 from sparkmlops.config import ExpectationSpec, gx_expectation_names
 from sparkmlops.errors import ConfigError
+from sparkmlops.ingest.landing import SOURCE_FILE_COLUMN
 from sparkmlops.tables import BATCH_COLUMN
 
 log = logging.getLogger(__name__)
@@ -37,6 +39,10 @@ FAILED_COLUMN = "_failed_expectations"
 # the other batch that already put a row's key in silver (append mode), or null
 REPEATED_COLUMN = "_key_in_batch"
 REPEATED_REASON = "key already in silver from batch "
+# why a row goes to quarantine because other rows of its own batch bring its key, or null
+WITHIN_COLUMN = "_key_repeated_within"
+WITHIN_REASON = "key repeated within batch "
+COPIES_COLUMN = "_copies"
 
 
 @dataclass(frozen=True)
@@ -294,30 +300,79 @@ def rows_with_keys_of(df: DataFrame, batch_df: DataFrame, keys: list[str]) -> Da
     return df.join(other, same_key, "left_semi")
 
 
+def keys_repeated_within(flagged: DataFrame, keys: list[str]) -> DataFrame:
+    """The keys that more than one row of ``flagged`` would bring to silver, with ``_copies``.
+
+    Only rows that nothing else sends to quarantine count (no failed row-level
+    expectation, no key held by another batch): a bad copy of a key does not keep
+    its good copy out. Keys group null-safely. One aggregation of the key columns,
+    usually empty, so :func:`flag_repeated_within` runs only when it has work.
+
+    Example::
+
+        keys_repeated_within(flag_rows(batch, specs), ["id"])  # id, _copies
+    """
+    return (flagged.where(~_is_flagged(flagged)).groupBy(*keys)
+            .agg(F.count(F.lit(1)).alias(COPIES_COLUMN))
+            .where(F.col(COPIES_COLUMN) > 1))
+
+
+def flag_repeated_within(flagged: DataFrame, keys: list[str], batch_id: str) -> DataFrame:
+    """``flagged`` with ``_key_repeated_within``: the reason a copy of a key goes to quarantine.
+
+    Among the rows counted by :func:`keys_repeated_within`: when every copy of a key
+    is the same record (all columns not starting with ``_``), the one from the first
+    ``_source_file`` stays (which of two identical rows of one file does not change
+    silver) and the others are quarantined naming that file; when the copies differ,
+    nothing tells which is right, so all are quarantined. Other rows get null. One
+    window over the key, so the same bronze rows always give the same split.
+    """
+    candidate = ~_is_flagged(flagged)
+    record = F.to_json(F.struct(*[F.col(c) for c in flagged.columns if not c.startswith("_")]))
+    group = Window.partitionBy(*[F.col(k) for k in keys], candidate)
+    copies = F.count(F.lit(1)).over(group)
+    differ = F.min(record).over(group) != F.max(record).over(group)
+    rank = F.row_number().over(group.orderBy(SOURCE_FILE_COLUMN))
+    where = F.lit(f"{WITHIN_REASON}{batch_id}: ")
+    policy = F.lit(" (write.repeated_keys: quarantine)")
+    reason = (
+        F.when(~candidate | (copies < 2), F.lit(None).cast("string"))
+        .when(differ, F.concat(where, copies.cast("string"),
+                               F.lit(" rows with different values, none kept"), policy))
+        .when(rank > 1, F.concat(where, F.lit("an identical copy of the row kept from "),
+                                 F.min(SOURCE_FILE_COLUMN).over(group), policy)))
+    return flagged.withColumn(WITHIN_COLUMN, reason)
+
+
 def flagged_reason() -> Column:
-    """Why a flagged row goes to quarantine: its failed expectations, else its repeated key."""
+    """Why a flagged row goes to quarantine: its failed expectations, else the batch that
+    holds its key, else the copies of its key in its own batch."""
     failed = F.when(F.size(FAILED_COLUMN) > 0, F.concat(
         F.lit("failed expectations: "), F.array_join(F.col(FAILED_COLUMN), ", ")))
     repeated = F.concat(F.lit(REPEATED_REASON), F.col(REPEATED_COLUMN),
                         F.lit(" (write.repeated_keys: quarantine)"))
-    return F.coalesce(failed, repeated)
+    return F.coalesce(failed, repeated, F.col(WITHIN_COLUMN))
 
 
 def _is_flagged(df: DataFrame) -> Column:
     failed = F.size(FAILED_COLUMN) > 0
-    if REPEATED_COLUMN in df.columns:
-        failed = failed | F.col(REPEATED_COLUMN).isNotNull()
+    for column in (REPEATED_COLUMN, WITHIN_COLUMN):
+        if column in df.columns:
+            failed = failed | F.col(column).isNotNull()
     return failed
 
 
 def split_flagged(flagged: DataFrame) -> tuple[DataFrame, DataFrame]:
     """(rows that failed nothing, without the flag columns; rows that failed, with them).
 
-    A row fails when it failed a row-level expectation or (after
-    :func:`flag_repeated_keys`) its key is already held by another batch.
+    A row fails when it failed a row-level expectation, (after
+    :func:`flag_repeated_keys`) its key is already held by another batch, or (after
+    :func:`flag_repeated_within`) it is a copy of a key its batch repeats.
     """
-    passing = flagged.where(~_is_flagged(flagged)).drop(FAILED_COLUMN, REPEATED_COLUMN)
+    passing = flagged.where(~_is_flagged(flagged)).drop(
+        FAILED_COLUMN, REPEATED_COLUMN, WITHIN_COLUMN)
     failing = flagged.where(_is_flagged(flagged))
-    if REPEATED_COLUMN not in failing.columns:
-        failing = failing.withColumn(REPEATED_COLUMN, F.lit(None).cast("string"))
+    for column in (REPEATED_COLUMN, WITHIN_COLUMN):
+        if column not in failing.columns:
+            failing = failing.withColumn(column, F.lit(None).cast("string"))
     return passing, failing

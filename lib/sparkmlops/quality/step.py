@@ -59,6 +59,7 @@ class ValidateOutcome(StepOutcome):
     superseded: int = 0  # upsert: older records of a key in the same batch
     stale: int = 0  # upsert: records older than silver's row for the key
     repeated_keys: int = 0  # append: rows whose key another batch already holds
+    repeated_in_batch: int = 0  # append: copies of a key this batch repeats, quarantined
     expectations_failed: list[str] = field(default_factory=list)
 
     @property
@@ -66,7 +67,8 @@ class ValidateOutcome(StepOutcome):
         return {"gate": self.gate, "status": self.status, "silver_rows": self.silver_rows,
                 "quarantined": self.quarantined, "data_docs": self.data_docs,
                 **({"superseded": self.superseded, "stale": self.stale} if self.upsert
-                   else {"repeated_keys": self.repeated_keys}),
+                   else {"repeated_keys": self.repeated_keys,
+                         "repeated_in_batch": self.repeated_in_batch}),
                 "expectations_failed": self.expectations_failed}
 
 
@@ -80,9 +82,11 @@ def validate_step(
     costs two to three passes to build (benchmarks/validate_bench.py). The row-level
     split is computed inside the two writes. In upsert mode the batch is ranked per
     key (a shuffle) and that ranking is cached once. In append mode a passing row
-    whose key silver already holds from another batch follows ``write.repeated_keys``:
-    quarantined with the earlier batch named, the step failed (exit 4) before silver
-    and quarantine are written, or kept (``allow``).
+    whose key silver already holds from another batch, or that another passing row
+    of this batch also brings, follows ``write.repeated_keys``: quarantined (with the
+    earlier batch named; inside the batch one of identical copies stays, differing
+    copies all go), the step failed (exit 4) before silver and quarantine are
+    written, or kept (``allow``).
     """
     dataset = settings.dataset
     tables = dataset_tables(settings)
@@ -99,6 +103,8 @@ def validate_step(
             batch = rank_per_key(batch, dataset.keys, dataset.write.order_by).persist()
         held: DataFrame | None = None
         held_rows = 0
+        within: DataFrame | None = None
+        within_keys = 0
         try:
             rows = batch.count()
             if rows == 0:
@@ -128,8 +134,16 @@ def validate_step(
                 held_rows = held.count()
                 if held_rows:
                     flagged = expectations.flag_repeated_keys(flagged, held, dataset.keys)
-                    if dataset.write.repeated_keys == "fail":
-                        _fail_on_repeated_keys(flagged, dataset.keys, batch_id)
+            if _checks_repeated_keys(dataset):
+                # keys two rows of this batch bring, in one aggregation of the key
+                # columns and cached: usually none, and then the writes add no window
+                within = expectations.keys_repeated_within(flagged, dataset.keys).persist()
+                within_keys = within.count()
+            if dataset.write.repeated_keys == "fail" and (held_rows or within_keys):
+                _fail_on_repeated_keys(flagged if held_rows else None,
+                                       within if within_keys else None, dataset.keys, batch_id)
+            if within_keys:
+                flagged = expectations.flag_repeated_within(flagged, dataset.keys, batch_id)
             passing, failing = expectations.split_flagged(flagged)
             record = F.to_json(F.struct(*[F.col(c.name) for c in dataset.schema_]))
             quarantined = to_quarantine(failing, "validate", expectations.flagged_reason(), record)
@@ -144,10 +158,11 @@ def validate_step(
             tracker.wrote(q_write, rows=rows_quarantined)
             if stale:
                 tracker.count("rows_stale", stale)
-            repeated = (_rows_repeated(spark, q_write, batch_id)
-                        if held_rows else 0)
+            repeated, repeated_in_batch = (_rows_repeated(spark, q_write, batch_id)
+                                           if held_rows or within_keys else (0, 0))
             if not upsert:
                 tracker.count("rows_repeated_keys", repeated)
+                tracker.count("rows_repeated_in_batch", repeated_in_batch)
             if rows != s_write.rows + rows_quarantined + superseded + stale:
                 raise ReconciliationError(
                     f"validate batch {batch_id}: {rows} bronze rows but {s_write.rows} in silver, "
@@ -158,15 +173,23 @@ def validate_step(
                 batch.unpersist()
             if held is not None:
                 held.unpersist()
+            if within is not None:
+                within.unpersist()
         return ValidateOutcome(
             tracker.run_id,
             {silver.fqn: s_write.version, q_write.table.fqn: q_write.version},
             gate=gate, status=report.status, silver_rows=s_write.rows,
             quarantined=rows_quarantined, data_docs=report.data_docs_index, upsert=upsert,
             superseded=superseded, stale=stale, repeated_keys=repeated,
+            repeated_in_batch=repeated_in_batch,
             expectations_failed=[f"{o.expectation}({o.column or ''}) [{o.severity}]"
                                  for o in report.outcomes if not o.success],
         )
+
+
+def _checks_repeated_keys(dataset: DatasetSettings) -> bool:
+    """Append mode unless ``write.repeated_keys: allow`` (upsert's MERGE keeps one row per key)."""
+    return dataset.write.mode == "append" and dataset.write.repeated_keys != "allow"
 
 
 def _keys_held_by_other_batches(
@@ -174,12 +197,11 @@ def _keys_held_by_other_batches(
 ) -> DataFrame | None:
     """The keys (and ``_batch_id``) silver holds from other batches; None when not checked.
 
-    Checked in append mode unless ``write.repeated_keys: allow`` (upsert's MERGE keeps
-    one row per key by itself). This batch's own rows are left out, so validating a
-    batch again finds nothing new. Only the key columns and the batch id are read.
+    Checked when :func:`_checks_repeated_keys`. This batch's own rows are left out, so
+    validating a batch again finds nothing new. Only the key columns and the batch id
+    are read.
     """
-    write = dataset.write
-    if write.mode == "upsert" or write.repeated_keys == "allow":
+    if not _checks_repeated_keys(dataset):
         return None
     version = current_version(spark, silver)
     if version is None:
@@ -190,30 +212,66 @@ def _keys_held_by_other_batches(
             .select(*dataset.keys, BATCH_COLUMN))
 
 
-def _fail_on_repeated_keys(flagged: DataFrame, keys: list[str], batch_id: str) -> None:
-    """RepeatedKeysError naming the count, two example keys and the earlier batches."""
+def _fail_on_repeated_keys(
+    flagged: DataFrame | None, within: DataFrame | None, keys: list[str], batch_id: str
+) -> None:
+    """RepeatedKeysError naming counts and example keys: of the rows whose key silver holds
+    (``flagged``, with the earlier batches) and of the keys this batch repeats (``within``)."""
+    found = (_held_by_other_batches(flagged, keys) if flagged is not None else None,
+             _repeated_within(within, keys) if within is not None else None)
+    parts = [part for part in found if part is not None]
+    if not parts:  # silver's copies of the keys only match rows that failed expectations
+        return
+    raise RepeatedKeysError(
+        f"batch {batch_id}: {'; '.join(parts)}; silver and quarantine left as they were "
+        "(write.repeated_keys: fail)")
+
+
+def _held_by_other_batches(flagged: DataFrame, keys: list[str]) -> str | None:
+    """'<n> row(s) bring a key that silver already holds from batch <ids>, e.g. <keys>'.
+
+    None when every such row failed an expectation (it goes to quarantine anyway)."""
     repeated = flagged.where((F.size(expectations.FAILED_COLUMN) == 0)
                              & F.col(expectations.REPEATED_COLUMN).isNotNull())
     summary = repeated.agg(F.count(F.lit(1)).alias("rows"), F.array_sort(
         F.collect_set(expectations.REPEATED_COLUMN)).alias("batches")).first()
     if summary is None or not summary["rows"]:
-        return
-    examples = repeated.select(*keys).orderBy(*keys).limit(2).collect()
-    shown = ", ".join("{" + ", ".join(f"{k}={row[k]}" for k in keys) + "}" for row in examples)
+        return None
+    examples = repeated.select(*keys).distinct().orderBy(*keys).limit(2).collect()
+    shown = ", ".join(_shown_key(row, keys) for row in examples)
     batches = list(summary["batches"])
     named = ", ".join(batches[:3]) + (f" and {len(batches) - 3} more" if len(batches) > 3 else "")
-    raise RepeatedKeysError(
-        f"batch {batch_id}: {summary['rows']} row(s) bring a key that silver already holds "
-        f"from batch {named}, e.g. {shown}; silver and quarantine left as they were "
-        "(write.repeated_keys: fail)")
+    return (f"{summary['rows']} row(s) bring a key that silver already holds from batch "
+            f"{named}, e.g. {shown}")
 
 
-def _rows_repeated(spark: SparkSession, q_write: TableWrite, batch_id: str) -> int:
-    """The batch's rows just quarantined for a repeated key (read back: no pass over the batch)."""
-    return (read_batch(spark, q_write.table, batch_id, q_write.version)
-            .where((F.col("step") == "validate")
-                   & F.col("reason").startswith(expectations.REPEATED_REASON))
-            .count())
+def _repeated_within(within: DataFrame, keys: list[str]) -> str:
+    """'<k> key(s) repeated within the batch on <n> rows, e.g. <key> (<c> rows), ...'."""
+    summary = within.agg(F.count(F.lit(1)).alias("keys"),
+                         F.sum(expectations.COPIES_COLUMN).alias("rows")).first()
+    assert summary is not None  # an aggregation without grouping has one row
+    examples = within.orderBy(*keys).limit(2).collect()
+    shown = ", ".join(f"{_shown_key(row, keys)} ({row[expectations.COPIES_COLUMN]} rows)"
+                      for row in examples)
+    return (f"{summary['keys']} key(s) repeated within the batch on {summary['rows']} rows, "
+            f"e.g. {shown}")
+
+
+def _shown_key(row: Any, keys: list[str]) -> str:
+    return "{" + ", ".join(f"{k}={row[k]}" for k in keys) + "}"
+
+
+def _rows_repeated(spark: SparkSession, q_write: TableWrite, batch_id: str) -> tuple[int, int]:
+    """The batch's rows just quarantined for a key held by another batch, and for a key
+    repeated within the batch (read back: no pass over the batch)."""
+    reason = F.col("reason")
+    counts = (read_batch(spark, q_write.table, batch_id, q_write.version)
+              .where(F.col("step") == "validate")
+              .agg(F.count(F.when(reason.startswith(expectations.REPEATED_REASON), 1)),
+                   F.count(F.when(reason.startswith(expectations.WITHIN_REASON), 1)))
+              .first())
+    assert counts is not None  # an aggregation without grouping has one row
+    return int(counts[0]), int(counts[1])
 
 
 def _record_validation(

@@ -10,13 +10,16 @@ from sparkmlops.errors import ConfigError
 from sparkmlops.quality.expectations import (
     FAILED_COLUMN,
     REPEATED_COLUMN,
+    WITHIN_COLUMN,
     ExpectationOutcome,
     build_suite,
     expectation_class,
     flag_repeated_keys,
+    flag_repeated_within,
     flag_rows,
     flagged_reason,
     gate_status,
+    keys_repeated_within,
     run_suite,
     split_flagged,
 )
@@ -108,6 +111,63 @@ def test_a_repeated_key_is_quarantined_unless_an_expectation_already_failed(spar
         "id int, reason string")
     assert_df_equality(actual_df, expected_df, ignore_row_order=True, ignore_nullable=True)
     assert_df_equality(passing, spark.createDataFrame([(1,)], "id int"), ignore_nullable=True)
+
+
+# rows of one batch: site/n the key, v a value, where each row came from, and the flags
+# of the earlier checks (a failed expectation; another batch holding the key)
+WITHIN_SCHEMA = (f"site string, n int, v string, _source_file string, "
+                 f"{FAILED_COLUMN} array<string>, {REPEATED_COLUMN} string")
+KEPT = "key repeated within batch b2: an identical copy of the row kept from f1.csv " \
+       "(write.repeated_keys: quarantine)"
+
+
+def _batch_with_repeats(spark):
+    return spark.createDataFrame([
+        ("a", 1, "x", "f2.csv", [], None),            # a/1: the same record in two files
+        ("a", 1, "x", "f1.csv", [], None),
+        ("a", 2, "x", "f1.csv", [], None),            # a/2: two values
+        ("a", 2, "y", "f1.csv", [], None),
+        (None, 3, "z", "f1.csv", [], None),           # null/3: one file, twice, same record
+        (None, 3, "z", "f1.csv", [], None),
+        ("b", 4, "x", "f1.csv", [], None),            # b/4: the other copy failed a check
+        ("b", 4, "q", "f1.csv", ["expect_x(v)"], None),
+        ("c", 5, "x", "f1.csv", [], "b1"),            # c/5: silver holds it from b1
+        ("c", 5, "x", "f2.csv", [], "b1"),
+        ("d", 6, "x", "f1.csv", [], None),            # d/6: once
+    ], WITHIN_SCHEMA)
+
+
+def test_keys_repeated_within_count_only_the_rows_that_would_reach_silver(spark):
+    source_df = _batch_with_repeats(spark)
+
+    actual_df = keys_repeated_within(source_df, ["site", "n"])
+
+    expected_df = spark.createDataFrame([("a", 1, 2), ("a", 2, 2), (None, 3, 2)],
+                                        "site string, n int, _copies long")
+    assert_df_equality(actual_df, expected_df, ignore_row_order=True, ignore_nullable=True)
+
+
+def test_a_key_repeated_within_a_batch_keeps_one_identical_copy_and_no_differing_one(spark):
+    source_df = _batch_with_repeats(spark)
+
+    passing, failing = split_flagged(flag_repeated_within(source_df, ["site", "n"], "b2"))
+
+    differ = ("key repeated within batch b2: 2 rows with different values, none kept "
+              "(write.repeated_keys: quarantine)")
+    held = "key already in silver from batch b1 (write.repeated_keys: quarantine)"
+    expected_passing = spark.createDataFrame(
+        [("a", 1, "x", "f1.csv"), (None, 3, "z", "f1.csv"), ("b", 4, "x", "f1.csv"),
+         ("d", 6, "x", "f1.csv")], "site string, n int, v string, _source_file string")
+    expected_failing = spark.createDataFrame([
+        ("a", 1, "f2.csv", KEPT), ("a", 2, "f1.csv", differ), ("a", 2, "f1.csv", differ),
+        (None, 3, "f1.csv", KEPT), ("b", 4, "f1.csv", "failed expectations: expect_x(v)"),
+        ("c", 5, "f1.csv", held), ("c", 5, "f2.csv", held)],
+        "site string, n int, _source_file string, reason string")
+    assert_df_equality(passing, expected_passing, ignore_row_order=True, ignore_nullable=True)
+    assert_df_equality(failing.select("site", "n", "_source_file",
+                                      flagged_reason().alias("reason")),
+                       expected_failing, ignore_row_order=True, ignore_nullable=True)
+    assert WITHIN_COLUMN not in passing.columns
 
 
 @pytest.mark.parametrize(("outcomes", "status"), [
