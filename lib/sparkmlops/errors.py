@@ -38,7 +38,8 @@ class QualityGateFailed(SparkmlopsError):
 
 
 class RepeatedKeysError(QualityGateFailed):
-    """Append mode with ``write.repeated_keys: fail``: the batch brings keys silver already holds.
+    """Append mode with ``write.repeated_keys: fail``: the batch brings keys silver already
+    holds, or repeats a key within itself.
 
     A quality gate of its own (exit 4): like a failed critical expectation it stops
     validate before silver or quarantine is written, so whatever handles a failed
