@@ -10,6 +10,39 @@ from pydantic import Field, field_validator, model_validator
 from sparkmlops.config.base import FLOAT_TYPES, IDENTIFIER, SparkType, StrictModel
 
 
+class ReadySettings(StrictModel):
+    """When a landing file is ready to read (``source.ready``).
+
+    A file is ready when it holds bytes (a zero-byte file is always an upload not
+    finished yet), its modification time is at least ``min_age_seconds`` old (a file
+    still being written keeps moving its mtime), and, with ``marker`` set, its marker
+    exists. A file that is not ready is skipped with a warning and not recorded, so
+    its bytes are read once they are all there.
+
+    ``marker``: a file name. Without ``{file}`` it is a folder marker (``_SUCCESS``):
+    the data file's folder must hold it. With ``{file}`` it is a per-file marker
+    (``{file}.done``): ``{file}`` stands for the data file's name, and the marker sits
+    beside it. Marker files are never read as data.
+    """
+
+    min_age_seconds: int = Field(default=0, ge=0)
+    marker: str | None = None
+
+    @field_validator("marker")
+    @classmethod
+    def _marker_is_a_file_name(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        if not value or "/" in value or "\\" in value or value.count("{file}") > 1:
+            raise ValueError(
+                f"marker: a file name (no folder), with '{{file}}' at most once for a "
+                f"per-file marker (e.g. '_SUCCESS' or '{{file}}.done'); got {value!r}")
+        if value == "{file}":
+            raise ValueError("marker: '{file}' alone names the data file itself; add a "
+                             "suffix or prefix, e.g. '{file}.done'")
+        return value
+
+
 class SourceSettings(StrictModel):
     path: str
     format: Literal["csv", "json", "parquet"]
@@ -25,6 +58,8 @@ class SourceSettings(StrictModel):
     # only a person can say whether the new ones replace or add to them), ignore the new
     # bytes (skip), or read them into the new batch (reingest).
     on_changed_file: Literal["fail", "skip", "reingest"] = "fail"
+    # which landing files are complete enough to read (size, age, marker): ReadySettings
+    ready: ReadySettings = Field(default_factory=ReadySettings)
 
     @field_validator("options", mode="before")
     @classmethod

@@ -10,7 +10,9 @@ from sparkmlops.config import Settings
 
 
 def _add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--force", action="store_true", help="re-ingest a batch already in bronze")
+    parser.add_argument("--force", action="store_true",
+                        help="re-read exactly the files the manifest records for the batch "
+                             "(e.g. after a schema change), replacing it in bronze")
 
 
 def _run(spark: Any, settings: Settings, batch_id: str, args: argparse.Namespace) -> str:

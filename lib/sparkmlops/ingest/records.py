@@ -3,18 +3,28 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from dataclasses import dataclass, replace
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 import pyspark.sql.functions as F
 from pyspark.sql import Column, DataFrame, SparkSession
 
 from sparkmlops.config import Settings
+from sparkmlops.config.ingest import ReadySettings
 from sparkmlops.errors import MissingInputError, SparkmlopsError
 from sparkmlops.ingest.landing import (
     list_files,
 )
-from sparkmlops.tables import BATCH_COLUMN, TableRef, dataset_tables, read_table, table_exists
+from sparkmlops.tables import (
+    BATCH_COLUMN,
+    TableRef,
+    dataset_tables,
+    read_batch,
+    read_table,
+    table_exists,
+)
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +128,10 @@ def manifest_index(spark: SparkSession, ref: TableRef) -> ManifestIndex:
         read_in = r[BATCH_COLUMN] if r.status in (None, INGESTED) else r.earlier_batch
         if read_in is None:
             continue
+        if r.size == 0 and r.status in (None, INGESTED):
+            # recorded before readiness checks: a zero-byte file read as 0 rows, so the
+            # bytes that arrive at its path later add rows and replace none
+            continue
         index.paths[r.path] = read_in
         if r.content_sha256 is not None and r.status != CHANGED_SKIPPED:
             index.content[r.content_sha256] = read_in
@@ -131,25 +145,92 @@ class LandingPlan:
     read: list[LandingFile]  # read into the batch
     duplicates: dict[LandingFile, str | None]  # bytes already read: in this batch (None)
     changed: dict[LandingFile, str]  # known path, new bytes: the batch that read it before
+    # not ready yet (source.ready), and why: neither read nor recorded
+    not_ready: dict[LandingFile, str] = field(default_factory=dict)
+    # new files a re-run of an ingested batch leaves for the next batch
+    pending: list[LandingFile] = field(default_factory=list)
+
+
+def marker_path(path: str, marker: str | None) -> str | None:
+    """Where the marker of the landing file ``path`` is (``source.ready.marker``)."""
+    if marker is None:
+        return None
+    folder, _, name = path.rpartition("/")
+    return f"{folder}/{marker.replace('{file}', name)}"
+
+
+def is_marker(path: str, marker: str | None) -> bool:
+    """``path`` is a marker file (``source.ready.marker``), never data."""
+    if marker is None:
+        return False
+    name = path.rpartition("/")[2]
+    if "{file}" not in marker:
+        return name == marker
+    prefix, _, suffix = marker.partition("{file}")
+    return (len(name) > len(prefix) + len(suffix) and name.startswith(prefix)
+            and name.endswith(suffix))
+
+
+def not_ready_reason(
+    file: LandingFile, ready: ReadySettings, *, now_ms: int, exists: Callable[[str], bool]
+) -> str | None:
+    """Why ``file`` is not ready to read yet (``source.ready``), or None when it is."""
+    if file.size == 0:
+        return "empty (0 bytes): an upload that has not started or finished"
+    age = (now_ms - file.modification_time) // 1000
+    if ready.min_age_seconds and age < ready.min_age_seconds:
+        return (f"modified {max(age, 0)} s ago, under source.ready.min_age_seconds "
+                f"({ready.min_age_seconds}): it may still be written")
+    marker = marker_path(file.path, ready.marker)
+    if marker is not None and not exists(marker):
+        return f"no marker {marker} (source.ready.marker: {ready.marker!r})"
+    return None
+
+
+def hadoop_exists(spark: SparkSession) -> Callable[[str], bool]:
+    """``exists(path)`` through Hadoop's FileSystem, each path asked once."""
+    jvm = spark.sparkContext._jvm
+    assert jvm is not None
+    conf = spark.sparkContext._jsc.hadoopConfiguration()
+    seen: dict[str, bool] = {}
+
+    def exists(path: str) -> bool:
+        if path not in seen:
+            hadoop_path = jvm.org.apache.hadoop.fs.Path(path)
+            seen[path] = bool(hadoop_path.getFileSystem(conf).exists(hadoop_path))
+        return seen[path]
+
+    return exists
 
 
 def plan_landing(
-    spark: SparkSession, manifest: TableRef, path: str, *, reingest: bool = False
+    spark: SparkSession, manifest: TableRef, path: str, *, reingest: bool = False,
+    ready: ReadySettings | None = None,
 ) -> LandingPlan:
     """Sort the files under ``path`` by identity: new, same bytes as a file already read, or
     a known path with new bytes (read only with ``source.on_changed_file: reingest``).
 
     A file whose path, size and mtime are in the manifest is known and not hashed again;
     any other is identified by the sha256 of its bytes. ``reingest``: a known path with
-    new bytes is read (``source.on_changed_file: reingest``).
+    new bytes is read (``source.on_changed_file: reingest``). A new file that is not
+    ``ready`` (empty; with ``source.ready``, too young or without its marker) is set
+    aside unhashed, so it is neither read nor part of the batch's identity.
     """
+    ready = ready or ReadySettings()
     index = manifest_index(spark, manifest)
     plan = LandingPlan([], {}, {})
     in_batch: set[str] = set()
+    now_ms = int(time.time() * 1000)
+    exists = hadoop_exists(spark)
     for listed in list_files(spark, path):
-        if listed in index.listed:
+        if is_marker(listed[0], ready.marker) or listed in index.listed:
             continue
-        file = with_content_hash(spark, LandingFile(*listed))
+        unhashed = LandingFile(*listed)
+        why = not_ready_reason(unhashed, ready, now_ms=now_ms, exists=exists)
+        if why is not None:
+            plan.not_ready[unhashed] = why
+            continue
+        file = with_content_hash(spark, unhashed)
         assert file.sha256 is not None
         if file.sha256 in index.content or file.sha256 in in_batch:
             plan.duplicates[file] = index.content.get(file.sha256)
@@ -178,8 +259,81 @@ def check_changed_files(plan: LandingPlan, policy: str) -> None:
         "nothing was written")
 
 
+def leave_for_next_batch(plan: LandingPlan) -> LandingPlan:
+    """The plan of a re-run of an ingested batch: a batch id names its files forever, so
+    the new files are not read but left for the next batch.
+
+    What the plan knows of other batches is kept (a touched file's bytes are in an
+    earlier batch, a changed file skipped), so the re-run records it as a plain run would;
+    a file the plan would have read is pending, and so is a copy of one.
+    """
+    return LandingPlan(
+        read=[],
+        duplicates={f: holder for f, holder in plan.duplicates.items() if holder is not None},
+        changed={f: earlier for f, earlier in plan.changed.items() if f not in plan.read},
+        not_ready=plan.not_ready,
+        pending=[*plan.read, *(f for f, holder in plan.duplicates.items() if holder is None)],
+    )
+
+
+def recorded_batch(spark: SparkSession, manifest: TableRef, batch_id: str
+                   ) -> dict[LandingFile, str | None]:
+    """The files the manifest records as read into ``batch_id`` (an ingested batch), each
+    with the batch that read its path before (``earlier_batch``); empty when the batch was
+    never ingested, or its ingest was killed before its last commit, the manifest's."""
+    if not table_exists(spark, manifest):
+        return {}
+    rows = read_batch(spark, manifest, batch_id).collect()
+    fields = set(rows[0].asDict()) if rows else set()
+    return {
+        LandingFile(r.path, r.size, r.modification_time,
+                    r.content_sha256 if "content_sha256" in fields else None):
+            (r.earlier_batch if "earlier_batch" in fields else None)
+        for r in rows if ("status" not in fields or r.status in (None, INGESTED))
+    }
+
+
+def replan_batch(spark: SparkSession, path: str, batch_id: str,
+                 recorded: dict[LandingFile, str | None]) -> LandingPlan:
+    """The plan of ``--force`` on an ingested batch: exactly its recorded files, read again.
+
+    Each must still be under ``path`` with the bytes it was ingested with (a touch is
+    fine); a file gone or changed stops the ingest before anything is written.
+    """
+    listed = {p: LandingFile(p, size, mtime) for p, size, mtime in list_files(spark, path)}
+    told = f"batch {batch_id}: --force re-reads the {len(recorded)} file(s) the manifest records"
+    gone = sorted(f.path for f in recorded if f.path not in listed)
+    if gone:
+        raise MissingInputError(
+            f"{told}, and {len(gone)} of them are gone from {path}: {', '.join(gone)}; "
+            "nothing was written")
+    read: list[LandingFile] = []
+    changed: list[str] = []
+    for old in sorted(recorded, key=lambda f: f.path):
+        now = listed[old.path]
+        if now.listed_as == old.listed_as:
+            read.append(with_content_hash(spark, replace(now, sha256=old.sha256)))
+            continue
+        now = with_content_hash(spark, now)
+        if now.sha256 != old.sha256:  # a row without a hash: a new listing counts as changed
+            changed.append(old.path)
+        read.append(now)
+    if changed:
+        raise ChangedLandingFileError(
+            f"{told}, and {len(changed)} of them hold other bytes now: {', '.join(changed)}; "
+            "nothing was written (a plain ingest follows source.on_changed_file for them)")
+    return LandingPlan(read, {}, {})
+
+
 def log_unread_files(plan: LandingPlan, batch_id: str) -> None:
     """Say which files are not read, and why."""
+    for file, why in sorted(plan.not_ready.items(), key=lambda kv: kv[0].path):
+        log.warning("%s is not ready: %s; not read and not recorded: it is read once ready",
+                    file.path, why)
+    if plan.pending:
+        log.warning("batch %s is already ingested: a re-run reads nothing new, and %d new "
+                    "file(s) are left for the next batch: %s", batch_id, len(plan.pending),
+                    ", ".join(sorted(f.path for f in plan.pending)))
     for file, holder in sorted(plan.duplicates.items(), key=lambda kv: kv[0].path):
         log.info("%s holds the same bytes as a file of batch %s: not read again",
                  file.path, holder or batch_id)
@@ -205,7 +359,8 @@ def default_batch_id(spark: SparkSession, settings: Settings) -> str:
     path = settings.resolve_path(settings.dataset.source.path)
     tables = dataset_tables(settings)
     plan = plan_landing(spark, tables.manifest, path,
-                        reingest=settings.dataset.source.on_changed_file == "reingest")
+                        reingest=settings.dataset.source.on_changed_file == "reingest",
+                        ready=settings.dataset.source.ready)
     if plan.read:
         return batch_id_for(plan.read)
     latest = latest_ingested_batch(spark, tables.ingest_log)

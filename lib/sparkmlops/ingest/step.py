@@ -32,10 +32,12 @@ from sparkmlops.ingest.records import (
     LandingFile,
     LandingPlan,
     check_changed_files,
+    leave_for_next_batch,
     list_files,
     log_unread_files,
     plan_landing,
-    with_content_hash,
+    recorded_batch,
+    replan_batch,
 )
 from sparkmlops.spark import session_conf
 from sparkmlops.tables import (
@@ -64,11 +66,15 @@ class IngestOutcome(StepOutcome):
     files: int = 0
     duplicates: int = 0  # files whose bytes an earlier batch already read
     changed_skipped: int = 0  # known paths with new bytes, left unread (on_changed_file: skip)
+    not_ready: int = 0  # new files not ready yet (source.ready): neither read nor recorded
+    pending: int = 0  # new files a re-run of an ingested batch leaves for the next batch
 
     @property
     def summary(self) -> dict[str, Any]:
         unread = {k: v for k, v in (("duplicates", self.duplicates),
-                                    ("changed_skipped", self.changed_skipped)) if v}
+                                    ("changed_skipped", self.changed_skipped),
+                                    ("not_ready", self.not_ready),
+                                    ("pending", self.pending)) if v}
         if self.skipped:
             return {"skipped": True, "bronze_rows": self.bronze_rows, **unread}
         return {"rows_in": self.rows_in, "bronze_rows": self.bronze_rows,
@@ -82,47 +88,58 @@ def ingest_step(
 
     Files are known by their bytes: one whose bytes were read before (touched, copied)
     is recorded and not read again, so re-running changes nothing; one at a known path
-    with new bytes follows ``source.on_changed_file``. ``force`` re-reads every landing
-    file into ``batch_id`` (replacing it).
+    with new bytes follows ``source.on_changed_file``; one not ready yet
+    (``source.ready``) is left for a later run. A batch id names its files forever:
+    for a batch the manifest records as ingested the run reads nothing and leaves new
+    files for the next batch, and ``force`` re-reads exactly the batch's recorded files
+    (replacing it; gone or changed ones stop it before anything is written).
     """
     tables = dataset_tables(settings)
     bronze = tables.bronze
-    path = settings.resolve_path(settings.dataset.source.path)
+    source = settings.dataset.source
+    path = settings.resolve_path(source.path)
     with step_run(settings, "ingest", batch_id) as tracker:
-        if force:
-            plan = LandingPlan([with_content_hash(spark, LandingFile(*f))
-                                for f in list_files(spark, path)], {}, {})
+        recorded = recorded_batch(spark, tables.manifest, batch_id)
+        if force and recorded:
+            plan = replan_batch(spark, path, batch_id, recorded)
         else:
-            plan = plan_landing(spark, tables.manifest, path, reingest=(
-                settings.dataset.source.on_changed_file == "reingest"))
-            check_changed_files(plan, settings.dataset.source.on_changed_file)
+            plan = plan_landing(spark, tables.manifest, path,
+                                reingest=source.on_changed_file == "reingest", ready=source.ready)
+            check_changed_files(plan, source.on_changed_file)
+            if recorded:
+                plan = leave_for_next_batch(plan)
             log_unread_files(plan, batch_id)
         files = plan.read
         unread = {"duplicates": len(plan.duplicates),
-                  "changed_skipped": len([f for f in plan.changed if f not in files])}
+                  "changed_skipped": len([f for f in plan.changed if f not in files]),
+                  "not_ready": len(plan.not_ready), "pending": len(plan.pending)}
         for name, count in unread.items():
             tracker.count(f"files_{name}", count)
         if not files:
             seen = record_unread_files(spark, tables, plan, batch_id)
             version = current_version(spark, bronze)
             rows = read_batch(spark, bronze, batch_id).count() if version is not None else 0
-            tracker.outcome("skipped_nothing_new")
+            tracker.outcome("skipped_already_ingested" if recorded else "skipped_nothing_new")
             tracker.read(bronze, version, rows)
-            log.info("no new files under %s; batch %s stays at %s v%s", path, batch_id,
-                     bronze.fqn, version)
+            log.info("%s under %s; batch %s stays at %s v%s",
+                     "batch already ingested: nothing read" if recorded else "no new files",
+                     path, batch_id, bronze.fqn, version)
             outputs = {bronze.fqn: version} if version is not None else {}
             if seen is not None:
                 tracker.wrote(seen)
                 outputs[seen.table.fqn] = seen.version
             return IngestOutcome(tracker.run_id, outputs, skipped=True, bronze_rows=rows,
-                                 duplicates=unread["duplicates"],
-                                 changed_skipped=unread["changed_skipped"])
+                                 **unread)
         tracker.count("files_in", len(files))
         result = ingest_batch(spark, settings, batch_id, source_path=path, files=files)
         tracker.count("rows_in.landing", result.rows_in)
         tracker.wrote(result.bronze)
         tracker.wrote(result.quarantine, rows=result.rows_quarantined)
-        manifest, ingest_log = record_batch(spark, tables, result, files, earlier=plan.changed)
+        # a forced re-read keeps the batch's record of the path's earlier batch
+        before = {old.path: e for old, e in recorded.items() if e is not None}
+        earlier = {f: before[f.path] for f in files if f.path in before} if recorded \
+            else plan.changed
+        manifest, ingest_log = record_batch(spark, tables, result, files, earlier=earlier)
         seen = record_unread_files(spark, tables, plan, batch_id)
         if seen is not None:
             # one entry per table in the run: the last version, all the rows written
@@ -136,8 +153,7 @@ def ingest_step(
              result.quarantine.table.fqn: result.quarantine.version,
              manifest.table.fqn: manifest.version},
             rows_in=result.rows_in, bronze_rows=result.bronze.rows,
-            quarantined=result.rows_quarantined, files=len(files),
-            duplicates=unread["duplicates"], changed_skipped=unread["changed_skipped"],
+            quarantined=result.rows_quarantined, files=len(files), skipped=False, **unread,
         )
 
 
