@@ -19,10 +19,13 @@ Example::
 from __future__ import annotations
 
 import json
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, Literal
 
 import pyspark.sql.functions as F
-from pyspark.errors import AnalysisException
+from pyspark.errors import AnalysisException, PySparkException
 from pyspark.ml.classification import (
     FMClassifier,
     LinearSVC,
@@ -101,20 +104,22 @@ def build_feature_table(df: DataFrame, dataset: DatasetSettings) -> DataFrame:
     """Silver rows → the gold feature table rows (keys, inputs, label, batch id).
 
     Number columns (not keys) are cast to double, which MLlib's Imputer wants. The
-    derived SQL expressions are checked against the rows' schema first, so a typo
+    derived SQL expressions are checked against these rows' schema, the one the model
+    reads, so a typo (or the label's own column, which gold holds as ``label_raw``)
     fails here with its key path rather than at training time.
     """
-    check_sql_features(df, dataset.features)
     types = {c.name: c.type for c in dataset.schema_}
     inputs = [F.col(c).cast("double").alias(c)
               if types[c] in NUMERIC_TYPES and c not in dataset.keys else F.col(c)
               for c in model_input_columns(dataset)]
-    return df.select(
+    gold = df.select(
         *inputs,
         F.col(dataset.label.source).alias(LABEL_RAW_COLUMN),
         label_index(dataset.label).alias(LABEL_COLUMN),
         BATCH_COLUMN,
     )
+    check_sql_features(gold, dataset.features)
+    return gold
 
 
 def check_sql_features(df: DataFrame, features: FeatureSettings) -> None:
@@ -134,6 +139,143 @@ def check_sql_features(df: DataFrame, features: FeatureSettings) -> None:
             reason = str(exc).strip().splitlines()[0]
             raise ConfigError(
                 f"features.derived.{i} ({feature.name}): {feature.expr!r}: {reason}") from None
+
+
+# ---------------------------------------------------------------- derived values, on every row
+
+
+class DerivedFeatureError(ConfigError):
+    """A derived feature's SQL fails on a row (ANSI SQL: a malformed cast, a division by
+    zero, an index out of range); the message names the feature, its expression and
+    Spark's reason at the first failing row in key order (which names a value that does
+    not cast or parse).
+
+    Exit 2, a config error: the rows passed validation, so the expression is what has
+    to change (``try_cast``, ``try_divide``), or an expectation that keeps such rows out.
+    """
+
+
+# SQLSTATEs of a value an expression cannot take: class 22 "data exception" (a malformed
+# cast 22018, division by zero 22012, overflow or an index out of range 22003, a date that
+# does not parse 22007) and P0001 (assert_true / raise_error). Anything else (a lost
+# executor, memory) is not the expression's fault and is raised as it is.
+DATA_SQLSTATES = ("22", "P0001")
+
+
+def evaluate_every_row(df: DataFrame) -> None:
+    """Compute every column of every row of ``df`` and keep nothing (one Spark job).
+
+    Spark's ``noop`` sink, not an aggregate: Spark rewrites ``count(e)`` of a non-nullable
+    ``e`` to ``count(1)`` and never computes ``e``, so ``coalesce(cast(island as int), 0)``
+    and ``element_at(array(1), 2)`` passed a ``count`` and fail here.
+    """
+    df.write.format("noop").mode("overwrite").save()
+
+
+def is_data_failure(exc: BaseException) -> bool:
+    """Whether ``exc`` is Spark refusing a value (``DATA_SQLSTATES``)."""
+    state = exc.getSqlState() if isinstance(exc, PySparkException) else None
+    return bool(state) and str(state).startswith(DATA_SQLSTATES)
+
+
+def derived_input(df: DataFrame, features: FeatureSettings) -> DataFrame:
+    """``df`` as the derived SQL stage sees it in the pipeline: with the date parts."""
+    return date_parts_stage(features.date_parts).transform(df) if features.date_parts else df
+
+
+def check_derived_values(
+    df: DataFrame, features: FeatureSettings, *, keys: list[str], source: str
+) -> None:
+    """Compute every derived feature on every row of ``df``, in one Spark job.
+
+    ``df`` holds the rows the model will read (gold rows); ``source`` names them in the
+    message, e.g. ``silver.penguins v3 batch b1``. Only after that job fails on a value are
+    the features computed one by one (to find which), and the failing one once more over
+    the rows in ``keys`` order (to name the first failing row's value, not a random one's).
+
+    Raises:
+        DerivedFeatureError: one line: the feature, its expression and Spark's reason
+            at its first failing row.
+    """
+    if not features.derived:
+        return
+    with derived_failures_named(df, features, keys=keys, source=source):
+        evaluate_every_row(derived_stage(features.derived).transform(derived_input(df, features))
+                           .select(*[f.name for f in features.derived]))
+
+
+@contextmanager
+def derived_failures_named(
+    df: DataFrame, features: FeatureSettings, *, keys: list[str], source: str
+) -> Iterator[None]:
+    """Turn a Spark job over ``df`` through the derived SQL that fails on a value into the
+    ``DerivedFeatureError`` of the feature that fails; anything else is raised as it is."""
+    with spark_failures_unlogged():
+        try:
+            yield
+        except PySparkException as exc:
+            if not (features.derived and is_data_failure(exc)):
+                raise
+            failure = derived_failure(derived_input(df, features), features,
+                                      keys=keys, source=source)
+            if failure is None:  # no feature fails alone: not one we can name
+                raise
+            raise failure from exc
+
+
+@contextmanager
+def spark_failures_unlogged() -> Iterator[None]:
+    """Keep PySpark from logging each SQL failure it raises as a JSON line on stderr
+    (about 3,800 characters each, the JVM trace): these are expected, and named in one."""
+    loggers = [logging.getLogger(n) for n in ("SQLQueryContextLogger",
+                                              "DataFrameQueryContextLogger")]
+    before = [logger.disabled for logger in loggers]
+    for logger in loggers:
+        logger.disabled = True
+    try:
+        yield
+    finally:
+        for logger, disabled in zip(loggers, before, strict=True):
+            logger.disabled = disabled
+
+
+def derived_failure(
+    rows: DataFrame, features: FeatureSettings, *, keys: list[str], source: str
+) -> DerivedFeatureError | None:
+    """The first derived feature (in config order) that fails on ``rows`` alone, with
+    Spark's reason at its first failing row in key order; None when each one computes."""
+    last = len(features.derived) - 1
+    for i, feature in enumerate(features.derived):
+        # the stage up to this feature: it may use the ones before it, which passed; the
+        # last one is not tried alone on the batch: all together failed, the others passed
+        stage = derived_stage(features.derived[: i + 1])
+        if i < last and derived_value_failure(stage, feature.name, rows) is None:
+            continue
+        # one partition sorted by the keys: Spark stops at the first row that fails, so the
+        # value it names is that row's, not that of whichever task happened to fail first
+        # (two runs over two partitions named 'Biscoe', then 'Torgersen')
+        in_key_order = rows.repartition(1).sortWithinPartitions(*keys)
+        exc = derived_value_failure(stage, feature.name, in_key_order)
+        if exc is None:  # failed on the batch, not in key order: nothing stable to name
+            return None
+        reason = str(exc).strip().splitlines()[0]
+        return DerivedFeatureError(
+            f"features.derived.{i} ({feature.name}): {feature.expr!r} fails on {source} "
+            f"(first failing row by {', '.join(keys)}): {reason}")
+    return None
+
+
+def derived_value_failure(
+    stage: SQLTransformer, name: str, rows: DataFrame
+) -> PySparkException | None:
+    """Spark's refusal of a value of column ``name`` that ``stage`` adds to ``rows``, or None."""
+    try:
+        evaluate_every_row(stage.transform(rows).select(name))
+    except PySparkException as exc:
+        if is_data_failure(exc):
+            return exc
+        raise
+    return None
 
 
 # ---------------------------------------------------------------- the feature stages

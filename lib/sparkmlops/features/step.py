@@ -32,13 +32,22 @@ class FeaturesOutcome(StepOutcome):
 def features_step(
     spark: SparkSession, settings: Settings, batch_id: str, *, silver_version: int | None = None
 ) -> FeaturesOutcome:
-    """Silver batch → gold feature table (derived features, numeric label)."""
+    """Silver batch → gold feature table (derived features, numeric label).
+
+    Raises:
+        DerivedFeatureError: a derived feature fails on a row of the batch (gold is not
+            written).
+    """
     tables = dataset_tables(settings)
     silver, gold = tables.silver, tables.gold
     with step_run(settings, "features", batch_id) as tracker:
         version = silver_version if silver_version is not None else current_version(spark, silver)
         batch = read_batch(spark, silver, batch_id, version)
         frame = stages.build_feature_table(batch, settings.dataset)
+        # before the write: an expression that fails on a row fails here, naming it,
+        # not in train after gold holds the batch
+        stages.check_derived_values(frame, settings.dataset.features, keys=settings.dataset.keys,
+                                    source=f"{silver.fqn} v{version} batch {batch_id}")
         written = write_batch(frame, gold, settings, batch_id)
         tracker.read(silver, version, written.rows)
         tracker.wrote(written)

@@ -20,8 +20,10 @@ from sparkmlops.config import (
 )
 from sparkmlops.errors import ConfigError, FeatureTransformError
 from sparkmlops.features.stages import (
+    DerivedFeatureError,
     bucket_stages,
     build_feature_table,
+    check_derived_values,
     check_sql_features,
     date_parts_stage,
     derived_stage,
@@ -215,6 +217,73 @@ def test_a_derived_feature_naming_a_missing_column_fails_with_its_key_path(spark
     with pytest.raises(ConfigError, match=r"features.derived.1 \(bad\): 'ratio \* wingspan'"
                                           r".*wingspan"):
         check_sql_features(source_df, features)
+
+
+def test_a_derived_feature_on_the_label_column_fails_with_its_key_path(spark, make_settings):
+    # gold, which the model reads, holds the label's column as label_raw only
+    dataset = make_settings("dataset.features.derived=[{name: male, expr: \"sex = 'MALE'\"}]",
+                            "dataset.features.numeric=[body_mass_g, male]").dataset
+    schema = ", ".join(f"`{c.name}` {c.type}" for c in dataset.schema_)
+    source_df = spark.createDataFrame([], f"{schema}, _batch_id string")
+
+    with pytest.raises(ConfigError) as error:
+        build_feature_table(source_df, dataset)
+
+    assert str(error.value).startswith(
+        "features.derived.0 (male): \"sex = 'MALE'\": [UNRESOLVED_COLUMN.WITH_SUGGESTION] "
+        "A column, variable, or function parameter with name `sex` cannot be resolved.")
+
+
+ISLANDS_SCHEMA = "id int, island string, length double, depth double"
+# id 0 casts, id 1 is the first row by id that does not; the rows are not in id order
+ISLANDS = [(3, "Biscoe", 40.0, 20.0), (4, None, None, 18.0), (1, "Dream", 41.0, 0.0),
+           (0, "7", 39.0, 19.0), (2, "Torgersen", 42.0, 0.0)]
+CAST_DREAM = ("[CAST_INVALID_INPUT] The value 'Dream' of the type \"STRING\" cannot be cast to "
+              "\"INT\" because it is malformed. Correct the value as per the syntax, or change "
+              "its target type. Use `try_cast` to tolerate malformed input and return NULL "
+              "instead. SQLSTATE: 22018")
+
+
+@pytest.mark.parametrize(("expr", "reason"), [
+    ("cast(island as int)", CAST_DREAM),
+    # not nullable: a count(...) of it is count(1), which never computes it
+    ("coalesce(cast(island as int), 0)", CAST_DREAM),
+    ("length / depth", "[DIVIDE_BY_ZERO] Division by zero. Use `try_divide` to tolerate "
+     "divisor being 0 and return NULL instead. If necessary set \"spark.sql.ansi.enabled\" "
+     "to \"false\" to bypass this error. SQLSTATE: 22012"),
+])
+def test_a_derived_feature_failing_on_a_row_is_named_with_its_first_failing_value(
+        spark, expr, reason):
+    source_df = spark.createDataFrame(ISLANDS, ISLANDS_SCHEMA)
+    features = FeatureSettings(
+        derived=[DerivedFeature(name="ratio", expr="try_divide(length, depth)"),
+                 DerivedFeature(name="bad", expr=expr),
+                 DerivedFeature(name="bad_x2", expr="bad * 2")],
+        numeric=["ratio"])
+
+    with pytest.raises(DerivedFeatureError) as error:
+        check_derived_values(source_df, features, keys=["id"], source="the islands")
+
+    assert error.value.exit_code == 2
+    assert str(error.value) == (
+        f"features.derived.1 (bad): {expr!r} fails on the islands (first failing row by id): "
+        f"{reason}")
+
+
+def test_derived_features_that_compute_on_every_row_cost_one_spark_job(spark):
+    source_df = spark.createDataFrame(
+        [(i, date(2008, 11, 1 + i)) for i in range(20)], "id int, laid date")
+    features = FeatureSettings(
+        date_parts=[DatePartsFeature(column="laid", parts=["month"])],
+        derived=[DerivedFeature(name="late", expr="laid_month > 11"),
+                 DerivedFeature(name="day", expr="try_cast(date_format(laid, 'd') as int)")],
+        numeric=["laid_month"])
+    context = spark.sparkContext
+    context.setJobGroup("derived_values", "check_derived_values")
+
+    check_derived_values(source_df, features, keys=["id"], source="the days")
+
+    assert len(context.statusTracker().getJobIdsForGroup("derived_values")) == 1
 
 
 def test_label_index_is_the_class_position_and_null_when_unknown(spark):
