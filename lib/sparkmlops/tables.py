@@ -228,12 +228,10 @@ def table_exists(spark: SparkSession, ref: TableRef) -> bool:
 
 def current_version(spark: SparkSession, ref: TableRef) -> int | None:
     """The table's latest version, or None when it does not exist yet."""
-    return _latest_version(spark, ref) if table_exists(spark, ref) else None
-
-
-def _latest_version(spark: SparkSession, ref: TableRef) -> int:
+    if not table_exists(spark, ref):
+        return None
     row = ref.delta_table(spark).history(1).select("version").first()
-    return int(row["version"]) if row else 0
+    return int(row["version"]) if row else None
 
 
 def read_table(spark: SparkSession, ref: TableRef, version: int | None = None) -> DataFrame:
@@ -249,7 +247,7 @@ def read_table(spark: SparkSession, ref: TableRef, version: int | None = None) -
         raise MissingInputError(f"table {ref.fqn} does not exist at {ref.address}")
     if version is None:
         return ref.read(spark)
-    latest = _latest_version(spark, ref)
+    latest = current_version(spark, ref) or 0
     if not 0 <= version <= latest:
         raise VersionUnavailableError(
             f"table {ref.fqn} has no version {version}; the latest is v{latest}")

@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 
 from pyspark.sql import SparkSession
 
-from sparkmlops.config import Settings
+from sparkmlops.config import DatasetSettings, Settings
 from sparkmlops.errors import MissingInputError
 from sparkmlops.model_registry import CHALLENGER, CHAMPION, ModelRegistry
 from sparkmlops.registry import promotion
@@ -84,7 +84,7 @@ def promote_step(
         decisions, holdout = list(completed), None
         if versions:
             judged, holdout = _judge_all(spark, tracker, tables, dataset, versions, gold_version,
-                                         decided=decisions)
+                                         decided=completed)
             decisions += judged
         # the challenger asked for speaks for the step (the last judged when none was)
         decision = next((d for d in decisions if d.challenger_version == asked), decisions[-1])
@@ -95,7 +95,7 @@ def promote_step(
 
 
 def _judge_all(
-    spark: SparkSession, tracker: StepTracker, tables: DatasetTables, dataset: Any,
+    spark: SparkSession, tracker: StepTracker, tables: DatasetTables, dataset: DatasetSettings,
     versions: list[str], gold_version: int | None, *, decided: list[promotion.PromotionDecision],
 ) -> tuple[list[promotion.PromotionDecision], dict[str, Any]]:
     """Each version judged on the holdout of gold (``gold_version``, default the latest),
