@@ -31,6 +31,11 @@ class MissingInputError(SparkmlopsError):
     exit_code = 3
 
 
+class VersionUnavailableError(MissingInputError):
+    """A Delta table version time travel cannot read: never written, gone from the log
+    (``delta.logRetentionDuration``), or its data files deleted by VACUUM."""
+
+
 class QualityGateFailed(SparkmlopsError):
     """A critical expectation failed while the quality gate is enabled."""
 

@@ -23,9 +23,17 @@ from pyspark.errors import AnalysisException
 from pyspark.sql import DataFrame, SparkSession
 
 from sparkmlops.config import Settings
-from sparkmlops.errors import ConfigError, MissingInputError
+from sparkmlops.errors import ConfigError, MissingInputError, VersionUnavailableError
 from sparkmlops.spark import session_conf
-from sparkmlops.tables import TableRef, current_version, dataset_tables, read_table, table_exists
+from sparkmlops.tables import (
+    TableRef,
+    current_version,
+    dataset_tables,
+    read_table,
+    require_data_files,
+    table_exists,
+    unreadable_version,
+)
 from sparkmlops.tracking import StepOutcome, step_run
 
 log = logging.getLogger(__name__)
@@ -177,34 +185,37 @@ def read_as_of(
     """The table as it was at ``version`` or at ``timestamp`` (exactly one of them).
 
     ``timestamp`` is anything Spark casts to a timestamp (``2026-11-26 12:00:00``),
-    in the session time zone. A version whose files were vacuumed still resolves
-    here, but reading its rows then fails with Spark's FILE_NOT_EXIST.
+    in the session time zone.
 
     Raises:
         ConfigError: neither or both of ``version`` and ``timestamp`` were given.
-        MissingInputError: the table does not exist, or has no such version (the
-            message names the latest one).
+        MissingInputError: the table does not exist.
+        VersionUnavailableError: the table has no such version (the message names the
+            latest one), or it is gone from the log or was vacuumed (the message names
+            the retention that removed it).
     """
     if (version is None) == (timestamp is None):
         raise ConfigError(f"read {ref.fqn}: give exactly one of version or timestamp")
+    if version is not None:
+        return read_table(spark, ref, version)
     latest = current_version(spark, ref)
     if latest is None:
         raise MissingInputError(f"table {ref.fqn} does not exist at {ref.address}")
-    if version is not None and not 0 <= version <= latest:
-        raise MissingInputError(
-            f"table {ref.fqn} has no version {version}; the latest is v{latest}")
+    as_of = f"as of {timestamp}"
     try:
-        if version is not None:
-            return read_table(spark, ref, version)
-        return ref.read(spark, timestamp=timestamp)
+        frame = ref.read(spark, timestamp=timestamp)
     except AnalysisException as exc:
-        condition = exc.getCondition() or ""
-        if not condition.startswith(("DELTA_TIMESTAMP", "DELTA_VERSION_NOT_FOUND")):
+        gone = unreadable_version(spark, ref, exc, as_of=as_of, latest=latest)
+        if gone is not None:
+            raise gone from None
+        if not (exc.getCondition() or "").startswith("DELTA_TIMESTAMP"):
             raise
-        wanted = f"version {version}" if version is not None else f"version as of {timestamp}"
         reason = str(exc).splitlines()[0]
-        raise MissingInputError(
-            f"table {ref.fqn} has no {wanted}; the latest is v{latest} ({reason})") from None
+        raise VersionUnavailableError(
+            f"table {ref.fqn} has no version {as_of}; the latest is v{latest} ({reason})"
+        ) from None
+    require_data_files(spark, ref, frame, as_of=as_of, after=None, latest=latest)
+    return frame
 
 
 # ---------------------------------------------------------------- the dataset

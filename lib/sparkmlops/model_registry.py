@@ -83,18 +83,27 @@ class ModelRegistry:
 
         Every version registered after the current champion (every version when there
         is none) that carries no promotion decision, plus ``asked`` (the challenger the
-        caller named, judged again even if it was judged before). Versions older than
-        the champion are left alone: the champion they lost to already replaced them.
+        caller named, judged again even if it was judged before), plus the champion
+        itself when it carries no decision (it got the alias without the gate's record).
+        Versions older than the champion are left alone: the champion they lost to
+        already replaced them.
         """
         champion = self.by_alias(name, CHAMPION)
         after = int(champion.version) if champion is not None else 0
         with self._timed():
             versions = self.client.search_model_versions(f"name = '{name}'")
         chosen = {int(v.version) for v in versions
-                  if int(v.version) > after and DECIDED_TAG not in (v.tags or {})}
+                  if int(v.version) >= after and DECIDED_TAG not in (v.tags or {})}
         if asked is not None:
             chosen.add(int(asked))
         return [str(v) for v in sorted(chosen)]
+
+    def versions_tagged(self, name: str, key: str, value: str) -> list[str]:
+        """The versions of ``name`` whose tag ``key`` is ``value``, oldest first."""
+        with self._timed():
+            versions = self.client.search_model_versions(f"name = '{name}'")
+        return [str(v) for v in sorted(int(v.version) for v in versions
+                                       if (v.tags or {}).get(key) == value)]
 
     def unfinished_run_note(self, name: str, version: str) -> str | None:
         """Why the run that registered ``version`` cannot vouch for it, or None if it finished."""

@@ -31,10 +31,16 @@ from dataclasses import dataclass, fields
 
 import pyspark.sql.functions as F
 from delta.tables import DeltaTable
+from pyspark.errors import AnalysisException
 from pyspark.sql import Column, DataFrame, DataFrameWriter, SparkSession
 
 from sparkmlops.config import Settings
-from sparkmlops.errors import ConfigError, InvalidBatchIdError, MissingInputError
+from sparkmlops.errors import (
+    ConfigError,
+    InvalidBatchIdError,
+    MissingInputError,
+    VersionUnavailableError,
+)
 
 log = logging.getLogger(__name__)
 
@@ -229,10 +235,111 @@ def current_version(spark: SparkSession, ref: TableRef) -> int | None:
 
 
 def read_table(spark: SparkSession, ref: TableRef, version: int | None = None) -> DataFrame:
-    """Read a table, as of ``version`` when given (time travel)."""
+    """Read a table, as of ``version`` when given (time travel).
+
+    Raises:
+        MissingInputError: the table does not exist.
+        VersionUnavailableError: ``version`` is not one time travel can read (never
+            written, gone from the log, or its data files vacuumed); the message names
+            the retention that removed it.
+    """
     if not table_exists(spark, ref):
         raise MissingInputError(f"table {ref.fqn} does not exist at {ref.address}")
-    return ref.read(spark, version=version)
+    if version is None:
+        return ref.read(spark)
+    latest = current_version(spark, ref) or 0
+    if not 0 <= version <= latest:
+        raise VersionUnavailableError(
+            f"table {ref.fqn} has no version {version}; the latest is v{latest}")
+    try:
+        frame = ref.read(spark, version=version)
+    except AnalysisException as exc:
+        gone = unreadable_version(spark, ref, exc, as_of=f"v{version}", latest=latest)
+        if gone is None:
+            raise
+        raise gone from None
+    if version < latest:
+        require_data_files(spark, ref, frame, as_of=f"v{version}", after=version, latest=latest)
+    return frame
+
+
+# Delta 4.4's conditions for a version its log no longer holds, and for one older than
+# the table's delta.deletedFileRetentionDuration (refused before any file is opened)
+LOG_EXPIRED = "DELTA_VERSION_NOT_FOUND"
+BEYOND_FILE_RETENTION = "DELTA_UNSUPPORTED_TIME_TRAVEL_BEYOND_DELETED_FILE_RETENTION_DURATION"
+LOG_RETENTION = ("delta.logRetentionDuration", "interval 30 days")
+FILE_RETENTION = ("delta.deletedFileRetentionDuration", "interval 1 week")
+
+
+def unreadable_version(
+    spark: SparkSession, ref: TableRef, exc: AnalysisException, *, as_of: str, latest: int
+) -> VersionUnavailableError | None:
+    """The one-line error for Delta's refusal to time travel to ``as_of`` (None when
+    ``exc`` is not one of those refusals)."""
+    condition = exc.getCondition() or ""
+    reason = (str(exc).splitlines() or [""])[0]
+    if condition == LOG_EXPIRED:
+        return VersionUnavailableError(
+            f"table {ref.fqn} {as_of} is gone from the table's log, which keeps "
+            f"{_retention(spark, ref, LOG_RETENTION)}; the latest is v{latest} ({reason})")
+    if condition == BEYOND_FILE_RETENTION:
+        return VersionUnavailableError(
+            f"table {ref.fqn} {as_of} is older than {_retention(spark, ref, FILE_RETENTION)}, "
+            f"so VACUUM may have deleted its files; the latest is v{latest} ({reason})")
+    return None
+
+
+def require_data_files(
+    spark: SparkSession, ref: TableRef, frame: DataFrame, *, as_of: str, after: int | None,
+    latest: int,
+) -> None:
+    """Raise VersionUnavailableError when a data file ``frame`` (an older version) reads is gone.
+
+    Delta resolves a version whose files VACUUM deleted, and its read fails only later,
+    in a task, with FAILED_READ_FILE.FILE_NOT_EXIST and about 330 lines of Java trace.
+    VACUUM never deletes a file the latest version reads, so only the others are
+    checked: one existence call each, stopping at the first missing.
+    """
+    current = set(ref.read(spark).inputFiles())
+    jvm = spark.sparkContext._jvm
+    assert jvm is not None
+    conf = spark.sparkContext._jsc.hadoopConfiguration()
+    fs = None
+    for uri in frame.inputFiles():
+        if uri in current:
+            continue
+        path = jvm.org.apache.hadoop.fs.Path(uri)
+        fs = fs or path.getFileSystem(conf)
+        if not fs.exists(path):
+            raise VersionUnavailableError(
+                f"table {ref.fqn} {as_of} was vacuumed: {_vacuum_of(spark, ref, after)}; "
+                f"the table keeps removed files for {_retention(spark, ref, FILE_RETENTION)}; "
+                f"the latest is v{latest}")
+
+
+def _retention(spark: SparkSession, ref: TableRef, setting: tuple[str, str]) -> str:
+    """``delta.logRetentionDuration = interval 30 days (Delta's default)``."""
+    key, default = setting
+    row = ref.delta_table(spark).detail().select("properties").first()
+    value = (row["properties"] or {}).get(key) if row else None
+    return f"{key} = {value}" if value else f"{key} = {default} (Delta's default)"
+
+
+def _vacuum_of(spark: SparkSession, ref: TableRef, after: int | None) -> str:
+    """Which VACUUM deleted files after version ``after``, and with what retention."""
+    vacuums = ref.delta_table(spark).history().where(F.col("operation") == "VACUUM START")
+    if after is not None:
+        vacuums = vacuums.where(F.col("version") > after)
+    for row in vacuums.orderBy("version").collect():
+        metrics = row["operationMetrics"] or {}
+        if int(metrics.get("numFilesToDelete") or 0) == 0:
+            continue
+        params = row["operationParameters"] or {}
+        millis = params.get("specifiedRetentionMillis") or params.get("defaultRetentionMillis")
+        retention = f"a retention of {int(millis) / 3_600_000:g} h" if millis else "its retention"
+        return (f"its data files were deleted by the VACUUM of v{row['version']} "
+                f"({row['timestamp']:%Y-%m-%d %H:%M:%S}) with {retention}")
+    return "its data files are gone, and the table's history shows no VACUUM that deleted any"
 
 
 def require_schema(spark: SparkSession, ref: TableRef) -> None:

@@ -281,3 +281,57 @@ def test_two_trains_without_a_promote_are_both_judged_oldest_first(spark, gold):
     assert [(d["version"], d["promoted"]) for d in recorded["decisions"]] == [
         ("1", True), ("2", True)]
     assert recorded["reasons"] == result.summary["reasons"] == recorded["decisions"][1]["reasons"]
+
+
+class Killed(BaseException):
+    """Stands in for SIGKILL: no handler catches it, nothing after it runs."""
+
+
+def test_a_promote_killed_after_moving_champion_is_completed_by_the_re_run(
+        spark, gold, monkeypatch):
+    settings = gold.settings("promo_killed")
+    v1 = _train(spark, gold, settings)
+    move_alias, killed = ModelRegistry.set_alias, []
+
+    def move_then_die(self, name, alias, version):
+        move_alias(self, name, alias, version)
+        killed.append(mlflow.active_run().info.run_id)
+        raise Killed
+
+    with monkeypatch.context() as patch:
+        patch.setattr(ModelRegistry, "set_alias", move_then_die)
+        with pytest.raises(Killed):
+            _promote(spark, gold, settings, v1)
+    client = MlflowClient()
+    left = client.get_model_version("promo_killed", v1).tags
+    rerun = _promote(spark, gold, settings)
+    completed = client.get_model_version("promo_killed", v1)
+    again = _promote(spark, gold, settings)
+
+    [killed_run] = killed
+    assert (left["promotion.champion_move"], left["promotion.run_id"]) == ("pending", killed_run)
+    assert _aliases(settings) == {CHAMPION: v1, CHALLENGER: v1}
+    decision = rerun.decision
+    assert (decision.challenger_version, decision.promoted, decision.passed,
+            decision.completes_run) == (v1, True, True, killed_run)
+    assert rerun.decisions == [decision]  # completed, not judged again
+    tags = completed.tags
+    assert (tags["promotion.promoted"], tags["promotion.champion_before"],
+            tags["promotion.run_id"], tags["promotion.completed_by_run"],
+            tags["promotion.champion_move"]) == ("True", "none", killed_run, rerun.run_id, "done")
+    assert json.loads(tags["promotion.reasons"]) == decision.reasons
+    assert decision.reasons[-1] == "no champion yet"
+    assert float(tags["promotion.challenger.areaUnderROC"]) == pytest.approx(
+        decision.challenger_metrics["areaUnderROC"], abs=1e-6)
+    assert "promoted to champion" in completed.description
+    # the killed run recorded its decision before the alias moved
+    recorded = json.loads(open(client.download_artifacts(killed_run, "promotion.json")).read())
+    assert [(d["version"], d["promoted"]) for d in recorded["decisions"]] == [(v1, True)]
+    rerun_record = json.loads(open(client.download_artifacts(
+        rerun.run_id, "promotion.json")).read())
+    assert [(d["version"], d["completes_run"]) for d in rerun_record["decisions"]] == [
+        (v1, killed_run)]
+    assert client.get_run(rerun.run_id).data.tags["sparkmlops.outcome"] == "promoted"
+    # a complete promotion: the next promote records nothing new on the version
+    assert again.decision.reasons == ["the challenger already is the champion"]
+    assert client.get_model_version("promo_killed", v1).tags == tags

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 import shutil
+import time
 from pathlib import Path
 
+import mlflow
 import pyspark.sql.functions as F
 import pytest
 from delta.tables import DeltaTable
@@ -13,7 +17,7 @@ from mlflow.tracking import MlflowClient
 
 from sparkmlops.cli import main
 from sparkmlops.config import load_settings
-from sparkmlops.errors import ConfigError, MissingInputError
+from sparkmlops.errors import ConfigError, MissingInputError, VersionUnavailableError
 from sparkmlops.maintenance import (
     RETENTION_CHECK_CONF,
     active_files,
@@ -22,6 +26,7 @@ from sparkmlops.maintenance import (
     vacuum_table,
 )
 from sparkmlops.tables import current_version, dataset_tables, read_table, table_ref
+from sparkmlops.tracking import configure_mlflow
 from sparkmlops.writes import replace_batch
 
 SCHEMA = "id int, species string, island string, _batch_id string"
@@ -122,8 +127,8 @@ def test_unsafe_vacuum_deletes_the_files_optimize_removed(spark, bronze):
     assert result["files_deleted"] == len(on_disk - active)
     assert check_after == "true"
     assert _collect(read_table(spark, bronze)) == _rows(["b1", "b2", "b3"])
-    with pytest.raises(Exception, match="FILE_NOT_EXIST"):
-        read_as_of(spark, bronze, version=0).collect()
+    with pytest.raises(VersionUnavailableError, match=r"^table bronze.penguins v0 was vacuumed"):
+        read_as_of(spark, bronze, version=0)
 
 
 def test_vacuum_below_the_safe_default_needs_allow_unsafe(spark, bronze):
@@ -188,3 +193,93 @@ def test_cli_maintain_after_an_ingest_logs_its_run(
     assert main(["show-table", "bronze", "--version", str(version_after + 1), *config]) == 3
     assert f"has no version {version_after + 1}; the latest is v{version_after}" in \
         capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def vacuumed(spark, three_commits, tmp_path_factory):
+    """A state dir whose bronze.penguins went through OPTIMIZE (v3) and a VACUUM with
+    retention 0 (v4, v5): v0-v2's files are gone. Read only, shared by its tests."""
+    state_dir = tmp_path_factory.mktemp("vacuumed")
+    ref = dataset_tables(load_settings("local", "penguins",
+                                       overrides=[f"state_dir={state_dir}"])).bronze
+    shutil.copytree(three_commits, ref.path)
+    optimize_table(spark, ref, [])
+    vacuum_table(spark, ref, 0, allow_unsafe=True)
+    return state_dir
+
+
+VACUUMED_V0 = (r"table bronze.penguins v0 was vacuumed: its data files were deleted by the "
+               r"VACUUM of v4 \(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\) with a retention of 0 h; the "
+               r"table keeps removed files for delta.deletedFileRetentionDuration = interval 1 "
+               r"week \(Delta's default\); the latest is v5")
+
+
+def test_show_table_of_a_vacuumed_version_is_one_line_naming_the_vacuum(spark, vacuumed, capfd):
+    config = ["--env", "local", "--set", f"state_dir={vacuumed}"]
+    capfd.readouterr()
+
+    vacuumed_code = main(["show-table", "bronze", "--version", "0", *config])
+    vacuumed_err = capfd.readouterr().err
+    never_code = main(["show-table", "bronze", "--version", "6", *config])
+    never_err = capfd.readouterr().err
+    kept_code = main(["show-table", "bronze", "--version", "3", *config])
+    kept = capfd.readouterr()
+
+    assert vacuumed_code == 3
+    [line] = vacuumed_err.splitlines()  # no Java trace
+    assert re.fullmatch("sparkmlops show-table: VersionUnavailableError: " + VACUUMED_V0, line)
+    assert never_code == 3
+    assert never_err.splitlines() == [
+        "sparkmlops show-table: VersionUnavailableError: table bronze.penguins has no version 6; "
+        "the latest is v5"]
+    assert kept_code == 0 and kept.err == ""
+    assert "bronze.penguins v3, first 20 rows" in kept.out
+
+
+def test_reproduce_of_a_run_whose_training_version_was_vacuumed_is_one_line(
+        spark, vacuumed, capfd, monkeypatch):
+    monkeypatch.setenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # tqdm bars on stderr
+    settings = load_settings("local", "penguins", overrides=[f"state_dir={vacuumed}"])
+    configure_mlflow(settings)
+    with mlflow.start_run() as run:  # what a train run records of its input
+        mlflow.set_tag("sparkmlops.step", "train")
+        mlflow.log_dict(json.loads(settings.model_dump_json(by_alias=True)),
+                        "config/effective_config.json")
+        mlflow.log_dict({"type": "logistic_regression", "params": {}}, "training/estimator.json")
+        mlflow.log_dict({"inputs": [{"table": "bronze.penguins",
+                                     "path": dataset_tables(settings).bronze.path,
+                                     "table_name": None, "version": 0}]}, "lineage.json")
+    capfd.readouterr()
+
+    code = main(["reproduce", run.info.run_id, "--env", "local", "--set", f"state_dir={vacuumed}"])
+
+    assert code == 3
+    [line] = capfd.readouterr().err.splitlines()
+    assert re.fullmatch("sparkmlops reproduce: VersionUnavailableError: " + VACUUMED_V0, line)
+
+
+def test_a_version_past_the_retentions_names_the_retention(spark, bronze):
+    log_dir = Path(bronze.path) / "_delta_log"
+    ten_days_ago = time.time() - 10 * 86400
+    os.utime(log_dir / f"{0:020d}.json", (ten_days_ago, ten_days_ago))
+
+    with pytest.raises(VersionUnavailableError) as older_than_file_retention:
+        read_table(spark, bronze, 0)
+    spark.sql(f"ALTER TABLE delta.`{bronze.path}` SET TBLPROPERTIES "
+              "('delta.checkpointInterval' = '1')")  # v3, with a checkpoint
+    for expired in (0, 1):  # as log clean-up does past delta.logRetentionDuration
+        for suffix in ("json", "crc"):
+            (log_dir / f"{expired:020d}.{suffix}").unlink(missing_ok=True)
+    with pytest.raises(VersionUnavailableError) as gone_from_the_log:
+        read_as_of(spark, bronze, version=1)
+
+    assert str(older_than_file_retention.value) == (
+        "table bronze.penguins v0 is older than delta.deletedFileRetentionDuration = interval 1 "
+        "week (Delta's default), so VACUUM may have deleted its files; the latest is v2 "
+        "([DELTA_UNSUPPORTED_TIME_TRAVEL_BEYOND_DELETED_FILE_RETENTION_DURATION] Cannot time "
+        "travel beyond delta.deletedFileRetentionDuration (168 HOURS) set on the table.)")
+    assert str(gone_from_the_log.value) == (
+        "table bronze.penguins v1 is gone from the table's log, which keeps "
+        "delta.logRetentionDuration = interval 30 days (Delta's default); the latest is v3 "
+        "([DELTA_VERSION_NOT_FOUND] Cannot time travel Delta table to version 1. Available "
+        "versions: [3, 3].)")

@@ -9,7 +9,7 @@ from mlflow.tracking import MlflowClient
 from sparkmlops.config import PromotionSettings
 from sparkmlops.errors import MissingInputError
 from sparkmlops.model_registry import CHAMPION, ModelRegistry
-from sparkmlops.registry.promotion import promote_if_better
+from sparkmlops.registry.promotion import complete_promotions, promote_if_better
 from sparkmlops.tracking import configure_mlflow
 
 NAME = "unit_model"
@@ -123,3 +123,120 @@ def test_a_version_whose_run_did_not_finish_is_judged_with_that_fact(client, reg
     assert decision.promoted is True
     assert json.loads(client.get_model_version(NAME, v1).tags["promotion.reasons"]) == [
         note, "areaUnderROC=0.9000 meets the threshold 0.8", "no champion yet"]
+
+
+# ---------------------------------------------------------------- a promote killed half way
+
+
+class Killed(BaseException):
+    """Stands in for SIGKILL: no handler catches it, nothing after it runs."""
+
+
+def _die(*_args):
+    raise Killed
+
+
+def _promote_killed_at(monkeypatch, registry, version: str, *, after_alias_moved: bool):
+    real = ModelRegistry.set_alias
+
+    def set_alias(self, name, alias, to):
+        if after_alias_moved:
+            real(self, name, alias, to)
+        _die()
+
+    with monkeypatch.context() as patch:
+        patch.setattr(ModelRegistry, "set_alias", set_alias)
+        with pytest.raises(Killed):
+            promote_if_better(registry, NAME, version, GATE, "areaUnderROC", run_id="killed-run")
+
+
+def test_a_promote_killed_before_the_alias_moved_is_completed_by_the_next_one(
+    client, registry, monkeypatch
+):
+    v1 = _version(client, 0.85)
+    _promote_killed_at(monkeypatch, registry, v1, after_alias_moved=False)
+    left = client.get_model_version(NAME, v1).tags
+    champion_left = registry.by_alias(NAME, CHAMPION)
+
+    completed, stale = complete_promotions(registry, NAME, "rerun")
+
+    assert champion_left is None
+    reasons = ["areaUnderROC=0.8500 meets the threshold 0.8", "no champion yet"]
+    # the whole decision was on the version before the alias was to move
+    assert {k: v for k, v in left.items() if k.startswith("promotion.")} == {
+        "promotion.mode": "enabled", "promotion.passed": "True", "promotion.promoted": "True",
+        "promotion.champion_before": "none", "promotion.reasons": json.dumps(reasons),
+        "promotion.evaluated_on": "the metrics recorded by each training run",
+        "promotion.challenger.areaUnderROC": "0.85", "promotion.run_id": "killed-run",
+        "promotion.champion_move": "pending"}
+    assert stale == []
+    [decision] = completed
+    assert (decision.challenger_version, decision.champion_before, decision.promoted,
+            decision.passed, decision.reasons, decision.challenger_metrics,
+            decision.completes_run) == (v1, None, True, True, reasons,
+                                        {"areaUnderROC": 0.85}, "killed-run")
+    assert str(registry.by_alias(NAME, CHAMPION).version) == v1
+    tags = client.get_model_version(NAME, v1).tags
+    assert (tags["promotion.champion_move"], tags["promotion.completed_by_run"]) == (
+        "done", "rerun")
+
+
+def test_a_promote_killed_after_the_alias_moved_is_confirmed_and_then_nothing_is_new(
+    client, registry, monkeypatch
+):
+    v1, v2 = _version(client, 0.85), _version(client, 0.90)
+    promote_if_better(registry, NAME, v1, GATE, "areaUnderROC")
+    _promote_killed_at(monkeypatch, registry, v2, after_alias_moved=True)
+    moved_to = str(registry.by_alias(NAME, CHAMPION).version)
+
+    completed, _ = complete_promotions(registry, NAME, "rerun")
+    complete = client.get_model_version(NAME, v2)
+    again, _ = complete_promotions(registry, NAME, "third")
+    rejudged = promote_if_better(registry, NAME, v2, GATE, "areaUnderROC", run_id="third")
+
+    assert moved_to == v2
+    [decision] = completed
+    assert (decision.challenger_version, decision.champion_before, decision.champion_metrics,
+            decision.completes_run) == (v2, v1, {"areaUnderROC": 0.85}, "killed-run")
+    assert decision.reasons[-1] == ("areaUnderROC=0.9000 beats the champion's 0.8500 by the "
+                                    "required 0.01")
+    assert complete.tags["promotion.champion_move"] == "done"
+    assert complete.description.startswith("Promotion gate (enabled) against champion v1 on ")
+    assert again == []
+    assert rejudged.reasons == ["the challenger already is the champion"]
+    assert client.get_model_version(NAME, v2).tags == complete.tags  # nothing new recorded
+    assert str(registry.by_alias(NAME, CHAMPION).version) == v2
+
+
+def test_a_killed_decision_whose_champion_was_moved_by_hand_meanwhile_is_judged_again(
+    client, registry, monkeypatch
+):
+    v1, v2, v3 = _version(client, 0.85), _version(client, 0.90), _version(client, 0.95)
+    promote_if_better(registry, NAME, v1, GATE, "areaUnderROC")
+    _promote_killed_at(monkeypatch, registry, v2, after_alias_moved=False)
+    client.set_registered_model_alias(NAME, CHAMPION, v3)
+
+    completed, stale = complete_promotions(registry, NAME, "rerun")
+
+    assert (completed, stale) == ([], [v2])
+    assert str(registry.by_alias(NAME, CHAMPION).version) == v3
+
+
+def test_a_champion_with_no_gate_record_is_judged_and_recorded(client, registry):
+    v1 = _version(client, 0.85)
+    client.set_registered_model_alias(NAME, CHAMPION, v1)  # what the old write order left
+
+    to_judge = registry.versions_to_judge(NAME, asked=v1)
+    decision = promote_if_better(registry, NAME, v1, GATE, "areaUnderROC", run_id="rerun")
+
+    assert to_judge == [v1]
+    assert (decision.passed, decision.promoted, decision.champion_before) == (True, True, None)
+    assert decision.reasons[-1] == (
+        f"@champion was on v{v1} with no gate record (moved by hand, or by a promote killed "
+        "before it recorded its decision): the champion before it is not known, so it is judged "
+        "on the minimums alone")
+    tags = client.get_model_version(NAME, v1).tags
+    assert (tags["promotion.promoted"], tags["promotion.run_id"],
+            tags["promotion.champion_move"]) == ("True", "rerun", "done")
+    assert json.loads(tags["promotion.reasons"]) == decision.reasons
+    assert registry.versions_to_judge(NAME, asked=None) == []

@@ -60,6 +60,8 @@ def decision_lines(decisions: list[PromotionDecision]) -> list[str]:
     for d in decisions:
         verdict = ("promoted" if d.promoted else
                    "passed, not promoted" if d.passed else "not promoted")
+        if d.completes_run:
+            verdict += f" (decided by run {d.completes_run}, killed before it finished; completed)"
         lines.append(f"    v{d.challenger_version} against {d.against}: {verdict}"
                      + "".join(f"; {reason}" for reason in d.reasons))
     return lines

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from pyspark.sql import SparkSession
 
-from sparkmlops.config import Settings
+from sparkmlops.config import DatasetSettings, Settings
 from sparkmlops.errors import MissingInputError
 from sparkmlops.model_registry import CHALLENGER, CHAMPION, ModelRegistry
 from sparkmlops.registry import promotion
-from sparkmlops.tables import current_version, dataset_tables, read_table
+from sparkmlops.tables import DatasetTables, current_version, dataset_tables, read_table
 from sparkmlops.tracking import StepOutcome, StepTracker, step_run
 from sparkmlops.training import fitting
 from sparkmlops.training.step import training_window
@@ -61,44 +62,73 @@ def promote_step(
     on the same rows: the holdout of the current gold table version (the config's
     split), so the comparison is on today's data, not on the numbers each run saw
     when trained.
+
+    First it completes what a killed ``promote`` left half done: a decision recorded
+    whose alias move was not confirmed (``promotion.complete_promotions``); that
+    decision stands for its version, which is not judged again. A champion with no
+    decision on it is judged too.
     """
     dataset = settings.dataset
     name = dataset.model.name
     tables = dataset_tables(settings)
-    gold = tables.gold
     with step_run(settings, "promote", batch_id) as tracker:
         registry = tracker.registry
+        completed, stale = promotion.complete_promotions(registry, name, tracker.run_id)
         asked = _asked_challenger(registry, name, challenger_version)
-        versions = registry.versions_to_judge(name, asked=asked)
-        if not versions:
+        done = {d.challenger_version for d in completed}
+        versions = sorted({*registry.versions_to_judge(name, asked=asked), *stale} - done,
+                          key=int)
+        if not versions and not completed:
             raise MissingInputError(f"model {name} has no version with alias "
                                     f"@{CHALLENGER} and no version left to judge")
-        data_version = gold_version if gold_version is not None else current_version(spark, gold)
-        current, window = training_window(spark, read_table(spark, gold, data_version),
-                                          tables.ingest_log, dataset.model.window_batches)
-        _, holdout = fitting.split_train_test(current, dataset)
-        holdout = holdout.persist()
-        try:
-            rows = holdout.count()
-            if rows == 0:
-                raise MissingInputError(f"{gold.fqn} v{data_version} has no labelled holdout rows"
-                                        " to compare the models on")
-            tracker.read(gold, data_version, rows)
-            evaluated_on = (f"{rows} holdout rows of {gold.fqn} v{data_version}"
-                            + (f" (latest {len(window)} batches)" if window else ""))
-            problems = _holdout_problems(holdout, rows, dataset, f"{gold.fqn} v{data_version}")
-            scores: dict[str, dict[str, float] | str] = {}
-            decisions = [_judge(tracker, holdout, dataset, version, scores, evaluated_on,
-                                problems) for version in versions]
-        finally:
-            holdout.unpersist()
+        decisions, holdout = list(completed), None
+        if versions:
+            judged, holdout = _judge_all(spark, tracker, tables, dataset, versions, gold_version,
+                                         decided=completed)
+            decisions += judged
         # the challenger asked for speaks for the step (the last judged when none was)
         decision = next((d for d in decisions if d.challenger_version == asked), decisions[-1])
         champion_after = _champion_version(registry, name)
-        _log_promotion(tracker, decisions, decision, champion_after,
-                       {"table": gold.fqn, "version": data_version, "rows": rows})
+        _log_promotion(tracker, decisions, decision, champion_after, holdout)
         return PromoteOutcome(tracker.run_id, {}, decision=decision, champion=champion_after,
                               decisions=decisions)
+
+
+def _judge_all(
+    spark: SparkSession, tracker: StepTracker, tables: DatasetTables, dataset: DatasetSettings,
+    versions: list[str], gold_version: int | None, *, decided: list[promotion.PromotionDecision],
+) -> tuple[list[promotion.PromotionDecision], dict[str, Any]]:
+    """Each version judged on the holdout of gold (``gold_version``, default the latest),
+    oldest first; and what the holdout was. ``decided`` are the step's decisions so far."""
+    gold = tables.gold
+    data_version = gold_version if gold_version is not None else current_version(spark, gold)
+    current, window = training_window(spark, read_table(spark, gold, data_version),
+                                      tables.ingest_log, dataset.model.window_batches)
+    _, holdout = fitting.split_train_test(current, dataset)
+    holdout = holdout.persist()
+    try:
+        rows = holdout.count()
+        if rows == 0:
+            raise MissingInputError(f"{gold.fqn} v{data_version} has no labelled holdout rows"
+                                    " to compare the models on")
+        tracker.read(gold, data_version, rows)
+        evaluated_on = (f"{rows} holdout rows of {gold.fqn} v{data_version}"
+                        + (f" (latest {len(window)} batches)" if window else ""))
+        problems = _holdout_problems(holdout, rows, dataset, f"{gold.fqn} v{data_version}")
+        scores: dict[str, dict[str, float] | str] = {}
+        judged: list[promotion.PromotionDecision] = []
+
+        def record_before_move(decision: promotion.PromotionDecision) -> None:
+            # the run's record of a promotion is written before @champion moves
+            tracker.log_dict(_decisions_record([*decided, *judged, decision]),
+                             "promotion.json")
+
+        for version in versions:
+            judged.append(_judge(tracker, holdout, dataset, version, scores, evaluated_on,
+                                 problems, record_before_move))
+    finally:
+        holdout.unpersist()
+    return judged, {"table": gold.fqn, "version": data_version, "rows": rows}
 
 
 def _asked_challenger(registry: ModelRegistry, name: str, asked: str | None) -> str | None:
@@ -117,6 +147,7 @@ def _champion_version(registry: ModelRegistry, name: str) -> str | None:
 def _judge(
     tracker: StepTracker, holdout: Any, dataset: Any, version: str,
     scores: dict[str, dict[str, float] | str], evaluated_on: str, holdout_problems: list[str],
+    before_move: Callable[[promotion.PromotionDecision], None],
 ) -> promotion.PromotionDecision:
     """One challenger against the champion of this moment, both scored on the holdout.
 
@@ -144,7 +175,7 @@ def _judge(
         registry, name, version, dataset.promotion, dataset.model.primary_metric,
         challenger_metrics=challenger, champion_metrics=champion_metrics,
         champion_note=champion_note, challenger_notes=notes, holdout_problems=holdout_problems,
-        evaluated_on=evaluated_on)
+        evaluated_on=evaluated_on, run_id=tracker.run_id, before_move=before_move)
 
 
 def _scores(
@@ -165,13 +196,18 @@ def _scores(
 def _decision_summary(decision: promotion.PromotionDecision) -> dict[str, Any]:
     return {"version": decision.challenger_version, "promoted": decision.promoted,
             "passed": decision.passed, "champion_before": decision.champion_before,
-            "reasons": decision.reasons}
+            "reasons": decision.reasons, "completes_run": decision.completes_run}
+
+
+def _decisions_record(decisions: list[promotion.PromotionDecision]) -> dict[str, Any]:
+    return {"decisions": [{**_decision_summary(d), "challenger_metrics": d.challenger_metrics,
+                           "champion_metrics": d.champion_metrics} for d in decisions]}
 
 
 def _log_promotion(
     tracker: StepTracker, decisions: list[promotion.PromotionDecision],
     decision: promotion.PromotionDecision,
-    champion_after: str | None, holdout: dict[str, Any],
+    champion_after: str | None, holdout: dict[str, Any] | None,
 ) -> None:
     """The step run's record: ``decision``'s numbers as before, and every decision made."""
     tracker.params({"promotion.mode": decision.mode,
@@ -190,10 +226,7 @@ def _log_promotion(
                      "challenger_metrics": decision.challenger_metrics,
                      "champion_metrics": decision.champion_metrics,
                      "holdout": holdout,
-                     "decisions": [{**_decision_summary(d),
-                                    "challenger_metrics": d.challenger_metrics,
-                                    "champion_metrics": d.champion_metrics}
-                                   for d in decisions]},
+                     **_decisions_record(decisions)},
                     "promotion.json")
 
 

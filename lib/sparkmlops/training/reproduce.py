@@ -26,7 +26,7 @@ from pyspark.sql import SparkSession
 from sparkmlops.config import EstimatorSettings, Settings, TuningSettings
 from sparkmlops.errors import MissingInputError, ReproductionMismatch
 from sparkmlops.metrics import TASK_METRICS
-from sparkmlops.tables import TableRef
+from sparkmlops.tables import TableRef, read_table
 from sparkmlops.tracking import TAG_STEP, configure_mlflow, get_run, run_json, tool_run
 from sparkmlops.training import fitting, tuning
 
@@ -89,7 +89,8 @@ def reproduce_run(
     path, version = table.address, int(source["version"])
     dataset = recorded.dataset
     started = time.monotonic()
-    data = table.read(spark, version=version)
+    # checked: a version gone from the log or vacuumed is one line naming the retention
+    data = read_table(spark, table, version)
     if "window_batches" in run.data.params:
         batches = _artifact(run_id, "training/batches.json")["batches"]
         data = data.where(F.col("_batch_id").isin(batches))
