@@ -240,6 +240,36 @@ def session_conf(spark: SparkSession, key: str, value: str) -> Iterator[None]:
 
 
 @contextmanager
+def task_failures_unlogged(spark: SparkSession) -> Iterator[None]:
+    """Keep Spark's JVM from logging the task failures of a job whose failure the caller
+    names itself: a failing cast over two partitions logged about 330 lines (each task's
+    trace from Utils, Executor, DataWritingSparkTask, TaskSetManager) before the one line.
+
+    The ``org.apache.spark`` loggers are turned off for the block and put back after it
+    as they were: a level of their own restored, or none (so ``setLogLevel`` still
+    reaches them); what fails still raises, with Spark's message.
+    """
+    jvm = spark.sparkContext._jvm
+    assert jvm is not None
+    log4j = jvm.org.apache.logging.log4j
+    context = log4j.LogManager.getContext(False)
+    config = context.getConfiguration()
+    name = "org.apache.spark"
+    own = config.getLoggerConfig(name)
+    had_own = own.getName() == name
+    before = own.getLevel()
+    log4j.core.config.Configurator.setLevel(name, log4j.Level.OFF)
+    try:
+        yield
+    finally:
+        if had_own:
+            log4j.core.config.Configurator.setLevel(name, before)
+        else:
+            config.removeLogger(name)
+            context.updateLoggers()
+
+
+@contextmanager
 def environ(**values: str | None) -> Iterator[None]:
     """Set (None: unset) environment variables for the block, then restore them."""
     saved = {key: os.environ.get(key) for key in values}

@@ -22,7 +22,7 @@ from mlflow.tracking import MlflowClient
 
 from sparkmlops.cli import main
 from sparkmlops.config import Settings, load_settings
-from sparkmlops.errors import TrainingDataError
+from sparkmlops.errors import ConfigError, TrainingDataError
 from sparkmlops.features.stages import LABEL_COLUMN, LABEL_RAW_COLUMN, build_feature_table
 from sparkmlops.model_registry import CHALLENGER, CHAMPION, ModelRegistry
 from sparkmlops.registry.step import promote_step
@@ -213,3 +213,25 @@ def test_the_all_male_sample_exits_7_and_nothing_becomes_champion(
     gold = read_table(spark, dataset_tables(settings).gold)
     assert gold.where(f"{LABEL_RAW_COLUMN} = 'MALE'").count() == gold.count() == 247 + 95
     assert (train.data.metrics["rows_train"], train.data.metrics["rows_test"]) == (247, 95)
+
+
+def test_a_derived_feature_that_fails_on_gold_is_named_by_train_not_traced(spark, broken):
+    # gold written before the features step checked derived SQL, or config changed since
+    settings = broken.settings(
+        "data_cast", "dataset.features.derived=[{name: island_code, expr: 'cast(island as int)'}]",
+        "dataset.features.numeric=[culmen_length_mm, island_code]")
+
+    with pytest.raises(ConfigError) as error:
+        train_step(spark, settings, BATCH, gold_version=broken.good)
+
+    assert type(error.value).__name__ == "DerivedFeatureError"
+    assert error.value.exit_code == 2
+    # the first row by key (PAL0708, 0) lives on Biscoe
+    assert str(error.value) == (
+        f"features.derived.0 (island_code): 'cast(island as int)' fails on "
+        f"gold.penguins_features v{broken.good} (first failing row by study_name, species, "
+        "sample_number): [CAST_INVALID_INPUT] The value 'Biscoe' of the type \"STRING\" cannot "
+        "be cast to \"INT\" because it is malformed. Correct the value as per the syntax, or "
+        "change its target type. Use `try_cast` to tolerate malformed input and return NULL "
+        "instead. SQLSTATE: 22018")
+    assert MlflowClient().search_model_versions("name = 'data_cast'") == []

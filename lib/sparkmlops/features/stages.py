@@ -19,13 +19,13 @@ Example::
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, Literal
 
 import pyspark.sql.functions as F
 from pyspark.errors import AnalysisException, PySparkException
+from pyspark.logger import PySparkLogger
 from pyspark.ml.classification import (
     FMClassifier,
     LinearSVC,
@@ -62,6 +62,7 @@ from sparkmlops.config import (
 )
 from sparkmlops.errors import ConfigError
 from sparkmlops.features.transforms import PythonFeatureTransformer, import_path, resolve_transform
+from sparkmlops.spark import task_failures_unlogged
 from sparkmlops.tables import BATCH_COLUMN
 
 LABEL_COLUMN = "label"
@@ -210,7 +211,7 @@ def derived_failures_named(
 ) -> Iterator[None]:
     """Turn a Spark job over ``df`` through the derived SQL that fails on a value into the
     ``DerivedFeatureError`` of the feature that fails; anything else is raised as it is."""
-    with spark_failures_unlogged():
+    with spark_failures_unlogged(), task_failures_unlogged(df.sparkSession):
         try:
             yield
         except PySparkException as exc:
@@ -227,8 +228,12 @@ def derived_failures_named(
 def spark_failures_unlogged() -> Iterator[None]:
     """Keep PySpark from logging each SQL failure it raises as a JSON line on stderr
     (about 3,800 characters each, the JVM trace): these are expected, and named in one."""
-    loggers = [logging.getLogger(n) for n in ("SQLQueryContextLogger",
-                                              "DataFrameQueryContextLogger")]
+    # through PySparkLogger: a plain logging.getLogger would create them as plain Loggers
+    # first, and PySpark's own `.exception(..., errorClass=...)` on them then raises
+    # TypeError inside its exception conversion (every later AnalysisException came out
+    # as a raw Py4JJavaError)
+    loggers = [PySparkLogger.getLogger(n) for n in ("SQLQueryContextLogger",
+                                                    "DataFrameQueryContextLogger")]
     before = [logger.disabled for logger in loggers]
     for logger in loggers:
         logger.disabled = True

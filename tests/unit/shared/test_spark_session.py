@@ -5,10 +5,11 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import pytest
 from pyspark.sql import SparkSession
 
 from sparkmlops.config import SparkSettings
-from sparkmlops.spark import get_spark
+from sparkmlops.spark import get_spark, task_failures_unlogged
 
 
 def _root_log_level(spark: SparkSession) -> str:
@@ -70,3 +71,20 @@ def test_the_jars_dir_is_the_checkouts_only_when_running_from_it(monkeypatch, tm
 
     monkeypatch.setenv("SPARKMLOPS_JARS_DIR", "/opt/jars")
     assert factory.default_jars_dir() == Path("/opt/jars")
+
+
+def test_task_failures_are_unlogged_inside_the_block_and_spark_logs_again_after(spark):
+    log4j = spark.sparkContext._jvm.org.apache.logging.log4j
+    spark_logger = log4j.LogManager.getLogger("org.apache.spark")
+    config = log4j.LogManager.getContext(False).getConfiguration()
+    before = (spark_logger.getLevel().toString(),
+              config.getLoggerConfig("org.apache.spark").getName())
+
+    with pytest.raises(ArithmeticError), task_failures_unlogged(spark):
+        inside = spark_logger.getLevel().toString()
+        raise ArithmeticError("a failing cast, named by the caller")
+
+    after = (spark_logger.getLevel().toString(),
+             config.getLoggerConfig("org.apache.spark").getName())
+    # no level of its own is left behind: the root's level (setLogLevel) reaches it again
+    assert (inside, after) == ("OFF", before)
