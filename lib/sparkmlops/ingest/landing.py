@@ -54,6 +54,8 @@ BLOCK_START = "_pos_block_start"
 ROW_INDEX = "_pos_row_index"
 ROW_ID = "_pos_row_id"
 POSITION_HELPERS = (BLOCK_START, ROW_INDEX, ROW_ID)
+# the columns the reader adds to a landing file's own
+READER_COLUMNS = (CORRUPT_COLUMN, SOURCE_FILE_COLUMN, *POSITION_HELPERS)
 
 
 class SchemaMismatchError(SparkmlopsError):
@@ -94,11 +96,12 @@ def read_landing(
     ``add_new_columns``. Unparseable records are kept in ``_corrupt_record``; each
     row knows its file.
     """
+    # JSON is read by path alone: its files are never opened one by one
+    files = path if isinstance(path, list) else (
+        [] if source.format == "json" else [p for p, _, _ in list_files(spark, path)])
     if source.format == "csv" and source.options.get("header", "false").lower() == "true":
-        files = path if isinstance(path, list) else [p for p, _, _ in list_files(spark, path)]
         return _read_csv_by_header(spark, source, columns, files)
     if source.format == "parquet":
-        files = path if isinstance(path, list) else [p for p, _, _ in list_files(spark, path)]
         for file in files:
             check_parquet_types(spark, file, columns)
     df = _with_origin(_reader(spark, source, read_schema(columns)).load(path))
@@ -195,33 +198,90 @@ def _open_decompressed(spark: SparkSession, file: str) -> Any:
 def check_header(
     file: str, header: list[str], columns: list[ColumnSpec], evolution: str
 ) -> None:
-    """Reject a file that lacks a required column or (policy ``fail``) adds one."""
-    duplicated = sorted({h for h in header if header.count(h) > 1})
+    """Reject a file (exit 3, before anything is written) whose header names a column twice or
+    a reader column, lacks a declared column that may not be absent, or holds an undeclared
+    column that policy ``fail`` refuses or that would land under a name bronze already has.
+
+    Spark resolves column names case-insensitively, so names are compared that way: 'Sex' and
+    'sex' are one column to it, and an undeclared 'Culmen_Length_MM' would land as
+    ``culmen_length_mm`` beside the declared column of that name.
+    """
+    spellings: dict[str, list[str]] = {}
+    for name in header:
+        spellings.setdefault(name.lower(), []).append(name)
+    duplicated = sorted({n for names in spellings.values() if len(names) > 1 for n in names})
     if duplicated:
-        raise SchemaMismatchError(f"{file}: duplicate column(s) {duplicated} in the header")
-    missing = [c.source_name for c in columns if not c.nullable and c.source_name not in header]
+        raise SchemaMismatchError(
+            f"{file}: duplicate column(s) {duplicated} in the header (Spark compares column "
+            "names case-insensitively); nothing was written")
+    reserved = sorted(h for h in header if h.lower() in {r.lower() for r in READER_COLUMNS})
+    if reserved:
+        raise SchemaMismatchError(
+            f"{file}: column(s) {reserved} in the header carry a name the reader gives its own "
+            "columns; rename them in the file; nothing was written")
+    declared = {c.source_name for c in columns}
+    undeclared = [h for h in header if h not in declared]
+    missing = [c for c in columns if c.source_name not in header and not c.may_be_absent]
     if missing:
+        raise SchemaMismatchError(_missing_columns(file, "header", missing, undeclared))
+    if undeclared and evolution == "fail":
         raise SchemaMismatchError(
-            f"{file}: required column(s) {missing} missing from the header; nothing was written")
-    extra = [h for h in header if h not in {c.source_name for c in columns}]
-    if extra and evolution == "fail":
-        raise SchemaMismatchError(
-            f"{file}: undeclared column(s) {extra} and source.schema_evolution is 'fail'; "
+            f"{file}: undeclared column(s) {undeclared} and source.schema_evolution is 'fail'; "
             "nothing was written")
+    if evolution == "add_new_columns":
+        _check_added_names(file, undeclared, columns)
+
+
+def _missing_columns(
+    file: str, where: str, missing: list[ColumnSpec], undeclared: list[str]
+) -> str:
+    """The one line naming the declared columns a file lacks (and what it has instead)."""
+    required = [c.source_name for c in missing if not c.nullable]
+    optional = [c.source_name for c in missing if c.nullable]
+    named = " and ".join([*([f"required column(s) {required}"] if required else []),
+                          *([f"column(s) {optional}"] if optional else [])])
+    instead = f" (it has undeclared column(s) {undeclared})" if undeclared else ""
+    absent = (f"; set may_be_absent: true on {', '.join(c.name for c in missing if c.nullable)}"
+              " if files may lack it" if optional else "")
+    return f"{file}: {named} missing from the {where}{instead}{absent}; nothing was written"
+
+
+def _check_added_names(file: str, undeclared: list[str], columns: list[ColumnSpec]) -> None:
+    """Reject an undeclared column whose bronze name is taken (by a declared column or by
+    another undeclared one): Spark would refuse the ambiguous name, or write one over the
+    other."""
+    taken = {c.name.lower(): f"the name of declared column {c.name!r} (header "
+                             f"{c.source_name!r})" for c in columns}
+    for header_name in undeclared:
+        name = new_column_name(header_name)
+        holder = taken.get(name.lower())
+        if holder is not None:
+            raise SchemaMismatchError(
+                f"{file}: undeclared column {header_name!r} would be added to bronze as "
+                f"{name!r}, {holder}; Spark compares column names case-insensitively; "
+                "nothing was written")
+        taken[name.lower()] = f"as is undeclared column {header_name!r}"
 
 
 def check_parquet_types(spark: SparkSession, file: str, columns: list[ColumnSpec]) -> None:
-    """Reject a Parquet file whose column types differ from the declared ones."""
-    actual = {f.name: f.dataType for f in spark.read.parquet(file).schema.fields}
+    """Reject a Parquet file that lacks a declared column that may not be absent, or whose
+    column types differ from the declared ones.
+
+    Spark's Parquet reader matches columns case-insensitively, and so does this check.
+    """
+    actual = {f.name.lower(): f for f in spark.read.parquet(file).schema.fields}
+    declared = {c.source_name.lower() for c in columns}
+    missing = [c for c in columns
+               if c.source_name.lower() not in actual and not c.may_be_absent]
+    if missing:
+        undeclared = [f.name for key, f in actual.items() if key not in declared]
+        raise SchemaMismatchError(_missing_columns(file, "file's schema", missing, undeclared))
     for column in columns:
-        found = actual.get(column.source_name)
-        if found is None and not column.nullable:
+        found = actual.get(column.source_name.lower())
+        if found is not None and found.dataType != _spark_type(column.type):
             raise SchemaMismatchError(
-                f"{file}: required column {column.source_name!r} missing; nothing was written")
-        if found is not None and found != _spark_type(column.type):
-            raise SchemaMismatchError(
-                f"{file}: column {column.source_name!r} is {found.simpleString()}, declared "
-                f"{column.type}; a type change is rejected and nothing was written")
+                f"{file}: column {column.source_name!r} is {found.dataType.simpleString()}, "
+                f"declared {column.type}; a type change is rejected and nothing was written")
 
 
 def new_column_name(source_name: str) -> str:
@@ -233,8 +293,8 @@ def new_column_name(source_name: str) -> str:
 def rename_to_schema(
     df: DataFrame, columns: list[ColumnSpec], source: SourceSettings | None = None
 ) -> DataFrame:
-    """Declared columns by their declared names (null when a nullable one is absent),
-    undeclared ones (``add_new_columns``) in snake_case, then the audit columns."""
+    """Declared columns by their declared names (null when one that may be absent is),
+    undeclared ones (``add_new_columns``) in snake_case, then the reader's own columns."""
     present = set(df.columns)
     selected = [
         (F.col(f"`{c.source_name}`") if c.source_name in present
@@ -245,8 +305,8 @@ def rename_to_schema(
     added = []
     if source is not None and source.schema_evolution == "add_new_columns":
         added = [F.col(f"`{n}`").alias(new_column_name(n)) for n in df.columns
-                 if n not in declared and not n.startswith("_")]
-    audit = [F.col(n) for n in df.columns if n.startswith("_")]
+                 if n not in declared and n not in READER_COLUMNS]
+    audit = [F.col(n) for n in df.columns if n in READER_COLUMNS]
     return df.select(*selected, *added, *audit)
 
 
