@@ -9,7 +9,7 @@ import shutil
 import pytest
 
 from sparkmlops.cli import main
-from sparkmlops.ingest.landing import SchemaMismatchError
+from sparkmlops.ingest.landing import MalformedCsvError, SchemaMismatchError
 from sparkmlops.ingest.step import ingest_step
 from sparkmlops.tables import dataset_tables, read_table, table_exists, table_ref
 
@@ -372,3 +372,47 @@ def test_a_parquet_file_without_a_declared_column_rejects_the_batch(
         "culmen_length_mm if files may lack it; nothing was written")
     for layer in LAYERS:
         assert not table_exists(spark, table_ref(settings, layer)), layer
+
+
+@pytest.mark.parametrize(("name", "problem"), [
+    # no quote after it: Spark read records 3 and 4 into record 2's Comments, which landed
+    # in bronze as 'Nest lost\nPAL0708,3,...' (2 rows in for 4 records, exit 0)
+    ("unclosed_quote.csv", "a quoted field opens and never closes; Spark would read every "
+     "line after it into that field and lose their records"),
+    # the Stage quote of record 3 ends it: records 2 and 3 became one quarantined record
+    # (3 rows in for 4 records)
+    ("unclosed_quote_then_quotes.csv", "a quoted field does not close before a quote on "
+     "line 4 that text follows; Spark would read lines 3-4 as one record and lose the "
+     "records between"),
+])
+def test_an_unclosed_quote_in_a_multi_line_csv_rejects_the_batch_naming_its_line(
+        name, problem, spark, make_settings, tmp_path, bad_inputs):
+    landing = _landing(tmp_path, bad_inputs, name, "quoted_newline.csv")
+    settings = make_settings(f"dataset.source.path={landing}")
+    assert settings.dataset.source.options["multiLine"] == "true"
+
+    with pytest.raises(MalformedCsvError) as rejected:
+        ingest_step(spark, settings, "b1")
+
+    assert str(rejected.value) == (
+        f"{_uri(landing / name)}: line 3: {problem}; nothing was written")
+    assert MalformedCsvError.exit_code == 3
+    for layer in LAYERS:
+        assert not table_exists(spark, table_ref(settings, layer)), layer
+
+
+def test_an_unclosed_quote_without_multi_line_ends_with_its_line(ingest):
+    # Spark's line-by-line reader ends the open field at the line break: every record is
+    # one row, the open quote is dropped, nothing is joined
+    _, summary, bronze, _ = ingest("unclosed_quote.csv", "unclosed_quote_then_quotes.csv",
+                                   overrides=("dataset.source.options.multiLine=false",))
+
+    assert sorted((r._source_file.rsplit("/", 1)[1], r.sample_number, r.culmen_length_mm,
+                   r.comments) for r in bronze.collect()) == [
+        ("unclosed_quote.csv", 1, 39.1, None), ("unclosed_quote.csv", 2, 39.5, "Nest lost"),
+        ("unclosed_quote.csv", 3, 40.3, None), ("unclosed_quote.csv", 4, 36.7, None),
+        ("unclosed_quote_then_quotes.csv", 1, 39.1, None),
+        ("unclosed_quote_then_quotes.csv", 2, 39.5, "Nest lost"),
+        ("unclosed_quote_then_quotes.csv", 3, 40.3, None),
+        ("unclosed_quote_then_quotes.csv", 4, 36.7, None)]
+    assert summary == {"rows_in": 8, "bronze_rows": 8, "quarantined": 0, "files": 2}

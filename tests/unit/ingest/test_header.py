@@ -1,5 +1,6 @@
 """A landing file's columns against the declared schema (issue 20): a declared column missing
-from a header, and an undeclared one landing under a taken name."""
+from a header, an undeclared one landing under a taken name, and a CSV quote that never
+closes."""
 
 from __future__ import annotations
 
@@ -13,10 +14,13 @@ from sparkmlops.ingest.landing import (
     SOURCE_FILE_COLUMN,
     SchemaMismatchError,
     check_header,
+    first_quoting_error,
     rename_to_schema,
 )
 
 FILE = "file:/landing/part1.csv"
+DIALECT = {"delimiter": ",", "quotechar": '"', "doublequote": True, "strict": True,
+           "escapechar": "\\"}
 
 
 @pytest.fixture
@@ -122,3 +126,20 @@ def test_an_undeclared_column_starting_with_an_underscore_is_a_new_column(spark)
 
 def _source(evolution: str) -> SourceSettings:
     return SourceSettings(path="landing", format="csv", schema_evolution=evolution)
+
+
+HEADER = "id,note"
+
+
+@pytest.mark.parametrize(("lines", "expected"), [
+    # a quoted field with a line break in it, a doubled and an escaped quote, a bare one
+    ([HEADER, '1,"lost\nre-laid"', '2,"said ""hi"""', '3,"x \\" y"', '4,a "b'], None),
+    # the quote never closes: the tokenizer reaches the end of the file inside it
+    ([HEADER, "1,ok", '2,"Nest lost', "3,ok", "4,ok"], (3, 5, "unexpected end of data")),
+    # it closes on line 4 at a quote followed by text: record 2 swallowed record 3
+    ([HEADER, '1,"a"', '2,"Nest lost', '3,"b"', "4,ok"], (3, 4, "',' expected after '\"'")),
+    # a quote inside a quoted field that is neither doubled nor escaped
+    ([HEADER, '1,"Torgersen,"Adult"'], (2, 2, "',' expected after '\"'")),
+])
+def test_first_quoting_error_names_the_line_of_the_broken_record(lines, expected):
+    assert first_quoting_error("\n".join(lines).split("\n"), DIALECT) == expected
