@@ -8,11 +8,13 @@ import shutil
 
 import pytest
 
-from sparkmlops.ingest.landing import SchemaMismatchError
+from sparkmlops.cli import main
+from sparkmlops.ingest.landing import MalformedCsvError, SchemaMismatchError
 from sparkmlops.ingest.step import ingest_step
 from sparkmlops.tables import dataset_tables, read_table, table_exists, table_ref
 
 UNPARSEABLE = "unparseable record: malformed line or value not castable to its type"
+LAYERS = ("bronze", "quarantine", "manifest", "ingest_log")
 
 
 @pytest.fixture
@@ -66,10 +68,89 @@ def test_missing_required_column_rejects_the_batch_and_writes_nothing(
         assert not table_exists(spark, table_ref(settings, layer)), layer
 
 
-def test_missing_nullable_column_is_null(ingest):
-    _, _, bronze, _ = ingest("missing_optional_column.csv")
+def _landing(tmp_path, bad_inputs, *names: str):
+    landing = tmp_path / "landing"
+    landing.mkdir()
+    for name in names:
+        shutil.copy(bad_inputs / name, landing / name)
+    return landing
 
-    assert [(r.sample_number, r.comments) for r in bronze.collect()] == [(1, None)]
+
+def _uri(path) -> str:
+    """A local file as the Hadoop FileSystem names it (file:/tmp/...)."""
+    return path.resolve().as_uri().replace("file:///", "file:/")
+
+
+def test_a_nullable_column_missing_from_the_header_rejects_the_batch(
+        spark, make_settings, tmp_path, bad_inputs):
+    landing = _landing(tmp_path, bad_inputs, "missing_optional_column.csv", "bom.csv")
+    settings = make_settings(f"dataset.source.path={landing}")
+
+    with pytest.raises(SchemaMismatchError) as rejected:
+        ingest_step(spark, settings, "b1")
+
+    assert str(rejected.value) == (
+        f"{_uri(landing / 'missing_optional_column.csv')}: column(s) ['Comments'] missing from "
+        "the header; set may_be_absent: true on comments if files may lack it; "
+        "nothing was written")
+    for layer in LAYERS:
+        assert not table_exists(spark, table_ref(settings, layer)), layer
+
+
+def test_a_column_that_may_be_absent_reads_null_where_the_header_lacks_it(ingest):
+    _, summary, bronze, _ = ingest("missing_optional_column.csv", "bom.csv",
+                                   overrides=("dataset.schema.16.may_be_absent=true",))
+
+    assert sorted((r.sample_number, r.comments, r._source_file.rsplit("/", 1)[1])
+                  for r in bronze.collect()) == [
+        (1, None, "bom.csv"), (1, None, "missing_optional_column.csv")]
+    assert summary == {"rows_in": 2, "bronze_rows": 2, "quarantined": 0, "files": 2}
+
+
+def test_a_renamed_header_exits_3_naming_the_file_and_the_column(
+        spark, tmp_path, bad_inputs, capsys):
+    # issue 20: 'Culmen Length (millimetres)' landed as an all-null culmen_length_mm and a
+    # new column holding the values, with exit 0
+    landing = _landing(tmp_path, bad_inputs, "renamed_column.csv")
+
+    code = main(["ingest", "--set", f"state_dir={tmp_path}",
+                 "--set", f"dataset.source.path={landing}", "--batch-id", "b1"])
+
+    errors = [line for line in capsys.readouterr().err.splitlines()
+              if line.startswith("sparkmlops ")]
+    assert code == 3
+    assert errors == [
+        f"sparkmlops ingest: SchemaMismatchError: {_uri(landing / 'renamed_column.csv')}: "
+        "column(s) ['Culmen Length (mm)'] missing from the header (it has undeclared column(s) "
+        "['Culmen Length (millimetres)']); set may_be_absent: true on culmen_length_mm if "
+        "files may lack it; nothing was written"]
+
+
+def test_a_near_identical_rename_is_a_schema_mismatch_not_an_ambiguous_reference(
+        spark, make_settings, tmp_path, bad_inputs):
+    # 'Culmen Length mm' lands as culmen_length_mm: beside the declared column of that
+    # name it failed the write with AMBIGUOUS_REFERENCE (exit 1, no file named)
+    landing = _landing(tmp_path, bad_inputs, "near_identical_rename.csv")
+    file = _uri(landing / "near_identical_rename.csv")
+
+    with pytest.raises(SchemaMismatchError) as missing:
+        ingest_step(spark, make_settings(f"dataset.source.path={landing}"), "b1")
+    may_be_absent = make_settings(f"dataset.source.path={landing}",
+                                  "dataset.schema.9.may_be_absent=true")
+    with pytest.raises(SchemaMismatchError) as collides:
+        ingest_step(spark, may_be_absent, "b1")
+
+    assert str(missing.value) == (
+        f"{file}: column(s) ['Culmen Length (mm)'] missing from the header (it has undeclared "
+        "column(s) ['Culmen Length mm']); set may_be_absent: true on culmen_length_mm if "
+        "files may lack it; nothing was written")
+    assert str(collides.value) == (
+        f"{file}: undeclared column 'Culmen Length mm' would be added to bronze as "
+        "'culmen_length_mm', the name of declared column 'culmen_length_mm' (header "
+        "'Culmen Length (mm)'); Spark compares column names case-insensitively; "
+        "nothing was written")
+    for layer in LAYERS:
+        assert not table_exists(spark, table_ref(may_be_absent, layer)), layer
 
 
 def test_undeclared_column_is_added_to_bronze(ingest):
@@ -206,6 +287,12 @@ def test_a_file_that_is_not_csv_is_rejected(spark, make_settings, tmp_path, bad_
         ingest_step(spark, settings, "b1")
 
 
+# columns the Parquet files below do not hold (all but studyName, Sample Number, Species
+# and Body Mass (g))
+PARQUET_ABSENT = tuple(f"dataset.schema.{i}.may_be_absent=true"
+                       for i in (3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 14, 15, 16))
+
+
 def _json_line(n: int, **over: object) -> str:
     record = {"studyName": "PAL0708", "Sample Number": n, "Species": "Gentoo penguin (Pygoscelis "
               "papua)", "Island": "Biscoe", "Body Mass (g)": 5000.0, "Sex": "MALE",
@@ -243,7 +330,7 @@ def test_parquet_source_and_a_rejected_type_change(spark, make_settings, tmp_pat
         "studyName string, `Sample Number` int, Species string, `Body Mass (g)` double",
     ).coalesce(1).write.parquet(str(good))
     settings = make_settings(f"dataset.source.path={good}", "dataset.source.format=parquet",
-                             "dataset.source.options={}")
+                             "dataset.source.options={}", *PARQUET_ABSENT)
 
     summary = ingest_step(spark, settings, "b1").summary
     quarantine = read_table(spark, dataset_tables(settings).quarantine).collect()
@@ -257,7 +344,77 @@ def test_parquet_source_and_a_rejected_type_change(spark, make_settings, tmp_pat
                           "studyName string, `Sample Number` string, Species string",
                           ).write.parquet(str(bad))
     settings = make_settings(f"dataset.source.path={bad}", "dataset.source.format=parquet",
-                             "dataset.source.options={}", state_dir=tmp_path / "other")
+                             "dataset.source.options={}", *PARQUET_ABSENT,
+                             "dataset.schema.12.may_be_absent=true", state_dir=tmp_path / "other")
     with pytest.raises(SchemaMismatchError,
                        match=r"column 'Sample Number' is string, declared int; a type change"):
         ingest_step(spark, settings, "b1")
+
+
+def test_a_parquet_file_without_a_declared_column_rejects_the_batch(
+        spark, make_settings, tmp_path):
+    renamed = tmp_path / "renamed"
+    spark.createDataFrame(
+        [("PAL0708", 1, "Gentoo penguin (Pygoscelis papua)", 5000.0, 45.1)],
+        "studyName string, `Sample Number` int, Species string, `Body Mass (g)` double, "
+        "`Culmen Length (millimetres)` double",
+    ).coalesce(1).write.parquet(str(renamed))
+    # every column the file lacks may be absent, except the renamed one
+    absent = [o for o in PARQUET_ABSENT if not o.startswith("dataset.schema.9.")]
+    settings = make_settings(f"dataset.source.path={renamed}", "dataset.source.format=parquet",
+                             "dataset.source.options={}", *absent)
+
+    with pytest.raises(SchemaMismatchError) as rejected:
+        ingest_step(spark, settings, "b1")
+
+    [file] = [f for f in renamed.iterdir() if f.name.endswith(".parquet")]
+    assert str(rejected.value) == (
+        f"{_uri(file)}: column(s) ['Culmen Length (mm)'] missing from the file's schema (it has "
+        "undeclared column(s) ['Culmen Length (millimetres)']); set may_be_absent: true on "
+        "culmen_length_mm if files may lack it; nothing was written")
+    for layer in LAYERS:
+        assert not table_exists(spark, table_ref(settings, layer)), layer
+
+
+@pytest.mark.parametrize(("name", "problem"), [
+    # no quote after it: Spark read records 3 and 4 into record 2's Comments, which landed
+    # in bronze as 'Nest lost\nPAL0708,3,...' (2 rows in for 4 records, exit 0)
+    ("unclosed_quote.csv", "a quoted field opens and never closes; Spark would read every "
+     "line after it into that field and lose their records"),
+    # the Stage quote of record 3 ends it: records 2 and 3 became one quarantined record
+    # (3 rows in for 4 records)
+    ("unclosed_quote_then_quotes.csv", "a quoted field does not close before a quote on "
+     "line 4 that text follows; Spark would read lines 3-4 as one record and lose the "
+     "records between"),
+])
+def test_an_unclosed_quote_in_a_multi_line_csv_rejects_the_batch_naming_its_line(
+        name, problem, spark, make_settings, tmp_path, bad_inputs):
+    landing = _landing(tmp_path, bad_inputs, name, "quoted_newline.csv")
+    settings = make_settings(f"dataset.source.path={landing}")
+    assert settings.dataset.source.options["multiLine"] == "true"
+
+    with pytest.raises(MalformedCsvError) as rejected:
+        ingest_step(spark, settings, "b1")
+
+    assert str(rejected.value) == (
+        f"{_uri(landing / name)}: line 3: {problem}; nothing was written")
+    assert MalformedCsvError.exit_code == 3
+    for layer in LAYERS:
+        assert not table_exists(spark, table_ref(settings, layer)), layer
+
+
+def test_an_unclosed_quote_without_multi_line_ends_with_its_line(ingest):
+    # Spark's line-by-line reader ends the open field at the line break: every record is
+    # one row, the open quote is dropped, nothing is joined
+    _, summary, bronze, _ = ingest("unclosed_quote.csv", "unclosed_quote_then_quotes.csv",
+                                   overrides=("dataset.source.options.multiLine=false",))
+
+    assert sorted((r._source_file.rsplit("/", 1)[1], r.sample_number, r.culmen_length_mm,
+                   r.comments) for r in bronze.collect()) == [
+        ("unclosed_quote.csv", 1, 39.1, None), ("unclosed_quote.csv", 2, 39.5, "Nest lost"),
+        ("unclosed_quote.csv", 3, 40.3, None), ("unclosed_quote.csv", 4, 36.7, None),
+        ("unclosed_quote_then_quotes.csv", 1, 39.1, None),
+        ("unclosed_quote_then_quotes.csv", 2, 39.5, "Nest lost"),
+        ("unclosed_quote_then_quotes.csv", 3, 40.3, None),
+        ("unclosed_quote_then_quotes.csv", 4, 36.7, None)]
+    assert summary == {"rows_in": 8, "bronze_rows": 8, "quarantined": 0, "files": 2}

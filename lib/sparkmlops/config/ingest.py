@@ -80,12 +80,26 @@ class ColumnSpec(StrictModel):
     # readers parse `NaN`, `Infinity`, `-Inf`, and MLlib cannot train or score on
     # them); true keeps them, for a column where they mean something.
     allow_non_finite: bool = False
+    # A landing file whose header (CSV) or schema (Parquet) lacks this column rejects the
+    # batch (exit 3, naming the file and the column): a renamed header would otherwise
+    # land as a column of nulls, its values in a new column. true: files may lack it and
+    # their rows read null. `nullable` is about values, this is about the header; only a
+    # nullable column may be absent (a file without a required column has no valid row).
+    may_be_absent: bool = False
 
     @model_validator(mode="after")
     def _non_finite_only_for_floats(self) -> ColumnSpec:
         if self.allow_non_finite and self.type not in FLOAT_TYPES:
             raise ValueError(f"allow_non_finite: only a double or float column can hold NaN "
                              f"or Infinity; {self.name} is {self.type}")
+        return self
+
+    @model_validator(mode="after")
+    def _absent_only_when_nullable(self) -> ColumnSpec:
+        if self.may_be_absent and not self.nullable:
+            raise ValueError(f"may_be_absent: {self.name} is nullable: false, and every row "
+                             "of a file without it would be quarantined; a column files may "
+                             "lack must be nullable")
         return self
 
     @property
