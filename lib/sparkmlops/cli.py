@@ -32,6 +32,7 @@ from sparkmlops.pipeline_command import PIPELINE
 from sparkmlops.preflight import load_checked_settings
 from sparkmlops.quality.command import PROFILE, VALIDATE
 from sparkmlops.registry.command import PROMOTE
+from sparkmlops.secrets import resolve_aws_secrets
 from sparkmlops.tables import check_batch_id
 from sparkmlops.training.command import REPRODUCE, TRAIN
 
@@ -105,6 +106,8 @@ def run_command(command: Command, args: argparse.Namespace) -> int:
     try:
         if args.batch_id is not None:
             check_batch_id(args.batch_id)
+        # before config: a conf dir on S3, or MLflow, may need what the secrets hold
+        resolve_aws_secrets()
         settings = load_checked_settings(
             args.env, args.dataset, overrides=[*args.overrides, *command.overrides(args)],
             conf_dir=args.conf_dir)

@@ -9,6 +9,7 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator, model_validator
 
 from sparkmlops.config.base import StrictModel
+from sparkmlops.secrets import ENV_NAME, SECRET_ARN
 
 PermissionLevel = Literal["CAN_VIEW", "CAN_MANAGE_RUN", "CAN_MANAGE", "IS_OWNER"]
 DeployJob = Literal["batch", "continuous", "maintain"]
@@ -148,10 +149,26 @@ class GithubDeploySettings(StrictModel):
     test_command: str = "make test"
 
 
+class SecretRef(StrictModel):
+    """Where a job's secret lives on each platform: never its value."""
+
+    # a Databricks secret scope and key, "<scope>/<key>": the job cluster's env gets
+    # {{secrets/<scope>/<key>}}, which Databricks resolves at cluster start
+    databricks: str | None = Field(None, pattern=r"^[A-Za-z0-9_.@-]+/[A-Za-z0-9_.@-]+$")
+    # an AWS Secrets Manager secret (its SecretString), read by the job at start
+    aws_secret_arn: str | None = Field(None, pattern=f"^{SECRET_ARN}$")
+
+
 class DeploySettings(StrictModel):
     wheel: str = "dist/sparkmlops-{version}-py3-none-any.whl"
+    # where the jobs read the project's conf dir on the platform; null: beside the wheel on
+    # EMR (<wheel folder>/conf, uploaded by the deploy workflow), in the bundle's synced
+    # files on Databricks. Every generated job passes it as --conf-dir.
     conf_dir: str | None = None
     env: dict[str, str] = Field(default_factory=dict)
+    # env variables that hold credentials, by reference (e.g. MLFLOW_TRACKING_TOKEN)
+    secrets: dict[Annotated[str, Field(pattern=f"^{ENV_NAME}$")], SecretRef] = Field(
+        default_factory=dict)
     schedule: ScheduleSettings = Field(default_factory=ScheduleSettings)
     notifications: NotificationSettings = Field(default_factory=NotificationSettings)
     permissions: list[PermissionSpec] = Field(default_factory=list)
@@ -166,5 +183,13 @@ class DeploySettings(StrictModel):
         if secret:
             raise ValueError(f"{secret} look like credentials: they would be written in "
                              "plain text into the job definitions; use the platform's "
-                             "secret store")
+                             "secret store (deploy.secrets)")
         return env
+
+    @model_validator(mode="after")
+    def _secrets_are_not_plain_env(self) -> DeploySettings:
+        both = sorted(set(self.env) & set(self.secrets))
+        if both:
+            raise ValueError(f"{both} are in both deploy.env and deploy.secrets: a secret "
+                             "goes in deploy.secrets only")
+        return self

@@ -60,12 +60,74 @@ def deployed_platforms(targets: set[str] | list[str], deploy: DeploySettings) ->
     return asked or [p for p in PLATFORMS if getattr(deploy, p) is not None]
 
 
-def job_args(settings: Settings, job: str) -> list[str]:
-    """The ``sparkmlops`` command line of a job, e.g. ``pipeline --mode batch --env emr ...``."""
-    args = [*JOB_COMMANDS[job], "--env", settings.env, "--dataset", settings.dataset.name]
-    if settings.deploy.conf_dir:
-        args += ["--conf-dir", settings.deploy.conf_dir]
-    return args
+def job_args(settings: Settings, job: str, *, conf_dir: str) -> list[str]:
+    """The ``sparkmlops`` command line of a job on a platform, e.g. ``pipeline --mode batch
+    --env emr --dataset penguins --conf-dir s3://acme/sparkmlops/conf``.
+
+    Always names the conf dir: a cluster's working directory has no ``./conf``.
+    """
+    return [*JOB_COMMANDS[job], "--env", settings.env, "--dataset", settings.dataset.name,
+            "--conf-dir", conf_dir]
+
+
+def secret_refs(settings: Settings, platform: str) -> dict[str, str]:
+    """``{ENV_NAME: reference}`` of ``deploy.secrets`` on ``platform``: a Databricks
+    ``scope/key`` or a Secrets Manager ARN. A secret without one for the platform is a
+    ConfigError: the job would start without it."""
+    field = "databricks" if platform == "databricks" else "aws_secret_arn"
+    refs = {name: getattr(ref, field) for name, ref in settings.deploy.secrets.items()}
+    missing = sorted(name for name, ref in refs.items() if ref is None)
+    if missing:
+        raise ConfigError(f"--target {platform}: deploy.secrets {missing} name no {field} "
+                          f"(where the {platform} job reads them)")
+    return refs
+
+
+def artifact_dir(settings: Settings) -> str:
+    """The folder of the wheel (``s3://...``, ``/Volumes/...``, ``dbfs:/...``)."""
+    return wheel_location(settings).rsplit("/", 1)[0]
+
+
+def check_cluster_paths(settings: Settings, platform: str, *, conf_dir: str) -> None:
+    """Refuse, at deploy time, a path that resolves to this machine's project folder.
+
+    On a cluster a relative path resolves against the project dir, which is the conf
+    dir's parent there (``conf_dir``): nothing uploads landing files or a lake beside
+    the conf dir. A path under this machine's project folder cannot exist there either.
+    ``project_dir`` set to a URI names the project's root on the platform, and makes
+    relative data paths resolve there.
+    """
+    project = settings.project_dir
+    lake_root = is_remote(project)
+    where = (f"on {platform} it would resolve against {project}" if lake_root else
+             f"on {platform} the project dir is the conf dir's parent, "
+             f"{conf_dir.rstrip('/').rsplit('/', 1)[0]}, where nothing uploads data")
+    paths = {"dataset.source.path": settings.dataset.source.path}
+    if settings.storage.catalog is None or settings.storage.external:
+        paths["storage.root"] = settings.storage.root
+    problems = []
+    for key, path in paths.items():
+        if _on_this_machine(path, settings):
+            problems.append(f"{key} {path!r} is a path of this machine's project")
+        elif not is_remote(path) and not path.startswith("/") and not lake_root:
+            problems.append(f"{key} {path!r} is relative ({where})")
+    state = settings.state_dir
+    if is_remote(state) and not state.startswith(("/Volumes/", "/Workspace/")):
+        problems.append(f"state_dir {state!r} must be a folder on the driver's disk")
+    elif not state.startswith("/") or _on_this_machine(state, settings):
+        problems.append(f"state_dir {state!r} is not a folder the {platform} driver has "
+                        "(set an absolute path, e.g. /mnt/tmp/sparkmlops)")
+    if problems:
+        raise ConfigError(f"--target {platform}: " + "; ".join(problems)
+                          + f"; set them in conf/{settings.env}.yml (a URI where the data is,"
+                            " or project_dir: the project's root in the lake)")
+
+
+def _on_this_machine(path: str, settings: Settings) -> bool:
+    project = settings.project_dir
+    if is_remote(project) or is_remote(path) or not path.startswith("/"):
+        return False
+    return path == project or path.startswith(project.rstrip("/") + "/")
 
 
 def wheel_location(settings: Settings) -> str:

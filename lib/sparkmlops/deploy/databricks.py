@@ -14,6 +14,7 @@ from sparkmlops.deploy.common import (
     is_remote,
     job_args,
     job_name,
+    secret_refs,
     wheel_location,
 )
 
@@ -71,6 +72,12 @@ def _bundle_wheel(settings: Settings, *, resources_dir: Path) -> str:
     return os.path.relpath(local, resources_dir.resolve())
 
 
+def databricks_conf_dir(settings: Settings) -> str:
+    """Where Databricks jobs read the project's conf dir: ``deploy.conf_dir``, else the
+    conf/ folder the bundle syncs into the workspace beside its own files."""
+    return settings.deploy.conf_dir or "${workspace.file_path}/conf"
+
+
 def databricks_job(settings: Settings, job: str, *, wheel: str) -> dict[str, Any]:
     """One bundle job: a python_wheel_task on a job cluster, schedule, notifications,
     permissions. ``permissions`` is a bundle key, not a Jobs API field."""
@@ -85,7 +92,8 @@ def databricks_job(settings: Settings, job: str, *, wheel: str) -> dict[str, Any
             "task_key": JOB_COMMANDS[job][0],
             "job_cluster_key": JOB_CLUSTER_KEY,
             "python_wheel_task": {"package_name": "sparkmlops", "entry_point": "sparkmlops",
-                                  "parameters": job_args(settings, job)},
+                                  "parameters": job_args(
+                                      settings, job, conf_dir=databricks_conf_dir(settings))},
             "libraries": [{"whl": wheel}],
         }],
     }
@@ -115,6 +123,10 @@ def _databricks_cluster(settings: Settings) -> dict[str, Any]:
         cluster["autoscale"] = spec.autoscale.model_dump()
     else:
         cluster["num_workers"] = spec.num_workers
-    if settings.deploy.env:
-        cluster["spark_env_vars"] = dict(settings.deploy.env)
+    secrets = secret_refs(settings, "databricks")
+    env = {**settings.deploy.env,
+           **{name: f"{{{{secrets/{ref}}}}}" for name, ref in secrets.items()}}
+    if env:
+        # {{secrets/<scope>/<key>}}: Databricks puts the value in the env at cluster start
+        cluster["spark_env_vars"] = env
     return cluster

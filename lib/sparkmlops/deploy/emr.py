@@ -8,8 +8,16 @@ from typing import Any
 
 from sparkmlops import __version__
 from sparkmlops.config import Settings
-from sparkmlops.deploy.common import JOB_COMMANDS, job_args, job_name, wheel_location, wheel_name
+from sparkmlops.deploy.common import (
+    JOB_COMMANDS,
+    job_args,
+    job_name,
+    secret_refs,
+    wheel_location,
+    wheel_name,
+)
 from sparkmlops.errors import ConfigError
+from sparkmlops.secrets import AWS_SECRETS_ENV, aws_secrets_value
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +34,12 @@ def emr_artifact_dir(settings: Settings) -> str:
     return location.rsplit("/", 1)[0]
 
 
+def emr_conf_dir(settings: Settings) -> str:
+    """Where EMR jobs read the project's conf dir: ``deploy.conf_dir``, else
+    ``<wheel folder>/conf`` (the deploy workflow syncs the project's conf/ there)."""
+    return settings.deploy.conf_dir or f"{emr_artifact_dir(settings)}/conf"
+
+
 def constraints_location(settings: Settings) -> str:
     return f"{emr_artifact_dir(settings)}/sparkmlops-{__version__}-constraints.txt"
 
@@ -36,8 +50,18 @@ def venv_archive_location(settings: Settings) -> str:
 
 def emr_job_script(settings: Settings, job: str) -> tuple[str, list[str]]:
     """The job script on S3 (jobs/<command>.py beside the wheel) and its arguments."""
-    command, *rest = job_args(settings, job)
+    command, *rest = job_args(settings, job, conf_dir=emr_conf_dir(settings))
     return f"{emr_artifact_dir(settings)}/jobs/{command}.py", rest
+
+
+def emr_job_env(settings: Settings) -> dict[str, str]:
+    """The env of an EMR job: ``deploy.env``, and the Secrets Manager ARNs of
+    ``deploy.secrets`` that the job reads at start (never a secret's value)."""
+    env = dict(settings.deploy.env)
+    refs = secret_refs(settings, "emr")
+    if refs:
+        env[AWS_SECRETS_ENV] = aws_secrets_value(refs)
+    return env
 
 
 def emr_add_steps(settings: Settings, jobs: list[str] | None = None) -> dict[str, Any]:
@@ -54,7 +78,7 @@ def _emr_step(settings: Settings, job: str) -> dict[str, Any]:
     assert spec is not None
     script, args = emr_job_script(settings, job)
     submit = ["spark-submit", "--deploy-mode", "cluster", "--py-files", wheel_location(settings)]
-    for name, value in {"PYSPARK_PYTHON": spec.python, **settings.deploy.env}.items():
+    for name, value in {"PYSPARK_PYTHON": spec.python, **emr_job_env(settings)}.items():
         # cluster mode: the driver runs in the YARN application master
         submit += ["--conf", f"spark.yarn.appMasterEnv.{name}={value}",
                    "--conf", f"spark.executorEnv.{name}={value}"]
@@ -86,7 +110,7 @@ def emr_start_job_run(settings: Settings, job: str) -> dict[str, Any]:
         "spark.emr-serverless.driverEnv.PYSPARK_PYTHON": "./environment/bin/python",
         "spark.executorEnv.PYSPARK_PYTHON": "./environment/bin/python",
     }
-    for name, value in settings.deploy.env.items():
+    for name, value in emr_job_env(settings).items():
         conf[f"spark.emr-serverless.driverEnv.{name}"] = value
         conf[f"spark.executorEnv.{name}"] = value
     if spec.executors is not None:

@@ -17,6 +17,7 @@ from sparkmlops.deploy.databricks import bundle_name
 from sparkmlops.deploy.emr import (
     constraints_location,
     emr_artifact_dir,
+    emr_conf_dir,
     emr_schedules,
     venv_archive_location,
 )
@@ -117,7 +118,7 @@ def _emr_workflow(settings: Settings) -> dict[str, Any]:
     if settings.deploy.emr is not None and settings.deploy.emr.serverless is not None:
         upload.append(f"aws s3 cp --only-show-errors dist/{VENV_ARCHIVE} "
                       f"{venv_archive_location(settings)}")
-    conf_dir = settings.deploy.conf_dir or ""
+    conf_dir = emr_conf_dir(settings)
     if conf_dir.startswith(("s3://", "s3a://")):
         upload.append(f"aws s3 sync --only-show-errors --delete conf "
                       f"{conf_dir.replace('s3a://', 's3://', 1)}")

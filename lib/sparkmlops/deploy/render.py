@@ -10,13 +10,19 @@ from typing import Any
 import yaml
 
 from sparkmlops.config import Settings
-from sparkmlops.deploy.common import deployed_platforms, placeholders, wheel_location
-from sparkmlops.deploy.databricks import databricks_bundle
+from sparkmlops.deploy.common import (
+    check_cluster_paths,
+    deployed_platforms,
+    placeholders,
+    wheel_location,
+)
+from sparkmlops.deploy.databricks import databricks_bundle, databricks_conf_dir
 from sparkmlops.deploy.emr import (
     constraints_location,
     emr_add_steps,
     emr_artifact_dir,
     emr_bootstrap,
+    emr_conf_dir,
     emr_failure_rule,
     emr_schedules,
     emr_start_job_run,
@@ -81,10 +87,12 @@ def render(settings: Settings, targets: list[str], *, out_dir: Path) -> dict[Pat
     documents: dict[str, Any] = {}
     texts: dict[str, str] = {}
     if "databricks" in targets:
+        check_cluster_paths(settings, "databricks", conf_dir=databricks_conf_dir(settings))
         documents.update(databricks_bundle(settings, out_dir=out_dir))
     if "emr" in targets:
         spec = settings.deploy.emr
         assert spec is not None
+        check_cluster_paths(settings, "emr", conf_dir=emr_conf_dir(settings))
         texts["emr/add-steps.json"] = json.dumps(emr_add_steps(settings), indent=2) + "\n"
         if spec.serverless is not None:
             for i, job in enumerate(spec.steps):

@@ -37,7 +37,12 @@ WHEEL = f"sparkmlops-{__version__}-py3-none-any.whl"
 # what a project's own conf/emr.yml sets before anything can run on EMR (the packaged
 # emr.yml refuses its CHANGE-ME bucket and tracking on the driver's disk)
 EMR_PROJECT = ["storage.root=s3a://acme-ml/sparkmlops/lake",
-               "tracking.tracking_uri=http://mlflow.internal:5000"]
+               "tracking.tracking_uri=http://mlflow.internal:5000",
+               "dataset.source.path=s3a://acme-ml/landing/penguins"]
+# and before it can on Databricks: landing files the cluster can read
+DATABRICKS_PROJECT = ["dataset.source.path=/Volumes/main/sparkmlops/landing/penguins"]
+EMR_CONF_DIR = ["--conf-dir", "s3://acme-ml/sparkmlops/conf"]
+DATABRICKS_CONF_DIR = ["--conf-dir", "${workspace.file_path}/conf"]
 EMR_SETTINGS = [*EMR_PROJECT,
     "deploy.wheel=s3://acme-ml/sparkmlops/sparkmlops-{version}-py3-none-any.whl",
     "deploy.emr.cluster_id=j-2AXXXXXXGAPLF",
@@ -57,7 +62,7 @@ def _emr(tmp_path: Path, *extra: str):
 
 def _databricks(tmp_path: Path, *extra: str):
     return load_settings("databricks", "penguins", overrides=[
-        f"project_dir={tmp_path}", "deploy.schedule.batch=0 30 1 ? * MON",
+        f"project_dir={tmp_path}", *DATABRICKS_PROJECT, "deploy.schedule.batch=0 30 1 ? * MON",
         "deploy.notifications.on_failure=[ml-oncall@example.com]",
         "deploy.permissions=[{level: CAN_MANAGE_RUN, group_name: ml-team},"
         " {level: CAN_VIEW, user_name: ana@example.com}]", *extra])
@@ -93,10 +98,11 @@ def test_add_steps_body_is_valid_for_emr_and_runs_each_job_in_order(tmp_path):
             "--conf", "spark.executorEnv.MLFLOW_TRACKING_URI=http://mlflow.internal:5000",
             "--num-executors", "2", "--executor-cores", "4", "--executor-memory", "8g",
             "s3://acme-ml/sparkmlops/jobs/pipeline.py",
-            "--mode", "batch", "--env", "emr", "--dataset", "penguins"]},
+            "--mode", "batch", "--env", "emr", "--dataset", "penguins", *EMR_CONF_DIR]},
     }
-    assert body["Steps"][1]["HadoopJarStep"]["Args"][-5:] == [
-        "s3://acme-ml/sparkmlops/jobs/maintain.py", "--env", "emr", "--dataset", "penguins"]
+    assert body["Steps"][1]["HadoopJarStep"]["Args"][-7:] == [
+        "s3://acme-ml/sparkmlops/jobs/maintain.py", "--env", "emr", "--dataset", "penguins",
+        *EMR_CONF_DIR]
 
 
 def test_an_invalid_add_steps_body_is_caught_by_the_validator(tmp_path):
@@ -117,7 +123,7 @@ def test_start_job_run_body_is_valid_for_emr_serverless(tmp_path):
     driver = body["jobDriver"]["sparkSubmit"]
     assert driver["entryPoint"] == "s3://acme-ml/sparkmlops/jobs/pipeline.py"
     assert driver["entryPointArguments"] == ["--mode", "continuous", "--env", "emr",
-                                             "--dataset", "penguins"]
+                                             "--dataset", "penguins", *EMR_CONF_DIR]
     params = driver["sparkSubmitParameters"].split(" ")
     assert params[:2] == ["--py-files", f"s3://acme-ml/sparkmlops/{WHEEL}"]
     assert (f"spark.archives=s3://acme-ml/sparkmlops/sparkmlops-{__version__}-venv.tar.gz"
@@ -267,12 +273,13 @@ def test_bundle_jobs_carry_schedule_cluster_wheel_and_cli_args(tmp_path):
         "task_key": "pipeline", "job_cluster_key": "sparkmlops",
         "python_wheel_task": {"package_name": "sparkmlops", "entry_point": "sparkmlops",
                               "parameters": ["pipeline", "--mode", "batch", "--env",
-                                             "databricks", "--dataset", "penguins"]},
+                                             "databricks", "--dataset", "penguins",
+                                             *DATABRICKS_CONF_DIR]},
         "libraries": [{"whl": wheel}]}]
     assert jobs["sparkmlops_penguins_continuous"]["tasks"][0]["python_wheel_task"][
         "parameters"][:3] == ["pipeline", "--mode", "continuous"]
     assert maintain["tasks"][0]["python_wheel_task"]["parameters"] == [
-        "maintain", "--env", "databricks", "--dataset", "penguins"]
+        "maintain", "--env", "databricks", "--dataset", "penguins", *DATABRICKS_CONF_DIR]
     assert batch["email_notifications"] == {"on_failure": ["ml-oncall@example.com"]}
 
 
@@ -390,7 +397,8 @@ def test_deploy_workflows_build_upload_and_deploy_on_main(tmp_path):
 
 
 def _deploy(tmp_path: Path, env: str, *args: str) -> int:
-    project = [a for s in EMR_PROJECT for a in ("--set", s)] if env == "emr" else []
+    project = [a for s in (EMR_PROJECT if env == "emr" else DATABRICKS_PROJECT)
+               for a in ("--set", s)]
     return main(["deploy", "--env", env, "--out", str(tmp_path), "--set",
                  f"project_dir={tmp_path}", *project, *args])
 
@@ -412,11 +420,11 @@ def test_deploy_command_writes_every_target_of_the_env(tmp_path, capsys):
     assert "targets emr, github" in out
     assert "CHANGE-ME" not in out
     steps = json.loads((tmp_path / "emr/add-steps.json").read_text())["Steps"]
-    assert [s["HadoopJarStep"]["Args"][-7:] for s in steps] == [
+    assert [s["HadoopJarStep"]["Args"][-9:] for s in steps] == [
         ["s3://acme-ml/sparkmlops/jobs/pipeline.py", "--mode", "batch", "--env", "emr",
-         "--dataset", "penguins"],
+         "--dataset", "penguins", *EMR_CONF_DIR],
         ["--executor-memory", "8g", "s3://acme-ml/sparkmlops/jobs/maintain.py", "--env", "emr",
-         "--dataset", "penguins"]]
+         "--dataset", "penguins", *EMR_CONF_DIR]]
     assert (tmp_path / "emr/bootstrap.sh").stat().st_mode & 0o111
 
 
