@@ -290,8 +290,9 @@ def read_lock() -> str:
 def wheel_dependencies() -> set[str]:
     """Normalized names of the installed sparkmlops distribution's dependency closure
     (extras left out, markers evaluated here), without what the runtime provides."""
-    environment: dict[str, str] = dict(default_environment())
-    environment["extra"] = ""
+    # no extra: the [local] extra (pyspark, delta-spark) is never installed on a cluster
+    environment = {**{key: str(value) for key, value in default_environment().items()},
+                   "extra": ""}
     seen: set[str] = set()
     todo = ["sparkmlops"]
     while todo:

@@ -47,7 +47,8 @@ DATABRICKS_CONF_DIR = ["--conf-dir", "${workspace.file_path}/conf"]
 DATABRICKS_VARIABLES = ["--set", "storage.catalog=${var.catalog}",
                         "--set", "storage.schema=${var.schema}",
                         "--set", "tracking.experiment=${var.experiment}",
-                        "--set", "dataset.model.name=${var.catalog}.${var.schema}.${var.model_name}"]
+                        "--set",
+                        "dataset.model.name=${var.catalog}.${var.schema}.${var.model_name}"]
 EMR_SETTINGS = [*EMR_PROJECT,
     "deploy.wheel=s3://acme-ml/sparkmlops/sparkmlops-{version}-py3-none-any.whl",
     "deploy.emr.cluster_id=j-2AXXXXXXGAPLF",
