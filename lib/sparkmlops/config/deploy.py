@@ -93,7 +93,9 @@ class DatabricksDeploySettings(StrictModel):
     node_type_id: str
     num_workers: int | None = Field(None, ge=0)
     autoscale: AutoscaleSettings | None = None
-    # a service principal's application id: prod runs as it, not as whoever deployed
+    # a service principal's application id: the prod target runs as it, not as whoever
+    # deployed, and its bundle lives in that principal's home (one copy, written by the CI
+    # authenticated as it). Required: deploy refuses a bundle without it.
     run_as_service_principal: str | None = None
 
     @model_validator(mode="after")

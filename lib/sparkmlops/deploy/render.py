@@ -16,7 +16,11 @@ from sparkmlops.deploy.common import (
     placeholders,
     wheel_location,
 )
-from sparkmlops.deploy.databricks import databricks_bundle, databricks_conf_dir
+from sparkmlops.deploy.databricks import (
+    databricks_bundle,
+    databricks_conf_dir,
+    databricks_texts,
+)
 from sparkmlops.deploy.emr import (
     constraints_location,
     emr_add_steps,
@@ -89,6 +93,7 @@ def render(settings: Settings, targets: list[str], *, out_dir: Path) -> dict[Pat
     if "databricks" in targets:
         check_cluster_paths(settings, "databricks", conf_dir=databricks_conf_dir(settings))
         documents.update(databricks_bundle(settings, out_dir=out_dir))
+        texts.update(databricks_texts(settings))
     if "emr" in targets:
         spec = settings.deploy.emr
         assert spec is not None

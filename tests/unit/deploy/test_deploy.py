@@ -43,6 +43,12 @@ EMR_PROJECT = ["storage.root=s3a://acme-ml/sparkmlops/lake",
 DATABRICKS_PROJECT = ["dataset.source.path=/Volumes/main/sparkmlops/landing/penguins"]
 EMR_CONF_DIR = ["--conf-dir", "s3://acme-ml/sparkmlops/conf"]
 DATABRICKS_CONF_DIR = ["--conf-dir", "${workspace.file_path}/conf"]
+# the bundle target's catalog, schema, experiment and model (bundle variables)
+DATABRICKS_VARIABLES = ["--set", "storage.catalog=${var.catalog}",
+                        "--set", "storage.schema=${var.schema}",
+                        "--set", "tracking.experiment=${var.experiment}",
+                        "--set",
+                        "dataset.model.name=${var.catalog}.${var.schema}.${var.model_name}"]
 EMR_SETTINGS = [*EMR_PROJECT,
     "deploy.wheel=s3://acme-ml/sparkmlops/sparkmlops-{version}-py3-none-any.whl",
     "deploy.emr.cluster_id=j-2AXXXXXXGAPLF",
@@ -264,7 +270,7 @@ def test_bundle_jobs_carry_schedule_cluster_wheel_and_cli_args(tmp_path):
     wheel = f"/Volumes/CHANGE-ME/sparkmlops/wheels/{WHEEL}"
 
     assert batch["schedule"] == {"quartz_cron_expression": "0 30 1 ? * MON",
-                                 "timezone_id": "UTC", "pause_status": "UNPAUSED"}
+                                 "timezone_id": "UTC"}
     assert maintain["schedule"]["quartz_cron_expression"] == "0 0 3 * * ?"
     assert batch["job_clusters"] == [{"job_cluster_key": "sparkmlops", "new_cluster": {
         "spark_version": "18.0.x-cpu-ml-scala2.13", "node_type_id": "i3.xlarge",
@@ -274,12 +280,13 @@ def test_bundle_jobs_carry_schedule_cluster_wheel_and_cli_args(tmp_path):
         "python_wheel_task": {"package_name": "sparkmlops", "entry_point": "sparkmlops",
                               "parameters": ["pipeline", "--mode", "batch", "--env",
                                              "databricks", "--dataset", "penguins",
-                                             *DATABRICKS_CONF_DIR]},
-        "libraries": [{"whl": wheel}]}]
+                                             *DATABRICKS_VARIABLES, *DATABRICKS_CONF_DIR]},
+        "libraries": [{"requirements": "../requirements.txt"}, {"whl": wheel}]}]
     assert jobs["sparkmlops_penguins_continuous"]["tasks"][0]["python_wheel_task"][
         "parameters"][:3] == ["pipeline", "--mode", "continuous"]
     assert maintain["tasks"][0]["python_wheel_task"]["parameters"] == [
-        "maintain", "--env", "databricks", "--dataset", "penguins", *DATABRICKS_CONF_DIR]
+        "maintain", "--env", "databricks", "--dataset", "penguins", *DATABRICKS_VARIABLES,
+        *DATABRICKS_CONF_DIR]
     assert batch["email_notifications"] == {"on_failure": ["ml-oncall@example.com"]}
 
 
@@ -294,7 +301,8 @@ def test_autoscale_and_a_local_wheel_in_the_bundle(tmp_path):
     assert cluster["autoscale"] == {"min_workers": 1, "max_workers": 4}
     assert "num_workers" not in cluster
     # relative to the resource file: `databricks bundle deploy` uploads it
-    assert job["tasks"][0]["libraries"] == [{"whl": f"../../dist/{WHEEL}"}]
+    assert job["tasks"][0]["libraries"] == [{"requirements": "../requirements.txt"},
+                                            {"whl": f"../../dist/{WHEEL}"}]
     assert job["tasks"][0]["python_wheel_task"]["parameters"][-2:] == [
         "--conf-dir", "dbfs:/Volumes/main/ml/conf"]
     job.pop("permissions")
@@ -307,7 +315,7 @@ def test_bundle_root_has_dev_and_prod_targets_and_no_host(tmp_path):
 
     assert root["bundle"] == {"name": "sparkmlops_penguins"}
     assert root["include"] == ["resources/*.yml"]
-    assert root["targets"]["dev"] == {"mode": "development", "default": True}
+    assert root["targets"]["dev"]["mode"] == "development"
     assert root["targets"]["prod"]["mode"] == "production"
     assert root["targets"]["prod"]["run_as"] == {"service_principal_name": "6a1f-sp"}
     assert "host" not in json.dumps(root)
@@ -435,7 +443,8 @@ def test_deploy_command_writes_the_bundle_and_lists_placeholders(tmp_path, capsy
 
     out = capsys.readouterr().out
     assert code == 0
-    assert "  fill before deploying (CHANGE-ME): deploy.wheel" in out.splitlines()
+    assert ("  fill before deploying (CHANGE-ME): deploy.wheel, "
+            "deploy.databricks.run_as_service_principal") in out.splitlines()
     job = yaml.safe_load((tmp_path / "databricks/resources/continuous-job.yml").read_text())[
         "resources"]["jobs"]["sparkmlops_penguins_continuous"]
     assert job["schedule"]["quartz_cron_expression"] == "0 */15 * * * ?"
