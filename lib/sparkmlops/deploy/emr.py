@@ -237,7 +237,9 @@ for line in wheel.read(meta).decode().splitlines():
 if [ "${1:-}" = "--check" ]; then
     fetch
     if [ "$(fingerprint)" != "$(cat "$STATE" 2>/dev/null || true)" ]; then
-        echo "sparkmlops: this cluster installed other dependencies at boot than $WHEEL and $CONSTRAINTS need; start a new cluster (emr/run-job-flow.json) and set deploy.emr.cluster_id to it" >&2
+        echo "sparkmlops: this cluster installed other dependencies at boot than" \
+             "$WHEEL and $CONSTRAINTS need; start a new cluster (emr/run-job-flow.json)" \
+             "and set deploy.emr.cluster_id to it" >&2
         exit 1
     fi
     exit 0
@@ -333,23 +335,20 @@ def emr_iam_policy(settings: Settings) -> dict[str, Any]:
             if arn not in objects[kind]:
                 objects[kind].append(arn)
             prefixes = listed.setdefault(bucket, [])
-            for wanted in ([prefix, f"{prefix}/*"] if prefix else ["*"]):
-                if wanted not in prefixes:
-                    prefixes.append(wanted)
+            for pattern in ([prefix, f"{prefix}/*"] if prefix else ["*"]):
+                if pattern not in prefixes:
+                    prefixes.append(pattern)
     for kind, arns in objects.items():
         # a folder inside another one of the same statement adds nothing
         objects[kind] = [arn for arn in arns if not any(
             other != arn and arn.startswith(other[:-1]) for other in arns)]
+    actions = {"read": ("ReadArtifactsConfAndLanding", ["s3:GetObject"]),
+               "write": ("ReadWriteLake", ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"]),
+               "logs": ("WriteLogs", ["s3:PutObject"])}
+    # a statement without a resource is invalid: a lake in a catalog's own storage has none
     statements: list[dict[str, Any]] = [
-        {"Sid": "ReadArtifactsConfAndLanding", "Effect": "Allow", "Action": ["s3:GetObject"],
-         "Resource": objects["read"]},
-        {"Sid": "ReadWriteLake", "Effect": "Allow",
-         "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
-         "Resource": objects["write"]},
-    ]
-    if objects["logs"]:
-        statements.append({"Sid": "WriteLogs", "Effect": "Allow", "Action": ["s3:PutObject"],
-                           "Resource": objects["logs"]})
+        {"Sid": sid, "Effect": "Allow", "Action": action, "Resource": objects[kind]}
+        for kind, (sid, action) in actions.items() if objects[kind]]
     for i, (bucket, wanted) in enumerate(listed.items()):
         # a prefix another pattern of the bucket matches adds nothing
         prefixes = [p for p in wanted if not any(
