@@ -88,9 +88,10 @@ def delta_python_requirement(settings: Settings) -> str:
 
 
 def emr_add_steps(settings: Settings, jobs: list[str] | None = None) -> dict[str, Any]:
-    """The request body of EMR's AddJobFlowSteps (``aws emr add-steps --cli-input-json``)
-    for ``jobs`` (default: ``deploy.emr.steps``, in that order), after a step that checks
-    the cluster still has the dependencies the jobs need (``emr_check_dependencies_step``)."""
+    """The request body of EMR's AddJobFlowSteps (sent with ``call_aws``: the AWS CLI's
+    ``emr add-steps`` takes other arguments) for ``jobs`` (default: ``deploy.emr.steps``,
+    in that order), after a step that checks the cluster still has the dependencies the
+    jobs need (``emr_check_dependencies_step``)."""
     spec = settings.deploy.emr
     assert spec is not None
     return {"JobFlowId": spec.cluster_id,
