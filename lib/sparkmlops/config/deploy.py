@@ -122,8 +122,33 @@ def _default_emr_steps() -> list[DeployJob]:
     return ["batch", "maintain"]
 
 
+# the Delta Lake each EMR release ships (its Python API is installed at that version):
+# emr-spark-8.0.0 has Spark 4.0.2-amzn-0 and Delta 4.0.0-amzn-1 (AWS release guide)
+EMR_RELEASE_DELTA = {"emr-spark-8.0.0": "4.0.0"}
+
+
+class EmrClusterSettings(StrictModel):
+    """The long-running cluster of emr/run-job-flow.json (RunJobFlow)."""
+
+    # the EC2 instance profile of the nodes: attach emr/iam-policy.json to its role
+    instance_profile: str = "EMR_EC2_DefaultRole"
+    service_role: str = "EMR_DefaultRole_V2"
+    # s3:// folder for the cluster's logs; null: no logs kept after the cluster ends
+    log_uri: str | None = Field(None, pattern=r"^s3://")
+    # null: the default VPC's subnet
+    subnet_id: str | None = Field(None, pattern=r"^subnet-")
+    primary_instance_type: str = "m5.xlarge"
+    core_instance_type: str = "m5.xlarge"
+    core_instances: int = Field(2, ge=1)
+
+
 class EmrDeploySettings(StrictModel):
     cluster_id: str
+    # the release of run-job-flow.json; Delta's jars and Python API follow its Delta version
+    release_label: str = "emr-spark-8.0.0"
+    # the Delta version of release_label; null: looked up (EMR_RELEASE_DELTA)
+    delta_version: str | None = Field(None, pattern=r"^[0-9]+\.[0-9]+\.[0-9]+$")
+    cluster: EmrClusterSettings = Field(default_factory=EmrClusterSettings)
     steps: list[DeployJob] = Field(default_factory=_default_emr_steps, min_length=1)
     action_on_failure: Literal["TERMINATE_CLUSTER", "CANCEL_AND_WAIT", "CONTINUE"] = "CONTINUE"
     python: str = "/usr/bin/python3.11"
@@ -144,6 +169,19 @@ class EmrDeploySettings(StrictModel):
         if self.schedule_on == "serverless" and self.serverless is None:
             raise ValueError("schedule_on: serverless needs the serverless section")
         return self
+
+    @model_validator(mode="after")
+    def _known_delta(self) -> EmrDeploySettings:
+        if self.delta_version is None and self.release_label not in EMR_RELEASE_DELTA:
+            raise ValueError(f"release_label {self.release_label!r}: its Delta version is not "
+                             f"known here (known: {', '.join(EMR_RELEASE_DELTA)}); set "
+                             "delta_version to the release's Delta Lake version")
+        return self
+
+    @property
+    def delta(self) -> str:
+        """The Delta Lake version of the cluster's release."""
+        return self.delta_version or EMR_RELEASE_DELTA[self.release_label]
 
 
 class GithubDeploySettings(StrictModel):

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import logging
+import re
 from typing import Any
 
 from sparkmlops import __version__
@@ -20,6 +22,18 @@ from sparkmlops.errors import ConfigError
 from sparkmlops.secrets import AWS_SECRETS_ENV, aws_secrets_value
 
 log = logging.getLogger(__name__)
+
+# Delta Lake as AWS documents it for EMR 7.0.0 and later (emr-spark-8.0.0 included): the
+# cluster's delta-defaults classification puts the jars on the classpath; EMR Serverless
+# names them in spark.jars (delta-core.jar was renamed delta-spark.jar in EMR 7.0.0)
+EMR_DELTA_JARS = ("/usr/share/aws/delta/lib/delta-spark.jar",
+                  "/usr/share/aws/delta/lib/delta-storage.jar")
+DELTA_SQL_CONF = {
+    "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
+    "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
+}
+# where bootstrap.sh records, on every node, the dependencies it installed at boot
+DEPENDENCIES_STATE = "/var/lib/sparkmlops/dependencies.sha256"
 
 
 # ---------------------------------------------------------------- EMR
@@ -64,13 +78,45 @@ def emr_job_env(settings: Settings) -> dict[str, str]:
     return env
 
 
+def delta_python_requirement(settings: Settings) -> str:
+    """The pip requirement of Delta's Python API (``delta.tables``) at the version of the
+    release's Delta, e.g. ``delta-spark==4.0.0``. Install it with ``--no-deps``: its wheel
+    requires pyspark, which would put a second Spark over the cluster's own."""
+    spec = settings.deploy.emr
+    assert spec is not None
+    return f"delta-spark=={spec.delta}"
+
+
 def emr_add_steps(settings: Settings, jobs: list[str] | None = None) -> dict[str, Any]:
-    """The request body of EMR's AddJobFlowSteps (``aws emr add-steps --cli-input-json``)
-    for ``jobs`` (default: ``deploy.emr.steps``, in that order)."""
+    """The request body of EMR's AddJobFlowSteps (sent with ``call_aws``: the AWS CLI's
+    ``emr add-steps`` takes other arguments) for ``jobs`` (default: ``deploy.emr.steps``,
+    in that order), after a step that checks the cluster still has the dependencies the
+    jobs need (``emr_check_dependencies_step``)."""
     spec = settings.deploy.emr
     assert spec is not None
     return {"JobFlowId": spec.cluster_id,
-            "Steps": [_emr_step(settings, job) for job in (jobs or spec.steps)]}
+            "Steps": [emr_check_dependencies_step(settings),
+                      *(_emr_step(settings, job) for job in (jobs or spec.steps))]}
+
+
+def emr_check_dependencies_step(settings: Settings) -> dict[str, Any]:
+    """A step that runs ``bootstrap.sh --check`` on the primary node: it fails, and
+    cancels the steps after it, when the lock, the wheel's requirements or the Delta pin
+    on S3 differ from what bootstrap.sh installed at boot.
+
+    A running cluster keeps what its nodes installed at boot, and a step runs on the
+    primary node only: re-installing from a step would leave the executors' Python on
+    the old dependencies. New dependencies need a new cluster (``run-job-flow.json``).
+    Code changes need none: every step ships the wheel in ``--py-files``.
+    """
+    script = f"{emr_artifact_dir(settings)}/bootstrap.sh"
+    return {
+        "Name": job_name(settings, "check-dependencies"),
+        "ActionOnFailure": "CANCEL_AND_WAIT",
+        "HadoopJarStep": {"Jar": "command-runner.jar", "Args": [
+            "bash", "-c", f'f=$(mktemp) && aws s3 cp --only-show-errors {script} "$f" '
+                          '&& bash "$f" --check']},
+    }
 
 
 def _emr_step(settings: Settings, job: str) -> dict[str, Any]:
@@ -78,6 +124,10 @@ def _emr_step(settings: Settings, job: str) -> dict[str, Any]:
     assert spec is not None
     script, args = emr_job_script(settings, job)
     submit = ["spark-submit", "--deploy-mode", "cluster", "--py-files", wheel_location(settings)]
+    # static SQL settings, fixed when the session starts: on the command line they hold on
+    # any cluster with delta-defaults, whatever its spark-defaults say
+    for name, value in DELTA_SQL_CONF.items():
+        submit += ["--conf", f"{name}={value}"]
     for name, value in {"PYSPARK_PYTHON": spec.python, **emr_job_env(settings)}.items():
         # cluster mode: the driver runs in the YARN application master
         submit += ["--conf", f"spark.yarn.appMasterEnv.{name}={value}",
@@ -105,6 +155,9 @@ def emr_start_job_run(settings: Settings, job: str) -> dict[str, Any]:
     script, args = emr_job_script(settings, job)
     # Serverless has no bootstrap actions: the dependencies come as a packed virtualenv
     conf = {
+        # EMR's own Delta (the release's version): the packed venv holds its Python API
+        "spark.jars": ",".join(EMR_DELTA_JARS),
+        **DELTA_SQL_CONF,
         "spark.archives": f"{venv_archive_location(settings)}#environment",
         "spark.emr-serverless.driverEnv.PYSPARK_DRIVER_PYTHON": "./environment/bin/python",
         "spark.emr-serverless.driverEnv.PYSPARK_PYTHON": "./environment/bin/python",
@@ -134,25 +187,199 @@ def emr_start_job_run(settings: Settings, job: str) -> dict[str, Any]:
 
 
 def emr_bootstrap(settings: Settings) -> str:
-    """bootstrap.sh: install the wheel with the pinned dependencies on every node."""
+    """bootstrap.sh: install the wheel with the pinned dependencies on every node, and
+    record them; ``bootstrap.sh --check`` (a step) compares them with those on S3."""
     spec = settings.deploy.emr
     assert spec is not None
     return f"""#!/bin/bash
 # EMR bootstrap action: install sparkmlops {__version__} on every node of the cluster,
 # its dependencies pinned by the project's lock file (pip constraints: a pin only
-# applies to what the wheel requires). Generated by `sparkmlops deploy --target emr`.
+# applies to what the wheel requires), with the [aws] extra (botocore reads the
+# secrets of deploy.secrets). Not pyspark: the cluster's Spark is the one jobs use.
+# With --check (the first step of add-steps.json, on the primary node) it installs
+# nothing and fails if the dependencies on S3 differ from those installed at boot:
+# a running cluster keeps them, so new dependencies need a new cluster.
+# Generated by `sparkmlops deploy --target emr`.
 set -euo pipefail
 PYTHON={spec.python}
 WHEEL={wheel_location(settings)}
+WHEEL_FILE={wheel_name(settings)}
 CONSTRAINTS={constraints_location(settings)}
-work=$(mktemp -d)
+# delta.tables at the version of the release's Delta ({spec.release_label}); not from the
+# lock (it pins the Delta the suite runs on) and --no-deps (it requires pyspark)
+DELTA={delta_python_requirement(settings)}
+STATE={DEPENDENCIES_STATE}
+""" + _BOOTSTRAP_BODY
+
+
+_BOOTSTRAP_BODY = r"""work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+fetch() {
+    aws s3 cp --only-show-errors "$WHEEL" "$work/$WHEEL_FILE"
+    aws s3 cp --only-show-errors "$CONSTRAINTS" "$work/constraints.txt"
+}
+
+# what a node's Python environment is built from: the lock, the wheel's requirements
+# (not its code: every step ships the wheel in --py-files), the interpreter, Delta
+fingerprint() {
+    {
+        cat "$work/constraints.txt"
+        "$PYTHON" -c 'import sys, zipfile
+wheel = zipfile.ZipFile(sys.argv[1])
+meta = next(n for n in wheel.namelist() if n.endswith(".dist-info/METADATA"))
+for line in wheel.read(meta).decode().splitlines():
+    if line.startswith("Requires-Dist:"):
+        print(line)' "$work/$WHEEL_FILE"
+        echo "$PYTHON $DELTA"
+    } | sha256sum | cut -d' ' -f1
+}
+
+if [ "${1:-}" = "--check" ]; then
+    fetch
+    if [ "$(fingerprint)" != "$(cat "$STATE" 2>/dev/null || true)" ]; then
+        echo "sparkmlops: this cluster installed other dependencies at boot than" \
+             "$WHEEL and $CONSTRAINTS need; start a new cluster (emr/run-job-flow.json)" \
+             "and set deploy.emr.cluster_id to it" >&2
+        exit 1
+    fi
+    exit 0
+fi
+
 if ! command -v "$PYTHON" >/dev/null; then
     sudo dnf install -y -q "$(basename "$PYTHON")" "$(basename "$PYTHON")-pip"
 fi
-aws s3 cp --only-show-errors "$WHEEL" "$work/"
-aws s3 cp --only-show-errors "$CONSTRAINTS" "$work/constraints.txt"
-sudo "$PYTHON" -m pip install --quiet -c "$work/constraints.txt" "$work/{wheel_name(settings)}"
+fetch
+sudo "$PYTHON" -m pip install --quiet -c "$work/constraints.txt" "$work/${WHEEL_FILE}[aws]"
+sudo "$PYTHON" -m pip install --quiet --no-deps "$DELTA"
+sudo mkdir -p "$(dirname "$STATE")"
+fingerprint | sudo tee "$STATE" >/dev/null
 """
+
+
+def emr_cluster_configurations(settings: Settings) -> list[dict[str, Any]]:
+    """The ``Configurations`` of RunJobFlow (``aws emr create-cluster --configurations``):
+    Delta enabled as AWS documents it (``delta-defaults``), its extension and catalog in
+    ``spark-defaults``, and the interpreter bootstrap.sh installs into as PySpark's."""
+    spec = settings.deploy.emr
+    assert spec is not None
+    return [
+        {"Classification": "delta-defaults", "Properties": {"delta.enabled": "true"}},
+        {"Classification": "spark-defaults", "Properties": dict(DELTA_SQL_CONF)},
+        {"Classification": "spark-env", "Properties": {}, "Configurations": [
+            {"Classification": "export", "Properties": {"PYSPARK_PYTHON": spec.python}}]},
+    ]
+
+
+def emr_run_job_flow(settings: Settings) -> dict[str, Any]:
+    """The request body of RunJobFlow (``aws emr create-cluster`` takes the same
+    settings): a long-running cluster of ``deploy.emr.release_label`` with Delta, the
+    bootstrap action, and the instance profile that ``iam-policy.json`` is for."""
+    spec = settings.deploy.emr
+    assert spec is not None
+    cluster = spec.cluster
+    instances: dict[str, Any] = {
+        "InstanceGroups": [
+            {"Name": "primary", "InstanceRole": "MASTER", "InstanceCount": 1,
+             "InstanceType": cluster.primary_instance_type},
+            {"Name": "core", "InstanceRole": "CORE", "InstanceCount": cluster.core_instances,
+             "InstanceType": cluster.core_instance_type},
+        ],
+        # steps arrive over time (add-steps, schedules): the cluster waits for them
+        "KeepJobFlowAliveWhenNoSteps": True,
+        "TerminationProtected": False,
+    }
+    if cluster.subnet_id is not None:
+        instances["Ec2SubnetId"] = cluster.subnet_id
+    body: dict[str, Any] = {
+        "Name": job_name(settings, "cluster"),
+        "ReleaseLabel": spec.release_label,
+        "Applications": [{"Name": "Spark"}],
+        "Configurations": emr_cluster_configurations(settings),
+        "Instances": instances,
+        "BootstrapActions": [{"Name": "sparkmlops", "ScriptBootstrapAction": {
+            "Path": f"{emr_artifact_dir(settings)}/bootstrap.sh", "Args": []}}],
+        "JobFlowRole": cluster.instance_profile,
+        "ServiceRole": cluster.service_role,
+        "VisibleToAllUsers": True,
+        "Tags": [{"Key": "sparkmlops_dataset", "Value": settings.dataset.name}],
+    }
+    if cluster.log_uri is not None:
+        body["LogUri"] = cluster.log_uri
+    return body
+
+
+def _s3_bucket_prefix(uri: str) -> tuple[str, str] | None:
+    match = re.match(r"^s3a?://([^/]+)/?(.*?)/?$", uri)
+    return (match.group(1), match.group(2)) if match else None
+
+
+def emr_iam_policy(settings: Settings) -> dict[str, Any]:
+    """The IAM policy document of the nodes' instance profile role (and of the EMR
+    Serverless execution role): read the artifacts, the conf dir and the landing files,
+    read and write the lake under ``storage.root``, write the logs, and read exactly
+    the Secrets Manager secrets of ``deploy.secrets``."""
+    spec = settings.deploy.emr
+    assert spec is not None
+    read = [emr_artifact_dir(settings), emr_conf_dir(settings), settings.dataset.source.path]
+    write = [settings.storage.root]
+    logs = [spec.cluster.log_uri, spec.serverless.log_uri if spec.serverless else None]
+    objects: dict[str, list[str]] = {"read": [], "write": [], "logs": []}
+    listed: dict[str, list[str]] = {}
+    for kind, uris in (("read", read), ("write", write), ("logs", logs)):
+        for uri in uris:
+            parts = _s3_bucket_prefix(uri) if uri else None
+            if parts is None:
+                continue
+            bucket, prefix = parts
+            arn = f"arn:aws:s3:::{bucket}/{prefix}/*" if prefix else f"arn:aws:s3:::{bucket}/*"
+            if arn not in objects[kind]:
+                objects[kind].append(arn)
+            prefixes = listed.setdefault(bucket, [])
+            for pattern in ([prefix, f"{prefix}/*"] if prefix else ["*"]):
+                if pattern not in prefixes:
+                    prefixes.append(pattern)
+    for kind, arns in objects.items():
+        # a folder inside another one of the same statement adds nothing
+        objects[kind] = [arn for arn in arns if not any(
+            other != arn and arn.startswith(other[:-1]) for other in arns)]
+    actions = {"read": ("ReadArtifactsConfAndLanding", ["s3:GetObject"]),
+               "write": ("ReadWriteLake", ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"]),
+               "logs": ("WriteLogs", ["s3:PutObject"])}
+    # a statement without a resource is invalid: a lake in a catalog's own storage has none
+    statements: list[dict[str, Any]] = [
+        {"Sid": sid, "Effect": "Allow", "Action": action, "Resource": objects[kind]}
+        for kind, (sid, action) in actions.items() if objects[kind]]
+    for i, (bucket, wanted) in enumerate(listed.items()):
+        # a prefix another pattern of the bucket matches adds nothing
+        prefixes = [p for p in wanted if not any(
+            other != p and other.endswith("*") and fnmatch.fnmatchcase(p, other)
+            for other in wanted)]
+        statements.append({"Sid": f"List{i}", "Effect": "Allow", "Action": ["s3:ListBucket"],
+                           "Resource": f"arn:aws:s3:::{bucket}",
+                           "Condition": {"StringLike": {"s3:prefix": prefixes}}})
+    secrets = sorted(set(secret_refs(settings, "emr").values()))
+    if secrets:
+        statements.append({"Sid": "ReadSecrets", "Effect": "Allow",
+                           "Action": ["secretsmanager:GetSecretValue"], "Resource": secrets})
+    return {"Version": "2012-10-17", "Statement": statements}
+
+
+def emr_sns_topic_policy(settings: Settings) -> dict[str, Any]:
+    """The request body of SNS SetTopicAttributes (``aws sns set-topic-attributes
+    --cli-input-json``): the topic's access policy, letting EventBridge publish to
+    ``failure_topic_arn`` for the failure rule only. It replaces the topic's policy."""
+    spec = settings.deploy.emr
+    assert spec is not None and spec.failure_topic_arn is not None
+    topic = spec.failure_topic_arn
+    partition, region, account = topic.split(":")[1], topic.split(":")[3], topic.split(":")[4]
+    rule_arn = f"arn:{partition}:events:{region}:{account}:rule/{job_name(settings, 'failures')}"
+    policy = {"Version": "2012-10-17", "Statement": [{
+        "Sid": "FailureRulePublishes", "Effect": "Allow",
+        "Principal": {"Service": "events.amazonaws.com"},
+        "Action": "sns:Publish", "Resource": topic,
+        "Condition": {"ArnEquals": {"aws:SourceArn": rule_arn}}}]}
+    return {"TopicArn": topic, "AttributeName": "Policy", "AttributeValue": json.dumps(policy)}
 
 
 def aws_cron(quartz: str) -> str:
@@ -234,3 +461,28 @@ def emr_failure_rule(settings: Settings) -> tuple[dict[str, Any], dict[str, Any]
                            f"(env {settings.env}) to SNS"}
     targets = {"Rule": rule_name, "Targets": [{"Id": "sns", "Arn": spec.failure_topic_arn}]}
     return rule, targets
+
+
+def call_aws(service: str, operation: str, request_file: str) -> dict[str, Any]:
+    """Call one AWS API operation with a generated request body, e.g.
+    ``call_aws("emr", "run_job_flow", "emr/run-job-flow.json")``.
+
+    The AWS CLI has no ``emr run-job-flow`` or ``emr add-job-flow-steps`` (its own
+    ``create-cluster`` and ``add-steps`` take other arguments), so the generated bodies of
+    those operations go through botocore (``pip install sparkmlops[aws]``), with the
+    credentials and region of the usual AWS environment.
+    """
+    import botocore.session
+
+    with open(request_file) as handle:
+        request = json.load(handle)
+    client = botocore.session.get_session().create_client(service)
+    response: dict[str, Any] = getattr(client, operation)(**request)
+    response.pop("ResponseMetadata", None)
+    return response
+
+
+if __name__ == "__main__":  # python -m sparkmlops.deploy.emr <service> <operation> <file>
+    import sys
+
+    print(json.dumps(call_aws(*sys.argv[1:4]), indent=2, default=str))

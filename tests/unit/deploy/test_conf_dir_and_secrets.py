@@ -52,7 +52,7 @@ def test_every_emr_job_names_the_conf_dir_beside_the_wheel(tmp_path):
     steps = emr_add_steps(settings, ["batch", "continuous", "maintain"])["Steps"]
     runs = [emr_start_job_run(settings, job) for job in ("batch", "maintain")]
 
-    for args in [s["HadoopJarStep"]["Args"] for s in steps] + [
+    for args in [s["HadoopJarStep"]["Args"] for s in steps[1:]] + [
             r["jobDriver"]["sparkSubmit"]["entryPointArguments"] for r in runs]:
         assert args[-2:] == ["--conf-dir", "s3://acme-ml/sparkmlops/conf"], args
 
@@ -69,7 +69,7 @@ def test_every_databricks_task_names_the_conf_dir(tmp_path):
 def test_an_explicit_conf_dir_wins(tmp_path):
     settings = _emr(tmp_path, "deploy.conf_dir=s3://acme-ml/shared/conf")
 
-    args = emr_add_steps(settings, ["batch"])["Steps"][0]["HadoopJarStep"]["Args"]
+    args = emr_add_steps(settings, ["batch"])["Steps"][1]["HadoopJarStep"]["Args"]
 
     assert args[-2:] == ["--conf-dir", "s3://acme-ml/shared/conf"]
 
@@ -130,7 +130,7 @@ def test_a_secret_is_a_reference_in_every_generated_file(tmp_path):
     assert not [p for p, text in texts.items() if TOKEN_VALUE in text]
     steps = json.loads((tmp_path / "emr/add-steps.json").read_text())["Steps"]
     assert (f"spark.yarn.appMasterEnv.{AWS_SECRETS_ENV}=MLFLOW_TRACKING_TOKEN={ARN}"
-            in steps[0]["HadoopJarStep"]["Args"])
+            in steps[1]["HadoopJarStep"]["Args"])
     run = json.loads((tmp_path / "emr/start-job-run.json").read_text())
     assert (f"spark.emr-serverless.driverEnv.{AWS_SECRETS_ENV}=MLFLOW_TRACKING_TOKEN={ARN}"
             in run["jobDriver"]["sparkSubmit"]["sparkSubmitParameters"].split(" "))

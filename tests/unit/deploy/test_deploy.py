@@ -90,14 +90,18 @@ def test_add_steps_body_is_valid_for_emr_and_runs_each_job_in_order(tmp_path):
 
     _validate("emr", "AddJobFlowSteps", body)
     assert body["JobFlowId"] == "j-2AXXXXXXGAPLF"
-    assert [s["Name"] for s in body["Steps"]] == ["sparkmlops-penguins-batch",
+    assert [s["Name"] for s in body["Steps"]] == ["sparkmlops-penguins-check-dependencies",
+                                                 "sparkmlops-penguins-batch",
                                                  "sparkmlops-penguins-maintain"]
-    assert body["Steps"][0] == {
+    assert body["Steps"][1] == {
         "Name": "sparkmlops-penguins-batch",
         "ActionOnFailure": "CONTINUE",
         "HadoopJarStep": {"Jar": "command-runner.jar", "Args": [
             "spark-submit", "--deploy-mode", "cluster",
             "--py-files", f"s3://acme-ml/sparkmlops/{WHEEL}",
+            "--conf", "spark.sql.extensions=io.delta.sql.DeltaSparkSessionExtension",
+            "--conf", "spark.sql.catalog.spark_catalog="
+                      "org.apache.spark.sql.delta.catalog.DeltaCatalog",
             "--conf", "spark.yarn.appMasterEnv.PYSPARK_PYTHON=/usr/bin/python3.11",
             "--conf", "spark.executorEnv.PYSPARK_PYTHON=/usr/bin/python3.11",
             "--conf", "spark.yarn.appMasterEnv.MLFLOW_TRACKING_URI=http://mlflow.internal:5000",
@@ -106,14 +110,14 @@ def test_add_steps_body_is_valid_for_emr_and_runs_each_job_in_order(tmp_path):
             "s3://acme-ml/sparkmlops/jobs/pipeline.py",
             "--mode", "batch", "--env", "emr", "--dataset", "penguins", *EMR_CONF_DIR]},
     }
-    assert body["Steps"][1]["HadoopJarStep"]["Args"][-7:] == [
+    assert body["Steps"][2]["HadoopJarStep"]["Args"][-7:] == [
         "s3://acme-ml/sparkmlops/jobs/maintain.py", "--env", "emr", "--dataset", "penguins",
         *EMR_CONF_DIR]
 
 
 def test_an_invalid_add_steps_body_is_caught_by_the_validator(tmp_path):
     body = emr_add_steps(_emr(tmp_path))
-    body["Steps"][0]["ActionOnFailure"] = 7  # the check this test suite relies on must bite
+    body["Steps"][1]["ActionOnFailure"] = 7  # the check this test suite relies on must bite
 
     with pytest.raises(botocore.exceptions.ParamValidationError, match="ActionOnFailure"):
         _validate("emr", "AddJobFlowSteps", body)
@@ -169,7 +173,8 @@ def test_schedules_start_one_step_per_scheduled_job_on_the_cluster(tmp_path):
         request = json.loads(body["Target"]["Input"])
         _validate("emr", "AddJobFlowSteps", request)
         assert request == emr_add_steps(settings, [job])
-        assert [s["Name"] for s in request["Steps"]] == [f"sparkmlops-penguins-{job}"]
+        assert [s["Name"] for s in request["Steps"]] == [
+            "sparkmlops-penguins-check-dependencies", f"sparkmlops-penguins-{job}"]
     maintain = schedules["maintain"]
     assert {k: v for k, v in maintain.items() if k not in ("Target", "Description")} == {
         "Name": "sparkmlops-penguins-maintain", "ScheduleExpression": "cron(0 3 * * ? *)",
@@ -200,7 +205,7 @@ def test_no_scheduler_role_no_schedules(tmp_path):
 
     assert emr_schedules(settings) == {}
     assert not [p for p in files if p.name.startswith("schedule-")]
-    assert ("5. No schedules: set `deploy.emr.scheduler_role_arn` to have EventBridge "
+    assert ("6. No schedules: set `deploy.emr.scheduler_role_arn` to have EventBridge "
             "Scheduler run the jobs of `deploy.schedule`.") in files[tmp_path / "emr/README.md"]
 
 
@@ -238,8 +243,9 @@ def test_bootstrap_installs_the_wheel_with_the_lock_as_constraints(tmp_path):
     assert f"WHEEL=s3://acme-ml/sparkmlops/{WHEEL}\n" in script
     assert (f"CONSTRAINTS=s3://acme-ml/sparkmlops/sparkmlops-{__version__}-constraints.txt\n"
             in script)
-    assert (f'sudo "$PYTHON" -m pip install --quiet -c "$work/constraints.txt" "$work/{WHEEL}"'
-            in script)
+    assert f"WHEEL_FILE={WHEEL}\n" in script
+    assert ('sudo "$PYTHON" -m pip install --quiet -c "$work/constraints.txt" '
+            '"$work/${WHEEL_FILE}[aws]"' in script)
 
 
 # ---------------------------------------------------------------- Databricks
@@ -422,13 +428,16 @@ def test_deploy_command_writes_every_target_of_the_env(tmp_path, capsys):
     assert written == [".github/workflows/sparkmlops-penguins-deploy-emr.yml",
                        ".github/workflows/sparkmlops-penguins-tests.yml",
                        "emr/README.md", "emr/add-steps.json", "emr/bootstrap.sh",
+                       "emr/cluster-configurations.json",
                        "emr/failure-rule.json", "emr/failure-targets.json",
+                       "emr/iam-policy.json", "emr/run-job-flow.json",
                        "emr/schedule-continuous.json", "emr/schedule-maintain.json",
+                       "emr/sns-topic-policy.json",
                        "emr/start-job-run-maintain.json", "emr/start-job-run.json"]
     assert "targets emr, github" in out
     assert "CHANGE-ME" not in out
     steps = json.loads((tmp_path / "emr/add-steps.json").read_text())["Steps"]
-    assert [s["HadoopJarStep"]["Args"][-9:] for s in steps] == [
+    assert [s["HadoopJarStep"]["Args"][-9:] for s in steps[1:]] == [
         ["s3://acme-ml/sparkmlops/jobs/pipeline.py", "--mode", "batch", "--env", "emr",
          "--dataset", "penguins", *EMR_CONF_DIR],
         ["--executor-memory", "8g", "s3://acme-ml/sparkmlops/jobs/maintain.py", "--env", "emr",

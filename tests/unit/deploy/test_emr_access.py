@@ -1,0 +1,128 @@
+"""Issue 21, fault 8 on EMR: the IAM policy of the instance profile (secrets by exact ARN),
+the SNS topic policy EventBridge needs to publish failures, and EMR Serverless opt-in.
+Checked with botocore's IAM and SNS models."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import botocore.session
+from botocore.stub import Stubber
+
+from sparkmlops.config import load_settings
+from sparkmlops.deploy import render
+from sparkmlops.deploy.emr import call_aws, emr_iam_policy, emr_sns_topic_policy
+from tests.unit.deploy.test_deploy import EMR_PROJECT, EMR_SETTINGS, _validate
+
+ARN = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:mlflow-token-AbCdEf"
+OTHER_ARN = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:db-password-XyZ123"
+SECRETS = (f"deploy.secrets={{MLFLOW_TRACKING_TOKEN: {{aws_secret_arn: '{ARN}'}}, "
+           f"DB_PASSWORD: {{aws_secret_arn: '{OTHER_ARN}'}}}}")
+
+
+def _emr(tmp_path: Path, *extra: str):
+    return load_settings("emr", "penguins",
+                         overrides=[f"project_dir={tmp_path}", *EMR_SETTINGS, *extra])
+
+
+def test_the_iam_policy_grants_the_artifacts_the_lake_the_logs_and_exactly_the_secrets(
+        tmp_path):
+    policy = emr_iam_policy(_emr(tmp_path, SECRETS,
+                                 "deploy.emr.cluster.log_uri=s3://acme-logs/emr/"))
+
+    _validate("iam", "PutRolePolicy", {"RoleName": "EMR_EC2_DefaultRole",
+                                       "PolicyName": "sparkmlops-penguins-access",
+                                       "PolicyDocument": json.dumps(policy)})
+    assert policy == {"Version": "2012-10-17", "Statement": [
+        {"Sid": "ReadArtifactsConfAndLanding", "Effect": "Allow", "Action": ["s3:GetObject"],
+         # the conf dir (<wheel folder>/conf) is inside the artifacts folder
+         "Resource": ["arn:aws:s3:::acme-ml/sparkmlops/*",
+                      "arn:aws:s3:::acme-ml/landing/penguins/*"]},
+        {"Sid": "ReadWriteLake", "Effect": "Allow",
+         "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
+         "Resource": ["arn:aws:s3:::acme-ml/sparkmlops/lake/*"]},
+        {"Sid": "WriteLogs", "Effect": "Allow", "Action": ["s3:PutObject"],
+         "Resource": ["arn:aws:s3:::acme-logs/emr/*", "arn:aws:s3:::acme-ml/logs/*"]},
+        {"Sid": "List0", "Effect": "Allow", "Action": ["s3:ListBucket"],
+         "Resource": "arn:aws:s3:::acme-ml",
+         "Condition": {"StringLike": {"s3:prefix": [
+             "sparkmlops", "sparkmlops/*", "landing/penguins", "landing/penguins/*",
+             "logs", "logs/*"]}}},
+        {"Sid": "List1", "Effect": "Allow", "Action": ["s3:ListBucket"],
+         "Resource": "arn:aws:s3:::acme-logs",
+         "Condition": {"StringLike": {"s3:prefix": ["emr", "emr/*"]}}},
+        {"Sid": "ReadSecrets", "Effect": "Allow", "Action": ["secretsmanager:GetSecretValue"],
+         "Resource": [OTHER_ARN, ARN]},
+    ]}
+
+
+def test_without_secrets_the_policy_grants_no_secret(tmp_path):
+    policy = emr_iam_policy(_emr(tmp_path))
+
+    assert [s["Sid"] for s in policy["Statement"]] == [
+        "ReadArtifactsConfAndLanding", "ReadWriteLake", "WriteLogs", "List0"]
+
+
+def test_the_sns_policy_lets_only_the_failure_rule_publish(tmp_path):
+    body = emr_sns_topic_policy(_emr(tmp_path))
+
+    _validate("sns", "SetTopicAttributes", body)
+    assert {k: v for k, v in body.items() if k != "AttributeValue"} == {
+        "TopicArn": "arn:aws:sns:eu-west-1:123456789012:ml-oncall", "AttributeName": "Policy"}
+    assert json.loads(body["AttributeValue"]) == {"Version": "2012-10-17", "Statement": [{
+        "Sid": "FailureRulePublishes", "Effect": "Allow",
+        "Principal": {"Service": "events.amazonaws.com"},
+        "Action": "sns:Publish", "Resource": "arn:aws:sns:eu-west-1:123456789012:ml-oncall",
+        "Condition": {"ArnEquals": {"aws:SourceArn":
+            "arn:aws:events:eu-west-1:123456789012:rule/sparkmlops-penguins-failures"}}}]}
+
+
+def test_deploy_writes_the_policies_and_says_how_to_apply_them(tmp_path):
+    files = render(_emr(tmp_path, SECRETS), ["emr"], out_dir=tmp_path)
+
+    assert json.loads(files[tmp_path / "emr/iam-policy.json"]) == emr_iam_policy(
+        _emr(tmp_path, SECRETS))
+    assert json.loads(files[tmp_path / "emr/sns-topic-policy.json"]) == emr_sns_topic_policy(
+        _emr(tmp_path))
+    readme = files[tmp_path / "emr/README.md"]
+    assert ("2. Permissions: `aws iam put-role-policy --role-name <the role of instance "
+            "profile EMR_EC2_DefaultRole> --policy-name sparkmlops-penguins-access "
+            "--policy-document file://emr/iam-policy.json` (and the same on the EMR "
+            "Serverless execution role).") in readme
+    assert ("`aws sns set-topic-attributes --cli-input-json file://emr/sns-topic-policy.json`"
+            in readme)
+    assert f"`MLFLOW_TRACKING_TOKEN` ← `{ARN}`" in readme
+
+
+def test_without_a_topic_there_is_no_sns_policy(tmp_path):
+    files = render(_emr(tmp_path, "deploy.emr.failure_topic_arn=null"), ["emr"],
+                   out_dir=tmp_path)
+
+    assert tmp_path / "emr/sns-topic-policy.json" not in files
+
+
+def test_emr_serverless_is_off_unless_configured(tmp_path):
+    settings = load_settings("emr", "penguins", overrides=[
+        f"project_dir={tmp_path}", *EMR_PROJECT, "deploy.emr.cluster_id=j-2AXXXXXXGAPLF",
+        "deploy.wheel=s3://acme-ml/sparkmlops/sparkmlops-{version}-py3-none-any.whl"])
+
+    assert settings.deploy.emr is not None and settings.deploy.emr.serverless is None
+    files = render(settings, ["emr"], out_dir=tmp_path)
+    assert not [p for p in files if p.name.startswith("start-job-run")]
+    assert ("5. EMR Serverless is off: to use it, set `deploy.emr.serverless` "
+            "(`application_id`, `execution_role_arn`, `log_uri`) and deploy again."
+            ) in files[tmp_path / "emr/README.md"]
+
+
+def test_call_aws_sends_a_generated_body_through_botocore(tmp_path, monkeypatch):
+    request = {"JobFlowId": "j-1", "Steps": []}
+    (tmp_path / "add-steps.json").write_text(json.dumps(request))
+    client = botocore.session.get_session().create_client(
+        "emr", region_name="eu-west-1", aws_access_key_id="x", aws_secret_access_key="x")
+    monkeypatch.setattr(botocore.session.Session, "create_client", lambda self, name: client)
+
+    with Stubber(client) as stub:
+        stub.add_response("add_job_flow_steps", {"StepIds": ["s-1"]}, request)
+        assert call_aws("emr", "add_job_flow_steps", str(tmp_path / "add-steps.json")) == {
+            "StepIds": ["s-1"]}
