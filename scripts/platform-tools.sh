@@ -5,8 +5,10 @@
 # Leaves TOOLS_DIR/bin/{databricks,actionlint} (symlinks to versioned binaries) and prints
 # that bin folder. A tool already built at its version is not built again; a version bump
 # here builds the new one beside the old. Go's own module and build caches are used
-# (GOMODCACHE, GOCACHE), so a second worktree on the same machine builds from cache.
-# Measured on 2 cores, cold caches: the CLI took about 6 min, actionlint about 1 min.
+# (GOMODCACHE, GOCACHE), so a second checkout on the same machine builds from cache.
+# Measured on 2 cores (go 1.26.8), empty caches, downloads included: the CLI 138 s (and
+# 0.8 GB of modules plus 0.8 GB of build cache), actionlint 11 s alone; with the binaries
+# present this script takes 0.01 s.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 TOOLS="$(mkdir -p "${1:-${ROOT}/.tools}" && cd "${1:-${ROOT}/.tools}" && pwd)"
@@ -34,8 +36,8 @@ go_tool() {
     ln -sfn "../go/${name}@${version}/${binary}" "${TOOLS}/bin/${name}"
 }
 
-# `go install github.com/databricks/cli@v0.298.0` stops on go 1.26 before building: it looks
-# up the module's deprecation through the proxy's version list, which answers 403. Built
+# `go install github.com/databricks/cli@v0.298.0` stops here (go 1.26.8) before building: it
+# looks up the module's deprecation in the proxy's version list, which answers 403. Built
 # instead as the one requirement of a throwaway module: the same dependency versions (every
 # one `go version -m` lists matches the CLI's go.mod) and the version stamp a release has.
 build_databricks_cli() {
@@ -49,6 +51,7 @@ build_databricks_cli() {
     rm -rf "${src}"
 }
 
+# GOFLAGS replaced, not extended: a -mod=vendor from the caller's environment would refuse
 build_actionlint() {
     GOFLAGS=-mod=mod GOBIN="${OUT}" \
         go install "github.com/rhysd/actionlint/cmd/actionlint@${ACTIONLINT_VERSION}"
