@@ -38,11 +38,13 @@ render() {  # render PROJECT ENV ARGS...: sparkmlops deploy in a fresh project w
         --env "${env}" --dataset penguins --conf-dir conf --out . "$@" >/dev/null)
 }
 
-databricks_set=(--set "deploy.databricks.run_as_service_principal=${SERVICE_PRINCIPAL}")
+databricks_set=(--set "deploy.databricks.run_as_service_principal=${SERVICE_PRINCIPAL}"
+    --set dataset.source.path=/Volumes/main/sparkmlops/landing/penguins)
 for pair in ${BUNDLE_CHECK_SET:-}; do databricks_set+=(--set "${pair}"); done
 render databricks databricks --target databricks,github "${databricks_set[@]}"
 render emr emr --target emr,github --set storage.root=s3a://acme-ml/sparkmlops/lake \
-    --set tracking.tracking_uri=http://mlflow.internal:5000
+    --set tracking.tracking_uri=http://mlflow.internal:5000 \
+    --set dataset.source.path=s3a://acme-ml/landing/penguins
 
 # actionlint also runs shellcheck on each `run:` script (shellcheck is on PATH)
 check "actionlint" env PATH="${TOOLS_BIN}:${PATH}" "${TOOLS_BIN}/actionlint" -no-color \

@@ -40,8 +40,13 @@ def _jobs(bundle: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return bundle.get("resources", {}).get("jobs", {})
 
 
-def _work(job: dict[str, Any]) -> dict[str, Any]:
-    return {key: job[key] for key in WORK_KEYS if key in job}
+def _work(bundle: dict[str, Any], key: str) -> dict[str, Any]:
+    """What job ``key`` runs, with the bundle's own root written ``<root>``: each user's
+    dev copy of the synced files (the conf dir, say) is under their own root, but holds
+    the same config, so a path into it isolates nothing."""
+    job = _jobs(bundle)[key]
+    text = json.dumps({k: job[k] for k in WORK_KEYS if k in job})
+    return json.loads(text.replace(bundle["workspace"]["root_path"], "<root>"))
 
 
 def _differences(first: Any, second: Any, where: str = "") -> list[str]:
@@ -104,10 +109,11 @@ def test_dev_job_names_carry_the_developer_s_prefix(user):
 
 
 def test_two_developers_dev_jobs_do_not_share_tables_model_or_experiment():
-    first, second = (_jobs(_validated("dev", u)) for u in USERS)
+    first, second = (_validated("dev", u) for u in USERS)
 
-    assert sorted(first) == sorted(second)
-    shared = sorted(key for key in first if _work(first[key]) == _work(second[key]))
+    assert sorted(_jobs(first)) == sorted(_jobs(second))
+    shared = sorted(key for key in _jobs(first)
+                    if _work(first, key) == _work(second, key))
     assert shared == [], (
         f"{USERS[0]} and {USERS[1]} deploying dev get the same tasks, clusters and "
         f"parameters (so the same tables, model and experiment) for {shared}")

@@ -23,8 +23,9 @@ from sparkmlops.deploy import render
 
 SCHEMA = (Path(__file__).resolve().parents[2]
           / "fixtures/databricks/bundle-schema-v0.298.0.json")
-# what a project configures beside the packaged databricks.yml: every option the bundle
-# renders differently for
+# what every project sets before deploying: a landing path the cluster can read
+PROJECT = ["dataset.source.path=/Volumes/main/sparkmlops/landing/penguins"]
+# what a project may configure beside: every option the bundle renders differently for
 EVERY_OPTION = [
     "deploy.schedule.batch=0 30 1 ? * MON",
     "deploy.notifications.on_failure=[ml-oncall@example.com]",
@@ -37,6 +38,7 @@ EVERY_OPTION = [
     "deploy.wheel=dist/sparkmlops-{version}-py3-none-any.whl",
     "deploy.conf_dir=dbfs:/Volumes/main/ml/conf",
     "deploy.env={MLFLOW_EXPERIMENT_NAME: /Shared/penguins}",
+    "deploy.secrets={MLFLOW_TRACKING_TOKEN: {databricks: ml-scope/mlflow-token}}",
 ]
 
 
@@ -50,7 +52,7 @@ def _validator() -> jsonschema.protocols.Validator:
 
 def _bundle_files(tmp_path: Path, *overrides: str) -> dict[str, Any]:
     settings = load_settings("databricks", "penguins",
-                             overrides=[f"project_dir={tmp_path}", *overrides])
+                             overrides=[f"project_dir={tmp_path}", *PROJECT, *overrides])
     files = render(settings, ["databricks"], out_dir=tmp_path)
     return {path.relative_to(tmp_path).as_posix(): yaml.safe_load(text)
             for path, text in files.items() if path.suffix == ".yml"}
