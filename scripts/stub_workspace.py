@@ -39,7 +39,9 @@ class Workspace:
                                   f"/Workspace/Users/{user}", "/Users", f"/Users/{user}"}
 
     def me(self) -> dict[str, Any]:
-        return {"id": "4242424242424242", "userName": self.user, "displayName": "Dev User",
+        # the CLI names a service principal (a UUID userName) by its displayName
+        display = " ".join(part.capitalize() for part in self.user.split("@")[0].split("."))
+        return {"id": "4242424242424242", "userName": self.user, "displayName": display,
                 "active": True, "emails": [{"value": self.user, "primary": True}],
                 "groups": [{"display": "users", "value": "1"}]}
 
