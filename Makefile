@@ -73,6 +73,14 @@ browser:
 wheel: venv
 	PYTHON=$(BIN)/python scripts/build-wheel.sh $(CURDIR)/dist
 
+# The generated deploy files checked by the platforms' own tools: the official Databricks
+# CLI (built from the Go module proxy into .tools/, `bundle validate -t dev|prod` against a
+# loopback stub workspace, asserted by tests/platform/), actionlint and shellcheck.
+# Needs Go; BUNDLE_CHECK_DIR keeps the rendered files and the CLI's output there.
+.PHONY: bundle-check
+bundle-check: venv
+	PYTHON=$(BIN)/python scripts/bundle-check.sh $(BUNDLE_CHECK_DIR)
+
 run: setup
 	$(BIN)/sparkmlops pipeline --env $(ENV) --dataset $(DATASET)
 
