@@ -125,7 +125,7 @@ def _readme(project: str, dataset: str, ci: str, platforms: list[str]) -> str:
         "python -m venv .venv && . .venv/bin/activate",
         "pip install -r requirements.txt -c constraints.txt",
         "python -m pytest tests                      # what a pull request runs",
-        f"sparkmlops pipeline --env local --dataset {dataset}   # the example, on this machine",
+        f"sparkmlops pipeline --env local --dataset {dataset}   # the example here (Java 17)",
     ]
     steps += [f"sparkmlops deploy --env {p} --dataset {dataset} --target {p} --out build"
               f"   # check the {p} files" for p in platforms]
@@ -138,7 +138,9 @@ def _readme(project: str, dataset: str, ci: str, platforms: list[str]) -> str:
         f"{__version__}, written by `sparkmlops init`.", "",
         "- `conf/datasets/<name>.yml`: a dataset: source, schema, checks, features, model.",
         "- `conf/<env>.yml`: what differs per platform (" + ", ".join(platforms) + "), over "
-        "the defaults in the wheel. Replace every `CHANGE-ME`.",
+        "the defaults in the wheel. Replace every `CHANGE-ME` (`sparkmlops deploy` lists "
+        "those under `deploy:`; `project_dir`, the data's root on the platform, is yours to "
+        "check).",
         f"- `data/landing/{dataset}/`: example landing files (the Palmer penguins sample).",
         "- `requirements.txt` pins sparkmlops; `constraints.txt` is the lock its tests passed "
         "on. Change them together.",
