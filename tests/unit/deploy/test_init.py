@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import subprocess
 import sys
 from importlib import resources
 from pathlib import Path
 
 import pytest
+import yaml
 
 from sparkmlops import __version__
 from sparkmlops.cli import main
@@ -175,3 +177,27 @@ def test_a_job_script_only_for_a_job_command():
     with pytest.raises(ConfigError, match="no job runs sparkmlops 'train'; job commands: "
                                           "maintain, pipeline"):
         job_script("train")
+
+
+def test_the_deploy_workflows_own_sparkmlops_commands_run_in_the_new_project(
+        tmp_path, monkeypatch, capsys):
+    project = tmp_path / "acme-ml"
+    assert main(["init", str(project), "--platform", "emr"]) == 0
+    monkeypatch.chdir(project)
+    monkeypatch.delenv("SPARKMLOPS_CONF_DIR")
+    workflow = yaml.safe_load(
+        (project / ".github/workflows/sparkmlops-penguins-deploy-emr.yml").read_text())
+    conf_dir = "s3://CHANGE-ME-bucket/acme-ml/artifacts/conf/0123abc"
+    steps = workflow["jobs"]["deploy"]["steps"]
+    commands = [line for step in steps[-2:] for line in step["run"].splitlines()
+                if line.startswith("sparkmlops deploy")]
+
+    for command in commands:  # as bash expands them on a push, then a dispatch with batch
+        line = command.replace("$CONF_DIR", conf_dir).replace("$JOB", "batch")
+        assert main(shlex.split(line)[1:]) == 0, capsys.readouterr().err
+
+    for folder in ("emr", "run/emr"):  # the deploy's files, the manual run's
+        steps = json.loads((project / folder / "add-steps.json").read_text())["Steps"]
+        assert [s["Name"] for s in steps] == ["sparkmlops-penguins-batch"]
+        args = steps[0]["HadoopJarStep"]["Args"]
+        assert args[args.index("--conf-dir") + 1] == conf_dir
