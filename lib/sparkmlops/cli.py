@@ -17,7 +17,7 @@ import logging
 import sys
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from sparkmlops.command import Command
 from sparkmlops.config import Settings
@@ -26,6 +26,7 @@ from sparkmlops.errors import SparkmlopsError
 from sparkmlops.features.command import FEATURES
 from sparkmlops.inference.command import PREDICT
 from sparkmlops.ingest.command import INGEST
+from sparkmlops.init_command import INIT
 from sparkmlops.maintenance_command import MAINTAIN, SHOW_TABLE
 from sparkmlops.monitoring.command import MONITOR
 from sparkmlops.pipeline_command import PIPELINE
@@ -41,7 +42,7 @@ log = logging.getLogger("sparkmlops")
 # every command, in the order of `sparkmlops --help`; each declares its own options
 COMMANDS: dict[str, Command] = {c.name: c for c in (
     INGEST, VALIDATE, FEATURES, TRAIN, PROMOTE, PREDICT, MONITOR, PIPELINE, MAINTAIN,
-    SHOW_TABLE, REPRODUCE, PROFILE, DEPLOY)}
+    SHOW_TABLE, REPRODUCE, PROFILE, DEPLOY, INIT)}
 
 
 def common_options() -> argparse.ArgumentParser:
@@ -104,6 +105,10 @@ def run_command(command: Command, args: argparse.Namespace) -> int:
     _configure_logging(args.verbose)
     started = time.monotonic()
     try:
+        if command.scope == "none":
+            # init writes the conf dir: there are no settings to load yet
+            print(command.run(None, cast(Settings, None), "all", args))
+            return 0
         if args.batch_id is not None:
             check_batch_id(args.batch_id)
         # before config: a conf dir on S3, or MLflow, may need what the secrets hold

@@ -20,7 +20,8 @@ if TYPE_CHECKING:
 #   batch  - one batch; --batch-id defaults to a hash of the landing files not ingested yet
 #   tables - whole tables; the batch id is "all"
 #   config - only reads config: no Spark session (run gets spark=None, batch id "all")
-Scope = Literal["batch", "tables", "config"]
+#   none   - reads no config (init writes it): run gets spark=None, settings=None
+Scope = Literal["batch", "tables", "config", "none"]
 
 Run = Callable[[Any, "Settings", str, argparse.Namespace], str]
 

@@ -44,6 +44,7 @@ OWN_OPTIONS = {
     "reproduce": {"run_id", "--tolerance"},
     "profile": {"--layer", "--version", "--out"},
     "deploy": {"--target", "--out"},
+    "init": {"directory", "--ci", "--platform"},
 }
 
 

@@ -186,7 +186,7 @@ class EmrDeploySettings(StrictModel):
 
 class GithubDeploySettings(StrictModel):
     branch: str = "main"
-    test_command: str = "make test"
+    test_command: str = "python -m pytest tests"
 
 
 class SecretRef(StrictModel):

@@ -23,8 +23,10 @@ JOB_COMMANDS: dict[str, list[str]] = {
 }
 PLACEHOLDER = "CHANGE-ME"
 JOB_CLUSTER_KEY = "sparkmlops"
-# the pinned Databricks CLI of the generated workflows (mlops-stacks pins it the same way)
-DATABRICKS_CLI_VERSION = "v0.236.0"
+# the pinned Databricks CLI of the generated workflows (mlops-stacks pins it the same way):
+# a tag of databricks/setup-cli and of github.com/databricks/cli (v0.236.0 is neither
+# served by the Go module proxy nor a setup-cli tag; v0.298.0 built here, FIELD-NOTES)
+DATABRICKS_CLI_VERSION = "v0.298.0"
 
 
 # ---------------------------------------------------------------- shared pieces
@@ -68,6 +70,20 @@ def job_args(settings: Settings, job: str, *, conf_dir: str) -> list[str]:
     """
     return [*JOB_COMMANDS[job], "--env", settings.env, "--dataset", settings.dataset.name,
             "--conf-dir", conf_dir]
+
+
+def job_script(command: str) -> str:
+    """The text of ``jobs/<command>.py``: the entry script ``spark-submit`` runs on EMR,
+    the CLI with the command filled in. The deploy workflow writes it from the installed
+    wheel, so a project needs no sparkmlops checkout."""
+    if command not in {args[0] for args in JOB_COMMANDS.values()}:
+        raise ConfigError(f"no job runs sparkmlops {command!r}; job commands: "
+                          f"{', '.join(sorted({a[0] for a in JOB_COMMANDS.values()}))}")
+    return (f'"""sparkmlops {command}, as an EMR step runs it (generated from sparkmlops '
+            f'{__version__})."""\n'
+            "import sys\n\n"
+            "from sparkmlops.cli import job_main\n\n"
+            f"sys.exit(job_main({command!r})(None))\n")
 
 
 def secret_refs(settings: Settings, platform: str) -> dict[str, str]:

@@ -1,0 +1,182 @@
+"""What a project's CI runs, whichever CI it is (GitHub Actions, Azure Pipelines): shell
+lines that install the released sparkmlops wheel, generate the platform files with
+``sparkmlops deploy``, upload and update definitions, and run a job only when asked.
+
+Nothing here needs a sparkmlops checkout: the wheel comes from the package index
+(``pip download sparkmlops==<version>``), the constraints are the project's
+``constraints.txt`` (the lock the platform's tests passed on, written by ``init``), and
+the EMR job scripts are written from the installed wheel (``common.job_script``).
+
+The shell reads these variables, set by the CI file: ``COMMIT`` (the commit deployed),
+``CONF_DIR`` (EMR: the per-commit conf dir, see ``emr_conf_dir_of_commit``) and ``JOB``
+(the job to run: none, batch, continuous or maintain).
+"""
+
+from __future__ import annotations
+
+import logging
+import shlex
+from pathlib import Path
+
+from sparkmlops import __version__
+from sparkmlops.config import Settings
+from sparkmlops.deploy.common import (
+    JOB_COMMANDS,
+    is_remote,
+    wheel_location,
+    wheel_name,
+)
+from sparkmlops.deploy.databricks import bundle_name
+from sparkmlops.deploy.emr import (
+    constraints_location,
+    emr_artifact_dir,
+    emr_conf_dir,
+    emr_schedules,
+    venv_archive_location,
+)
+
+log = logging.getLogger(__name__)
+
+# what `init` pins and the CI installs: the released wheel of this version
+SPARKMLOPS_PIN = f"sparkmlops=={__version__}"
+JOB_CHOICES = ["none", *JOB_COMMANDS]
+PYTHON_VERSION = "3.11"
+
+
+def install_lines(*, local: bool) -> list[str]:
+    """Install the pinned sparkmlops and its locked dependencies from the index
+    (``PIP_INDEX_URL`` / ``PIP_EXTRA_INDEX_URL`` name a private one). ``local``: with
+    Spark and Delta (the project's requirements.txt), for tests that start a session."""
+    what = "-r requirements.txt" if local else shlex.quote(SPARKMLOPS_PIN)
+    return [f"python -m pip install {what} -c constraints.txt"]
+
+
+def _deploy_command(settings: Settings, platform: str, out: str, *extra: str) -> str:
+    return " ".join(["sparkmlops deploy", "--env", settings.env, "--dataset",
+                     settings.dataset.name, "--conf-dir", "conf", "--target", platform,
+                     "--out", out, *extra])
+
+
+def _download_wheel() -> str:
+    # a released wheel of a version never changes on the index, so the same path on the
+    # platform is rewritten with the same bytes; what changes per push is the conf dir
+    return f"python -m pip download --no-deps --dest dist {shlex.quote(SPARKMLOPS_PIN)}"
+
+
+# ---------------------------------------------------------------- EMR
+
+
+def emr_conf_dir_of_commit(settings: Settings, commit: str) -> str:
+    """``<emr_conf_dir>/<commit>``: each push uploads the conf dir to a new folder and
+    points the schedules at it, so a job running during a deploy keeps reading the files
+    it started with, and re-running the deploy of an older commit rolls back."""
+    return f"{emr_conf_dir(settings)}/{commit}"
+
+
+def emr_deploy_lines(settings: Settings) -> list[str]:
+    """Generate the EMR files for this commit's conf dir, upload the wheel, job scripts,
+    constraints, bootstrap and conf dir, update the schedules and failure rule."""
+    artifacts = emr_artifact_dir(settings)
+    commands = sorted({JOB_COMMANDS[job][0] for job in JOB_COMMANDS})
+    lines = [_deploy_command(settings, "emr", ".", "--set", '"deploy.conf_dir=$CONF_DIR"'),
+             _download_wheel(), "mkdir -p dist/jobs"]
+    lines += [f"python -c 'import sys; from sparkmlops.deploy.common import job_script; "
+              f"sys.stdout.write(job_script(sys.argv[1]))' {c} > dist/jobs/{c}.py"
+              for c in commands]
+    lines += [
+        # the conf dir first: the schedules updated below name it
+        'aws s3 sync --only-show-errors --delete conf "${CONF_DIR/#s3a:/s3:}"',
+        f"aws s3 cp --only-show-errors dist/{wheel_name(settings)} {wheel_location(settings)}",
+        f"aws s3 cp --only-show-errors constraints.txt {constraints_location(settings)}",
+        f"aws s3 cp --only-show-errors --recursive dist/jobs {artifacts}/jobs",
+        f"aws s3 cp --only-show-errors emr/bootstrap.sh {artifacts}/bootstrap.sh",
+    ]
+    spec = settings.deploy.emr
+    assert spec is not None
+    if spec.serverless is not None:
+        lines += [_serverless_venv_command(settings),
+                  f"aws s3 cp --only-show-errors dist/{VENV_ARCHIVE} "
+                  f"{venv_archive_location(settings)}"]
+    lines += [f"aws scheduler update-schedule --cli-input-json file://emr/schedule-{job}.json"
+              f" || aws scheduler create-schedule --cli-input-json "
+              f"file://emr/schedule-{job}.json" for job in emr_schedules(settings)]
+    if spec.failure_topic_arn is not None:
+        lines += ["aws events put-rule --cli-input-json file://emr/failure-rule.json",
+                  "aws events put-targets --cli-input-json file://emr/failure-targets.json"]
+    return lines
+
+
+def emr_run_lines(settings: Settings) -> list[str]:
+    """Run ``$JOB`` once, on this commit's conf dir: a step on the cluster, or an EMR
+    Serverless job run when the schedules start those."""
+    spec = settings.deploy.emr
+    assert spec is not None
+    lines = [_deploy_command(settings, "emr", "run", "--set", '"deploy.conf_dir=$CONF_DIR"',
+                             "--set", '"deploy.emr.steps=[$JOB]"')]
+    if spec.schedule_on == "serverless":
+        lines.append("aws emr-serverless start-job-run --cli-input-json "
+                     "file://run/emr/start-job-run.json")
+    else:
+        lines.append("aws emr add-steps --cli-input-json file://run/emr/add-steps.json")
+    return lines
+
+
+VENV_ARCHIVE = "sparkmlops-venv.tar.gz"
+VENV_PACK = "venv-pack==0.2.0"
+# EMR Serverless images run Amazon Linux 2023: the packed venv is built on it, so its
+# compiled wheels (numpy, pyarrow) match the workers'
+SERVERLESS_BUILD_IMAGE = "public.ecr.aws/amazonlinux/amazonlinux:2023"
+
+
+def _serverless_venv_command(settings: Settings) -> str:
+    """EMR Serverless has no bootstrap actions: a virtualenv with the wheel and the
+    project's constraints, packed with venv-pack for ``spark.archives``."""
+    spec = settings.deploy.emr
+    assert spec is not None
+    python = Path(spec.python).name
+    script = " && ".join([
+        f"dnf install -y -q {python} {python}-pip tar gzip",
+        f"{python} -m venv --copies /opt/venv",
+        f"/opt/venv/bin/pip install -q -c constraints.txt {VENV_PACK} "
+        f"dist/{wheel_name(settings)}",
+        f"/opt/venv/bin/venv-pack -p /opt/venv -o dist/{VENV_ARCHIVE}",
+    ])
+    return (f'docker run --rm -v "$PWD:/work" -w /work {SERVERLESS_BUILD_IMAGE} '
+            f"bash -c '{script}'")
+
+
+# ---------------------------------------------------------------- Databricks
+
+
+def databricks_deploy_lines(settings: Settings) -> list[str]:
+    """Generate the bundle, upload the wheel (and a conf dir kept outside the bundle, per
+    commit), validate and deploy the prod target. Deploying runs no job."""
+    conf_dir = settings.deploy.conf_dir
+    extra = ["--set", '"deploy.conf_dir=$CONF_DIR"'] if conf_dir else []
+    lines = [_deploy_command(settings, "databricks", ".", *extra)]
+    location = wheel_location(settings)
+    if is_remote(location):
+        target = location if ":" in location.split("/", 1)[0] else f"dbfs:{location}"
+        lines += [_download_wheel(),
+                  f"databricks fs cp --overwrite dist/{wheel_name(settings)} {target}"]
+    else:
+        # a local wheel path: `bundle deploy` uploads it from there
+        lines.append(_download_wheel())
+    if conf_dir:
+        lines.append('databricks fs cp --recursive --overwrite conf "$CONF_DIR"')
+    lines += ["cd databricks", "databricks bundle validate -t prod",
+              "databricks bundle deploy -t prod"]
+    return lines
+
+
+def databricks_conf_dir_of_commit(settings: Settings, commit: str) -> str | None:
+    """A ``deploy.conf_dir`` outside the bundle gets one folder per commit (as on EMR);
+    None: the conf dir travels inside the bundle, which ``bundle deploy`` replaces."""
+    conf_dir = settings.deploy.conf_dir
+    return f"{conf_dir.rstrip('/')}/{commit}" if conf_dir else None
+
+
+def databricks_run_lines(settings: Settings) -> list[str]:
+    """Run ``$JOB`` once (``bundle run``), without waiting for it to end."""
+    return ["cd databricks",
+            f'databricks bundle run -t prod --no-wait "{bundle_name(settings)}_$JOB"']
