@@ -103,7 +103,7 @@ def test_an_unknown_command_exits_2_with_argparse_line(capsys):
     assert _usage_error(["retrain"], capsys) == (2, (
         "sparkmlops: error: argument step: invalid choice: 'retrain' (choose from 'ingest', "
         "'validate', 'features', 'train', 'promote', 'predict', 'monitor', 'pipeline', "
-        "'maintain', 'show-table', 'reproduce', 'profile', 'deploy')"))
+        "'maintain', 'show-table', 'reproduce', 'profile', 'deploy', 'init')"))
 
 
 def test_an_unknown_option_exits_2_with_argparse_line(capsys):

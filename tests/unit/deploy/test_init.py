@@ -81,7 +81,7 @@ def test_deploy_runs_in_the_new_project_from_its_cwd(tmp_path, monkeypatch, caps
 
     out = capsys.readouterr().out
     assert code == 0
-    args = json.loads((project / "build/emr/add-steps.json").read_text())["Steps"][0][
+    args = json.loads((project / "build/emr/add-steps.json").read_text())["Steps"][1][
         "HadoopJarStep"]["Args"]
     assert args[args.index("--conf-dir") + 1] == "s3://CHANGE-ME-bucket/acme-ml/artifacts/conf"
     assert ("  fill before deploying (CHANGE-ME): deploy.wheel, deploy.secrets."
@@ -198,6 +198,8 @@ def test_the_deploy_workflows_own_sparkmlops_commands_run_in_the_new_project(
 
     for folder in ("emr", "run/emr"):  # the deploy's files, the manual run's
         steps = json.loads((project / folder / "add-steps.json").read_text())["Steps"]
-        assert [s["Name"] for s in steps] == ["sparkmlops-penguins-batch"]
-        args = steps[0]["HadoopJarStep"]["Args"]
+        # bootstrap.sh --check first: a cluster with stale dependencies runs nothing
+        assert [s["Name"] for s in steps] == ["sparkmlops-penguins-check-dependencies",
+                                              "sparkmlops-penguins-batch"]
+        args = steps[1]["HadoopJarStep"]["Args"]
         assert args[args.index("--conf-dir") + 1] == conf_dir
