@@ -29,6 +29,7 @@ from sparkmlops.deploy.common import (
 from sparkmlops.deploy.databricks import bundle_name
 from sparkmlops.deploy.emr import (
     constraints_location,
+    delta_python_requirement,
     emr_artifact_dir,
     emr_conf_dir,
     emr_schedules,
@@ -39,6 +40,8 @@ log = logging.getLogger(__name__)
 
 # what `init` pins and the CI installs: the released wheel of this version
 SPARKMLOPS_PIN = f"sparkmlops=={__version__}"
+SPARKMLOPS_AWS_PIN = f"sparkmlops[aws]=={__version__}"
+EMR_RUN_DIR = "run/emr"
 JOB_CHOICES = ["none", *JOB_COMMANDS]
 PYTHON_VERSION = "3.11"
 
@@ -47,7 +50,9 @@ def install_lines(*, local: bool) -> list[str]:
     """Install the pinned sparkmlops and its locked dependencies from the index
     (``PIP_INDEX_URL`` / ``PIP_EXTRA_INDEX_URL`` name a private one). ``local``: with
     Spark and Delta (the project's requirements.txt), for tests that start a session."""
-    what = "-r requirements.txt" if local else shlex.quote(SPARKMLOPS_PIN)
+    # [aws]: botocore, which sends the generated EMR request bodies (python -m
+    # sparkmlops.deploy.emr)
+    what = "-r requirements.txt" if local else shlex.quote(SPARKMLOPS_AWS_PIN)
     return [f"python -m pip install {what} -c constraints.txt"]
 
 
@@ -117,7 +122,9 @@ def emr_run_lines(settings: Settings) -> list[str]:
         lines.append("aws emr-serverless start-job-run --cli-input-json "
                      "file://run/emr/start-job-run.json")
     else:
-        lines.append("aws emr add-steps --cli-input-json file://run/emr/add-steps.json")
+        # the AWS CLI's `emr add-steps` takes --cluster-id/--steps, not the API's body
+        lines.append(f"python -m sparkmlops.deploy.emr emr add_job_flow_steps "
+                     f"{EMR_RUN_DIR}/add-steps.json")
     return lines
 
 
@@ -139,6 +146,8 @@ def _serverless_venv_command(settings: Settings) -> str:
         f"{python} -m venv --copies /opt/venv",
         f"/opt/venv/bin/pip install -q -c constraints.txt {VENV_PACK} "
         f"dist/{wheel_name(settings)}",
+        # the `delta` module of the release's Delta, without the pyspark it would pull
+        f"/opt/venv/bin/pip install -q --no-deps {delta_python_requirement(settings)}",
         f"/opt/venv/bin/venv-pack -p /opt/venv -o dist/{VENV_ARCHIVE}",
     ])
     return (f'docker run --rm -v "$PWD:/work" -w /work {SERVERLESS_BUILD_IMAGE} '

@@ -61,7 +61,8 @@ def test_a_push_to_main_deploys_and_runs_a_job_only_when_dispatched_with_one(tmp
     assert [cmd for run in on_push for cmd in RUNS_A_JOB if cmd in run] == []
     asked = [s for s in _runs(workflow) if "if" in s]
     assert [(s["if"], s["env"]) for s in asked] == [(RUN_ASKED, {"JOB": "${{ inputs.job }}"})]
-    expected = {"emr": "aws emr add-steps --cli-input-json file://run/emr/add-steps.json",
+    expected = {"emr": "python -m sparkmlops.deploy.emr emr add_job_flow_steps "
+                       "run/emr/add-steps.json",
                 "databricks": 'databricks bundle run -t prod --no-wait '
                               '"sparkmlops_penguins_$JOB"'}[platform]
     assert asked[0]["run"].splitlines()[-1] == expected
@@ -79,7 +80,7 @@ def test_the_workflows_install_the_released_wheel_not_a_sparkmlops_checkout(tmp_
         "python -m pip install -r requirements.txt -c constraints.txt\n",
         "python -m pytest tests"]
     deploy = _runs(workflows[f".github/workflows/sparkmlops-penguins-deploy-{platform}.yml"])
-    assert deploy[2]["run"] == (f"python -m pip install sparkmlops=={__version__} "
+    assert deploy[2]["run"] == (f"python -m pip install 'sparkmlops[aws]=={__version__}' "
                                 "-c constraints.txt\n")
     run = deploy[-2]["run"].splitlines()
     assert f"python -m pip download --no-deps --dest dist sparkmlops=={__version__}" in run
@@ -177,3 +178,15 @@ def test_the_workflows_validate_against_the_github_workflow_schema(tmp_path, pla
     for name, workflow in _workflows(tmp_path, platform).items():
         loaded = yaml.safe_load(yaml.safe_dump(workflow))
         assert [e.message for e in validator.iter_errors(loaded)] == [], name
+
+
+def test_the_serverless_venv_has_the_releases_delta_module_without_pyspark(tmp_path):
+    workflow = _deploy(tmp_path, "emr",
+                       "deploy.emr.serverless={application_id: 00fabcdefg123456, "
+                       "execution_role_arn: 'arn:aws:iam::123456789012:role/job'}")
+
+    run = "\n".join(s.get("run", "") for s in _runs(workflow))
+    pack = next(line for line in run.splitlines() if "venv-pack -p" in line)
+    # EMR's Spark is the image's: delta-spark's pyspark requirement must not replace it
+    assert "/opt/venv/bin/pip install -q --no-deps delta-spark==4.0.0 &&" in pack
+    assert pack.index("--no-deps delta-spark") < pack.index("venv-pack -p")

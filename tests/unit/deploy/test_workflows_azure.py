@@ -59,7 +59,8 @@ def test_tests_on_pull_requests_deploy_on_main_and_a_job_runs_only_when_asked(tm
     assert [s.get("script") for s in tests["jobs"][0]["steps"]][-2:] == [
         "python -m pip install -r requirements.txt -c constraints.txt\n",
         "python -m pytest tests"]
-    for stage, starts in ((emr, "aws emr add-steps"), (databricks, "databricks bundle run")):
+    for stage, starts in ((emr, "python -m sparkmlops.deploy.emr emr add_job_flow_steps"),
+                          (databricks, "databricks bundle run")):
         assert stage["condition"] == ON_MAIN
         steps = [s for s in stage["jobs"][0]["steps"] if "task" in s and "inputs" in s
                  and "inlineScript" in s["inputs"]]
@@ -85,4 +86,4 @@ def test_both_clouds_sign_in_through_the_service_connection_without_stored_keys(
         assert "aws sts assume-role-with-web-identity" in tasks[0]["inputs"]["inlineScript"]
     else:
         assert all(t["env"]["DATABRICKS_AUTH_TYPE"] == "azure-cli" for t in tasks)
-    assert f"sparkmlops=={__version__} -c constraints.txt" in text
+    assert f"'sparkmlops[aws]=={__version__}' -c constraints.txt" in text
