@@ -18,7 +18,7 @@ export PATH := $(BIN):$(PATH)
 
 CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: setup venv jars browser wheel run test test-fast bench bench-ingest bench-validate bench-repeated-keys bench-train bench-score lint clean clean-state help
+.PHONY: setup venv jars browser tools wheel run test test-fast bench bench-ingest bench-validate bench-repeated-keys bench-train bench-score lint clean clean-state help
 
 help:
 	@echo "make run    - bootstrap, then run the whole pipeline on the bundled sample"
@@ -84,7 +84,12 @@ bundle-check: venv
 run: setup
 	$(BIN)/sparkmlops pipeline --env $(ENV) --dataset $(DATASET)
 
-test: setup browser
+# actionlint (and Debian's shellcheck) for the workflow checks of the suite: built once
+# from the Go module proxy into .tools/ (11 s cold)
+tools:
+	PLATFORM_TOOLS=actionlint scripts/platform-tools.sh >/dev/null
+
+test: setup browser tools
 	SPARKMLOPS_CHROMIUM=$(CHROMIUM) $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test-fast: setup
