@@ -8,7 +8,8 @@
 #   venv/        python3.11 + pyspark==4.0.2 ("the cluster's Spark") + the sparkmlops wheel
 #                without the `local` extra, constrained by deps/requirements.lock (minus
 #                pyspark and delta-spark), + boto3 (EMR's Python has it); no pip delta-spark
-#   jars/delta/  delta-spark_2.13 + delta-storage 4.0.0 (deps/pom-emr.xml)
+#   jars/delta/  delta-spark_2.13 + delta-storage 4.0.0 (deps/pom-emr.xml), also under EMR's
+#                names in aws/delta/lib/ (EMR's /usr/share/aws/delta/lib/)
 #   jars/s3a/    hadoop-aws at the Hadoop version inside pyspark 4.0.2 (deps/pom-s3a.xml)
 #   conf/spark-defaults.conf   what the cluster's own configuration adds to every job
 #                (delta-defaults, EMRFS's classpath and s3:// scheme); a test copies it and
@@ -82,13 +83,19 @@ build() {  # DIR
   mvn -q -B -f "${ROOT}/deps/pom-emr.xml" dependency:copy-dependencies -DincludeScope=runtime \
     -DincludeGroupIds=io.delta -DoutputDirectory="${dir}/jars/delta" >&2
   s3a_jars "${python}" "${dir}/jars/s3a"
-  local delta_jar="${dir}/jars/delta/delta-spark_2.13-4.0.0.jar"
-  local delta_jars
-  delta_jars="$(ls "${dir}"/jars/delta/*.jar | sort | paste -sd, -)"
+  # EMR's own paths (/usr/share/aws/delta/lib/...) under DIR/aws/, so a step's arguments
+  # that name them run here with /usr/share/aws/ read as DIR/aws/
+  mkdir -p "${dir}/aws/delta/lib"
+  ln -s ../../../jars/delta/delta-spark_2.13-4.0.0.jar "${dir}/aws/delta/lib/delta-spark.jar"
+  ln -s ../../../jars/delta/delta-storage-4.0.0.jar "${dir}/aws/delta/lib/delta-storage.jar"
+  local delta_jar="${dir}/aws/delta/lib/delta-spark.jar"
+  local delta_jars="${delta_jar},${dir}/aws/delta/lib/delta-storage.jar"
   cat >"${dir}/conf/spark-defaults.conf" <<EOF
 # written by scripts/emr-standin.sh: what an emr-spark-8.0.0 cluster's configuration gives
 # every job. delta-defaults (delta.enabled=true): the Delta jars, extension and catalog,
 # and the delta-spark jar (which holds the Python delta package) on the Python path.
+# A job's own --py-files replaces spark.submit.pyFiles (it is not appended to): such a
+# job must name the delta-spark jar in its --py-files to import delta.
 spark.jars ${delta_jars}
 spark.submit.pyFiles ${delta_jar}
 spark.sql.extensions io.delta.sql.DeltaSparkSessionExtension
