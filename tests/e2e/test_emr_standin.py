@@ -74,6 +74,28 @@ def test_the_s3_store_also_serves_secrets_manager(s3_store):
     assert secrets.get_secret_value(SecretId=arn)["SecretString"] == "s3cr3t"
 
 
+def test_a_steps_py_files_replace_the_clusters_so_delta_must_be_named_in_them(
+        emr_node, s3_store, tmp_path):
+    """The cluster puts the delta-spark jar on spark.submit.pyFiles (delta-defaults); a
+    step's own --py-files replaces that list, so `import delta` then fails."""
+    s3 = s3_store.client()
+    s3.create_bucket(Bucket="py-files-probe")
+    s3.put_object(Bucket="py-files-probe", Key="probe.py", Body=(
+        b"import importlib.util\n"
+        b"print('delta importable:', importlib.util.find_spec('delta') is not None)\n"))
+    (tmp_path / "helpers.py").write_text("")
+
+    def delta_importable(*py_files: str) -> str:
+        proc = emr_node.spark_submit(["spark-submit", *py_files, "s3://py-files-probe/probe.py"],
+                                     cwd=tmp_path)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        return proc.stdout.strip()
+
+    assert delta_importable() == "delta importable: True"
+    assert delta_importable("--py-files", str(tmp_path / "helpers.py")) \
+        == "delta importable: False"
+
+
 def test_pipeline_runs_on_emrs_spark_and_delta_from_a_bucket(
         emr_node, s3_store, mlflow_server, tmp_path, monkeypatch):
     monkeypatch.setenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
