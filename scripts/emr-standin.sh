@@ -39,10 +39,12 @@ sdk_version() {
 }
 
 s3a_jars() {  # PYTHON OUT_DIR
-  local home hadoop
+  local home api hadoop
   home="$(spark_home "$1")"
-  hadoop="$(ls "${home}/jars" | sed -n 's/^hadoop-client-api-\(.*\)\.jar$/\1/p')"
-  [[ -n "${hadoop}" ]] || { echo "no hadoop-client-api jar in ${home}/jars" >&2; return 1; }
+  api=("${home}"/jars/hadoop-client-api-*.jar)
+  [[ -f "${api[0]}" ]] || { echo "no hadoop-client-api jar in ${home}/jars" >&2; return 1; }
+  hadoop="${api[0]##*/hadoop-client-api-}"
+  hadoop="${hadoop%.jar}"
   rm -rf "$2" && mkdir -p "$2"
   mvn -q -B -f "${ROOT}/deps/pom-s3a.xml" dependency:copy-dependencies \
     -Dhadoop.version="${hadoop}" -Daws.sdk.version="$(sdk_version "${hadoop}")" \
