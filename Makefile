@@ -5,6 +5,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(CURDIR)/$(VENV)/bin
 JARS_DIR := $(CURDIR)/.jars
+EMR_STANDIN := $(CURDIR)/.emr-standin
 ENV ?= local
 DATASET ?= penguins
 PYTEST_ARGS ?=
@@ -18,7 +19,7 @@ export PATH := $(BIN):$(PATH)
 
 CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: setup venv jars browser tools wheel run test test-fast bench bench-ingest bench-validate bench-repeated-keys bench-train bench-score lint clean clean-state help
+.PHONY: setup venv jars emr-standin browser tools wheel run test test-fast bench bench-ingest bench-validate bench-repeated-keys bench-train bench-score lint clean clean-state help
 
 help:
 	@echo "make run    - bootstrap, then run the whole pipeline on the bundled sample"
@@ -53,6 +54,13 @@ $(JARS_DIR)/.resolved: deps/pom.xml $(VENV)/.installed
 	fi
 	$(BIN)/python -m sparkmlops.spark write-spark-defaults --jars-dir $(JARS_DIR)
 	touch $@
+
+# The EMR stand-in that tests/e2e/test_emr_standin.py runs the wheel on: EMR release
+# emr-spark-8.0.0's Spark 4.0.2 / Delta 4.0.0 in a venv of its own, the Delta and s3a jars
+# from Maven Central (scripts/emr-standin.sh). Cached in .emr-standin/: the script rebuilds
+# it only when the poms, the lock, setup.cfg or the script change (about 1-2 min).
+emr-standin:
+	scripts/emr-standin.sh build $(EMR_STANDIN)
 
 # Headless Chromium renders the Data Docs in a test: Debian's package, installed once
 # (as root with apt-get, as CI runs); elsewhere, install it yourself or set CHROMIUM.
@@ -89,7 +97,7 @@ run: setup
 tools:
 	PLATFORM_TOOLS=actionlint scripts/platform-tools.sh >/dev/null
 
-test: setup browser tools
+test: setup browser tools emr-standin
 	SPARKMLOPS_CHROMIUM=$(CHROMIUM) $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test-fast: setup
@@ -127,4 +135,4 @@ clean-state:
 	rm -rf .sparkmlops
 
 clean: clean-state
-	rm -rf $(VENV) $(JARS_DIR) dist spark-warehouse metastore_db derby.log
+	rm -rf $(VENV) $(JARS_DIR) $(EMR_STANDIN) dist spark-warehouse metastore_db derby.log
