@@ -5,9 +5,10 @@
 #   scripts/emr-standin.sh build [DIR]           -> prints DIR (default: .emr-standin)
 #   scripts/emr-standin.sh s3a-jars PYTHON OUT   -> hadoop-aws + AWS SDK jars for PYTHON's pyspark
 # DIR holds:
-#   venv/        python3.11 + pyspark==4.0.2 ("the cluster's Spark") + the sparkmlops wheel
-#                without the `local` extra, constrained by deps/requirements.lock (minus
-#                pyspark and delta-spark), + boto3 (EMR's Python has it); no pip delta-spark
+#   venv/        python3.11 + pyspark==4.0.2 ("the cluster's Spark") + the dependencies of
+#                sparkmlops[aws] (not sparkmlops itself: the bootstrap installs it from the
+#                bucket), constrained by deps/requirements.lock (minus pyspark and
+#                delta-spark), + boto3 (EMR's Python has it); no pip delta-spark
 #   jars/delta/  delta-spark_2.13 + delta-storage 4.0.0 (deps/pom-emr.xml), also under EMR's
 #                names in aws/delta/lib/ (EMR's /usr/share/aws/delta/lib/)
 #   jars/s3a/    hadoop-aws at the Hadoop version inside pyspark 4.0.2 (deps/pom-s3a.xml)
@@ -77,7 +78,10 @@ build() {  # DIR
     >"${dir}/constraints.txt"
   "${python}" -m pip install -q -c "${dir}/constraints.txt" "pyspark==${SPARK_VERSION}" >&2
   wheel="$(PYTHON="${python}" "${ROOT}/scripts/build-wheel.sh" "${dir}/dist")"
-  "${python}" -m pip install -q -c "${dir}/constraints.txt" "${wheel}" boto3 >&2
+  "${python}" -m pip install -q -c "${dir}/constraints.txt" "${wheel}[aws]" boto3 >&2
+  # the node's Python before the bootstrap action: its dependencies stand in for the package
+  # index (offline and fast), sparkmlops itself comes from the bucket (the bootstrap installs it)
+  "${python}" -m pip uninstall -q -y sparkmlops >&2
   if "${python}" -c 'import delta' 2>/dev/null; then
     echo "emr-standin.sh: the venv has a pip-installed delta module; EMR's comes from the jar" >&2
     return 1
