@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from sparkmlops.config import Settings
+from sparkmlops.config.confdir import is_uri
 from sparkmlops.inference.step import PredictOutcome
 from sparkmlops.ingest.step import IngestOutcome
 from sparkmlops.pipeline import PipelineResult
@@ -68,6 +69,8 @@ def pipeline_summary(spark: Any, settings: Settings, result: PipelineResult) -> 
           "   then open http://127.0.0.1:5000")
     lines += ["", "Where to look:", f"  MLflow UI:  {ui}"]
     if validate.data_docs:
-        lines.append(f"  Data Docs:  file://{validate.data_docs}")
+        # a local folder, or the artifact URI of the validate run (data_docs_dir: null)
+        docs = validate.data_docs
+        lines.append(f"  Data Docs:  {docs if is_uri(docs) else 'file://' + docs}")
     lines.append("  Notebook:   notebooks/explore_pipeline_run.ipynb")
     return "\n".join(lines)

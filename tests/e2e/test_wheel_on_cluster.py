@@ -387,6 +387,9 @@ def test_databricks_batch_job_runs_from_the_installed_wheel_on_the_cluster(
         == f"{validate.info.artifact_uri}/data_docs/index.html"
     assert "data_docs/index.html" in {
         a.path for a in client.list_artifacts(validate.info.run_id, "data_docs")}
+    # the summary links the artifact as it is, not as file://mlflow-artifacts:/...
+    assert f"  Data Docs:  {validate.info.artifact_uri}/data_docs/index.html" in \
+        proc.stdout.splitlines()
     # the code ran from the wheel pip installed (the job's whl library), not the checkout
     assert {(r.data.tags["sparkmlops.version"], r.data.tags["sparkmlops.wheel_sha256"],
              r.data.tags["sparkmlops.install"], r.data.tags["sparkmlops.env"]) for r in runs} \

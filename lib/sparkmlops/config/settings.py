@@ -263,8 +263,10 @@ class Settings(StrictModel):
         return hashlib.sha256(payload.encode()).hexdigest()
 
     def resolve_path(self, path: str) -> str:
-        """Make a config path absolute against the project dir (URIs pass through);
-        the project dir itself may be a URI (a conf dir read from ``s3a://...``)."""
-        if is_uri(path):
+        """Make a config path absolute against the project dir (URIs and absolute paths
+        pass through); the project dir itself may be a URI (a conf dir read from
+        ``s3a://...``): an absolute path is still a path of the machine the job runs on
+        (``/mnt/tmp/...``), never one in the project's bucket."""
+        if is_uri(path) or path.startswith("/"):
             return path
         return join(self.project_dir, path)

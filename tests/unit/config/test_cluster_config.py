@@ -212,6 +212,19 @@ def test_emr_with_a_bucket_and_mlflow_tracking_uri_loads(monkeypatch):
     assert settings.storage.root == "s3a://my-bucket/sparkmlops/lake"
 
 
+def test_in_a_project_in_the_lake_relative_paths_resolve_there_and_absolute_ones_stay(
+        monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", SERVER)
+
+    settings = load_settings("emr", "penguins", overrides=[
+        EMR_BUCKET, "project_dir=s3a://my-bucket/acme-ml", "state_dir=/mnt/tmp/sparkmlops"])
+
+    assert settings.resolve_path("data/landing/penguins") == \
+        "s3a://my-bucket/acme-ml/data/landing/penguins"
+    # the driver's disk, not s3a://my-bucket/mnt/tmp/... (Great Expectations refused that)
+    assert settings.resolve_path("/mnt/tmp/sparkmlops/docs") == "/mnt/tmp/sparkmlops/docs"
+
+
 def test_a_cluster_env_rejects_a_local_artifact_location(monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", SERVER)
 
