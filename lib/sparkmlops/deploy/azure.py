@@ -110,6 +110,8 @@ def _databricks_stage(settings: Settings) -> dict[str, Any]:
 # identity federation); the role trusts an IAM OIDC provider for
 # https://vstoken.dev.azure.com/<organization id>, audience api://AzureADTokenExchange
 ASSUME_AWS_ROLE = [
+    # botocore (`python -m sparkmlops.deploy.emr`) reads AWS_DEFAULT_REGION, not AWS_REGION
+    'export AWS_DEFAULT_REGION="${AWS_REGION:?set the AWS_REGION pipeline variable}"',
     'read -r AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY AWS_SESSION_TOKEN < <(aws sts '
     'assume-role-with-web-identity --role-arn "$AWS_ROLE_ARN" --role-session-name '
     '"azure-devops-$BUILD_BUILDID" --web-identity-token "${idToken:?not set}" --query '

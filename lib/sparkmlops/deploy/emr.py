@@ -5,6 +5,7 @@ from __future__ import annotations
 import fnmatch
 import json
 import logging
+import os
 import re
 from typing import Any
 
@@ -470,13 +471,18 @@ def call_aws(service: str, operation: str, request_file: str) -> dict[str, Any]:
     The AWS CLI has no ``emr run-job-flow`` or ``emr add-job-flow-steps`` (its own
     ``create-cluster`` and ``add-steps`` take other arguments), so the generated bodies of
     those operations go through botocore (``pip install sparkmlops[aws]``), with the
-    credentials and region of the usual AWS environment.
+    credentials and region of the usual AWS environment. botocore reads the region from
+    AWS_DEFAULT_REGION only (``configprovider.py``); AWS CLI v2 and the CI actions set
+    AWS_REGION, so that one counts when AWS_DEFAULT_REGION is unset.
     """
     import botocore.session
 
     with open(request_file) as handle:
         request = json.load(handle)
-    client = botocore.session.get_session().create_client(service)
+    session = botocore.session.get_session()
+    if not os.environ.get("AWS_DEFAULT_REGION") and os.environ.get("AWS_REGION"):
+        session.set_config_variable("region", os.environ["AWS_REGION"])
+    client = session.create_client(service)
     response: dict[str, Any] = getattr(client, operation)(**request)
     response.pop("ResponseMetadata", None)
     return response

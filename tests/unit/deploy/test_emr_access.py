@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import botocore.session
+import pytest
 from botocore.stub import Stubber
 
 from sparkmlops.config import load_settings
@@ -126,3 +127,33 @@ def test_call_aws_sends_a_generated_body_through_botocore(tmp_path, monkeypatch)
         stub.add_response("add_job_flow_steps", {"StepIds": ["s-1"]}, request)
         assert call_aws("emr", "add_job_flow_steps", str(tmp_path / "add-steps.json")) == {
             "StepIds": ["s-1"]}
+
+
+@pytest.mark.parametrize(("environ", "region"), [
+    ({"AWS_REGION": "eu-central-1"}, "eu-central-1"),
+    ({"AWS_REGION": "eu-central-1", "AWS_DEFAULT_REGION": "us-east-2"}, "us-east-2"),
+])
+def test_call_aws_takes_the_region_of_aws_region_when_aws_default_region_is_unset(
+        tmp_path, monkeypatch, environ, region):
+    # botocore itself reads only AWS_DEFAULT_REGION; the CI actions set AWS_REGION
+    (tmp_path / "add-steps.json").write_text(json.dumps({"JobFlowId": "j-1", "Steps": []}))
+    for name in ("AWS_REGION", "AWS_DEFAULT_REGION", "AWS_PROFILE", "AWS_CONFIG_FILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
+    for name, value in environ.items():
+        monkeypatch.setenv(name, value)
+    clients = []
+    original = botocore.session.Session.create_client
+
+    def create_client(self, name):
+        client = original(self, name, aws_access_key_id="x", aws_secret_access_key="x")
+        clients.append(client)
+        stub = Stubber(client)
+        stub.add_response("add_job_flow_steps", {"StepIds": ["s-1"]})
+        stub.activate()
+        return client
+
+    monkeypatch.setattr(botocore.session.Session, "create_client", create_client)
+    assert call_aws("emr", "add_job_flow_steps", str(tmp_path / "add-steps.json")) == {
+        "StepIds": ["s-1"]}
+    assert clients[0].meta.region_name == region

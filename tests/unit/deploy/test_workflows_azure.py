@@ -87,3 +87,16 @@ def test_both_clouds_sign_in_through_the_service_connection_without_stored_keys(
     else:
         assert all(t["env"]["DATABRICKS_AUTH_TYPE"] == "azure-cli" for t in tasks)
     assert f"'sparkmlops[aws]=={__version__}' -c constraints.txt" in text
+
+
+def test_the_emr_tasks_give_botocore_the_region_of_the_aws_region_variable(tmp_path):
+    # botocore (python -m sparkmlops.deploy.emr) reads AWS_DEFAULT_REGION, not AWS_REGION
+    steps = _pipeline(tmp_path)["stages"][1]["jobs"][0]["steps"]
+    scripts = [s["inputs"]["inlineScript"].splitlines() for s in steps
+               if s.get("task") == "AzureCLI@2"]
+
+    assert len(scripts) == 2
+    for lines in scripts:
+        assert lines[1] == ('export AWS_DEFAULT_REGION="${AWS_REGION:?set the AWS_REGION '
+                            'pipeline variable}"')
+    assert any("python -m sparkmlops.deploy.emr" in line for line in scripts[1])
