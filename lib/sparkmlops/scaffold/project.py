@@ -11,7 +11,7 @@ import yaml
 
 from sparkmlops import __version__
 from sparkmlops.config import Settings, load_settings
-from sparkmlops.deploy.azure import azure_pipelines
+from sparkmlops.deploy.azure import AZURE_CONNECTION, azure_pipelines
 from sparkmlops.deploy.common import PLACEHOLDER
 from sparkmlops.deploy.render import render, write_files
 from sparkmlops.errors import ConfigError
@@ -118,9 +118,16 @@ def _readme(project: str, dataset: str, ci: str, platforms: list[str]) -> str:
                "policy for this repository), optionally `PIP_INDEX_URL` / "
                "`PIP_EXTRA_INDEX_URL` (a private index)."
                if ci == "github" else
-               "Azure Pipelines: `azure-pipelines.yml`. Service connections: an Azure "
-               "Resource Manager one with workload identity federation (Databricks) and an "
-               "AWS Toolkit one (EMR); pipeline variables `DATABRICKS_HOST`, `AWS_REGION`.")
+               "Azure Pipelines: `azure-pipelines.yml`. One Azure Resource Manager service "
+               "connection with workload identity federation, named in the file (replace "
+               f"`{AZURE_CONNECTION}`): the Databricks CLI signs in as its service "
+               "principal, and the EMR stage assumes an AWS role with the connection's OIDC "
+               "token (the role trusts an IAM OIDC provider for "
+               "`https://vstoken.dev.azure.com/<organization id>`, audience "
+               "`api://AzureADTokenExchange`); no AWS keys or AWS Toolkit connection. "
+               "Pipeline variables: `DATABRICKS_HOST` (Databricks), `AWS_ROLE_ARN`, "
+               "`AWS_REGION` (EMR), optionally `PIP_INDEX_URL` / `PIP_EXTRA_INDEX_URL` (a "
+               "private index).")
     steps = [
         "python -m venv .venv && . .venv/bin/activate",
         "pip install -r requirements.txt -c constraints.txt",

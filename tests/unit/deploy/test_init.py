@@ -203,3 +203,21 @@ def test_the_deploy_workflows_own_sparkmlops_commands_run_in_the_new_project(
                                               "sparkmlops-penguins-batch"]
         args = steps[1]["HadoopJarStep"]["Args"]
         assert args[args.index("--conf-dir") + 1] == conf_dir
+
+
+def test_the_azure_devops_readme_names_the_connection_and_variables_the_pipeline_uses(
+        tmp_path):
+    # azure.py signs in to AWS with the Azure Resource Manager connection's OIDC token
+    # and $AWS_ROLE_ARN; there is no AWS Toolkit service connection
+    project = tmp_path / "churn-ml"
+    assert main(["init", str(project), "--ci", "azure-devops"]) == 0
+
+    readme = (project / "README.md").read_text()
+    pipeline = (project / "azure-pipelines.yml").read_text()
+    assert "AWS Toolkit one" not in readme
+    assert ("Pipeline variables: `DATABRICKS_HOST` (Databricks), `AWS_ROLE_ARN`, `AWS_REGION` "
+            "(EMR), optionally `PIP_INDEX_URL` / `PIP_EXTRA_INDEX_URL` (a private index)."
+            ) in readme
+    assert "`CHANGE-ME-azure-service-connection`" in readme
+    assert "azureSubscription: CHANGE-ME-azure-service-connection" in pipeline
+    assert '--role-arn "$AWS_ROLE_ARN"' in pipeline
