@@ -10,7 +10,9 @@ from typing import Any
 import yaml
 
 from sparkmlops.config import Settings
+from sparkmlops.deploy.ci import SPARKMLOPS_PIN
 from sparkmlops.deploy.common import (
+    JOB_COMMANDS,
     check_cluster_paths,
     deployed_platforms,
     job_name,
@@ -107,10 +109,7 @@ def emr_readme(settings: Settings) -> str:
         f"`{AWS_CALL} <service> <operation> <file>` sends a generated body through botocore "
         "(`pip install sparkmlops[aws]`; the usual AWS credentials and region).",
         "",
-        f"1. Upload: the wheel to `{wheel_location(settings)}`, `deps/requirements.lock` to "
-        f"`{constraints_location(settings)}`, `jobs/*.py` to `{artifacts}/jobs/`, `bootstrap.sh`"
-        f" to `{artifacts}/bootstrap.sh` and the conf dir to `{emr_conf_dir(settings)}` (the "
-        "GitHub workflow does this).",
+        _emr_upload_step(settings),
         "2. Permissions: `aws iam put-role-policy --role-name <the role of instance profile "
         f"{cluster.instance_profile}> --policy-name {job_name(settings, 'access')} "
         "--policy-document file://emr/iam-policy.json`"
@@ -168,6 +167,32 @@ def emr_readme(settings: Settings) -> str:
         "Placeholders still to fill in the env config: "
         + (", ".join(f"`{p}`" for p in todo) if todo else "none."), ""]
     return "\n".join(lines)
+
+
+def _emr_upload_step(settings: Settings) -> str:
+    """Step 1 of emr/README.md: the deploy workflow's uploads, from a project (no
+    sparkmlops checkout), the conf dir in a folder per commit."""
+    artifacts = emr_artifact_dir(settings)
+    commands = " ".join(sorted({args[0] for args in JOB_COMMANDS.values()}))
+    if settings.deploy.conf_dir is None:
+        # emr_conf_dir is then <wheel folder>/conf: the workflow's commit folders are in it
+        conf = (f"the project's `conf/` to a folder of its own per commit, "
+                f"`aws s3 sync conf {emr_conf_dir(settings)}/<commit>`, then deploy again "
+                f"with `--set deploy.conf_dir={emr_conf_dir(settings)}/<commit>` so the jobs "
+                "read it (never `sync --delete` into `"
+                f"{emr_conf_dir(settings)}` itself: it holds the older commits' folders "
+                "you roll back to)")
+    else:
+        conf = (f"the project's `conf/` to `{emr_conf_dir(settings)}`, the conf dir "
+                "these files name")
+    return (f"1. Upload (the deploy workflow does this on every push): the wheel "
+            f"(`pip download --no-deps {SPARKMLOPS_PIN}`) to `{wheel_location(settings)}`, "
+            f"the project's `constraints.txt` to `{constraints_location(settings)}`, the job "
+            "scripts written from the installed wheel (`for c in "
+            f"{commands}; do python -c 'import sys; from sparkmlops.deploy.common import "
+            "job_script; sys.stdout.write(job_script(sys.argv[1]))' $c > jobs/$c.py; done`) "
+            f"to `{artifacts}/jobs/`, `emr/bootstrap.sh` to `{artifacts}/bootstrap.sh`, and "
+            f"{conf}.")
 
 
 def render(settings: Settings, targets: list[str], *, out_dir: Path) -> dict[Path, str]:

@@ -11,6 +11,7 @@ import botocore.session
 import pytest
 from botocore.stub import Stubber
 
+from sparkmlops import __version__
 from sparkmlops.config import load_settings
 from sparkmlops.deploy import render
 from sparkmlops.deploy.emr import call_aws, emr_iam_policy, emr_sns_topic_policy
@@ -157,3 +158,29 @@ def test_call_aws_takes_the_region_of_aws_region_when_aws_default_region_is_unse
     assert call_aws("emr", "add_job_flow_steps", str(tmp_path / "add-steps.json")) == {
         "StepIds": ["s-1"]}
     assert clients[0].meta.region_name == region
+
+
+def test_the_readme_upload_step_is_the_workflows_from_a_project(tmp_path):
+    # a project has constraints.txt and no jobs/ folder; the workflow syncs conf/ to a
+    # folder per commit, which a by-hand sync --delete into <wheel folder>/conf would delete
+    readme = render(_emr(tmp_path), ["emr"], out_dir=tmp_path)[tmp_path / "emr/README.md"]
+    in_ci = render(_emr(tmp_path, "deploy.conf_dir=s3://acme-ml/sparkmlops/conf/abc123"),
+                   ["emr"], out_dir=tmp_path)[tmp_path / "emr/README.md"]
+
+    a = "s3://acme-ml/sparkmlops"
+    upload = (
+        "1. Upload (the deploy workflow does this on every push): the wheel (`pip download "
+        f"--no-deps sparkmlops=={__version__}`) to `{a}/sparkmlops-{__version__}-py3-none-any"
+        f".whl`, the project's `constraints.txt` to `{a}/sparkmlops-{__version__}-constraints"
+        ".txt`, the job scripts written from the installed wheel (`for c in maintain pipeline;"
+        " do python -c 'import sys; from sparkmlops.deploy.common import job_script; "
+        "sys.stdout.write(job_script(sys.argv[1]))' $c > jobs/$c.py; done`) to "
+        f"`{a}/jobs/`, `emr/bootstrap.sh` to `{a}/bootstrap.sh`, and ")
+    assert upload + (
+        f"the project's `conf/` to a folder of its own per commit, `aws s3 sync conf {a}/conf/"
+        f"<commit>`, then deploy again with `--set deploy.conf_dir={a}/conf/<commit>` so the "
+        f"jobs read it (never `sync --delete` into `{a}/conf` itself: it holds the older "
+        "commits' folders you roll back to).") in readme
+    assert upload + (f"the project's `conf/` to `{a}/conf/abc123`, the conf dir these files "
+                     "name.") in in_ci
+    assert "requirements.lock" not in readme and "jobs/*.py" not in readme
