@@ -315,6 +315,26 @@ def _s3_bucket_prefix(uri: str) -> tuple[str, str] | None:
     return (match.group(1), match.group(2)) if match else None
 
 
+def aws_partition(settings: Settings) -> str:
+    """The AWS partition of the env (``aws``, ``aws-cn``, ``aws-us-gov``): that of the
+    first ARN in ``deploy`` (a secret, a role, the failure topic), else ``aws``. An S3
+    path names no partition, and an ``arn:aws:s3`` resource does not match in China."""
+    found: list[str] = []
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+        elif isinstance(node, str) and node.startswith("arn:") and not found:
+            found.append(node.split(":")[1])
+
+    walk(settings.deploy.model_dump(mode="json"))
+    return found[0] if found else "aws"
+
+
 def emr_iam_policy(settings: Settings) -> dict[str, Any]:
     """The IAM policy document of the nodes' instance profile role (and of the EMR
     Serverless execution role): read the artifacts, the conf dir and the landing files,
@@ -322,8 +342,13 @@ def emr_iam_policy(settings: Settings) -> dict[str, Any]:
     the Secrets Manager secrets of ``deploy.secrets``."""
     spec = settings.deploy.emr
     assert spec is not None
-    read = [emr_artifact_dir(settings), emr_conf_dir(settings), settings.dataset.source.path]
-    write = [settings.storage.root]
+    # relative data paths resolve under project_dir (s3a://bucket/<project> in an init'd
+    # project), where the jobs read and write them
+    read = [emr_artifact_dir(settings), emr_conf_dir(settings),
+            settings.resolve_path(settings.dataset.source.path)]
+    managed = settings.storage.catalog is not None and not settings.storage.external
+    write = [] if managed else [settings.resolve_path(settings.storage.root)]
+    s3 = f"arn:{aws_partition(settings)}:s3:::"
     logs = [spec.cluster.log_uri, spec.serverless.log_uri if spec.serverless else None]
     objects: dict[str, list[str]] = {"read": [], "write": [], "logs": []}
     listed: dict[str, list[str]] = {}
@@ -333,7 +358,7 @@ def emr_iam_policy(settings: Settings) -> dict[str, Any]:
             if parts is None:
                 continue
             bucket, prefix = parts
-            arn = f"arn:aws:s3:::{bucket}/{prefix}/*" if prefix else f"arn:aws:s3:::{bucket}/*"
+            arn = f"{s3}{bucket}/{prefix}/*" if prefix else f"{s3}{bucket}/*"
             if arn not in objects[kind]:
                 objects[kind].append(arn)
             prefixes = listed.setdefault(bucket, [])
@@ -357,7 +382,7 @@ def emr_iam_policy(settings: Settings) -> dict[str, Any]:
             other != p and other.endswith("*") and fnmatch.fnmatchcase(p, other)
             for other in wanted)]
         statements.append({"Sid": f"List{i}", "Effect": "Allow", "Action": ["s3:ListBucket"],
-                           "Resource": f"arn:aws:s3:::{bucket}",
+                           "Resource": f"{s3}{bucket}",
                            "Condition": {"StringLike": {"s3:prefix": prefixes}}})
     secrets = sorted(set(secret_refs(settings, "emr").values()))
     if secrets:

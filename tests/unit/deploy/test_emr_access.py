@@ -184,3 +184,36 @@ def test_the_readme_upload_step_is_the_workflows_from_a_project(tmp_path):
     assert upload + (f"the project's `conf/` to `{a}/conf/abc123`, the conf dir these files "
                      "name.") in in_ci
     assert "requirements.lock" not in readme and "jobs/*.py" not in readme
+
+
+def test_the_policy_of_an_init_project_grants_its_lake_and_landing_in_its_partition(
+        tmp_path):
+    # `sparkmlops init` writes project_dir: s3a://<bucket>/<project>, storage.root: lake and
+    # dataset.source.path: data/landing/<dataset>; the jobs resolve them under project_dir
+    china = "arn:aws-cn:secretsmanager:cn-north-1:123456789012:secret:mlflow-token-AbCdEf"
+    settings = load_settings("emr", "penguins", overrides=[
+        "project_dir=s3a://acme-ml/churn", "storage.root=lake",
+        "dataset.source.path=data/landing/penguins",
+        "tracking.tracking_uri=http://mlflow.internal:5000",
+        "deploy.wheel=s3://acme-ml/churn/artifacts/sparkmlops-{version}-py3-none-any.whl",
+        "deploy.emr.cluster_id=j-2AXXXXXXGAPLF",
+        f"deploy.secrets={{MLFLOW_TRACKING_TOKEN: {{aws_secret_arn: '{china}'}}}}"])
+
+    policy = emr_iam_policy(settings)
+
+    _validate("iam", "PutRolePolicy", {"RoleName": "EMR_EC2_DefaultRole",
+                                       "PolicyName": "sparkmlops-penguins-access",
+                                       "PolicyDocument": json.dumps(policy)})
+    assert policy["Statement"][:3] == [
+        {"Sid": "ReadArtifactsConfAndLanding", "Effect": "Allow", "Action": ["s3:GetObject"],
+         "Resource": ["arn:aws-cn:s3:::acme-ml/churn/artifacts/*",
+                      "arn:aws-cn:s3:::acme-ml/churn/data/landing/penguins/*"]},
+        {"Sid": "ReadWriteLake", "Effect": "Allow",
+         "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
+         "Resource": ["arn:aws-cn:s3:::acme-ml/churn/lake/*"]},
+        {"Sid": "List0", "Effect": "Allow", "Action": ["s3:ListBucket"],
+         "Resource": "arn:aws-cn:s3:::acme-ml",
+         "Condition": {"StringLike": {"s3:prefix": [
+             "churn/artifacts", "churn/artifacts/*", "churn/data/landing/penguins",
+             "churn/data/landing/penguins/*", "churn/lake", "churn/lake/*"]}}},
+    ]
