@@ -159,7 +159,10 @@ def job_name(settings: Settings, job: str) -> str:
 
 
 def placeholders(settings: Settings) -> list[str]:
-    """Key paths under ``deploy`` whose value still holds CHANGE-ME."""
+    """Key paths of the effective settings whose value still holds CHANGE-ME, in the
+    settings' order: ``init`` puts them in ``project_dir``, ``tracking.tracking_uri`` and
+    ``storage`` as well as under ``deploy`` (a relative data path under a placeholder
+    ``project_dir`` is listed as ``project_dir``)."""
     found: list[str] = []
 
     def walk(node: Any, path: str) -> None:
@@ -172,7 +175,8 @@ def placeholders(settings: Settings) -> list[str]:
         elif isinstance(node, str) and PLACEHOLDER in node:
             found.append(path)
 
-    walk(settings.deploy.model_dump(mode="json"), "deploy")
+    for key, value in settings.model_dump(mode="json").items():
+        walk(value, key)
     return found
 
 

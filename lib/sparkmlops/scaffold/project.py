@@ -146,8 +146,7 @@ def _readme(project: str, dataset: str, ci: str, platforms: list[str]) -> str:
         "- `conf/datasets/<name>.yml`: a dataset: source, schema, checks, features, model.",
         "- `conf/<env>.yml`: what differs per platform (" + ", ".join(platforms) + "), over "
         "the defaults in the wheel. Replace every `CHANGE-ME` (`sparkmlops deploy` lists "
-        "those under `deploy:`; `project_dir`, the data's root on the platform, is yours to "
-        "check).",
+        "those left).",
         f"- `data/landing/{dataset}/`: example landing files (the Palmer penguins sample).",
         "- `requirements.txt` pins sparkmlops; `constraints.txt` is the lock its tests passed "
         "on. Change them together.",
@@ -166,7 +165,7 @@ def _readme(project: str, dataset: str, ci: str, platforms: list[str]) -> str:
 
 EMR_OVERLAY = """\
 # EMR: over the wheel's own emr.yml. Fill every {p}; `sparkmlops deploy --target emr`
-# lists the deploy.* ones left.
+# lists the ones left.
 # The project's root on S3: relative paths (dataset source.path, storage.root) resolve under
 # it, so the landing files go to <project_dir>/data/landing/<dataset>/.
 project_dir: s3a://{p}-bucket/{project}
@@ -191,7 +190,7 @@ deploy:
 
 DATABRICKS_OVERLAY = """\
 # Databricks: over the wheel's own databricks.yml. Fill every {p}; `sparkmlops deploy
-# --target databricks` lists the deploy.* ones left.
+# --target databricks` lists the ones left.
 # The project's root in a Unity Catalog volume: the landing files go to
 # <project_dir>/data/landing/<dataset>/.
 project_dir: /Volumes/{p}/{project}/files

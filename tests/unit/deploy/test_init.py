@@ -84,8 +84,10 @@ def test_deploy_runs_in_the_new_project_from_its_cwd(tmp_path, monkeypatch, caps
     args = json.loads((project / "build/emr/add-steps.json").read_text())["Steps"][1][
         "HadoopJarStep"]["Args"]
     assert args[args.index("--conf-dir") + 1] == "s3://CHANGE-ME-bucket/acme-ml/artifacts/conf"
-    assert ("  fill before deploying (CHANGE-ME): deploy.wheel, deploy.secrets."
-            "MLFLOW_TRACKING_TOKEN.aws_secret_arn, deploy.emr.cluster_id") in out.splitlines()
+    # every placeholder init wrote, not only those under deploy:
+    assert ("  fill before deploying (CHANGE-ME): project_dir, tracking.tracking_uri, "
+            "deploy.wheel, deploy.secrets.MLFLOW_TRACKING_TOKEN.aws_secret_arn, "
+            "deploy.emr.cluster_id") in out.splitlines()
     settings = load_settings("emr", "penguins", conf_dir=project / "conf")
     assert settings.resolve_path(settings.dataset.source.path) == (
         "s3a://CHANGE-ME-bucket/acme-ml/data/landing/penguins")
