@@ -391,6 +391,110 @@ def emr_iam_policy(settings: Settings) -> dict[str, Any]:
     return {"Version": "2012-10-17", "Statement": statements}
 
 
+def _aws_account(settings: Settings) -> str:
+    """The account of the first ARN of the env that names one (``*``: none does)."""
+    spec = settings.deploy.emr
+    arns: list[str | None] = []
+    if spec is not None:
+        arns += [spec.scheduler_role_arn, spec.failure_topic_arn,
+                 spec.serverless.execution_role_arn if spec.serverless else None]
+    arns += secret_refs(settings, "emr").values()
+    return next((arn.split(":")[4] for arn in arns
+                 if arn and arn.count(":") >= 5 and arn.split(":")[4]), "*")
+
+
+def _run_statements(settings: Settings, sid: str, *, serverless: bool) -> list[dict[str, Any]]:
+    """Start the jobs: add steps to ``cluster_id``, or start job runs of the EMR
+    Serverless application (passing its execution role)."""
+    spec = settings.deploy.emr
+    assert spec is not None
+    partition, account = aws_partition(settings), _aws_account(settings)
+    if not serverless:
+        return [{"Sid": f"{sid}Steps", "Effect": "Allow",
+                 "Action": ["elasticmapreduce:AddJobFlowSteps"],
+                 "Resource": f"arn:{partition}:elasticmapreduce:*:{account}:cluster/"
+                             f"{spec.cluster_id}"}]
+    assert spec.serverless is not None
+    return [{"Sid": f"{sid}JobRuns", "Effect": "Allow", "Action": ["emr-serverless:StartJobRun"],
+             "Resource": f"arn:{partition}:emr-serverless:*:{account}:/applications/"
+                         f"{spec.serverless.application_id}"},
+            {"Sid": f"{sid}PassExecutionRole", "Effect": "Allow", "Action": ["iam:PassRole"],
+             "Resource": spec.serverless.execution_role_arn,
+             "Condition": {"StringEquals": {
+                 "iam:PassedToService": "emr-serverless.amazonaws.com"}}}]
+
+
+def _on_serverless(settings: Settings) -> bool:
+    spec = settings.deploy.emr
+    assert spec is not None
+    return spec.schedule_on == "serverless" and spec.serverless is not None
+
+
+def emr_ci_role_policy(settings: Settings) -> dict[str, Any]:
+    """The IAM policy document of the CI role (``AWS_ROLE_ARN``), from the commands the
+    deploy workflow runs: upload to the wheel folder and the conf dir (``aws s3 cp``,
+    ``aws s3 sync --delete``), update or create the schedules (passing the scheduler
+    role), put the failure rule and its target, and, in a manual run, add a step to the
+    cluster (or start an EMR Serverless job run)."""
+    spec = settings.deploy.emr
+    assert spec is not None
+    partition, account = aws_partition(settings), _aws_account(settings)
+    s3 = f"arn:{partition}:s3:::"
+    folders: list[tuple[str, str]] = []
+    for uri in (emr_artifact_dir(settings), emr_conf_dir(settings)):
+        parts = _s3_bucket_prefix(uri.replace("s3a://", "s3://", 1))
+        if parts is not None and not any(
+                parts[0] == b and (parts[1] + "/").startswith(p + "/") for b, p in folders):
+            folders.append(parts)
+    statements: list[dict[str, Any]] = [
+        {"Sid": "UploadArtifacts", "Effect": "Allow",
+         "Action": ["s3:PutObject", "s3:DeleteObject"],
+         "Resource": [f"{s3}{bucket}/{prefix}/*" for bucket, prefix in folders]}]
+    for i, bucket in enumerate(dict.fromkeys(b for b, _ in folders)):
+        statements.append({"Sid": f"ListArtifacts{i}", "Effect": "Allow",
+                           "Action": ["s3:ListBucket"], "Resource": f"{s3}{bucket}",
+                           "Condition": {"StringLike": {"s3:prefix": [
+                               pattern for b, p in folders if b == bucket
+                               for pattern in (p, f"{p}/*")]}}})
+    schedules = emr_schedules(settings)
+    if schedules:
+        statements += [
+            {"Sid": "UpdateSchedules", "Effect": "Allow",
+             "Action": ["scheduler:CreateSchedule", "scheduler:UpdateSchedule"],
+             "Resource": [f"arn:{partition}:scheduler:*:{account}:schedule/default/"
+                          f"{schedule['Name']}" for schedule in schedules.values()]},
+            {"Sid": "PassSchedulerRole", "Effect": "Allow", "Action": ["iam:PassRole"],
+             "Resource": spec.scheduler_role_arn,
+             "Condition": {"StringEquals": {"iam:PassedToService": "scheduler.amazonaws.com"}}}]
+    if spec.failure_topic_arn is not None:
+        topic = spec.failure_topic_arn.split(":")
+        statements.append({
+            "Sid": "PutFailureRule", "Effect": "Allow",
+            "Action": ["events:PutRule", "events:PutTargets"],
+            "Resource": f"arn:{partition}:events:{topic[3]}:{topic[4]}:rule/"
+                        f"{job_name(settings, 'failures')}"})
+    statements += _run_statements(settings, "ManualRun", serverless=_on_serverless(settings))
+    return {"Version": "2012-10-17", "Statement": statements}
+
+
+def emr_scheduler_role_policy(settings: Settings) -> dict[str, Any]:
+    """The IAM policy document of ``deploy.emr.scheduler_role_arn``'s role: what the
+    schedules' universal target calls (``deploy.emr.schedule_on``)."""
+    return {"Version": "2012-10-17", "Statement": _run_statements(
+        settings, "Scheduled", serverless=_on_serverless(settings))}
+
+
+def emr_scheduler_role_trust(settings: Settings) -> dict[str, Any]:
+    """The trust policy of the scheduler role: EventBridge Scheduler of this account."""
+    statement: dict[str, Any] = {"Effect": "Allow",
+                                 "Principal": {"Service": "scheduler.amazonaws.com"},
+                                 "Action": "sts:AssumeRole"}
+    account = _aws_account(settings)
+    if account != "*":
+        statement["Condition"] = {"StringEquals": {"aws:SourceAccount": account}}
+    return {"Version": "2012-10-17", "Statement": [statement]}
+
+
 def emr_sns_topic_policy(settings: Settings) -> dict[str, Any]:
     """The request body of SNS SetTopicAttributes (``aws sns set-topic-attributes
     --cli-input-json``): the topic's access policy, letting EventBridge publish to

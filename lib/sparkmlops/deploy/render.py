@@ -33,11 +33,14 @@ from sparkmlops.deploy.emr import (
     emr_add_steps,
     emr_artifact_dir,
     emr_bootstrap,
+    emr_ci_role_policy,
     emr_cluster_configurations,
     emr_conf_dir,
     emr_failure_rule,
     emr_iam_policy,
     emr_run_job_flow,
+    emr_scheduler_role_policy,
+    emr_scheduler_role_trust,
     emr_schedules,
     emr_sns_topic_policy,
     emr_start_job_run,
@@ -114,7 +117,11 @@ def emr_readme(settings: Settings) -> str:
         f"{cluster.instance_profile}> --policy-name {job_name(settings, 'access')} "
         "--policy-document file://emr/iam-policy.json`"
         + (" (and the same on the EMR Serverless execution role)."
-           if spec.serverless is not None else "."),
+           if spec.serverless is not None else ".")
+        + " The CI role (`AWS_ROLE_ARN`): `--policy-document file://emr/ci-role-policy.json`"
+        " (uploads, schedules, the failure rule, a manual run). The scheduler role: "
+        "`aws iam create-role --assume-role-policy-document "
+        "file://emr/scheduler-role-trust.json`, then `file://emr/scheduler-role-policy.json`.",
         f"3. Cluster: `{AWS_CALL} emr run_job_flow emr/run-job-flow.json` prints its "
         "`JobFlowId`; set `deploy.emr.cluster_id` to it and deploy again.",
         f"4. Run: `{AWS_CALL} emr add_job_flow_steps emr/add-steps.json` runs the dependency "
@@ -212,6 +219,12 @@ def render(settings: Settings, targets: list[str], *, out_dir: Path) -> dict[Pat
             emr_cluster_configurations(settings), indent=2) + "\n"
         texts["emr/run-job-flow.json"] = json.dumps(emr_run_job_flow(settings), indent=2) + "\n"
         texts["emr/iam-policy.json"] = json.dumps(emr_iam_policy(settings), indent=2) + "\n"
+        texts["emr/ci-role-policy.json"] = json.dumps(emr_ci_role_policy(settings),
+                                                      indent=2) + "\n"
+        texts["emr/scheduler-role-policy.json"] = json.dumps(
+            emr_scheduler_role_policy(settings), indent=2) + "\n"
+        texts["emr/scheduler-role-trust.json"] = json.dumps(
+            emr_scheduler_role_trust(settings), indent=2) + "\n"
         if spec.serverless is not None:
             for i, job in enumerate(spec.steps):
                 name = "start-job-run.json" if i == 0 else f"start-job-run-{job}.json"

@@ -14,7 +14,13 @@ from botocore.stub import Stubber
 from sparkmlops import __version__
 from sparkmlops.config import load_settings
 from sparkmlops.deploy import render
-from sparkmlops.deploy.emr import call_aws, emr_iam_policy, emr_sns_topic_policy
+from sparkmlops.deploy.emr import (
+    call_aws,
+    emr_ci_role_policy,
+    emr_iam_policy,
+    emr_scheduler_role_policy,
+    emr_sns_topic_policy,
+)
 from tests.unit.deploy.test_deploy import EMR_PROJECT, EMR_SETTINGS, _validate
 
 ARN = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:mlflow-token-AbCdEf"
@@ -217,3 +223,62 @@ def test_the_policy_of_an_init_project_grants_its_lake_and_landing_in_its_partit
              "churn/artifacts", "churn/artifacts/*", "churn/data/landing/penguins",
              "churn/data/landing/penguins/*", "churn/lake", "churn/lake/*"]}}},
     ]
+
+
+def test_the_ci_and_scheduler_roles_get_the_policies_of_the_commands_they_run(tmp_path):
+    files = render(_emr(tmp_path), ["emr"], out_dir=tmp_path)
+    ci = json.loads(files[tmp_path / "emr/ci-role-policy.json"])
+    scheduler = json.loads(files[tmp_path / "emr/scheduler-role-policy.json"])
+    trust = json.loads(files[tmp_path / "emr/scheduler-role-trust.json"])
+
+    _validate("iam", "PutRolePolicy", {"RoleName": "github-deploy", "PolicyName": "deploy",
+                                       "PolicyDocument": json.dumps(ci)})
+    _validate("iam", "PutRolePolicy", {"RoleName": "sparkmlops-scheduler", "PolicyName": "run",
+                                       "PolicyDocument": json.dumps(scheduler)})
+    _validate("iam", "CreateRole", {"RoleName": "sparkmlops-scheduler",
+                                    "AssumeRolePolicyDocument": json.dumps(trust)})
+    cluster = "arn:aws:elasticmapreduce:*:123456789012:cluster/j-2AXXXXXXGAPLF"
+    assert ci == {"Version": "2012-10-17", "Statement": [
+        # aws s3 cp of the wheel, constraints, jobs, bootstrap; aws s3 sync --delete of conf/
+        {"Sid": "UploadArtifacts", "Effect": "Allow",
+         "Action": ["s3:PutObject", "s3:DeleteObject"],
+         "Resource": ["arn:aws:s3:::acme-ml/sparkmlops/*"]},
+        {"Sid": "ListArtifacts0", "Effect": "Allow", "Action": ["s3:ListBucket"],
+         "Resource": "arn:aws:s3:::acme-ml",
+         "Condition": {"StringLike": {"s3:prefix": ["sparkmlops", "sparkmlops/*"]}}},
+        {"Sid": "UpdateSchedules", "Effect": "Allow",
+         "Action": ["scheduler:CreateSchedule", "scheduler:UpdateSchedule"],
+         "Resource": [
+             "arn:aws:scheduler:*:123456789012:schedule/default/sparkmlops-penguins-continuous",
+             "arn:aws:scheduler:*:123456789012:schedule/default/sparkmlops-penguins-maintain"]},
+        {"Sid": "PassSchedulerRole", "Effect": "Allow", "Action": ["iam:PassRole"],
+         "Resource": "arn:aws:iam::123456789012:role/sparkmlops-scheduler",
+         "Condition": {"StringEquals": {"iam:PassedToService": "scheduler.amazonaws.com"}}},
+        {"Sid": "PutFailureRule", "Effect": "Allow",
+         "Action": ["events:PutRule", "events:PutTargets"],
+         "Resource": "arn:aws:events:eu-west-1:123456789012:rule/sparkmlops-penguins-failures"},
+        {"Sid": "ManualRunSteps", "Effect": "Allow",
+         "Action": ["elasticmapreduce:AddJobFlowSteps"], "Resource": cluster},
+    ]}
+    assert scheduler == {"Version": "2012-10-17", "Statement": [
+        {"Sid": "ScheduledSteps", "Effect": "Allow",
+         "Action": ["elasticmapreduce:AddJobFlowSteps"], "Resource": cluster}]}
+    assert trust == {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Principal": {"Service": "scheduler.amazonaws.com"},
+         "Action": "sts:AssumeRole",
+         "Condition": {"StringEquals": {"aws:SourceAccount": "123456789012"}}}]}
+
+
+def test_on_serverless_the_roles_start_job_runs_and_pass_the_execution_role(tmp_path):
+    settings = _emr(tmp_path, "deploy.emr.schedule_on=serverless")
+
+    run = [{"Sid": "{}JobRuns", "Effect": "Allow", "Action": ["emr-serverless:StartJobRun"],
+            "Resource": "arn:aws:emr-serverless:*:123456789012:/applications/00fabcdefg123456"},
+           {"Sid": "{}PassExecutionRole", "Effect": "Allow", "Action": ["iam:PassRole"],
+            "Resource": "arn:aws:iam::123456789012:role/sparkmlops-job",
+            "Condition": {"StringEquals": {
+                "iam:PassedToService": "emr-serverless.amazonaws.com"}}}]
+    assert emr_scheduler_role_policy(settings)["Statement"] == [
+        {**s, "Sid": s["Sid"].format("Scheduled")} for s in run]
+    assert emr_ci_role_policy(settings)["Statement"][-2:] == [
+        {**s, "Sid": s["Sid"].format("ManualRun")} for s in run]
