@@ -13,7 +13,7 @@ from sparkmlops.errors import ConfigError
 log = logging.getLogger(__name__)
 
 
-TARGETS = ("databricks", "emr", "github")
+TARGETS = ("databricks", "emr", "github", "azure-devops")
 PLATFORMS = ("databricks", "emr")
 # the CLI arguments of each job, before --env/--dataset/--conf-dir
 JOB_COMMANDS: dict[str, list[str]] = {
@@ -36,7 +36,9 @@ def resolve_targets(requested: list[str], settings: Settings) -> list[str]:
     """``--target`` values (repeatable, comma-separated, ``all``) → targets in TARGETS order.
 
     ``all`` means github plus every platform the env configures (``deploy.databricks``,
-    ``deploy.emr``). A platform named explicitly must be configured.
+    ``deploy.emr``). A platform named explicitly must be configured. ``azure-devops``
+    (azure-pipelines.yml, for the project's platforms) is never part of ``all``: a
+    project has one CI.
     """
     names = {name.strip() for value in requested for name in value.split(",") if name.strip()}
     unknown = sorted(names - {*TARGETS, "all"})

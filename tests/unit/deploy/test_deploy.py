@@ -461,7 +461,7 @@ def _error_line(capsys) -> str:
      "deploy.emr.scheduler_role_arn: String should match pattern"),
     (["--target", "aws"],
      "sparkmlops deploy: ConfigError: --target: unknown target(s) ['aws']; choose from "
-     "databricks, emr, github or all (comma-separated or repeated)"),
+     "databricks, emr, github, azure-devops or all (comma-separated or repeated)"),
 ])
 def test_deploy_config_errors_exit_2_with_one_line(tmp_path, capsys, args, expected):
     code = _deploy(tmp_path, "databricks", *args)

@@ -223,3 +223,34 @@ def test_the_azure_devops_readme_names_the_connection_and_variables_the_pipeline
     assert "`CHANGE-ME-azure-service-connection`" in readme
     assert "azureSubscription: CHANGE-ME-azure-service-connection" in pipeline
     assert '--role-arn "$AWS_ROLE_ARN"' in pipeline
+
+
+def test_deploy_regenerates_the_azure_pipeline_from_the_filled_conf(tmp_path):
+    # init wrote azure-pipelines.yml with CHANGE-ME paths and nothing rewrote it after
+    # conf/emr.yml was filled; the project's test now checks it is deploy's output
+    project = tmp_path / "acme-ml"
+    assert main(["init", str(project), "--ci", "azure-devops"]) == 0
+    emr = project / "conf/emr.yml"
+    emr.write_text(emr.read_text().replace("CHANGE-ME-bucket", "acme-bucket"))
+
+    def project_test() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests",
+             "-k", "azure_pipeline"], cwd=project, capture_output=True, text=True,
+            timeout=300, env={**{k: v for k, v in os.environ.items()
+                                 if k != "SPARKMLOPS_CONF_DIR"}, "PYTHONPATH": LIB})
+
+    stale = project_test()
+    assert stale.returncode == 1
+    assert ("AssertionError: run: sparkmlops deploy --env emr --dataset penguins --target "
+            "azure-devops --out .") in stale.stdout
+    assert main(["deploy", "--env", "emr", "--dataset", "penguins", "--conf-dir",
+                 str(project / "conf"), "--target", "azure-devops", "--out", str(project)]) == 0
+    pipeline = yaml.safe_load((project / "azure-pipelines.yml").read_text())
+    assert [s["stage"] for s in pipeline["stages"]] == ["tests", "deploy_emr",
+                                                        "deploy_databricks"]
+    assert pipeline["stages"][1]["jobs"][0]["variables"] == {
+        "CONF_DIR": "s3://acme-bucket/acme-ml/artifacts/conf/$(Build.SourceVersion)"}
+    fresh = project_test()
+    assert fresh.returncode == 0, fresh.stdout[-2000:]
+    assert "1 passed" in fresh.stdout.splitlines()[-1]
