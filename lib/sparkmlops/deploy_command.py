@@ -15,9 +15,11 @@ from sparkmlops.config import Settings
 
 def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--target", action="append", required=True,
-                        help="databricks, emr, github or all (repeatable or comma-separated; "
-                             "github deploys to the platforms named with it, else to all "
-                             "the env configures)")
+                        help="databricks, emr, github, azure-devops or all (repeatable or "
+                             "comma-separated; github deploys to the platforms named with "
+                             "it, else to all the env configures; azure-devops writes "
+                             "azure-pipelines.yml for every conf/<platform>.yml; all: github "
+                             "and the platforms)")
     parser.add_argument("--out", required=True,
                         help="folder to write into (the root of your repository: the "
                              "workflows go to <out>/.github/workflows)")

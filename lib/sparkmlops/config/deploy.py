@@ -185,8 +185,13 @@ class EmrDeploySettings(StrictModel):
 
 
 class GithubDeploySettings(StrictModel):
+    """The CI of the project (GitHub Actions or Azure Pipelines)."""
+
     branch: str = "main"
     test_command: str = "python -m pytest tests"
+    # Azure Pipelines: the Azure Resource Manager service connection (workload identity
+    # federation) every deploy task signs in with; None: a CHANGE-ME name in the file
+    azure_service_connection: str | None = None
 
 
 class SecretRef(StrictModel):

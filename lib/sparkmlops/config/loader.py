@@ -188,7 +188,11 @@ def _apply_override(merged: dict[str, Any], override: str) -> None:
             if last:
                 node[part] = _override_value(key, raw)
             else:
-                node = node.setdefault(part, {})
+                # a null section (`serverless: null` in an overlay) is an unset one: setting
+                # one of its keys starts it
+                if node.get(part) is None:
+                    node[part] = {}
+                node = node[part]
         else:
             raise ConfigError(f"--set {key}: {parts[depth - 1]} is not a mapping or list")
 

@@ -13,7 +13,7 @@ from sparkmlops.errors import ConfigError
 log = logging.getLogger(__name__)
 
 
-TARGETS = ("databricks", "emr", "github")
+TARGETS = ("databricks", "emr", "github", "azure-devops")
 PLATFORMS = ("databricks", "emr")
 # the CLI arguments of each job, before --env/--dataset/--conf-dir
 JOB_COMMANDS: dict[str, list[str]] = {
@@ -36,7 +36,9 @@ def resolve_targets(requested: list[str], settings: Settings) -> list[str]:
     """``--target`` values (repeatable, comma-separated, ``all``) → targets in TARGETS order.
 
     ``all`` means github plus every platform the env configures (``deploy.databricks``,
-    ``deploy.emr``). A platform named explicitly must be configured.
+    ``deploy.emr``). A platform named explicitly must be configured. ``azure-devops``
+    (azure-pipelines.yml, for the project's platforms) is never part of ``all``: a
+    project has one CI.
     """
     names = {name.strip() for value in requested for name in value.split(",") if name.strip()}
     unknown = sorted(names - {*TARGETS, "all"})
@@ -159,7 +161,10 @@ def job_name(settings: Settings, job: str) -> str:
 
 
 def placeholders(settings: Settings) -> list[str]:
-    """Key paths under ``deploy`` whose value still holds CHANGE-ME."""
+    """Key paths of the effective settings whose value still holds CHANGE-ME, in the
+    settings' order: ``init`` puts them in ``project_dir``, ``tracking.tracking_uri`` and
+    ``storage`` as well as under ``deploy`` (a relative data path under a placeholder
+    ``project_dir`` is listed as ``project_dir``)."""
     found: list[str] = []
 
     def walk(node: Any, path: str) -> None:
@@ -172,7 +177,8 @@ def placeholders(settings: Settings) -> list[str]:
         elif isinstance(node, str) and PLACEHOLDER in node:
             found.append(path)
 
-    walk(settings.deploy.model_dump(mode="json"), "deploy")
+    for key, value in settings.model_dump(mode="json").items():
+        walk(value, key)
     return found
 
 

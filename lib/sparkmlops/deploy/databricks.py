@@ -49,6 +49,13 @@ REQUIREMENTS_FILE = "requirements.txt"
 # what every Databricks Runtime ML brings and a pip install must not replace: Spark and
 # Delta are the cluster's own (and the [local] extra of the wheel, never installed there)
 RUNTIME_PROVIDED = frozenset({"pyspark", "delta-spark", "py4j"})
+# the marker values of the Databricks Runtime's Python (DBR 18: Python 3.12 on Linux
+# x86_64), which installs the task's requirements.txt
+DATABRICKS_RUNTIME_MARKERS = {
+    "python_version": "3.12", "python_full_version": "3.12.3", "os_name": "posix",
+    "sys_platform": "linux", "platform_system": "Linux", "platform_machine": "x86_64",
+    "implementation_name": "cpython", "platform_python_implementation": "CPython",
+}
 # development mode rewrites the name of a UC schema resource to
 # "dev_<short_name>_<name>" (presets.name_prefix "[dev <short_name>] ", normalized);
 # the jobs' --set storage.schema must name the schema it creates
@@ -287,12 +294,13 @@ def read_lock() -> str:
                       f"nor at {checkout}; the job's libraries would be unpinned")
 
 
-def wheel_dependencies() -> set[str]:
+def wheel_dependencies(runtime: dict[str, str] | None = None) -> set[str]:
     """Normalized names of the installed sparkmlops distribution's dependency closure
-    (extras left out, markers evaluated here), without what the runtime provides."""
+    (extras left out, markers evaluated here, or with ``runtime``'s marker values over
+    this interpreter's), without what the runtime provides."""
     # no extra: the [local] extra (pyspark, delta-spark) is never installed on a cluster
     environment = {**{key: str(value) for key, value in default_environment().items()},
-                   "extra": ""}
+                   **(runtime or {}), "extra": ""}
     seen: set[str] = set()
     todo = ["sparkmlops"]
     while todo:
@@ -315,8 +323,12 @@ def pinned_requirements() -> list[str]:
     """The lock's ``name==version`` lines for the wheel's dependency closure minus what
     the Databricks Runtime provides (pyspark, delta-spark, py4j): the content of the task's
     ``requirements`` library, so the cluster installs what the tests passed on instead of
-    whatever PyPI resolves. A dependency the lock does not pin is a ConfigError."""
-    needed = wheel_dependencies()
+    whatever PyPI resolves. A dependency the lock does not pin is a ConfigError.
+
+    Environment markers are evaluated for the cluster's Python (DATABRICKS_RUNTIME_MARKERS),
+    not the deploying one: from Windows, mlflow's closure gains colorama, pywin32 and
+    waitress and loses gunicorn; from Python 3.10 it gains tomli and exceptiongroup."""
+    needed = wheel_dependencies(DATABRICKS_RUNTIME_MARKERS)
     if not needed:
         raise ConfigError("--target databricks: the sparkmlops distribution's dependencies "
                           "are unknown here (is sparkmlops installed?); the job's libraries "

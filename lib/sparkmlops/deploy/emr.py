@@ -5,6 +5,7 @@ from __future__ import annotations
 import fnmatch
 import json
 import logging
+import os
 import re
 from typing import Any
 
@@ -314,6 +315,26 @@ def _s3_bucket_prefix(uri: str) -> tuple[str, str] | None:
     return (match.group(1), match.group(2)) if match else None
 
 
+def aws_partition(settings: Settings) -> str:
+    """The AWS partition of the env (``aws``, ``aws-cn``, ``aws-us-gov``): that of the
+    first ARN in ``deploy`` (a secret, a role, the failure topic), else ``aws``. An S3
+    path names no partition, and an ``arn:aws:s3`` resource does not match in China."""
+    found: list[str] = []
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+        elif isinstance(node, str) and node.startswith("arn:") and not found:
+            found.append(node.split(":")[1])
+
+    walk(settings.deploy.model_dump(mode="json"))
+    return found[0] if found else "aws"
+
+
 def emr_iam_policy(settings: Settings) -> dict[str, Any]:
     """The IAM policy document of the nodes' instance profile role (and of the EMR
     Serverless execution role): read the artifacts, the conf dir and the landing files,
@@ -321,8 +342,13 @@ def emr_iam_policy(settings: Settings) -> dict[str, Any]:
     the Secrets Manager secrets of ``deploy.secrets``."""
     spec = settings.deploy.emr
     assert spec is not None
-    read = [emr_artifact_dir(settings), emr_conf_dir(settings), settings.dataset.source.path]
-    write = [settings.storage.root]
+    # relative data paths resolve under project_dir (s3a://bucket/<project> in an init'd
+    # project), where the jobs read and write them
+    read = [emr_artifact_dir(settings), emr_conf_dir(settings),
+            settings.resolve_path(settings.dataset.source.path)]
+    managed = settings.storage.catalog is not None and not settings.storage.external
+    write = [] if managed else [settings.resolve_path(settings.storage.root)]
+    s3 = f"arn:{aws_partition(settings)}:s3:::"
     logs = [spec.cluster.log_uri, spec.serverless.log_uri if spec.serverless else None]
     objects: dict[str, list[str]] = {"read": [], "write": [], "logs": []}
     listed: dict[str, list[str]] = {}
@@ -332,7 +358,7 @@ def emr_iam_policy(settings: Settings) -> dict[str, Any]:
             if parts is None:
                 continue
             bucket, prefix = parts
-            arn = f"arn:aws:s3:::{bucket}/{prefix}/*" if prefix else f"arn:aws:s3:::{bucket}/*"
+            arn = f"{s3}{bucket}/{prefix}/*" if prefix else f"{s3}{bucket}/*"
             if arn not in objects[kind]:
                 objects[kind].append(arn)
             prefixes = listed.setdefault(bucket, [])
@@ -356,13 +382,117 @@ def emr_iam_policy(settings: Settings) -> dict[str, Any]:
             other != p and other.endswith("*") and fnmatch.fnmatchcase(p, other)
             for other in wanted)]
         statements.append({"Sid": f"List{i}", "Effect": "Allow", "Action": ["s3:ListBucket"],
-                           "Resource": f"arn:aws:s3:::{bucket}",
+                           "Resource": f"{s3}{bucket}",
                            "Condition": {"StringLike": {"s3:prefix": prefixes}}})
     secrets = sorted(set(secret_refs(settings, "emr").values()))
     if secrets:
         statements.append({"Sid": "ReadSecrets", "Effect": "Allow",
                            "Action": ["secretsmanager:GetSecretValue"], "Resource": secrets})
     return {"Version": "2012-10-17", "Statement": statements}
+
+
+def _aws_account(settings: Settings) -> str:
+    """The account of the first ARN of the env that names one (``*``: none does)."""
+    spec = settings.deploy.emr
+    arns: list[str | None] = []
+    if spec is not None:
+        arns += [spec.scheduler_role_arn, spec.failure_topic_arn,
+                 spec.serverless.execution_role_arn if spec.serverless else None]
+    arns += secret_refs(settings, "emr").values()
+    return next((arn.split(":")[4] for arn in arns
+                 if arn and arn.count(":") >= 5 and arn.split(":")[4]), "*")
+
+
+def _run_statements(settings: Settings, sid: str, *, serverless: bool) -> list[dict[str, Any]]:
+    """Start the jobs: add steps to ``cluster_id``, or start job runs of the EMR
+    Serverless application (passing its execution role)."""
+    spec = settings.deploy.emr
+    assert spec is not None
+    partition, account = aws_partition(settings), _aws_account(settings)
+    if not serverless:
+        return [{"Sid": f"{sid}Steps", "Effect": "Allow",
+                 "Action": ["elasticmapreduce:AddJobFlowSteps"],
+                 "Resource": f"arn:{partition}:elasticmapreduce:*:{account}:cluster/"
+                             f"{spec.cluster_id}"}]
+    assert spec.serverless is not None
+    return [{"Sid": f"{sid}JobRuns", "Effect": "Allow", "Action": ["emr-serverless:StartJobRun"],
+             "Resource": f"arn:{partition}:emr-serverless:*:{account}:/applications/"
+                         f"{spec.serverless.application_id}"},
+            {"Sid": f"{sid}PassExecutionRole", "Effect": "Allow", "Action": ["iam:PassRole"],
+             "Resource": spec.serverless.execution_role_arn,
+             "Condition": {"StringEquals": {
+                 "iam:PassedToService": "emr-serverless.amazonaws.com"}}}]
+
+
+def _on_serverless(settings: Settings) -> bool:
+    spec = settings.deploy.emr
+    assert spec is not None
+    return spec.schedule_on == "serverless" and spec.serverless is not None
+
+
+def emr_ci_role_policy(settings: Settings) -> dict[str, Any]:
+    """The IAM policy document of the CI role (``AWS_ROLE_ARN``), from the commands the
+    deploy workflow runs: upload to the wheel folder and the conf dir (``aws s3 cp``,
+    ``aws s3 sync --delete``), update or create the schedules (passing the scheduler
+    role), put the failure rule and its target, and, in a manual run, add a step to the
+    cluster (or start an EMR Serverless job run)."""
+    spec = settings.deploy.emr
+    assert spec is not None
+    partition, account = aws_partition(settings), _aws_account(settings)
+    s3 = f"arn:{partition}:s3:::"
+    folders: list[tuple[str, str]] = []
+    for uri in (emr_artifact_dir(settings), emr_conf_dir(settings)):
+        parts = _s3_bucket_prefix(uri.replace("s3a://", "s3://", 1))
+        if parts is not None and not any(
+                parts[0] == b and (parts[1] + "/").startswith(p + "/") for b, p in folders):
+            folders.append(parts)
+    statements: list[dict[str, Any]] = [
+        {"Sid": "UploadArtifacts", "Effect": "Allow",
+         "Action": ["s3:PutObject", "s3:DeleteObject"],
+         "Resource": [f"{s3}{bucket}/{prefix}/*" for bucket, prefix in folders]}]
+    for i, bucket in enumerate(dict.fromkeys(b for b, _ in folders)):
+        statements.append({"Sid": f"ListArtifacts{i}", "Effect": "Allow",
+                           "Action": ["s3:ListBucket"], "Resource": f"{s3}{bucket}",
+                           "Condition": {"StringLike": {"s3:prefix": [
+                               pattern for b, p in folders if b == bucket
+                               for pattern in (p, f"{p}/*")]}}})
+    schedules = emr_schedules(settings)
+    if schedules:
+        statements += [
+            {"Sid": "UpdateSchedules", "Effect": "Allow",
+             "Action": ["scheduler:CreateSchedule", "scheduler:UpdateSchedule"],
+             "Resource": [f"arn:{partition}:scheduler:*:{account}:schedule/default/"
+                          f"{schedule['Name']}" for schedule in schedules.values()]},
+            {"Sid": "PassSchedulerRole", "Effect": "Allow", "Action": ["iam:PassRole"],
+             "Resource": spec.scheduler_role_arn,
+             "Condition": {"StringEquals": {"iam:PassedToService": "scheduler.amazonaws.com"}}}]
+    if spec.failure_topic_arn is not None:
+        topic = spec.failure_topic_arn.split(":")
+        statements.append({
+            "Sid": "PutFailureRule", "Effect": "Allow",
+            "Action": ["events:PutRule", "events:PutTargets"],
+            "Resource": f"arn:{partition}:events:{topic[3]}:{topic[4]}:rule/"
+                        f"{job_name(settings, 'failures')}"})
+    statements += _run_statements(settings, "ManualRun", serverless=_on_serverless(settings))
+    return {"Version": "2012-10-17", "Statement": statements}
+
+
+def emr_scheduler_role_policy(settings: Settings) -> dict[str, Any]:
+    """The IAM policy document of ``deploy.emr.scheduler_role_arn``'s role: what the
+    schedules' universal target calls (``deploy.emr.schedule_on``)."""
+    return {"Version": "2012-10-17", "Statement": _run_statements(
+        settings, "Scheduled", serverless=_on_serverless(settings))}
+
+
+def emr_scheduler_role_trust(settings: Settings) -> dict[str, Any]:
+    """The trust policy of the scheduler role: EventBridge Scheduler of this account."""
+    statement: dict[str, Any] = {"Effect": "Allow",
+                                 "Principal": {"Service": "scheduler.amazonaws.com"},
+                                 "Action": "sts:AssumeRole"}
+    account = _aws_account(settings)
+    if account != "*":
+        statement["Condition"] = {"StringEquals": {"aws:SourceAccount": account}}
+    return {"Version": "2012-10-17", "Statement": [statement]}
 
 
 def emr_sns_topic_policy(settings: Settings) -> dict[str, Any]:
@@ -470,13 +600,18 @@ def call_aws(service: str, operation: str, request_file: str) -> dict[str, Any]:
     The AWS CLI has no ``emr run-job-flow`` or ``emr add-job-flow-steps`` (its own
     ``create-cluster`` and ``add-steps`` take other arguments), so the generated bodies of
     those operations go through botocore (``pip install sparkmlops[aws]``), with the
-    credentials and region of the usual AWS environment.
+    credentials and region of the usual AWS environment. botocore reads the region from
+    AWS_DEFAULT_REGION only (``configprovider.py``); AWS CLI v2 and the CI actions set
+    AWS_REGION, so that one counts when AWS_DEFAULT_REGION is unset.
     """
     import botocore.session
 
     with open(request_file) as handle:
         request = json.load(handle)
-    client = botocore.session.get_session().create_client(service)
+    session = botocore.session.get_session()
+    if not os.environ.get("AWS_DEFAULT_REGION") and os.environ.get("AWS_REGION"):
+        session.set_config_variable("region", os.environ["AWS_REGION"])
+    client = session.create_client(service)
     response: dict[str, Any] = getattr(client, operation)(**request)
     response.pop("ResponseMetadata", None)
     return response

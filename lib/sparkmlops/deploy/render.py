@@ -10,7 +10,10 @@ from typing import Any
 import yaml
 
 from sparkmlops.config import Settings
+from sparkmlops.deploy.azure import azure_pipeline_texts, azure_platform_settings
+from sparkmlops.deploy.ci import SPARKMLOPS_PIN
 from sparkmlops.deploy.common import (
+    JOB_COMMANDS,
     check_cluster_paths,
     deployed_platforms,
     job_name,
@@ -31,11 +34,14 @@ from sparkmlops.deploy.emr import (
     emr_add_steps,
     emr_artifact_dir,
     emr_bootstrap,
+    emr_ci_role_policy,
     emr_cluster_configurations,
     emr_conf_dir,
     emr_failure_rule,
     emr_iam_policy,
     emr_run_job_flow,
+    emr_scheduler_role_policy,
+    emr_scheduler_role_trust,
     emr_schedules,
     emr_sns_topic_policy,
     emr_start_job_run,
@@ -107,15 +113,16 @@ def emr_readme(settings: Settings) -> str:
         f"`{AWS_CALL} <service> <operation> <file>` sends a generated body through botocore "
         "(`pip install sparkmlops[aws]`; the usual AWS credentials and region).",
         "",
-        f"1. Upload: the wheel to `{wheel_location(settings)}`, `deps/requirements.lock` to "
-        f"`{constraints_location(settings)}`, `jobs/*.py` to `{artifacts}/jobs/`, `bootstrap.sh`"
-        f" to `{artifacts}/bootstrap.sh` and the conf dir to `{emr_conf_dir(settings)}` (the "
-        "GitHub workflow does this).",
+        _emr_upload_step(settings),
         "2. Permissions: `aws iam put-role-policy --role-name <the role of instance profile "
         f"{cluster.instance_profile}> --policy-name {job_name(settings, 'access')} "
         "--policy-document file://emr/iam-policy.json`"
         + (" (and the same on the EMR Serverless execution role)."
-           if spec.serverless is not None else "."),
+           if spec.serverless is not None else ".")
+        + " The CI role (`AWS_ROLE_ARN`): `--policy-document file://emr/ci-role-policy.json`"
+        " (uploads, schedules, the failure rule, a manual run). The scheduler role: "
+        "`aws iam create-role --assume-role-policy-document "
+        "file://emr/scheduler-role-trust.json`, then `file://emr/scheduler-role-policy.json`.",
         f"3. Cluster: `{AWS_CALL} emr run_job_flow emr/run-job-flow.json` prints its "
         "`JobFlowId`; set `deploy.emr.cluster_id` to it and deploy again.",
         f"4. Run: `{AWS_CALL} emr add_job_flow_steps emr/add-steps.json` runs the dependency "
@@ -170,6 +177,32 @@ def emr_readme(settings: Settings) -> str:
     return "\n".join(lines)
 
 
+def _emr_upload_step(settings: Settings) -> str:
+    """Step 1 of emr/README.md: the deploy workflow's uploads, from a project (no
+    sparkmlops checkout), the conf dir in a folder per commit."""
+    artifacts = emr_artifact_dir(settings)
+    commands = " ".join(sorted({args[0] for args in JOB_COMMANDS.values()}))
+    if settings.deploy.conf_dir is None:
+        # emr_conf_dir is then <wheel folder>/conf: the workflow's commit folders are in it
+        conf = (f"the project's `conf/` to a folder of its own per commit, "
+                f"`aws s3 sync conf {emr_conf_dir(settings)}/<commit>`, then deploy again "
+                f"with `--set deploy.conf_dir={emr_conf_dir(settings)}/<commit>` so the jobs "
+                "read it (never `sync --delete` into `"
+                f"{emr_conf_dir(settings)}` itself: it holds the older commits' folders "
+                "you roll back to)")
+    else:
+        conf = (f"the project's `conf/` to `{emr_conf_dir(settings)}`, the conf dir "
+                "these files name")
+    return (f"1. Upload (the deploy workflow does this on every push): the wheel "
+            f"(`pip download --no-deps {SPARKMLOPS_PIN}`) to `{wheel_location(settings)}`, "
+            f"the project's `constraints.txt` to `{constraints_location(settings)}`, the job "
+            "scripts written from the installed wheel (`for c in "
+            f"{commands}; do python -c 'import sys; from sparkmlops.deploy.common import "
+            "job_script; sys.stdout.write(job_script(sys.argv[1]))' $c > jobs/$c.py; done`) "
+            f"to `{artifacts}/jobs/`, `emr/bootstrap.sh` to `{artifacts}/bootstrap.sh`, and "
+            f"{conf}.")
+
+
 def render(settings: Settings, targets: list[str], *, out_dir: Path) -> dict[Path, str]:
     """Every file of the targets, absolute path → text."""
     documents: dict[str, Any] = {}
@@ -187,6 +220,12 @@ def render(settings: Settings, targets: list[str], *, out_dir: Path) -> dict[Pat
             emr_cluster_configurations(settings), indent=2) + "\n"
         texts["emr/run-job-flow.json"] = json.dumps(emr_run_job_flow(settings), indent=2) + "\n"
         texts["emr/iam-policy.json"] = json.dumps(emr_iam_policy(settings), indent=2) + "\n"
+        texts["emr/ci-role-policy.json"] = json.dumps(emr_ci_role_policy(settings),
+                                                      indent=2) + "\n"
+        texts["emr/scheduler-role-policy.json"] = json.dumps(
+            emr_scheduler_role_policy(settings), indent=2) + "\n"
+        texts["emr/scheduler-role-trust.json"] = json.dumps(
+            emr_scheduler_role_trust(settings), indent=2) + "\n"
         if spec.serverless is not None:
             for i, job in enumerate(spec.steps):
                 name = "start-job-run.json" if i == 0 else f"start-job-run-{job}.json"
@@ -205,6 +244,8 @@ def render(settings: Settings, targets: list[str], *, out_dir: Path) -> dict[Pat
     if "github" in targets:
         platforms = deployed_platforms(targets, settings.deploy)
         documents.update(github_workflows(settings, platforms, out_dir=out_dir))
+    if "azure-devops" in targets:
+        texts.update(azure_pipeline_texts(azure_platform_settings(settings)))
     header = (f"# Generated by `sparkmlops deploy` from env {settings.env!r}, dataset "
               f"{settings.dataset.name!r}; regenerate instead of editing.\n")
     for name, document in documents.items():

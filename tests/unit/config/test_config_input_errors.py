@@ -92,3 +92,22 @@ def test_a_zero_min_improvement_still_loads():
 def test_a_multi_line_error_message_is_printed_on_one_line():
     assert one_line("first\n  in <string>, line 1\n\n    ^\n") == (
         "first | in <string>, line 1 | ^")
+
+
+def test_set_starts_a_section_an_overlay_sets_to_null(tmp_path):
+    # `sparkmlops init` writes `serverless: null` into conf/emr.yml; the packaged emr.yml
+    # says to --set deploy.emr.serverless.application_id=... to turn EMR Serverless on
+    shutil.copytree(REPO_CONF / "datasets", tmp_path / "datasets")
+    (tmp_path / "emr.yml").write_text(
+        "storage: {root: s3a://acme/lake}\ntracking: {tracking_uri: https://mlflow.acme}\n"
+        "deploy:\n  emr:\n    cluster_id: j-1\n    serverless: null\n")
+
+    settings = load_settings("emr", "penguins", conf_dir=tmp_path, overrides=[
+        "deploy.emr.serverless.application_id=00fabc",
+        "deploy.emr.serverless.execution_role_arn=arn:aws:iam::123456789012:role/job"])
+
+    assert settings.deploy.emr is not None
+    assert settings.deploy.emr.serverless is not None
+    assert settings.deploy.emr.serverless.model_dump() == {
+        "application_id": "00fabc",
+        "execution_role_arn": "arn:aws:iam::123456789012:role/job", "log_uri": None}

@@ -9,9 +9,11 @@ import copy
 import json
 from pathlib import Path
 
+import pytest
 import yaml
 from databricks.sdk.service.jobs import JobSettings
 
+import sparkmlops.deploy.databricks as databricks_module
 from sparkmlops.config import load_settings
 from sparkmlops.deploy import databricks_bundle, render
 from sparkmlops.deploy.databricks import (
@@ -154,6 +156,25 @@ def test_the_task_installs_the_locks_pins_before_the_wheel(tmp_path):
             "matplotlib"} <= names
     # the runtime's own Spark and Delta stay; test tooling of the lock never ships
     assert names.isdisjoint({"pyspark", "delta-spark", "py4j", "pytest", "chispa", "ruff"})
+
+
+@pytest.mark.parametrize("deploying", [
+    {"sys_platform": "win32", "platform_system": "Windows", "os_name": "nt"},
+    {"python_version": "3.10", "python_full_version": "3.10.14"},
+])
+def test_the_pins_are_the_clusters_whatever_python_deploys(monkeypatch, deploying):
+    # DBR 18 installs requirements.txt into Python 3.12 on Linux: mlflow's closure on
+    # Windows has colorama, pywin32 and waitress (unpinned) instead of gunicorn, and on
+    # Python 3.10 tomli and exceptiongroup
+    on_linux_312 = pinned_requirements()
+    here = databricks_module.default_environment()
+    monkeypatch.setattr(databricks_module, "default_environment",
+                        lambda: {**here, **deploying})
+
+    assert pinned_requirements() == on_linux_312
+    names = {pin.split("==")[0].lower() for pin in on_linux_312}
+    assert "gunicorn" in names
+    assert names.isdisjoint({"colorama", "pywin32", "waitress", "tomli", "exceptiongroup"})
 
 
 def test_the_lock_is_read_from_the_checkout_when_the_package_has_none():

@@ -391,10 +391,11 @@ def test_deploy_command_writes_every_target_of_the_env(tmp_path, capsys):
     assert written == [".github/workflows/sparkmlops-penguins-deploy-emr.yml",
                        ".github/workflows/sparkmlops-penguins-tests.yml",
                        "emr/README.md", "emr/add-steps.json", "emr/bootstrap.sh",
-                       "emr/cluster-configurations.json",
+                       "emr/ci-role-policy.json", "emr/cluster-configurations.json",
                        "emr/failure-rule.json", "emr/failure-targets.json",
                        "emr/iam-policy.json", "emr/run-job-flow.json",
                        "emr/schedule-continuous.json", "emr/schedule-maintain.json",
+                       "emr/scheduler-role-policy.json", "emr/scheduler-role-trust.json",
                        "emr/sns-topic-policy.json",
                        "emr/start-job-run-maintain.json", "emr/start-job-run.json"]
     assert "targets emr, github" in out
@@ -460,7 +461,7 @@ def _error_line(capsys) -> str:
      "deploy.emr.scheduler_role_arn: String should match pattern"),
     (["--target", "aws"],
      "sparkmlops deploy: ConfigError: --target: unknown target(s) ['aws']; choose from "
-     "databricks, emr, github or all (comma-separated or repeated)"),
+     "databricks, emr, github, azure-devops or all (comma-separated or repeated)"),
 ])
 def test_deploy_config_errors_exit_2_with_one_line(tmp_path, capsys, args, expected):
     code = _deploy(tmp_path, "databricks", *args)

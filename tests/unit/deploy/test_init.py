@@ -84,8 +84,10 @@ def test_deploy_runs_in_the_new_project_from_its_cwd(tmp_path, monkeypatch, caps
     args = json.loads((project / "build/emr/add-steps.json").read_text())["Steps"][1][
         "HadoopJarStep"]["Args"]
     assert args[args.index("--conf-dir") + 1] == "s3://CHANGE-ME-bucket/acme-ml/artifacts/conf"
-    assert ("  fill before deploying (CHANGE-ME): deploy.wheel, deploy.secrets."
-            "MLFLOW_TRACKING_TOKEN.aws_secret_arn, deploy.emr.cluster_id") in out.splitlines()
+    # every placeholder init wrote, not only those under deploy:
+    assert ("  fill before deploying (CHANGE-ME): project_dir, tracking.tracking_uri, "
+            "deploy.wheel, deploy.secrets.MLFLOW_TRACKING_TOKEN.aws_secret_arn, "
+            "deploy.emr.cluster_id") in out.splitlines()
     settings = load_settings("emr", "penguins", conf_dir=project / "conf")
     assert settings.resolve_path(settings.dataset.source.path) == (
         "s3a://CHANGE-ME-bucket/acme-ml/data/landing/penguins")
@@ -203,3 +205,52 @@ def test_the_deploy_workflows_own_sparkmlops_commands_run_in_the_new_project(
                                               "sparkmlops-penguins-batch"]
         args = steps[1]["HadoopJarStep"]["Args"]
         assert args[args.index("--conf-dir") + 1] == conf_dir
+
+
+def test_the_azure_devops_readme_names_the_connection_and_variables_the_pipeline_uses(
+        tmp_path):
+    # azure.py signs in to AWS with the Azure Resource Manager connection's OIDC token
+    # and $AWS_ROLE_ARN; there is no AWS Toolkit service connection
+    project = tmp_path / "churn-ml"
+    assert main(["init", str(project), "--ci", "azure-devops"]) == 0
+
+    readme = (project / "README.md").read_text()
+    pipeline = (project / "azure-pipelines.yml").read_text()
+    assert "AWS Toolkit one" not in readme
+    assert ("Pipeline variables: `DATABRICKS_HOST` (Databricks), `AWS_ROLE_ARN`, `AWS_REGION` "
+            "(EMR), optionally `PIP_INDEX_URL` / `PIP_EXTRA_INDEX_URL` (a private index)."
+            ) in readme
+    assert "`CHANGE-ME-azure-service-connection`" in readme
+    assert "azureSubscription: CHANGE-ME-azure-service-connection" in pipeline
+    assert '--role-arn "$AWS_ROLE_ARN"' in pipeline
+
+
+def test_deploy_regenerates_the_azure_pipeline_from_the_filled_conf(tmp_path):
+    # init wrote azure-pipelines.yml with CHANGE-ME paths and nothing rewrote it after
+    # conf/emr.yml was filled; the project's test now checks it is deploy's output
+    project = tmp_path / "acme-ml"
+    assert main(["init", str(project), "--ci", "azure-devops"]) == 0
+    emr = project / "conf/emr.yml"
+    emr.write_text(emr.read_text().replace("CHANGE-ME-bucket", "acme-bucket"))
+
+    def project_test() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests",
+             "-k", "azure_pipeline"], cwd=project, capture_output=True, text=True,
+            timeout=300, env={**{k: v for k, v in os.environ.items()
+                                 if k != "SPARKMLOPS_CONF_DIR"}, "PYTHONPATH": LIB})
+
+    stale = project_test()
+    assert stale.returncode == 1
+    assert ("AssertionError: run: sparkmlops deploy --env emr --dataset penguins --target "
+            "azure-devops --out .") in stale.stdout
+    assert main(["deploy", "--env", "emr", "--dataset", "penguins", "--conf-dir",
+                 str(project / "conf"), "--target", "azure-devops", "--out", str(project)]) == 0
+    pipeline = yaml.safe_load((project / "azure-pipelines.yml").read_text())
+    assert [s["stage"] for s in pipeline["stages"]] == ["tests", "deploy_emr",
+                                                        "deploy_databricks"]
+    assert pipeline["stages"][1]["jobs"][0]["variables"] == {
+        "CONF_DIR": "s3://acme-bucket/acme-ml/artifacts/conf/$(Build.SourceVersion)"}
+    fresh = project_test()
+    assert fresh.returncode == 0, fresh.stdout[-2000:]
+    assert "1 passed" in fresh.stdout.splitlines()[-1]

@@ -87,3 +87,30 @@ def test_both_clouds_sign_in_through_the_service_connection_without_stored_keys(
     else:
         assert all(t["env"]["DATABRICKS_AUTH_TYPE"] == "azure-cli" for t in tasks)
     assert f"'sparkmlops[aws]=={__version__}' -c constraints.txt" in text
+
+
+def test_the_emr_tasks_give_botocore_the_region_of_the_aws_region_variable(tmp_path):
+    # botocore (python -m sparkmlops.deploy.emr) reads AWS_DEFAULT_REGION, not AWS_REGION
+    steps = _pipeline(tmp_path)["stages"][1]["jobs"][0]["steps"]
+    scripts = [s["inputs"]["inlineScript"].splitlines() for s in steps
+               if s.get("task") == "AzureCLI@2"]
+
+    assert len(scripts) == 2
+    for lines in scripts:
+        assert lines[1] == ('export AWS_DEFAULT_REGION="${AWS_REGION:?set the AWS_REGION '
+                            'pipeline variable}"')
+    assert any("python -m sparkmlops.deploy.emr" in line for line in scripts[1])
+
+
+def test_the_service_connection_is_the_configured_one(tmp_path):
+    # the committed pipeline must equal deploy's output, so its name comes from config
+    emr = load_settings("emr", "penguins", overrides=[
+        f"project_dir={tmp_path}", "dataset.source.path=s3a://acme-ml/landing/penguins",
+        "storage.root=s3a://acme-ml/lake", "tracking.tracking_uri=http://mlflow:5000",
+        "deploy.wheel=s3://acme-ml/sparkmlops/sparkmlops-{version}-py3-none-any.whl",
+        "deploy.emr.cluster_id=j-2AXXXXXXGAPLF", "deploy.github.azure_service_connection=ml-arm"])
+
+    steps = azure_pipelines({"emr": emr})["azure-pipelines.yml"]["stages"][1]["jobs"][0][
+        "steps"]
+    assert [s["inputs"]["azureSubscription"] for s in steps if s.get("task") == "AzureCLI@2"
+            ] == ["ml-arm", "ml-arm"]
