@@ -139,7 +139,7 @@ def test_the_packaged_lock_is_the_lock_the_tests_pass_on():
     packaged = resources.files("sparkmlops").joinpath("requirements.lock").read_text()
 
     assert packaged == (REPO / "deps/requirements.lock").read_text(), (
-        "cp deps/requirements.lock lib/sparkmlops/requirements.lock")
+        "deps/requirements.lock must be the link to lib/sparkmlops/requirements.lock")
 
 
 def test_the_packaged_example_is_the_sample_dataset():
