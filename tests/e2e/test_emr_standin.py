@@ -1,14 +1,18 @@
-"""The platform on the EMR stand-in, with nothing from the checkout.
+"""A user's project deployed to the EMR stand-in, with nothing from the checkout.
 
 The node runs EMR's versions, not the suite's: emr-spark-8.0.0 has Spark 4.0.2 and Delta
-4.0.0 (`emr_node` in tests/e2e/conftest.py, built by scripts/emr-standin.sh). The bucket
-(moto on 127.0.0.1) holds the project's conf dir, the landing files, the wheel and the
-job script. s3:// goes through hadoop-aws, as EMRFS serves it on EMR. The lake is in the
-bucket too, and runs and models go to a real MLflow server. The step's spark-submit runs
-from an empty working dir, and the checkout's environment does not reach it.
+4.0.0 (`emr_node` in tests/e2e/conftest.py, built by scripts/emr-standin.sh), its own
+standalone master and worker. The bucket (moto on 127.0.0.1, also Secrets Manager) holds
+what the deploy workflow uploads; s3:// goes through hadoop-aws, as EMRFS serves it on EMR.
 
-The delta-spark jar is named in the step's --py-files: a job's --py-files replaces the
-cluster's spark.submit.pyFiles, so without it `import delta` fails.
+The one pipeline run goes the user's way: `sparkmlops init` in an empty folder (the wheel's
+console script, in a venv of its own), the overlay filled as a user fills it, `sparkmlops
+deploy --target emr` as the workflow runs it (a conf dir per commit), the uploads of the
+workflow's lines, the generated bootstrap.sh installing the wheel from the bucket into a
+fresh node venv, then the generated add-steps.json as EMR runs it: the dependency check
+step, then the batch step's own spark-submit arguments from an empty working dir (client
+mode; `spark.yarn.appMasterEnv.*` become the driver's env, as YARN makes them), its MLflow
+token read from Secrets Manager by reference.
 """
 
 from __future__ import annotations
@@ -42,27 +46,59 @@ def _build_wheel(out: Path) -> Path:
     return Path(proc.stdout.strip().splitlines()[-1])
 
 
-def _project(folder: Path, scratch: Path) -> Path:
-    """A user's project: the penguins dataset reading its landing files from the bucket,
-    and an emr overlay that puts the lake in the bucket and scratch on the driver."""
-    conf = folder / "conf"
-    (conf / "datasets").mkdir(parents=True)
-    dataset = (REPO / "conf" / "datasets" / "penguins.yml").read_text()
-    relative = "  path: data/sample/penguins/landing"
-    assert relative in dataset
-    (conf / "datasets" / "penguins.yml").write_text(
-        dataset.replace(relative, f"  path: s3://{BUCKET}/landing/penguins"))
-    (conf / "emr.yml").write_text(yaml.safe_dump(
-        {"state_dir": str(scratch), "storage": {"root": f"s3a://{BUCKET}/lake"}}))
-    return conf
-
-
-def _delta_rows(s3_store, table: str) -> tuple[int, int]:
-    """(version, rows) of the Delta table at s3://BUCKET/lake/<table>, read by delta-rs."""
+def _delta_rows(s3_store, location: str) -> int:
+    """The rows of the Delta table at ``location`` (s3a://...), read by delta-rs."""
     from deltalake import DeltaTable
 
-    delta = DeltaTable(f"s3://{BUCKET}/lake/{table}", storage_options=s3_store.storage_options())
-    return delta.version(), delta.to_pyarrow_table().num_rows
+    table = DeltaTable(location.replace("s3a://", "s3://", 1),
+                       storage_options=s3_store.storage_options())
+    return table.to_pyarrow_table().num_rows
+
+
+def _venv(folder: Path, site_packages: str) -> Path:
+    """A fresh virtualenv that sees ``site_packages`` (the dependencies, standing in for
+    the package index) through a .pth line, and nothing of the checkout."""
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(folder)], check=True,
+                   timeout=120)
+    python = folder / "bin" / "python"
+    site = subprocess.run([str(python), "-c", "import sysconfig; "
+                           "print(sysconfig.get_paths()['purelib'])"], capture_output=True,
+                          text=True, check=True).stdout.strip()
+    (Path(site) / "_dependencies.pth").write_text(site_packages + "\n")
+    return python
+
+
+def _purelib(python: Path) -> str:
+    return subprocess.run([str(python), "-c", "import sysconfig; "
+                           "print(sysconfig.get_paths()['purelib'])"], capture_output=True,
+                          text=True, check=True).stdout.strip()
+
+
+# `aws s3 cp` and `sudo` of the node, for bootstrap.sh and the check step: the AWS CLI is
+# not installed here; this copies through boto3 at the store's endpoint
+AWS_SHIM = """#!{python}
+import sys, boto3
+args = [a for a in sys.argv[1:] if a != "--only-show-errors"]
+assert args[:2] == ["s3", "cp"] and len(args) == 4, args
+source, target = args[2:]
+s3 = boto3.client("s3")
+def split(uri):
+    bucket, _, key = uri.split("://", 1)[1].partition("/")
+    return bucket, key
+if source.startswith("s3://"):
+    s3.download_file(*split(source), target)
+else:
+    s3.upload_file(source, *split(target))
+"""
+
+
+def _node_tools(folder: Path, python: Path) -> Path:
+    folder.mkdir()
+    (folder / "aws").write_text(AWS_SHIM.format(python=python))
+    (folder / "sudo").write_text('#!/bin/sh\nexec "$@"\n')
+    for tool in ("aws", "sudo"):
+        (folder / tool).chmod(0o755)
+    return folder
 
 
 def test_the_s3_store_also_serves_secrets_manager(s3_store):
@@ -96,61 +132,138 @@ def test_a_steps_py_files_replace_the_clusters_so_delta_must_be_named_in_them(
         == "delta importable: False"
 
 
-def test_pipeline_runs_on_emrs_spark_and_delta_from_a_bucket(
+
+
+def _run(command: list[str], *, cwd: Path, env: dict[str, str] | None = None,
+         timeout: float = 600) -> str:
+    proc = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=timeout)
+    assert proc.returncode == 0, (command, proc.stdout[-2000:], proc.stderr[-4000:])
+    return proc.stdout
+
+
+def test_a_project_from_init_deploys_and_runs_on_emrs_spark_and_delta(
         emr_node, s3_store, mlflow_server, tmp_path, monkeypatch):
     monkeypatch.setenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     started = time.monotonic()
-    s3 = s3_store.client()
+    s3, secrets = s3_store.client(), s3_store.client("secretsmanager")
     s3.create_bucket(Bucket=BUCKET)
+    token_arn = secrets.create_secret(Name="acme-ml/mlflow-token",
+                                      SecretString="token-from-secrets-manager")["ARN"]
     wheel = _build_wheel(tmp_path / "dist")
     wheel_sha256 = hashlib.sha256(wheel.read_bytes()).hexdigest()
-    # the bootstrap's install on the node: this wheel (its dependencies are there already)
-    subprocess.run([sys.executable, "-m", "pip", "--python", str(emr_node.python), "install",
-                    "-q", "--no-deps", "--no-index", "--force-reinstall", str(wheel)],
-                   check=True, timeout=300)
+    clean_env = {k: v for k, v in os.environ.items()
+                 if k not in ("PYTHONPATH", "SPARKMLOPS_CONF_DIR", "SPARKMLOPS_STATE_DIR",
+                              "MLFLOW_TRACKING_URI", "VIRTUAL_ENV")}
+
+    # a developer's machine: the released wheel in a venv of its own, init, the overlay
+    dev = _venv(tmp_path / "dev-venv", _purelib(Path(sys.executable)))
+    subprocess.run([sys.executable, "-m", "pip", "--python", str(dev), "install", "-q",
+                    "--no-deps", "--no-index", str(wheel)], check=True, timeout=300)
+    sparkmlops_cli = str(dev.parent / "sparkmlops")
+    _run([sparkmlops_cli, "init", "acme-ml", "--platform", "emr"], cwd=tmp_path, env=clean_env)
+    project = tmp_path / "acme-ml"
+    node_python = tmp_path / "node-venv" / "bin" / "python"
     scratch = tmp_path / "driver-scratch"
-    conf = _project(tmp_path / "project", scratch)
-    s3_store.upload_tree(conf, BUCKET, "conf")
-    s3_store.upload_tree(REPO / "data" / "sample" / "penguins" / "landing", BUCKET,
-                         "landing/penguins")
-    s3.upload_file(str(wheel), BUCKET, f"artifacts/{wheel.name}")
-    s3.upload_file(str(REPO / "jobs" / "pipeline.py"), BUCKET, "artifacts/jobs/pipeline.py")
-    shutil.rmtree(tmp_path / "project")
-    elsewhere = tmp_path / "elsewhere"
-    elsewhere.mkdir()
+    overlay = (project / "conf" / "emr.yml").read_text()
+    filled = (overlay.replace("CHANGE-ME-bucket", BUCKET)
+              .replace("https://CHANGE-ME-mlflow.example.com", mlflow_server)
+              .replace("arn:aws:secretsmanager:eu-west-1:000000000000:secret:"
+                       "CHANGE-ME-mlflow-token", token_arn)
+              .replace("j-CHANGE-ME", "j-STANDIN"))
+    assert "CHANGE-ME" not in json.dumps(yaml.safe_load(filled)), filled
+    # the node's interpreter (bootstrap.sh installs into it), scratch on the driver
+    filled = filled.replace("  emr:\n", f"  emr:\n    python: {node_python}\n", 1)
+    (project / "conf" / "emr.yml").write_text(filled + yaml.safe_dump({"state_dir": str(scratch)}))
+
+    # the deploy workflow: the files for this commit's conf dir, then its uploads
+    overlay = yaml.safe_load((project / "conf" / "emr.yml").read_text())
+    artifacts = overlay["deploy"]["wheel"].rsplit("/", 1)[0]
+    conf_dir = f"{artifacts}/conf/c0ffee1"
+    out = _run([sparkmlops_cli, "deploy", "--env", "emr", "--dataset", "penguins",
+                "--conf-dir", "conf", "--target", "emr", "--out", ".",
+                "--set", f"deploy.conf_dir={conf_dir}"], cwd=project, env=clean_env)
+    assert "CHANGE-ME" not in out, out
+    steps = json.loads((project / "emr" / "add-steps.json").read_text())["Steps"]
+    assert [s["Name"] for s in steps] == ["sparkmlops-penguins-check-dependencies",
+                                          "sparkmlops-penguins-batch"]
+    bucket_of = len(f"s3://{BUCKET}/")
+    s3_store.upload_tree(project / "conf", BUCKET, conf_dir[bucket_of:])
+    s3_store.upload_tree(project / "data" / "landing", BUCKET, "acme-ml/data/landing")
+    s3.upload_file(str(wheel), BUCKET, f"{artifacts[bucket_of:]}/{wheel.name}")
+    s3.upload_file(str(project / "constraints.txt"), BUCKET,
+                   f"{artifacts[bucket_of:]}/sparkmlops-{sparkmlops.__version__}"
+                   "-constraints.txt")
+    script = _run([str(dev), "-c", "from sparkmlops.deploy.common import job_script; "
+                   "print(job_script('pipeline'), end='')"], cwd=tmp_path, env=clean_env)
+    s3.put_object(Bucket=BUCKET, Key=f"{artifacts[bucket_of:]}/jobs/pipeline.py",
+                  Body=script.encode())
+    # the cluster's record of what it installed goes to a temp folder, not /var/lib
+    state = tmp_path / "node-state" / "dependencies.sha256"
+    bootstrap = (project / "emr" / "bootstrap.sh").read_text()
+    assert "\nSTATE=/var/lib/sparkmlops/dependencies.sha256\n" in bootstrap
+    bootstrap = bootstrap.replace("\nSTATE=/var/lib/sparkmlops/dependencies.sha256\n",
+                                  f"\nSTATE={state}\n")
+    s3.put_object(Bucket=BUCKET, Key=f"{artifacts[bucket_of:]}/bootstrap.sh",
+                  Body=bootstrap.encode())
+    shutil.rmtree(project)  # nothing of the project is left on the machine
     uploaded = time.monotonic()
 
+    # the cluster boots: the bootstrap action installs the wheel from the bucket
+    _venv(tmp_path / "node-venv", _purelib(emr_node.python))
+    tools = _node_tools(tmp_path / "node-tools", emr_node.python)
+    node_env = {**emr_node.env, "PATH": f"{tools}{os.pathsep}{emr_node.env['PATH']}",
+                "AWS_ENDPOINT_URL": s3_store.endpoint}
+    s3.download_file(BUCKET, f"{artifacts[bucket_of:]}/bootstrap.sh",
+                     str(tmp_path / "bootstrap.sh"))
+    _run(["bash", str(tmp_path / "bootstrap.sh")], cwd=tmp_path, env=node_env, timeout=600)
+    installed = _run([str(node_python), "-c", "import sparkmlops, delta, importlib.metadata as m; "
+                      "print(sparkmlops.__file__, m.version('delta-spark'))"],
+                     cwd=tmp_path, env=node_env)
+    assert installed.startswith(str(tmp_path / "node-venv")) and installed.endswith(" 4.0.0\n")
+    booted = time.monotonic()
+
+    # the steps, as EMR runs them: the check, then the batch job's own arguments
+    check = steps[0]["HadoopJarStep"]["Args"]
+    _run(check, cwd=tmp_path, env=node_env)
+    args = steps[1]["HadoopJarStep"]["Args"]
+    driver_env = {arg.split("=", 1)[0].removeprefix("spark.yarn.appMasterEnv."):
+                  arg.split("=", 1)[1] for arg in args
+                  if arg.startswith("spark.yarn.appMasterEnv.")}
+    assert driver_env["PYSPARK_PYTHON"] == str(node_python)
+    assert driver_env["SPARKMLOPS_AWS_SECRETS"] == f"MLFLOW_TRACKING_TOKEN={token_arn}"
+    assert args[args.index("--conf-dir") + 1] == conf_dir
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
     proc = emr_node.spark_submit(
-        ["spark-submit", "--deploy-mode", "client",
-         "--py-files", f"s3://{BUCKET}/artifacts/{wheel.name},"
-                       "/usr/share/aws/delta/lib/delta-spark.jar",
-         f"s3://{BUCKET}/artifacts/jobs/pipeline.py", "--mode", "batch",
-         "--env", "emr", "--dataset", "penguins", "--conf-dir", f"s3://{BUCKET}/conf"],
-        cwd=elsewhere, env={"MLFLOW_TRACKING_URI": mlflow_server})
+        args, cwd=elsewhere, env={"AWS_ENDPOINT_URL": s3_store.endpoint, **driver_env,
+                                  "PYSPARK_DRIVER_PYTHON": driver_env["PYSPARK_PYTHON"]})
     ran = time.monotonic()
     assert proc.returncode == 0, proc.stderr[-4000:]
-    print(f"bucket + wheel {uploaded - started:.1f} s, spark-submit pipeline "
-          f"{ran - uploaded:.1f} s")
+    print(f"init + deploy + uploads {uploaded - started:.1f} s, bootstrap "
+          f"{booted - uploaded:.1f} s, check + batch step {ran - booted:.1f} s")
     assert list(elsewhere.iterdir()) == []
+    # the token came by reference, read at the job's start
+    assert f"secret MLFLOW_TRACKING_TOKEN: read from {token_arn}" in proc.stderr
 
+    lake = f"s3a://{BUCKET}/acme-ml/lake"
     expectations = yaml.safe_load((REPO / "conf" / "datasets" / "penguins.yml").read_text())[
         "quality"]["expectations"]
     keys = [o["Key"] for page in s3.get_paginator("list_objects_v2").paginate(
-        Bucket=BUCKET, Prefix="lake/") for o in page.get("Contents", [])]
-    tables = {"/".join(key.split("/")[1:3]) for key in keys if "/_delta_log/" in key}
-    assert {table: _delta_rows(s3_store, table)[1] for table in tables} == {
+        Bucket=BUCKET, Prefix="acme-ml/lake/") for o in page.get("Contents", [])]
+    tables = {"/".join(key.split("/")[2:4]) for key in keys if "/_delta_log/" in key}
+    assert {table: _delta_rows(s3_store, f"{lake}/{table}") for table in tables} == {
         "bronze/penguins": 344, "silver/penguins": 342, "quarantine/penguins": 2,
         "gold/penguins_features": 342, "predictions/penguins": 342,
         # the three landing files; one ingest_log row and one result per expectation
         "manifest/penguins": 3, "ingest_log/penguins": 1,
         "validation_results/penguins": len(expectations)}
-    first_commit = s3.get_object(Bucket=BUCKET, Key="lake/bronze/penguins/_delta_log/"
+    first_commit = s3.get_object(Bucket=BUCKET, Key="acme-ml/lake/bronze/penguins/_delta_log/"
                                  "00000000000000000000.json")["Body"].read().decode()
     [info] = [json.loads(line)["commitInfo"] for line in first_commit.splitlines()
               if "commitInfo" in line]
     # written by EMR's versions, not the suite's
     assert info["engineInfo"] == "Apache-Spark/4.0.2 Delta-Lake/4.0.0"
-    # the driver kept no table: the lake is in the bucket
     assert not (scratch / "lake").exists()
 
     client = MlflowClient(tracking_uri=mlflow_server)

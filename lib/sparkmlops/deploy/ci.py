@@ -172,7 +172,10 @@ def databricks_deploy_lines(settings: Settings) -> list[str]:
         # a local wheel path: `bundle deploy` uploads it from there
         lines.append(_download_wheel())
     if conf_dir:
-        lines.append('databricks fs cp --recursive --overwrite conf "$CONF_DIR"')
+        # `databricks fs` names a volume or DBFS path dbfs:/...; a bare /Volumes/... is a
+        # local path to it
+        scheme = "" if ":" in conf_dir.split("/", 1)[0] else "dbfs:"
+        lines.append(f'databricks fs cp --recursive --overwrite conf "{scheme}$CONF_DIR"')
     lines += ["cd databricks", "databricks bundle validate -t prod",
               "databricks bundle deploy -t prod"]
     return lines

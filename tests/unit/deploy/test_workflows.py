@@ -158,7 +158,8 @@ def test_a_databricks_conf_dir_outside_the_bundle_gets_a_folder_per_commit(tmp_p
         "/Volumes/main/ml/conf/${{ github.sha }}")
     run = _runs(workflow)[-2]["run"].splitlines()
     assert run[0].endswith('--set "deploy.conf_dir=$CONF_DIR"')
-    assert 'databricks fs cp --recursive --overwrite conf "$CONF_DIR"' in run
+    # `databricks fs cp` would take a bare /Volumes/... for a local folder
+    assert 'databricks fs cp --recursive --overwrite conf "dbfs:$CONF_DIR"' in run
 
 
 def test_a_private_index_comes_from_repository_variables(tmp_path):
