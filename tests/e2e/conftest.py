@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,24 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def purelib(python: Path | str) -> str:
+    """The site-packages folder of ``python``'s environment."""
+    return subprocess.run([str(python), "-c", "import sysconfig; "
+                           "print(sysconfig.get_paths()['purelib'])"], capture_output=True,
+                          text=True, check=True).stdout.strip()
+
+
+def fresh_venv(folder: Path, site_packages: str) -> Path:
+    """A new virtualenv (its python) that sees ``site_packages`` through a .pth line: the
+    dependencies, standing in for the package index. A folder added by a .pth line has its
+    own .pth files skipped, so an editable install of the repo there stays out."""
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(folder)], check=True,
+                   timeout=120)
+    python = folder / "bin" / "python"
+    (Path(purelib(python)) / "_dependencies.pth").write_text(site_packages + "\n")
+    return python
 
 
 def run_script(*args: str, env: dict[str, str] | None = None) -> str:

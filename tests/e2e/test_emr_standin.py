@@ -32,6 +32,7 @@ from mlflow.tracking import MlflowClient
 
 import sparkmlops
 from sparkmlops.pipeline import STEPS
+from tests.e2e.conftest import fresh_venv, purelib
 
 pytestmark = [pytest.mark.e2e, pytest.mark.cluster]
 
@@ -53,25 +54,6 @@ def _delta_rows(s3_store, location: str) -> int:
     table = DeltaTable(location.replace("s3a://", "s3://", 1),
                        storage_options=s3_store.storage_options())
     return table.to_pyarrow_table().num_rows
-
-
-def _venv(folder: Path, site_packages: str) -> Path:
-    """A fresh virtualenv that sees ``site_packages`` (the dependencies, standing in for
-    the package index) through a .pth line, and nothing of the checkout."""
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(folder)], check=True,
-                   timeout=120)
-    python = folder / "bin" / "python"
-    site = subprocess.run([str(python), "-c", "import sysconfig; "
-                           "print(sysconfig.get_paths()['purelib'])"], capture_output=True,
-                          text=True, check=True).stdout.strip()
-    (Path(site) / "_dependencies.pth").write_text(site_packages + "\n")
-    return python
-
-
-def _purelib(python: Path) -> str:
-    return subprocess.run([str(python), "-c", "import sysconfig; "
-                           "print(sysconfig.get_paths()['purelib'])"], capture_output=True,
-                          text=True, check=True).stdout.strip()
 
 
 # `aws s3 cp` and `sudo` of the node, for bootstrap.sh and the check step: the AWS CLI is
@@ -110,10 +92,12 @@ def test_the_s3_store_also_serves_secrets_manager(s3_store):
     assert secrets.get_secret_value(SecretId=arn)["SecretString"] == "s3cr3t"
 
 
-def test_a_steps_py_files_replace_the_clusters_so_delta_must_be_named_in_them(
+def test_a_steps_py_files_replace_the_clusters_so_delta_comes_from_the_bootstrap(
         emr_node, s3_store, tmp_path):
-    """The cluster puts the delta-spark jar on spark.submit.pyFiles (delta-defaults); a
-    step's own --py-files replaces that list, so `import delta` then fails."""
+    """Why bootstrap.sh pip-installs the `delta` module (delta-spark==<release's> --no-deps)
+    rather than counting on the delta jar in the cluster's spark.submit.pyFiles: a step's
+    own --py-files (every step names the wheel there) replaces that list, so `import delta`
+    would fail. The stand-in's spark-defaults puts the jar on spark.submit.pyFiles."""
     s3 = s3_store.client()
     s3.create_bucket(Bucket="py-files-probe")
     s3.put_object(Bucket="py-files-probe", Key="probe.py", Body=(
@@ -157,7 +141,7 @@ def test_a_project_from_init_deploys_and_runs_on_emrs_spark_and_delta(
                               "MLFLOW_TRACKING_URI", "VIRTUAL_ENV")}
 
     # a developer's machine: the released wheel in a venv of its own, init, the overlay
-    dev = _venv(tmp_path / "dev-venv", _purelib(Path(sys.executable)))
+    dev = fresh_venv(tmp_path / "dev-venv", purelib(sys.executable))
     subprocess.run([sys.executable, "-m", "pip", "--python", str(dev), "install", "-q",
                     "--no-deps", "--no-index", str(wheel)], check=True, timeout=300)
     sparkmlops_cli = str(dev.parent / "sparkmlops")
@@ -172,8 +156,11 @@ def test_a_project_from_init_deploys_and_runs_on_emrs_spark_and_delta(
                        "CHANGE-ME-mlflow-token", token_arn)
               .replace("j-CHANGE-ME", "j-STANDIN"))
     assert "CHANGE-ME" not in json.dumps(yaml.safe_load(filled)), filled
-    # the node's interpreter (bootstrap.sh installs into it), scratch on the driver
-    filled = filled.replace("  emr:\n", f"  emr:\n    python: {node_python}\n", 1)
+    # the node's interpreter (bootstrap.sh installs into it), executors the size of its
+    # worker (2 cores, 2 GiB; the packaged 2 x 4 cores x 8g would never be granted), scratch
+    # on the driver
+    filled = filled.replace("  emr:\n", f"  emr:\n    python: {node_python}\n"
+                            "    executors: {instances: 1, cores: 2, memory: 1g}\n", 1)
     (project / "conf" / "emr.yml").write_text(filled + yaml.safe_dump({"state_dir": str(scratch)}))
 
     # the deploy workflow: the files for this commit's conf dir, then its uploads
@@ -210,7 +197,7 @@ def test_a_project_from_init_deploys_and_runs_on_emrs_spark_and_delta(
     uploaded = time.monotonic()
 
     # the cluster boots: the bootstrap action installs the wheel from the bucket
-    _venv(tmp_path / "node-venv", _purelib(emr_node.python))
+    fresh_venv(tmp_path / "node-venv", purelib(emr_node.python))
     tools = _node_tools(tmp_path / "node-tools", emr_node.python)
     node_env = {**emr_node.env, "PATH": f"{tools}{os.pathsep}{emr_node.env['PATH']}",
                 "AWS_ENDPOINT_URL": s3_store.endpoint}
@@ -237,14 +224,17 @@ def test_a_project_from_init_deploys_and_runs_on_emrs_spark_and_delta(
     elsewhere.mkdir()
     proc = emr_node.spark_submit(
         args, cwd=elsewhere, env={"AWS_ENDPOINT_URL": s3_store.endpoint, **driver_env,
-                                  "PYSPARK_DRIVER_PYTHON": driver_env["PYSPARK_PYTHON"]})
+                                  "PYSPARK_DRIVER_PYTHON": driver_env["PYSPARK_PYTHON"]},
+        timeout=900)
     ran = time.monotonic()
     assert proc.returncode == 0, proc.stderr[-4000:]
     print(f"init + deploy + uploads {uploaded - started:.1f} s, bootstrap "
           f"{booted - uploaded:.1f} s, check + batch step {ran - booted:.1f} s")
     assert list(elsewhere.iterdir()) == []
     # the token came by reference, read at the job's start
-    assert f"secret MLFLOW_TRACKING_TOKEN: read from {token_arn}" in proc.stderr
+    # (PySpark under spark-submit writes the job's stderr, where the log goes, to stdout)
+    assert f"INFO sparkmlops.secrets: secret MLFLOW_TRACKING_TOKEN: read from {token_arn}" \
+        in proc.stdout
 
     lake = f"s3a://{BUCKET}/acme-ml/lake"
     expectations = yaml.safe_load((REPO / "conf" / "datasets" / "penguins.yml").read_text())[

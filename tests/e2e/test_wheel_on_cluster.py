@@ -41,7 +41,7 @@ from mlflow.tracking import MlflowClient
 
 import sparkmlops
 from sparkmlops.pipeline import STEPS
-from tests.e2e.conftest import CHECKOUT_ENV
+from tests.e2e.conftest import CHECKOUT_ENV, fresh_venv
 
 pytestmark = [pytest.mark.e2e, pytest.mark.cluster]
 
@@ -137,13 +137,7 @@ def _build_wheel(out: Path) -> Path:
 
 def _fresh_venv(folder: Path, wheel: Path) -> Path:
     """A virtualenv with the wheel installed and the shared venv's packages, not the repo."""
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(folder)], check=True,
-                   timeout=120)
-    python = folder / "bin" / "python"
-    site = subprocess.run([str(python), "-c", "import sysconfig; "
-                           "print(sysconfig.get_paths()['purelib'])"], capture_output=True,
-                          text=True, check=True).stdout.strip()
-    (Path(site) / "_shared_dependencies.pth").write_text(SHARED_SITE_PACKAGES + "\n")
+    python = fresh_venv(folder, SHARED_SITE_PACKAGES)
     subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "-q",
                     "--no-deps", "--no-index", str(wheel)], check=True, timeout=300)
     return python
