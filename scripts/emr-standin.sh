@@ -18,6 +18,9 @@
 # Rebuilt only when this script, the poms, the lock, setup.cfg or bootstrap.txt change.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+if ! command -v mvn >/dev/null; then  # Maven's binary distribution from Maven Central
+  PATH="$(python3 "${ROOT}/scripts/toolchain.py" mvn "${ROOT}/.tools"):${PATH}"
+fi
 SPARK_VERSION=4.0.2                       # emr-spark-8.0.0's Spark
 PYTHON_BIN="${EMR_STANDIN_PYTHON:-python3.11}"
 # what Spark already ships (netty, Apache HttpClient, commons-codec/logging, slf4j): two

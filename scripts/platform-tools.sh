@@ -26,7 +26,9 @@ go_tool() {
     shift 3
     local dir="${TOOLS}/go/${name}@${version}"
     if [[ ! -x "${dir}/${binary}" ]]; then
-        command -v go >/dev/null || { echo "platform-tools: go not found on PATH" >&2; exit 1; }
+        if ! command -v go >/dev/null; then  # the toolchain from the Go module proxy
+            PATH="$(python3 "${ROOT}/scripts/toolchain.py" go "${TOOLS}"):${PATH}"
+        fi
         echo "platform-tools: building ${name} ${version} into ${dir}" >&2
         local start=${SECONDS}
         rm -rf "${dir}.partial" && mkdir -p "${dir}.partial"
