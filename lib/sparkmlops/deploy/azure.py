@@ -123,6 +123,10 @@ def _python_steps(*, local: bool) -> list[dict[str, Any]]:
 def _tests_stage(settings: Settings) -> dict[str, Any]:
     return {"stage": "tests", "jobs": [{"job": "tests", "steps": [
         {"checkout": "self"},
+        # Java 17 for the local Spark of the project's pipeline test (the hosted agents' own)
+        {"task": "JavaToolInstaller@0", "inputs": {
+            "versionSpec": "17", "jdkArchitectureOption": "x64",
+            "jdkSourceOption": "PreInstalled"}},
         *_python_steps(local=True),
         {"script": settings.deploy.github.test_command, "displayName": "Run the tests"},
     ]}]}

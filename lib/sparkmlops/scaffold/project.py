@@ -53,6 +53,7 @@ def scaffold_project(directory: Path, *, dataset: str = "penguins", ci: str = "g
              Path("requirements.txt"): _requirements(),
              Path("constraints.txt"): packaged_lock(),
              Path("tests/test_config.py"): TEST_CONFIG,
+             Path("tests/test_pipeline.py"): TEST_PIPELINE,
              Path(".gitignore"): GITIGNORE,
              Path("README.md"): _readme(project, dataset, ci, platforms)}
     for csv in sorted(resources.files(TEMPLATE).iterdir(), key=lambda f: f.name):
@@ -156,7 +157,9 @@ def _readme(project: str, dataset: str, ci: str, platforms: list[str]) -> str:
         "- `requirements.txt` pins sparkmlops; `constraints.txt` is the lock its tests passed "
         "on. Change them together.",
         "- `tests/test_config.py`: every env loads with every dataset, and `sparkmlops deploy` "
-        "writes each platform's files.", "",
+        "writes each platform's files.",
+        "- `tests/test_pipeline.py`: the whole pipeline runs locally on each dataset's "
+        "landing files (its checks, features and model gates; Java 17).", "",
         "## Commands, in order", "", "```sh", *steps, "```", "",
         "## CI/CD", "", ci_text, "",
         "A push to the main branch deploys: it uploads the wheel, the job scripts, the "
@@ -231,6 +234,35 @@ derby.log
 /emr/
 /databricks/
 """
+
+TEST_PIPELINE = '''\
+"""The project's pull-request check of its data and features: the whole pipeline (ingest,
+validate, features, train, promote, predict) runs locally on each dataset's landing files
+in data/landing/, as the local env reads them. A feature expression that fails on a row,
+a check the sample no longer passes, or a model below its minimums fails the test with the
+job's own one-line error. Needs Java 17 (the CI workflow sets it up)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from sparkmlops.cli import main
+
+CONF = Path(__file__).resolve().parents[1] / "conf"
+DATASETS = sorted(p.stem for p in (CONF / "datasets").glob("*.yml"))
+
+
+@pytest.mark.parametrize("dataset", DATASETS)
+def test_the_pipeline_runs_on_the_landing_files(dataset, tmp_path, monkeypatch):
+    # tables, runs and models of this test in a temp folder, not in the project
+    monkeypatch.setenv("SPARKMLOPS_STATE_DIR", str(tmp_path / "state"))
+
+    code = main(["pipeline", "--env", "local", "--dataset", dataset, "--conf-dir", str(CONF)])
+
+    assert code == 0
+'''
 
 TEST_CONFIG = '''\
 """The project's pull-request check: every env loads with every dataset, `sparkmlops

@@ -47,7 +47,7 @@ def test_init_writes_a_project_of_its_own_with_the_pinned_wheel_and_its_lock(tmp
         "data/landing/penguins/penguins_raw_PAL0708.csv",
         "data/landing/penguins/penguins_raw_PAL0809.csv",
         "data/landing/penguins/penguins_raw_PAL0910.csv",
-        "requirements.txt", "tests/test_config.py"]
+        "requirements.txt", "tests/test_config.py", "tests/test_pipeline.py"]
     assert (project / "requirements.txt").read_text().splitlines()[-1] == (
         f"sparkmlops[local]=={__version__}")
     assert (project / "constraints.txt").read_text() == (
@@ -61,13 +61,14 @@ def test_the_new_projects_own_tests_pass(tmp_path):
 
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"],
-        cwd=project, capture_output=True, text=True, timeout=300,
+        cwd=project, capture_output=True, text=True, timeout=900,
         env={**{k: v for k, v in os.environ.items() if k != "SPARKMLOPS_CONF_DIR"},
              "PYTHONPATH": LIB})
 
     assert result.returncode == 0, result.stdout[-2000:]
-    # local and emr load; deploy writes the emr files; the deploy workflow is up to date
-    assert "4 passed" in result.stdout.splitlines()[-1]
+    # local and emr load; deploy writes the emr files; the deploy workflow is up to date;
+    # the pipeline runs on the sample (its data and features)
+    assert "5 passed" in result.stdout.splitlines()[-1]
 
 
 def test_deploy_runs_in_the_new_project_from_its_cwd(tmp_path, monkeypatch, capsys):
@@ -104,7 +105,7 @@ def test_init_with_another_dataset_one_platform_and_azure_devops(tmp_path):
     assert [f for f in _files(project) if not f.startswith("data/landing/")] == [
         ".gitignore", "README.md", "azure-pipelines.yml", "conf/databricks.yml",
         "conf/datasets/churn.yml", "constraints.txt", "data/README.md", "requirements.txt",
-        "tests/test_config.py"]
+        "tests/test_config.py", "tests/test_pipeline.py"]
     settings = load_settings("local", "churn", conf_dir=project / "conf")
     assert settings.dataset.name == "churn"
     assert settings.resolve_path(settings.dataset.source.path) == str(
