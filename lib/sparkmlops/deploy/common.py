@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Iterator
 from typing import Any
 
 from sparkmlops import __version__
@@ -165,21 +166,21 @@ def placeholders(settings: Settings) -> list[str]:
     settings' order: ``init`` puts them in ``project_dir``, ``tracking.tracking_uri`` and
     ``storage`` as well as under ``deploy`` (a relative data path under a placeholder
     ``project_dir`` is listed as ``project_dir``)."""
-    found: list[str] = []
+    return [path for key, value in settings.model_dump(mode="json").items()
+            for path, text in string_leaves(value, key) if PLACEHOLDER in text]
 
-    def walk(node: Any, path: str) -> None:
-        if isinstance(node, dict):
-            for key, value in node.items():
-                walk(value, f"{path}.{key}")
-        elif isinstance(node, list):
-            for i, value in enumerate(node):
-                walk(value, f"{path}.{i}")
-        elif isinstance(node, str) and PLACEHOLDER in node:
-            found.append(path)
 
-    for key, value in settings.model_dump(mode="json").items():
-        walk(value, key)
-    return found
+def string_leaves(node: Any, path: str) -> Iterator[tuple[str, str]]:
+    """Every string under ``node`` (dicts and lists of a settings dump) with its key path,
+    ``deploy.emr.cluster_id`` or ``deploy.permissions.0.level``, in document order."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield from string_leaves(value, f"{path}.{key}")
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            yield from string_leaves(value, f"{path}.{i}")
+    elif isinstance(node, str):
+        yield path, node
 
 
 def is_remote(path: str) -> bool:

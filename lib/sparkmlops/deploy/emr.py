@@ -16,6 +16,7 @@ from sparkmlops.deploy.common import (
     job_args,
     job_name,
     secret_refs,
+    string_leaves,
     wheel_location,
     wheel_name,
 )
@@ -319,20 +320,8 @@ def aws_partition(settings: Settings) -> str:
     """The AWS partition of the env (``aws``, ``aws-cn``, ``aws-us-gov``): that of the
     first ARN in ``deploy`` (a secret, a role, the failure topic), else ``aws``. An S3
     path names no partition, and an ``arn:aws:s3`` resource does not match in China."""
-    found: list[str] = []
-
-    def walk(node: Any) -> None:
-        if isinstance(node, dict):
-            for value in node.values():
-                walk(value)
-        elif isinstance(node, list):
-            for value in node:
-                walk(value)
-        elif isinstance(node, str) and node.startswith("arn:") and not found:
-            found.append(node.split(":")[1])
-
-    walk(settings.deploy.model_dump(mode="json"))
-    return found[0] if found else "aws"
+    return next((text.split(":")[1] for _, text in string_leaves(
+        settings.deploy.model_dump(mode="json"), "deploy") if text.startswith("arn:")), "aws")
 
 
 def emr_iam_policy(settings: Settings) -> dict[str, Any]:
