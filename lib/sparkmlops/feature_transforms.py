@@ -1,9 +1,18 @@
-"""The transforms module's name before the stage folders: models saved then still load.
+"""Compatibility import path only: models saved before the stage folders still load.
 
-A ``PythonFeatureTransformer`` saved by an earlier wheel names its class
-``sparkmlops.feature_transforms.PythonFeatureTransformer`` in the stage metadata and
-its function ``sparkmlops.feature_transforms:normalize_text``; both resolve here to
-:mod:`sparkmlops.features.transforms`. New code imports that module.
+Do not import this module from new code; import :mod:`sparkmlops.features.transforms`.
+Do not delete it either. A ``PythonFeatureTransformer`` saved by an earlier wheel
+stores its class as ``sparkmlops.feature_transforms.PythonFeatureTransformer`` in the
+stage metadata. Spark's ``DefaultParamsWriter`` writes that class path, and it cannot
+be a registered name. The same model stores its function as
+``sparkmlops.feature_transforms:normalize_text``. Both resolve here, to the current
+class and function.
+
+These paths are entries of
+:data:`sparkmlops.features.transforms.COMPAT_IMPORT_PATHS`, the one list of the
+import paths that saved models need. tests/integration/test_saved_models.py freezes
+that list and loads a model saved under these paths
+(tests/fixtures/models/penguins-lr-normalize-text-old-import-paths).
 """
 
 from sparkmlops.features.transforms import (

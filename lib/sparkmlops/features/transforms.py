@@ -3,15 +3,20 @@
 For what Spark SQL cannot say nicely. A transform is a function that takes a DataFrame
 and keyword parameters and returns it with columns added. Config names it by the name
 it is registered under (``@feature_transform("name")``) or by its import path
-``package.module:function``; either way the :class:`PythonFeatureTransformer` stage
-stores the import path and the parameters as JSON, not the code. The stage is saved
+``package.module:function``. The :class:`PythonFeatureTransformer` stage stores a
+reference to the function and the parameters as JSON, not the code. The stage is saved
 and loaded with the ``PipelineModel`` (``DefaultParamsWritable``), so the driver that
-loads a model must be able to import the function's module (a model logged by the
-train step carries sparkmlops' own code); the executors need not, since the UDFs a
-transform builds are pickled by value.
-A registered name is known once its module is imported, which config loading does
-for sparkmlops' built-ins; for your own functions give the import path, which
-imports the module (and registers any names in it).
+loads a model must be able to resolve the reference (a model logged by the train step
+carries sparkmlops' own code); the executors need not, since the UDFs a transform
+builds are pickled by value.
+
+The saved reference (:func:`saved_reference`) of a built-in (registered in this
+module, so known wherever the stage's class loads) is its registered name, which
+outlives a move of the function's module. Any other function is saved by its import
+path: its registered name is known only once its module is imported, and loading the
+import path does that import (and registers any names in it). The class path,
+which Spark stores for every stage, and the function paths that older models stored
+are listed in :data:`COMPAT_IMPORT_PATHS` and must keep importing.
 
 Example::
 
@@ -43,7 +48,12 @@ import pyspark.sql.functions as F
 from pyspark import cloudpickle, keyword_only
 from pyspark.ml import Transformer
 from pyspark.ml.param import Param, Params, TypeConverters
-from pyspark.ml.util import DefaultParamsReadable, DefaultParamsWritable
+from pyspark.ml.util import (
+    DefaultParamsReadable,
+    DefaultParamsWritable,
+    DefaultParamsWriter,
+    MLWriter,
+)
 from pyspark.sql import DataFrame
 
 # Only pyspark, pandas and sparkmlops.errors: a saved model loads this module (and the
@@ -53,6 +63,21 @@ from sparkmlops.errors import FeatureTransformError
 TransformFunction = Callable[..., DataFrame]
 _F = TypeVar("_F", bound=TransformFunction)
 _REGISTRY: dict[str, TransformFunction] = {}
+
+# The import paths that saved models name; each must keep importing (and resolving to
+# the current class or function) for as long as such models may be loaded. Spark's
+# DefaultParamsWriter stores every stage's class path, so a class path cannot be a
+# registered name. Models saved up to 026694e store the function's import path. Models
+# saved before the stage folders store both under sparkmlops.feature_transforms, now a
+# module that only re-exports. tests/integration/test_saved_models.py loads models of
+# each kind and freezes this list. When this module moves, keep an alias module for
+# each path.
+COMPAT_IMPORT_PATHS: tuple[str, ...] = (
+    "sparkmlops.features.transforms.PythonFeatureTransformer",
+    "sparkmlops.features.transforms:normalize_text",
+    "sparkmlops.feature_transforms.PythonFeatureTransformer",
+    "sparkmlops.feature_transforms:normalize_text",
+)
 
 
 def feature_transform(name: str) -> Callable[[_F], _F]:
@@ -74,8 +99,29 @@ def feature_transform(name: str) -> Callable[[_F], _F]:
 
 
 def import_path(function: TransformFunction) -> str:
-    """``package.module:function``, the reference a saved stage keeps."""
+    """``package.module:function``, where the function is defined."""
     return f"{function.__module__}:{function.__qualname__}"
+
+
+def saved_reference(reference: str) -> str:
+    """What a saved stage stores for ``reference``, a registered name or an import path.
+
+    A built-in transform is stored by its registered name: it resolves wherever the
+    stage's class loads, and it still resolves after the function's module moves, so
+    no new compatibility path is needed. Any other function keeps its import path,
+    because its registered name is known only where its module has been imported. A
+    reference given as a registered name becomes that function's import path. A
+    reference that does not resolve is stored as given: it then fails at load, with
+    the same message a transform would give.
+    """
+    try:
+        function = resolve_transform(reference)
+    except FeatureTransformError:
+        return reference
+    name = next((n for n, f in _BUILTINS.items() if f is function), None)
+    if name is not None:
+        return name
+    return import_path(function) if ":" not in reference else reference
 
 
 def resolve_transform(reference: str) -> TransformFunction:
@@ -123,20 +169,23 @@ def check_transform_params(function: TransformFunction, params: dict[str, Any]) 
 class PythonFeatureTransformer(Transformer, DefaultParamsReadable, DefaultParamsWritable):
     """A pipeline stage that applies a Python feature transform and keeps its declared outputs.
 
-    Saved as its params (the import path, the JSON parameters, the output columns), so
-    a ``PipelineModel`` holding it persists with Spark's Python pipeline writer and loads
-    with ``PipelineModel.load`` and ``mlflow.spark.load_model``.
+    Saved as its params (the function's :func:`saved_reference`, the JSON parameters,
+    the output columns), so a ``PipelineModel`` holding it persists with Spark's Python
+    pipeline writer and loads with ``PipelineModel.load`` and ``mlflow.spark.load_model``.
+    ``function`` may be a registered name, an import path, or an import path listed in
+    :data:`COMPAT_IMPORT_PATHS`.
 
     Example::
 
         stage = PythonFeatureTransformer(
-            function="sparkmlops.features.transforms:normalize_text",
+            function="normalize_text",
             paramsJson='{"column": "island", "output": "island_norm"}',
             outputCols=["island_norm"])
     """
 
     function: Param[str] = Param(
-        Params._dummy(), "function", "import path of the transform, package.module:function",
+        Params._dummy(), "function",
+        "the transform: a registered name or an import path package.module:function",
         typeConverter=TypeConverters.toString)
     paramsJson: Param[str] = Param(
         Params._dummy(), "paramsJson", "keyword arguments of the function, a JSON object",
@@ -152,6 +201,16 @@ class PythonFeatureTransformer(Transformer, DefaultParamsReadable, DefaultParams
         super().__init__()
         self._setDefault(paramsJson="{}", outputCols=[])
         self._set(**self._input_kwargs)
+
+    def write(self) -> MLWriter:
+        """Spark's params writer, with ``function`` saved as its :func:`saved_reference`.
+
+        Applied here, at save time, so every path to a saved stage is covered: a stage
+        built from config (whose import path the feature stages pass), one built by hand,
+        and an older model that is loaded and then saved again.
+        """
+        reference = self.getOrDefault(self.function)
+        return DefaultParamsWriter(self.copy({self.function: saved_reference(reference)}))
 
     def _transform(self, dataset: DataFrame) -> DataFrame:
         reference = self.getOrDefault(self.function)
@@ -219,3 +278,8 @@ def _normalize(text: str, strip_accents: bool, casefold: bool) -> str | None:
     if casefold:
         text = text.casefold()
     return " ".join(text.split()) or None
+
+
+# the transforms registered by this module, so known wherever the stage's class loads:
+# a saved stage names these by their registered name (see saved_reference)
+_BUILTINS: dict[str, TransformFunction] = dict(_REGISTRY)
