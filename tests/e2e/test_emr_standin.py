@@ -31,7 +31,7 @@ import yaml
 from mlflow.tracking import MlflowClient
 
 import sparkmlops
-from sparkmlops.pipeline import STEPS
+from sparkmlops.pipeline.step import STEPS
 from tests.e2e.conftest import fresh_venv, purelib
 
 pytestmark = [pytest.mark.e2e, pytest.mark.cluster]

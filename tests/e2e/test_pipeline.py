@@ -13,15 +13,15 @@ import pytest
 from delta.tables import DeltaTable
 from mlflow.tracking import MlflowClient
 
-from sparkmlops.inference.step import PredictOutcome
 from sparkmlops.ingest.records import default_batch_id
 from sparkmlops.ingest.step import IngestOutcome
-from sparkmlops.model_registry import CHALLENGER, CHAMPION
-from sparkmlops.pipeline import STEPS, run_pipeline
-from sparkmlops.registry.step import PromoteOutcome
+from sparkmlops.pipeline.step import STEPS, run_pipeline
+from sparkmlops.predict.step import PredictOutcome
+from sparkmlops.promote.step import PromoteOutcome
 from sparkmlops.tables import current_version, dataset_tables, read_table, table_ref
-from sparkmlops.tracking import configure_mlflow
-from sparkmlops.training.step import TrainOutcome
+from sparkmlops.tracking.registry import CHALLENGER, CHAMPION
+from sparkmlops.tracking.runs import configure_mlflow
+from sparkmlops.train.step import TrainOutcome
 
 pytestmark = pytest.mark.e2e
 

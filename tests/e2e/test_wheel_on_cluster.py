@@ -40,7 +40,7 @@ import yaml
 from mlflow.tracking import MlflowClient
 
 import sparkmlops
-from sparkmlops.pipeline import STEPS
+from sparkmlops.pipeline.step import STEPS
 from tests.e2e.conftest import CHECKOUT_ENV, fresh_venv
 
 pytestmark = [pytest.mark.e2e, pytest.mark.cluster]

@@ -20,7 +20,6 @@ from sparkmlops.ingest.landing import (
     add_audit_columns,
     quarantine_reason,
     read_landing,
-    to_quarantine,
     with_source_position,
 )
 from sparkmlops.ingest.records import (
@@ -39,6 +38,7 @@ from sparkmlops.ingest.records import (
     recorded_batch,
     replan_batch,
 )
+from sparkmlops.quarantine import to_quarantine, write_quarantine
 from sparkmlops.spark import session_conf
 from sparkmlops.tables import (
     BATCH_COLUMN,
@@ -48,7 +48,7 @@ from sparkmlops.tables import (
     dataset_tables,
     read_batch,
 )
-from sparkmlops.tracking import StepOutcome, step_run
+from sparkmlops.tracking.runs import StepOutcome, step_run
 from sparkmlops.writes import insert_new_rows, replace_batch
 
 log = logging.getLogger(__name__)
@@ -256,10 +256,7 @@ def ingest_batch(
             F.to_json(F.struct(*[F.col(c.name) for c in dataset.schema_])),
         )
         quarantined = to_quarantine(bad, "ingest", F.col("_reason"), record)
-        q_write = replace_batch(
-            quarantined, tables.quarantine, batch_id,
-            extra_predicate=F.col("step") == "ingest", merge_schema=True,
-        )
+        q_write = write_quarantine(quarantined, tables.quarantine, batch_id, "ingest")
         bronze = replace_batch(good, tables.bronze, batch_id,
                                merge_schema=dataset.source.schema_evolution == "add_new_columns",
                                partition_by=dataset.write.partition_by)
