@@ -15,7 +15,7 @@ from mlflow.tracking import MlflowClient
 
 from sparkmlops.ingest.records import default_batch_id
 from sparkmlops.ingest.step import IngestOutcome
-from sparkmlops.pipeline.step import STEPS, run_pipeline
+from sparkmlops.pipeline.step import BATCH_STEPS, run_pipeline
 from sparkmlops.predict.step import PredictOutcome
 from sparkmlops.promote.step import PromoteOutcome
 from sparkmlops.tables import current_version, dataset_tables, read_table, table_ref
@@ -151,8 +151,8 @@ def test_parent_run_has_one_nested_run_per_step_with_lineage(pipeline_run, sourc
     )
     by_step = {r.data.tags["sparkmlops.step"]: r for r in runs}
 
-    assert sorted(by_step) == sorted(STEPS)
-    assert len(runs) == len(STEPS)
+    assert sorted(by_step) == sorted(BATCH_STEPS)
+    assert len(runs) == len(BATCH_STEPS)
     for run in runs:
         assert run.info.status == "FINISHED"
         assert run.data.tags["sparkmlops.config_hash"] == settings.config_hash()

@@ -22,6 +22,7 @@ class FeaturesOutcome(StepOutcome):
     """The gold rows the batch became."""
 
     step: ClassVar[str] = "features"
+    gold_version: int | None = None  # gold after the step
     gold_rows: int = 0
 
     @property
@@ -52,4 +53,4 @@ def features_step(
         tracker.read(silver, version, written.rows)
         tracker.wrote(written)
         return FeaturesOutcome(tracker.run_id, {gold.fqn: written.version},
-                               gold_rows=written.rows)
+                               gold_version=written.version, gold_rows=written.rows)

@@ -59,6 +59,7 @@ class IngestOutcome(StepOutcome):
     """The landing files read into bronze (or none: ``skipped``) and where the rows went."""
 
     step: ClassVar[str] = "ingest"
+    bronze_version: int | None = None  # bronze after the step (None: no bronze yet)
     skipped: bool = False
     rows_in: int = 0
     bronze_rows: int = 0
@@ -128,8 +129,8 @@ def ingest_step(
             if seen is not None:
                 tracker.wrote(seen)
                 outputs[seen.table.fqn] = seen.version
-            return IngestOutcome(tracker.run_id, outputs, skipped=True, bronze_rows=rows,
-                                 **unread)
+            return IngestOutcome(tracker.run_id, outputs, bronze_version=version, skipped=True,
+                                 bronze_rows=rows, **unread)
         tracker.count("files_in", len(files))
         result = ingest_batch(spark, settings, batch_id, source_path=path, files=files)
         tracker.count("rows_in.landing", result.rows_in)
@@ -152,7 +153,8 @@ def ingest_step(
             {bronze.fqn: result.bronze.version,
              result.quarantine.table.fqn: result.quarantine.version,
              manifest.table.fqn: manifest.version},
-            rows_in=result.rows_in, bronze_rows=result.bronze.rows,
+            bronze_version=result.bronze.version, rows_in=result.rows_in,
+            bronze_rows=result.bronze.rows,
             quarantined=result.rows_quarantined, files=len(files), skipped=False, **unread,
         )
 

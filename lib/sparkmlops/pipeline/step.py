@@ -40,7 +40,10 @@ log = logging.getLogger(__name__)
 
 OutcomeT = TypeVar("OutcomeT", bound=StepOutcome)
 
-STEPS = ("ingest", "validate", "features", "train", "promote", "predict")
+# the steps of each mode, in the order they run (the [n/total] of the progress lines)
+BATCH_STEPS = ("ingest", "validate", "features", "train", "promote", "predict")
+CONTINUOUS_STEPS = ("ingest", "validate", "features", "train + promote", "predict", "monitor",
+                    "retrain")
 
 
 @dataclass(frozen=True)
@@ -76,36 +79,50 @@ class PipelineResult:
 
 def run_pipeline(spark: SparkSession, settings: Settings, batch_id: str) -> PipelineResult:
     """Run every step of one batch; raise the first step's SparkmlopsError, if any."""
-    tables = dataset_tables(settings)
-    bronze, silver, gold = tables.bronze.fqn, tables.silver.fqn, tables.gold.fqn
+    progress = _Progress(BATCH_STEPS, batch_id)
     with pipeline_run(settings, batch_id) as parent:
         result = PipelineResult(batch_id, parent.run_id, parent.experiment_id)
-        _progress(1, "ingest", batch_id)
-        ingest = ingest_step(spark, settings, batch_id)
-        result.steps.append(ingest)
-        _progress(2, "validate", batch_id)
-        validate = validate_step(spark, settings, batch_id,
-                                 bronze_version=ingest.outputs[bronze])
-        result.steps.append(validate)
-        _progress(3, "features", batch_id)
-        feats = features_step(spark, settings, batch_id, silver_version=validate.outputs[silver])
-        result.steps.append(feats)
-        _progress(4, "train", batch_id)
-        train = train_step(spark, settings, batch_id, gold_version=feats.outputs[gold])
+        gold_version = _prepare_batch(spark, settings, batch_id, result, progress)
+        progress("train")
+        train = train_step(spark, settings, batch_id, gold_version=gold_version)
         result.steps.append(train)
-        _progress(5, "promote", batch_id)
-        promote = promote_step(spark, settings, batch_id,
-                               challenger_version=train.model_version,
-                               gold_version=feats.outputs[gold])
-        result.steps.append(promote)
-        _progress(6, "predict", batch_id)
-        predict = predict_step(spark, settings, batch_id, gold_version=feats.outputs[gold])
-        result.steps.append(predict)
+        progress("promote")
+        result.steps.append(promote_step(spark, settings, batch_id,
+                                         challenger_version=train.model_version,
+                                         gold_version=gold_version))
+        progress("predict")
+        result.steps.append(predict_step(spark, settings, batch_id, gold_version=gold_version))
         return result
 
 
-def _progress(number: int, step: str, batch_id: str) -> None:
-    log.info("[%d/%d] %s (batch %s)", number, len(STEPS), step, batch_id)
+def _prepare_batch(spark: SparkSession, settings: Settings, batch_id: str,
+                   result: PipelineResult, progress: _Progress) -> int | None:
+    """The opening both modes share: ingest → validate → features, each step reading the
+    version the one before wrote; the gold version the batch's features are in."""
+    progress("ingest")
+    ingest = ingest_step(spark, settings, batch_id)
+    result.steps.append(ingest)
+    progress("validate")
+    validate = validate_step(spark, settings, batch_id, bronze_version=ingest.bronze_version)
+    result.steps.append(validate)
+    progress("features")
+    feats = features_step(spark, settings, batch_id, silver_version=validate.silver_version)
+    result.steps.append(feats)
+    return feats.gold_version
+
+
+@dataclass
+class _Progress:
+    """``[n/total] step (batch b)`` log lines, numbered in the order the steps run."""
+
+    steps: tuple[str, ...]
+    batch_id: str
+    done: int = 0
+
+    def __call__(self, step: str, why: str = "") -> None:
+        self.done += 1
+        log.info("[%d/%d] %s%s (batch %s)", self.done, len(self.steps), step,
+                 f": {why}" if why else "", self.batch_id)
 
 
 def run_continuous(spark: SparkSession, settings: Settings, batch_id: str) -> PipelineResult:
@@ -114,24 +131,20 @@ def run_continuous(spark: SparkSession, settings: Settings, batch_id: str) -> Pi
     With no champion yet the batch bootstraps one (train → promote) before it is
     scored. A retrained challenger still has to pass the promotion gate.
     """
-    tables = dataset_tables(settings)
-    names = {"bronze": tables.bronze.fqn, "silver": tables.silver.fqn}
-    gold = tables.gold.fqn
     model_name = settings.dataset.model.name
+    progress = _Progress(CONTINUOUS_STEPS, batch_id)
     with pipeline_run(settings, batch_id) as parent:
         parent.tags({"sparkmlops.mode": "continuous"})
         result = PipelineResult(batch_id, parent.run_id, parent.experiment_id)
-        ingest = ingest_step(spark, settings, batch_id)
-        validate = validate_step(spark, settings, batch_id,
-                                 bronze_version=ingest.outputs[names["bronze"]])
-        feats = features_step(spark, settings, batch_id,
-                              silver_version=validate.outputs[names["silver"]])
-        result.steps += [ingest, validate, feats]
-        gold_version = feats.outputs[gold]
+        gold_version = _prepare_batch(spark, settings, batch_id, result, progress)
         if parent.registry.by_alias(model_name, CHAMPION) is None:
-            _progress(4, "bootstrap: train + promote (no champion yet)", batch_id)
+            progress("train + promote", "bootstrap, no champion yet")
             result.steps += _retrain(spark, settings, batch_id, gold_version)
+        else:
+            progress("train + promote", "skipped, @champion scores the batch")
+        progress("predict")
         predict = predict_step(spark, settings, batch_id, gold_version=gold_version)
+        progress("monitor")
         monitor = monitor_step(spark, settings, batch_id, gold_version=gold_version)
         result.steps += [predict, monitor]
         reasons = retrain_reasons(settings.dataset.retrain, monitor,
@@ -139,8 +152,10 @@ def run_continuous(spark: SparkSession, settings: Settings, batch_id: str) -> Pi
                                                      gold_version))
         retrain = bool(reasons) and settings.dataset.retrain.enabled
         if retrain:
-            _progress(7, "retrain: " + "; ".join(reasons), batch_id)
+            progress("retrain: train + promote", "; ".join(reasons))
             result.steps += _retrain(spark, settings, batch_id, gold_version)
+        else:
+            progress("retrain", "not needed" if not reasons else "disabled (dataset.retrain)")
         promote = next((s for s in reversed(result.steps) if isinstance(s, PromoteOutcome)),
                        None)
         champion = parent.registry.by_alias(model_name, CHAMPION)
@@ -159,7 +174,7 @@ def run_continuous(spark: SparkSession, settings: Settings, batch_id: str) -> Pi
 
 
 def _retrain(spark: SparkSession, settings: Settings, batch_id: str,
-             gold_version: int) -> list[StepOutcome]:
+             gold_version: int | None) -> list[StepOutcome]:
     train = train_step(spark, settings, batch_id, gold_version=gold_version)
     promote = promote_step(spark, settings, batch_id,
                            challenger_version=train.model_version, gold_version=gold_version)
@@ -167,18 +182,17 @@ def _retrain(spark: SparkSession, settings: Settings, batch_id: str,
 
 
 def _new_labelled_rows(
-    spark: SparkSession, settings: Settings, registry: ModelRegistry, gold_version: int
+    spark: SparkSession, settings: Settings, registry: ModelRegistry, gold_version: int | None
 ) -> int:
     """Labelled gold rows now minus those in the version the champion was trained on."""
     if not settings.dataset.retrain.min_new_labelled_rows:
         return 0
     champion = registry.by_alias(settings.dataset.model.name, CHAMPION)
-    trained_on = champion.tags.get("training_table_version") if champion else None
+    trained_on = registry.trained_on(champion) if champion else None
     gold = dataset_tables(settings).gold
 
-    def labelled(version: int) -> int:
+    def labelled(version: int | None) -> int:
         return read_table(spark, gold, version).where(F.col("label").isNotNull()).count()
 
-    before = labelled(int(trained_on)) if trained_on not in (None, "None") else 0
+    before = labelled(trained_on) if trained_on is not None else 0
     return labelled(gold_version) - before
-

@@ -61,6 +61,13 @@ class ModelRegistry:
             raise MissingInputError(f"model {name} has no version with alias @{alias_or_version}")
         return version
 
+    @staticmethod
+    def trained_on(version: ModelVersion) -> int | None:
+        """The gold version a model version was trained on (its ``training_table_version``
+        tag, written by train), or None when the tag is missing or empty."""
+        value = version.tags.get("training_table_version")
+        return int(value) if value is not None and value.isdigit() else None
+
     def set_alias(self, name: str, alias: str, version: str) -> None:
         with self._timed():
             self.client.set_registered_model_alias(name, alias, version)

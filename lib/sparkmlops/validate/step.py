@@ -49,6 +49,7 @@ class ValidateOutcome(StepOutcome):
     """The gate's verdict on a bronze batch and where its rows went."""
 
     step: ClassVar[str] = "validate"
+    silver_version: int | None = None  # silver after the step
     gate: str = "enforce"
     status: str = "not_run"
     silver_rows: int = 0
@@ -176,7 +177,8 @@ def validate_step(
         return ValidateOutcome(
             tracker.run_id,
             {silver.fqn: s_write.version, q_write.table.fqn: q_write.version},
-            gate=gate, status=report.status, silver_rows=s_write.rows,
+            silver_version=s_write.version, gate=gate, status=report.status,
+            silver_rows=s_write.rows,
             quarantined=rows_quarantined, data_docs=report.data_docs_index, upsert=upsert,
             superseded=superseded, stale=stale, repeated_keys=repeated,
             repeated_in_batch=repeated_in_batch,
