@@ -49,7 +49,8 @@ def features_step(
         # not in train after gold holds the batch
         mllib.check_derived_values(frame, settings.dataset.features, keys=settings.dataset.keys,
                                     source=f"{silver.fqn} v{version} batch {batch_id}")
-        written = write_batch(frame, gold, settings, batch_id)
+        written = write_batch(frame, gold, settings.dataset.write, settings.dataset.keys,
+                              batch_id)
         tracker.read(silver, version, written.rows)
         tracker.wrote(written)
         return FeaturesOutcome(tracker.run_id, {gold.fqn: written.version},

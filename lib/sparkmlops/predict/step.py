@@ -94,7 +94,7 @@ def predict_step(
                 tracker.wrote(q_write)
                 quarantined = q_write.rows
             written = write_batch(scoring.shape_predictions(good, dataset, **shape),
-                                  predictions, settings, batch_id)
+                                  predictions, dataset.write, dataset.keys, batch_id)
         finally:
             flagged.unpersist()
         tracker.wrote(written)

@@ -149,7 +149,8 @@ def validate_step(
             quarantined = to_quarantine(failing, "validate", expectations.flagged_reason(), record)
             q_write = write_quarantine(quarantined, tables.quarantine, batch_id, "validate")
             s_write = write_batch(
-                passing, silver, settings, batch_id, order_by=dataset.write.order_by,
+                passing, silver, dataset.write, dataset.keys, batch_id,
+                order_by=dataset.write.order_by,
                 merge_schema=dataset.source.schema_evolution == "add_new_columns")
             stale = s_write.stale if isinstance(s_write, MergeWrite) else 0
             rows_quarantined = q_write.rows
