@@ -1,6 +1,6 @@
 """Ingest throughput: ``sparkmlops ingest`` against a plain CSV → Delta write.
 
-For each row count: landing CSVs generated with ``sparkmlops.datagen`` (reused when
+For each row count: landing CSVs generated with ``benchmarks.datagen`` (reused when
 they exist), with ``--bad-fraction`` of the rows (default 0.1 %) given a body mass
 that does not cast to its type, so the quarantine path does real work; then, each in
 its own subprocess with the same Spark settings (master and ``spark.*`` conf of

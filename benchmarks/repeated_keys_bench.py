@@ -1,6 +1,6 @@
 """What append mode's repeated-keys check costs ``validate``: a second batch, with and without it.
 
-For each row count: the landing CSVs of ``run.py`` (4 files, from ``sparkmlops.datagen``),
+For each row count: the landing CSVs of ``run.py`` (4 files, from ``benchmarks.datagen``),
 split into two batches in a fresh state dir: files 1-2 are ingested and validated as
 ``b1`` (so silver holds half the rows), files 3-4 are ingested as ``b2``. Then
 ``sparkmlops validate --batch-id b2`` runs ``--repeat`` times with each setting,

@@ -1,7 +1,7 @@
 """``make bench``: the platform pipeline against a bare PySpark script, per step.
 
 For each row count: synthetic penguins in the raw landing format
-(``sparkmlops.datagen``), then
+(``benchmarks.datagen``), then
 
 - platform: ``sparkmlops pipeline --env local`` in a subprocess on a fresh state dir;
   per-step seconds are the ``step_seconds`` metric of the nested MLflow runs under
@@ -97,8 +97,9 @@ def landing_data(out: Path, rows: int, seed: int, files: int, regenerate: bool,
             log.info("reusing %s", landing)
             return landing, None
     code, seconds = run_logged(
-        [sys.executable, "-m", "sparkmlops.datagen", "--rows", str(rows), "--out", str(landing),
-         "--seed", str(seed), "--files", str(files), "--bad-fraction", str(bad_fraction)],
+        [sys.executable, str(Path(__file__).with_name("datagen.py")), "--rows", str(rows),
+         "--out", str(landing), "--seed", str(seed), "--files", str(files),
+         "--bad-fraction", str(bad_fraction)],
         logs / f"datagen-{rows}.log",
     )
     if code != 0:

@@ -1,6 +1,6 @@
 """Scoring throughput: the native MLlib model against ``mlflow.pyfunc.spark_udf``, and monitoring.
 
-For each row count: the clean landing CSVs of ``run.py`` (``sparkmlops.datagen``,
+For each row count: the clean landing CSVs of ``run.py`` (``benchmarks.datagen``,
 reused when cached) go once through ``sparkmlops ingest``, ``validate``,
 ``features``, ``train`` and ``promote`` into a cached state dir
 (``benchmarks/out/score-state-<landing>/``), so gold holds the rows as batch
@@ -91,7 +91,7 @@ def measure_main(args: argparse.Namespace) -> int:
     from mlflow.tracking import MlflowClient
 
     from sparkmlops.config import load_settings
-    from sparkmlops.features.stages import model_input_columns
+    from sparkmlops.features.mllib import model_input_columns
     from sparkmlops.spark import get_spark
     from sparkmlops.tables import current_version, dataset_tables, read_batch
 

@@ -1,6 +1,6 @@
 """Training time per estimator family, and the share of the train step spent in MLflow.
 
-For each row count: the clean landing CSVs of ``run.py`` (``sparkmlops.datagen``,
+For each row count: the clean landing CSVs of ``run.py`` (``benchmarks.datagen``,
 reused when cached) go through ``sparkmlops ingest``, ``validate`` and ``features``
 once into a cached state dir (``benchmarks/out/train-gold-<landing>/``). Then, per
 estimator family, one ``sparkmlops train --env <env> --batch-id bench`` subprocess
@@ -64,7 +64,7 @@ from run import (
 log = logging.getLogger("train_bench")
 
 DEFAULT_ROWS = [100_000, 1_000_000]
-# The binary classifiers of sparkmlops.training.estimators.ESTIMATORS, each with params of a
+# The binary classifiers of sparkmlops.train.estimators.ESTIMATORS, each with params of a
 # model one would ship on ~10 features: the dataset's logistic regression, trees of
 # moderate depth, ensembles of the size MLlib's docs and tutorials use.
 FAMILY_PARAMS: dict[str, dict[str, Any]] = {

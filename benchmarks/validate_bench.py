@@ -1,6 +1,6 @@
 """Validation cost in passes: the dataset's GX suite against one full pass over the same data.
 
-For each row count: landing CSVs from ``sparkmlops.datagen`` (shared with
+For each row count: landing CSVs from ``benchmarks.datagen`` (shared with
 ``ingest_bench.py``), ingested once into a cached bronze table
 (``benchmarks/out/validate-bronze-<landing>``), then, in one subprocess with the
 platform's Spark settings (``--measure``):
@@ -64,9 +64,9 @@ def measure_main(args: argparse.Namespace) -> int:
     import pyspark.sql.functions as F
 
     from sparkmlops.config import load_settings
-    from sparkmlops.quality import expectations
     from sparkmlops.spark import get_spark
     from sparkmlops.tables import current_version, dataset_tables, read_batch
+    from sparkmlops.validate import expectations
 
     settings = load_settings(args.env, "penguins", overrides=[
         f"state_dir={args.state}", f"quality.data_docs_dir={args.state}/data_docs_bench"])

@@ -178,14 +178,14 @@ def two_feature_gold(spark: SparkSession) -> Callable[[Iterable[TwoFeaturePoint]
 class PipelineRun:
     state_dir: Path
     settings: Settings
-    result: object  # sparkmlops.pipeline.PipelineResult
+    result: object  # sparkmlops.pipeline.step.PipelineResult
 
 
 @pytest.fixture(scope="session")
 def pipeline_run(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> PipelineRun:
     """The whole pipeline once on the bundled sample, into a session temp dir."""
     from sparkmlops.ingest.records import default_batch_id
-    from sparkmlops.pipeline import run_pipeline
+    from sparkmlops.pipeline.step import run_pipeline
 
     state_dir = tmp_path_factory.mktemp("pipeline_run")
     settings = load_settings("local", "penguins", overrides=[f"state_dir={state_dir}"])

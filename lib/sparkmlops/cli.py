@@ -5,9 +5,9 @@ Exit codes: 0 done, 1 unexpected error, 2 bad config or usage, 3 missing input,
 7 the data cannot train a model. Expected failures print one line on stderr; the
 summary of a successful run goes to stdout.
 
-Each command is declared beside its code (``<stage>/command.py``, or
-``<module>_command.py`` for pipeline, maintain, show-table and deploy) as a
-``sparkmlops.command.Command`` with its own options; ``COMMANDS`` registers them.
+Each command is declared beside its code, in its stage folder's ``command.py`` (pipeline,
+maintain and show-table, deploy and init included), as a ``sparkmlops.command.Command``
+with its own options; ``COMMANDS`` registers them.
 """
 
 from __future__ import annotations
@@ -21,21 +21,21 @@ from typing import Any, cast
 
 from sparkmlops.command import Command
 from sparkmlops.config import Settings
-from sparkmlops.deploy_command import DEPLOY
+from sparkmlops.deploy.command import DEPLOY
 from sparkmlops.errors import SparkmlopsError
 from sparkmlops.features.command import FEATURES
-from sparkmlops.inference.command import PREDICT
 from sparkmlops.ingest.command import INGEST
-from sparkmlops.init_command import INIT
-from sparkmlops.maintenance_command import MAINTAIN, SHOW_TABLE
-from sparkmlops.monitoring.command import MONITOR
-from sparkmlops.pipeline_command import PIPELINE
+from sparkmlops.init.command import INIT
+from sparkmlops.maintain.command import MAINTAIN, SHOW_TABLE
+from sparkmlops.monitor.command import MONITOR
+from sparkmlops.pipeline.command import PIPELINE
+from sparkmlops.predict.command import PREDICT
 from sparkmlops.preflight import load_checked_settings
-from sparkmlops.quality.command import PROFILE, VALIDATE
-from sparkmlops.registry.command import PROMOTE
+from sparkmlops.promote.command import PROMOTE
 from sparkmlops.secrets import resolve_aws_secrets
 from sparkmlops.tables import check_batch_id
-from sparkmlops.training.command import REPRODUCE, TRAIN
+from sparkmlops.train.command import REPRODUCE, TRAIN
+from sparkmlops.validate.command import PROFILE, VALIDATE
 
 log = logging.getLogger("sparkmlops")
 

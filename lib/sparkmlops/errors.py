@@ -76,3 +76,20 @@ class ReproductionMismatch(SparkmlopsError):
 
 class FeatureTransformError(SparkmlopsError):
     """A Python feature transform cannot be imported or did not add its declared columns."""
+
+
+def check_reconciled(what: str, rows_in: int, **rows_out: int) -> None:
+    """Raise ReconciliationError unless ``rows_in`` equals the sum of ``rows_out``.
+
+    Every step that moves rows checks this before it reports: nothing lost, nothing
+    doubled. ``what`` names the step and batch, e.g. ``"validate batch b1: 10 bronze rows"``.
+
+    Example::
+
+        check_reconciled(f"predict batch {batch_id}: {rows} gold rows", rows,
+                         predictions=written.rows, quarantined=quarantined)
+    """
+    if rows_in != sum(rows_out.values()):
+        parts = ", ".join(f"{count} {name.replace('_', ' ')}" for name, count in rows_out.items())
+        raise ReconciliationError(f"{what} but {parts}")
+

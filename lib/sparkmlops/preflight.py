@@ -27,7 +27,7 @@ from sparkmlops.config import (
 )
 from sparkmlops.errors import FeatureTransformError
 from sparkmlops.features.transforms import check_transform_params, resolve_transform
-from sparkmlops.training.estimators import ESTIMATORS, family_problem, param_problems
+from sparkmlops.train.estimators import ESTIMATORS, family_problem, param_problems
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +92,7 @@ def transform_problems(features: FeatureSettings) -> Problems:
 
 def estimator_problems(model: ModelSettings) -> Problems:
     """(key path, why) of each estimator name, family or parameter the catalogue
-    (``sparkmlops.training.estimators``) does not have or that does not fit the task."""
+    (``sparkmlops.train.estimators``) does not have or that does not fit the task."""
     families = [("model.estimator.type", model.estimator.type),
                 *[(f"model.automl.families.{i}", f) for i, f in enumerate(model.automl.families)]]
     problems: Problems = []

@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
 
 from sparkmlops.config import SparkSettings
 
@@ -223,6 +223,23 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
+
+
+@contextmanager
+def persisted(*frames: DataFrame) -> Iterator[tuple[DataFrame, ...]]:
+    """The frames cached for the block (read more than once inside it), then released.
+
+    Example::
+
+        with persisted(train, test) as (train, test):
+            n_train, n_test = train.count(), test.count()
+    """
+    cached = tuple(frame.persist() for frame in frames)
+    try:
+        yield cached
+    finally:
+        for frame in cached:
+            frame.unpersist()
 
 
 @contextmanager

@@ -234,6 +234,19 @@ def current_version(spark: SparkSession, ref: TableRef) -> int | None:
     return int(row["version"]) if row else None
 
 
+def version_or_current(spark: SparkSession, ref: TableRef, version: int | None) -> int | None:
+    """``version`` when the caller names one (the pipeline hands each step the version the
+    previous step wrote), else the table's latest (a step run on its own)."""
+    return version if version is not None else current_version(spark, ref)
+
+
+def ingest_order(spark: SparkSession, ingest_log: TableRef) -> list[str]:
+    """Every ingested batch id, oldest first: ordered by the bronze version its ingest
+    committed (later ingests have higher versions, never ties)."""
+    rows = read_table(spark, ingest_log).select(BATCH_COLUMN, "bronze_version").collect()
+    return [r[BATCH_COLUMN] for r in sorted(rows, key=lambda r: r["bronze_version"])]
+
+
 def read_table(spark: SparkSession, ref: TableRef, version: int | None = None) -> DataFrame:
     """Read a table, as of ``version`` when given (time travel).
 

@@ -16,12 +16,11 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from functools import reduce
-from typing import Any
 
 import pyspark.sql.functions as F
 from pyspark.sql import Column, DataFrame, SparkSession
 
-from sparkmlops.config import Settings
+from sparkmlops.config import WriteSettings
 from sparkmlops.errors import MissingInputError
 from sparkmlops.spark import session_conf
 from sparkmlops.tables import (
@@ -293,18 +292,17 @@ def predicate_sql(spark: SparkSession, predicate: Column) -> str:
 
 
 def write_batch(
-    df: Any, ref: TableRef, settings: Settings, batch_id: str, *,
+    df: DataFrame, ref: TableRef, write: WriteSettings, keys: list[str], batch_id: str, *,
     order_by: str | None = None, merge_schema: bool = False,
 ) -> TableWrite:
-    """Write one batch of a keyed table the dataset's way (``write.mode``).
+    """Write one batch of a keyed table the dataset's way (``dataset.write``).
 
     ``append``: the batch replaces its own rows (replaceWhere on the batch id).
-    ``upsert``: MERGE on the business key, so the table keeps one row per key;
+    ``upsert``: MERGE on the business key ``keys``, so the table keeps one row per key;
     ``order_by`` makes an older record lose to the table's newer one.
     """
-    write = settings.dataset.write
     if write.mode == "upsert":
-        return upsert_batch(df, ref, batch_id, settings.dataset.keys, order_by=order_by,
+        return upsert_batch(df, ref, batch_id, keys, order_by=order_by,
                             merge_schema=merge_schema, partition_by=write.partition_by)
     return replace_batch(df, ref, batch_id, merge_schema=merge_schema,
                          partition_by=write.partition_by)

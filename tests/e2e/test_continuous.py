@@ -24,11 +24,11 @@ from pathlib import Path
 import mlflow
 import pyspark.sql.functions as F
 import pytest
+from benchmarks.datagen import generate_penguins
 
 from sparkmlops.config import load_settings
-from sparkmlops.datagen import generate_penguins
-from sparkmlops.pipeline import PipelineResult, run_continuous
-from sparkmlops.tracking import configure_mlflow
+from sparkmlops.pipeline.step import PipelineResult, run_continuous
+from sparkmlops.tracking.runs import configure_mlflow
 
 pytestmark = pytest.mark.e2e
 

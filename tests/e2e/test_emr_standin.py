@@ -31,7 +31,7 @@ import yaml
 from mlflow.tracking import MlflowClient
 
 import sparkmlops
-from sparkmlops.pipeline import STEPS
+from sparkmlops.pipeline.step import BATCH_STEPS
 from tests.e2e.conftest import fresh_venv, purelib
 
 pytestmark = [pytest.mark.e2e, pytest.mark.cluster]
@@ -263,7 +263,8 @@ def test_a_project_from_init_deploys_and_runs_on_emrs_spark_and_delta(
     assert client.get_run(champion.run_id).info.artifact_uri.startswith("mlflow-artifacts:")
     experiment = client.get_experiment_by_name("sparkmlops-penguins")
     runs = client.search_runs([experiment.experiment_id])
-    assert sorted(r.data.tags["sparkmlops.step"] for r in runs) == sorted([*STEPS, "pipeline"])
+    steps = sorted(r.data.tags["sparkmlops.step"] for r in runs)
+    assert steps == sorted([*BATCH_STEPS, "pipeline"])
     assert {(r.data.tags["sparkmlops.version"], r.data.tags["sparkmlops.wheel_sha256"],
              r.data.tags["sparkmlops.env"]) for r in runs} \
         == {(sparkmlops.__version__, wheel_sha256, "emr")}

@@ -1,7 +1,7 @@
 """Ingestion guarantees under real failures: a SIGKILL mid-write and concurrent writers.
 
 Each test drives ``spark-submit jobs/ingest.py`` in its own process group on
-realistic landing CSVs from :func:`sparkmlops.datagen.write_landing`, and reads the
+realistic landing CSVs from :func:`benchmarks.datagen.write_landing`, and reads the
 Delta tables back with ``delta.tables.DeltaTable`` once the jobs are gone:
 
 - a job killed (SIGKILL, the whole process group) while its bronze data files are
@@ -30,12 +30,12 @@ from pathlib import Path
 
 import pyspark.sql.functions as F
 import pytest
+from benchmarks.datagen import COLUMNS, write_landing
 from delta.tables import DeltaTable
 from mlflow.tracking import MlflowClient
 from pyspark.sql import SparkSession
 
 from sparkmlops.config import load_settings
-from sparkmlops.datagen import COLUMNS, write_landing
 from sparkmlops.ingest.step import ingest_step
 from sparkmlops.tables import dataset_tables
 

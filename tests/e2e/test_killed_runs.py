@@ -24,9 +24,9 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from sparkmlops.config import load_settings
-from sparkmlops.model_registry import CHALLENGER, CHAMPION, ModelRegistry
-from sparkmlops.registry.step import promote_step
-from sparkmlops.tracking import configure_mlflow
+from sparkmlops.promote.step import promote_step
+from sparkmlops.tracking.registry import CHALLENGER, CHAMPION, ModelRegistry
+from sparkmlops.tracking.runs import configure_mlflow
 
 pytestmark = pytest.mark.e2e
 

@@ -17,13 +17,13 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from sparkmlops.config import Settings, load_settings
-from sparkmlops.inference.step import PredictOutcome, predict_step
 from sparkmlops.ingest.records import default_batch_id
-from sparkmlops.monitoring.step import MonitorOutcome, monitor_step
-from sparkmlops.pipeline import PipelineResult, run_pipeline
-from sparkmlops.summary import pipeline_summary
+from sparkmlops.monitor.step import MonitorOutcome, monitor_step
+from sparkmlops.pipeline.step import PipelineResult, run_pipeline
+from sparkmlops.pipeline.summary import pipeline_summary
+from sparkmlops.predict.step import PredictOutcome, predict_step
 from sparkmlops.tables import BATCH_COLUMN, dataset_tables, read_batch, read_table
-from sparkmlops.training.step import TrainOutcome
+from sparkmlops.train.step import TrainOutcome
 from sparkmlops.writes import replace_batch
 
 pytestmark = pytest.mark.e2e
@@ -165,7 +165,7 @@ def test_lineage_and_model_tags_name_the_catalog_tables(spark, monitored):
 
 
 def test_reproduce_time_travels_the_training_table_by_name(spark, monitored):
-    from sparkmlops.training.reproduce import reproduce_run
+    from sparkmlops.train.reproduce import reproduce_run
 
     schema = f"spark_catalog.{monitored.settings.storage.schema_}"
     train = monitored.pipeline.step(TrainOutcome)

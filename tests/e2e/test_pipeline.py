@@ -13,15 +13,15 @@ import pytest
 from delta.tables import DeltaTable
 from mlflow.tracking import MlflowClient
 
-from sparkmlops.inference.step import PredictOutcome
 from sparkmlops.ingest.records import default_batch_id
 from sparkmlops.ingest.step import IngestOutcome
-from sparkmlops.model_registry import CHALLENGER, CHAMPION
-from sparkmlops.pipeline import STEPS, run_pipeline
-from sparkmlops.registry.step import PromoteOutcome
+from sparkmlops.pipeline.step import BATCH_STEPS, run_pipeline
+from sparkmlops.predict.step import PredictOutcome
+from sparkmlops.promote.step import PromoteOutcome
 from sparkmlops.tables import current_version, dataset_tables, read_table, table_ref
-from sparkmlops.tracking import configure_mlflow
-from sparkmlops.training.step import TrainOutcome
+from sparkmlops.tracking.registry import CHALLENGER, CHAMPION
+from sparkmlops.tracking.runs import configure_mlflow
+from sparkmlops.train.step import TrainOutcome
 
 pytestmark = pytest.mark.e2e
 
@@ -151,8 +151,8 @@ def test_parent_run_has_one_nested_run_per_step_with_lineage(pipeline_run, sourc
     )
     by_step = {r.data.tags["sparkmlops.step"]: r for r in runs}
 
-    assert sorted(by_step) == sorted(STEPS)
-    assert len(runs) == len(STEPS)
+    assert sorted(by_step) == sorted(BATCH_STEPS)
+    assert len(runs) == len(BATCH_STEPS)
     for run in runs:
         assert run.info.status == "FINISHED"
         assert run.data.tags["sparkmlops.config_hash"] == settings.config_hash()

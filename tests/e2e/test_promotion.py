@@ -19,19 +19,19 @@ from mlflow.tracking import MlflowClient
 from sparkmlops.cli import main
 from sparkmlops.config import Settings, load_settings
 from sparkmlops.errors import MissingInputError
-from sparkmlops.features.stages import LABEL_COLUMN
+from sparkmlops.features.mllib import LABEL_COLUMN
 from sparkmlops.features.step import features_step
 from sparkmlops.ingest.records import default_batch_id
 from sparkmlops.ingest.step import ingest_step
-from sparkmlops.model_registry import CHALLENGER, CHAMPION, ModelRegistry
-from sparkmlops.quality.step import validate_step
-from sparkmlops.registry.step import promote_step
+from sparkmlops.promote.step import promote_step
 from sparkmlops.tables import dataset_tables, read_table
-from sparkmlops.tracking import configure_mlflow
-from sparkmlops.training.fitting import split_train_test
-from sparkmlops.training.reproduce import reproduce_run
-from sparkmlops.training.step import train_step
-from sparkmlops.training.tuning import search
+from sparkmlops.tracking.registry import CHALLENGER, CHAMPION, ModelRegistry
+from sparkmlops.tracking.runs import configure_mlflow
+from sparkmlops.train.fitting import split_train_test
+from sparkmlops.train.reproduce import reproduce_run
+from sparkmlops.train.step import train_step
+from sparkmlops.train.tuning import search
+from sparkmlops.validate.step import validate_step
 
 pytestmark = pytest.mark.e2e
 

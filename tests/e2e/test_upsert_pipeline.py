@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from sparkmlops.inference.step import PredictOutcome
-from sparkmlops.pipeline import run_pipeline
-from sparkmlops.quality.step import ValidateOutcome
+from sparkmlops.pipeline.step import run_pipeline
+from sparkmlops.predict.step import PredictOutcome
 from sparkmlops.tables import dataset_tables, read_table
+from sparkmlops.validate.step import ValidateOutcome
 
 pytestmark = pytest.mark.e2e
 

@@ -40,7 +40,7 @@ import yaml
 from mlflow.tracking import MlflowClient
 
 import sparkmlops
-from sparkmlops.pipeline import STEPS
+from sparkmlops.pipeline.step import BATCH_STEPS
 from tests.e2e.conftest import CHECKOUT_ENV, fresh_venv
 
 pytestmark = [pytest.mark.e2e, pytest.mark.cluster]
@@ -374,7 +374,8 @@ def test_databricks_batch_job_runs_from_the_installed_wheel_on_the_cluster(
         == {"sparkmlops_version": sparkmlops.__version__, "wheel_sha256": wheel_sha256,
             "git_commit": "unknown", "training_table_name": f"{schema}.gold_penguins_features"}
     runs = client.search_runs([client.get_experiment_by_name(experiment).experiment_id])
-    assert sorted(r.data.tags["sparkmlops.step"] for r in runs) == sorted([*STEPS, "pipeline"])
+    steps = sorted(r.data.tags["sparkmlops.step"] for r in runs)
+    assert steps == sorted([*BATCH_STEPS, "pipeline"])
     # the validation's Data Docs went through the artifact proxy too
     [validate] = [r for r in runs if r.data.tags["sparkmlops.step"] == "validate"]
     assert validate.data.tags["quality.data_docs"] \

@@ -9,7 +9,7 @@ from chispa import assert_df_equality
 from sparkmlops.cli import main
 from sparkmlops.errors import InvalidBatchIdError
 from sparkmlops.tables import BATCH_COLUMN, TableRef, current_version, read_batch, read_table
-from sparkmlops.tracking import step_run
+from sparkmlops.tracking.runs import step_run
 from sparkmlops.writes import replace_batch, replace_where
 
 # the id that made a replaceWhere predicate match every row (issue 11, case 5)

@@ -12,7 +12,7 @@ import pytest
 
 import sparkmlops.writes as writes
 from sparkmlops.errors import MissingInputError
-from sparkmlops.maintenance import optimize_table, read_as_of
+from sparkmlops.maintain.step import optimize_table, read_as_of
 from sparkmlops.tables import TableRef, current_version, dataset_tables, read_batch, read_table
 from sparkmlops.writes import insert_new_rows, replace_batch, upsert_batch
 

@@ -20,10 +20,10 @@ from sparkmlops.cli import (
 )
 from sparkmlops.command import Command
 from sparkmlops.errors import ModelGateFailed
-from sparkmlops.registry.command import decision_lines, gate_failure
-from sparkmlops.registry.promotion import PromotionDecision
-from sparkmlops.registry.step import PromoteOutcome
-from sparkmlops.training.command import automl_overrides
+from sparkmlops.promote.command import decision_lines, gate_failure
+from sparkmlops.promote.promotion import PromotionDecision
+from sparkmlops.promote.step import PromoteOutcome
+from sparkmlops.train.command import automl_overrides
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLE_FILE = REPO / "data/sample/penguins/landing/penguins_raw_PAL0809.csv"

@@ -15,7 +15,7 @@ from sparkmlops.config import load_settings, packaged_spark_settings
 from sparkmlops.config.confdir import join, parent
 from sparkmlops.errors import ConfigError
 from sparkmlops.preflight import load_checked_settings
-from sparkmlops.provenance import TAG_INSTALL, TAG_VERSION, TAG_WHEEL_SHA256, code_identity
+from sparkmlops.tracking.provenance import TAG_INSTALL, TAG_VERSION, TAG_WHEEL_SHA256, code_identity
 
 REPO = Path(__file__).resolve().parents[2]
 PACKAGED = Path(sparkmlops.__file__).parent / "conf"
@@ -144,7 +144,7 @@ def test_loading_from_a_local_conf_dir_imports_no_spark_feature_or_estimator_cod
               f"load_settings('local', 'penguins', conf_dir={str(conf)!r})\n"
               "import sys\n"
               "print(sorted(m for m in sys.modules if m.split('.')[0] in ('pyspark', 'py4j')\n"
-              "             or m.startswith(('sparkmlops.features', 'sparkmlops.training',\n"
+              "             or m.startswith(('sparkmlops.features', 'sparkmlops.train',\n"
               "                              'sparkmlops.spark'))))\n"
               "from pyspark import SparkContext\n"
               "print(SparkContext._gateway is None, SparkContext._active_spark_context is None)")
@@ -233,7 +233,7 @@ def test_an_unreadable_uri_is_one_config_error_line(spark):
 def test_runs_of_a_source_tree_record_the_version_and_editable(make_settings):
     from mlflow.tracking import MlflowClient
 
-    from sparkmlops.tracking import step_run
+    from sparkmlops.tracking.runs import step_run
 
     with step_run(make_settings(), "ingest", "b1") as tracker:
         pass

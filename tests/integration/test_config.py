@@ -9,7 +9,7 @@ from sparkmlops.cli import main
 from sparkmlops.config import load_settings
 from sparkmlops.errors import ConfigError
 from sparkmlops.preflight import check_settings
-from sparkmlops.training.estimators import ESTIMATORS
+from sparkmlops.train.estimators import ESTIMATORS
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -13,7 +13,7 @@ import subprocess
 from pathlib import Path
 
 from sparkmlops.ingest.step import ingest_step
-from sparkmlops.quality.step import validate_step
+from sparkmlops.validate.step import validate_step
 
 CHROMIUM = os.environ.get("SPARKMLOPS_CHROMIUM", "/usr/bin/chromium")
 # without the background-networking flags Chromium keeps dialling out of a closed network
@@ -72,8 +72,8 @@ def test_without_a_data_docs_dir_the_pages_are_artifacts_of_the_run(spark, make_
                                                                      tmp_path):
     import mlflow
 
-    from sparkmlops.quality.step import DATA_DOCS_ARTIFACT, _run_quality_checks
-    from sparkmlops.tracking import StepTracker, configure_mlflow
+    from sparkmlops.tracking.runs import StepTracker, configure_mlflow
+    from sparkmlops.validate.step import DATA_DOCS_ARTIFACT, _run_quality_checks
 
     settings = make_settings(
         "quality.data_docs_dir=null",

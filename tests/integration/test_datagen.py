@@ -2,7 +2,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sparkmlops.datagen import BAD_MASS, write_landing
+from benchmarks.datagen import BAD_MASS, write_landing
+
 from sparkmlops.ingest.step import ingest_batch
 from sparkmlops.tables import dataset_tables, read_table
 

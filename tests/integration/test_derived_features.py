@@ -13,7 +13,7 @@ from sparkmlops.config import Settings, load_settings
 from sparkmlops.errors import ConfigError
 from sparkmlops.features.step import features_step
 from sparkmlops.tables import current_version, dataset_tables, read_table
-from sparkmlops.tracking import TAG_OUTCOME
+from sparkmlops.tracking.runs import TAG_OUTCOME
 from sparkmlops.writes import replace_batch
 
 BATCH = "b1"

@@ -10,9 +10,9 @@ from chispa import assert_df_equality
 from pyspark.ml.classification import LogisticRegression
 
 from sparkmlops.config import load_settings
-from sparkmlops.tracking import StepTracker, configure_mlflow
-from sparkmlops.training.fitting import build_pipeline
-from sparkmlops.training.step import log_pipeline_model, model_signature
+from sparkmlops.tracking.runs import StepTracker, configure_mlflow
+from sparkmlops.train.fitting import build_pipeline
+from sparkmlops.train.step import log_pipeline_model, model_signature
 
 
 @pytest.fixture(scope="module")

@@ -13,8 +13,8 @@ from sparkmlops.cli import main
 from sparkmlops.features.step import features_step
 from sparkmlops.ingest.records import ChangedLandingFileError, default_batch_id
 from sparkmlops.ingest.step import ingest_step
-from sparkmlops.quality.step import validate_step
 from sparkmlops.tables import current_version, dataset_tables, read_table, table_ref
+from sparkmlops.validate.step import validate_step
 
 LAYERS = ("bronze", "quarantine", "manifest", "ingest_log")
 

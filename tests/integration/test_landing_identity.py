@@ -19,7 +19,6 @@ from sparkmlops.ingest.records import (
     plan_landing,
 )
 from sparkmlops.ingest.step import ingest_step
-from sparkmlops.quality.step import validate_step
 from sparkmlops.tables import (
     current_version,
     dataset_tables,
@@ -27,6 +26,7 @@ from sparkmlops.tables import (
     table_exists,
     table_ref,
 )
+from sparkmlops.validate.step import validate_step
 
 KEYS = ["study_name", "species", "sample_number"]
 LAYERS = ("bronze", "quarantine", "manifest", "ingest_log")

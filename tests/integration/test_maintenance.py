@@ -18,7 +18,7 @@ from mlflow.tracking import MlflowClient
 from sparkmlops.cli import main
 from sparkmlops.config import load_settings
 from sparkmlops.errors import ConfigError, MissingInputError, VersionUnavailableError
-from sparkmlops.maintenance import (
+from sparkmlops.maintain.step import (
     RETENTION_CHECK_CONF,
     active_files,
     optimize_table,
@@ -26,7 +26,7 @@ from sparkmlops.maintenance import (
     vacuum_table,
 )
 from sparkmlops.tables import current_version, dataset_tables, read_table, table_ref
-from sparkmlops.tracking import configure_mlflow
+from sparkmlops.tracking.runs import configure_mlflow
 from sparkmlops.writes import replace_batch
 
 SCHEMA = "id int, species string, island string, _batch_id string"
@@ -98,7 +98,7 @@ def test_optimize_compacts_the_small_files_and_keeps_the_rows(spark, bronze):
 
 
 def test_zorder_uses_the_columns_the_table_has_and_only_once(spark, bronze, caplog):
-    with caplog.at_level("INFO", logger="sparkmlops.maintenance"):
+    with caplog.at_level("INFO", logger="sparkmlops.maintain.step"):
         result = optimize_table(spark, bronze, ["species", "sex", "island"])
         again = optimize_table(spark, bronze, ["species", "sex", "island"])
 

@@ -144,7 +144,7 @@ def test_notebook_explores_a_pipeline_run(
     import mlflow
     from mlflow.tracking import MlflowClient
 
-    from sparkmlops.tracking import configure_mlflow
+    from sparkmlops.tracking.runs import configure_mlflow
 
     settings = pipeline_run.settings
     experiment_id = configure_mlflow(settings)

@@ -10,7 +10,7 @@ import yaml
 from sparkmlops.cli import main
 from sparkmlops.config import load_settings
 from sparkmlops.ingest.step import ingest_step
-from sparkmlops.quality.step import validate_step
+from sparkmlops.validate.step import validate_step
 
 PROJECT = Path(__file__).resolve().parents[2]
 SAMPLE = PROJECT / "data/sample/penguins/landing/penguins_raw_PAL0708.csv"

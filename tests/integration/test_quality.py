@@ -5,9 +5,9 @@ from mlflow.tracking import MlflowClient
 
 from sparkmlops.errors import QualityGateFailed
 from sparkmlops.ingest.step import ingest_step
-from sparkmlops.quality.step import validate_step
 from sparkmlops.tables import dataset_tables, read_table, table_exists
-from sparkmlops.tracking import configure_mlflow
+from sparkmlops.tracking.runs import configure_mlflow
+from sparkmlops.validate.step import validate_step
 
 # ---------------------------------------------------------------- the step, on real sample rows
 

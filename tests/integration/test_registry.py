@@ -8,9 +8,9 @@ from mlflow.tracking import MlflowClient
 
 from sparkmlops.config import PromotionSettings
 from sparkmlops.errors import MissingInputError
-from sparkmlops.model_registry import CHAMPION, ModelRegistry
-from sparkmlops.registry.promotion import complete_promotions, promote_if_better
-from sparkmlops.tracking import configure_mlflow
+from sparkmlops.promote.promotion import complete_promotions, promote_if_better
+from sparkmlops.tracking.registry import CHAMPION, ModelRegistry
+from sparkmlops.tracking.runs import configure_mlflow
 
 NAME = "unit_model"
 GATE = PromotionSettings(mode="enabled", min_metrics={"areaUnderROC": 0.8}, min_improvement=0.01)

@@ -20,9 +20,9 @@ from sparkmlops.config import load_settings
 from sparkmlops.errors import QualityGateFailed, RepeatedKeysError
 from sparkmlops.features.step import features_step
 from sparkmlops.ingest.step import ingest_step
-from sparkmlops.quality.step import validate_step
 from sparkmlops.tables import current_version, dataset_tables, read_table
-from sparkmlops.tracking import configure_mlflow
+from sparkmlops.tracking.runs import configure_mlflow
+from sparkmlops.validate.step import validate_step
 
 REASON = "key already in silver from batch b1 (write.repeated_keys: quarantine)"
 ADELIE = "Adelie Penguin (Pygoscelis adeliae)"

@@ -14,7 +14,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from sparkmlops.tables import TableRef, TableWrite
-from sparkmlops.tracking import StepTracker
+from sparkmlops.tracking.runs import StepTracker
 
 GOLD = TableRef(layer="gold", name="penguins_features", path="/lake/gold/penguins_features")
 PREDICTIONS = TableRef(layer="predictions", name="penguins", path=None,

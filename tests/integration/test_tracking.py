@@ -12,7 +12,7 @@ import pytest
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from sparkmlops.run_owners import (
+from sparkmlops.tracking.owners import (
     TAG_DATASET,
     TAG_HOST,
     TAG_NOTE,
@@ -22,7 +22,7 @@ from sparkmlops.run_owners import (
     owner_tags,
     process_start,
 )
-from sparkmlops.tracking import configure_mlflow, pipeline_run, step_run
+from sparkmlops.tracking.runs import configure_mlflow, pipeline_run, step_run
 
 HOST = socket.gethostname()
 NOTE = re.compile(r"marked KILLED by run (\w+) at \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ: (.*)$")
@@ -137,7 +137,7 @@ def test_an_mlflow_error_in_the_sweep_does_not_fail_the_step(
         raise MlflowException("store unavailable")
 
     monkeypatch.setattr(MlflowClient, "search_runs", broken)
-    with caplog.at_level(logging.WARNING, logger="sparkmlops.tracking"):
+    with caplog.at_level(logging.WARNING, logger="sparkmlops.tracking.runs"):
         with step_run(settings, "maintain", "b1") as tracker:
             pass
 

@@ -23,15 +23,15 @@ from mlflow.tracking import MlflowClient
 from sparkmlops.cli import main
 from sparkmlops.config import Settings, load_settings
 from sparkmlops.errors import ConfigError, TrainingDataError
-from sparkmlops.features.stages import LABEL_COLUMN, LABEL_RAW_COLUMN, build_feature_table
-from sparkmlops.model_registry import CHALLENGER, CHAMPION, ModelRegistry
-from sparkmlops.registry.step import promote_step
+from sparkmlops.features.mllib import LABEL_COLUMN, LABEL_RAW_COLUMN, build_feature_table
+from sparkmlops.promote.step import promote_step
 from sparkmlops.tables import dataset_tables, read_table
-from sparkmlops.tracking import TAG_OUTCOME, configure_mlflow
-from sparkmlops.training.fitting import (
+from sparkmlops.tracking.registry import CHALLENGER, CHAMPION, ModelRegistry
+from sparkmlops.tracking.runs import TAG_OUTCOME, configure_mlflow
+from sparkmlops.train.fitting import (
     split_train_test,
 )
-from sparkmlops.training.step import train_step
+from sparkmlops.train.step import train_step
 from sparkmlops.writes import replace_batch
 
 BATCH = "b1"

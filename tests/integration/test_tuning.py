@@ -5,9 +5,9 @@ import random
 import mlflow
 import pytest
 
-from sparkmlops.tracking import StepTracker, configure_mlflow
-from sparkmlops.training.fitting import evaluate, split_train_test
-from sparkmlops.training.tuning import search
+from sparkmlops.tracking.runs import StepTracker, configure_mlflow
+from sparkmlops.train.fitting import evaluate, split_train_test
+from sparkmlops.train.tuning import search
 
 
 def _linear(n=300, seed=5):

@@ -18,8 +18,8 @@ from delta.tables import DeltaTable
 from sparkmlops.errors import QualityGateFailed
 from sparkmlops.features.step import features_step
 from sparkmlops.ingest.step import ingest_step
-from sparkmlops.quality.step import validate_step
 from sparkmlops.tables import TableRef, dataset_tables, read_table
+from sparkmlops.validate.step import validate_step
 from sparkmlops.writes import upsert_batch
 
 UPSERT = ("dataset.write.mode=upsert", "dataset.write.order_by=date_egg")

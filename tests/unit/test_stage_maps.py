@@ -13,12 +13,12 @@ PACKAGE = REPO / "lib" / "sparkmlops"
 # folder → its page in docs/
 MANUALS = {
     "ingest": "ingest.md",
-    "quality": "quality.md",
+    "validate": "validate.md",
     "features": "features.md",
-    "training": "training.md",
-    "registry": "registry.md",
-    "inference": "inference.md",
-    "monitoring": "monitoring.md",
+    "train": "train.md",
+    "promote": "promote.md",
+    "predict": "predict.md",
+    "monitor": "monitor.md",
     "config": "configuration.md",
     "deploy": "deploy.md",
 }

@@ -56,14 +56,13 @@ from sparkmlops.config.loader import (
     packaged_spark_settings,
     settings_error,
 )
-from sparkmlops.config.monitoring import (
+from sparkmlops.config.monitor import (
     Levels,
     MaintenanceSettings,
     MonitoringSettings,
     RetrainSettings,
 )
-from sparkmlops.config.quality import ExpectationSpec, QualitySettings, gx_expectation_names
-from sparkmlops.config.registry import PromotionSettings
+from sparkmlops.config.promote import PromotionSettings
 from sparkmlops.config.settings import (
     PLACEHOLDER,
     REMOTE_ARTIFACT_SCHEMES,
@@ -76,7 +75,7 @@ from sparkmlops.config.settings import (
     StorageSettings,
     TrackingSettings,
 )
-from sparkmlops.config.training import (
+from sparkmlops.config.train import (
     AutomlSettings,
     DataCheckSettings,
     EstimatorSettings,
@@ -85,6 +84,7 @@ from sparkmlops.config.training import (
     SplitSettings,
     TuningSettings,
 )
+from sparkmlops.config.validate import ExpectationSpec, QualitySettings, gx_expectation_names
 
 __all__ = [
     "FLOAT_TYPES", "IDENTIFIER", "NUMERIC_TYPES", "PLACEHOLDER", "REMOTE_ARTIFACT_SCHEMES",

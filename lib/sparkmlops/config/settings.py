@@ -24,10 +24,10 @@ from sparkmlops.config.confdir import is_uri, join
 from sparkmlops.config.deploy import DeploySettings
 from sparkmlops.config.features import FeatureSettings
 from sparkmlops.config.ingest import ColumnSpec, SourceSettings, WriteSettings
-from sparkmlops.config.monitoring import MaintenanceSettings, MonitoringSettings, RetrainSettings
-from sparkmlops.config.quality import QualitySettings
-from sparkmlops.config.registry import PromotionSettings
-from sparkmlops.config.training import LabelSettings, ModelSettings
+from sparkmlops.config.monitor import MaintenanceSettings, MonitoringSettings, RetrainSettings
+from sparkmlops.config.promote import PromotionSettings
+from sparkmlops.config.train import LabelSettings, ModelSettings
+from sparkmlops.config.validate import QualitySettings
 
 
 class SparkSettings(StrictModel):

@@ -9,9 +9,9 @@ from typing import Any, ClassVar
 from pyspark.sql import SparkSession
 
 from sparkmlops.config import Settings
-from sparkmlops.features import stages
+from sparkmlops.features import mllib
 from sparkmlops.tables import current_version, dataset_tables, read_batch
-from sparkmlops.tracking import StepOutcome, step_run
+from sparkmlops.tracking.runs import StepOutcome, step_run
 from sparkmlops.writes import write_batch
 
 log = logging.getLogger(__name__)
@@ -22,6 +22,7 @@ class FeaturesOutcome(StepOutcome):
     """The gold rows the batch became."""
 
     step: ClassVar[str] = "features"
+    gold_version: int | None = None  # gold after the step
     gold_rows: int = 0
 
     @property
@@ -43,13 +44,14 @@ def features_step(
     with step_run(settings, "features", batch_id) as tracker:
         version = silver_version if silver_version is not None else current_version(spark, silver)
         batch = read_batch(spark, silver, batch_id, version)
-        frame = stages.build_feature_table(batch, settings.dataset)
+        frame = mllib.build_feature_table(batch, settings.dataset)
         # before the write: an expression that fails on a row fails here, naming it,
         # not in train after gold holds the batch
-        stages.check_derived_values(frame, settings.dataset.features, keys=settings.dataset.keys,
+        mllib.check_derived_values(frame, settings.dataset.features, keys=settings.dataset.keys,
                                     source=f"{silver.fqn} v{version} batch {batch_id}")
-        written = write_batch(frame, gold, settings, batch_id)
+        written = write_batch(frame, gold, settings.dataset.write, settings.dataset.keys,
+                              batch_id)
         tracker.read(silver, version, written.rows)
         tracker.wrote(written)
         return FeaturesOutcome(tracker.run_id, {gold.fqn: written.version},
-                               gold_rows=written.rows)
+                               gold_version=written.version, gold_rows=written.rows)

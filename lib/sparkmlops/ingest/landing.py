@@ -40,19 +40,14 @@ from pyspark.sql.types import (
 
 from sparkmlops.config import FLOAT_TYPES, ColumnSpec, SourceSettings
 from sparkmlops.errors import MissingInputError, ReconciliationError, SparkmlopsError
+from sparkmlops.quarantine import SOURCE_FILE_COLUMN, SOURCE_OFFSET_COLUMN, SOURCE_ROW_COLUMN
 from sparkmlops.spark import session_conf
 from sparkmlops.tables import BATCH_COLUMN, TableWrite
 
 log = logging.getLogger(__name__)
 
 CORRUPT_COLUMN = "_corrupt_record"
-SOURCE_FILE_COLUMN = "_source_file"
 INGESTED_AT_COLUMN = "_ingested_at"
-# where a quarantined record sits in its file: the byte offset of the file split
-# Spark read it from (0 for a whole file) and the 1-based record number from there
-# (header not counted; a multi-line quoted record counts once)
-SOURCE_OFFSET_COLUMN = "_source_offset"
-SOURCE_ROW_COLUMN = "_source_row"
 # helper columns that locate a row in its file; never written to bronze
 BLOCK_START = "_pos_block_start"
 ROW_INDEX = "_pos_row_index"
@@ -515,23 +510,6 @@ def add_audit_columns(df: DataFrame, batch_id: str, ingested_at: datetime) -> Da
     """Add the batch id and the ingestion time; the source file is already there."""
     return df.withColumn(BATCH_COLUMN, F.lit(batch_id)).withColumn(
         INGESTED_AT_COLUMN, F.lit(ingested_at).cast("timestamp")
-    )
-
-
-def to_quarantine(df: DataFrame, step: str, reason: Column, record: Column) -> DataFrame:
-    """Rows in the shape of ``quarantine.<dataset>``: step, reason, record as text, origin."""
-    def origin(name: str, type_: str) -> Column:
-        return F.col(name) if name in df.columns else F.lit(None).cast(type_).alias(name)
-
-    return df.select(
-        F.lit(step).alias("step"),
-        reason.alias("reason"),
-        record.alias("record"),
-        origin(SOURCE_FILE_COLUMN, "string"),
-        origin(SOURCE_OFFSET_COLUMN, "long"),
-        origin(SOURCE_ROW_COLUMN, "long"),
-        F.current_timestamp().alias("quarantined_at"),
-        F.col(BATCH_COLUMN),
     )
 
 

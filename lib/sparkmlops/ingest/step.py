@@ -20,7 +20,6 @@ from sparkmlops.ingest.landing import (
     add_audit_columns,
     quarantine_reason,
     read_landing,
-    to_quarantine,
     with_source_position,
 )
 from sparkmlops.ingest.records import (
@@ -39,6 +38,7 @@ from sparkmlops.ingest.records import (
     recorded_batch,
     replan_batch,
 )
+from sparkmlops.quarantine import to_quarantine, write_quarantine
 from sparkmlops.spark import session_conf
 from sparkmlops.tables import (
     BATCH_COLUMN,
@@ -48,7 +48,7 @@ from sparkmlops.tables import (
     dataset_tables,
     read_batch,
 )
-from sparkmlops.tracking import StepOutcome, step_run
+from sparkmlops.tracking.runs import StepOutcome, step_run
 from sparkmlops.writes import insert_new_rows, replace_batch
 
 log = logging.getLogger(__name__)
@@ -59,6 +59,7 @@ class IngestOutcome(StepOutcome):
     """The landing files read into bronze (or none: ``skipped``) and where the rows went."""
 
     step: ClassVar[str] = "ingest"
+    bronze_version: int | None = None  # bronze after the step (None: no bronze yet)
     skipped: bool = False
     rows_in: int = 0
     bronze_rows: int = 0
@@ -128,8 +129,8 @@ def ingest_step(
             if seen is not None:
                 tracker.wrote(seen)
                 outputs[seen.table.fqn] = seen.version
-            return IngestOutcome(tracker.run_id, outputs, skipped=True, bronze_rows=rows,
-                                 **unread)
+            return IngestOutcome(tracker.run_id, outputs, bronze_version=version, skipped=True,
+                                 bronze_rows=rows, **unread)
         tracker.count("files_in", len(files))
         result = ingest_batch(spark, settings, batch_id, source_path=path, files=files)
         tracker.count("rows_in.landing", result.rows_in)
@@ -152,7 +153,8 @@ def ingest_step(
             {bronze.fqn: result.bronze.version,
              result.quarantine.table.fqn: result.quarantine.version,
              manifest.table.fqn: manifest.version},
-            rows_in=result.rows_in, bronze_rows=result.bronze.rows,
+            bronze_version=result.bronze.version, rows_in=result.rows_in,
+            bronze_rows=result.bronze.rows,
             quarantined=result.rows_quarantined, files=len(files), skipped=False, **unread,
         )
 
@@ -256,10 +258,7 @@ def ingest_batch(
             F.to_json(F.struct(*[F.col(c.name) for c in dataset.schema_])),
         )
         quarantined = to_quarantine(bad, "ingest", F.col("_reason"), record)
-        q_write = replace_batch(
-            quarantined, tables.quarantine, batch_id,
-            extra_predicate=F.col("step") == "ingest", merge_schema=True,
-        )
+        q_write = write_quarantine(quarantined, tables.quarantine, batch_id, "ingest")
         bronze = replace_batch(good, tables.bronze, batch_id,
                                merge_schema=dataset.source.schema_evolution == "add_new_columns",
                                partition_by=dataset.write.partition_by)

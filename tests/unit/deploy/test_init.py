@@ -144,7 +144,7 @@ def test_the_packaged_lock_is_the_lock_the_tests_pass_on():
 
 
 def test_the_packaged_example_is_the_sample_dataset():
-    template = resources.files("sparkmlops.scaffold.template")
+    template = resources.files("sparkmlops.init.template")
 
     assert template.joinpath("dataset.yml").read_text() == (
         REPO / "conf/datasets/penguins.yml").read_text()

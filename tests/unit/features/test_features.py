@@ -19,7 +19,7 @@ from sparkmlops.config import (
     LabelSettings,
 )
 from sparkmlops.errors import ConfigError, FeatureTransformError
-from sparkmlops.features.stages import (
+from sparkmlops.features.mllib import (
     DerivedFeatureError,
     bucket_stages,
     build_feature_table,
@@ -35,7 +35,7 @@ from sparkmlops.features.transforms import (
     feature_transform,
     normalize_text,
 )
-from sparkmlops.training.fitting import build_pipeline
+from sparkmlops.train.fitting import build_pipeline
 
 
 @feature_transform("tests.mass_in_kg")

@@ -4,8 +4,7 @@ from pathlib import Path
 
 import pyspark.sql.functions as F
 import pytest
-
-from sparkmlops.datagen import COLUMNS, SPECIES, generate_penguins, write_landing
+from benchmarks.datagen import COLUMNS, SPECIES, generate_penguins, write_landing
 
 KEY = ["studyName", "Species", "Sample Number"]
 ROWS = 500

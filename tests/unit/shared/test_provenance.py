@@ -20,7 +20,7 @@ from pathlib import Path
 
 import sparkmlops
 import sparkmlops
-from sparkmlops.provenance import package_source
+from sparkmlops.tracking.provenance import package_source
 with package_source() as folder:
     files = sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
     feature_code = (folder / "features" / "transforms.py").read_text()
@@ -54,7 +54,7 @@ def test_a_package_imported_from_a_wheel_is_copied_out_to_a_folder_for_the_block
 
 
 def test_a_package_imported_from_a_folder_is_that_folder():
-    from sparkmlops.provenance import package_source
+    from sparkmlops.tracking.provenance import package_source
 
     with package_source() as folder:
         assert folder == PACKAGE.resolve()

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from sparkmlops.run_owners import (
+from sparkmlops.tracking.owners import (
     TAG_HOST,
     TAG_PID,
     TAG_PROCESS_START,

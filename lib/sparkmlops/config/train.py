@@ -1,0 +1,114 @@
+"""The dataset's ``label`` and ``model`` sections: what to train, how to split, search
+and judge the data.
+
+Estimator names and their MLlib parameters are plain names here: the one estimator
+catalogue is ``sparkmlops.train.estimators`` (above config), and
+``sparkmlops.preflight`` checks every name, parameter and family against it after load.
+The metrics come from ``sparkmlops.metrics``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from sparkmlops.config.base import StrictModel
+from sparkmlops.metrics import TASK_METRICS
+
+
+class LabelSettings(StrictModel):
+    source: str
+    classes: list[str] | None = None  # class index = position; None for regression
+
+
+class EstimatorSettings(StrictModel):
+    # a name of sparkmlops.train.estimators, with its MLlib params (see preflight)
+    type: str
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class TuningSettings(StrictModel):
+    """Hyperparameter search over ``grid`` (MLlib param name → values to try).
+
+    ``cross_validator`` assigns rows to folds by a hash of the business keys and the
+    seed (deterministic); ``train_validation_split`` holds out ``train_ratio`` of
+    the training rows. ``parallelism`` candidates are fitted at once.
+    """
+
+    method: Literal["none", "cross_validator", "train_validation_split"] = "none"
+    grid: dict[str, list[Any]] = Field(default_factory=dict)
+    folds: int = Field(3, ge=2, le=20)
+    train_ratio: float = Field(0.75, gt=0, lt=1)
+    parallelism: int = Field(2, ge=1)
+
+    @field_validator("grid")
+    @classmethod
+    def _non_empty_values(cls, grid: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        empty = [name for name, values in grid.items() if not values]
+        if empty:
+            raise ValueError(f"no values to try for {empty}")
+        return grid
+
+
+class AutomlSettings(StrictModel):
+    """AutoML: try estimator families (each with its grid) within a time budget.
+
+    ``families`` defaults to every family that fits the task; ``grids`` replaces a
+    family's built-in grid. A family is started only while budget remains, and the
+    one started finishes, so a run can overshoot by one family's search.
+    """
+
+    enabled: bool = False
+    time_budget_s: float = Field(600.0, gt=0)
+    families: list[str] = Field(default_factory=list)
+    grids: dict[str, dict[str, list[Any]]] = Field(default_factory=dict)
+    method: Literal["cross_validator", "train_validation_split"] = "cross_validator"
+    folds: int = Field(3, ge=2, le=20)
+    train_ratio: float = Field(0.75, gt=0, lt=1)
+    parallelism: int = Field(2, ge=1)
+
+    @model_validator(mode="after")
+    def _grids_not_empty(self) -> AutomlSettings:
+        for family, grid in self.grids.items():
+            if not grid:
+                raise ValueError(f"model.automl.grids.{family}: give at least one parameter "
+                                 "to search, or leave the family out to use its built-in grid")
+        return self
+
+
+class SplitSettings(StrictModel):
+    test_fraction: float = Field(0.25, gt=0, lt=1)
+    seed: int = 42
+
+
+class DataCheckSettings(StrictModel):
+    """What ``train`` checks before fitting (and ``promote`` before judging): the least
+    rows per class of ``label.classes`` in the training rows and the holdout, and the
+    least holdout rows; data below them ends the run with ``TrainingDataError``."""
+
+    min_train_rows_per_class: int = Field(5, ge=1)
+    min_holdout_rows_per_class: int = Field(1, ge=1)
+    min_holdout_rows: int = Field(10, ge=1)
+
+
+class ModelSettings(StrictModel):
+    name: str
+    task: Literal["binary_classification", "multiclass_classification", "regression"]
+    estimator: EstimatorSettings
+    split: SplitSettings = Field(default_factory=SplitSettings)
+    primary_metric: str
+    tuning: TuningSettings = Field(default_factory=TuningSettings)
+    automl: AutomlSettings = Field(default_factory=AutomlSettings)
+    data_checks: DataCheckSettings = Field(default_factory=DataCheckSettings)
+    # train (and the promotion holdout) on the latest N ingested batches; 0 = all
+    window_batches: int = Field(0, ge=0)
+
+    @model_validator(mode="after")
+    def _metric_fits_task(self) -> ModelSettings:
+        metrics = TASK_METRICS[self.task]
+        if self.primary_metric not in metrics:
+            raise ValueError(f"model.primary_metric: {self.primary_metric!r} is not a "
+                             f"{self.task} metric; choose one of {list(metrics)}")
+        return self
+

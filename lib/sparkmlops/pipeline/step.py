@@ -1,0 +1,198 @@
+"""The whole batch in one SparkSession, under one parent MLflow run.
+
+ingest → validate → features → train → promote → predict, each step a nested run.
+Versions flow from step to step: each step reads exactly the Delta version the
+previous one wrote. A challenger that does not pass the promotion gate is an
+outcome, not an error: the batch is then scored by the champion in place.
+
+``run_continuous`` is the continuous-training loop for one new batch: ingest →
+validate → features → predict with @champion → monitor, then decide whether to
+retrain (monitoring alert, a live metric under its floor, enough new labelled
+rows; ``dataset.retrain``), and if so train → promote, so the next batch is scored
+by whatever is champion then. Every decision and its reasons are recorded on the
+parent run (tags ``retrain.*`` and ``retrain_decision.json``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict, dataclass, field
+from typing import Any, TypeVar
+
+import pyspark.sql.functions as F
+from pyspark.sql import SparkSession
+
+from sparkmlops.config import Settings
+from sparkmlops.features.step import features_step
+from sparkmlops.ingest.step import ingest_step
+from sparkmlops.monitor.step import monitor_step
+from sparkmlops.pipeline.retrain import retrain_reasons
+from sparkmlops.predict.step import predict_step
+from sparkmlops.promote.step import PromoteOutcome, promote_step
+from sparkmlops.tables import dataset_tables, read_table
+from sparkmlops.tracking.registry import CHAMPION, ModelRegistry
+from sparkmlops.tracking.runs import StepOutcome, pipeline_run
+from sparkmlops.train.step import train_step
+from sparkmlops.validate.step import validate_step
+
+log = logging.getLogger(__name__)
+
+OutcomeT = TypeVar("OutcomeT", bound=StepOutcome)
+
+# the steps of each mode, in the order they run (the [n/total] of the progress lines)
+BATCH_STEPS = ("ingest", "validate", "features", "train", "promote", "predict")
+CONTINUOUS_STEPS = ("ingest", "validate", "features", "train + promote", "predict", "monitor",
+                    "retrain")
+
+
+@dataclass(frozen=True)
+class RetrainDecision:
+    """What a continuous run decided for its batch (``retrain_decision.json`` on its run)."""
+
+    batch_id: str
+    scored_by: str  # the model version that scored the batch
+    monitoring: str  # ok / warn / alert
+    live: dict[str, float]  # live metrics of the batch, where its labels are known
+    retrain: bool  # retrained (a rule fired and retraining is enabled)
+    reasons: list[str]  # the rules that fired, or "no retrain trigger"
+    retrain_enabled: bool
+    promoted: bool  # the retrained challenger passed the gate
+    champion_after: str | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class PipelineResult:
+    batch_id: str
+    parent_run_id: str
+    experiment_id: str
+    steps: list[StepOutcome] = field(default_factory=list)
+    decision: RetrainDecision | None = None  # continuous mode only
+
+    def step(self, kind: type[OutcomeT]) -> OutcomeT:
+        """The (last) outcome of that kind: ``result.step(TrainOutcome).model_version``."""
+        return next(s for s in reversed(self.steps) if isinstance(s, kind))
+
+
+def run_pipeline(spark: SparkSession, settings: Settings, batch_id: str) -> PipelineResult:
+    """Run every step of one batch; raise the first step's SparkmlopsError, if any."""
+    progress = _Progress(BATCH_STEPS, batch_id)
+    with pipeline_run(settings, batch_id) as parent:
+        result = PipelineResult(batch_id, parent.run_id, parent.experiment_id)
+        gold_version = _prepare_batch(spark, settings, batch_id, result, progress)
+        progress("train")
+        train = train_step(spark, settings, batch_id, gold_version=gold_version)
+        result.steps.append(train)
+        progress("promote")
+        result.steps.append(promote_step(spark, settings, batch_id,
+                                         challenger_version=train.model_version,
+                                         gold_version=gold_version))
+        progress("predict")
+        result.steps.append(predict_step(spark, settings, batch_id, gold_version=gold_version))
+        return result
+
+
+def _prepare_batch(spark: SparkSession, settings: Settings, batch_id: str,
+                   result: PipelineResult, progress: _Progress) -> int | None:
+    """The opening both modes share: ingest → validate → features, each step reading the
+    version the one before wrote; the gold version the batch's features are in."""
+    progress("ingest")
+    ingest = ingest_step(spark, settings, batch_id)
+    result.steps.append(ingest)
+    progress("validate")
+    validate = validate_step(spark, settings, batch_id, bronze_version=ingest.bronze_version)
+    result.steps.append(validate)
+    progress("features")
+    feats = features_step(spark, settings, batch_id, silver_version=validate.silver_version)
+    result.steps.append(feats)
+    return feats.gold_version
+
+
+@dataclass
+class _Progress:
+    """``[n/total] step (batch b)`` log lines, numbered in the order the steps run."""
+
+    steps: tuple[str, ...]
+    batch_id: str
+    done: int = 0
+
+    def __call__(self, step: str, why: str = "") -> None:
+        self.done += 1
+        log.info("[%d/%d] %s%s (batch %s)", self.done, len(self.steps), step,
+                 f": {why}" if why else "", self.batch_id)
+
+
+def run_continuous(spark: SparkSession, settings: Settings, batch_id: str) -> PipelineResult:
+    """Score and monitor one new batch with the champion; retrain when the policy says so.
+
+    With no champion yet the batch bootstraps one (train → promote) before it is
+    scored. A retrained challenger still has to pass the promotion gate.
+    """
+    model_name = settings.dataset.model.name
+    progress = _Progress(CONTINUOUS_STEPS, batch_id)
+    with pipeline_run(settings, batch_id) as parent:
+        parent.tags({"sparkmlops.mode": "continuous"})
+        result = PipelineResult(batch_id, parent.run_id, parent.experiment_id)
+        gold_version = _prepare_batch(spark, settings, batch_id, result, progress)
+        if parent.registry.by_alias(model_name, CHAMPION) is None:
+            progress("train + promote", "bootstrap, no champion yet")
+            result.steps += _retrain(spark, settings, batch_id, gold_version)
+        else:
+            progress("train + promote", "skipped, @champion scores the batch")
+        progress("predict")
+        predict = predict_step(spark, settings, batch_id, gold_version=gold_version)
+        progress("monitor")
+        monitor = monitor_step(spark, settings, batch_id, gold_version=gold_version)
+        result.steps += [predict, monitor]
+        reasons = retrain_reasons(settings.dataset.retrain, monitor,
+                                  _new_labelled_rows(spark, settings, parent.registry,
+                                                     gold_version))
+        retrain = bool(reasons) and settings.dataset.retrain.enabled
+        if retrain:
+            progress("retrain: train + promote", "; ".join(reasons))
+            result.steps += _retrain(spark, settings, batch_id, gold_version)
+        else:
+            progress("retrain", "not needed" if not reasons else "disabled (dataset.retrain)")
+        promote = next((s for s in reversed(result.steps) if isinstance(s, PromoteOutcome)),
+                       None)
+        champion = parent.registry.by_alias(model_name, CHAMPION)
+        decision = RetrainDecision(
+            batch_id, scored_by=predict.model_version, monitoring=monitor.status,
+            live=monitor.live, retrain=retrain, reasons=reasons or ["no retrain trigger"],
+            retrain_enabled=settings.dataset.retrain.enabled,
+            promoted=bool(retrain and promote and promote.promoted),
+            champion_after=str(champion.version) if champion else None)
+        result.decision = decision
+        parent.tags({"retrain.decision": "retrain" if retrain else "keep",
+                     "retrain.reasons": json.dumps(decision.reasons)[:5000]})
+        parent.log_dict(decision.as_dict(), "retrain_decision.json")
+        log.info("batch %s: %s", batch_id, decision.as_dict())
+        return result
+
+
+def _retrain(spark: SparkSession, settings: Settings, batch_id: str,
+             gold_version: int | None) -> list[StepOutcome]:
+    train = train_step(spark, settings, batch_id, gold_version=gold_version)
+    promote = promote_step(spark, settings, batch_id,
+                           challenger_version=train.model_version, gold_version=gold_version)
+    return [train, promote]
+
+
+def _new_labelled_rows(
+    spark: SparkSession, settings: Settings, registry: ModelRegistry, gold_version: int | None
+) -> int:
+    """Labelled gold rows now minus those in the version the champion was trained on."""
+    if not settings.dataset.retrain.min_new_labelled_rows:
+        return 0
+    champion = registry.by_alias(settings.dataset.model.name, CHAMPION)
+    trained_on = registry.trained_on(champion) if champion else None
+    gold = dataset_tables(settings).gold
+
+    def labelled(version: int | None) -> int:
+        return read_table(spark, gold, version).where(F.col("label").isNotNull()).count()
+
+    before = labelled(trained_on) if trained_on is not None else 0
+    return labelled(gold_version) - before

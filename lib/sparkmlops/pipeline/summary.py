@@ -1,0 +1,76 @@
+"""The short, human summary a pipeline run prints: what was written and where to look."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sparkmlops.config import Settings
+from sparkmlops.config.confdir import is_uri
+from sparkmlops.ingest.step import IngestOutcome
+from sparkmlops.pipeline.step import PipelineResult
+from sparkmlops.predict.step import PredictOutcome
+from sparkmlops.promote.step import PromoteOutcome
+from sparkmlops.tables import current_version, dataset_tables
+from sparkmlops.train.step import TrainOutcome
+from sparkmlops.validate.step import ValidateOutcome
+
+
+def pipeline_summary(spark: Any, settings: Settings, result: PipelineResult) -> str:
+    """Tables and versions, run ids, model version and metrics, and where to look."""
+    ds = settings.dataset
+    ingest, validate = result.step(IngestOutcome), result.step(ValidateOutcome)
+    train, promote = result.step(TrainOutcome), result.step(PromoteOutcome)
+    predict = result.step(PredictOutcome)
+    decision = promote.decision
+    assert decision is not None
+    lines = [
+        f"sparkmlops pipeline: dataset {ds.name}, batch {result.batch_id}, env {settings.env}",
+        "",
+        f"Delta tables in {settings.storage.catalog}.{settings.storage.schema_}:"
+        if settings.storage.catalog_mode else
+        f"Delta tables under {settings.resolve_path(settings.storage.root)}:",
+    ]
+    for ref in dataset_tables(settings):
+        version = current_version(spark, ref)
+        lines.append(f"  {ref.fqn:<32} v{version if version is not None else '-':<4} "
+                     f"{ref.address}")
+    rows_in = ingest.bronze_rows if ingest.skipped else ingest.rows_in
+    lines += [
+        "",
+        f"Rows: landing {rows_in} -> bronze {ingest.bronze_rows} "
+        f"(+{ingest.quarantined} quarantined at ingest) -> silver "
+        f"{validate.silver_rows} (+{validate.quarantined} quarantined by expectations)"
+        f" -> predictions {predict.rows}",
+        f"Quality gate ({validate.gate}): {validate.status}"
+        + (f"; failed: {', '.join(validate.expectations_failed)}"
+           if validate.expectations_failed else ""),
+        "",
+        f"MLflow {settings.tracking.tracking_uri}, experiment {settings.tracking.experiment} "
+        f"(id {result.experiment_id})",
+        f"  parent run {result.parent_run_id}",
+    ]
+    lines += [f"    {s.step:<9} {s.run_id}" for s in result.steps]
+    metrics = ", ".join(f"{k}={v:.4f}" for k, v in train.metrics.items())
+    outcome = "promoted to @champion" if promote.promoted else "not promoted"
+    lines += [
+        "",
+        f"Model {train.model} v{train.model_version} (@challenger), {outcome}; "
+        f"@champion is v{promote.champion}",
+        f"  holdout ({train.rows_test} rows): {metrics}",
+        f"  gate: {'; '.join(decision.reasons)}",
+        *[f"  also judged v{d.challenger_version} (never judged before): "
+          f"{'promoted' if d.promoted else 'not promoted'}; {'; '.join(d.reasons)}"
+          for d in promote.decisions if d.challenger_version != decision.challenger_version],
+        f"  predictions scored by v{predict.model_version} ({predict.model_uri})",
+    ]
+    uri = settings.tracking.tracking_uri
+    ui = (f"open {uri}" if uri.startswith(("http://", "https://")) else
+          f".venv/bin/mlflow ui --backend-store-uri {uri} --host 127.0.0.1 --port 5000"
+          "   then open http://127.0.0.1:5000")
+    lines += ["", "Where to look:", f"  MLflow UI:  {ui}"]
+    if validate.data_docs:
+        # a local folder, or the artifact URI of the validate run (data_docs_dir: null)
+        docs = validate.data_docs
+        lines.append(f"  Data Docs:  {docs if is_uri(docs) else 'file://' + docs}")
+    lines.append("  Notebook:   notebooks/explore_pipeline_run.ipynb")
+    return "\n".join(lines)
