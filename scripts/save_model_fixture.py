@@ -5,7 +5,7 @@
 Writes tests/fixtures/models/NAME/: a PipelineModel (date parts, derived SQL,
 ``normalize_text`` as a ``PythonFeatureTransformer``, buckets, impute, index, one-hot,
 assemble, scale, logistic regression) fitted on a dozen hand-built penguin rows and
-logged with ``training.step.log_pipeline_model`` (its signature, requirements and code)
+logged with ``train.step.log_pipeline_model`` (its signature, requirements and code)
 into a throw-away MLflow store, then copied out. tests/integration/test_saved_models.py
 loads these fixtures, so a change that stops a saved model loading fails there.
 
@@ -42,9 +42,9 @@ from sparkmlops.config import (
     TransformFeature,
 )
 from sparkmlops.spark import get_spark
-from sparkmlops.tracking import StepTracker
-from sparkmlops.training.fitting import build_pipeline
-from sparkmlops.training.step import log_pipeline_model, model_signature
+from sparkmlops.tracking.runs import StepTracker
+from sparkmlops.train.fitting import build_pipeline
+from sparkmlops.train.step import log_pipeline_model, model_signature
 
 log = logging.getLogger("save_model_fixture")
 

@@ -13,7 +13,7 @@ from pyspark.sql import DataFrame
 
 from sparkmlops.config import FeatureSettings, TransformFeature
 from sparkmlops.features.transforms import PythonFeatureTransformer, feature_transform
-from sparkmlops.training.fitting import build_pipeline
+from sparkmlops.train.fitting import build_pipeline
 
 
 @feature_transform("tests.names.shout")
