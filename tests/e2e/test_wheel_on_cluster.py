@@ -31,6 +31,7 @@ import subprocess
 import sys
 import sysconfig
 import time
+import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -237,6 +238,18 @@ def test_databricks_batch_job_runs_from_the_installed_wheel_on_the_cluster(
     started = time.monotonic()
     wheel = _build_wheel(tmp_path / "dist")
     wheel_sha256 = hashlib.sha256(wheel.read_bytes()).hexdigest()
+    # the wheel ships the package's modules and nothing else: no test or benchmark code
+    # (datagen left it), and its top level is what lib/sparkmlops/README.md documents
+    with zipfile.ZipFile(wheel) as archive:
+        shipped = archive.namelist()
+    package = REPO / "lib" / "sparkmlops"
+    assert [name for name in shipped if "datagen" in name] == []
+    assert {name for name in shipped if name.endswith(".py")} == {
+        f"sparkmlops/{p.relative_to(package)}" for p in package.rglob("*.py")
+        if "__pycache__" not in p.parts}
+    documented = re.findall(r"`([A-Za-z0-9_]+\.py)`", (package / "README.md").read_text())
+    assert {name.removeprefix("sparkmlops/") for name in shipped
+            if re.fullmatch(r"sparkmlops/\w+\.py", name)} == {"__init__.py", *documented}
     python = _fresh_venv(tmp_path / "venv", wheel)
     # no variable of the checkout reaches the deployer's shell or the job
     clean = {k: v for k, v in os.environ.items() if k not in CHECKOUT_ENV}

@@ -1,3 +1,9 @@
+"""The rows of benchmarks/datagen.py: seeded, the sample's columns and distributions.
+
+The generator is test and benchmark data, not platform code: it lives in benchmarks/, outside
+the wheel, so its tests live here rather than beside the library's in tests/unit/.
+"""
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -1,3 +1,6 @@
+"""benchmarks/datagen.py's files are landing files: ingest takes every row, and quarantines
+exactly the rows it spoiled, at their file and line."""
+
 from __future__ import annotations
 
 from pathlib import Path
