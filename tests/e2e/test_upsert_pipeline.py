@@ -78,10 +78,10 @@ def test_a_later_batch_corrects_earlier_records_in_every_keyed_table(
     assert in_silver == sorted((*k, "b2") for k in corrected)
     scored = {(r.study_name, r.species, r.sample_number): (r._batch_id, r.model_version)
               for r in predictions.collect()}
-    champion = second.step(PredictOutcome).summary["model_version"]
+    champion = second.step(PredictOutcome).model_version
     assert {scored[k] for k in keys} == {("b2", champion)}
     # batch 2's own counts reconcile: bronze batch = silver + quarantined + superseded + stale
-    summary = second.step(ValidateOutcome).summary
-    assert summary["silver_rows"] + summary["quarantined"] + summary["superseded"] \
-        + summary["stale"] == bronze.where("_batch_id = 'b2'").count()
-    assert summary["stale"] == 0 and summary["superseded"] == 0
+    validated = second.step(ValidateOutcome)
+    assert validated.silver_rows + validated.quarantined + validated.superseded \
+        + validated.stale == bronze.where("_batch_id = 'b2'").count()
+    assert validated.stale == 0 and validated.superseded == 0

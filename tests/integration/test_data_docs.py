@@ -43,7 +43,7 @@ def test_data_docs_render_the_suite_results_in_chromium(
                              "dataset.quality.expectations.10.kwargs.min_value=50")
     ingest_step(spark, settings, "b1")
     result = validate_step(spark, settings, "b1")
-    index = Path(result.summary["data_docs"])
+    index = Path(result.data_docs)
 
     # the index names the suite and links this run's page (its table is drawn by
     # bootstrap-table from a CDN, so offline Chromium shows the page without it)
@@ -84,7 +84,8 @@ def test_without_a_data_docs_dir_the_pages_are_artifacts_of_the_run(spark, make_
 
     with mlflow.start_run() as run:
         tracker = StepTracker(step="validate", run_id=run.info.run_id)
-        report = _run_quality_checks(batch, settings, tracker, suite="penguins_bronze")
+        report = _run_quality_checks(batch, settings.dataset.quality, tracker,
+                                     dataset="penguins", data_docs_dir=None)
 
     assert report.status == "failed"
     assert report.data_docs_index == (f"{run.info.artifact_uri}/{DATA_DOCS_ARTIFACT}/"

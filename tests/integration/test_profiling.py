@@ -47,8 +47,8 @@ def test_profile_command_writes_a_suite_that_loads_and_passes(spark, make_settin
                              overrides=[f"state_dir={tmp_path}", f"dataset.source.path={SAMPLE}"])
     result = validate_step(spark, profiled, "b1")
 
-    assert result.summary["status"] == "passed"
-    assert result.summary["expectations_failed"] == []
+    assert result.status == "passed"
+    assert result.expectations_failed == []
     # the proposal quarantines nothing of the data it came from (PAL0708's unmeasured
     # bird only lowers the share of non-null measurements)
-    assert (result.summary["silver_rows"], result.summary["quarantined"]) == (110, 0)
+    assert (result.silver_rows, result.quarantined) == (110, 0)

@@ -26,8 +26,8 @@ def test_validate_splits_rows_and_records_results(spark, make_settings, sample_l
 
     # PAL0708 has 110 rows; 1 bird without measurements fails the body-mass not-null check,
     # which passes as an expectation (mostly: 0.95) but still quarantines that row
-    assert result.summary["status"] == "passed"
-    assert (result.summary["silver_rows"], result.summary["quarantined"]) == (109, 1)
+    assert result.status == "passed"
+    assert (result.silver_rows, result.quarantined) == (109, 1)
     quarantine = read_table(spark, dataset_tables(settings).quarantine).collect()
     assert [(q.step, q.reason) for q in quarantine] == [
         ("validate", "failed expectations: expect_column_values_to_not_be_null(body_mass_g)")]
@@ -60,8 +60,8 @@ def test_dry_run_records_the_failure_and_goes_on(spark, make_settings, sample_la
 
     result = validate_step(spark, settings, "b1")
 
-    assert result.summary["status"] == "failed"
-    assert result.summary["silver_rows"] == 109
+    assert result.status == "failed"
+    assert result.silver_rows == 109
 
 
 def test_a_failed_warning_passes_the_gate_and_is_recorded(spark, make_settings, sample_landing):
@@ -71,10 +71,10 @@ def test_a_failed_warning_passes_the_gate_and_is_recorded(spark, make_settings, 
 
     result = validate_step(spark, settings, "b1")
 
-    assert result.summary["status"] == "passed_with_warnings"
-    assert result.summary["expectations_failed"] == [
+    assert result.status == "passed_with_warnings"
+    assert result.expectations_failed == [
         "expect_column_mean_to_be_between(culmen_length_mm) [warning]"]
-    assert (result.summary["silver_rows"], result.summary["quarantined"]) == (109, 1)
+    assert (result.silver_rows, result.quarantined) == (109, 1)
     configure_mlflow(settings)
     run = MlflowClient().get_run(result.run_id)
     assert run.data.tags["quality.status"] == "passed_with_warnings"

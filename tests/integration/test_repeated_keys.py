@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 from mlflow.tracking import MlflowClient
@@ -22,7 +24,7 @@ from sparkmlops.features.step import features_step
 from sparkmlops.ingest.step import ingest_step
 from sparkmlops.tables import current_version, dataset_tables, read_table
 from sparkmlops.tracking.runs import configure_mlflow
-from sparkmlops.validate.step import validate_step
+from sparkmlops.validate.step import ValidateOutcome, validate_step
 
 REASON = "key already in silver from batch b1 (write.repeated_keys: quarantine)"
 ADELIE = "Adelie Penguin (Pygoscelis adeliae)"
@@ -74,6 +76,12 @@ def _two_batches(landed: Path, tmp_path: Path) -> Path:
     return tmp_path
 
 
+def _rerun_of(first: ValidateOutcome, again: ValidateOutcome, **changed: Any) -> ValidateOutcome:
+    """``first`` as a re-run reports it: with the re-run's own MLflow run and table versions."""
+    return replace(first, run_id=again.run_id, outputs=again.outputs,
+                   silver_version=again.silver_version, **changed)
+
+
 def _rows(df, *columns):
     return sorted(tuple(r[c] for c in columns) for r in df.collect())
 
@@ -103,8 +111,7 @@ def test_keys_already_in_silver_are_quarantined_naming_the_earlier_batch(spark, 
     )
     assert _tables(spark, settings) == expected
     # bronze b2 (3 rows) = silver 1 + quarantined 2
-    assert {k: result.summary[k] for k in ("silver_rows", "quarantined", "repeated_keys")} == {
-        "silver_rows": 1, "quarantined": 2, "repeated_keys": 2}
+    assert (result.silver_rows, result.quarantined, result.repeated_keys) == (1, 2, 2)
     configure_mlflow(settings)
     metrics = MlflowClient().get_run(result.run_id).data.metrics
     assert (metrics["rows_repeated_keys"], metrics["rows_out.quarantine.penguins"]) == (2, 2)
@@ -114,7 +121,7 @@ def test_keys_already_in_silver_are_quarantined_naming_the_earlier_batch(spark, 
     features_step(spark, settings, "b2")
     validate_step(spark, settings, "b1")
     features_step(spark, settings, "b1")
-    assert again.summary == {**result.summary, "expectations_failed": []}
+    assert again == _rerun_of(result, again, expectations_failed=[])
     assert _tables(spark, settings) == expected
 
 
@@ -151,7 +158,7 @@ def test_repeated_keys_allow_keeps_both_records(spark, make_settings, tmp_path, 
     result = validate_step(spark, settings, "b2")
     features_step(spark, settings, "b2")
 
-    assert (result.summary["silver_rows"], result.summary["quarantined"]) == (3, 0)
+    assert (result.silver_rows, result.quarantined) == (3, 0)
     both = [("b1", 1, 3750.0), ("b1", 2, 3750.0), ("b1", 3, 3750.0),
             ("b2", 2, 4000.0), ("b2", 3, 4100.0), ("b2", 4, 3750.0)]
     assert _tables(spark, settings) == (both, both, [])
@@ -201,13 +208,11 @@ def test_a_key_repeated_inside_one_batch_keeps_one_identical_copy_or_none(spark,
                 (differ, 6, 3900.0, "part4.csv"), (FAILED_SEX, 7, 3750.0, "part3.csv"),
                 (kept, 8, 3750.0, "part3.csv")]))
     assert _b3(spark, settings) == expected
-    assert result.summary["status"] == "passed_with_warnings"
-    assert "expect_compound_columns_to_be_unique() [warning]" in result.summary[
-        "expectations_failed"]
+    assert result.status == "passed_with_warnings"
+    assert "expect_compound_columns_to_be_unique() [warning]" in result.expectations_failed
     # bronze b3 (11 rows) = silver 4 + quarantined 7 (2 held by b1, 4 repeated inside b3)
-    assert {k: result.summary[k] for k in ("silver_rows", "quarantined", "repeated_keys",
-                                           "repeated_in_batch")} == {
-        "silver_rows": 4, "quarantined": 7, "repeated_keys": 2, "repeated_in_batch": 4}
+    assert (result.silver_rows, result.quarantined, result.repeated_keys,
+            result.repeated_in_batch) == (4, 7, 2, 4)
     configure_mlflow(settings)
     metrics = MlflowClient().get_run(result.run_id).data.metrics
     assert {k: metrics[k] for k in ("rows_in.bronze.penguins", "rows_out.silver.penguins",
@@ -218,7 +223,7 @@ def test_a_key_repeated_inside_one_batch_keeps_one_identical_copy_or_none(spark,
 
     # the same bronze gives the same silver and quarantine
     again = validate_step(spark, settings, "b3")
-    assert again.summary == result.summary
+    assert again == _rerun_of(result, again)
     assert _b3(spark, settings) == expected
 
 
@@ -259,6 +264,5 @@ def test_a_key_repeated_inside_one_batch_with_allow_keeps_every_copy(spark, make
          (7, 3750.0, "part4.csv"), (8, 3750.0, "part3.csv"), (8, 3750.0, "part3.csv"),
          (9, 3750.0, "part4.csv")],
         [(FAILED_SEX, 7, 3750.0, "part3.csv")])
-    assert {k: result.summary[k] for k in ("silver_rows", "quarantined", "repeated_keys",
-                                           "repeated_in_batch")} == {
-        "silver_rows": 10, "quarantined": 1, "repeated_keys": 0, "repeated_in_batch": 0}
+    assert (result.silver_rows, result.quarantined, result.repeated_keys,
+            result.repeated_in_batch) == (10, 1, 0, 0)

@@ -111,9 +111,9 @@ def test_duplicate_keys_across_batches_upsert_keeps_the_latest(
     def batch(name: str, batch_id: str) -> tuple[int, ...]:
         _land(landing, name, bad_inputs)
         ingest_step(spark, settings, batch_id)
-        summary = validate_step(spark, settings, batch_id).summary
+        result = validate_step(spark, settings, batch_id)
         features_step(spark, settings, batch_id)
-        return tuple(summary[k] for k in ("silver_rows", "quarantined", "superseded", "stale"))
+        return (result.silver_rows, result.quarantined, result.superseded, result.stale)
 
     # within batch 1, key 1's later record (2007-11-16) supersedes the earlier one
     assert batch("duplicate_keys_across_1.csv", "b1") == (3, 0, 1, 0)

@@ -26,6 +26,7 @@ from typing import Any, Literal
 import pyspark.sql.functions as F
 from pyspark.errors import AnalysisException, PySparkException
 from pyspark.logger import PySparkLogger
+from pyspark.ml import Transformer
 from pyspark.ml.classification import (
     FMClassifier,
     LinearSVC,
@@ -361,7 +362,7 @@ def transform_stage(transform: TransformFeature) -> PythonFeatureTransformer:
                                     outputCols=list(transform.outputs))
 
 
-def bucket_stages(buckets: list[BucketFeature]) -> list[Any]:
+def bucket_stages(buckets: list[BucketFeature]) -> list[Transformer]:
     """Null → NaN (SQL), then one Bucketizer: NaN lands in its own last bucket.
 
     Bucketizer keeps a null input null, which VectorAssembler rejects; as NaN it

@@ -10,7 +10,7 @@ from pyspark.sql import SparkSession
 
 from sparkmlops.config import Settings
 from sparkmlops.features import mllib
-from sparkmlops.tables import current_version, dataset_tables, read_batch
+from sparkmlops.tables import dataset_tables, read_batch, version_or_current
 from sparkmlops.tracking.runs import StepOutcome, step_run
 from sparkmlops.writes import write_batch
 
@@ -39,18 +39,18 @@ def features_step(
         DerivedFeatureError: a derived feature fails on a row of the batch (gold is not
             written).
     """
+    dataset = settings.dataset
     tables = dataset_tables(settings)
     silver, gold = tables.silver, tables.gold
-    with step_run(settings, "features", batch_id) as tracker:
-        version = silver_version if silver_version is not None else current_version(spark, silver)
+    with step_run(settings, FeaturesOutcome.step, batch_id) as tracker:
+        version = version_or_current(spark, silver, silver_version)
         batch = read_batch(spark, silver, batch_id, version)
-        frame = mllib.build_feature_table(batch, settings.dataset)
+        frame = mllib.build_feature_table(batch, dataset)
         # before the write: an expression that fails on a row fails here, naming it,
         # not in train after gold holds the batch
-        mllib.check_derived_values(frame, settings.dataset.features, keys=settings.dataset.keys,
-                                    source=f"{silver.fqn} v{version} batch {batch_id}")
-        written = write_batch(frame, gold, settings.dataset.write, settings.dataset.keys,
-                              batch_id)
+        mllib.check_derived_values(frame, dataset.features, keys=dataset.keys,
+                                   source=f"{silver.fqn} v{version} batch {batch_id}")
+        written = write_batch(frame, gold, dataset.write, dataset.keys, batch_id)
         tracker.read(silver, version, written.rows)
         tracker.wrote(written)
         return FeaturesOutcome(tracker.run_id, {gold.fqn: written.version},

@@ -28,18 +28,13 @@ def _profile_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _profile(spark: Any, settings: Settings, batch_id: str, args: argparse.Namespace) -> str:
-    from sparkmlops.tables import current_version, dataset_tables, read_table
-    from sparkmlops.validate.profiling import profile_columns, propose_expectations, suite_yaml
+    from sparkmlops.validate.step import profile_step
 
-    ref = dataset_tables(settings).layer(args.layer)
-    version = args.version if args.version is not None else current_version(spark, ref)
-    profiles = profile_columns(read_table(spark, ref, version))
-    text = suite_yaml(propose_expectations(profiles, settings.dataset.keys),
-                      source=f"{ref.fqn} v{version} ({ref.address})")
+    proposal = profile_step(spark, settings, layer=args.layer, version=args.version)
     if not args.out:
-        return text
-    Path(args.out).write_text(text)
-    return f"proposed suite for {ref.fqn} v{version} written to {args.out}"
+        return proposal.text
+    Path(args.out).write_text(proposal.text)
+    return f"proposed suite for {proposal.table.fqn} v{proposal.version} written to {args.out}"
 
 
 VALIDATE = Command("validate", "GX suite on bronze → silver/quarantine", _validate,

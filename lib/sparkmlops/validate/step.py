@@ -1,24 +1,36 @@
-"""Validate's I/O edge: bronze → silver (+ quarantine), validation results, Data Docs."""
+"""Validate's I/O edge: bronze → silver (+ quarantine), validation results, Data Docs.
+
+Also the table read of ``sparkmlops profile``: the profile of a table and the starter
+suite proposed from it (:func:`profile_step`).
+"""
 
 from __future__ import annotations
 
 import logging
 import tempfile
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar
 
 import pyspark.sql.functions as F
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import DataFrame, Row, SparkSession
 
-from sparkmlops.config import DatasetSettings, Settings
+from sparkmlops.config import (
+    ColumnSpec,
+    GateMode,
+    QualitySettings,
+    Settings,
+    WriteSettings,
+)
 from sparkmlops.errors import (
     MissingInputError,
     QualityGateFailed,
-    ReconciliationError,
     RepeatedKeysError,
+    check_reconciled,
 )
 from sparkmlops.quarantine import to_quarantine, write_quarantine
+from sparkmlops.spark import persisted
 from sparkmlops.tables import (
     BATCH_COLUMN,
     DatasetTables,
@@ -28,9 +40,10 @@ from sparkmlops.tables import (
     dataset_tables,
     read_batch,
     read_table,
+    version_or_current,
 )
 from sparkmlops.tracking.runs import StepOutcome, StepTracker, step_run
-from sparkmlops.validate import expectations
+from sparkmlops.validate import expectations, profiling
 from sparkmlops.writes import (
     RANK_COLUMN,
     MergeWrite,
@@ -89,112 +102,268 @@ def validate_step(
     written, or kept (``allow``).
     """
     dataset = settings.dataset
+    quality, write, keys = dataset.quality, dataset.write, dataset.keys
     tables = dataset_tables(settings)
-    bronze, silver = tables.bronze, tables.silver
-    gate = dataset.quality.gate
-    specs = dataset.quality.expectations if gate != "disabled" else []
-    upsert = dataset.write.mode == "upsert"
-    with step_run(settings, "validate", batch_id) as tracker:
-        version = bronze_version if bronze_version is not None else current_version(spark, bronze)
-        batch = read_batch(spark, bronze, batch_id, version)
-        if upsert:
-            # one record per key, the latest: the suite judges what silver would hold
-            assert dataset.write.order_by is not None
-            batch = rank_per_key(batch, dataset.keys, dataset.write.order_by).persist()
-        held: DataFrame | None = None
-        held_rows = 0
-        within: DataFrame | None = None
-        within_keys = 0
-        try:
-            rows = batch.count()
-            if rows == 0:
-                raise MissingInputError(f"batch {batch_id} has no rows in {bronze.fqn} v{version}")
-            tracker.read(bronze, version, rows)
-            checked, superseded = batch, 0
-            if upsert:
-                checked = batch.where(F.col(RANK_COLUMN) == 1).drop(RANK_COLUMN)
-                superseded = rows - checked.count()
-                tracker.count("rows_superseded_in_batch", superseded)
-            report = _run_quality_checks(checked, settings, tracker, suite=f"{dataset.name}_bronze")
-            _record_validation(spark, dataset, tables, tracker, report, batch_id, version)
-            if report.status == "failed" and gate == "enabled":
-                failed = [f"{o.expectation}({o.column or ''})" for o in report.outcomes
-                          if not o.success and o.severity == "critical"]
-                raise QualityGateFailed(
-                    f"quality gate failed for {bronze.fqn} v{version} batch {batch_id}: "
-                    f"critical expectation(s) failed: {', '.join(failed)}"
-                    + (f"; see {report.data_docs_index}" if report.data_docs_index else "")
-                )
-            flagged = expectations.flag_rows(checked, specs)
-            held = _keys_held_by_other_batches(spark, dataset, silver, tracker, batch_id)
-            if held is not None:
-                # Silver's rows with a key of this batch, found in one pass and cached:
-                # usually none, and then the two writes do not look at silver at all.
-                held = expectations.rows_with_keys_of(held, checked, dataset.keys).persist()
-                held_rows = held.count()
-                if held_rows:
-                    flagged = expectations.flag_repeated_keys(flagged, held, dataset.keys)
-            if _checks_repeated_keys(dataset):
-                # keys two rows of this batch bring, in one aggregation of the key
-                # columns and cached: usually none, and then the writes add no window
-                within = expectations.keys_repeated_within(flagged, dataset.keys).persist()
-                within_keys = within.count()
-            if dataset.write.repeated_keys == "fail" and (held_rows or within_keys):
-                _fail_on_repeated_keys(flagged if held_rows else None,
-                                       within if within_keys else None, dataset.keys, batch_id)
-            if within_keys:
-                flagged = expectations.flag_repeated_within(flagged, dataset.keys, batch_id)
-            passing, failing = expectations.split_flagged(flagged)
-            record = F.to_json(F.struct(*[F.col(c.name) for c in dataset.schema_]))
-            quarantined = to_quarantine(failing, "validate", expectations.flagged_reason(), record)
-            q_write = write_quarantine(quarantined, tables.quarantine, batch_id, "validate")
-            s_write = write_batch(
-                passing, silver, dataset.write, dataset.keys, batch_id,
-                order_by=dataset.write.order_by,
-                merge_schema=dataset.source.schema_evolution == "add_new_columns")
-            stale = s_write.stale if isinstance(s_write, MergeWrite) else 0
-            rows_quarantined = q_write.rows
-            tracker.wrote(s_write)
-            tracker.wrote(q_write, rows=rows_quarantined)
-            if stale:
-                tracker.count("rows_stale", stale)
-            repeated, repeated_in_batch = (_rows_repeated(spark, q_write, batch_id)
-                                           if held_rows or within_keys else (0, 0))
-            if not upsert:
-                tracker.count("rows_repeated_keys", repeated)
-                tracker.count("rows_repeated_in_batch", repeated_in_batch)
-            if rows != s_write.rows + rows_quarantined + superseded + stale:
-                raise ReconciliationError(
-                    f"validate batch {batch_id}: {rows} bronze rows but {s_write.rows} in silver, "
-                    f"{rows_quarantined} quarantined, {superseded} superseded in the batch and "
-                    f"{stale} older than silver")
-        finally:
-            if upsert:
-                batch.unpersist()
-            if held is not None:
-                held.unpersist()
-            if within is not None:
-                within.unpersist()
+    docs_dir = (settings.resolve_path(settings.quality.data_docs_dir)
+                if settings.quality.data_docs_dir is not None else None)
+    # the frames read more than once below, released when the step ends
+    with step_run(settings, ValidateOutcome.step, batch_id) as tracker, ExitStack() as cached:
+        version = version_or_current(spark, tables.bronze, bronze_version)
+        batch = _bronze_batch(spark, tables.bronze, batch_id, version, write=write, keys=keys)
+        if write.mode == "upsert":  # the ranking's shuffle, done once for every read below
+            (batch,) = cached.enter_context(persisted(batch))
+        rows = _rows_read(batch, tables.bronze, version, batch_id, tracker)
+        checked, superseded = _latest_per_key(batch, rows, write, tracker)
+        report = _run_quality_checks(checked, quality, tracker, dataset=dataset.name,
+                                     data_docs_dir=docs_dir)
+        _record_validation(spark, tables, tracker, report, gate=quality.gate,
+                           dataset=dataset.name, batch_id=batch_id, version=version)
+        _enforce_gate(report, quality.gate, f"{tables.bronze.fqn} v{version} batch {batch_id}")
+        flagged = expectations.flag_rows(
+            checked, quality.expectations if quality.gate != "disabled" else [])
+        flagged, repeats = _flag_repeated_keys(
+            spark, flagged, checked, write=write, keys=keys, silver=tables.silver,
+            tracker=tracker, batch_id=batch_id, cached=cached)
+        passing, failing = expectations.split_flagged(flagged)
+        q_write = write_quarantine(_quarantine_rows(failing, dataset.schema_),
+                                   tables.quarantine, batch_id, ValidateOutcome.step)
+        s_write = write_batch(
+            passing, tables.silver, write, keys, batch_id, order_by=write.order_by,
+            merge_schema=dataset.source.schema_evolution == "add_new_columns")
+        stale = _record_writes(tracker, s_write, q_write)
+        repeated, repeated_in_batch = _count_repeated(spark, q_write, batch_id, tracker,
+                                                      write=write, found=repeats)
+        check_reconciled(f"validate batch {batch_id}: {rows} bronze rows", rows,
+                         in_silver=s_write.rows, quarantined=q_write.rows,
+                         superseded_in_the_batch=superseded, older_than_silver=stale)
         return ValidateOutcome(
             tracker.run_id,
-            {silver.fqn: s_write.version, q_write.table.fqn: q_write.version},
-            silver_version=s_write.version, gate=gate, status=report.status,
-            silver_rows=s_write.rows,
-            quarantined=rows_quarantined, data_docs=report.data_docs_index, upsert=upsert,
+            {tables.silver.fqn: s_write.version, q_write.table.fqn: q_write.version},
+            silver_version=s_write.version, gate=quality.gate, status=report.status,
+            silver_rows=s_write.rows, quarantined=q_write.rows,
+            data_docs=report.data_docs_index, upsert=write.mode == "upsert",
             superseded=superseded, stale=stale, repeated_keys=repeated,
-            repeated_in_batch=repeated_in_batch,
-            expectations_failed=[f"{o.expectation}({o.column or ''}) [{o.severity}]"
-                                 for o in report.outcomes if not o.success],
+            repeated_in_batch=repeated_in_batch, expectations_failed=_failed(report),
         )
 
 
-def _checks_repeated_keys(dataset: DatasetSettings) -> bool:
+@dataclass(frozen=True)
+class SuiteProposal:
+    """A starter expectation suite proposed from one version of a table."""
+
+    table: TableRef
+    version: int | None
+    text: str  # commented YAML in the shape of a dataset's ``quality`` block
+
+
+def profile_step(
+    spark: SparkSession, settings: Settings, *, layer: str = "bronze", version: int | None = None
+) -> SuiteProposal:
+    """Profile a table of the dataset (``layer``, as of ``version`` or its latest) and propose
+    a starter suite from it.
+
+    It only reads: no MLflow run is opened and no table is written (the command prints
+    the YAML or writes it to a file for a person to edit).
+    """
+    ref = dataset_tables(settings).layer(layer)
+    version = version_or_current(spark, ref, version)
+    profiles = profiling.profile_columns(read_table(spark, ref, version))
+    text = profiling.suite_yaml(profiling.propose_expectations(profiles, settings.dataset.keys),
+                                source=f"{ref.fqn} v{version} ({ref.address})")
+    return SuiteProposal(ref, version, text)
+
+
+# ---------------------------------------------------------------- the bronze batch
+
+
+def _bronze_batch(
+    spark: SparkSession, bronze: TableRef, batch_id: str, version: int | None, *,
+    write: WriteSettings, keys: list[str],
+) -> DataFrame:
+    """The batch's bronze rows; in upsert mode ranked per key (``_rank_in_key``, a shuffle),
+    so the suite can judge one record per key, the latest: what silver would hold."""
+    batch = read_batch(spark, bronze, batch_id, version)
+    if write.mode != "upsert":
+        return batch
+    assert write.order_by is not None  # WriteSettings requires it in upsert mode
+    return rank_per_key(batch, keys, write.order_by)
+
+
+def _rows_read(
+    batch: DataFrame, bronze: TableRef, version: int | None, batch_id: str, tracker: StepTracker
+) -> int:
+    """The batch's bronze rows, counted and recorded as the step's input.
+
+    Raises:
+        MissingInputError: bronze holds no row of the batch at that version.
+    """
+    rows = batch.count()
+    if rows == 0:
+        raise MissingInputError(f"batch {batch_id} has no rows in {bronze.fqn} v{version}")
+    tracker.read(bronze, version, rows)
+    return rows
+
+
+def _latest_per_key(
+    batch: DataFrame, rows: int, write: WriteSettings, tracker: StepTracker
+) -> tuple[DataFrame, int]:
+    """The rows the suite checks, and how many older records of a key the batch holds (upsert
+    mode: the latest record per key is checked; append mode: every row, none superseded)."""
+    if write.mode != "upsert":
+        return batch, 0
+    latest = batch.where(F.col(RANK_COLUMN) == 1).drop(RANK_COLUMN)
+    superseded = rows - latest.count()
+    tracker.count("rows_superseded_in_batch", superseded)
+    return latest, superseded
+
+
+# ---------------------------------------------------------------- the suite and the gate
+
+
+def _run_quality_checks(
+    batch: DataFrame, quality: QualitySettings, tracker: StepTracker, *, dataset: str,
+    data_docs_dir: str | None,
+) -> expectations.ValidationReport:
+    """Run the dataset's suite on ``batch``; its Data Docs go to ``data_docs_dir``, or to the
+    run's artifacts when that is None. ``not_run`` when the gate is disabled or the suite
+    is empty."""
+    suite = f"{dataset}_bronze"
+    specs = quality.expectations
+    if quality.gate == "disabled" or not specs:
+        return expectations.ValidationReport([], "not_run", {}, None, suite)
+
+    def run(
+        docs_dir: str,
+    ) -> tuple[list[expectations.ExpectationOutcome], dict[str, Any], str | None]:
+        return expectations.run_suite(
+            batch, specs, suite_name=suite, asset_name=f"bronze_{dataset}",
+            data_docs_dir=docs_dir, partial_unexpected_count=quality.partial_unexpected_count,
+        )
+
+    if data_docs_dir is not None:
+        outcomes, gx_json, index = run(data_docs_dir)
+    else:
+        # no lasting folder (a cluster's driver disk goes with the cluster): this
+        # validation's Data Docs go to the run's artifacts, kept by the tracking server
+        with tempfile.TemporaryDirectory(prefix="sparkmlops-data-docs-") as docs_dir:
+            outcomes, gx_json, _ = run(docs_dir)
+            folder = tracker.log_artifacts(docs_dir, DATA_DOCS_ARTIFACT)
+        index = f"{folder}/index.html"
+    return expectations.ValidationReport(
+        outcomes, expectations.gate_status(outcomes), gx_json, index, suite)
+
+
+def _record_validation(
+    spark: SparkSession, tables: DatasetTables, tracker: StepTracker,
+    report: expectations.ValidationReport, *, gate: GateMode, dataset: str, batch_id: str,
+    version: int | None,
+) -> None:
+    """validation_results rows, the GX JSON artifact and the gate outcome in MLflow."""
+    tracker.params({"quality.gate": gate})
+    if report.outcomes:
+        # one row per expectation per validation run, keyed by this step's MLflow
+        # run: a history, and a retried write cannot double it
+        frame = expectations.outcomes_frame(
+            spark, report.outcomes, validation_id=tracker.run_id, dataset=dataset,
+            suite=report.suite, table=tables.bronze.fqn, table_version=version,
+            _batch_id=batch_id, gate_mode=gate, gate_status=report.status,
+            validated_at=datetime.now().replace(microsecond=0),
+        )
+        written = replace_where(
+            frame, tables.validation_results,
+            F.col("validation_id") == tracker.run_id, merge_schema=True)
+        tracker.wrote(written, rows=len(report.outcomes))
+        tracker.log_dict(report.gx_result, "validation/gx_result.json")
+    _log_gate(tracker, report)
+
+
+def _log_gate(tracker: StepTracker, report: expectations.ValidationReport) -> None:
+    tracker.tags({"quality.status": report.status})
+    tracker.outcome(f"quality_{report.status}")
+    if report.data_docs_index:
+        tracker.tags({"quality.data_docs": report.data_docs_index})
+    tracker.metrics({
+        "quality.expectations": len(report.outcomes),
+        "quality.passed": sum(1 for o in report.outcomes if o.success),
+        "quality.failed_critical": report.count("critical", False),
+        "quality.failed_warning": report.count("warning", False),
+    })
+
+
+def _enforce_gate(report: expectations.ValidationReport, gate: GateMode, source: str) -> None:
+    """Stop the step before anything is written when a critical expectation failed and the
+    gate is ``enabled`` (``dry_run`` only records the verdict).
+
+    Raises:
+        QualityGateFailed: names the batch (``source``), the failed critical expectations
+            and the Data Docs.
+    """
+    if report.status != "failed" or gate != "enabled":
+        return
+    failed = [f"{o.expectation}({o.column or ''})" for o in report.outcomes
+              if not o.success and o.severity == "critical"]
+    raise QualityGateFailed(
+        f"quality gate failed for {source}: "
+        f"critical expectation(s) failed: {', '.join(failed)}"
+        + (f"; see {report.data_docs_index}" if report.data_docs_index else "")
+    )
+
+
+def _failed(report: expectations.ValidationReport) -> list[str]:
+    """'<expectation>(<column>) [<severity>]' of each expectation that failed."""
+    return [f"{o.expectation}({o.column or ''}) [{o.severity}]"
+            for o in report.outcomes if not o.success]
+
+
+# ---------------------------------------------------------------- repeated keys
+
+
+def _flag_repeated_keys(
+    spark: SparkSession, flagged: DataFrame, checked: DataFrame, *, write: WriteSettings,
+    keys: list[str], silver: TableRef, tracker: StepTracker, batch_id: str, cached: ExitStack,
+) -> tuple[DataFrame, bool]:
+    """``flagged`` with its rows whose key silver holds from another batch, or that other rows
+    of the batch also bring, flagged for quarantine; and whether there were any.
+
+    Checked when :func:`_checks_repeated_keys`. What each check finds is cached in
+    ``cached`` (the step's, so it lasts through the writes): usually nothing, and then
+    the two writes neither look at silver nor add a window.
+
+    Raises:
+        RepeatedKeysError: ``write.repeated_keys: fail`` and a passing row repeats a key.
+    """
+    held = _keys_held_by_other_batches(spark, write, keys, silver, tracker, batch_id)
+    held_rows = 0
+    if held is not None:
+        # silver's rows with a key of this batch, found in one pass
+        (held,) = cached.enter_context(persisted(
+            expectations.rows_with_keys_of(held, checked, keys)))
+        held_rows = held.count()
+        if held_rows:
+            flagged = expectations.flag_repeated_keys(flagged, held, keys)
+    within: DataFrame | None = None
+    within_keys = 0
+    if _checks_repeated_keys(write):
+        # keys two rows of this batch bring, in one aggregation of the key columns
+        (within,) = cached.enter_context(persisted(
+            expectations.keys_repeated_within(flagged, keys)))
+        within_keys = within.count()
+    if write.repeated_keys == "fail" and (held_rows or within_keys):
+        _fail_on_repeated_keys(flagged if held_rows else None,
+                               within if within_keys else None, keys, batch_id)
+    if within_keys:
+        flagged = expectations.flag_repeated_within(flagged, keys, batch_id)
+    return flagged, bool(held_rows or within_keys)
+
+
+def _checks_repeated_keys(write: WriteSettings) -> bool:
     """Append mode unless ``write.repeated_keys: allow`` (upsert's MERGE keeps one row per key)."""
-    return dataset.write.mode == "append" and dataset.write.repeated_keys != "allow"
+    return write.mode == "append" and write.repeated_keys != "allow"
 
 
 def _keys_held_by_other_batches(
-    spark: SparkSession, dataset: DatasetSettings, silver: TableRef, tracker: Any, batch_id: str
+    spark: SparkSession, write: WriteSettings, keys: list[str], silver: TableRef,
+    tracker: StepTracker, batch_id: str,
 ) -> DataFrame | None:
     """The keys (and ``_batch_id``) silver holds from other batches; None when not checked.
 
@@ -202,7 +371,7 @@ def _keys_held_by_other_batches(
     validating a batch again finds nothing new. Only the key columns and the batch id
     are read.
     """
-    if not _checks_repeated_keys(dataset):
+    if not _checks_repeated_keys(write):
         return None
     version = current_version(spark, silver)
     if version is None:
@@ -210,7 +379,7 @@ def _keys_held_by_other_batches(
     tracker.read(silver, version)
     return (read_table(spark, silver, version)
             .where(F.col(BATCH_COLUMN) != F.lit(batch_id))
-            .select(*dataset.keys, BATCH_COLUMN))
+            .select(*keys, BATCH_COLUMN))
 
 
 def _fail_on_repeated_keys(
@@ -258,8 +427,42 @@ def _repeated_within(within: DataFrame, keys: list[str]) -> str:
             f"e.g. {shown}")
 
 
-def _shown_key(row: Any, keys: list[str]) -> str:
+def _shown_key(row: Row, keys: list[str]) -> str:
     return "{" + ", ".join(f"{k}={row[k]}" for k in keys) + "}"
+
+
+# ---------------------------------------------------------------- the writes
+
+
+def _quarantine_rows(failing: DataFrame, schema: list[ColumnSpec]) -> DataFrame:
+    """The failing rows in quarantine's shape: the record (the schema's columns) as JSON,
+    with the expectations failed or the repeated key as the reason."""
+    record = F.to_json(F.struct(*[F.col(c.name) for c in schema]))
+    return to_quarantine(failing, ValidateOutcome.step, expectations.flagged_reason(), record)
+
+
+def _record_writes(tracker: StepTracker, s_write: TableWrite, q_write: TableWrite) -> int:
+    """Record the silver and quarantine commits; return the batch's records the MERGE left
+    out as older than silver's row for their key (upsert mode; 0 in append mode)."""
+    stale = s_write.stale if isinstance(s_write, MergeWrite) else 0
+    tracker.wrote(s_write)
+    tracker.wrote(q_write)
+    if stale:
+        tracker.count("rows_stale", stale)
+    return stale
+
+
+def _count_repeated(
+    spark: SparkSession, q_write: TableWrite, batch_id: str, tracker: StepTracker, *,
+    write: WriteSettings, found: bool,
+) -> tuple[int, int]:
+    """The rows quarantined for a key another batch holds and for a key repeated within the
+    batch, recorded in append mode; read back only when the checks ``found`` any."""
+    repeated = _rows_repeated(spark, q_write, batch_id) if found else (0, 0)
+    if write.mode == "append":
+        tracker.count("rows_repeated_keys", repeated[0])
+        tracker.count("rows_repeated_in_batch", repeated[1])
+    return repeated
 
 
 def _rows_repeated(spark: SparkSession, q_write: TableWrite, batch_id: str) -> tuple[int, int]:
@@ -267,77 +470,9 @@ def _rows_repeated(spark: SparkSession, q_write: TableWrite, batch_id: str) -> t
     repeated within the batch (read back: no pass over the batch)."""
     reason = F.col("reason")
     counts = (read_batch(spark, q_write.table, batch_id, q_write.version)
-              .where(F.col("step") == "validate")
+              .where(F.col("step") == ValidateOutcome.step)
               .agg(F.count(F.when(reason.startswith(expectations.REPEATED_REASON), 1)),
                    F.count(F.when(reason.startswith(expectations.WITHIN_REASON), 1)))
               .first())
     assert counts is not None  # an aggregation without grouping has one row
     return int(counts[0]), int(counts[1])
-
-
-def _record_validation(
-    spark: SparkSession, dataset: DatasetSettings, tables: DatasetTables, tracker: StepTracker,
-    report: expectations.ValidationReport,
-    batch_id: str, version: int | None,
-) -> None:
-    """validation_results rows, the GX JSON artifact and the gate outcome in MLflow."""
-    bronze = tables.bronze
-    tracker.params({"quality.gate": dataset.quality.gate})
-    if report.outcomes:
-        # one row per expectation per validation run, keyed by this step's MLflow
-        # run: a history, and a retried write cannot double it
-        frame = expectations.outcomes_frame(
-            spark, report.outcomes, validation_id=tracker.run_id, dataset=dataset.name,
-            suite=report.suite, table=bronze.fqn, table_version=version, _batch_id=batch_id,
-            gate_mode=dataset.quality.gate, gate_status=report.status,
-            validated_at=datetime.now().replace(microsecond=0),
-        )
-        written = replace_where(
-            frame, tables.validation_results,
-            F.col("validation_id") == tracker.run_id, merge_schema=True)
-        tracker.wrote(written, rows=len(report.outcomes))
-        tracker.log_dict(report.gx_result, "validation/gx_result.json")
-    _log_gate(tracker, report)
-
-
-def _run_quality_checks(
-    batch: Any, settings: Settings, tracker: StepTracker, suite: str
-) -> expectations.ValidationReport:
-    specs = settings.dataset.quality.expectations
-    if settings.dataset.quality.gate == "disabled" or not specs:
-        return expectations.ValidationReport([], "not_run", {}, None, suite)
-    def run(
-        docs_dir: str,
-    ) -> tuple[list[expectations.ExpectationOutcome], dict[str, Any], str | None]:
-        return expectations.run_suite(
-            batch, specs, suite_name=suite, asset_name=f"bronze_{settings.dataset.name}",
-            data_docs_dir=docs_dir,
-            partial_unexpected_count=settings.dataset.quality.partial_unexpected_count,
-        )
-
-    if settings.quality.data_docs_dir is not None:
-        outcomes, gx_json, index = run(settings.resolve_path(settings.quality.data_docs_dir))
-    else:
-        # no lasting folder (a cluster's driver disk goes with the cluster): this
-        # validation's Data Docs go to the run's artifacts, kept by the tracking server
-        with tempfile.TemporaryDirectory(prefix="sparkmlops-data-docs-") as docs_dir:
-            outcomes, gx_json, _ = run(docs_dir)
-            folder = tracker.log_artifacts(docs_dir, DATA_DOCS_ARTIFACT)
-        index = f"{folder}/index.html"
-    return expectations.ValidationReport(
-        outcomes, expectations.gate_status(outcomes), gx_json, index, suite)
-
-
-def _log_gate(tracker: StepTracker, report: expectations.ValidationReport) -> None:
-    tracker.tags({"quality.status": report.status})
-    tracker.outcome(f"quality_{report.status}")
-    if report.data_docs_index:
-        tracker.tags({"quality.data_docs": report.data_docs_index})
-    tracker.metrics({
-        "quality.expectations": len(report.outcomes),
-        "quality.passed": sum(1 for o in report.outcomes if o.success),
-        "quality.failed_critical": report.count("critical", False),
-        "quality.failed_warning": report.count("warning", False),
-    })
-
-
