@@ -34,6 +34,7 @@ class Monitored:
     settings: Settings
     batch_id: str
     same: MonitorOutcome
+    scored_drifted: PredictOutcome
     drifted: MonitorOutcome
     pipeline: PipelineResult
     state_dir: Path
@@ -56,9 +57,9 @@ def monitored(spark, tmp_path_factory, sample_landing) -> Monitored:
                .withColumn("body_mass_g", F.col("body_mass_g") + 3000)
                .withColumn(BATCH_COLUMN, F.lit("drifted")))
     replace_batch(heavier, gold, "drifted")
-    predict_step(spark, settings, "drifted")
+    scored_drifted = predict_step(spark, settings, "drifted")
     drifted = monitor_step(spark, settings, "drifted")
-    return Monitored(settings, batch_id, same, drifted, pipeline, state_dir)
+    return Monitored(settings, batch_id, same, scored_drifted, drifted, pipeline, state_dir)
 
 
 def _rows(spark, monitored: Monitored, batch: str) -> dict[tuple[str, str, str], dict]:
@@ -71,7 +72,8 @@ def test_the_batch_trained_on_raises_no_alert(spark, monitored):
     rows = _rows(spark, monitored, monitored.batch_id)
     batch = monitored.batch_id
 
-    assert monitored.same.summary["status"] in ("ok", "warn")
+    assert monitored.same.status in ("ok", "warn")
+    assert monitored.same.monitoring_version == 0  # the first monitor run creates the table
     assert [k for k, r in rows.items() if r["status"] == "alert"] == []
     # 7 numeric (6 inputs + the score) and 3 categorical (2 inputs + the class), 5 each
     assert len([k for k in rows if k[1] != "_model"]) == 50
@@ -80,13 +82,19 @@ def test_the_batch_trained_on_raises_no_alert(spark, monitored):
     live = rows[(batch, "_model", "live_accuracy")]
     # 333 of the 342 birds have a known sex
     assert live["value"] > 0.85 and live["rows"] == 333 and live["status"] == "ok"
+    assert monitored.same.live == {"live_accuracy": live["value"]}
 
 
 def test_a_shifted_batch_alerts_on_the_feature_and_the_model(spark, monitored):
     rows = _rows(spark, monitored, "drifted")
     mass = {m: rows[("drifted", "body_mass_g", m)] for m in ("psi", "ks", "out_of_range_rate")}
 
-    assert monitored.drifted.summary["status"] == "alert"
+    assert monitored.drifted.status == "alert"
+    assert monitored.drifted.monitoring_version == 1
+    # the drifted copy is scored whole by the champion: a new predictions version
+    assert (monitored.scored_drifted.predictions_version, monitored.scored_drifted.rows,
+            monitored.scored_drifted.quarantined) == (1, 342, 0)
+    assert monitored.drifted.model_version == monitored.scored_drifted.model_version
     assert mass["psi"]["value"] > 0.25 and mass["psi"]["status"] == "alert"
     assert mass["ks"]["value"] > 0.9 and mass["ks"]["p_value"] < 1e-6
     # above the largest reference mass, but for the lightest birds (2.7 kg + 3 kg)
@@ -98,12 +106,14 @@ def test_a_shifted_batch_alerts_on_the_feature_and_the_model(spark, monitored):
     assert live["value"] < 0.65 and live["status"] == "alert"
     # the live metric of the earlier batch is recomputed by the later run too
     assert rows[(monitored.batch_id, "_model", "live_accuracy")]["value"] > 0.85
-    assert "body_mass_g.psi=" in " ".join(monitored.drifted.summary["flagged"])
+    assert "body_mass_g.psi=" in " ".join(monitored.drifted.flagged)
+    assert f"_model.live_accuracy={live['value']:.3g} (alert)" in monitored.drifted.flagged
+    assert monitored.drifted.live == {"live_accuracy": live["value"]}
 
 
 def test_monitor_run_and_report_show_the_alert(monitored):
     run = MlflowClient().get_run(monitored.drifted.run_id).data
-    report = Path(monitored.drifted.summary["report"])
+    report = Path(monitored.drifted.report)
 
     assert run.tags["monitoring.status"] == "alert"
     assert run.metrics["drift.body_mass_g.psi"] > 0.25
@@ -157,6 +167,7 @@ def test_lineage_and_model_tags_name_the_catalog_tables(spark, monitored):
         == [("gold.penguins_features", f"{schema}.gold_penguins_features", None, 0)]
     # step outputs and MLflow params keep the logical names, as in path mode
     assert result.step(PredictOutcome).outputs == {"predictions.penguins": 0}
+    assert result.step(PredictOutcome).predictions_version == 0
     assert client.get_run(train.run_id).data.params[
         "input.gold.penguins_features.version"] == "0"
     summary = pipeline_summary(spark, settings, result)

@@ -11,20 +11,28 @@ metric:
 - categorical features: PSI and a chi-square test over the reference categories
   (unseen values pooled into one bucket), and the null rate.
 
+``judged`` gives each metric its warn/alert levels and status as a ``MonitoringRow``,
+the one declaration of a row of ``monitoring.<dataset>`` (its Spark schema is derived
+from it); ``judged_live`` does the same for the live metrics of scored batches.
+
 Example::
 
-    rows = compare(ref, batch_profile(batch, ref))
+    rows = judged(compare(ref, batch_profile(batch, ref)), monitoring.drift, run, rows=n)
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Any
+import types
+from dataclasses import astuple, dataclass, fields
+from datetime import datetime
+from typing import Any, Union, get_args, get_origin, get_type_hints
 
 import pyspark.sql.functions as F
-from pyspark.sql import DataFrame
+from pyspark.sql import DataFrame, Row
 
+from sparkmlops.config import Levels
+from sparkmlops.tables import BATCH_COLUMN
 from sparkmlops.train.reference import (
     UNSEEN_BUCKET,
     Profile,
@@ -116,16 +124,123 @@ def chi_square(expected: list[float], actual: list[float], rows: int) -> tuple[f
 STATUS_ORDER = {"ok": 0, "warn": 1, "alert": 2}
 
 
-def judged(metrics: list[DriftMetric], levels: dict[str, Any]) -> list[dict[str, Any]]:
-    """Each drift metric with its warn/alert levels and status (``ok`` where none apply)."""
-    rows = []
+# the feature of the live model metrics' rows (the drift rows name a model input)
+LIVE_FEATURE = "_model"
+
+
+@dataclass(frozen=True)
+class MonitorRun:
+    """What every row one monitor run writes shares: the batch, its model, the run."""
+
+    batch_id: str  # the monitored batch
+    model_name: str  # the model version that scored it
+    model_version: str
+    model_run_id: str  # that version's training run
+    monitor_run_id: str
+    monitored_at: datetime
+
+
+@dataclass(frozen=True)
+class MonitoringRow:
+    """One row of ``monitoring.<dataset>``: a metric of a batch, judged, and who judged it.
+
+    The table's columns are these fields, in this order (``batch_id`` is the column
+    ``_batch_id``): ``monitoring_schema()`` derives the Spark schema from them.
+    """
+
+    batch_id: str  # the monitored batch
+    scored_batch: str  # the batch the metric is of: the monitored one, or a live metric's
+    feature: str  # a model input, ``_score`` / ``_predicted``, or ``_model`` (live)
+    metric: str
+    value: float
+    p_value: float | None
+    warn: float | None
+    alert: float | None
+    status: str  # ok / warn / alert
+    rows: int | None  # rows the metric is over: the batch's, or a live metric's labelled ones
+    model_name: str
+    model_version: str
+    model_run_id: str
+    monitor_run_id: str
+    monitored_at: datetime
+
+    @classmethod
+    def of(cls, run: MonitorRun, *, scored_batch: str, feature: str, metric: str,
+               value: float, p_value: float | None, level: Levels | None, status: str,
+               rows: int | None) -> MonitoringRow:
+        """A row of ``run``: the metric with its levels (none: not judged) and status."""
+        return cls(run.batch_id, scored_batch, feature, metric, value, p_value,
+                   None if level is None else level.warn,
+                   None if level is None else level.alert, status,
+                   rows, run.model_name, run.model_version, run.model_run_id,
+                   run.monitor_run_id, run.monitored_at)
+
+    @classmethod
+    def from_row(cls, row: Row) -> MonitoringRow:
+        """The row as read back from the table."""
+        values = row.asDict()
+        return cls(**{f.name: values[_column(f.name)] for f in fields(cls)})
+
+    def record(self) -> tuple[Any, ...]:
+        """The row's values in the table's column order."""
+        return astuple(self)
+
+    def described(self) -> str:
+        """``feature.metric=value (status)``, as the outcome lists flagged rows."""
+        return f"{self.feature}.{self.metric}={self.value:.3g} ({self.status})"
+
+
+_SPARK_TYPES: dict[type, str] = {str: "string", float: "double", int: "long",
+                                 datetime: "timestamp"}
+
+
+def _column(field_name: str) -> str:
+    return BATCH_COLUMN if field_name == "batch_id" else field_name
+
+
+def _spark_type(hint: Any) -> str:
+    if get_origin(hint) in (Union, types.UnionType):  # ``float | None``: a nullable double
+        (hint,) = [a for a in get_args(hint) if a is not type(None)]
+    return _SPARK_TYPES[hint]
+
+
+def monitoring_schema() -> str:
+    """The Spark schema (DDL) of ``monitoring.<dataset>``, from ``MonitoringRow``."""
+    hints = get_type_hints(MonitoringRow)
+    return ", ".join(f"{_column(f.name)} {_spark_type(hints[f.name])}"
+                     for f in fields(MonitoringRow))
+
+
+def judged(metrics: list[DriftMetric], levels: dict[str, Levels], run: MonitorRun, *,
+           rows: int | None) -> list[MonitoringRow]:
+    """Each drift metric of the batch (over ``rows`` rows) with its warn/alert levels
+    and status (``ok`` where none apply)."""
+    judged_rows = []
     for m in metrics:
         level = levels.get(m.metric)
         finite = m.value is not None and not math.isnan(m.value)
         status = level.status(m.value) if level is not None and finite else "ok"
-        rows.append({"feature": m.feature, "metric": m.metric, "value": float(m.value),
-                     "p_value": m.p_value, "warn": getattr(level, "warn", None),
-                     "alert": getattr(level, "alert", None), "status": status})
+        judged_rows.append(MonitoringRow.of(
+            run, scored_batch=run.batch_id, feature=m.feature, metric=m.metric,
+            value=float(m.value), p_value=m.p_value, level=level, status=status, rows=rows))
+    return judged_rows
+
+
+def judged_live(metrics: DataFrame, levels: dict[str, Levels],
+                run: MonitorRun) -> list[MonitoringRow]:
+    """Each live metric of ``live_metrics`` per scored batch, with its levels (keyed
+    without the ``live_`` prefix) and status, over the batch's labelled rows."""
+    rows = []
+    for r in metrics.collect():
+        for metric, value in r.asDict().items():
+            if metric in ("scored_batch", "labelled_rows") or value is None:
+                continue
+            level = levels.get(metric.removeprefix("live_"))
+            rows.append(MonitoringRow.of(
+                run, scored_batch=r["scored_batch"], feature=LIVE_FEATURE, metric=metric,
+                value=float(value), p_value=None, level=level,
+                status=level.status(value) if level is not None else "ok",
+                rows=int(r["labelled_rows"])))
     return rows
 
 

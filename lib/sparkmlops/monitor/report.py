@@ -13,6 +13,8 @@ from typing import Any
 
 import matplotlib
 
+from sparkmlops.monitor.drift import MonitoringRow
+
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402 - after choosing the headless backend
 
@@ -26,14 +28,13 @@ def _display(feature: str) -> str:
 
 
 def write_report(
-    out: Path, batch_id: str, rows: list[dict[str, Any]], history: list[dict[str, Any]],
-    live: list[dict[str, Any]], status: str,
+    out: Path, batch_id: str, rows: list[MonitoringRow], history: list[MonitoringRow],
+    live: list[MonitoringRow], status: str,
 ) -> Path:
     """Write ``drift.png``, ``history.png`` and ``index.html`` into ``out``; return the index.
 
-    ``rows``: this batch's judged metrics; ``history``: (monitored batch, time,
-    feature, metric, value) rows of every monitor run; ``live``: (scored batch,
-    metric, value) rows.
+    ``rows``: this batch's judged drift metrics; ``history``: the drift rows of every
+    monitor run; ``live``: one live metric row per scored batch and metric.
     """
     out.mkdir(parents=True, exist_ok=True)
     _drift_chart(out / "drift.png", batch_id, rows)
@@ -43,18 +44,17 @@ def write_report(
     return index
 
 
-def _drift_chart(path: Path, batch_id: str, rows: list[dict[str, Any]]) -> None:
+def _drift_chart(path: Path, batch_id: str, rows: list[MonitoringRow]) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(12, 0.45 * max(4, len(rows) // 4) + 1.5))
     for ax, metric in zip(axes, ("psi", "ks"), strict=True):
-        chosen = [r for r in rows if r["metric"] == metric]
+        chosen = [r for r in rows if r.metric == metric]
         if not chosen:
             ax.set_visible(False)
             continue
-        names = [_display(r["feature"]) for r in chosen]
-        ax.barh(names, [r["value"] for r in chosen],
-                color=[COLOURS[r["status"]] for r in chosen])
-        for key, style in (("warn", ":"), ("alert", "--")):
-            level = chosen[0][key]
+        names = [_display(r.feature) for r in chosen]
+        ax.barh(names, [r.value for r in chosen], color=[COLOURS[r.status] for r in chosen])
+        for key, level, style in (("warn", chosen[0].warn, ":"),
+                                  ("alert", chosen[0].alert, "--")):
             if level is not None:
                 ax.axvline(level, color="grey", linestyle=style, label=f"{key} {level:g}")
         ax.set_title(f"{metric.upper()} per feature, batch {batch_id}")
@@ -65,25 +65,25 @@ def _drift_chart(path: Path, batch_id: str, rows: list[dict[str, Any]]) -> None:
     plt.close(fig)
 
 
-def _history_chart(path: Path, history: list[dict[str, Any]], live: list[dict[str, Any]]) -> None:
+def _history_chart(path: Path, history: list[MonitoringRow], live: list[MonitoringRow]) -> None:
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(10, 7))
-    runs = sorted({(r["monitored_at"], r["batch"]) for r in history})
+    runs = sorted({(r.monitored_at, r.batch_id) for r in history})
     order = {batch: i for i, (_, batch) in enumerate(runs)}
-    features = sorted({r["feature"] for r in history if r["metric"] == "psi"})
+    features = sorted({r.feature for r in history if r.metric == "psi"})
     for feature in features:
-        points = sorted((order[r["batch"]], r["value"]) for r in history
-                        if r["metric"] == "psi" and r["feature"] == feature)
+        points = sorted((order[r.batch_id], r.value) for r in history
+                        if r.metric == "psi" and r.feature == feature)
         top.plot([p[0] for p in points], [p[1] for p in points], marker="o",
                  label=_display(feature))
     top.set_xticks(range(len(runs)), [b[:10] for _, b in runs], rotation=30, fontsize=7)
     top.set_title("PSI per feature over monitored batches")
     if features:
         top.legend(fontsize=7, ncol=2)
-    metrics = sorted({r["metric"] for r in live})
-    batches = [b for _, b in runs if any(r["scored_batch"] == b for r in live)]
+    metrics = sorted({r.metric for r in live})
+    batches = [b for _, b in runs if any(r.scored_batch == b for r in live)]
     for metric in metrics:
-        points = [(i, r["value"]) for i, b in enumerate(batches) for r in live
-                  if r["scored_batch"] == b and r["metric"] == metric]
+        points = [(i, r.value) for i, b in enumerate(batches) for r in live
+                  if r.scored_batch == b and r.metric == metric]
         bottom.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=metric)
     bottom.set_xticks(range(len(batches)), [b[:10] for b in batches], rotation=30, fontsize=7)
     bottom.set_title("live model metrics per scored batch (labels joined by key)")
@@ -94,19 +94,19 @@ def _history_chart(path: Path, history: list[dict[str, Any]], live: list[dict[st
     plt.close(fig)
 
 
-def _html(batch_id: str, rows: list[dict[str, Any]], live: list[dict[str, Any]],
+def _html(batch_id: str, rows: list[MonitoringRow], live: list[MonitoringRow],
           status: str) -> str:
     def cell(value: Any) -> str:
         return "" if value is None else (f"{value:.4g}" if isinstance(value, float)
                                          else html.escape(str(value)))
 
     body = "".join(
-        f"<tr><td>{cell(_display(r['feature']))}</td><td>{cell(r['metric'])}</td>"
-        f"<td>{cell(r['value'])}</td><td>{cell(r['p_value'])}</td><td>{cell(r['warn'])}</td>"
-        f"<td>{cell(r['alert'])}</td><td style='color:{COLOURS[r['status']]}'>"
-        f"{r['status']}</td></tr>" for r in rows)
-    live_rows = "".join(f"<tr><td>{cell(r['scored_batch'])}</td><td>{cell(r['metric'])}</td>"
-                        f"<td>{cell(r['value'])}</td></tr>" for r in live)
+        f"<tr><td>{cell(_display(r.feature))}</td><td>{cell(r.metric)}</td>"
+        f"<td>{cell(r.value)}</td><td>{cell(r.p_value)}</td><td>{cell(r.warn)}</td>"
+        f"<td>{cell(r.alert)}</td><td style='color:{COLOURS[r.status]}'>"
+        f"{r.status}</td></tr>" for r in rows)
+    live_rows = "".join(f"<tr><td>{cell(r.scored_batch)}</td><td>{cell(r.metric)}</td>"
+                        f"<td>{cell(r.value)}</td></tr>" for r in live)
     return (
         "<!doctype html><html><head><meta charset='utf-8'>"
         f"<title>Monitoring batch {html.escape(batch_id)}</title></head><body>"

@@ -9,11 +9,13 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import pyspark.sql.functions as F
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
 
 from sparkmlops.config import Settings
 from sparkmlops.errors import MissingInputError
 from sparkmlops.monitor import drift
+from sparkmlops.monitor.drift import MonitoringRow
+from sparkmlops.spark import persisted
 from sparkmlops.tables import (
     BATCH_COLUMN,
     TableRef,
@@ -21,6 +23,7 @@ from sparkmlops.tables import (
     dataset_tables,
     read_batch,
     read_table,
+    version_or_current,
 )
 from sparkmlops.tracking.runs import StepOutcome, StepTracker, step_run
 from sparkmlops.train.reference import (
@@ -44,6 +47,7 @@ class MonitorOutcome(StepOutcome):
     flagged: list[str] = field(default_factory=list)
     report: str = ""
     live: dict[str, float] = field(default_factory=dict)  # live metrics of this batch
+    monitoring_version: int | None = None  # monitoring after the step
 
     @property
     def summary(self) -> dict[str, Any]:
@@ -65,111 +69,81 @@ def monitor_step(
     dataset = settings.dataset
     tables = dataset_tables(settings)
     gold, predictions, target = tables.gold, tables.predictions, tables.monitoring
-    with step_run(settings, "monitor", batch_id) as tracker:
+    with step_run(settings, MonitorOutcome.step, batch_id) as tracker:
         if current_version(spark, predictions) is None:
             raise MissingInputError(f"{predictions.fqn} does not exist; run predict first")
         scored_rows = read_table(spark, predictions)
-        model_rows = (scored_rows.where(F.col(BATCH_COLUMN) == batch_id)
-                      .select("model_name", "model_version", "model_run_id").distinct().collect())
-        if not model_rows:
-            raise MissingInputError(f"no predictions for batch {batch_id}; run predict first")
-        name, model_version, run_id = model_rows[0]
+        name, model_version, run_id = _scoring_model(scored_rows, batch_id)
         reference = Profile.from_dict(_run_artifact(tracker, run_id, REFERENCE_ARTIFACT))
-        version = gold_version if gold_version is not None else current_version(spark, gold)
+        version = version_or_current(spark, gold, gold_version)
         batch = read_batch(spark, gold, batch_id, version)
         model = tracker.load_model(f"models:/{name}/{model_version}")
         # scored once: the profile reads it once per categorical column and once more
-        frame = with_prediction_columns(model.transform(batch), dataset.model.task)
-        frame = frame.select(*reference.numeric, *reference.categorical).persist()
-        try:
+        profiled = with_prediction_columns(model.transform(batch), dataset.model.task)
+        with persisted(profiled.select(*reference.numeric,
+                                       *reference.categorical)) as (frame,):
             current = batch_profile(frame, reference)
-        finally:
-            frame.unpersist()
-        rows = drift.judged(drift.compare(reference, current), dataset.monitoring.drift)
-        live = _live_rows(spark, scored_rows, read_table(spark, gold, version), dataset)
-        status = drift.worst([r["status"] for r in rows] +
-                             [r["status"] for r in live if r["scored_batch"] == batch_id])
-        context = {"model_name": name, "model_version": str(model_version),
-                   "model_run_id": run_id, "monitor_run_id": tracker.run_id,
-                   "monitored_at": datetime.now().replace(microsecond=0),
-                   "batch_rows": next(iter(current.numeric.values())).rows
-                   if current.numeric else None}
-        written = replace_batch(_monitoring_frame(spark, batch_id, rows, live, context), target,
-                                batch_id)
-        tracker.read(gold, version, context["batch_rows"])
+        batch_rows = next(iter(current.numeric.values())).rows if current.numeric else None
+        run = drift.MonitorRun(batch_id=batch_id, model_name=name,
+                               model_version=model_version, model_run_id=run_id,
+                               monitor_run_id=tracker.run_id,
+                               monitored_at=datetime.now().replace(microsecond=0))
+        rows = drift.judged(drift.compare(reference, current), dataset.monitoring.drift, run,
+                            rows=batch_rows)
+        live = drift.judged_live(
+            drift.live_metrics(scored_rows, read_table(spark, gold, version), dataset.keys,
+                               dataset.model.task, same_batch=dataset.write.mode == "append"),
+            dataset.monitoring.live, run)
+        live_now = [r for r in live if r.scored_batch == batch_id]
+        status = drift.worst([r.status for r in rows + live_now])
+        written = replace_batch(_monitoring_frame(spark, rows + live), target, batch_id)
+        tracker.read(gold, version, batch_rows)
         tracker.wrote(written)
-        report = _monitoring_report(spark, settings, target, batch_id, rows, status)
-        tracker.metrics({
-            **{f"drift.{r['feature']}.{r['metric']}": r["value"] for r in rows},
-            **{r["metric"]: r["value"] for r in live if r["scored_batch"] == batch_id}})
+        report = _monitoring_report(
+            spark, target, batch_id, rows, status, out=Path(settings.resolve_path(
+                f"{settings.state_dir}/reports/monitoring/{dataset.name}/{batch_id}")))
+        tracker.metrics({**{f"drift.{r.feature}.{r.metric}": r.value for r in rows},
+                         **{r.metric: r.value for r in live_now}})
         tracker.tags({"monitoring.status": status,
-                      "monitoring.model_version": str(model_version)})
+                      "monitoring.model_version": model_version})
         tracker.outcome(status)
         tracker.log_artifacts(str(report.parent), "monitoring")
-        flagged = [f"{r['feature']}.{r['metric']}={r['value']:.3g} ({r['status']})"
-                   for r in rows + live if r["status"] != "ok"
-                   and r.get("scored_batch", batch_id) == batch_id]
         return MonitorOutcome(tracker.run_id, {target.fqn: written.version}, status=status,
-                              model_version=str(model_version), flagged=flagged,
-                              report=str(report),
-                              live={r["metric"]: r["value"] for r in live
-                                    if r["scored_batch"] == batch_id})
+                              model_version=model_version,
+                              flagged=[r.described() for r in rows + live_now
+                                       if r.status != "ok"],
+                              report=str(report), live={r.metric: r.value for r in live_now},
+                              monitoring_version=written.version)
 
 
-def _live_rows(spark: SparkSession, scored: Any, gold: Any, dataset: Any) -> list[dict[str, Any]]:
-    """Live metric rows (scored batch, metric, value, status) where labels are known."""
-    levels = dataset.monitoring.live
-    rows = []
-    same_batch = dataset.write.mode == "append"
-    for r in drift.live_metrics(scored, gold, dataset.keys, dataset.model.task,
-                                same_batch=same_batch).collect():
-        for metric, value in r.asDict().items():
-            if metric in ("scored_batch", "labelled_rows") or value is None:
-                continue
-            name = metric.removeprefix("live_")
-            level = levels.get(name)
-            rows.append({"scored_batch": r["scored_batch"], "feature": "_model",
-                         "metric": metric, "value": float(value), "p_value": None,
-                         "warn": getattr(level, "warn", None),
-                         "alert": getattr(level, "alert", None),
-                         "status": level.status(value) if level else "ok",
-                         "labelled_rows": int(r["labelled_rows"])})
-    return rows
+def _scoring_model(predictions: DataFrame, batch_id: str) -> tuple[str, str, str]:
+    """The model that scored the batch: its name, version and training run id."""
+    models = (predictions.where(F.col(BATCH_COLUMN) == batch_id)
+              .select("model_name", "model_version", "model_run_id").distinct().collect())
+    if not models:
+        raise MissingInputError(f"no predictions for batch {batch_id}; run predict first")
+    name, version, run_id = models[0]
+    return str(name), str(version), str(run_id)
 
 
-def _monitoring_frame(spark: SparkSession, batch_id: str, rows: list[dict[str, Any]],
-                      live: list[dict[str, Any]], context: dict[str, Any]) -> Any:
-    schema = ("_batch_id string, scored_batch string, feature string, metric string, "
-              "value double, p_value double, warn double, alert double, status string, "
-              "rows long, model_name string, model_version string, model_run_id string, "
-              "monitor_run_id string, monitored_at timestamp")
-    records = [
-        (batch_id, r.get("scored_batch", batch_id), r["feature"], r["metric"], r["value"],
-         r["p_value"], r["warn"], r["alert"], r["status"],
-         r.get("labelled_rows", context["batch_rows"]), context["model_name"],
-         context["model_version"], context["model_run_id"], context["monitor_run_id"],
-         context["monitored_at"])
-        for r in [*rows, *live]]
-    return spark.createDataFrame(records, schema)
+def _monitoring_frame(spark: SparkSession, rows: list[MonitoringRow]) -> DataFrame:
+    """The rows as a frame of ``monitoring.<dataset>`` (columns and types from the row)."""
+    return spark.createDataFrame([r.record() for r in rows], drift.monitoring_schema())
 
 
-def _monitoring_report(spark: SparkSession, settings: Settings, target: TableRef,
-                       batch_id: str, rows: list[dict[str, Any]], status: str) -> Path:
+def _monitoring_report(spark: SparkSession, target: TableRef, batch_id: str,
+                       rows: list[MonitoringRow], status: str, *, out: Path) -> Path:
+    """The batch's report in ``out``: its judged ``rows``, the drift of every monitored
+    batch and the live metrics of each scored batch as its latest monitor run saw them."""
     from sparkmlops.monitor.report import write_report
 
-    table = read_table(spark, target)
-    history = [{"batch": r[BATCH_COLUMN], "monitored_at": r["monitored_at"],
-                "feature": r["feature"], "metric": r["metric"], "value": r["value"]}
-               for r in table.where(F.col("feature") != "_model").collect()]
-    # live metrics of each scored batch as its latest monitor run saw them
-    latest: dict[tuple[str, str], Any] = {}
-    for r in table.where(F.col("feature") == "_model").orderBy("monitored_at").collect():
-        latest[(r["scored_batch"], r["metric"])] = r
-    live = [{"scored_batch": b, "metric": m, "value": r["value"]}
-            for (b, m), r in latest.items()]
-    out = Path(settings.resolve_path(f"{settings.state_dir}/reports/monitoring/"
-                                     f"{settings.dataset.name}/{batch_id}"))
-    return write_report(out, batch_id, rows, history, live, status)
+    table = [MonitoringRow.from_row(r) for r in read_table(spark, target).collect()]
+    history = [r for r in table if r.feature != drift.LIVE_FEATURE]
+    latest: dict[tuple[str, str], MonitoringRow] = {}
+    for r in sorted((r for r in table if r.feature == drift.LIVE_FEATURE),
+                    key=lambda r: r.monitored_at):
+        latest[(r.scored_batch, r.metric)] = r
+    return write_report(out, batch_id, rows, history, list(latest.values()), status)
 
 
 def _run_artifact(tracker: StepTracker, run_id: str, path: str) -> dict[str, Any]:

@@ -8,13 +8,14 @@ from datetime import datetime
 from typing import Any, ClassVar
 
 import pyspark.sql.functions as F
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
 
 from sparkmlops.config import Settings
-from sparkmlops.errors import ReconciliationError
+from sparkmlops.errors import check_reconciled
 from sparkmlops.features import mllib
 from sparkmlops.predict import scoring
 from sparkmlops.quarantine import to_quarantine, write_quarantine
+from sparkmlops.spark import persisted
 from sparkmlops.tables import (
     BATCH_COLUMN,
     TableRef,
@@ -22,6 +23,7 @@ from sparkmlops.tables import (
     dataset_tables,
     read_batch,
     read_table,
+    version_or_current,
 )
 from sparkmlops.tracking.registry import CHAMPION
 from sparkmlops.tracking.runs import StepOutcome, StepTracker, step_run
@@ -37,6 +39,7 @@ class PredictOutcome(StepOutcome):
     step: ClassVar[str] = "predict"
     model_version: str = ""
     model_uri: str = ""
+    predictions_version: int | None = None  # predictions after the step
     rows: int = 0
     quarantined: int = 0
 
@@ -59,54 +62,67 @@ def predict_step(
     """
     dataset = settings.dataset
     tables = dataset_tables(settings)
-    gold, predictions, quarantine = tables.gold, tables.predictions, tables.quarantine
-    with step_run(settings, "predict", batch_id) as tracker:
+    gold, predictions = tables.gold, tables.predictions
+    step = PredictOutcome.step
+    with step_run(settings, step, batch_id) as tracker:
         resolved = tracker.registry.require(dataset.model.name, model.lstrip("@"))
         uri = f"models:/{dataset.model.name}/{resolved.version}"
         pipeline_model = tracker.load_model(uri)
-        version = gold_version if gold_version is not None else current_version(spark, gold)
+        version = version_or_current(spark, gold, gold_version)
         batch = read_batch(spark, gold, batch_id, version)
-        shape: dict[str, Any] = {
-            "model_name": dataset.model.name, "model_version": str(resolved.version),
-            "model_run_id": str(resolved.run_id), "batch_id": batch_id,
-            "scored_at": datetime.now().replace(microsecond=0)}
-        missing = scoring.missing_inputs(_model_inputs(tracker, uri, dataset), batch.columns)
-        # scored once, read by the count and both writes
+        scored_at = datetime.now().replace(microsecond=0)
+        missing = scoring.missing_inputs(
+            _model_inputs(tracker, uri, configured=mllib.model_input_columns(dataset)),
+            batch.columns)
         flagged, good = scoring.score_with_reasons(
             pipeline_model, batch, dataset.model.task, missing,
             model_label=f"model {dataset.model.name} v{resolved.version}")
-        # cache only what the two writes read, not the model's feature vectors (at 10M
-        # rows the whole scored frame spilled past a 4 GB driver)
+        # cache only what the count and both writes read, not the model's feature vectors
+        # (at 10M rows the whole scored frame spilled past a 4 GB driver)
         outputs = [c for c in ("prediction", "probability") if c in flagged.columns]
-        flagged = flagged.select(*batch.columns, *outputs, scoring.UNSCORABLE_COLUMN).persist()
-        try:
+        with persisted(flagged.select(*batch.columns, *outputs,
+                                      scoring.UNSCORABLE_COLUMN)) as (flagged,):
             rows = flagged.count()
             tracker.read(gold, version, rows)
             if not missing:
                 good = flagged.where(F.col(scoring.UNSCORABLE_COLUMN).isNull())
-            bad = flagged.where(F.col(scoring.UNSCORABLE_COLUMN).isNotNull())
-            record = F.to_json(F.struct(*[c for c in batch.columns if c != BATCH_COLUMN]))
-            unscorable = to_quarantine(bad, "predict", F.col(scoring.UNSCORABLE_COLUMN),
-                                       record)
-            quarantined = 0
-            if not bad.isEmpty() or _has_rows(spark, quarantine, batch_id, "predict"):
-                q_write = write_quarantine(unscorable, quarantine, batch_id, "predict")
-                tracker.wrote(q_write)
-                quarantined = q_write.rows
-            written = write_batch(scoring.shape_predictions(good, dataset, **shape),
-                                  predictions, dataset.write, dataset.keys, batch_id)
-        finally:
-            flagged.unpersist()
+            quarantined = _quarantine_unscorable(spark, tracker, flagged, tables.quarantine,
+                                                 batch_id, record_columns=batch.columns)
+            scored = scoring.shape_predictions(
+                good, dataset, model_name=dataset.model.name,
+                model_version=str(resolved.version), model_run_id=str(resolved.run_id),
+                batch_id=batch_id, scored_at=scored_at)
+            written = write_batch(scored, predictions, dataset.write, dataset.keys, batch_id)
         tracker.wrote(written)
-        if rows != written.rows + quarantined:
-            raise ReconciliationError(
-                f"predict batch {batch_id}: {rows} gold rows but {written.rows} predictions "
-                f"and {quarantined} quarantined")
+        check_reconciled(f"predict batch {batch_id}: {rows} gold rows", rows,
+                         predictions=written.rows, quarantined=quarantined)
         tracker.params({"model_uri": uri, "model_alias": model,
                         "model_version": str(resolved.version)})
         return PredictOutcome(tracker.run_id, {predictions.fqn: written.version},
                               model_version=str(resolved.version), model_uri=uri,
-                              rows=written.rows, quarantined=quarantined)
+                              predictions_version=written.version, rows=written.rows,
+                              quarantined=quarantined)
+
+
+def _quarantine_unscorable(
+    spark: SparkSession, tracker: StepTracker, flagged: DataFrame, quarantine: TableRef,
+    batch_id: str, *, record_columns: list[str],
+) -> int:
+    """Write the flagged rows to quarantine (step ``predict``) and return how many.
+
+    Written when some row is unscorable, and also when none is but an earlier run of
+    the batch quarantined rows: the write replaces them, so a rerun that now scores
+    every row leaves no stale quarantine rows behind.
+    """
+    step = PredictOutcome.step
+    bad = flagged.where(F.col(scoring.UNSCORABLE_COLUMN).isNotNull())
+    if bad.isEmpty() and not _has_rows(spark, quarantine, batch_id, step):
+        return 0
+    record = F.to_json(F.struct(*[c for c in record_columns if c != BATCH_COLUMN]))
+    unscorable = to_quarantine(bad, step, F.col(scoring.UNSCORABLE_COLUMN), record)
+    written = write_quarantine(unscorable, quarantine, batch_id, step)
+    tracker.wrote(written)
+    return written.rows
 
 
 def _has_rows(spark: SparkSession, ref: TableRef, batch_id: str, step: str) -> bool:
@@ -118,11 +134,10 @@ def _has_rows(spark: SparkSession, ref: TableRef, batch_id: str, step: str) -> b
         .isEmpty()
 
 
-def _model_inputs(tracker: StepTracker, uri: str, dataset: Any) -> list[str]:
-    """The input columns in the model's MLflow signature (else what the config implies)."""
+def _model_inputs(tracker: StepTracker, uri: str, *, configured: list[str]) -> list[str]:
+    """The input columns in the model's MLflow signature, else ``configured`` (what the
+    dataset's config implies: a model logged without a signature)."""
     signature = tracker.model_info(uri).signature
     if signature is not None and signature.inputs is not None:
         return list(signature.inputs.input_names())
-    return mllib.model_input_columns(dataset)
-
-
+    return configured

@@ -1,11 +1,24 @@
 from __future__ import annotations
 
 import math
+from datetime import datetime
 
 import pytest
 from chispa import assert_df_equality
 
-from sparkmlops.monitor.drift import chi_square, compare, ks_statistic, psi
+from sparkmlops.monitor.drift import (
+    DriftMetric,
+    MonitoringRow,
+    MonitorRun,
+    chi_square,
+    compare,
+    judged,
+    judged_live,
+    ks_statistic,
+    monitoring_schema,
+    psi,
+    worst,
+)
 from sparkmlops.train.reference import (
     NULL_BUCKET,
     UNSEEN_BUCKET,
@@ -108,21 +121,88 @@ def test_model_reference_profiles_inputs_scores_and_predicted_classes(spark):
     assert profile.categorical["island"].shares == {"A": 0.5, "B": 0.25, NULL_BUCKET: 0.25}
 
 
+RUN = MonitorRun(batch_id="b2", model_name="m", model_version="3", model_run_id="train1",
+                 monitor_run_id="mon1", monitored_at=datetime(2026, 11, 26, 12, 0, 0))
+
+
 def test_levels_judge_ceilings_and_floors_and_the_batch_takes_the_worst():
     from sparkmlops.config import Levels
-    from sparkmlops.monitor.drift import DriftMetric, judged, worst
 
     rows = judged([DriftMetric("x", "psi", 0.05), DriftMetric("x", "ks", 0.15, 0.01),
                    DriftMetric("y", "psi", 0.3), DriftMetric("y", "chi_square", 9.0, 0.01)],
-                  {"psi": Levels(warn=0.1, alert=0.25), "ks": Levels(warn=0.1, alert=0.2)})
+                  {"psi": Levels(warn=0.1, alert=0.25), "ks": Levels(warn=0.1, alert=0.2)},
+                  RUN, rows=40)
 
-    assert [(r["feature"], r["metric"], r["status"]) for r in rows] == [
-        ("x", "psi", "ok"), ("x", "ks", "warn"), ("y", "psi", "alert"),
-        ("y", "chi_square", "ok")]  # no levels for chi_square: recorded, not judged
-    assert worst([r["status"] for r in rows]) == "alert"
+    assert rows == [
+        MonitoringRow("b2", "b2", "x", "psi", 0.05, None, 0.1, 0.25, "ok", 40, "m", "3",
+                      "train1", "mon1", RUN.monitored_at),
+        MonitoringRow("b2", "b2", "x", "ks", 0.15, 0.01, 0.1, 0.2, "warn", 40, "m", "3",
+                      "train1", "mon1", RUN.monitored_at),
+        MonitoringRow("b2", "b2", "y", "psi", 0.3, None, 0.1, 0.25, "alert", 40, "m", "3",
+                      "train1", "mon1", RUN.monitored_at),
+        # no levels for chi_square: recorded, not judged
+        MonitoringRow("b2", "b2", "y", "chi_square", 9.0, 0.01, None, None, "ok", 40, "m",
+                      "3", "train1", "mon1", RUN.monitored_at)]
+    assert [r.described() for r in rows if r.status != "ok"] == [
+        "x.ks=0.15 (warn)", "y.psi=0.3 (alert)"]
+    assert worst([r.status for r in rows]) == "alert"
     assert worst([]) == "ok"
     floor = Levels(warn=0.8, alert=0.65)
     assert [floor.status(v) for v in (0.9, 0.8, 0.7, 0.6)] == ["ok", "warn", "warn", "alert"]
+
+
+def test_a_nan_drift_metric_is_recorded_not_judged():
+    from sparkmlops.config import Levels
+
+    (row,) = judged([DriftMetric("x", "psi", float("nan"))],
+                    {"psi": Levels(warn=0.1, alert=0.25)}, RUN, rows=None)
+
+    assert (row.status, row.warn, row.alert, row.rows) == ("ok", 0.1, 0.25, None)
+    assert math.isnan(row.value)
+
+
+def test_live_metrics_are_judged_per_scored_batch_over_their_labelled_rows(spark):
+    from sparkmlops.config import Levels
+
+    metrics = spark.createDataFrame(
+        [("b1", 30, 0.9), ("b2", 12, 0.7), ("b3", 5, None)],
+        "scored_batch string, labelled_rows long, live_accuracy double")
+
+    rows = judged_live(metrics, {"accuracy": Levels(warn=0.8, alert=0.65)}, RUN)
+
+    assert sorted((r.scored_batch, r.feature, r.metric, r.value, r.p_value, r.warn, r.alert,
+                   r.status, r.rows) for r in rows) == [
+        ("b1", "_model", "live_accuracy", 0.9, None, 0.8, 0.65, "ok", 30),
+        ("b2", "_model", "live_accuracy", 0.7, None, 0.8, 0.65, "warn", 12)]
+    # every row names the monitored batch and the run, whichever batch it is of
+    assert {(r.batch_id, r.model_version, r.monitor_run_id) for r in rows} == {
+        ("b2", "3", "mon1")}
+
+
+def test_a_live_metric_without_levels_is_recorded_ok(spark):
+    metrics = spark.createDataFrame([("b1", 8, 1.5, 1.2)], "scored_batch string, "
+                                    "labelled_rows long, live_rmse double, live_mae double")
+
+    rows = judged_live(metrics, {}, RUN)
+
+    assert [(r.metric, r.value, r.warn, r.status, r.rows) for r in rows] == [
+        ("live_rmse", 1.5, None, "ok", 8), ("live_mae", 1.2, None, "ok", 8)]
+
+
+def test_monitoring_rows_are_the_table_schema_and_read_back_unchanged(spark):
+    row = MonitoringRow("b2", "b1", "_model", "live_accuracy", 0.7, None, 0.8, 0.65, "warn",
+                        12, "m", "3", "train1", "mon1", RUN.monitored_at)
+
+    frame = spark.createDataFrame([row.record()], monitoring_schema())
+
+    assert frame.columns == [
+        "_batch_id", "scored_batch", "feature", "metric", "value", "p_value", "warn", "alert",
+        "status", "rows", "model_name", "model_version", "model_run_id", "monitor_run_id",
+        "monitored_at"]
+    assert [f.dataType.simpleString() for f in frame.schema.fields] == [
+        "string", "string", "string", "string", "double", "double", "double", "double",
+        "string", "bigint", "string", "string", "string", "string", "timestamp"]
+    assert [MonitoringRow.from_row(r) for r in frame.collect()] == [row]
 
 
 def test_live_metrics_join_labels_by_key_per_scored_batch(spark):

@@ -1,6 +1,6 @@
 """The retrain rules of ``pipeline --mode continuous`` (``dataset.retrain``), on small inputs.
 
-``_reasons(settings, monitor_summary, new_labelled)`` is the whole decision: any
+``_reasons(settings, monitor_outcome, new_labelled)`` is the whole decision: any
 reason retrains (``enabled: false`` still records them). Each rule is tested alone,
 at its boundary, with the others switched off; no Spark, no MLflow.
 """
