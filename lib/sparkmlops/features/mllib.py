@@ -355,7 +355,8 @@ def derived_stage(derived: list[DerivedFeature]) -> SQLTransformer:
 
 
 def transform_stage(transform: TransformFeature) -> PythonFeatureTransformer:
-    """The Python stage of a transform, keeping the function's import path, not its name."""
+    """The Python stage of a transform: it saves a built-in transform by its registered name,
+    any other function by its import path (``PythonFeatureTransformer.write``)."""
     function = resolve_transform(transform.function)
     return PythonFeatureTransformer(function=import_path(function),
                                     paramsJson=json.dumps(transform.params, sort_keys=True),

@@ -1,4 +1,4 @@
-"""``sparkmlops init DIR``: a new project that uses sparkmlops (``sparkmlops/scaffold``).
+"""``sparkmlops init DIR``: a new project that uses sparkmlops (``init/project.py``).
 
 Reads no config (it writes the conf dir): the CLI loads no settings and starts no
 Spark session for it. ``--dataset`` names the example dataset.

@@ -2,7 +2,7 @@
 
 Stages never call ``MlflowClient`` themselves: a step gets a ``ModelRegistry`` from its
 tracker (``tracker.registry``), so its registry calls are timed as tracking time, and
-the code that decides (``registry.promotion``) can be read without MLflow in mind.
+the code that decides (``promote.promotion``) can be read without MLflow in mind.
 """
 
 from __future__ import annotations
