@@ -7,8 +7,15 @@ import pyspark.sql.functions as F
 import pytest
 
 from sparkmlops.errors import MissingInputError
-from sparkmlops.ingest.step import ingest_batch, ingest_step
+from sparkmlops.ingest.step import IngestResult, ingest_batch, ingest_step
 from sparkmlops.tables import current_version, dataset_tables, read_table
+
+
+def _ingest_batch(spark, settings, batch_id: str, path: str) -> IngestResult:
+    """Every file under ``path`` into bronze and quarantine, as the dataset reads them."""
+    dataset = settings.dataset
+    return ingest_batch(spark, dataset_tables(settings), batch_id, source=dataset.source,
+                        columns=dataset.schema_, write=dataset.write, path=path)
 
 
 def _non_finite(csv) -> list[str]:
@@ -92,7 +99,7 @@ def test_bad_rows_go_to_quarantine_with_reason_and_good_rows_to_bronze(spark, ma
     ])
     settings = make_settings()
 
-    result = ingest_batch(spark, settings, "b1", source_path=str(landing))
+    result = _ingest_batch(spark, settings, "b1", str(landing))
 
     assert (result.rows_in, result.bronze.rows, result.rows_quarantined) == (4, 2, 2)
     bronze = read_table(spark, dataset_tables(settings).bronze)
@@ -118,9 +125,9 @@ def test_bronze_is_a_real_delta_table_with_one_commit_per_batch(spark, make_sett
     landing = landing_csv.write(tmp_path / "landing", "a.csv", landing_csv.birds(1, 2))
     settings = make_settings()
 
-    ingest_batch(spark, settings, "b1", source_path=str(landing))
+    _ingest_batch(spark, settings, "b1", str(landing))
     landing_csv.write(tmp_path / "landing2", "b.csv", landing_csv.birds(3))
-    ingest_batch(spark, settings, "b2", source_path=str(tmp_path / "landing2"))
+    _ingest_batch(spark, settings, "b2", str(tmp_path / "landing2"))
 
     bronze = dataset_tables(settings).bronze
     log = sorted(p.name for p in Path(bronze.path, "_delta_log").glob("*.json"))
@@ -158,12 +165,12 @@ def test_forced_rerun_replaces_the_batch_without_doubling(spark, make_settings, 
 
 def test_missing_landing_path_is_a_clear_error(spark, make_settings, tmp_path):
     with pytest.raises(MissingInputError, match="input path does not exist: .*nowhere"):
-        ingest_batch(spark, make_settings(), "b1", source_path=str(tmp_path / "nowhere"))
+        _ingest_batch(spark, make_settings(), "b1", str(tmp_path / "nowhere"))
 
 
 def test_only_new_files_are_ingested_and_recorded_in_manifest_and_log(spark, make_settings,
                                                                       tmp_path, landing_csv):
-    from sparkmlops.ingest.records import default_batch_id
+    from sparkmlops.ingest.step import default_batch_id
 
     landing = landing_csv.write(tmp_path / "landing", "a.csv", landing_csv.birds(1, 2))
     settings = make_settings(f"dataset.source.path={landing}")

@@ -11,8 +11,8 @@ from pyspark.sql.types import TimestampType
 
 from sparkmlops.cli import main
 from sparkmlops.features.step import features_step
-from sparkmlops.ingest.records import ChangedLandingFileError, default_batch_id
-from sparkmlops.ingest.step import ingest_step
+from sparkmlops.ingest.records import ChangedLandingFileError
+from sparkmlops.ingest.step import default_batch_id, ingest_step
 from sparkmlops.tables import current_version, dataset_tables, read_table, table_ref
 from sparkmlops.validate.step import validate_step
 

@@ -12,13 +12,9 @@ import pytest
 
 from sparkmlops.cli import main
 from sparkmlops.features.step import features_step
-from sparkmlops.ingest import records
-from sparkmlops.ingest.records import (
-    ChangedLandingFileError,
-    default_batch_id,
-    plan_landing,
-)
-from sparkmlops.ingest.step import ingest_step
+from sparkmlops.ingest import landing as landing_files
+from sparkmlops.ingest.records import ChangedLandingFileError
+from sparkmlops.ingest.step import default_batch_id, ingest_step, landing_plan
 from sparkmlops.tables import (
     current_version,
     dataset_tables,
@@ -100,9 +96,10 @@ def test_a_touch_under_another_batch_id_writes_no_rows(
     assert current_version(spark, dataset_tables(settings).bronze) == before["bronze"]
     assert read_table(spark, dataset_tables(settings).bronze).count() == 2
     # recorded once: the next run knows the file by its listing and hashes nothing
-    records._HASHES.clear()
-    assert plan_landing(spark, dataset_tables(settings).manifest, str(landing)).read == []
-    assert records._HASHES == {}
+    landing_files._HASHES.clear()
+    assert landing_plan(spark, dataset_tables(settings).manifest, str(landing),
+                        settings.dataset.source).read == []
+    assert landing_files._HASHES == {}
     assert ingest_step(spark, settings, "b2").summary == {"skipped": True, "bronze_rows": 0}
     assert _versions(spark, settings)["manifest"] == before["manifest"] + 1
 

@@ -9,8 +9,8 @@ import os
 import time
 from pathlib import Path
 
-from sparkmlops.ingest.records import MANIFEST_SCHEMA, default_batch_id
-from sparkmlops.ingest.step import ingest_step
+from sparkmlops.ingest.records import MANIFEST_SCHEMA
+from sparkmlops.ingest.step import default_batch_id, ingest_step
 from sparkmlops.tables import dataset_tables, read_table, table_exists
 
 
