@@ -7,8 +7,15 @@ import pyspark.sql.functions as F
 import pytest
 
 from sparkmlops.errors import MissingInputError
-from sparkmlops.ingest.step import IngestResult, ingest_batch, ingest_step
+from sparkmlops.ingest.step import IngestOutcome, IngestResult, ingest_batch, ingest_step
 from sparkmlops.tables import current_version, dataset_tables, read_table
+
+
+def _outcome(result: IngestOutcome, **counts: int | bool) -> IngestOutcome:
+    """``result`` as it should be: ``counts`` and every other count 0 (its run and versions
+    as they are)."""
+    return IngestOutcome(result.run_id, result.outputs, bronze_version=result.bronze_version,
+                         **counts)
 
 
 def _ingest_batch(spark, settings, batch_id: str, path: str) -> IngestResult:
@@ -33,9 +40,9 @@ def test_nan_and_infinity_in_a_csv_go_to_quarantine_with_the_column(spark, make_
     landing = landing_csv.write(tmp_path / "landing", "part1.csv", _non_finite(landing_csv))
     settings = make_settings(f"dataset.source.path={landing}")
 
-    summary = ingest_step(spark, settings, "b1").summary
+    result = ingest_step(spark, settings, "b1")
 
-    assert summary == {"rows_in": 7, "bronze_rows": 2, "quarantined": 5, "files": 1}
+    assert result == _outcome(result, rows_in=7, bronze_rows=2, quarantined=5, files=1)
     bronze = read_table(spark, dataset_tables(settings).bronze)
     assert sorted((r.sample_number, r.culmen_length_mm) for r in bronze.collect()) == [
         (1, 39.1), (6, None)]
@@ -55,9 +62,9 @@ def test_a_column_may_allow_nan_and_infinity(spark, make_settings, tmp_path, lan
     settings = make_settings(f"dataset.source.path={landing}",
                              "dataset.schema.9.allow_non_finite=true")
 
-    summary = ingest_step(spark, settings, "b1").summary
+    result = ingest_step(spark, settings, "b1")
 
-    assert summary == {"rows_in": 7, "bronze_rows": 6, "quarantined": 1, "files": 1}
+    assert result == _outcome(result, rows_in=7, bronze_rows=6, quarantined=1, files=1)
     bronze = read_table(spark, dataset_tables(settings).bronze)
     assert sorted((r.sample_number, str(r.culmen_length_mm)) for r in bronze.collect()) == [
         (1, "39.1"), (2, "inf"), (3, "-inf"), (4, "nan"), (5, "-inf"), (6, "None")]
@@ -77,9 +84,9 @@ def test_nan_and_infinity_in_json_lines_go_to_quarantine(spark, make_settings, t
     settings = make_settings(f"dataset.source.path={landing}", "dataset.source.format=json",
                              "dataset.source.options={}")
 
-    summary = ingest_step(spark, settings, "b1").summary
+    result = ingest_step(spark, settings, "b1")
 
-    assert summary == {"rows_in": 4, "bronze_rows": 2, "quarantined": 2, "files": 1}
+    assert result == _outcome(result, rows_in=4, bronze_rows=2, quarantined=2, files=1)
     bronze = read_table(spark, dataset_tables(settings).bronze)
     assert sorted((r.sample_number, r.culmen_length_mm) for r in bronze.collect()) == [
         (1, 45.2), (4, None)]
@@ -146,8 +153,9 @@ def test_rerunning_a_batch_changes_nothing(spark, make_settings, tmp_path, landi
     version = current_version(spark, bronze)
     second = ingest_step(spark, settings, "b1")
 
-    assert first.summary == {"rows_in": 2, "bronze_rows": 2, "quarantined": 0, "files": 1}
-    assert second.summary == {"skipped": True, "bronze_rows": 2}
+    assert first == _outcome(first, rows_in=2, bronze_rows=2, files=1)
+    assert second == _outcome(second, skipped=True, bronze_rows=2)
+    assert second.bronze_version == first.bronze_version
     assert current_version(spark, bronze) == version
     assert read_table(spark, bronze).count() == 2
 
@@ -183,7 +191,7 @@ def test_only_new_files_are_ingested_and_recorded_in_manifest_and_log(spark, mak
     second = ingest_step(spark, settings, second_batch)
 
     assert second_batch != first_batch
-    assert second.summary == {"rows_in": 3, "bronze_rows": 2, "quarantined": 1, "files": 1}
+    assert second == _outcome(second, rows_in=3, bronze_rows=2, quarantined=1, files=1)
     bronze = read_table(spark, dataset_tables(settings).bronze)
     assert sorted((r._batch_id == second_batch, r.sample_number) for r in bronze.collect()) == [
         (False, 1), (False, 2), (True, 3), (True, 5)]
@@ -195,4 +203,4 @@ def test_only_new_files_are_ingested_and_recorded_in_manifest_and_log(spark, mak
             for r in ingest_log.collect()] == [(1, 2, 2, 0), (1, 3, 2, 1)]
     # nothing new: the default batch is the latest one, and ingesting it changes nothing
     assert default_batch_id(spark, settings) == second_batch
-    assert ingest_step(spark, settings, second_batch).summary["skipped"] is True
+    assert ingest_step(spark, settings, second_batch).skipped is True
