@@ -184,7 +184,7 @@ class PipelineRun:
 @pytest.fixture(scope="session")
 def pipeline_run(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> PipelineRun:
     """The whole pipeline once on the bundled sample, into a session temp dir."""
-    from sparkmlops.ingest.records import default_batch_id
+    from sparkmlops.ingest.step import default_batch_id
     from sparkmlops.pipeline.step import run_pipeline
 
     state_dir = tmp_path_factory.mktemp("pipeline_run")

@@ -146,7 +146,7 @@ def one_line(message: str) -> str:
 
 
 def _default_batch_id(spark: Any, settings: Settings) -> str:
-    from sparkmlops.ingest.records import default_batch_id
+    from sparkmlops.ingest.step import default_batch_id
 
     return default_batch_id(spark, settings)
 

@@ -78,11 +78,15 @@ class FeatureTransformError(SparkmlopsError):
     """A Python feature transform cannot be imported or did not add its declared columns."""
 
 
-def check_reconciled(what: str, rows_in: int, **rows_out: int) -> None:
-    """Raise ReconciliationError unless ``rows_in`` equals the sum of ``rows_out``.
+def check_reconciled(
+    what: str, rows_in: int, *, error: type[ReconciliationError] = ReconciliationError,
+    **rows_out: int,
+) -> None:
+    """Raise ``error`` unless ``rows_in`` equals the sum of ``rows_out``.
 
     Every step that moves rows checks this before it reports: nothing lost, nothing
-    doubled. ``what`` names the step and batch, e.g. ``"validate batch b1: 10 bronze rows"``.
+    doubled. ``what`` names the step and batch, e.g. ``"validate batch b1: 10 bronze rows"``;
+    ``error`` is the step's own subclass of ReconciliationError where it has one.
 
     Example::
 
@@ -91,5 +95,5 @@ def check_reconciled(what: str, rows_in: int, **rows_out: int) -> None:
     """
     if rows_in != sum(rows_out.values()):
         parts = ", ".join(f"{count} {name.replace('_', ' ')}" for name, count in rows_out.items())
-        raise ReconciliationError(f"{what} but {parts}")
+        raise error(f"{what} but {parts}")
 

@@ -17,7 +17,9 @@ def test_every_generated_row_lands_in_bronze(spark, tmp_path, make_settings):
     landing = write_landing(spark, ROWS, str(tmp_path / "landing"), seed=7, files=4)
     settings = make_settings()
 
-    result = ingest_batch(spark, settings, "bdatagen", source_path=landing)
+    dataset = settings.dataset
+    result = ingest_batch(spark, dataset_tables(settings), "bdatagen", source=dataset.source,
+                          columns=dataset.schema_, write=dataset.write, path=landing)
 
     assert result.rows_in == ROWS
     assert result.bronze.rows + result.rows_quarantined == result.rows_in
@@ -30,7 +32,9 @@ def test_spoiled_rows_are_quarantined_with_their_position(spark, tmp_path, make_
                             bad_fraction=0.05)
     settings = make_settings()
 
-    result = ingest_batch(spark, settings, "bdatagen", source_path=landing)
+    dataset = settings.dataset
+    result = ingest_batch(spark, dataset_tables(settings), "bdatagen", source=dataset.source,
+                          columns=dataset.schema_, write=dataset.write, path=landing)
 
     spoiled = sorted(
         (path, n) for path in Path(landing).glob("part-*.csv")

@@ -36,7 +36,7 @@ from mlflow.tracking import MlflowClient
 from pyspark.sql import SparkSession
 
 from sparkmlops.config import load_settings
-from sparkmlops.ingest.step import ingest_step
+from sparkmlops.ingest.step import IngestOutcome, ingest_step
 from sparkmlops.tables import dataset_tables
 
 pytestmark = pytest.mark.e2e
@@ -111,16 +111,6 @@ class Job:
     def failure(self) -> str:
         return (f"ingest {self.batch_id} exited {self.proc.returncode}\n"
                 f"stdout:\n{self.stdout[-2000:]}\nstderr tail:\n{self.stderr[-4000:]}")
-
-    def summary(self) -> dict[str, int]:
-        """The counts and the bronze version the job printed (its step summary)."""
-        out = self.stdout
-        found = {key: re.search(rf"^\s*{key}: (\d+)$", out, re.M)
-                 for key in ("rows_in", "bronze_rows", "quarantined")}
-        found["bronze_version"] = re.search(r"^\s*wrote bronze\.penguins v(\d+)$", out, re.M)
-        missing = [k for k, m in found.items() if m is None]
-        assert not missing, f"no {missing} in the output of ingest {self.batch_id}:\n{out}"
-        return {k: int(m.group(1)) for k, m in found.items() if m is not None}
 
 
 @pytest.fixture
@@ -221,6 +211,14 @@ def history(spark: SparkSession, path: Path) -> list:
                   key=lambda h: h["version"])
 
 
+def ingest_log(spark: SparkSession, state_dir: Path) -> dict[str, tuple[int, int, int, int]]:
+    """What each batch's ingest recorded: rows in, bronze rows, quarantined rows and the
+    bronze version it committed."""
+    df = DeltaTable.forPath(spark, str(lake(state_dir, "ingest_log"))).toDF()
+    return {r["_batch_id"]: (r["rows_in"], r["bronze_rows"], r["quarantined_rows"],
+                             r["bronze_version"]) for r in df.collect()}
+
+
 def referenced_files(spark: SparkSession, path: Path) -> set[str]:
     """Names of the data files in the table's current snapshot."""
     return {Path(f).name for f in spark.read.format("delta").load(str(path)).inputFiles()}
@@ -313,7 +311,7 @@ def test_kill_mid_bronze_write_leaves_previous_version_and_rerun_lands_batch_onc
 
     # --- the same batch again, to completion: in this process, as the kill needs a process
     # of its own and the re-run does not (a spark-submit would pay a JVM start; the
-    # concurrent test below checks the job's exit code and printed summary)
+    # concurrent test below checks the jobs' exit codes and what they recorded)
     started = time.monotonic()
     rerun = ingest_step(spark, load_settings("local", "penguins", overrides=[
         f"state_dir={state_dir}", f"dataset.source.path={big}"]), "big1")
@@ -321,20 +319,19 @@ def test_kill_mid_bronze_write_leaves_previous_version_and_rerun_lands_batch_onc
 
     bronze_big = batch_rows(spark, bronze_dir, "big1")
     quarantine_big = batch_rows(spark, quarantine_dir, "big1", "step = 'ingest'")
-    summary = {**rerun.summary, "bronze_version": rerun.outputs["bronze.penguins"]}
     bronze_history = history(spark, bronze_dir)
     versions = [(h["version"], h["operation"]) for h in bronze_history]
     note(f"after the re-run: bronze history {versions}, "
          f"rows by batch {rows_by_batch(spark, bronze_dir)}, quarantine big1 {quarantine_big}, "
-         f"summary {summary}")
+         f"outcome {rerun}")
     assert versions == [(0, "WRITE"), (1, "WRITE")]
     assert rows_by_batch(spark, bronze_dir) == {"small0": n0, "big1": bronze_big}
     assert (bronze_big, quarantine_big) == (BIG_ROWS, len(BAD_ROWS))
     assert bronze_big + quarantine_big == rows_in
     assert duplicate_keys(spark, bronze_dir, "big1") == 0
-    assert summary == {"rows_in": rows_in, "bronze_rows": BIG_ROWS,
-                       "quarantined": len(BAD_ROWS), "files": BIG_FILES + 1,
-                       "bronze_version": 1}
+    assert rerun == IngestOutcome(rerun.run_id, rerun.outputs, bronze_version=1,
+                                  rows_in=rows_in, bronze_rows=BIG_ROWS,
+                                  quarantined=len(BAD_ROWS), files=BIG_FILES + 1)
     # the killed run's files stay orphaned (VACUUM removes them), never part of the table
     assert not set(orphans) & referenced_files(spark, bronze_dir)
 
@@ -404,7 +401,7 @@ def test_concurrent_ingests_of_two_batches_both_land_completely(spark, tmp_path,
     assert total == sum(expected.values())
 
     # one commit per batch on top of v0 (a retried conflict commits nothing), and each
-    # job reports the version that holds its own batch
+    # job records the version that holds its own batch
     assert [h["version"] for h in bronze_history] == [0, 1, 2]
     assert all(h["operation"] == "WRITE" for h in bronze_history)
     commit_of = {}
@@ -415,9 +412,9 @@ def test_concurrent_ingests_of_two_batches_both_land_completely(spark, tmp_path,
         commit_of[owners[0]] = h["version"]
         assert int(h["operationMetrics"]["numOutputRows"]) == expected[owners[0]]
     assert sorted(commit_of) == sorted(CONCURRENT_ROWS)
-    for batch, job in started.items():
-        summary = job.summary()
-        note(f"{batch} summary: {summary}")
-        assert summary == {"rows_in": CONCURRENT_ROWS[batch], "bronze_rows": expected[batch],
-                           "quarantined": CONCURRENT_ROWS[batch] - expected[batch],
-                           "bronze_version": commit_of[batch]}, batch
+    recorded = ingest_log(spark, state_dir)
+    note(f"ingest log: {recorded}")
+    assert sorted(recorded) == sorted(["small0", *CONCURRENT_ROWS])
+    assert {batch: recorded[batch] for batch in CONCURRENT_ROWS} == {
+        batch: (rows, expected[batch], rows - expected[batch], commit_of[batch])
+        for batch, rows in CONCURRENT_ROWS.items()}

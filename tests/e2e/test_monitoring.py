@@ -17,7 +17,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from sparkmlops.config import Settings, load_settings
-from sparkmlops.ingest.records import default_batch_id
+from sparkmlops.ingest.step import default_batch_id
 from sparkmlops.monitor.step import MonitorOutcome, monitor_step
 from sparkmlops.pipeline.step import PipelineResult, run_pipeline
 from sparkmlops.pipeline.summary import pipeline_summary

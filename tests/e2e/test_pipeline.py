@@ -13,8 +13,7 @@ import pytest
 from delta.tables import DeltaTable
 from mlflow.tracking import MlflowClient
 
-from sparkmlops.ingest.records import default_batch_id
-from sparkmlops.ingest.step import IngestOutcome
+from sparkmlops.ingest.step import IngestOutcome, default_batch_id
 from sparkmlops.pipeline.step import BATCH_STEPS, run_pipeline
 from sparkmlops.predict.step import PredictOutcome
 from sparkmlops.promote.step import PromoteOutcome

@@ -21,8 +21,7 @@ from sparkmlops.config import Settings, load_settings
 from sparkmlops.errors import MissingInputError
 from sparkmlops.features.mllib import LABEL_COLUMN
 from sparkmlops.features.step import features_step
-from sparkmlops.ingest.records import default_batch_id
-from sparkmlops.ingest.step import ingest_step
+from sparkmlops.ingest.step import default_batch_id, ingest_step
 from sparkmlops.promote.step import promote_step
 from sparkmlops.tables import dataset_tables, read_table
 from sparkmlops.tracking.registry import CHALLENGER, CHAMPION, ModelRegistry

@@ -1,4 +1,5 @@
-"""Batch ids are checked at the CLI and library edge; predicates are never pasted SQL."""
+"""Batch ids: the default one follows the landing files' bytes; ids are checked at the CLI
+and library edge; predicates are never pasted SQL."""
 
 from __future__ import annotations
 
@@ -8,12 +9,50 @@ from chispa import assert_df_equality
 
 from sparkmlops.cli import main
 from sparkmlops.errors import InvalidBatchIdError
+from sparkmlops.ingest.step import default_batch_id
 from sparkmlops.tables import BATCH_COLUMN, TableRef, current_version, read_batch, read_table
 from sparkmlops.tracking.runs import step_run
 from sparkmlops.writes import replace_batch, replace_where
 
 # the id that made a replaceWhere predicate match every row (issue 11, case 5)
 ESCAPING_ID = "x\\' OR 1=1 --"
+
+
+def test_default_batch_id_is_deterministic_and_follows_the_files(spark, tmp_path, landing_csv,
+                                                                  make_settings):
+    landing = landing_csv.write(tmp_path / "landing", "a.csv", landing_csv.birds(1))
+    settings = make_settings(f"dataset.source.path={landing}")  # no manifest: every file is new
+
+    first = default_batch_id(spark, settings)
+    again = default_batch_id(spark, settings)
+    landing_csv.write(landing, "b.csv", landing_csv.birds(2))
+    changed = default_batch_id(spark, settings)
+
+    (landing / "_temporary" / "0").mkdir(parents=True)
+    (landing / "_temporary" / "0" / "part-0.csv").write_text("left by a failed write")
+    (landing / ".hidden.csv").write_text("x")
+    with_hidden = default_batch_id(spark, settings)
+
+    assert first == again
+    assert first != changed
+    assert with_hidden == changed
+    assert first.startswith("b") and len(first) == 13
+
+
+def test_default_batch_id_follows_content_not_mtime(spark, tmp_path, landing_csv, touch,
+                                                    make_settings):
+    landing = tmp_path / "landing"
+    settings = make_settings(f"dataset.source.path={landing}")  # no manifest: every file is new
+    landing_csv.write(landing, "a.csv", landing_csv.birds(1))
+    first = default_batch_id(spark, settings)
+    touch(landing / "a.csv")
+    touched = default_batch_id(spark, settings)
+    landing_csv.write(landing, "a.csv", landing_csv.birds(2))
+    changed = default_batch_id(spark, settings)
+
+    assert touched == first
+    assert changed != first
+    assert first.startswith("b") and len(first) == 13
 
 
 @pytest.mark.parametrize("batch_id", [ESCAPING_ID, "b1 -- x", "é", "b" * 500])

@@ -7,8 +7,22 @@ import pyspark.sql.functions as F
 import pytest
 
 from sparkmlops.errors import MissingInputError
-from sparkmlops.ingest.step import ingest_batch, ingest_step
+from sparkmlops.ingest.step import IngestOutcome, IngestResult, ingest_batch, ingest_step
 from sparkmlops.tables import current_version, dataset_tables, read_table
+
+
+def _outcome(result: IngestOutcome, **counts: int | bool) -> IngestOutcome:
+    """``result`` as it should be: ``counts`` and every other count 0 (its run and versions
+    as they are)."""
+    return IngestOutcome(result.run_id, result.outputs, bronze_version=result.bronze_version,
+                         **counts)
+
+
+def _ingest_batch(spark, settings, batch_id: str, path: str) -> IngestResult:
+    """Every file under ``path`` into bronze and quarantine, as the dataset reads them."""
+    dataset = settings.dataset
+    return ingest_batch(spark, dataset_tables(settings), batch_id, source=dataset.source,
+                        columns=dataset.schema_, write=dataset.write, path=path)
 
 
 def _non_finite(csv) -> list[str]:
@@ -26,9 +40,9 @@ def test_nan_and_infinity_in_a_csv_go_to_quarantine_with_the_column(spark, make_
     landing = landing_csv.write(tmp_path / "landing", "part1.csv", _non_finite(landing_csv))
     settings = make_settings(f"dataset.source.path={landing}")
 
-    summary = ingest_step(spark, settings, "b1").summary
+    result = ingest_step(spark, settings, "b1")
 
-    assert summary == {"rows_in": 7, "bronze_rows": 2, "quarantined": 5, "files": 1}
+    assert result == _outcome(result, rows_in=7, bronze_rows=2, quarantined=5, files=1)
     bronze = read_table(spark, dataset_tables(settings).bronze)
     assert sorted((r.sample_number, r.culmen_length_mm) for r in bronze.collect()) == [
         (1, 39.1), (6, None)]
@@ -48,9 +62,9 @@ def test_a_column_may_allow_nan_and_infinity(spark, make_settings, tmp_path, lan
     settings = make_settings(f"dataset.source.path={landing}",
                              "dataset.schema.9.allow_non_finite=true")
 
-    summary = ingest_step(spark, settings, "b1").summary
+    result = ingest_step(spark, settings, "b1")
 
-    assert summary == {"rows_in": 7, "bronze_rows": 6, "quarantined": 1, "files": 1}
+    assert result == _outcome(result, rows_in=7, bronze_rows=6, quarantined=1, files=1)
     bronze = read_table(spark, dataset_tables(settings).bronze)
     assert sorted((r.sample_number, str(r.culmen_length_mm)) for r in bronze.collect()) == [
         (1, "39.1"), (2, "inf"), (3, "-inf"), (4, "nan"), (5, "-inf"), (6, "None")]
@@ -70,9 +84,9 @@ def test_nan_and_infinity_in_json_lines_go_to_quarantine(spark, make_settings, t
     settings = make_settings(f"dataset.source.path={landing}", "dataset.source.format=json",
                              "dataset.source.options={}")
 
-    summary = ingest_step(spark, settings, "b1").summary
+    result = ingest_step(spark, settings, "b1")
 
-    assert summary == {"rows_in": 4, "bronze_rows": 2, "quarantined": 2, "files": 1}
+    assert result == _outcome(result, rows_in=4, bronze_rows=2, quarantined=2, files=1)
     bronze = read_table(spark, dataset_tables(settings).bronze)
     assert sorted((r.sample_number, r.culmen_length_mm) for r in bronze.collect()) == [
         (1, 45.2), (4, None)]
@@ -92,7 +106,7 @@ def test_bad_rows_go_to_quarantine_with_reason_and_good_rows_to_bronze(spark, ma
     ])
     settings = make_settings()
 
-    result = ingest_batch(spark, settings, "b1", source_path=str(landing))
+    result = _ingest_batch(spark, settings, "b1", str(landing))
 
     assert (result.rows_in, result.bronze.rows, result.rows_quarantined) == (4, 2, 2)
     bronze = read_table(spark, dataset_tables(settings).bronze)
@@ -118,9 +132,9 @@ def test_bronze_is_a_real_delta_table_with_one_commit_per_batch(spark, make_sett
     landing = landing_csv.write(tmp_path / "landing", "a.csv", landing_csv.birds(1, 2))
     settings = make_settings()
 
-    ingest_batch(spark, settings, "b1", source_path=str(landing))
+    _ingest_batch(spark, settings, "b1", str(landing))
     landing_csv.write(tmp_path / "landing2", "b.csv", landing_csv.birds(3))
-    ingest_batch(spark, settings, "b2", source_path=str(tmp_path / "landing2"))
+    _ingest_batch(spark, settings, "b2", str(tmp_path / "landing2"))
 
     bronze = dataset_tables(settings).bronze
     log = sorted(p.name for p in Path(bronze.path, "_delta_log").glob("*.json"))
@@ -139,8 +153,9 @@ def test_rerunning_a_batch_changes_nothing(spark, make_settings, tmp_path, landi
     version = current_version(spark, bronze)
     second = ingest_step(spark, settings, "b1")
 
-    assert first.summary == {"rows_in": 2, "bronze_rows": 2, "quarantined": 0, "files": 1}
-    assert second.summary == {"skipped": True, "bronze_rows": 2}
+    assert first == _outcome(first, rows_in=2, bronze_rows=2, files=1)
+    assert second == _outcome(second, skipped=True, bronze_rows=2)
+    assert second.bronze_version == first.bronze_version
     assert current_version(spark, bronze) == version
     assert read_table(spark, bronze).count() == 2
 
@@ -158,12 +173,12 @@ def test_forced_rerun_replaces_the_batch_without_doubling(spark, make_settings, 
 
 def test_missing_landing_path_is_a_clear_error(spark, make_settings, tmp_path):
     with pytest.raises(MissingInputError, match="input path does not exist: .*nowhere"):
-        ingest_batch(spark, make_settings(), "b1", source_path=str(tmp_path / "nowhere"))
+        _ingest_batch(spark, make_settings(), "b1", str(tmp_path / "nowhere"))
 
 
 def test_only_new_files_are_ingested_and_recorded_in_manifest_and_log(spark, make_settings,
                                                                       tmp_path, landing_csv):
-    from sparkmlops.ingest.records import default_batch_id
+    from sparkmlops.ingest.step import default_batch_id
 
     landing = landing_csv.write(tmp_path / "landing", "a.csv", landing_csv.birds(1, 2))
     settings = make_settings(f"dataset.source.path={landing}")
@@ -176,7 +191,7 @@ def test_only_new_files_are_ingested_and_recorded_in_manifest_and_log(spark, mak
     second = ingest_step(spark, settings, second_batch)
 
     assert second_batch != first_batch
-    assert second.summary == {"rows_in": 3, "bronze_rows": 2, "quarantined": 1, "files": 1}
+    assert second == _outcome(second, rows_in=3, bronze_rows=2, quarantined=1, files=1)
     bronze = read_table(spark, dataset_tables(settings).bronze)
     assert sorted((r._batch_id == second_batch, r.sample_number) for r in bronze.collect()) == [
         (False, 1), (False, 2), (True, 3), (True, 5)]
@@ -188,4 +203,4 @@ def test_only_new_files_are_ingested_and_recorded_in_manifest_and_log(spark, mak
             for r in ingest_log.collect()] == [(1, 2, 2, 0), (1, 3, 2, 1)]
     # nothing new: the default batch is the latest one, and ingesting it changes nothing
     assert default_batch_id(spark, settings) == second_batch
-    assert ingest_step(spark, settings, second_batch).summary["skipped"] is True
+    assert ingest_step(spark, settings, second_batch).skipped is True

@@ -10,17 +10,24 @@ import pytest
 
 from sparkmlops.cli import main
 from sparkmlops.ingest.landing import MalformedCsvError, SchemaMismatchError
-from sparkmlops.ingest.step import ingest_step
+from sparkmlops.ingest.step import IngestOutcome, ingest_step
 from sparkmlops.tables import dataset_tables, read_table, table_exists, table_ref
 
 UNPARSEABLE = "unparseable record: malformed line or value not castable to its type"
 LAYERS = ("bronze", "quarantine", "manifest", "ingest_log")
 
 
+def _outcome(result: IngestOutcome, **counts: int | bool) -> IngestOutcome:
+    """``result`` as it should be: ``counts`` and every other count 0 (its run and versions
+    as they are)."""
+    return IngestOutcome(result.run_id, result.outputs, bronze_version=result.bronze_version,
+                         **counts)
+
+
 @pytest.fixture
 def ingest(spark, make_settings, tmp_path, bad_inputs):
     """``ingest(*corpus_files, overrides=())``: the ingest step on those files of the corpus;
-    (settings, summary, bronze, quarantine), the counts checked to reconcile."""
+    (settings, outcome, bronze, quarantine), the counts checked to reconcile."""
     return lambda *names, overrides=(): _ingest(spark, make_settings, tmp_path, bad_inputs,
                                                 *names, overrides=overrides)
 
@@ -35,21 +42,20 @@ def _ingest(spark, make_settings, tmp_path, bad_inputs, *names: str,
     result = ingest_step(spark, settings, "b1")
     bronze = read_table(spark, dataset_tables(settings).bronze)
     quarantine = read_table(spark, dataset_tables(settings).quarantine)
-    summary = result.summary
-    assert summary["rows_in"] == summary["bronze_rows"] + summary["quarantined"]
-    assert bronze.count() == summary["bronze_rows"]
-    assert quarantine.count() == summary["quarantined"]
-    return settings, summary, bronze, quarantine
+    assert result.rows_in == result.bronze_rows + result.quarantined
+    assert bronze.count() == result.bronze_rows
+    assert quarantine.count() == result.quarantined
+    return settings, result, bronze, quarantine
 
 
 def test_columns_are_matched_by_header_name_not_position(ingest):
-    _, summary, bronze, _ = ingest("reordered_columns.csv")
+    _, result, bronze, _ = ingest("reordered_columns.csv")
 
     rows = sorted((r.study_name, r.sample_number, r.island, r.sex, r.body_mass_g, r.stage)
                   for r in bronze.collect())
     assert rows == [("PAL0708", 1, "Torgersen", "MALE", 3750.0, "Adult, 1 Egg Stage"),
                     ("PAL0708", 2, "Dream", "FEMALE", 3750.0, "Adult, 1 Egg Stage")]
-    assert summary == {"rows_in": 2, "bronze_rows": 2, "quarantined": 0, "files": 1}
+    assert result == _outcome(result, rows_in=2, bronze_rows=2, quarantined=0, files=1)
 
 
 def test_missing_required_column_rejects_the_batch_and_writes_nothing(
@@ -98,13 +104,13 @@ def test_a_nullable_column_missing_from_the_header_rejects_the_batch(
 
 
 def test_a_column_that_may_be_absent_reads_null_where_the_header_lacks_it(ingest):
-    _, summary, bronze, _ = ingest("missing_optional_column.csv", "bom.csv",
+    _, result, bronze, _ = ingest("missing_optional_column.csv", "bom.csv",
                                    overrides=("dataset.schema.16.may_be_absent=true",))
 
     assert sorted((r.sample_number, r.comments, r._source_file.rsplit("/", 1)[1])
                   for r in bronze.collect()) == [
         (1, None, "bom.csv"), (1, None, "missing_optional_column.csv")]
-    assert summary == {"rows_in": 2, "bronze_rows": 2, "quarantined": 0, "files": 2}
+    assert result == _outcome(result, rows_in=2, bronze_rows=2, quarantined=0, files=2)
 
 
 def test_a_renamed_header_exits_3_naming_the_file_and_the_column(
@@ -182,12 +188,11 @@ def test_undeclared_column_rejects_the_batch_when_policy_is_fail(
 
 
 def test_empty_and_header_only_files_hold_no_rows(ingest):
-    _, summary, _, _ = ingest("empty.csv", "header_only.csv",
+    _, result, _, _ = ingest("empty.csv", "header_only.csv",
                                "bom.csv")
 
     # a zero-byte file is an upload not finished: not ready, read once its bytes arrive
-    assert summary == {"rows_in": 1, "bronze_rows": 1, "quarantined": 0, "files": 2,
-                       "not_ready": 1}
+    assert result == _outcome(result, rows_in=1, bronze_rows=1, quarantined=0, files=2, not_ready=1)
 
 
 def test_utf8_bom_does_not_hide_the_first_column(ingest):
@@ -197,15 +202,15 @@ def test_utf8_bom_does_not_hide_the_first_column(ingest):
 
 
 def test_quoted_newline_stays_in_its_field(ingest):
-    _, summary, bronze, _ = ingest("quoted_newline.csv")
+    _, result, bronze, _ = ingest("quoted_newline.csv")
 
     rows = sorted((r.sample_number, r.comments) for r in bronze.collect())
     assert rows == [(1, "Nest lost\nafter storm, re-laid"), (2, None)]
-    assert summary["quarantined"] == 0
+    assert result.quarantined == 0
 
 
 def test_text_not_in_the_declared_encoding_is_quarantined(ingest):
-    _, summary, bronze, quarantine = ingest("latin1.csv")
+    _, result, bronze, quarantine = ingest("latin1.csv")
 
     assert [r.sample_number for r in bronze.collect()] == [2]
     assert [(r.step, r.reason) for r in quarantine.collect()] == [
@@ -214,7 +219,7 @@ def test_text_not_in_the_declared_encoding_is_quarantined(ingest):
 
 
 def test_malformed_values_and_nulls_in_required_columns(ingest):
-    _, summary, bronze, quarantine = ingest("malformed.csv")
+    _, result, bronze, quarantine = ingest("malformed.csv")
 
     assert [r.sample_number for r in bronze.collect()] == [3]
     assert sorted(r.reason for r in quarantine.collect()) == [
@@ -230,13 +235,13 @@ def test_malformed_values_and_nulls_in_required_columns(ingest):
 @pytest.mark.parametrize("multiline", ["true", "false"])
 def test_a_line_with_too_few_or_too_many_fields_is_quarantined(multiline, ingest):
     # Spark's CSV column pruning would turn a short line's missing fields into nulls
-    _, summary, bronze, quarantine = ingest("wrong_field_count.csv",
+    _, result, bronze, quarantine = ingest("wrong_field_count.csv",
         overrides=(f"dataset.source.options.multiLine={multiline}",))
 
     assert sorted(r.sample_number for r in bronze.collect()) == [1, 4]
     assert sorted((r._source_row, r.record.split(",")[1], r.reason) for r in quarantine.collect()) \
         == [(2, "2", UNPARSEABLE), (3, "3", UNPARSEABLE)]
-    assert summary == {"rows_in": 4, "bronze_rows": 2, "quarantined": 2, "files": 1}
+    assert result == _outcome(result, rows_in=4, bronze_rows=2, quarantined=2, files=1)
 
 
 def test_rows_are_located_in_large_split_files(spark, make_settings, tmp_path, bad_inputs):
@@ -258,7 +263,7 @@ def test_rows_are_located_in_large_split_files(spark, make_settings, tmp_path, b
         spark.conf.unset("spark.sql.files.maxPartitionBytes")
     quarantine = read_table(spark, dataset_tables(settings).quarantine).collect()
 
-    assert result.summary["rows_in"] == 3000 and len(quarantine) == 1
+    assert result.rows_in == 3000 and len(quarantine) == 1
     bad = quarantine[0]
     assert bad._source_offset > 0
     with open(landing / "big.csv", "rb") as f:
@@ -271,7 +276,7 @@ def test_rows_are_located_in_large_split_files(spark, make_settings, tmp_path, b
 def test_duplicate_keys_within_a_batch_are_kept_in_bronze_for_validation(ingest):
     # bronze is the raw, append-only record; the suite's compound-unique expectation
     # (critical) is what stops a batch with duplicate keys
-    _, summary, bronze, _ = ingest("duplicate_keys.csv")
+    _, result, bronze, _ = ingest("duplicate_keys.csv")
 
     assert sorted((r.sample_number, r.sex) for r in bronze.collect()) == [
         (1, "FEMALE"), (1, "MALE"), (2, "MALE")]
@@ -310,11 +315,11 @@ def test_json_lines_source_with_a_malformed_line(spark, make_settings, tmp_path)
     settings = make_settings(f"dataset.source.path={landing}", "dataset.source.format=json",
                              "dataset.source.options={}")
 
-    summary = ingest_step(spark, settings, "b1").summary
+    result = ingest_step(spark, settings, "b1")
     bronze = read_table(spark, dataset_tables(settings).bronze)
     quarantine = read_table(spark, dataset_tables(settings).quarantine)
 
-    assert summary == {"rows_in": 4, "bronze_rows": 2, "quarantined": 2, "files": 1}
+    assert result == _outcome(result, rows_in=4, bronze_rows=2, quarantined=2, files=1)
     assert sorted((r.sample_number, r.sex, r.body_mass_g) for r in bronze.collect()) == [
         (1, "MALE", 5000.0), (3, None, 5000.0)]
     assert sorted((r._source_row, r.record[:30]) for r in quarantine.collect()) == [
@@ -332,10 +337,10 @@ def test_parquet_source_and_a_rejected_type_change(spark, make_settings, tmp_pat
     settings = make_settings(f"dataset.source.path={good}", "dataset.source.format=parquet",
                              "dataset.source.options={}", *PARQUET_ABSENT)
 
-    summary = ingest_step(spark, settings, "b1").summary
+    result = ingest_step(spark, settings, "b1")
     quarantine = read_table(spark, dataset_tables(settings).quarantine).collect()
 
-    assert summary == {"rows_in": 3, "bronze_rows": 2, "quarantined": 1, "files": 1}
+    assert result == _outcome(result, rows_in=3, bronze_rows=2, quarantined=1, files=1)
     # Parquet gives the exact row index in the file
     assert [(r.reason, r._source_offset, r._source_row) for r in quarantine] == [
         ("null in required column study_name", 0, 2)]
@@ -406,7 +411,7 @@ def test_an_unclosed_quote_in_a_multi_line_csv_rejects_the_batch_naming_its_line
 def test_an_unclosed_quote_without_multi_line_ends_with_its_line(ingest):
     # Spark's line-by-line reader ends the open field at the line break: every record is
     # one row, the open quote is dropped, nothing is joined
-    _, summary, bronze, _ = ingest("unclosed_quote.csv", "unclosed_quote_then_quotes.csv",
+    _, result, bronze, _ = ingest("unclosed_quote.csv", "unclosed_quote_then_quotes.csv",
                                    overrides=("dataset.source.options.multiLine=false",))
 
     assert sorted((r._source_file.rsplit("/", 1)[1], r.sample_number, r.culmen_length_mm,
@@ -417,4 +422,4 @@ def test_an_unclosed_quote_without_multi_line_ends_with_its_line(ingest):
         ("unclosed_quote_then_quotes.csv", 2, 39.5, "Nest lost"),
         ("unclosed_quote_then_quotes.csv", 3, 40.3, None),
         ("unclosed_quote_then_quotes.csv", 4, 36.7, None)]
-    assert summary == {"rows_in": 8, "bronze_rows": 8, "quarantined": 0, "files": 2}
+    assert result == _outcome(result, rows_in=8, bronze_rows=8, quarantined=0, files=2)

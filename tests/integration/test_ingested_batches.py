@@ -11,12 +11,19 @@ from pyspark.sql.types import TimestampType
 
 from sparkmlops.cli import main
 from sparkmlops.features.step import features_step
-from sparkmlops.ingest.records import ChangedLandingFileError, default_batch_id
-from sparkmlops.ingest.step import ingest_step
+from sparkmlops.ingest.records import ChangedLandingFileError
+from sparkmlops.ingest.step import IngestOutcome, default_batch_id, ingest_step
 from sparkmlops.tables import current_version, dataset_tables, read_table, table_ref
 from sparkmlops.validate.step import validate_step
 
 LAYERS = ("bronze", "quarantine", "manifest", "ingest_log")
+
+
+def _outcome(result: IngestOutcome, **counts: int | bool) -> IngestOutcome:
+    """``result`` as it should be: ``counts`` and every other count 0 (its run and versions
+    as they are)."""
+    return IngestOutcome(result.run_id, result.outputs, bronze_version=result.bronze_version,
+                         **counts)
 
 
 def _rows(spark, settings, layer: str) -> list[tuple]:
@@ -66,10 +73,10 @@ def test_rerunning_an_ingested_batch_reads_no_new_file_and_changes_no_table(
 
     again = ingest_step(spark, settings, first)
     after_ingest = _versions(spark, settings)
-    validate_step(spark, settings, first, bronze_version=again.outputs["bronze.penguins"])
+    validate_step(spark, settings, first, bronze_version=again.bronze_version)
     features_step(spark, settings, first)
 
-    assert again.summary == {"skipped": True, "bronze_rows": 2, "pending": 1}
+    assert again == _outcome(again, skipped=True, bronze_rows=2, pending=1)
     assert after_ingest == versions
     assert _bronze(spark, settings) == [(1, "a.csv", first), (2, "a.csv", first),
                                         (3, "b.csv", second), (4, "b.csv", second),
@@ -83,15 +90,17 @@ def test_rerunning_an_ingested_batch_reads_no_new_file_and_changes_no_table(
     # the new file is the next batch's, and the one after that flips nothing
     third = default_batch_id(spark, settings)
     assert third not in (first, second)
-    assert ingest_step(spark, settings, third).summary == {
-        "rows_in": 1, "bronze_rows": 1, "quarantined": 0, "files": 1}
+    outcome = ingest_step(spark, settings, third)
+    assert outcome == _outcome(outcome, rows_in=1, bronze_rows=1, quarantined=0, files=1)
     expected_manifest = [("a.csv", first, "ingested"), ("b.csv", second, "ingested"),
                          ("c.csv", third, "ingested")]
     assert _manifest(spark, settings) == expected_manifest
     settled = _versions(spark, settings)
     assert default_batch_id(spark, settings) == third
-    assert ingest_step(spark, settings, third).summary == {"skipped": True, "bronze_rows": 1}
-    assert ingest_step(spark, settings, first).summary == {"skipped": True, "bronze_rows": 2}
+    outcome = ingest_step(spark, settings, third)
+    assert outcome == _outcome(outcome, skipped=True, bronze_rows=1)
+    outcome = ingest_step(spark, settings, first)
+    assert outcome == _outcome(outcome, skipped=True, bronze_rows=2)
     assert _versions(spark, settings) == settled
     assert _manifest(spark, settings) == expected_manifest
     assert [row[2] for row in _bronze(spark, settings)] == [first] * 2 + [second] * 3 + [third]
@@ -104,7 +113,7 @@ def test_force_rereads_exactly_the_batch_files_and_leaves_the_new_file(
 
     forced = ingest_step(spark, settings, first, force=True)
 
-    assert forced.summary == {"rows_in": 2, "bronze_rows": 2, "quarantined": 0, "files": 1}
+    assert forced == _outcome(forced, rows_in=2, bronze_rows=2, quarantined=0, files=1)
     assert _bronze(spark, settings) == [(1, "a.csv", first), (2, "a.csv", first),
                                         (3, "b.csv", second), (4, "b.csv", second),
                                         (5, "b.csv", second)]
@@ -112,8 +121,8 @@ def test_force_rereads_exactly_the_batch_files_and_leaves_the_new_file(
                                           ("b.csv", second, "ingested")]
     # the manifest knows a.csv's new mtime: the next plain ingest reads c.csv alone
     third = default_batch_id(spark, settings)
-    assert ingest_step(spark, settings, third).summary == {
-        "rows_in": 1, "bronze_rows": 1, "quarantined": 0, "files": 1}
+    outcome = ingest_step(spark, settings, third)
+    assert outcome == _outcome(outcome, rows_in=1, bronze_rows=1, quarantined=0, files=1)
 
 
 def test_force_refuses_a_batch_whose_file_is_gone_or_changed_and_writes_nothing(

@@ -12,13 +12,9 @@ import pytest
 
 from sparkmlops.cli import main
 from sparkmlops.features.step import features_step
-from sparkmlops.ingest import records
-from sparkmlops.ingest.records import (
-    ChangedLandingFileError,
-    default_batch_id,
-    plan_landing,
-)
-from sparkmlops.ingest.step import ingest_step
+from sparkmlops.ingest import landing as landing_files
+from sparkmlops.ingest.records import ChangedLandingFileError
+from sparkmlops.ingest.step import IngestOutcome, default_batch_id, ingest_step, landing_plan
 from sparkmlops.tables import (
     current_version,
     dataset_tables,
@@ -30,6 +26,13 @@ from sparkmlops.validate.step import validate_step
 
 KEYS = ["study_name", "species", "sample_number"]
 LAYERS = ("bronze", "quarantine", "manifest", "ingest_log")
+
+
+def _outcome(result: IngestOutcome, **counts: int | bool) -> IngestOutcome:
+    """``result`` as it should be: ``counts`` and every other count 0 (its run and versions
+    as they are)."""
+    return IngestOutcome(result.run_id, result.outputs, bronze_version=result.bronze_version,
+                         **counts)
 
 
 def _versions(spark, settings) -> dict[str, int | None]:
@@ -69,7 +72,7 @@ def test_touched_file_is_not_read_again_and_silver_and_gold_hold_each_key_once(
     assert (silver.count(), _duplicate_keys(silver)) == (342, 0)
     assert (gold.count(), _duplicate_keys(gold)) == (342, 0)
     assert second == first  # a touch is not new data: the default batch is the same one
-    assert again.summary == {"skipped": True, "bronze_rows": 344, "duplicates": 1}
+    assert again == _outcome(again, skipped=True, bronze_rows=344, duplicates=1)
     assert {k: v for k, v in after.items() if k != "manifest"} == {
         k: v for k, v in before.items() if k != "manifest"}
     assert after["manifest"] == before["manifest"] + 1
@@ -96,14 +99,16 @@ def test_a_touch_under_another_batch_id_writes_no_rows(
 
     result = ingest_step(spark, settings, "b2")
 
-    assert result.summary == {"skipped": True, "bronze_rows": 0, "duplicates": 1}
+    assert result == _outcome(result, skipped=True, bronze_rows=0, duplicates=1)
     assert current_version(spark, dataset_tables(settings).bronze) == before["bronze"]
     assert read_table(spark, dataset_tables(settings).bronze).count() == 2
     # recorded once: the next run knows the file by its listing and hashes nothing
-    records._HASHES.clear()
-    assert plan_landing(spark, dataset_tables(settings).manifest, str(landing)).read == []
-    assert records._HASHES == {}
-    assert ingest_step(spark, settings, "b2").summary == {"skipped": True, "bronze_rows": 0}
+    landing_files._HASHES.clear()
+    assert landing_plan(spark, dataset_tables(settings).manifest, str(landing),
+                        settings.dataset.source).read == []
+    assert landing_files._HASHES == {}
+    outcome = ingest_step(spark, settings, "b2")
+    assert outcome == _outcome(outcome, skipped=True, bronze_rows=0)
     assert _versions(spark, settings)["manifest"] == before["manifest"] + 1
 
 
@@ -113,16 +118,17 @@ def test_byte_identical_copies_are_read_once(spark, make_settings, tmp_path, lan
     shutil.copy(landing / "a.csv", landing / "a_copy_same_batch.csv")
     settings = make_settings(f"dataset.source.path={landing}")
     first = default_batch_id(spark, settings)
-    assert ingest_step(spark, settings, first).summary == {
-        "rows_in": 2, "bronze_rows": 2, "quarantined": 0, "files": 1, "duplicates": 1}
+    outcome = ingest_step(spark, settings, first)
+    assert outcome == _outcome(outcome, rows_in=2, bronze_rows=2, quarantined=0, files=1,
+                               duplicates=1)
     shutil.copy(landing / "a.csv", landing / "b_copy_later.csv")
     landing_csv.write(landing, "c.csv", landing_csv.birds(3))
 
     second = default_batch_id(spark, settings)
     result = ingest_step(spark, settings, second)
 
-    assert result.summary == {"rows_in": 1, "bronze_rows": 1, "quarantined": 0, "files": 1,
-                              "duplicates": 1}
+    assert result == _outcome(result, rows_in=1, bronze_rows=1, quarantined=0, files=1,
+                              duplicates=1)
     bronze = read_table(spark, dataset_tables(settings).bronze)
     assert sorted((r.sample_number, Path(r._source_file).name, r._batch_id == second)
                   for r in bronze.collect()) == [
@@ -178,12 +184,13 @@ def test_changed_file_is_recorded_and_not_read_with_skip(
 
     result = ingest_step(spark, settings, default_batch_id(spark, settings))
 
-    assert result.summary == {"skipped": True, "bronze_rows": 2, "changed_skipped": 1}
+    assert result == _outcome(result, skipped=True, bronze_rows=2, changed_skipped=1)
     assert current_version(spark, dataset_tables(settings).bronze) == before["bronze"]
     assert _manifest(spark, settings) == [("a.csv", None, "changed_skipped", "b1"),
                                           ("a.csv", "b1", "ingested", None)]
     # known from now on: no new manifest version on the next run
-    assert ingest_step(spark, settings, "b1").summary == {"skipped": True, "bronze_rows": 2}
+    outcome = ingest_step(spark, settings, "b1")
+    assert outcome == _outcome(outcome, skipped=True, bronze_rows=2)
     assert _versions(spark, settings)["manifest"] == before["manifest"] + 1
 
 
@@ -196,7 +203,7 @@ def test_changed_file_is_read_into_a_new_batch_with_reingest(
     result = ingest_step(spark, settings, second)
 
     assert second != "b1"
-    assert result.summary == {"rows_in": 3, "bronze_rows": 3, "quarantined": 0, "files": 1}
+    assert result == _outcome(result, rows_in=3, bronze_rows=3, quarantined=0, files=1)
     bronze = read_table(spark, dataset_tables(settings).bronze)
     assert sorted((r._batch_id == second, r.sample_number) for r in bronze.collect()) == [
         (False, 1), (False, 2), (True, 1), (True, 2), (True, 3)]
@@ -205,7 +212,8 @@ def test_changed_file_is_read_into_a_new_batch_with_reingest(
         ("a.csv", "b1", "ingested", None), ("a.csv", second, "ingested", "b1")]
     # the re-ingested bytes are known now: nothing new on the next run
     assert default_batch_id(spark, settings) == second
-    assert ingest_step(spark, settings, second).summary == {"skipped": True, "bronze_rows": 3}
+    outcome = ingest_step(spark, settings, second)
+    assert outcome == _outcome(outcome, skipped=True, bronze_rows=3)
 
 
 def test_manifest_written_before_content_hashes_keeps_working(
@@ -223,7 +231,7 @@ def test_manifest_written_before_content_hashes_keeps_working(
 
     result = ingest_step(spark, settings, default_batch_id(spark, settings))
 
-    assert result.summary == {"rows_in": 1, "bronze_rows": 1, "quarantined": 0, "files": 1}
+    assert result == _outcome(result, rows_in=1, bronze_rows=1, quarantined=0, files=1)
     rows = sorted((Path(r.path).name, r.status, r.content_sha256 is None)
                   for r in read_table(spark, manifest).collect())
     assert rows == [("a.csv", None, True), ("b.csv", "ingested", False)]
@@ -243,7 +251,7 @@ def test_forced_rerun_reads_every_file_and_records_hashes(
 
     result = ingest_step(spark, settings, "b1", force=True)
 
-    assert result.summary == {"rows_in": 2, "bronze_rows": 2, "quarantined": 0, "files": 1}
+    assert result == _outcome(result, rows_in=2, bronze_rows=2, quarantined=0, files=1)
     assert read_table(spark, dataset_tables(settings).bronze).count() == 2
     assert _manifest(spark, settings) == [("a.csv", "b1", "ingested", None)]
     assert not table_exists(spark, dataset_tables(settings).silver)

@@ -9,9 +9,16 @@ import os
 import time
 from pathlib import Path
 
-from sparkmlops.ingest.records import MANIFEST_SCHEMA, default_batch_id
-from sparkmlops.ingest.step import ingest_step
+from sparkmlops.ingest.records import MANIFEST_SCHEMA
+from sparkmlops.ingest.step import IngestOutcome, default_batch_id, ingest_step
 from sparkmlops.tables import dataset_tables, read_table, table_exists
+
+
+def _outcome(result: IngestOutcome, **counts: int | bool) -> IngestOutcome:
+    """``result`` as it should be: ``counts`` and every other count 0 (its run and versions
+    as they are)."""
+    return IngestOutcome(result.run_id, result.outputs, bronze_version=result.bronze_version,
+                         **counts)
 
 
 def _manifest(spark, settings) -> list[tuple]:
@@ -41,8 +48,7 @@ def test_a_zero_byte_file_is_skipped_unrecorded_and_read_when_its_bytes_arrive(
         result = ingest_step(spark, settings, first)
 
     assert first == alone  # not part of the batch's identity
-    assert result.summary == {"rows_in": 2, "bronze_rows": 2, "quarantined": 0, "files": 1,
-                              "not_ready": 1}
+    assert result == _outcome(result, rows_in=2, bronze_rows=2, quarantined=0, files=1, not_ready=1)
     assert _manifest(spark, settings) == [("a.csv", first, "ingested")]
     assert [r.getMessage() for r in caplog.records if r.name == "sparkmlops.ingest.records"] == [
         f"{_uri(landing / 'z.csv')} is not ready: empty (0 bytes): an upload that has not "
@@ -50,8 +56,8 @@ def test_a_zero_byte_file_is_skipped_unrecorded_and_read_when_its_bytes_arrive(
 
     landing_csv.write(landing, "z.csv", landing_csv.birds(3, 4, 5))
     second = default_batch_id(spark, settings)
-    assert ingest_step(spark, settings, second).summary == {
-        "rows_in": 3, "bronze_rows": 3, "quarantined": 0, "files": 1}
+    outcome = ingest_step(spark, settings, second)
+    assert outcome == _outcome(outcome, rows_in=3, bronze_rows=3, quarantined=0, files=1)
     assert _bronze(spark, settings) == [(1, "a.csv", first), (2, "a.csv", first),
                                         (3, "z.csv", second), (4, "z.csv", second),
                                         (5, "z.csv", second)]
@@ -70,8 +76,8 @@ def test_a_file_younger_than_min_age_is_read_once_old_enough(
     os.utime(landing / "a.csv", (an_hour_ago, an_hour_ago))
     old_enough = ingest_step(spark, settings, "b2")
 
-    assert young.summary == {"skipped": True, "bronze_rows": 0, "not_ready": 1}
-    assert old_enough.summary == {"rows_in": 2, "bronze_rows": 2, "quarantined": 0, "files": 1}
+    assert young == _outcome(young, skipped=True, bronze_rows=0, not_ready=1)
+    assert old_enough == _outcome(old_enough, rows_in=2, bronze_rows=2, quarantined=0, files=1)
     assert _manifest(spark, settings) == [("a.csv", "b2", "ingested")]
 
 
@@ -85,10 +91,9 @@ def test_a_folder_marker_makes_its_folder_ready(spark, make_settings, tmp_path, 
     (landing / "_SUCCESS").touch()
     with_marker = ingest_step(spark, settings, "b2")
 
-    assert without.summary == {"skipped": True, "bronze_rows": 0, "not_ready": 1}
+    assert without == _outcome(without, skipped=True, bronze_rows=0, not_ready=1)
     assert not recorded
-    assert with_marker.summary == {"rows_in": 2, "bronze_rows": 2, "quarantined": 0,
-                                   "files": 1}
+    assert with_marker == _outcome(with_marker, rows_in=2, bronze_rows=2, quarantined=0, files=1)
     assert _manifest(spark, settings) == [("a.csv", "b2", "ingested")]
 
 
@@ -107,9 +112,8 @@ def test_a_per_file_marker_makes_its_file_ready_and_is_never_read_as_data(
     second = default_batch_id(spark, settings)
     b_too = ingest_step(spark, settings, second)
 
-    assert a_only.summary == {"rows_in": 2, "bronze_rows": 2, "quarantined": 0, "files": 1,
-                              "not_ready": 1}
-    assert b_too.summary == {"rows_in": 1, "bronze_rows": 1, "quarantined": 0, "files": 1}
+    assert a_only == _outcome(a_only, rows_in=2, bronze_rows=2, quarantined=0, files=1, not_ready=1)
+    assert b_too == _outcome(b_too, rows_in=1, bronze_rows=1, quarantined=0, files=1)
     assert _bronze(spark, settings) == [(1, "a.csv", first), (2, "a.csv", first),
                                         (3, "b.csv", second)]
     assert _manifest(spark, settings) == [("a.csv", first, "ingested"),
@@ -131,6 +135,6 @@ def test_bytes_arriving_at_a_path_recorded_empty_before_the_fix_are_read_as_new(
 
     result = ingest_step(spark, settings, "b2")
 
-    assert result.summary == {"rows_in": 1, "bronze_rows": 1, "quarantined": 0, "files": 1}
+    assert result == _outcome(result, rows_in=1, bronze_rows=1, quarantined=0, files=1)
     assert _bronze(spark, settings) == [(1, "a.csv", "b1"), (2, "a.csv", "b1"),
                                         (3, "z.csv", "b2")]

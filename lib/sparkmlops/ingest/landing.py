@@ -1,5 +1,7 @@
-"""Ingest: landing files → ``bronze.<dataset>`` (+ ``quarantine.<dataset>``).
+"""The landing files: listed, hashed and read with the declared schema; the row transforms.
 
+This module reads the landing files (through Hadoop's FileSystem and Spark's readers) and
+never a table or the tracker: :mod:`sparkmlops.ingest.step` writes what it finds.
 The raw files are read with the schema declared in config (never inferred).
 Records Spark cannot parse with that schema (malformed lines, values that do not
 cast to the declared type), records with a null in a required column and records
@@ -17,7 +19,7 @@ import itertools
 import logging
 import re
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import replace
 from datetime import datetime
 from functools import reduce
 from typing import Any
@@ -40,9 +42,10 @@ from pyspark.sql.types import (
 
 from sparkmlops.config import FLOAT_TYPES, ColumnSpec, SourceSettings
 from sparkmlops.errors import MissingInputError, ReconciliationError, SparkmlopsError
+from sparkmlops.ingest.records import LandingFile
 from sparkmlops.quarantine import SOURCE_FILE_COLUMN, SOURCE_OFFSET_COLUMN, SOURCE_ROW_COLUMN
 from sparkmlops.spark import session_conf
-from sparkmlops.tables import BATCH_COLUMN, TableWrite
+from sparkmlops.tables import BATCH_COLUMN
 
 log = logging.getLogger(__name__)
 
@@ -71,15 +74,6 @@ class MalformedCsvError(SparkmlopsError):
 
 class IngestReconciliationError(ReconciliationError):
     """Rows read != rows in bronze + quarantine: something was lost or doubled."""
-
-
-@dataclass(frozen=True)
-class IngestResult:
-    batch_id: str
-    rows_in: int
-    bronze: TableWrite
-    quarantine: TableWrite
-    rows_quarantined: int
 
 
 def read_schema(columns: list[ColumnSpec]) -> StructType:
@@ -555,6 +549,46 @@ def list_files(spark: SparkSession, path: str) -> list[tuple[str, int, int]]:
             continue
         out.append((path, status.getLen(), status.getModificationTime()))
     return sorted(out)
+
+
+# content hashes by (path, size, mtime): one CLI run plans the landing files twice
+# (the default batch id, then the ingest), and each file's bytes are read once
+_HASHES: dict[tuple[str, int, int], str] = {}
+
+
+def with_content_hash(spark: SparkSession, file: LandingFile) -> LandingFile:
+    """``file`` with the sha256 of its bytes, streamed in the JVM through Hadoop's FileSystem
+    (so s3a:, abfss: and dbfs: paths work and no byte passes through Python)."""
+    if file.sha256 is not None:
+        return file
+    if file.listed_as not in _HASHES:
+        jvm = spark.sparkContext._jvm
+        assert jvm is not None
+        hadoop_path = jvm.org.apache.hadoop.fs.Path(file.path)
+        fs = hadoop_path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
+        stream = fs.open(hadoop_path)
+        try:
+            digest = jvm.org.apache.commons.codec.digest.DigestUtils.sha256Hex(stream)
+        finally:
+            stream.close()
+        _HASHES[file.listed_as] = str(digest)
+    return replace(file, sha256=_HASHES[file.listed_as])
+
+
+def hadoop_exists(spark: SparkSession) -> Callable[[str], bool]:
+    """``exists(path)`` through Hadoop's FileSystem, each path asked once."""
+    jvm = spark.sparkContext._jvm
+    assert jvm is not None
+    conf = spark.sparkContext._jsc.hadoopConfiguration()
+    seen: dict[str, bool] = {}
+
+    def exists(path: str) -> bool:
+        if path not in seen:
+            hadoop_path = jvm.org.apache.hadoop.fs.Path(path)
+            seen[path] = bool(hadoop_path.getFileSystem(conf).exists(hadoop_path))
+        return seen[path]
+
+    return exists
 
 
 _TYPES: dict[str, DataType] = {

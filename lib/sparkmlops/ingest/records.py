@@ -1,30 +1,23 @@
-"""Landing files as the manifest knows them: identity, the landing plan, the batch records."""
+"""Landing files as the manifest knows them: identity, the landing plan, the batch records.
+
+Pure: the step hands in what it listed, read and hashed (the listing, the manifest's rows,
+``content_hash`` and ``exists`` over the file system) and gets back the plan and the rows
+to record; nothing here opens a file, reads a table or calls the tracker.
+"""
 from __future__ import annotations
 
 import hashlib
 import logging
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 import pyspark.sql.functions as F
-from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame
 
-from sparkmlops.config import Settings
 from sparkmlops.config.ingest import ReadySettings
 from sparkmlops.errors import MissingInputError, SparkmlopsError
-from sparkmlops.ingest.landing import (
-    list_files,
-)
-from sparkmlops.tables import (
-    BATCH_COLUMN,
-    TableRef,
-    dataset_tables,
-    read_batch,
-    read_table,
-    table_exists,
-)
+from sparkmlops.tables import BATCH_COLUMN
 
 log = logging.getLogger(__name__)
 
@@ -61,28 +54,10 @@ MANIFEST_SCHEMA = (
 # a file is known by the manifest when a row has its path, size and mtime
 LISTED_AS = ["path", "size", "modification_time"]
 
-# content hashes by (path, size, mtime): one CLI run plans the landing files twice
-# (the default batch id, then the ingest), and each file's bytes are read once
-_HASHES: dict[tuple[str, int, int], str] = {}
-
-
-def with_content_hash(spark: SparkSession, file: LandingFile) -> LandingFile:
-    """``file`` with the sha256 of its bytes, streamed in the JVM through Hadoop's FileSystem
-    (so s3a:, abfss: and dbfs: paths work and no byte passes through Python)."""
-    if file.sha256 is not None:
-        return file
-    if file.listed_as not in _HASHES:
-        jvm = spark.sparkContext._jvm
-        assert jvm is not None
-        hadoop_path = jvm.org.apache.hadoop.fs.Path(file.path)
-        fs = hadoop_path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
-        stream = fs.open(hadoop_path)
-        try:
-            digest = jvm.org.apache.commons.codec.digest.DigestUtils.sha256Hex(stream)
-        finally:
-            stream.close()
-        _HASHES[file.listed_as] = str(digest)
-    return replace(file, sha256=_HASHES[file.listed_as])
+# a listed file (path, size, mtime) → the same file with its content hash
+ContentHash = Callable[[LandingFile], LandingFile]
+# a manifest row as written: path, size, mtime, batch, ingested_at, sha256, status, earlier
+ManifestRow = tuple[str, int, int, str | None, datetime, str | None, str, str | None]
 
 
 def batch_id_for(files: list[LandingFile]) -> str:
@@ -97,11 +72,6 @@ def batch_id_for(files: list[LandingFile]) -> str:
     return f"b{hashlib.sha256(chr(10).join(lines).encode()).hexdigest()[:12]}"
 
 
-def ingested_files(spark: SparkSession, manifest: TableRef) -> DataFrame | None:
-    """The ``manifest`` of files already ingested (None before the first batch)."""
-    return read_table(spark, manifest) if table_exists(spark, manifest) else None
-
-
 @dataclass(frozen=True)
 class ManifestIndex:
     """What the manifest knows: listings, whose bytes are in which batch, which paths were read."""
@@ -111,9 +81,9 @@ class ManifestIndex:
     paths: dict[str, str]  # path -> the batch that read the path's latest bytes
 
 
-def manifest_index(spark: SparkSession, ref: TableRef) -> ManifestIndex:
-    """Index the manifest; rows written before content hashes count by path, size, mtime only."""
-    manifest = ingested_files(spark, ref)
+def manifest_index(manifest: DataFrame | None) -> ManifestIndex:
+    """Index the manifest (None before the first batch); rows written before content hashes
+    count by path, size, mtime only."""
     if manifest is None:
         return ManifestIndex(set(), {}, {})
 
@@ -149,6 +119,14 @@ class LandingPlan:
     not_ready: dict[LandingFile, str] = field(default_factory=dict)
     # new files a re-run of an ingested batch leaves for the next batch
     pending: list[LandingFile] = field(default_factory=list)
+
+    @property
+    def unread(self) -> dict[str, int]:
+        """How many files the plan leaves unread, by why: the outcome's fields of those names
+        and the run's ``files_<why>`` counts."""
+        return {"duplicates": len(self.duplicates),
+                "changed_skipped": len([f for f in self.changed if f not in self.read]),
+                "not_ready": len(self.not_ready), "pending": len(self.pending)}
 
 
 def marker_path(path: str, marker: str | None) -> str | None:
@@ -187,50 +165,38 @@ def not_ready_reason(
     return None
 
 
-def hadoop_exists(spark: SparkSession) -> Callable[[str], bool]:
-    """``exists(path)`` through Hadoop's FileSystem, each path asked once."""
-    jvm = spark.sparkContext._jvm
-    assert jvm is not None
-    conf = spark.sparkContext._jsc.hadoopConfiguration()
-    seen: dict[str, bool] = {}
-
-    def exists(path: str) -> bool:
-        if path not in seen:
-            hadoop_path = jvm.org.apache.hadoop.fs.Path(path)
-            seen[path] = bool(hadoop_path.getFileSystem(conf).exists(hadoop_path))
-        return seen[path]
-
-    return exists
-
-
 def plan_landing(
-    spark: SparkSession, manifest: TableRef, path: str, *, reingest: bool = False,
+    listed: list[tuple[str, int, int]],
+    index: ManifestIndex,
+    *,
+    content_hash: ContentHash,
+    exists: Callable[[str], bool],
+    now_ms: int,
+    reingest: bool = False,
     ready: ReadySettings | None = None,
 ) -> LandingPlan:
-    """Sort the files under ``path`` by identity: new, same bytes as a file already read, or
-    a known path with new bytes (read only with ``source.on_changed_file: reingest``).
+    """Sort the ``listed`` files (path, size, mtime) by identity: new, same bytes as a file
+    already read, or a known path with new bytes (read only with ``reingest``).
 
-    A file whose path, size and mtime are in the manifest is known and not hashed again;
-    any other is identified by the sha256 of its bytes. ``reingest``: a known path with
-    new bytes is read (``source.on_changed_file: reingest``). A new file that is not
-    ``ready`` (empty; with ``source.ready``, too young or without its marker) is set
-    aside unhashed, so it is neither read nor part of the batch's identity.
+    A file whose path, size and mtime are in the manifest (``index``) is known and not
+    hashed again; any other is identified by the sha256 of its bytes (``content_hash``).
+    ``reingest``: a known path with new bytes is read (``source.on_changed_file:
+    reingest``). A new file that is not ``ready`` (empty; with ``source.ready``, too young
+    at ``now_ms`` or without its marker, asked of ``exists``) is set aside unhashed, so it
+    is neither read nor part of the batch's identity.
     """
     ready = ready or ReadySettings()
-    index = manifest_index(spark, manifest)
     plan = LandingPlan([], {}, {})
     in_batch: set[str] = set()
-    now_ms = int(time.time() * 1000)
-    exists = hadoop_exists(spark)
-    for listed in list_files(spark, path):
-        if is_marker(listed[0], ready.marker) or listed in index.listed:
+    for listing in listed:
+        if is_marker(listing[0], ready.marker) or listing in index.listed:
             continue
-        unhashed = LandingFile(*listed)
+        unhashed = LandingFile(*listing)
         why = not_ready_reason(unhashed, ready, now_ms=now_ms, exists=exists)
         if why is not None:
             plan.not_ready[unhashed] = why
             continue
-        file = with_content_hash(spark, unhashed)
+        file = content_hash(unhashed)
         assert file.sha256 is not None
         if file.sha256 in index.content or file.sha256 in in_batch:
             plan.duplicates[file] = index.content.get(file.sha256)
@@ -276,14 +242,11 @@ def leave_for_next_batch(plan: LandingPlan) -> LandingPlan:
     )
 
 
-def recorded_batch(spark: SparkSession, manifest: TableRef, batch_id: str
-                   ) -> dict[LandingFile, str | None]:
-    """The files the manifest records as read into ``batch_id`` (an ingested batch), each
-    with the batch that read its path before (``earlier_batch``); empty when the batch was
-    never ingested, or its ingest was killed before its last commit, the manifest's."""
-    if not table_exists(spark, manifest):
-        return {}
-    rows = read_batch(spark, manifest, batch_id).collect()
+def recorded_files(batch_rows: DataFrame) -> dict[LandingFile, str | None]:
+    """The files read into a batch, from its rows of the manifest (``batch_rows``), each with
+    the batch that read its path before (``earlier_batch``); rows of files seen and not read
+    are left out. A manifest written before content hashes or statuses has no such columns."""
+    rows = batch_rows.collect()
     fields = set(rows[0].asDict()) if rows else set()
     return {
         LandingFile(r.path, r.size, r.modification_time,
@@ -293,16 +256,22 @@ def recorded_batch(spark: SparkSession, manifest: TableRef, batch_id: str
     }
 
 
-def replan_batch(spark: SparkSession, path: str, batch_id: str,
-                 recorded: dict[LandingFile, str | None]) -> LandingPlan:
-    """The plan of ``--force`` on an ingested batch: exactly its recorded files, read again.
+def replan_batch(
+    listed: list[tuple[str, int, int]],
+    recorded: dict[LandingFile, str | None],
+    *,
+    path: str,
+    batch_id: str,
+    content_hash: ContentHash,
+) -> LandingPlan:
+    """The plan of ``--force`` on an ingested batch: exactly its ``recorded`` files, read again.
 
-    Each must still be under ``path`` with the bytes it was ingested with (a touch is
-    fine); a file gone or changed stops the ingest before anything is written.
+    Each must still be ``listed`` under ``path`` with the bytes it was ingested with (a
+    touch is fine); a file gone or changed stops the ingest before anything is written.
     """
-    listed = {p: LandingFile(p, size, mtime) for p, size, mtime in list_files(spark, path)}
+    now_listed = {p: LandingFile(p, size, mtime) for p, size, mtime in listed}
     told = f"batch {batch_id}: --force re-reads the {len(recorded)} file(s) the manifest records"
-    gone = sorted(f.path for f in recorded if f.path not in listed)
+    gone = sorted(f.path for f in recorded if f.path not in now_listed)
     if gone:
         raise MissingInputError(
             f"{told}, and {len(gone)} of them are gone from {path}: {', '.join(gone)}; "
@@ -310,11 +279,11 @@ def replan_batch(spark: SparkSession, path: str, batch_id: str,
     read: list[LandingFile] = []
     changed: list[str] = []
     for old in sorted(recorded, key=lambda f: f.path):
-        now = listed[old.path]
+        now = now_listed[old.path]
         if now.listed_as == old.listed_as:
-            read.append(with_content_hash(spark, replace(now, sha256=old.sha256)))
+            read.append(content_hash(replace(now, sha256=old.sha256)))
             continue
-        now = with_content_hash(spark, now)
+        now = content_hash(now)
         if now.sha256 != old.sha256:  # a row without a hash: a new listing counts as changed
             changed.append(old.path)
         read.append(now)
@@ -323,6 +292,17 @@ def replan_batch(spark: SparkSession, path: str, batch_id: str,
             f"{told}, and {len(changed)} of them hold other bytes now: {', '.join(changed)}; "
             "nothing was written (a plain ingest follows source.on_changed_file for them)")
     return LandingPlan(read, {}, {})
+
+
+def earlier_batches(
+    plan: LandingPlan, recorded: dict[LandingFile, str | None]
+) -> dict[LandingFile, str]:
+    """The batch that read each path of ``plan.read`` before: the changed files' for a plain
+    run; a forced re-read (``recorded``: the batch's own files) keeps the batch's record."""
+    if not recorded:
+        return plan.changed
+    before = {old.path: e for old, e in recorded.items() if e is not None}
+    return {f: before[f.path] for f in plan.read if f.path in before}
 
 
 def log_unread_files(plan: LandingPlan, batch_id: str) -> None:
@@ -346,24 +326,27 @@ def log_unread_files(plan: LandingPlan, batch_id: str) -> None:
                         "(source.on_changed_file: skip)", file.path, earlier)
 
 
-def latest_ingested_batch(spark: SparkSession, ingest_log: TableRef) -> str | None:
-    """The batch id of the most recent complete ingest (highest bronze version), if any."""
-    if not table_exists(spark, ingest_log):
-        return None
-    row = read_table(spark, ingest_log).orderBy(F.col("bronze_version").desc()).first()
-    return str(row[BATCH_COLUMN]) if row else None
+def ingested_rows(
+    files: list[LandingFile], batch_id: str, at: datetime,
+    earlier: dict[LandingFile, str] | None = None,
+) -> list[ManifestRow]:
+    """The manifest rows of the files read into ``batch_id``; ``earlier`` names the batch
+    that read a re-ingested path before."""
+    earlier = earlier or {}
+    return [(f.path, f.size, f.modification_time, batch_id, at, f.sha256, INGESTED,
+             earlier.get(f)) for f in files]
 
 
-def default_batch_id(spark: SparkSession, settings: Settings) -> str:
-    """The files an ingest would read make the batch; with none, the latest batch again."""
-    path = settings.resolve_path(settings.dataset.source.path)
-    tables = dataset_tables(settings)
-    plan = plan_landing(spark, tables.manifest, path,
-                        reingest=settings.dataset.source.on_changed_file == "reingest",
-                        ready=settings.dataset.source.ready)
-    if plan.read:
-        return batch_id_for(plan.read)
-    latest = latest_ingested_batch(spark, tables.ingest_log)
-    if latest is None:
-        raise MissingInputError(f"no input files at {path}")
-    return latest
+def unread_rows(plan: LandingPlan, batch_id: str, at: datetime) -> list[ManifestRow]:
+    """The manifest rows of the files the plan does not read, sorted.
+
+    They belong to no batch (``_batch_id`` null, so replacing a batch never drops them);
+    ``earlier_batch`` names the batch holding their bytes (duplicate: ``batch_id`` when
+    it is a copy of a file of this batch) or the path's earlier bytes (changed_skipped).
+    """
+    rows: list[ManifestRow] = [
+        (f.path, f.size, f.modification_time, None, at, f.sha256, DUPLICATE, holder or batch_id)
+        for f, holder in plan.duplicates.items()]
+    rows += [(f.path, f.size, f.modification_time, None, at, f.sha256, CHANGED_SKIPPED, earlier)
+             for f, earlier in plan.changed.items() if f not in plan.read]
+    return sorted(rows)

@@ -6,7 +6,6 @@ from chispa import assert_df_equality
 
 from sparkmlops.config import ColumnSpec
 from sparkmlops.ingest.landing import CORRUPT_COLUMN, add_audit_columns, quarantine_reason
-from sparkmlops.ingest.records import default_batch_id
 
 
 def test_quarantine_reason_names_the_first_problem(spark):
@@ -59,24 +58,3 @@ def test_add_audit_columns(spark):
         [("a", "b1", at), (None, "b1", at)], "k string, _batch_id string, _ingested_at timestamp"
     )
     assert_df_equality(actual_df, expected_df, ignore_nullable=True)
-
-
-def test_batch_id_is_deterministic_and_follows_the_files(spark, tmp_path, landing_csv,
-                                                          make_settings):
-    landing = landing_csv.write(tmp_path / "landing", "a.csv", landing_csv.birds(1))
-    settings = make_settings(f"dataset.source.path={landing}")  # no manifest: every file is new
-
-    first = default_batch_id(spark, settings)
-    again = default_batch_id(spark, settings)
-    landing_csv.write(landing, "b.csv", landing_csv.birds(2))
-    changed = default_batch_id(spark, settings)
-
-    (landing / "_temporary" / "0").mkdir(parents=True)
-    (landing / "_temporary" / "0" / "part-0.csv").write_text("left by a failed write")
-    (landing / ".hidden.csv").write_text("x")
-    with_hidden = default_batch_id(spark, settings)
-
-    assert first == again
-    assert first != changed
-    assert with_hidden == changed
-    assert first.startswith("b") and len(first) == 13
