@@ -28,8 +28,7 @@ from sparkmlops.tables import dataset_tables, read_table
 from sparkmlops.tracking.registry import CHALLENGER, CHAMPION, ModelRegistry
 from sparkmlops.tracking.runs import configure_mlflow
 from sparkmlops.train.fitting import split_train_test
-from sparkmlops.train.reproduce import reproduce_run
-from sparkmlops.train.step import train_step
+from sparkmlops.train.step import reproduce_step, train_step
 from sparkmlops.train.tuning import search
 from sparkmlops.validate.step import validate_step
 
@@ -194,7 +193,7 @@ def test_reproduce_refits_a_tuned_run_from_its_lineage_after_the_table_moved_on(
     # the table moves on after training: reproduce must read the version it trained on
     DeltaTable.forPath(spark, gold_ref.path).delete("sample_number % 2 = 0")
 
-    result = reproduce_run(spark, settings, trained.run_id)
+    result = reproduce_step(spark, settings, trained.run_id)
 
     assert result.table_version == gold.gold_version
     assert result.estimator.params["regParam"] == trained.summary["params"]["regParam"]
@@ -210,7 +209,7 @@ def test_reproduce_refits_a_tuned_run_from_its_lineage_after_the_table_moved_on(
     assert [c["params"] for c in candidates] == [{"regParam": 0.01}, {"regParam": 0.3}]
     promoted = _promote(spark, gold, settings)
     with pytest.raises(MissingInputError, match="is a promote run, not a train run"):
-        reproduce_run(spark, settings, promoted.run_id)
+        reproduce_step(spark, settings, promoted.run_id)
 
 
 def test_automl_train_logs_each_family_and_says_why(spark, gold):
