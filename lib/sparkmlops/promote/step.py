@@ -190,12 +190,13 @@ def judge_version(
         champion_metrics=champion_metrics, challenger_decided=decided,
         champion_note=champion_note, challenger_notes=notes, holdout_problems=judged_on.problems)
     if not decision.already_champion:
-        _record_and_move(registry, name, decision, judged_on.evaluated_on, run_id, before_move)
+        _record_and_move(registry, name, decision, evaluated_on=judged_on.evaluated_on,
+                         run_id=run_id, before_move=before_move)
     return decision
 
 
 def _record_and_move(
-    registry: ModelRegistry, name: str, decision: PromotionDecision, evaluated_on: str,
+    registry: ModelRegistry, name: str, decision: PromotionDecision, *, evaluated_on: str,
     run_id: str | None, before_move: Callable[[PromotionDecision], None] | None,
 ) -> None:
     """The decision on the version (``promotion.mode`` last), then the move, confirmed."""
