@@ -116,8 +116,9 @@ def test_killed_pipeline_runs_are_marked_killed_and_its_model_is_judged(spark, t
     unfinished = f"registered by run {train_run}, which did not finish (status KILLED)"
     assert [(d.challenger_version, d.champion_before, d.promoted)
             for d in result.decisions] == [("1", None, True)]
-    assert result.summary["reasons"][0] == unfinished
-    assert result.summary["reasons"][-1] == "no champion yet"
+    assert result.decision is not None
+    assert result.decision.reasons[0] == unfinished
+    assert result.decision.reasons[-1] == "no champion yet"
     judged = client.get_model_version(MODEL, "1")
     assert judged.tags["promotion.promoted"] == "True"
     assert json.loads(judged.tags["promotion.reasons"])[0] == unfinished

@@ -176,13 +176,13 @@ def test_lineage_and_model_tags_name_the_catalog_tables(spark, monitored):
 
 
 def test_reproduce_time_travels_the_training_table_by_name(spark, monitored):
-    from sparkmlops.train.reproduce import reproduce_run
+    from sparkmlops.train.step import reproduce_step
 
     schema = f"spark_catalog.{monitored.settings.storage.schema_}"
     train = monitored.pipeline.step(TrainOutcome)
 
     # gold has moved on since training (the drifted batch is v1)
-    reproduced = reproduce_run(spark, monitored.settings, train.run_id)
+    reproduced = reproduce_step(spark, monitored.settings, train.run_id)
 
     assert (reproduced.table_path, reproduced.table_version) == (
         f"{schema}.gold_penguins_features", 0)

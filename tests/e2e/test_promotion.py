@@ -27,8 +27,7 @@ from sparkmlops.tables import dataset_tables, read_table
 from sparkmlops.tracking.registry import CHALLENGER, CHAMPION, ModelRegistry
 from sparkmlops.tracking.runs import configure_mlflow
 from sparkmlops.train.fitting import split_train_test
-from sparkmlops.train.reproduce import reproduce_run
-from sparkmlops.train.step import train_step
+from sparkmlops.train.step import reproduce_step, train_step
 from sparkmlops.train.tuning import search
 from sparkmlops.validate.step import validate_step
 
@@ -62,7 +61,7 @@ def gold(spark, tmp_path_factory, sample_landing) -> Gold:
 
 
 def _train(spark, gold: Gold, settings: Settings) -> str:
-    return str(train_step(spark, settings, gold.batch_id).summary["version"])
+    return train_step(spark, settings, gold.batch_id).model_version
 
 
 def _promote(spark, gold: Gold, settings: Settings, version: str | None = None):
@@ -111,16 +110,16 @@ def test_shuffled_label_model_is_never_promoted_and_a_better_one_is(spark, gold)
     better = _promote(spark, gold, full, v3)
 
     assert (v1, v2, v3) == ("1", "2", "3")
-    assert first.summary["promoted"] is True and first.summary["champion"] == "1"
-    assert shuffled.summary["promoted"] is False
+    assert (first.promoted, first.champion) == (True, "1")
+    assert shuffled.promoted is False
     # scored on the holdout, not taken from the run that claims 0.999
     client = MlflowClient()
     shuffled_run = client.get_run(shuffled.run_id).data
     assert shuffled_run.metrics["challenger.areaUnderROC"] < 0.7
     assert shuffled_run.metrics["champion.areaUnderROC"] > shuffled_run.metrics[
         "challenger.areaUnderROC"]
-    assert any("does not beat the champion's" in r for r in shuffled.summary["reasons"])
-    assert better.summary["promoted"] is True and better.summary["champion_before"] == "1"
+    assert any("does not beat the champion's" in r for r in shuffled.decision.reasons)
+    assert (better.promoted, better.decision.champion_before) == (True, "1")
     better_run = client.get_run(better.run_id).data
     assert better_run.metrics["challenger.areaUnderROC"] > better_run.metrics[
         "champion.areaUnderROC"] + 0.05
@@ -163,7 +162,7 @@ def test_first_model_becomes_champion_only_when_it_meets_the_minimums(spark, gol
         f"champion: {'; '.join(reasons)}; @champion is none"]
     assert (tags["promotion.mode"], tags["promotion.passed"]) == ("enabled", "False")
     assert aliases_after_refusal == {CHAMPION: None, CHALLENGER: "1"}
-    assert accepted.summary["promoted"] is True
+    assert accepted.promoted is True
     assert _aliases(usual) == {CHAMPION: "1", CHALLENGER: "1"}
 
 
@@ -173,11 +172,11 @@ def test_dry_run_decides_but_moves_no_alias(spark, gold):
 
     _promote(spark, gold, weak, _train(spark, gold, weak))
     v2 = _train(spark, gold, dry)
-    decision = _promote(spark, gold, dry, v2)
+    result = _promote(spark, gold, dry, v2)
 
-    assert decision.summary["passed"] is True
-    assert decision.summary["promoted"] is False
-    assert decision.summary["mode"] == "dry_run"
+    assert (result.decision.passed, result.decision.promoted, result.decision.mode) == (
+        True, False, "dry_run")
+    assert result.promoted is False
     assert _aliases(dry) == {CHAMPION: "1", CHALLENGER: "2"}
     version = MlflowClient().get_model_version("promo_dry", v2)
     assert version.tags["promotion.mode"] == "dry_run"
@@ -193,11 +192,11 @@ def test_reproduce_refits_a_tuned_run_from_its_lineage_after_the_table_moved_on(
     # the table moves on after training: reproduce must read the version it trained on
     DeltaTable.forPath(spark, gold_ref.path).delete("sample_number % 2 = 0")
 
-    result = reproduce_run(spark, settings, trained.run_id)
+    result = reproduce_step(spark, settings, trained.run_id)
 
     assert result.table_version == gold.gold_version
-    assert result.estimator.params["regParam"] == trained.summary["params"]["regParam"]
-    assert result.original == trained.summary["metrics"]
+    assert result.estimator.params["regParam"] == trained.params["regParam"]
+    assert result.original == trained.metrics
     assert result.max_abs_difference <= 1e-9
     client = MlflowClient()
     run = client.get_run(result.reproduce_run_id).data
@@ -209,7 +208,7 @@ def test_reproduce_refits_a_tuned_run_from_its_lineage_after_the_table_moved_on(
     assert [c["params"] for c in candidates] == [{"regParam": 0.01}, {"regParam": 0.3}]
     promoted = _promote(spark, gold, settings)
     with pytest.raises(MissingInputError, match="is a promote run, not a train run"):
-        reproduce_run(spark, settings, promoted.run_id)
+        reproduce_step(spark, settings, promoted.run_id)
 
 
 def test_automl_train_logs_each_family_and_says_why(spark, gold):
@@ -228,10 +227,10 @@ def test_automl_train_logs_each_family_and_says_why(spark, gold):
     families = {c.data.tags["sparkmlops.automl.family"]: c.data.metrics for c in children}
     assert set(families) == {"logistic_regression", "decision_tree_classifier"}
     winner = max(families, key=lambda f: families[f]["validation.areaUnderROC"])
-    assert trained.summary["estimator"] == winner == run.params["estimator"]
+    assert trained.estimator == winner == run.params["estimator"]
     assert run.params["search"] == "automl"
-    assert run.tags["sparkmlops.model_choice"] == trained.summary["why"]
-    assert trained.summary["why"].startswith(f"{winner} ")
+    assert run.tags["sparkmlops.model_choice"] == trained.why
+    assert trained.why is not None and trained.why.startswith(f"{winner} ")
     board = json.loads(open(client.download_artifacts(
         trained.run_id, "training/automl.json")).read())
     assert [row["family"] for row in board["leaderboard"]] == [
@@ -257,8 +256,8 @@ def test_two_trains_without_a_promote_are_both_judged_oldest_first(spark, gold):
     assert (v1, v2) == ("1", "2")
     assert [(d.challenger_version, d.champion_before, d.promoted)
             for d in result.decisions] == [("1", None, True), ("2", "1", True)]
-    assert (result.summary["challenger"], result.summary["champion_before"],
-            result.summary["champion"]) == ("2", "1", "2")
+    assert (result.decision.challenger_version, result.decision.champion_before,
+            result.champion) == ("2", "1", "2")
     assert _aliases(full) == {CHAMPION: "2", CHALLENGER: "2"}
     client = MlflowClient()
     first, second = (client.get_model_version("promo_backlog", v) for v in (v1, v2))
@@ -279,7 +278,7 @@ def test_two_trains_without_a_promote_are_both_judged_oldest_first(spark, gold):
         result.run_id, "promotion.json")).read())
     assert [(d["version"], d["promoted"]) for d in recorded["decisions"]] == [
         ("1", True), ("2", True)]
-    assert recorded["reasons"] == result.summary["reasons"] == recorded["decisions"][1]["reasons"]
+    assert recorded["reasons"] == result.decision.reasons == recorded["decisions"][1]["reasons"]
 
 
 class Killed(BaseException):

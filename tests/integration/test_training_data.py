@@ -142,10 +142,9 @@ def test_one_class_gold_trains_nothing_and_a_one_class_holdout_promotes_nothing(
     message, _, _ = _failed_train(spark, broken, "data_one", broken.one_class)
     # a model trained on good data, judged on a holdout of one class: no minimums to miss
     settings = broken.settings("data_gate", "dataset.promotion.min_metrics={}")
-    version = str(train_step(spark, settings, BATCH, gold_version=broken.good)
-                  .summary["version"])
+    version = train_step(spark, settings, BATCH, gold_version=broken.good).model_version
 
-    decision = promote_step(spark, settings, BATCH, gold_version=broken.one_class)
+    result = promote_step(spark, settings, BATCH, gold_version=broken.one_class)
 
     assert message == (
         f"gold.penguins_features v{broken.one_class} cannot train data_one: label sex has "
@@ -156,9 +155,9 @@ def test_one_class_gold_trains_nothing_and_a_one_class_holdout_promotes_nothing(
     reason = (f"the holdout of gold.penguins_features v{broken.one_class} cannot rank models: "
               f"label sex has one value, MALE, in all {n_holdout} holdout rows; every class of "
               "label.classes needs at least 1 (model.data_checks.min_holdout_rows_per_class)")
-    assert decision.summary["promoted"] is False
-    assert decision.summary["passed"] is False
-    assert decision.summary["reasons"] == [reason, "no champion yet"]
+    assert result.decision is not None
+    assert (result.promoted, result.decision.passed) == (False, False)
+    assert result.decision.reasons == [reason, "no champion yet"]
     client = MlflowClient()
     assert ModelRegistry(client).by_alias("data_gate", CHAMPION) is None
     assert str(ModelRegistry(client).by_alias("data_gate", CHALLENGER).version) == version

@@ -2,42 +2,36 @@
 
 Every trained model becomes a new version with alias ``challenger`` and tags that
 tie it to its training data (table + Delta version), code (git commit) and config
-(hash). ``promote_if_better`` moves ``champion`` to the challenger only when it
-meets the configured minimums and beats the current champion's primary metric by
-at least ``min_improvement``; the first model that meets the minimums becomes
-champion. The decision and its numbers are written on the version as tags.
+(hash). The gate (``judge``) lets a challenger become champion only when it meets the
+configured minimums and beats the current champion's primary metric by at least
+``min_improvement``; the first model that meets the minimums becomes champion.
 
-MLflow has no transactions, so the writes are ordered for a kill between any two
-of them: the decision's tags (``promotion.mode`` last: a version without it was
-never judged) and description first, with ``promotion.champion_move: pending``
-when the alias is to move; then the promote run's record (``before_move``); then
-the alias; then ``champion_move: done``. The next ``promote`` finishes what a
-killed one left (``complete_promotions``), so the champion always carries the
-gate record that put it there.
-
-The registry calls go through ``sparkmlops.tracking.registry.ModelRegistry``
-(``versions_to_judge`` there is the backlog ``promote`` works through).
+Everything here is pure: metrics and tags in, a ``PromotionDecision`` (and the tags and
+description that record it) out. ``promote/step.py`` reads the registry, writes the
+record and moves ``@champion``, in the order that survives a kill between any two
+writes (see there); ``pending_move`` says what the next ``promote`` does with a
+decision a killed one left.
 """
 
 from __future__ import annotations
 
 import json
-import logging
 import math
-from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Literal
 
 from sparkmlops.config import PromotionSettings
 from sparkmlops.metrics import is_better, meets_minimum
-from sparkmlops.tracking.registry import CHAMPION, DECIDED_TAG, ModelRegistry
-
-log = logging.getLogger(__name__)
+from sparkmlops.tracking.registry import DECIDED_TAG
 
 # where the alias move a decision asked for stands: "pending" from before the alias
 # moves until it has (and the deciding run recorded it), then "done"; "none": no move
 MOVE_TAG = "promotion.champion_move"
 RUN_TAG = "promotion.run_id"  # the promote run that decided
 COMPLETED_BY_TAG = "promotion.completed_by_run"  # the run that finished a killed one's move
+CHAMPION_BEFORE_TAG = "promotion.champion_before"
+
+ALREADY_CHAMPION = "the challenger already is the champion"
 
 
 @dataclass(frozen=True)
@@ -63,6 +57,11 @@ class PromotionDecision:
     def against(self) -> str:
         """Whom the challenger was judged against: "champion v3" or "no champion"."""
         return f"champion v{self.champion_before}" if self.champion_before else "no champion"
+
+    @property
+    def already_champion(self) -> bool:
+        """The challenger is the champion by a decision on record: nothing new to record."""
+        return self.champion_before == self.challenger_version
 
 
 def decide(
@@ -118,56 +117,43 @@ def decide(
     return passes and better, reasons
 
 
-def promote_if_better(
-    registry: ModelRegistry,
-    name: str,
+def judge(
     challenger_version: str,
+    champion_version: str | None,
     settings: PromotionSettings,
     primary_metric: str,
     *,
-    challenger_metrics: dict[str, float] | None = None,
+    challenger_metrics: dict[str, float],
     champion_metrics: dict[str, float] | None = None,
+    challenger_decided: bool = False,
     champion_note: str | None = None,
     challenger_notes: list[str] | None = None,
     holdout_problems: list[str] | None = None,
-    evaluated_on: str = "the metrics recorded by each training run",
-    run_id: str | None = None,
-    before_move: Callable[[PromotionDecision], None] | None = None,
 ) -> PromotionDecision:
-    """Run the promotion gate for ``challenger_version`` and move ``champion`` if it passes.
+    """The gate's decision on ``challenger_version`` against ``champion_version`` (None:
+    there is no champion), from both models' metrics on the same holdout.
 
-    ``challenger_metrics`` / ``champion_metrics`` are the two models' metrics on the
-    same data (``promote`` scores both on the current holdout); without them the
-    metrics each training run recorded are compared. ``champion_note`` explains a
-    champion that could not be evaluated (then the challenger is judged alone);
-    ``challenger_notes`` are facts about the challenger that lead its reasons (its
-    run did not finish, it could not be scored). ``holdout_problems`` say why the
-    holdout cannot rank models; they fail the gate.
+    ``champion_metrics`` is None when the champion could not be scored; then
+    ``champion_note`` says why and the challenger is judged on the minimums alone.
+    ``challenger_notes`` are facts about the challenger that lead its reasons (its run
+    did not finish, it could not be scored); ``holdout_problems`` say why the holdout
+    cannot rank models and fail the gate.
 
-    The decision is on the version (tags, with ``run_id``, the promote run deciding)
-    before the alias moves, and ``before_move`` records it on that run, so a kill at
-    any point leaves a decision the next ``promote`` completes. A champion that
-    carries no decision (moved by hand, or by a promote of before that order) is
-    judged now, on the minimums: who was champion before it is not known.
+    A challenger that is the champion already is ``already_champion`` when it carries a
+    decision (``challenger_decided``): nothing to judge or record. One that carries none
+    (moved by hand, or by a promote killed before it recorded its decision) is judged
+    now, on the minimums: who was champion before it is not known.
     """
-    challenger = registry.version(name, challenger_version)
-    champion = registry.by_alias(name, CHAMPION)
-    if challenger_metrics is None:
-        challenger_metrics = registry.run_metrics(str(challenger.run_id))
-    if champion is not None and champion_metrics is None and champion_note is None:
-        champion_metrics = registry.run_metrics(str(champion.run_id))
-    challenger_id = str(challenger.version)
-    champion_id = str(champion.version) if champion is not None else None
     no_champion = "no champion yet"
-    if champion_id == challenger_id:
-        if DECIDED_TAG in (challenger.tags or {}):
-            return PromotionDecision(settings.mode, challenger_id, champion_id, False, True,
-                                     ["the challenger already is the champion"],
-                                     challenger_metrics, champion_metrics or {})
-        champion_id, champion_metrics, champion_note = None, None, None
-        no_champion = (f"@champion was on v{challenger_id} with no gate record (moved by hand, "
-                       "or by a promote killed before it recorded its decision): the champion "
-                       "before it is not known, so it is judged on the minimums alone")
+    if champion_version == challenger_version:
+        if challenger_decided:
+            return PromotionDecision(settings.mode, challenger_version, champion_version,
+                                     promoted=False, passed=True, reasons=[ALREADY_CHAMPION],
+                                     challenger_metrics=challenger_metrics)
+        champion_version, champion_metrics, champion_note = None, None, None
+        no_champion = (f"@champion was on v{challenger_version} with no gate record (moved by "
+                       "hand, or by a promote killed before it recorded its decision): the "
+                       "champion before it is not known, so it is judged on the minimums alone")
     if settings.mode == "disabled":
         passed, reasons = True, ["promotion gate disabled: champion is set by hand"]
     else:
@@ -175,70 +161,79 @@ def promote_if_better(
                                  holdout_problems=holdout_problems, no_champion=no_champion)
         if champion_note:
             reasons.insert(0, champion_note)
-    reasons = [*(challenger_notes or []), *reasons]
-    decision = PromotionDecision(
+    return PromotionDecision(
         mode=settings.mode,
-        challenger_version=challenger_id,
-        champion_before=champion_id,
+        challenger_version=challenger_version,
+        champion_before=champion_version,
         promoted=passed and settings.mode == "enabled",
         passed=passed,
-        reasons=reasons,
+        reasons=[*(challenger_notes or []), *reasons],
         challenger_metrics=challenger_metrics,
         champion_metrics=champion_metrics or {},
     )
-    _record_decision(registry, name, decision, evaluated_on, run_id)
-    if decision.promoted:
-        if before_move is not None:
-            before_move(decision)
-        registry.set_alias(name, CHAMPION, challenger_id)
-        registry.tag_version(name, challenger_id, {MOVE_TAG: "done"})
-    log.info("promotion of %s v%s: %s (%s)", name, challenger_id,
-             "promoted" if decision.promoted else "not promoted", "; ".join(reasons))
-    return decision
 
 
-def complete_promotions(
-    registry: ModelRegistry, name: str, run_id: str | None
-) -> tuple[list[PromotionDecision], list[str]]:
-    """Finish the alias moves a killed ``promote`` decided: (completed decisions, to judge).
+def decision_tags(
+    decision: PromotionDecision, evaluated_on: str, run_id: str | None
+) -> dict[str, object]:
+    """The decision as tags on the challenger's version, but ``DECIDED_TAG``: the step
+    writes that one last, so a version that carries it carries the whole record.
 
-    A version whose decision says ``champion_move: pending`` was decided, its tags
-    complete, and killed before the move was confirmed. If it is the champion, the
-    alias moved: only the confirmation is written. If the champion is still the one
-    it was judged against, the alias moves now. Otherwise @champion moved elsewhere
-    meanwhile (by hand): its decision no longer holds and it is returned to be judged
-    again. Completed versions carry ``promotion.completed_by_run: <run_id>``.
+    ``promotion.champion_move`` is ``pending`` when the alias is to move: the step
+    confirms it (``done``) once the alias moved, or the next ``promote`` does.
     """
-    completed: list[PromotionDecision] = []
-    stale: list[str] = []
-    for version in registry.versions_tagged(name, MOVE_TAG, "pending"):
-        model_version = registry.version(name, version)
-        tags = dict(model_version.tags or {})
-        if DECIDED_TAG not in tags:
-            continue  # killed while its decision was written: judged again as undecided
-        champion = registry.by_alias(name, CHAMPION)
-        now = str(champion.version) if champion is not None else "none"
-        if now != version and now != tags.get("promotion.champion_before", "none"):
-            log.warning("%s v%s was decided as champion by run %s, but @champion moved to %s "
-                        "meanwhile: judged again", name, version, tags.get(RUN_TAG), now)
-            stale.append(version)
-            continue
-        if now != version:
-            registry.set_alias(name, CHAMPION, version)
-        registry.tag_version(name, version, {COMPLETED_BY_TAG: run_id or "none", MOVE_TAG: "done"})
-        decision = _decision_from_tags(version, tags)
-        log.info("completed the promotion of %s v%s that run %s decided and did not finish",
-                 name, version, decision.completes_run)
-        completed.append(decision)
-    return completed, stale
+    return {
+        MOVE_TAG: "pending" if decision.promoted else "none",
+        RUN_TAG: run_id or "none",
+        "promotion.passed": decision.passed,
+        "promotion.promoted": decision.promoted,
+        CHAMPION_BEFORE_TAG: decision.champion_before or "none",
+        "promotion.reasons": json.dumps(decision.reasons),
+        "promotion.evaluated_on": evaluated_on,
+        **{f"promotion.challenger.{k}": round(v, 6)
+           for k, v in decision.challenger_metrics.items()},
+        **{f"promotion.champion.{k}": round(v, 6) for k, v in decision.champion_metrics.items()},
+    }
 
 
-def _decision_from_tags(version: str, tags: dict[str, str]) -> PromotionDecision:
-    """A promoting decision as ``_record_decision`` wrote it on the version."""
+def decision_description(decision: PromotionDecision, evaluated_on: str) -> str:
+    """The decision in words, for the version's description in the registry."""
+    verdict = ("promoted to champion" if decision.promoted
+               else "passed the gate (dry run: not promoted)" if decision.passed
+               else "not promoted")
+    return (f"Promotion gate ({decision.mode}) against {decision.against} on {evaluated_on}: "
+            f"{verdict}. " + "; ".join(decision.reasons))
+
+
+PendingMove = Literal["undecided", "confirm", "move", "stale"]
+
+
+def pending_move(version: str, tags: dict[str, str], champion: str | None) -> PendingMove:
+    """What the next ``promote`` does with a version whose decision says ``champion_move:
+    pending`` (a ``promote`` killed before it confirmed the move), @champion on ``champion``.
+
+    - ``undecided``: killed while its decision was written; judged again as undecided;
+    - ``confirm``: it is the champion, the alias moved: only the confirmation is missing;
+    - ``move``: the champion is still the one it was judged against: the alias moves now;
+    - ``stale``: @champion moved elsewhere meanwhile (by hand): the decision no longer
+      holds and the version is judged again.
+    """
+    if DECIDED_TAG not in tags:
+        return "undecided"
+    now = champion or "none"
+    if now == version:
+        return "confirm"
+    if now == tags.get(CHAMPION_BEFORE_TAG, "none"):
+        return "move"
+    return "stale"
+
+
+def decision_from_tags(version: str, tags: dict[str, str]) -> PromotionDecision:
+    """A promoting decision as ``decision_tags`` wrote it on the version."""
     def metrics(prefix: str) -> dict[str, float]:
         return {k[len(prefix):]: float(v) for k, v in tags.items() if k.startswith(prefix)}
 
-    before = tags.get("promotion.champion_before", "none")
+    before = tags.get(CHAMPION_BEFORE_TAG, "none")
     return PromotionDecision(
         mode=tags[DECIDED_TAG], challenger_version=version,
         champion_before=None if before == "none" else before, promoted=True,
@@ -247,35 +242,3 @@ def _decision_from_tags(version: str, tags: dict[str, str]) -> PromotionDecision
         challenger_metrics=metrics("promotion.challenger."),
         champion_metrics=metrics("promotion.champion."),
         completes_run=tags.get(RUN_TAG, "unknown"))
-
-
-def _record_decision(
-    registry: ModelRegistry, name: str, decision: PromotionDecision, evaluated_on: str,
-    run_id: str | None,
-) -> None:
-    """The decision as tags and a readable description on the challenger's version.
-
-    ``promotion.mode`` (``DECIDED_TAG``) is written last: a version that carries it
-    carries the whole record.
-    """
-    version = decision.challenger_version
-    registry.tag_version(name, version, {
-        MOVE_TAG: "pending" if decision.promoted else "none",
-        RUN_TAG: run_id or "none",
-        "promotion.passed": decision.passed,
-        "promotion.promoted": decision.promoted,
-        "promotion.champion_before": decision.champion_before or "none",
-        "promotion.reasons": json.dumps(decision.reasons),
-        "promotion.evaluated_on": evaluated_on,
-        **{f"promotion.challenger.{k}": round(v, 6)
-           for k, v in decision.challenger_metrics.items()},
-        **{f"promotion.champion.{k}": round(v, 6) for k, v in decision.champion_metrics.items()},
-    })
-    verdict = ("promoted to champion" if decision.promoted
-               else "passed the gate (dry run: not promoted)" if decision.passed
-               else "not promoted")
-    registry.describe_version(
-        name, version,
-        f"Promotion gate ({decision.mode}) against {decision.against} on {evaluated_on}: "
-        f"{verdict}. " + "; ".join(decision.reasons))
-    registry.tag_version(name, version, {DECIDED_TAG: decision.mode})

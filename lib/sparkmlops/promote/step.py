@@ -1,4 +1,16 @@
-"""Promote's I/O edge: the gate between @challenger and @champion."""
+"""Promote's I/O edge: the gate between @challenger and @champion.
+
+The gate's decisions are pure (``promotion``); this module reads the registry and the
+holdout, scores the models, records each decision and moves ``@champion``.
+
+MLflow has no transactions, so the writes are ordered for a kill between any two of
+them: the decision's tags (``promotion.mode`` last: a version without it was never
+judged) and description first, with ``promotion.champion_move: pending`` when the alias
+is to move; then the promote run's record (``before_move``); then the alias; then
+``champion_move: done``. The next ``promote`` finishes what a killed one left
+(``complete_promotions``), so the champion always carries the gate record that put it
+there.
+"""
 
 from __future__ import annotations
 
@@ -7,24 +19,30 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
 
-from sparkmlops.config import DatasetSettings, Settings
+from sparkmlops.config import DatasetSettings, ModelSettings, PromotionSettings, Settings
 from sparkmlops.errors import MissingInputError
 from sparkmlops.promote import promotion
+from sparkmlops.promote.promotion import PromotionDecision
+from sparkmlops.spark import persisted
 from sparkmlops.tables import (
     DatasetTables,
-    current_version,
     dataset_tables,
     ingest_order,
     read_table,
+    version_or_current,
 )
-from sparkmlops.tracking.registry import CHALLENGER, CHAMPION, ModelRegistry
+from sparkmlops.tracking.registry import CHALLENGER, CHAMPION, DECIDED_TAG, ModelRegistry
 from sparkmlops.tracking.runs import StepOutcome, StepTracker, step_run
 from sparkmlops.train import fitting
 from sparkmlops.train.window import training_window
 
 log = logging.getLogger(__name__)
+
+# a version's holdout metrics, or the sentence saying why it cannot be scored
+Scores = dict[str, float] | str
+Scorer = Callable[[str], Scores]
 
 
 @dataclass(frozen=True)
@@ -32,9 +50,9 @@ class PromoteOutcome(StepOutcome):
     """The gate's decision on the challenger asked for (or the last judged), and all of them."""
 
     step: ClassVar[str] = "promote"
-    decision: promotion.PromotionDecision | None = None
+    decision: PromotionDecision | None = None
     champion: str | None = None  # @champion after the step
-    decisions: list[promotion.PromotionDecision] = field(default_factory=list)
+    decisions: list[PromotionDecision] = field(default_factory=list)
 
     @property
     def promoted(self) -> bool:
@@ -55,6 +73,14 @@ class PromoteOutcome(StepOutcome):
                 "champion_before": d.champion_before, "reasons": d.reasons}
 
 
+@dataclass(frozen=True)
+class JudgedOn:
+    """What every version one ``promote`` judges is scored on, as its decision cites it."""
+
+    evaluated_on: str  # "95 holdout rows of gold.penguins_features v3"
+    problems: list[str] = field(default_factory=list)  # why it cannot rank models
+
+
 def promote_step(
     spark: SparkSession, settings: Settings, batch_id: str,
     *, challenger_version: str | None = None, gold_version: int | None = None,
@@ -70,27 +96,21 @@ def promote_step(
     when trained.
 
     First it completes what a killed ``promote`` left half done: a decision recorded
-    whose alias move was not confirmed (``promotion.complete_promotions``); that
-    decision stands for its version, which is not judged again. A champion with no
-    decision on it is judged too.
+    whose alias move was not confirmed (``complete_promotions``); that decision stands
+    for its version, which is not judged again. A champion with no decision on it is
+    judged too.
     """
     dataset = settings.dataset
     name = dataset.model.name
-    tables = dataset_tables(settings)
-    with step_run(settings, "promote", batch_id) as tracker:
+    with step_run(settings, PromoteOutcome.step, batch_id) as tracker:
         registry = tracker.registry
-        completed, stale = promotion.complete_promotions(registry, name, tracker.run_id)
+        completed, stale = complete_promotions(registry, name, tracker.run_id)
         asked = _asked_challenger(registry, name, challenger_version)
-        done = {d.challenger_version for d in completed}
-        versions = sorted({*registry.versions_to_judge(name, asked=asked), *stale} - done,
-                          key=int)
-        if not versions and not completed:
-            raise MissingInputError(f"model {name} has no version with alias "
-                                    f"@{CHALLENGER} and no version left to judge")
+        versions = _to_judge(registry, name, asked, stale=stale, completed=completed)
         decisions, holdout = list(completed), None
         if versions:
-            judged, holdout = _judge_all(spark, tracker, tables, dataset, versions, gold_version,
-                                         decided=completed)
+            judged, holdout = _judge_all(spark, tracker, dataset_tables(settings), dataset,
+                                         versions, gold_version, decided=completed)
             decisions += judged
         # the challenger asked for speaks for the step (the last judged when none was)
         decision = next((d for d in decisions if d.challenger_version == asked), decisions[-1])
@@ -100,42 +120,167 @@ def promote_step(
                               decisions=decisions)
 
 
+def complete_promotions(
+    registry: ModelRegistry, name: str, run_id: str | None
+) -> tuple[list[PromotionDecision], list[str]]:
+    """Finish the alias moves a killed ``promote`` decided: (completed decisions, to judge).
+
+    A version whose decision says ``champion_move: pending`` was decided, its tags
+    complete, and killed before the move was confirmed (``promotion.pending_move`` says
+    what is left: the confirmation, the move, or nothing because @champion moved
+    elsewhere meanwhile and the version is judged again). Completed versions carry
+    ``promotion.completed_by_run: <run_id>``.
+    """
+    completed: list[PromotionDecision] = []
+    stale: list[str] = []
+    for version in registry.versions_tagged(name, promotion.MOVE_TAG, "pending"):
+        tags = dict(registry.version(name, version).tags or {})
+        champion = _champion_version(registry, name)
+        action = promotion.pending_move(version, tags, champion)
+        if action == "undecided":
+            continue  # killed while its decision was written: judged again as undecided
+        if action == "stale":
+            log.warning("%s v%s was decided as champion by run %s, but @champion moved to %s "
+                        "meanwhile: judged again", name, version, tags.get(promotion.RUN_TAG),
+                        champion or "none")
+            stale.append(version)
+            continue
+        if action == "move":
+            registry.set_alias(name, CHAMPION, version)
+        registry.tag_version(name, version, {promotion.COMPLETED_BY_TAG: run_id or "none",
+                                             promotion.MOVE_TAG: "done"})
+        decision = promotion.decision_from_tags(version, tags)
+        log.info("completed the promotion of %s v%s that run %s decided and did not finish",
+                 name, version, decision.completes_run)
+        completed.append(decision)
+    return completed, stale
+
+
+def judge_version(
+    registry: ModelRegistry, version: str, score: Scorer, judged_on: JudgedOn, *,
+    model: ModelSettings, gate: PromotionSettings, run_id: str | None,
+    before_move: Callable[[PromotionDecision], None] | None = None,
+) -> PromotionDecision:
+    """One challenger against the champion of this moment, both scored by ``score`` on
+    the holdout; the decision recorded on the version, then @champion moved if it passed.
+
+    ``run_id`` is the promote run deciding; ``before_move`` records the decision on it
+    before the alias moves, so a kill at any point leaves a decision the next
+    ``promote`` completes.
+    """
+    name = model.name
+    champion = _champion_version(registry, name)
+    notes = [note] if (note := registry.unfinished_run_note(name, version)) else []
+    challenger = score(version)
+    if isinstance(challenger, str):
+        notes.append(f"v{version} {challenger}")
+        challenger = {}
+    champion_metrics, champion_note = None, None
+    if champion is not None and champion != version:
+        scored = score(champion)
+        if isinstance(scored, str):
+            champion_note = (f"champion v{champion} {scored}; the challenger is judged on the "
+                             "minimums alone")
+            log.warning(champion_note)
+        else:
+            champion_metrics = scored
+    decided = champion == version and DECIDED_TAG in (registry.version(name, version).tags or {})
+    decision = promotion.judge(
+        version, champion, gate, model.primary_metric, challenger_metrics=challenger,
+        champion_metrics=champion_metrics, challenger_decided=decided,
+        champion_note=champion_note, challenger_notes=notes, holdout_problems=judged_on.problems)
+    if not decision.already_champion:
+        _record_and_move(registry, name, decision, evaluated_on=judged_on.evaluated_on,
+                         run_id=run_id, before_move=before_move)
+    return decision
+
+
+def _record_and_move(
+    registry: ModelRegistry, name: str, decision: PromotionDecision, *, evaluated_on: str,
+    run_id: str | None, before_move: Callable[[PromotionDecision], None] | None,
+) -> None:
+    """The decision on the version (``promotion.mode`` last), then the move, confirmed."""
+    version = decision.challenger_version
+    registry.tag_version(name, version, promotion.decision_tags(decision, evaluated_on, run_id))
+    registry.describe_version(name, version,
+                              promotion.decision_description(decision, evaluated_on))
+    registry.tag_version(name, version, {DECIDED_TAG: decision.mode})
+    if decision.promoted:
+        if before_move is not None:
+            before_move(decision)
+        registry.set_alias(name, CHAMPION, version)
+        registry.tag_version(name, version, {promotion.MOVE_TAG: "done"})
+    log.info("promotion of %s v%s: %s (%s)", name, version,
+             "promoted" if decision.promoted else "not promoted", "; ".join(decision.reasons))
+
+
 def _judge_all(
     spark: SparkSession, tracker: StepTracker, tables: DatasetTables, dataset: DatasetSettings,
-    versions: list[str], gold_version: int | None, *, decided: list[promotion.PromotionDecision],
-) -> tuple[list[promotion.PromotionDecision], dict[str, Any]]:
+    versions: list[str], gold_version: int | None, *, decided: list[PromotionDecision],
+) -> tuple[list[PromotionDecision], dict[str, Any]]:
     """Each version judged on the holdout of gold (``gold_version``, default the latest),
     oldest first; and what the holdout was. ``decided`` are the step's decisions so far."""
     gold = tables.gold
-    data_version = gold_version if gold_version is not None else current_version(spark, gold)
+    data_version = version_or_current(spark, gold, gold_version)
     size = dataset.model.window_batches
     order = ingest_order(spark, tables.ingest_log) if size else []
     current, window = training_window(read_table(spark, gold, data_version), order, size)
+    source = f"{gold.fqn} v{data_version}"
     _, holdout = fitting.split_train_test(current, dataset)
-    holdout = holdout.persist()
-    try:
+    with persisted(holdout) as (holdout,):
         rows = holdout.count()
         if rows == 0:
-            raise MissingInputError(f"{gold.fqn} v{data_version} has no labelled holdout rows"
-                                    " to compare the models on")
+            raise MissingInputError(f"{source} has no labelled holdout rows to compare the "
+                                    "models on")
         tracker.read(gold, data_version, rows)
-        evaluated_on = (f"{rows} holdout rows of {gold.fqn} v{data_version}"
-                        + (f" (latest {len(window)} batches)" if window else ""))
-        problems = _holdout_problems(holdout, rows, dataset, f"{gold.fqn} v{data_version}")
-        scores: dict[str, dict[str, float] | str] = {}
-        judged: list[promotion.PromotionDecision] = []
+        judged_on = JudgedOn(
+            evaluated_on=(f"{rows} holdout rows of {source}"
+                          + (f" (latest {len(window)} batches)" if window else "")),
+            problems=_holdout_problems(holdout, rows, dataset, source))
+        score = _holdout_scorer(tracker, holdout, dataset.model)
+        judged: list[PromotionDecision] = []
 
-        def record_before_move(decision: promotion.PromotionDecision) -> None:
+        def record_before_move(decision: PromotionDecision) -> None:
             # the run's record of a promotion is written before @champion moves
-            tracker.log_dict(_decisions_record([*decided, *judged, decision]),
-                             "promotion.json")
+            tracker.log_dict(_decisions_record([*decided, *judged, decision]), "promotion.json")
 
         for version in versions:
-            judged.append(_judge(tracker, holdout, dataset, version, scores, evaluated_on,
-                                 problems, record_before_move))
-    finally:
-        holdout.unpersist()
+            judged.append(judge_version(tracker.registry, version, score, judged_on,
+                                        model=dataset.model, gate=dataset.promotion,
+                                        run_id=tracker.run_id, before_move=record_before_move))
     return judged, {"table": gold.fqn, "version": data_version, "rows": rows}
+
+
+def _to_judge(
+    registry: ModelRegistry, name: str, asked: str | None, *, stale: list[str],
+    completed: list[PromotionDecision],
+) -> list[str]:
+    """The versions left to judge, oldest first: the registry's backlog and ``stale``
+    decisions, but not the ``completed`` ones; MissingInputError when nothing is left."""
+    done = {d.challenger_version for d in completed}
+    versions = sorted({*registry.versions_to_judge(name, asked=asked), *stale} - done, key=int)
+    if not versions and not completed:
+        raise MissingInputError(f"model {name} has no version with alias "
+                                f"@{CHALLENGER} and no version left to judge")
+    return versions
+
+
+def _holdout_scorer(tracker: StepTracker, holdout: DataFrame, model: ModelSettings) -> Scorer:
+    """The holdout metrics of a version (or the sentence saying why it cannot score them),
+    each version scored once: a challenger promoted here is the champion of the next one."""
+    scores: dict[str, Scores] = {}
+
+    def score(version: str) -> Scores:
+        if version not in scores:
+            try:
+                loaded = tracker.load_model(f"models:/{model.name}/{version}")
+                scores[version] = fitting.evaluate(loaded.transform(holdout), model.task)
+            except Exception as exc:  # noqa: BLE001 - recorded as the reason
+                scores[version] = (f"cannot score the current data ({type(exc).__name__}: "
+                                   f"{(str(exc).splitlines() or [''])[0][:300]})")
+        return scores[version]
+
+    return score
 
 
 def _asked_challenger(registry: ModelRegistry, name: str, asked: str | None) -> str | None:
@@ -151,69 +296,20 @@ def _champion_version(registry: ModelRegistry, name: str) -> str | None:
     return str(champion.version) if champion is not None else None
 
 
-def _judge(
-    tracker: StepTracker, holdout: Any, dataset: Any, version: str,
-    scores: dict[str, dict[str, float] | str], evaluated_on: str, holdout_problems: list[str],
-    before_move: Callable[[promotion.PromotionDecision], None],
-) -> promotion.PromotionDecision:
-    """One challenger against the champion of this moment, both scored on the holdout.
-
-    ``scores`` caches each version's holdout metrics (or why it could not be
-    scored): a challenger promoted here is the champion of the next one.
-    """
-    name = dataset.model.name
-    registry = tracker.registry
-    champion = _champion_version(registry, name)
-    notes = [note] if (note := registry.unfinished_run_note(name, version)) else []
-    challenger = _scores(tracker, holdout, dataset, version, scores)
-    if isinstance(challenger, str):
-        notes.append(f"v{version} {challenger}")
-        challenger = {}
-    champion_metrics, champion_note = None, None
-    if champion is not None and champion != version:
-        scored = _scores(tracker, holdout, dataset, champion, scores)
-        if isinstance(scored, str):
-            champion_note = (f"champion v{champion} {scored}; the challenger is judged on the "
-                             "minimums alone")
-            log.warning(champion_note)
-        else:
-            champion_metrics = scored
-    return promotion.promote_if_better(
-        registry, name, version, dataset.promotion, dataset.model.primary_metric,
-        challenger_metrics=challenger, champion_metrics=champion_metrics,
-        champion_note=champion_note, challenger_notes=notes, holdout_problems=holdout_problems,
-        evaluated_on=evaluated_on, run_id=tracker.run_id, before_move=before_move)
-
-
-def _scores(
-    tracker: StepTracker, holdout: Any, dataset: Any, version: str,
-    scores: dict[str, dict[str, float] | str],
-) -> dict[str, float] | str:
-    """Holdout metrics of ``version``, or the sentence saying why it cannot score them."""
-    if version not in scores:
-        try:
-            model = tracker.load_model(f"models:/{dataset.model.name}/{version}")
-            scores[version] = fitting.evaluate(model.transform(holdout), dataset.model.task)
-        except Exception as exc:  # noqa: BLE001 - recorded as the reason
-            scores[version] = (f"cannot score the current data ({type(exc).__name__}: "
-                               f"{(str(exc).splitlines() or [''])[0][:300]})")
-    return scores[version]
-
-
-def _decision_summary(decision: promotion.PromotionDecision) -> dict[str, Any]:
+def _decision_summary(decision: PromotionDecision) -> dict[str, Any]:
     return {"version": decision.challenger_version, "promoted": decision.promoted,
             "passed": decision.passed, "champion_before": decision.champion_before,
             "reasons": decision.reasons, "completes_run": decision.completes_run}
 
 
-def _decisions_record(decisions: list[promotion.PromotionDecision]) -> dict[str, Any]:
+def _decisions_record(decisions: list[PromotionDecision]) -> dict[str, Any]:
     return {"decisions": [{**_decision_summary(d), "challenger_metrics": d.challenger_metrics,
                            "champion_metrics": d.champion_metrics} for d in decisions]}
 
 
 def _log_promotion(
-    tracker: StepTracker, decisions: list[promotion.PromotionDecision],
-    decision: promotion.PromotionDecision,
+    tracker: StepTracker, decisions: list[PromotionDecision],
+    decision: PromotionDecision,
     champion_after: str | None, holdout: dict[str, Any] | None,
 ) -> None:
     """The step run's record: ``decision``'s numbers as before, and every decision made."""
@@ -237,7 +333,9 @@ def _log_promotion(
                     "promotion.json")
 
 
-def _holdout_problems(holdout: Any, rows: int, dataset: Any, source: str) -> list[str]:
+def _holdout_problems(
+    holdout: DataFrame, rows: int, dataset: DatasetSettings, source: str
+) -> list[str]:
     """Why the holdout cannot rank models (a class missing, too few rows): fails the gate."""
     classes = fitting.class_counts(holdout, dataset)
     return [f"the holdout of {source} cannot rank models: {problem}"

@@ -48,9 +48,9 @@ def _reproduce_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _reproduce(spark: Any, settings: Settings, batch_id: str, args: argparse.Namespace) -> str:
-    from sparkmlops.train.reproduce import reproduce_run
+    from sparkmlops.train.step import reproduce_step
 
-    return reproduce_run(spark, settings, args.run_id, tolerance=args.tolerance).report()
+    return reproduce_step(spark, settings, args.run_id, tolerance=args.tolerance).report()
 
 
 TRAIN = Command("train", "gold → MLlib model → registry @challenger", _train,

@@ -1,4 +1,5 @@
-"""Train's I/O edge: gold → a tracked, registered model version @challenger."""
+"""Train's I/O edge: gold → a tracked, registered model version @challenger; and
+``reproduce``, which refits a train run from what it recorded."""
 
 from __future__ import annotations
 
@@ -9,30 +10,44 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from pyspark.sql import SparkSession
+from pyspark.ml import PipelineModel
+from pyspark.sql import DataFrame, SparkSession
 
-from sparkmlops.config import Settings
-from sparkmlops.errors import MissingInputError
+from sparkmlops.config import (
+    DatasetSettings,
+    FeatureSettings,
+    ModelSettings,
+    Settings,
+)
+from sparkmlops.errors import MissingInputError, ReproductionMismatch
 from sparkmlops.features import mllib
+from sparkmlops.spark import persisted
 from sparkmlops.tables import (
+    DatasetTables,
     TableRef,
-    current_version,
     dataset_tables,
     ingest_order,
     read_table,
+    version_or_current,
 )
 from sparkmlops.tracking import provenance
 from sparkmlops.tracking.provenance import code_identity
 from sparkmlops.tracking.registry import CHALLENGER
 from sparkmlops.tracking.runs import (
     TAG_GIT_COMMIT,
+    TAG_STEP,
     StepOutcome,
     StepTracker,
+    configure_mlflow,
+    get_run,
     infer_signature,
+    run_json,
     step_run,
+    tool_run,
 )
-from sparkmlops.train import fitting, plots, tuning
+from sparkmlops.train import fitting, plots, reproduce, tuning
 from sparkmlops.train.reference import REFERENCE_ARTIFACT, model_reference
+from sparkmlops.train.reproduce import Reproduction
 from sparkmlops.train.window import WINDOW_ARTIFACT, training_window
 
 log = logging.getLogger(__name__)
@@ -72,86 +87,105 @@ def train_step(
     its time budget. Candidates are nested runs; the estimator that won is logged
     as ``training/estimator.json``, which is what ``reproduce`` refits.
     """
-    dataset = settings.dataset
-    tables = dataset_tables(settings)
-    gold = tables.gold
-    with step_run(settings, "train", batch_id) as tracker:
-        version = gold_version if gold_version is not None else current_version(spark, gold)
-        order = ingest_order(spark, tables.ingest_log) if dataset.model.window_batches else []
-        data, window = training_window(read_table(spark, gold, version), order,
-                                       dataset.model.window_batches)
-        if window is not None:
-            tracker.log_dict({"batches": window}, WINDOW_ARTIFACT)
-            tracker.params({"window_batches": len(window)})
-        train, test = fitting.split_train_test(data, dataset)
-        train, test = train.persist(), test.persist()
-        try:
-            n_train, n_test = train.count(), test.count()
-            if n_train == 0 or n_test == 0:
-                raise MissingInputError(
-                    f"{gold.fqn} v{version} has {n_train} training and {n_test} holdout rows "
-                    "with a label; need both"
-                )
-            rows = data.count()
-            with tracker.timing():
-                tracker.read(gold, version, rows)
-                tracker.count("rows_train", n_train)
-                tracker.count("rows_test", n_test)
-            source = f"{gold.fqn} v{version}"
-            # before any fit (a search's or AutoML's too): one line, not an MLlib trace;
-            # the profile is the first job through the derived SQL, so a gold table that
-            # features did not check (written before the check, or config changed since)
-            # fails here with the feature named, not with 190 lines of Java
-            with mllib.derived_failures_named(data, dataset.features, keys=dataset.keys,
-                                               source=source):
-                fitting.check_training_data(train, test, dataset, source=source)
-            started = time.monotonic()
+    dataset, tables = settings.dataset, dataset_tables(settings)
+    model, gold = dataset.model, tables.gold
+    with step_run(settings, TrainOutcome.step, batch_id) as tracker:
+        version = version_or_current(spark, gold, gold_version)
+        source = f"{gold.fqn} v{version}"
+        data = _read_window(spark, tracker, tables, version, model.window_batches)
+        with persisted(*fitting.split_train_test(data, dataset)) as (train, test):
+            n_train, n_test = _count_split(tracker, train, test, data=data, gold=gold,
+                                           version=version)
+            _check_training_data(data, train, test, dataset, source=source)
             with fitting.fit_failures_named(source):
-                trained = _fit(train, dataset, tracker)
-                fit_seconds = time.monotonic() - started
-                # scored once: seven evaluators and the plots each read it again
-                scored = trained.model.transform(test).persist()
-                metrics = fitting.evaluate(scored, dataset.model.task)
-            with tempfile.TemporaryDirectory(prefix="sparkmlops-plots-") as out:
-                plots.write_plots(scored, trained.model, dataset.model.task,
-                                  dataset.label.classes, Path(out))
-                signature = model_signature(test, scored,
-                                            mllib.model_input_columns(dataset))
-                # what monitoring compares each scored batch with, so it never
-                # re-reads the training data: the holdout's features and scores
-                reference = model_reference(
-                    scored, dataset.features.numeric_inputs, dataset.features.categorical_inputs,
-                    dataset.model.task)
-                _log_training(tracker, trained, gold, version, dataset, metrics, fit_seconds)
-                tracker.log_artifacts(out, "plots")
-                tracker.log_dict(reference.to_dict(), REFERENCE_ARTIFACT)
-            scored.unpersist()
-        finally:
-            train.unpersist()
-            test.unpersist()
-        model_version = _register(trained.model, signature, settings, tracker, gold,
-                                  version, batch_id, metrics)
+                trained, fit_seconds = _fit(train, dataset, tracker)
+            # scored once: seven evaluators and the plots each read it again
+            with persisted(trained.model.transform(test)) as (scored,):
+                with fitting.fit_failures_named(source):
+                    metrics = fitting.evaluate(scored, model.task)
+                signature = model_signature(test, scored, mllib.model_input_columns(dataset))
+                _log_training(tracker, trained, model, features=dataset.features, gold=gold,
+                              version=version, metrics=metrics, fit_seconds=fit_seconds)
+                _log_holdout(tracker, scored, trained.model, features=dataset.features,
+                             task=model.task, classes=dataset.label.classes)
+        lineage = _lineage_tags(tracker, gold, version, batch_id=batch_id,
+                                config_hash=settings.config_hash(), metrics=metrics)
+        model_version = _register(tracker, trained.model, signature, name=model.name,
+                                  lineage=lineage)
         tracker.metrics({"tracking_seconds": round(tracker.mlflow_seconds, 3)})
         return TrainOutcome(
-            tracker.run_id, {}, model=dataset.model.name, model_version=model_version,
+            tracker.run_id, {}, model=model.name, model_version=model_version,
             metrics=metrics, rows_train=n_train, rows_test=n_test,
             training_table_version=version, estimator=trained.estimator.type,
             params=trained.estimator.params, why=trained.reason or None,
         )
 
 
-def _fit(train: Any, dataset: Any, tracker: StepTracker) -> tuning.TrainedModel:
-    """The config's estimator (searched when a grid is set), or AutoML's pick."""
-    if dataset.model.automl.enabled:
-        return tuning.automl(train, dataset, tracker=tracker)
-    return tuning.search(train, dataset, tracker=tracker)
+def _read_window(
+    spark: SparkSession, tracker: StepTracker, tables: DatasetTables, version: int | None,
+    window_batches: int,
+) -> DataFrame:
+    """Gold at ``version``, limited to the latest ``window_batches`` batches (all when 0);
+    the run records which batches, so ``reproduce`` reads the same."""
+    order = ingest_order(spark, tables.ingest_log) if window_batches else []
+    data, window = training_window(read_table(spark, tables.gold, version), order,
+                                   window_batches)
+    if window is not None:
+        tracker.log_dict({"batches": window}, WINDOW_ARTIFACT)
+        tracker.params({"window_batches": len(window)})
+    return data
+
+
+def _count_split(
+    tracker: StepTracker, train: DataFrame, test: DataFrame, *, data: DataFrame, gold: TableRef,
+    version: int | None,
+) -> tuple[int, int]:
+    """(training rows, holdout rows), recorded on the run; MissingInputError if either is 0."""
+    n_train, n_test = train.count(), test.count()
+    if n_train == 0 or n_test == 0:
+        raise MissingInputError(
+            f"{gold.fqn} v{version} has {n_train} training and {n_test} holdout rows "
+            "with a label; need both"
+        )
+    rows = data.count()
+    with tracker.timing():
+        tracker.read(gold, version, rows)
+        tracker.count("rows_train", n_train)
+        tracker.count("rows_test", n_test)
+    return n_train, n_test
+
+
+def _check_training_data(
+    data: DataFrame, train: DataFrame, test: DataFrame, dataset: DatasetSettings, *, source: str
+) -> None:
+    """Refuse data no model can be trained or judged on, before any fit (a search's or
+    AutoML's too): one line, not an MLlib trace.
+
+    The profile is the first job through the derived SQL, so a gold table that features
+    did not check (written before the check, or config changed since) fails here with
+    the feature named, not with 190 lines of Java.
+    """
+    with mllib.derived_failures_named(data, dataset.features, keys=dataset.keys, source=source):
+        fitting.check_training_data(train, test, dataset, source=source)
+
+
+def _fit(
+    train: DataFrame, dataset: DatasetSettings, tracker: StepTracker
+) -> tuple[tuning.TrainedModel, float]:
+    """The config's estimator (searched when a grid is set), or AutoML's pick; and the
+    seconds the fit took."""
+    started = time.monotonic()
+    fit = tuning.automl if dataset.model.automl.enabled else tuning.search
+    trained = fit(train, dataset, tracker=tracker)
+    return trained, time.monotonic() - started
 
 
 def _log_training(
-    tracker: StepTracker, trained: tuning.TrainedModel, gold: TableRef, version: int | None,
-    dataset: Any, metrics: dict[str, float], fit_seconds: float,
+    tracker: StepTracker, trained: tuning.TrainedModel, model: ModelSettings, *,
+    features: FeatureSettings, gold: TableRef, version: int | None, metrics: dict[str, float],
+    fit_seconds: float,
 ) -> None:
-    model = dataset.model
+    """What was fitted, on what, and how it scored on the holdout."""
     search = "automl" if model.automl.enabled else model.tuning.method
     tracker.params({
         "estimator": trained.estimator.type,
@@ -159,12 +193,12 @@ def _log_training(
         "search": search,
         "split.seed": model.split.seed,
         "split.test_fraction": model.split.test_fraction,
-        "features.numeric": ",".join(dataset.features.numeric_inputs),
-        "features.categorical": ",".join(dataset.features.categorical_inputs),
-        "features.defined": ",".join(c for _, c in dataset.features.defined_columns()),
-        "features.impute": dataset.features.impute,
-        "features.categorical_encoding": dataset.features.categorical_encoding,
-        "features.scale": dataset.features.scale,
+        "features.numeric": ",".join(features.numeric_inputs),
+        "features.categorical": ",".join(features.categorical_inputs),
+        "features.defined": ",".join(c for _, c in features.defined_columns()),
+        "features.impute": features.impute,
+        "features.categorical_encoding": features.categorical_encoding,
+        "features.scale": features.scale,
         "training_table": gold.fqn,
         "training_table_version": version,
     })
@@ -181,26 +215,46 @@ def _log_training(
         tracker.tags({"sparkmlops.model_choice": trained.reason[:5000]})
 
 
-def _register(
-    model: Any, signature: Any, settings: Settings, tracker: StepTracker, gold: TableRef,
-    version: int | None, batch_id: str, metrics: dict[str, float],
-) -> str:
-    """Log the PipelineModel, register it as a new version @challenger with lineage tags."""
-    name = settings.dataset.model.name
-    info = log_pipeline_model(tracker, model, signature=signature,
-                              registered_model_name=name)
-    model_version = str(info.registered_model_version)
-    registry = tracker.registry
-    registry.set_alias(name, CHALLENGER, model_version)
+def _log_holdout(
+    tracker: StepTracker, scored: DataFrame, model: PipelineModel, *,
+    features: FeatureSettings, task: str, classes: list[str] | None,
+) -> None:
+    """The scored holdout's evaluation plots, and its reference profile: what monitoring
+    compares each scored batch with, so it never re-reads the training data."""
+    with tempfile.TemporaryDirectory(prefix="sparkmlops-plots-") as out:
+        plots.write_plots(scored, model, task, classes, Path(out))
+        tracker.log_artifacts(out, "plots")
+    reference = model_reference(scored, features.numeric_inputs, features.categorical_inputs,
+                                task)
+    tracker.log_dict(reference.to_dict(), REFERENCE_ARTIFACT)
+
+
+def _lineage_tags(
+    tracker: StepTracker, gold: TableRef, version: int | None, *, batch_id: str,
+    config_hash: str, metrics: dict[str, float],
+) -> dict[str, object]:
+    """What ties a model version to its training data, code, config and run."""
     code = code_identity()
-    registry.tag_version(name, model_version, {
+    return {
         "training_table": gold.fqn, **_table_location_tags("training_table", gold),
         "training_table_version": version, "batch_id": batch_id,
         "git_commit": tracker.run_tag(tracker.run_id, TAG_GIT_COMMIT),
         "sparkmlops_version": code.version, "wheel_sha256": code.wheel_sha256,
-        "config_hash": settings.config_hash(), "training_run_id": tracker.run_id,
+        "config_hash": config_hash, "training_run_id": tracker.run_id,
         **{f"metric.{k}": round(v, 6) for k, v in metrics.items()},
-    })
+    }
+
+
+def _register(
+    tracker: StepTracker, model: PipelineModel, signature: Any, *, name: str,
+    lineage: dict[str, object],
+) -> str:
+    """Log the PipelineModel, register it as a new version @challenger with ``lineage`` tags."""
+    info = log_pipeline_model(tracker, model, signature=signature, registered_model_name=name)
+    model_version = str(info.registered_model_version)
+    registry = tracker.registry
+    registry.set_alias(name, CHALLENGER, model_version)
+    registry.tag_version(name, model_version, lineage)
     tracker.tags({"model_version": model_version})
     return model_version
 
@@ -215,15 +269,81 @@ def _table_location_tags(prefix: str, ref: TableRef) -> dict[str, object]:
     return tags
 
 
-def model_signature(test: Any, scored: Any, columns: list[str]) -> Any:
+def reproduce_step(
+    spark: SparkSession, settings: Settings, run_id: str, *, tolerance: float = 1e-9
+) -> Reproduction:
+    """Refit the model of train run ``run_id`` from its lineage; compare the metrics.
+
+    ``settings`` only locate the tracking store; everything about the model comes
+    from the run (``reproduce.recorded_training``). Raises ReproductionMismatch when a
+    metric differs by more than ``tolerance`` (the result is recorded in MLflow either way).
+    """
+    configure_mlflow(settings)
+    recorded, batches = _recorded_training(run_id)
+    started = time.monotonic()
+    # checked: a version gone from the log or vacuumed is one line naming the retention
+    data = reproduce.in_batches(read_table(spark, recorded.table, recorded.version), batches)
+    with tool_run(f"reproduce {run_id[:8]}", dataset=recorded.dataset.name,
+                  step=Reproduction.step) as current:
+        current.tags({"sparkmlops.reproduces": run_id})
+        reproduced = reproduce.refit(data, recorded)
+        result = Reproduction(run_id, current.run_id, recorded.table.address, recorded.version,
+                              recorded.estimator, recorded.metrics, reproduced,
+                              time.monotonic() - started)
+        _log_reproduction(current, result, tolerance=tolerance)
+    log.info("%s", result.report())
+    if not result.matches(tolerance):
+        raise ReproductionMismatch(
+            f"run {run_id}: metrics differ by up to {result.max_abs_difference:.3g} "
+            f"(tolerance {tolerance:g}); see run {result.reproduce_run_id}")
+    return result
+
+
+def _recorded_training(run_id: str) -> tuple[reproduce.RecordedTraining, list[str] | None]:
+    """What train run ``run_id`` recorded, and its training window's batches (None: all)."""
+    run = get_run(run_id)
+    step = run.data.tags.get(TAG_STEP)
+    if step != TrainOutcome.step:
+        raise MissingInputError(f"run {run_id} is a {step or 'non-sparkmlops'} run, "
+                                f"not a {TrainOutcome.step} run")
+    recorded = reproduce.recorded_training(
+        run_id, config=_run_artifact(run_id, "config/effective_config.json"),
+        estimator=_run_artifact(run_id, "training/estimator.json"),
+        lineage=_run_artifact(run_id, "lineage.json"), run_metrics=run.data.metrics)
+    windowed = "window_batches" in run.data.params
+    batches = _run_artifact(run_id, WINDOW_ARTIFACT)["batches"] if windowed else None
+    return recorded, batches
+
+
+def _run_artifact(run_id: str, path: str) -> dict[str, Any]:
+    try:
+        return dict(run_json(run_id, path))
+    except MissingInputError:
+        raise MissingInputError(f"run {run_id} has no artifact {path}; it was trained before "
+                                "runs recorded it, or the artifact store is gone") from None
+
+
+def _log_reproduction(current: StepTracker, result: Reproduction, *, tolerance: float) -> None:
+    """The reproduce run's record: what it refitted, each metric's difference, the verdict."""
+    current.params({"reproduces": result.run_id, "table_path": result.table_path,
+                    "table_version": result.table_version,
+                    "estimator": result.estimator.type, "tolerance": tolerance})
+    current.metrics({**{f"reproduced.{k}": v for k, v in result.reproduced.items()},
+                     **{f"difference.{k}": v for k, v in result.differences.items()},
+                     "max_abs_difference": result.max_abs_difference})
+    current.outcome("reproduced" if result.matches(tolerance) else "mismatch")
+    current.log_text(result.report(), "reproduce.txt")
+
+
+def model_signature(test: DataFrame, scored: DataFrame, columns: list[str]) -> Any:
     """The MLflow signature: ``columns`` of ``test`` in, the ``prediction`` of ``scored`` out."""
     sample = test.select(*columns).limit(20).toPandas()
     return infer_signature(sample, scored.select("prediction").limit(20).toPandas())
 
 
 def log_pipeline_model(
-    tracker: StepTracker, model: Any, *, signature: Any, registered_model_name: str | None = None,
-    artifact_path: str = "model",
+    tracker: StepTracker, model: PipelineModel, *, signature: Any,
+    registered_model_name: str | None = None, artifact_path: str = "model",
 ) -> Any:
     """``mlflow.spark.log_model`` with declared requirements, and with sparkmlops' code
     when the model holds a Python stage; returns the ModelInfo.
