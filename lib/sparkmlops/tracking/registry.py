@@ -81,10 +81,6 @@ class ModelRegistry:
         with self._timed():
             self.client.update_model_version(name, version, description=description)
 
-    def run_metrics(self, run_id: str) -> dict[str, float]:
-        with self._timed():
-            return dict(self.client.get_run(run_id).data.metrics)
-
     def versions_to_judge(self, name: str, *, asked: str | None) -> list[str]:
         """The versions ``promote`` judges, oldest first.
 
