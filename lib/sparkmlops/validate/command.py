@@ -18,7 +18,7 @@ def _validate(spark: Any, settings: Settings, batch_id: str, args: argparse.Name
     from sparkmlops.validate.step import validate_step
 
     result = validate_step(spark, settings, batch_id, bronze_version=args.bronze_version)
-    return step_report("validate", settings, batch_id, result)
+    return step_report(settings, batch_id, result)
 
 
 def _profile_arguments(parser: argparse.ArgumentParser) -> None:
@@ -28,11 +28,11 @@ def _profile_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _profile(spark: Any, settings: Settings, batch_id: str, args: argparse.Namespace) -> str:
-    from sparkmlops.tables import current_version, dataset_tables, read_table
+    from sparkmlops.tables import dataset_tables, read_table, version_or_current
     from sparkmlops.validate.profiling import profile_columns, propose_expectations, suite_yaml
 
     ref = dataset_tables(settings).layer(args.layer)
-    version = args.version if args.version is not None else current_version(spark, ref)
+    version = version_or_current(spark, ref, args.version)
     profiles = profile_columns(read_table(spark, ref, version))
     text = suite_yaml(propose_expectations(profiles, settings.dataset.keys),
                       source=f"{ref.fqn} v{version} ({ref.address})")
