@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 
 if TYPE_CHECKING:
     from sparkmlops.config import Settings
@@ -53,14 +53,31 @@ class Command:
     scope: Scope = "batch"
 
 
-def step_report(name: str, settings: Settings, batch_id: str, result: Any,
+class Outcome(Protocol):
+    """What ``step_report`` reads of a step's outcome (a ``tracking.runs.StepOutcome``,
+    which sits in a layer above this module)."""
+
+    step: ClassVar[str]
+
+    @property
+    def run_id(self) -> str: ...
+
+    @property
+    def outputs(self) -> dict[str, int]: ...
+
+    @property
+    def summary(self) -> dict[str, Any]: ...
+
+
+def step_report(settings: Settings, batch_id: str, result: Outcome,
                 extra: list[str] | None = None) -> str:
     """What a single step prints: its run, the table versions it wrote, its summary.
 
-    ``result`` is the step's outcome (``.run_id``, ``.outputs``, ``.summary``);
-    ``extra`` lines follow the summary (promote's one line per version judged).
+    The step is named by its outcome (``result.step``: ``ingest``, ``maintain`` ...),
+    so a command names no step twice; ``extra`` lines follow the summary (promote's
+    one line per version judged).
     """
-    lines = [f"sparkmlops {name}: dataset {settings.dataset.name}, batch {batch_id}",
+    lines = [f"sparkmlops {result.step}: dataset {settings.dataset.name}, batch {batch_id}",
              f"  MLflow run {result.run_id}"]
     lines += [f"  wrote {table} v{version}" for table, version in result.outputs.items()]
     lines += [f"  {key}: {value}" for key, value in result.summary.items()]

@@ -103,7 +103,7 @@ def test_registered_version_has_the_aliases_and_predictions_name_it(spark, pipel
     champion = client.get_model_version_by_alias(name, CHAMPION)
     challenger = client.get_model_version_by_alias(name, CHALLENGER)
 
-    assert str(champion.version) == str(challenger.version) == train.summary["version"] == "1"
+    assert str(champion.version) == str(challenger.version) == train.model_version == "1"
     assert champion.run_id == train.run_id
     tags = champion.tags
     assert tags["training_table"] == "gold.penguins_features"
@@ -114,7 +114,7 @@ def test_registered_version_has_the_aliases_and_predictions_name_it(spark, pipel
             predictions.select("model_name", "model_version", "model_run_id", "_batch_id")
             .distinct().collect()} == {(name, "1", train.run_id, result.batch_id)}
     assert predictions.where("predicted_label NOT IN ('MALE', 'FEMALE')").count() == 0
-    assert train.summary["metrics"]["areaUnderROC"] > 0.85
+    assert train.metrics["areaUnderROC"] > 0.85
 
 
 def test_training_run_logs_evaluation_plots_that_agree_with_its_metrics(pipeline_run):
@@ -130,7 +130,7 @@ def test_training_run_logs_evaluation_plots_that_agree_with_its_metrics(pipeline
     matrix = mlflow.artifacts.load_dict(f"{run.info.artifact_uri}/plots/confusion_matrix.json")
     assert matrix["labels"] == ["FEMALE", "MALE"]
     cells = [c for row in matrix["matrix"] for c in row]
-    assert sum(cells) == train.summary["rows_test"]
+    assert sum(cells) == train.rows_test
     correct = matrix["matrix"][0][0] + matrix["matrix"][1][1]
     assert correct / sum(cells) == pytest.approx(run.data.metrics["accuracy"])
     weights = mlflow.artifacts.load_dict(f"{run.info.artifact_uri}/plots/coefficients.json")
@@ -181,15 +181,20 @@ def test_rerun_changes_no_data_and_same_data_gives_same_metrics(
     second = run_pipeline(spark, settings, default_batch_id(spark, settings))
 
     assert second.batch_id == first.batch_id  # nothing new landed: the latest batch again
-    assert second.step(IngestOutcome).summary == {"skipped": True, "bronze_rows": source_rows}
+    ingest = second.step(IngestOutcome)
+    assert (ingest.skipped, ingest.bronze_rows) == (True, source_rows)
+    assert (ingest.duplicates, ingest.changed_skipped, ingest.not_ready, ingest.pending) == (
+        0, 0, 0, 0)
     assert current_version(spark, dataset_tables(settings).bronze) == bronze_version
     assert read_table(spark, dataset_tables(settings).bronze).count() == source_rows
     assert read_table(spark, dataset_tables(settings).silver).count() == 342
     assert read_table(spark, dataset_tables(settings).predictions).count() == 342
     assert second.step(TrainOutcome).metrics == first.step(TrainOutcome).metrics
-    promote = second.step(PromoteOutcome).summary
-    assert (promote["challenger"], promote["promoted"], promote["champion"]) == ("2", False, "1")
-    assert second.step(PredictOutcome).summary["model_version"] == "1"
+    promote = second.step(PromoteOutcome)
+    assert promote.decision is not None
+    assert (promote.decision.challenger_version, promote.promoted, promote.champion) == (
+        "2", False, "1")
+    assert second.step(PredictOutcome).model_version == "1"
 
 
 def test_spark_submit_runs_the_pipeline(tmp_path):

@@ -154,8 +154,7 @@ def test_optimize_by_name(spark, catalog_settings):
 
     optimized = optimize_table(spark, ref, ["k"])
 
-    assert (optimized["numFilesRemoved"], optimized["numFilesAdded"], optimized["version"]) == (
-        3, 1, 3)
+    assert (optimized.files_removed, optimized.files_added, optimized.version) == (3, 1, 3)
     assert len(spark.table(ref.table_name).inputFiles()) == 1
     assert _rows(spark.table(ref.table_name)) == [(1, "b1", "b1"), (1, "b2", "b2"),
                                                   (1, "b3", "b3")]

@@ -20,9 +20,14 @@ from sparkmlops.config import load_settings
 from sparkmlops.errors import ConfigError, MissingInputError, VersionUnavailableError
 from sparkmlops.maintain.step import (
     RETENTION_CHECK_CONF,
+    MaintainOutcome,
+    TableMaintenance,
+    VacuumResult,
     active_files,
+    maintain_step,
     optimize_table,
     read_as_of,
+    read_as_of_or_latest,
     vacuum_table,
 )
 from sparkmlops.tables import current_version, dataset_tables, read_table, table_ref
@@ -91,9 +96,9 @@ def test_optimize_compacts_the_small_files_and_keeps_the_rows(spark, bronze):
 
     assert files_before >= 3
     assert active_files(spark, bronze) == 1
-    assert (result["numFilesRemoved"], result["numFilesAdded"]) == (files_before, 1)
-    assert (result["version"], current_version(spark, bronze)) == (3, 3)
-    assert result["zorder_by"] == []
+    assert (result.files_removed, result.files_added) == (files_before, 1)
+    assert (result.version, current_version(spark, bronze)) == (3, 3)
+    assert result.zorder_by == []
     assert _collect(read_table(spark, bronze)) == _rows(["b1", "b2", "b3"])
 
 
@@ -103,11 +108,11 @@ def test_zorder_uses_the_columns_the_table_has_and_only_once(spark, bronze, capl
         again = optimize_table(spark, bronze, ["species", "sex", "island"])
 
     last = DeltaTable.forPath(spark, bronze.path).history(1).first()
-    assert result["zorder_by"] == ["species", "island"]
+    assert result.zorder_by == ["species", "island"]
     assert (last["version"], last["operation"]) == (3, "OPTIMIZE")
     assert json.loads(last["operationParameters"]["zOrderBy"]) == ["species", "island"]
     assert "bronze.penguins has no column(s) ['sex']" in caplog.text
-    assert (again["version"], again["numFilesRemoved"]) == (3, 0)
+    assert (again.version, again.files_removed, again.files_added) == (3, 0, 0)
     assert _collect(read_table(spark, bronze)) == _rows(["b1", "b2", "b3"])
 
 
@@ -124,7 +129,8 @@ def test_unsafe_vacuum_deletes_the_files_optimize_removed(spark, bronze):
 
     assert len(active) == 1 and len(on_disk) > 1
     assert _parquet_files(bronze) == active
-    assert result["files_deleted"] == len(on_disk - active)
+    assert result == VacuumResult(files_deleted=len(on_disk - active), retention_hours=0,
+                                  version=5)
     assert check_after == "true"
     assert _collect(read_table(spark, bronze)) == _rows(["b1", "b2", "b3"])
     with pytest.raises(VersionUnavailableError, match=r"^table bronze.penguins v0 was vacuumed"):
@@ -163,6 +169,46 @@ def test_read_as_of_a_version_or_a_timestamp(spark, bronze):
         read_as_of(spark, bronze, version=0, timestamp=v1_time)
 
 
+def test_maintain_step_optimizes_and_vacuums_each_table_there_and_names_the_others(
+        spark, bronze, make_settings):
+    settings = make_settings()
+    files_before = active_files(spark, bronze)
+
+    untouched = maintain_step(spark, settings, vacuum=False, optimize=False)
+    result = maintain_step(spark, settings)
+
+    others = [ref.fqn for ref in dataset_tables(settings) if ref.fqn != "bronze.penguins"]
+    assert isinstance(result, MaintainOutcome)
+    assert untouched.tables == {"bronze.penguins": TableMaintenance(
+        version_before=2, files_before=files_before, optimize=None, vacuum=None,
+        version_after=2, files_after=files_before)}
+    assert (untouched.outputs, untouched.missing) == ({}, others)
+    [(fqn, table)] = result.tables.items()
+    assert (fqn, table.version_before, table.version_after) == ("bronze.penguins", 2, 5)
+    assert (table.files_before, table.files_after) == (files_before, 1)
+    assert table.optimize is not None
+    assert (table.optimize.files_removed, table.optimize.files_added) == (files_before, 1)
+    assert (table.optimize.zorder_by, table.optimize.version) == (["species", "island"], 3)
+    assert table.vacuum == VacuumResult(files_deleted=0, retention_hours=168, version=5)
+    assert (result.outputs, result.missing) == ({"bronze.penguins": 5}, others)
+    assert _collect(read_table(spark, bronze)) == _rows(["b1", "b2", "b3"])
+
+
+def test_read_as_of_or_latest_names_the_version_it_read(spark, bronze, make_settings):
+    v1_time = DeltaTable.forPath(spark, bronze.path).history().where("version = 1").select(
+        F.date_format("timestamp", "yyyy-MM-dd HH:mm:ss.SSS")).first()[0]
+
+    frame, latest = read_as_of_or_latest(spark, bronze)
+    old, named = read_as_of_or_latest(spark, bronze, version=0)
+    then, as_of = read_as_of_or_latest(spark, bronze, timestamp=v1_time)
+
+    assert (_collect(frame), latest) == (_rows(["b1", "b2", "b3"]), "v2 (latest)")
+    assert (_collect(old), named) == (_rows(["b1"]), "v0")
+    assert (_collect(then), as_of) == (_rows(["b1", "b2"]), f"as of {v1_time}")
+    with pytest.raises(MissingInputError, match=r"^table silver.penguins does not exist at "):
+        read_as_of_or_latest(spark, dataset_tables(make_settings()).silver)
+
+
 def test_cli_maintain_after_an_ingest_logs_its_run(
         spark, make_settings, tmp_path, capsys, sample_landing):
     config = ["--env", "local", "--set", f"state_dir={tmp_path}",
@@ -181,8 +227,8 @@ def test_cli_maintain_after_an_ingest_logs_its_run(
     [run] = client.search_runs([experiment.experiment_id],
                                "tags.`sparkmlops.step` = 'maintain'")
     assert code == 0
-    assert "sparkmlops maintain: dataset penguins" in out
-    assert f"bronze.penguins v{version_before} → v{version_after}" in out
+    assert "sparkmlops maintain: dataset penguins, batch all" in out
+    assert f"wrote bronze.penguins v{version_after}" in out
     assert run.data.tags["sparkmlops.outcome"] == "maintained"
     assert run.data.params["bronze.penguins.version_before"] == str(version_before)
     assert run.data.params["bronze.penguins.version_after"] == str(version_after)

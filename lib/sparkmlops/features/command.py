@@ -17,7 +17,7 @@ def _run(spark: Any, settings: Settings, batch_id: str, args: argparse.Namespace
     from sparkmlops.features.step import features_step
 
     result = features_step(spark, settings, batch_id, silver_version=args.silver_version)
-    return step_report("features", settings, batch_id, result)
+    return step_report(settings, batch_id, result)
 
 
 FEATURES = Command("features", "silver → gold feature table", _run, add_arguments=_add_arguments)

@@ -19,7 +19,7 @@ def _run(spark: Any, settings: Settings, batch_id: str, args: argparse.Namespace
     from sparkmlops.ingest.step import ingest_step
 
     result = ingest_step(spark, settings, batch_id, force=args.force)
-    return step_report("ingest", settings, batch_id, result)
+    return step_report(settings, batch_id, result)
 
 
 INGEST = Command("ingest", "landing files → bronze (+ quarantine)", _run,

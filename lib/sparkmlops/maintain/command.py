@@ -1,12 +1,12 @@
 """``sparkmlops maintain`` (OPTIMIZE / VACUUM) and ``sparkmlops show-table`` (time travel),
-the whole-table commands of ``maintenance.py``."""
+the whole-table commands of ``maintain/step.py``."""
 
 from __future__ import annotations
 
 import argparse
 from typing import Any
 
-from sparkmlops.command import Command
+from sparkmlops.command import Command, step_report
 from sparkmlops.config import Settings
 
 
@@ -21,28 +21,13 @@ def _maintain(spark: Any, settings: Settings, batch_id: str, args: argparse.Name
     from sparkmlops.maintain.step import maintain_step
 
     result = maintain_step(spark, settings, batch_id, vacuum=args.vacuum, optimize=args.optimize)
-    lines = [f"sparkmlops maintain: dataset {settings.dataset.name}",
-             f"  MLflow run {result.run_id}"]
-    lines += [_table_line(table, r) for table, r in result.tables.items()]
-    if result.missing:
-        lines.append(f"  not there yet: {', '.join(result.missing)}")
-    return "\n".join(lines)
-
-
-def _table_line(table: str, r: dict[str, Any]) -> str:
-    line = (f"  {table} v{r['version_before']} → v{r['version_after']}, "
-            f"{r['files_before']} → {r['files_after']} files")
-    if r["optimize"]:
-        zorder = r["optimize"]["zorder_by"]
-        line += f"; Z-ORDER by {', '.join(zorder)}" if zorder else "; OPTIMIZE"
-    if r["vacuum"]:
-        line += f"; VACUUM deleted {r['vacuum']['files_deleted']} files"
-    return line
+    return step_report(settings, batch_id, result)
 
 
 def _show_table_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("layer", help="bronze, quarantine, manifest, ingest_log, silver, "
-                                      "validation_results, gold or predictions")
+                                      "validation_results, gold, predictions or "
+                                      "monitoring")
     as_of = parser.add_mutually_exclusive_group()
     as_of.add_argument("--version", type=int, help="Delta version (default: the latest)")
     as_of.add_argument("--timestamp", help="the version current at this time, e.g. "
@@ -51,15 +36,12 @@ def _show_table_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _show_table(spark: Any, settings: Settings, batch_id: str, args: argparse.Namespace) -> str:
-    from sparkmlops.maintain.step import read_as_of
-    from sparkmlops.tables import current_version, dataset_tables, read_table
+    from sparkmlops.maintain.step import read_as_of_or_latest
+    from sparkmlops.tables import dataset_tables
 
     ref = dataset_tables(settings).layer(args.layer)
-    if args.version is None and args.timestamp is None:
-        frame, as_of = read_table(spark, ref), f"v{current_version(spark, ref)} (latest)"
-    else:
-        frame = read_as_of(spark, ref, version=args.version, timestamp=args.timestamp)
-        as_of = f"v{args.version}" if args.version is not None else f"as of {args.timestamp}"
+    frame, as_of = read_as_of_or_latest(spark, ref, version=args.version,
+                                        timestamp=args.timestamp)
     frame.show(args.limit, truncate=False)
     return f"{ref.fqn} {as_of}, first {args.limit} rows"
 

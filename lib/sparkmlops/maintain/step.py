@@ -5,9 +5,13 @@ OPTIMIZE compacts them (Z-ordered by ``maintenance.zorder_by`` where the table h
 those columns) and VACUUM deletes the files no version within the retention still
 needs. Time travel (``read_as_of``) reaches back only as far as VACUUM allows.
 
+This is the stage's one I/O edge: ``maintain_step`` (the ``maintain`` command) and
+``read_as_of_or_latest`` (the ``show-table`` command) are what the commands call.
+
 Example::
 
-    results = maintain_dataset(spark, settings)          # every existing table
+    outcome = maintain_step(spark, settings)          # every existing table
+    outcome.tables["bronze.penguins"].files_after     # 1
     read_as_of(spark, dataset_tables(settings).bronze, version=3).show()
 """
 
@@ -15,17 +19,18 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar
 
 from delta.tables import DeltaTable
 from pyspark.errors import AnalysisException
 from pyspark.sql import DataFrame, SparkSession
 
-from sparkmlops.config import Settings
+from sparkmlops.config import MaintenanceSettings, Settings
 from sparkmlops.errors import ConfigError, MissingInputError, VersionUnavailableError
 from sparkmlops.spark import session_conf
 from sparkmlops.tables import (
+    DatasetTables,
     TableRef,
     current_version,
     dataset_tables,
@@ -33,10 +38,66 @@ from sparkmlops.tables import (
     require_data_files,
     table_exists,
     unreadable_version,
+    version_or_current,
 )
-from sparkmlops.tracking.runs import StepOutcome, step_run
+from sparkmlops.tracking.runs import StepOutcome, StepTracker, step_run
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class OptimizeResult:
+    """What one OPTIMIZE did (Delta's metrics) and the table's version afterwards."""
+
+    files_added: int
+    files_removed: int
+    partitions_optimized: int
+    files_considered: int
+    files_skipped: int
+    bytes_added: int
+    bytes_removed: int
+    zorder_by: list[str]  # the columns of maintenance.zorder_by the table has
+    version: int
+
+    def as_dict(self) -> dict[str, Any]:
+        """The metrics by Delta's names (``numFilesAdded`` ...), as ``maintenance.json``
+        records them."""
+        return {_DELTA_METRICS.get(name, name): value for name, value in asdict(self).items()}
+
+
+# Delta's name of each OPTIMIZE metric kept; the two byte counts are the totalSize of
+# Delta's filesAdded / filesRemoved
+_DELTA_METRICS = {"files_added": "numFilesAdded", "files_removed": "numFilesRemoved",
+                  "partitions_optimized": "partitionsOptimized",
+                  "files_considered": "totalConsideredFiles",
+                  "files_skipped": "totalFilesSkipped",
+                  "bytes_added": "bytesAdded", "bytes_removed": "bytesRemoved"}
+
+
+@dataclass(frozen=True)
+class VacuumResult:
+    """What one VACUUM deleted, with what retention, and the table's version afterwards."""
+
+    files_deleted: int | None  # as Delta reports it (None: it did not)
+    retention_hours: float
+    version: int
+
+
+@dataclass(frozen=True)
+class TableMaintenance:
+    """One table's versions and active files before and after, and what was run on it
+    (None: that part was skipped, ``--no-optimize`` / ``--no-vacuum``)."""
+
+    version_before: int
+    files_before: int
+    optimize: OptimizeResult | None
+    vacuum: VacuumResult | None
+    version_after: int
+    files_after: int
+
+    def as_dict(self) -> dict[str, Any]:
+        """The record as ``maintenance.json`` holds it."""
+        return {**asdict(self), "optimize": self.optimize and self.optimize.as_dict()}
 
 
 @dataclass(frozen=True)
@@ -44,18 +105,31 @@ class MaintainOutcome(StepOutcome):
     """What OPTIMIZE and VACUUM did to each table, and the tables that do not exist yet."""
 
     step: ClassVar[str] = "maintain"
-    tables: dict[str, dict[str, Any]] = field(default_factory=dict)
+    tables: dict[str, TableMaintenance] = field(default_factory=dict)  # by ``bronze.penguins``
     missing: list[str] = field(default_factory=list)
 
     @property
     def summary(self) -> dict[str, Any]:
-        return {"tables": self.tables, "missing": self.missing}
+        lines: dict[str, Any] = {fqn: _table_line(t) for fqn, t in self.tables.items()}
+        if self.missing:
+            lines["not there yet"] = ", ".join(self.missing)
+        return lines
+
+
+def _table_line(table: TableMaintenance) -> str:
+    """``v3 → v5, 4 → 1 files; Z-ORDER by species; VACUUM deleted 3 files``."""
+    line = (f"v{table.version_before} → v{table.version_after}, "
+            f"{table.files_before} → {table.files_after} files")
+    if table.optimize:
+        zorder = table.optimize.zorder_by
+        line += f"; Z-ORDER by {', '.join(zorder)}" if zorder else "; OPTIMIZE"
+    if table.vacuum:
+        line += f"; VACUUM deleted {table.vacuum.files_deleted} files"
+    return line
 
 
 SAFE_RETENTION_HOURS = 168.0
 RETENTION_CHECK_CONF = "spark.databricks.delta.retentionDurationCheck.enabled"
-_OPTIMIZE_METRICS = ("numFilesAdded", "numFilesRemoved", "partitionsOptimized",
-                     "totalConsideredFiles", "totalFilesSkipped")
 
 
 def active_files(spark: SparkSession, ref: TableRef) -> int:
@@ -66,14 +140,26 @@ def active_files(spark: SparkSession, ref: TableRef) -> int:
 
 def _delta_table(spark: SparkSession, ref: TableRef) -> DeltaTable:
     if not table_exists(spark, ref):
-        raise MissingInputError(f"table {ref.fqn} does not exist at {ref.address}")
+        raise _missing(ref)
     return ref.delta_table(spark)
+
+
+def _latest_version(spark: SparkSession, ref: TableRef) -> int:
+    """The table's latest version; MissingInputError when there is no table."""
+    version = current_version(spark, ref)
+    if version is None:
+        raise _missing(ref)
+    return version
+
+
+def _missing(ref: TableRef) -> MissingInputError:
+    return MissingInputError(f"table {ref.fqn} does not exist at {ref.address}")
 
 
 # ---------------------------------------------------------------- OPTIMIZE
 
 
-def optimize_table(spark: SparkSession, ref: TableRef, zorder_by: list[str]) -> dict[str, Any]:
+def optimize_table(spark: SparkSession, ref: TableRef, zorder_by: list[str]) -> OptimizeResult:
     """Compact the table's small files, Z-ordered by the columns of ``zorder_by`` it has.
 
     Columns the table does not have are skipped (and logged), so one dataset-wide
@@ -82,9 +168,8 @@ def optimize_table(spark: SparkSession, ref: TableRef, zorder_by: list[str]) -> 
     the same columns with no write since (Delta would rewrite every file again).
 
     Returns:
-        Delta's metrics (``numFilesAdded``, ``numFilesRemoved``, ``bytesAdded``,
-        ``bytesRemoved``, ...), the ``zorder_by`` columns used and the table's
-        ``version`` afterwards.
+        Delta's metrics (files and bytes added and removed, ...; all 0 when nothing was
+        rewritten), the ``zorder_by`` columns used and the table's ``version`` afterwards.
     """
     table = _delta_table(spark, ref)
     present = set(table.toDF().columns)
@@ -101,14 +186,27 @@ def optimize_table(spark: SparkSession, ref: TableRef, zorder_by: list[str]) -> 
         result = builder.executeZOrderBy(*columns) if columns else builder.executeCompaction()
         row = result.select("metrics").first()
         metrics = row["metrics"].asDict(recursive=True) if row else {}
-    out: dict[str, Any] = {name: int(metrics.get(name) or 0) for name in _OPTIMIZE_METRICS}
-    out["bytesAdded"] = int((metrics.get("filesAdded") or {"totalSize": 0})["totalSize"])
-    out["bytesRemoved"] = int((metrics.get("filesRemoved") or {"totalSize": 0})["totalSize"])
-    out["zorder_by"] = columns
-    out["version"] = current_version(spark, ref)
-    log.info("optimized %s → v%s: %d files removed, %d added", ref.fqn, out["version"],
-             out["numFilesRemoved"], out["numFilesAdded"])
+    out = _optimize_result(metrics, columns, _latest_version(spark, ref))
+    log.info("optimized %s → v%s: %d files removed, %d added", ref.fqn, out.version,
+             out.files_removed, out.files_added)
     return out
+
+
+def _optimize_result(metrics: dict[str, Any], zorder_by: list[str], version: int
+                     ) -> OptimizeResult:
+    """Delta's OPTIMIZE metrics (``numFilesAdded`` ..., absent: 0) as an OptimizeResult."""
+    def count(name: str) -> int:
+        return int(metrics.get(_DELTA_METRICS[name]) or 0)
+
+    def size(files: str) -> int:
+        return int((metrics.get(files) or {"totalSize": 0})["totalSize"])
+
+    return OptimizeResult(
+        files_added=count("files_added"), files_removed=count("files_removed"),
+        partitions_optimized=count("partitions_optimized"),
+        files_considered=count("files_considered"), files_skipped=count("files_skipped"),
+        bytes_added=size("filesAdded"), bytes_removed=size("filesRemoved"),
+        zorder_by=zorder_by, version=version)
 
 
 def _zordered_since_last_write(table: DeltaTable, columns: list[str]) -> bool:
@@ -126,7 +224,7 @@ def _zordered_since_last_write(table: DeltaTable, columns: list[str]) -> bool:
 
 def vacuum_table(
     spark: SparkSession, ref: TableRef, retention_hours: float, *, allow_unsafe: bool
-) -> dict[str, Any]:
+) -> VacuumResult:
     """Delete the files no table version within ``retention_hours`` still reads.
 
     Below Delta's 168 h default a reader or writer still running on an older
@@ -159,10 +257,10 @@ def vacuum_table(
     else:
         table.vacuum(retention_hours)
     deleted = _vacuumed_files(table, after_version=before)
-    version = current_version(spark, ref)
+    version = _latest_version(spark, ref)
     log.info("vacuumed %s (retention %g h) → v%s: %s files deleted", ref.fqn, retention_hours,
              version, deleted if deleted is not None else "?")
-    return {"files_deleted": deleted, "retention_hours": retention_hours, "version": version}
+    return VacuumResult(files_deleted=deleted, retention_hours=retention_hours, version=version)
 
 
 def _vacuumed_files(table: DeltaTable, *, after_version: int | None) -> int | None:
@@ -198,9 +296,7 @@ def read_as_of(
         raise ConfigError(f"read {ref.fqn}: give exactly one of version or timestamp")
     if version is not None:
         return read_table(spark, ref, version)
-    latest = current_version(spark, ref)
-    if latest is None:
-        raise MissingInputError(f"table {ref.fqn} does not exist at {ref.address}")
+    latest = _latest_version(spark, ref)
     as_of = f"as of {timestamp}"
     try:
         frame = ref.read(spark, timestamp=timestamp)
@@ -218,59 +314,92 @@ def read_as_of(
     return frame
 
 
-# ---------------------------------------------------------------- the dataset
+def read_as_of_or_latest(
+    spark: SparkSession, ref: TableRef, *, version: int | None = None,
+    timestamp: str | None = None,
+) -> tuple[DataFrame, str]:
+    """The table at ``version`` or ``timestamp`` (at most one; neither: its latest
+    version), and which version that is in words: ``v3 (latest)``, ``v2``,
+    ``as of 2026-11-26 12:00:00``. What ``show-table`` prints.
 
+    The latest version is resolved first and read by number, so the words name the
+    version read even when a write commits meanwhile.
 
-def maintain_dataset(
-    spark: SparkSession, settings: Settings, *, vacuum: bool = True, optimize: bool = True
-) -> dict[str, dict[str, Any]]:
-    """OPTIMIZE (Z-ORDER) then VACUUM every existing table of the dataset.
-
-    Returns, per table (``bronze.penguins`` ...) that exists: ``version_before``,
-    ``version_after``, ``files_before``, ``files_after`` (active files) and the
-    ``optimize`` and ``vacuum`` results (None when that part was not run).
+    Raises: as :func:`read_as_of`.
     """
-    care = settings.dataset.maintenance
-    results: dict[str, dict[str, Any]] = {}
-    for ref in dataset_tables(settings):
+    if timestamp is not None:
+        return read_as_of(spark, ref, version=version, timestamp=timestamp), f"as of {timestamp}"
+    resolved = version_or_current(spark, ref, version)
+    if resolved is None:
+        raise _missing(ref)
+    named = f"v{resolved}" if version is not None else f"v{resolved} (latest)"
+    return read_as_of(spark, ref, version=resolved), named
+
+
+# ---------------------------------------------------------------- the step
+
+
+def maintain_table(
+    spark: SparkSession, ref: TableRef, care: MaintenanceSettings, *, vacuum: bool = True,
+    optimize: bool = True,
+) -> TableMaintenance:
+    """OPTIMIZE (Z-ORDER by ``care.zorder_by``) then VACUUM (``care.vacuum_retention_hours``)
+    one existing table; its versions and active files before and after."""
+    version_before, files_before = _latest_version(spark, ref), active_files(spark, ref)
+    optimized = optimize_table(spark, ref, care.zorder_by) if optimize else None
+    vacuumed = (vacuum_table(spark, ref, care.vacuum_retention_hours,
+                             allow_unsafe=care.allow_unsafe_retention) if vacuum else None)
+    return TableMaintenance(version_before=version_before, files_before=files_before,
+                            optimize=optimized, vacuum=vacuumed,
+                            version_after=_latest_version(spark, ref),
+                            files_after=active_files(spark, ref))
+
+
+def maintain_tables(
+    spark: SparkSession, tables: DatasetTables, care: MaintenanceSettings, *,
+    vacuum: bool = True, optimize: bool = True,
+) -> tuple[dict[str, TableMaintenance], list[str]]:
+    """``maintain_table`` on every one of ``tables`` that exists: its records by table
+    (``bronze.penguins``) and the tables that do not exist yet, in pipeline order."""
+    maintained: dict[str, TableMaintenance] = {}
+    missing: list[str] = []
+    for ref in tables:
         if not table_exists(spark, ref):
             log.info("%s does not exist at %s; nothing to maintain", ref.fqn, ref.address)
+            missing.append(ref.fqn)
             continue
-        result: dict[str, Any] = {"version_before": current_version(spark, ref),
-                                  "files_before": active_files(spark, ref),
-                                  "optimize": None, "vacuum": None}
-        if optimize:
-            result["optimize"] = optimize_table(spark, ref, care.zorder_by)
-        if vacuum:
-            result["vacuum"] = vacuum_table(spark, ref, care.vacuum_retention_hours,
-                                            allow_unsafe=care.allow_unsafe_retention)
-        result["version_after"] = current_version(spark, ref)
-        result["files_after"] = active_files(spark, ref)
-        results[ref.fqn] = result
-    return results
+        maintained[ref.fqn] = maintain_table(spark, ref, care, vacuum=vacuum, optimize=optimize)
+    return maintained, missing
 
 
 def maintain_step(
     spark: SparkSession, settings: Settings, batch_id: str = "all",
     *, vacuum: bool = True, optimize: bool = True,
 ) -> MaintainOutcome:
-    """``maintain_dataset`` in its own MLflow run: versions as params, file counts as metrics."""
-    with step_run(settings, "maintain", batch_id) as tracker:
+    """``maintain_tables`` on the dataset's tables in its own MLflow run: the settings as
+    params, each table's versions as params and its file counts as metrics, every record
+    in ``maintenance.json``."""
+    care = settings.dataset.maintenance
+    with step_run(settings, MaintainOutcome.step, batch_id) as tracker:
         tracker.params({"maintain.optimize": optimize, "maintain.vacuum": vacuum,
-                        "maintain.zorder_by": ",".join(settings.dataset.maintenance.zorder_by),
-                        "maintain.vacuum_retention_hours":
-                            settings.dataset.maintenance.vacuum_retention_hours})
-        results = maintain_dataset(spark, settings, vacuum=vacuum, optimize=optimize)
-        for fqn, result in results.items():
-            tracker.params({f"{fqn}.version_before": result["version_before"],
-                            f"{fqn}.version_after": result["version_after"]})
-            tracker.count(f"files_before.{fqn}", result["files_before"])
-            tracker.count(f"files_after.{fqn}", result["files_after"])
-            if result["vacuum"] and result["vacuum"]["files_deleted"] is not None:
-                tracker.count(f"files_vacuumed.{fqn}", result["vacuum"]["files_deleted"])
-        tracker.log_dict(results, "maintenance.json")
+                        "maintain.zorder_by": ",".join(care.zorder_by),
+                        "maintain.vacuum_retention_hours": care.vacuum_retention_hours})
+        maintained, missing = maintain_tables(spark, dataset_tables(settings), care,
+                                              vacuum=vacuum, optimize=optimize)
+        for fqn, table in maintained.items():
+            _track_table(tracker, fqn, table)
+        tracker.log_dict({fqn: t.as_dict() for fqn, t in maintained.items()}, "maintenance.json")
         tracker.outcome("maintained")
-        missing = [ref.fqn for ref in dataset_tables(settings) if ref.fqn not in results]
-        return MaintainOutcome(tracker.run_id,
-                               {fqn: r["version_after"] for fqn, r in results.items()},
-                               tables=results, missing=missing)
+        # the versions it committed: none where OPTIMIZE had nothing to do and VACUUM was off
+        wrote = {fqn: t.version_after for fqn, t in maintained.items()
+                 if t.version_after != t.version_before}
+        return MaintainOutcome(tracker.run_id, wrote, tables=maintained, missing=missing)
+
+
+def _track_table(tracker: StepTracker, fqn: str, table: TableMaintenance) -> None:
+    tracker.params({f"{fqn}.version_before": table.version_before,
+                    f"{fqn}.version_after": table.version_after})
+    tracker.count(f"files_before.{fqn}", table.files_before)
+    tracker.count(f"files_after.{fqn}", table.files_after)
+    if table.vacuum and table.vacuum.files_deleted is not None:
+        tracker.count(f"files_vacuumed.{fqn}", table.vacuum.files_deleted)

@@ -17,7 +17,7 @@ def _run(spark: Any, settings: Settings, batch_id: str, args: argparse.Namespace
     from sparkmlops.monitor.step import monitor_step
 
     result = monitor_step(spark, settings, batch_id, gold_version=args.gold_version)
-    return step_report("monitor", settings, batch_id, result)
+    return step_report(settings, batch_id, result)
 
 
 MONITOR = Command("monitor", "drift and live metrics of a scored batch → monitoring + report",

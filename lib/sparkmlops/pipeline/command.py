@@ -1,4 +1,5 @@
-"""``sparkmlops pipeline``: every step in one session under one parent run (``pipeline.py``)."""
+"""``sparkmlops pipeline``: every step in one session under one parent run (``step.py``);
+what it prints is ``summary.py``."""
 
 from __future__ import annotations
 
@@ -19,28 +20,12 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _run(spark: Any, settings: Settings, batch_id: str, args: argparse.Namespace) -> str:
+    from sparkmlops.pipeline.step import run_continuous, run_pipeline
+    from sparkmlops.pipeline.summary import continuous_summary, pipeline_summary
+
     if args.mode == "continuous":
-        return _run_continuous(spark, settings, batch_id)
-    from sparkmlops.pipeline.step import run_pipeline
-    from sparkmlops.pipeline.summary import pipeline_summary
-
+        return continuous_summary(settings, run_continuous(spark, settings, batch_id))
     return pipeline_summary(spark, settings, run_pipeline(spark, settings, batch_id))
-
-
-def _run_continuous(spark: Any, settings: Settings, batch_id: str) -> str:
-    from sparkmlops.pipeline.step import run_continuous
-
-    result = run_continuous(spark, settings, batch_id)
-    decision = result.decision
-    assert decision is not None  # continuous mode always decides
-    lines = [f"sparkmlops pipeline --mode continuous: dataset {settings.dataset.name}, "
-             f"batch {batch_id}", f"  parent run {result.parent_run_id}"]
-    lines += [f"  {s.step:<9} {s.run_id}" for s in result.steps]
-    lines += [f"  scored by v{decision.scored_by}; monitoring {decision.monitoring}; "
-              f"live {decision.live}",
-              f"  retrain: {decision.retrain} ({'; '.join(decision.reasons)})",
-              f"  champion now: v{decision.champion_after}"]
-    return "\n".join(lines)
 
 
 PIPELINE = Command("pipeline", "all steps, one session, one parent run", _run,

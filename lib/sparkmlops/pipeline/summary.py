@@ -1,4 +1,5 @@
-"""The short, human summary a pipeline run prints: what was written and where to look."""
+"""The short, human summary a pipeline run prints: what was written and where to look
+(batch mode), what was decided (continuous mode). Read from the typed outcomes only."""
 
 from __future__ import annotations
 
@@ -73,4 +74,18 @@ def pipeline_summary(spark: Any, settings: Settings, result: PipelineResult) -> 
         docs = validate.data_docs
         lines.append(f"  Data Docs:  {docs if is_uri(docs) else 'file://' + docs}")
     lines.append("  Notebook:   notebooks/explore_pipeline_run.ipynb")
+    return "\n".join(lines)
+
+
+def continuous_summary(settings: Settings, result: PipelineResult) -> str:
+    """The runs of a continuous batch, who scored it and the retrain decision."""
+    decision = result.decision
+    assert decision is not None  # continuous mode always decides
+    lines = [f"sparkmlops pipeline --mode continuous: dataset {settings.dataset.name}, "
+             f"batch {result.batch_id}", f"  parent run {result.parent_run_id}"]
+    lines += [f"  {s.step:<9} {s.run_id}" for s in result.steps]
+    lines += [f"  scored by v{decision.scored_by}; monitoring {decision.monitoring}; "
+              f"live {decision.live}",
+              f"  retrain: {decision.retrain} ({'; '.join(decision.reasons)})",
+              f"  champion now: v{decision.champion_after}"]
     return "\n".join(lines)

@@ -19,7 +19,7 @@ def _run(spark: Any, settings: Settings, batch_id: str, args: argparse.Namespace
 
     result = predict_step(spark, settings, batch_id, model=args.model,
                           gold_version=args.gold_version)
-    return step_report("predict", settings, batch_id, result)
+    return step_report(settings, batch_id, result)
 
 
 PREDICT = Command("predict", "score with @champion", _run, add_arguments=_add_arguments)

@@ -33,7 +33,7 @@ def _run(spark: Any, settings: Settings, batch_id: str, args: argparse.Namespace
     failure = gate_failure(result, settings.dataset.model.name)
     if failure is not None:
         raise ModelGateFailed(failure)
-    return step_report("promote", settings, batch_id, result, decision_lines(result.decisions))
+    return step_report(settings, batch_id, result, decision_lines(result.decisions))
 
 
 def gate_failure(outcome: PromoteOutcome, model_name: str) -> str | None:

@@ -37,7 +37,7 @@ def _train(spark: Any, settings: Settings, batch_id: str, args: argparse.Namespa
     from sparkmlops.train.step import train_step
 
     result = train_step(spark, settings, batch_id, gold_version=args.gold_version)
-    return step_report("train", settings, batch_id, result)
+    return step_report(settings, batch_id, result)
 
 
 def _reproduce_arguments(parser: argparse.ArgumentParser) -> None:

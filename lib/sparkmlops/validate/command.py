@@ -18,7 +18,7 @@ def _validate(spark: Any, settings: Settings, batch_id: str, args: argparse.Name
     from sparkmlops.validate.step import validate_step
 
     result = validate_step(spark, settings, batch_id, bronze_version=args.bronze_version)
-    return step_report("validate", settings, batch_id, result)
+    return step_report(settings, batch_id, result)
 
 
 def _profile_arguments(parser: argparse.ArgumentParser) -> None:
