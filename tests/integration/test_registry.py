@@ -6,14 +6,14 @@ import mlflow
 import pytest
 from mlflow.tracking import MlflowClient
 
-from sparkmlops.config import PromotionSettings
+from sparkmlops.config import PromoteSettings
 from sparkmlops.errors import MissingInputError
 from sparkmlops.promote.promotion import complete_promotions, promote_if_better
 from sparkmlops.tracking.registry import CHAMPION, ModelRegistry
 from sparkmlops.tracking.runs import configure_mlflow
 
 NAME = "unit_model"
-GATE = PromotionSettings(mode="enabled", min_metrics={"areaUnderROC": 0.8}, min_improvement=0.01)
+GATE = PromoteSettings(mode="enabled", min_metrics={"areaUnderROC": 0.8}, min_improvement=0.01)
 
 
 @pytest.fixture

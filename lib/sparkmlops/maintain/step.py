@@ -230,7 +230,7 @@ def maintain_dataset(
     ``version_after``, ``files_before``, ``files_after`` (active files) and the
     ``optimize`` and ``vacuum`` results (None when that part was not run).
     """
-    care = settings.dataset.maintenance
+    care = settings.dataset.maintain
     results: dict[str, dict[str, Any]] = {}
     for ref in dataset_tables(settings):
         if not table_exists(spark, ref):
@@ -257,9 +257,9 @@ def maintain_step(
     """``maintain_dataset`` in its own MLflow run: versions as params, file counts as metrics."""
     with step_run(settings, "maintain", batch_id) as tracker:
         tracker.params({"maintain.optimize": optimize, "maintain.vacuum": vacuum,
-                        "maintain.zorder_by": ",".join(settings.dataset.maintenance.zorder_by),
+                        "maintain.zorder_by": ",".join(settings.dataset.maintain.zorder_by),
                         "maintain.vacuum_retention_hours":
-                            settings.dataset.maintenance.vacuum_retention_hours})
+                            settings.dataset.maintain.vacuum_retention_hours})
         results = maintain_dataset(spark, settings, vacuum=vacuum, optimize=optimize)
         for fqn, result in results.items():
             tracker.params({f"{fqn}.version_before": result["version_before"],

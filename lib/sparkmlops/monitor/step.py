@@ -85,7 +85,7 @@ def monitor_step(
             current = batch_profile(frame, reference)
         finally:
             frame.unpersist()
-        rows = drift.judged(drift.compare(reference, current), dataset.monitoring.drift)
+        rows = drift.judged(drift.compare(reference, current), dataset.monitor.drift)
         live = _live_rows(spark, scored_rows, read_table(spark, gold, version), dataset)
         status = drift.worst([r["status"] for r in rows] +
                              [r["status"] for r in live if r["scored_batch"] == batch_id])
@@ -118,7 +118,7 @@ def monitor_step(
 
 def _live_rows(spark: SparkSession, scored: Any, gold: Any, dataset: Any) -> list[dict[str, Any]]:
     """Live metric rows (scored batch, metric, value, status) where labels are known."""
-    levels = dataset.monitoring.live
+    levels = dataset.monitor.live
     rows = []
     same_batch = dataset.write.mode == "append"
     for r in drift.live_metrics(scored, gold, dataset.keys, dataset.model.task,

@@ -27,7 +27,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from sparkmlops.config import PromotionSettings
+from sparkmlops.config import PromoteSettings
 from sparkmlops.metrics import is_better, meets_minimum
 from sparkmlops.tracking.registry import CHAMPION, DECIDED_TAG, ModelRegistry
 
@@ -68,7 +68,7 @@ class PromotionDecision:
 def decide(
     challenger: dict[str, float],
     champion: dict[str, float] | None,
-    settings: PromotionSettings,
+    settings: PromoteSettings,
     primary_metric: str,
     *,
     holdout_problems: list[str] | None = None,
@@ -122,7 +122,7 @@ def promote_if_better(
     registry: ModelRegistry,
     name: str,
     challenger_version: str,
-    settings: PromotionSettings,
+    settings: PromoteSettings,
     primary_metric: str,
     *,
     challenger_metrics: dict[str, float] | None = None,

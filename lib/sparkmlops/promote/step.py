@@ -179,7 +179,7 @@ def _judge(
         else:
             champion_metrics = scored
     return promotion.promote_if_better(
-        registry, name, version, dataset.promotion, dataset.model.primary_metric,
+        registry, name, version, dataset.promote, dataset.model.primary_metric,
         challenger_metrics=challenger, champion_metrics=champion_metrics,
         champion_note=champion_note, challenger_notes=notes, holdout_problems=holdout_problems,
         evaluated_on=evaluated_on, run_id=tracker.run_id, before_move=before_move)

@@ -3,7 +3,7 @@
 The suite runs on the Spark DataFrame of the exact bronze version just written
 (GX's Spark execution engine, never pandas). Its outcome is kept three ways: the
 ``validation_results`` Delta table (one row per expectation), the GX result JSON
-as an MLflow artifact, and Data Docs HTML in ``quality.data_docs_dir``.
+as an MLflow artifact, and Data Docs HTML in ``validate.data_docs_dir``.
 
 Row-level expectations (not-null, in-set, not-in-set, between, regex) also split
 the rows with the same semantics as GX (nulls count only for not-null): passing

@@ -91,8 +91,8 @@ def validate_step(
     dataset = settings.dataset
     tables = dataset_tables(settings)
     bronze, silver = tables.bronze, tables.silver
-    gate = dataset.quality.gate
-    specs = dataset.quality.expectations if gate != "disabled" else []
+    gate = dataset.validate_.gate
+    specs = dataset.validate_.expectations if gate != "disabled" else []
     upsert = dataset.write.mode == "upsert"
     with step_run(settings, "validate", batch_id) as tracker:
         version = bronze_version if bronze_version is not None else current_version(spark, bronze)
@@ -282,14 +282,14 @@ def _record_validation(
 ) -> None:
     """validation_results rows, the GX JSON artifact and the gate outcome in MLflow."""
     bronze = tables.bronze
-    tracker.params({"quality.gate": dataset.quality.gate})
+    tracker.params({"quality.gate": dataset.validate_.gate})
     if report.outcomes:
         # one row per expectation per validation run, keyed by this step's MLflow
         # run: a history, and a retried write cannot double it
         frame = expectations.outcomes_frame(
             spark, report.outcomes, validation_id=tracker.run_id, dataset=dataset.name,
             suite=report.suite, table=bronze.fqn, table_version=version, _batch_id=batch_id,
-            gate_mode=dataset.quality.gate, gate_status=report.status,
+            gate_mode=dataset.validate_.gate, gate_status=report.status,
             validated_at=datetime.now().replace(microsecond=0),
         )
         written = replace_where(
@@ -303,8 +303,8 @@ def _record_validation(
 def _run_quality_checks(
     batch: Any, settings: Settings, tracker: StepTracker, suite: str
 ) -> expectations.ValidationReport:
-    specs = settings.dataset.quality.expectations
-    if settings.dataset.quality.gate == "disabled" or not specs:
+    specs = settings.dataset.validate_.expectations
+    if settings.dataset.validate_.gate == "disabled" or not specs:
         return expectations.ValidationReport([], "not_run", {}, None, suite)
     def run(
         docs_dir: str,
@@ -312,11 +312,11 @@ def _run_quality_checks(
         return expectations.run_suite(
             batch, specs, suite_name=suite, asset_name=f"bronze_{settings.dataset.name}",
             data_docs_dir=docs_dir,
-            partial_unexpected_count=settings.dataset.quality.partial_unexpected_count,
+            partial_unexpected_count=settings.dataset.validate_.partial_unexpected_count,
         )
 
-    if settings.quality.data_docs_dir is not None:
-        outcomes, gx_json, index = run(settings.resolve_path(settings.quality.data_docs_dir))
+    if settings.validate_.data_docs_dir is not None:
+        outcomes, gx_json, index = run(settings.resolve_path(settings.validate_.data_docs_dir))
     else:
         # no lasting folder (a cluster's driver disk goes with the cluster): this
         # validation's Data Docs go to the run's artifacts, kept by the tracking server

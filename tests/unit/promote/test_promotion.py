@@ -1,13 +1,13 @@
 from __future__ import annotations
 
-from sparkmlops.config import PromotionSettings
+from sparkmlops.config import PromoteSettings
 from sparkmlops.promote.promotion import (
     decide,
 )
 
 
 def test_decide_for_an_error_metric():
-    gate = PromotionSettings(min_metrics={"rmse": 2.0}, min_improvement=0.1)
+    gate = PromoteSettings(min_metrics={"rmse": 2.0}, min_improvement=0.1)
 
     passes, reasons = decide({"rmse": 1.5}, {"rmse": 1.7}, gate, "rmse")
 
