@@ -97,8 +97,9 @@ def landing_data(out: Path, rows: int, seed: int, files: int, regenerate: bool,
             log.info("reusing %s", landing)
             return landing, None
     code, seconds = run_logged(
-        [sys.executable, str(Path(__file__).with_name("datagen.py")), "--rows", str(rows), "--out", str(landing),
-         "--seed", str(seed), "--files", str(files), "--bad-fraction", str(bad_fraction)],
+        [sys.executable, str(Path(__file__).with_name("datagen.py")), "--rows", str(rows),
+         "--out", str(landing), "--seed", str(seed), "--files", str(files),
+         "--bad-fraction", str(bad_fraction)],
         logs / f"datagen-{rows}.log",
     )
     if code != 0:
