@@ -6,8 +6,9 @@ expectations, features, label, model and gate. ``load_settings`` merges the file
 the root ``Settings`` and shared sections (``settings``), one schema module per
 stage, named like the stage's folder and command (``ingest``, ``validate``,
 ``features``, ``train``, ``promote``, ``monitor``, ``maintain``, ``deploy``). An
-unknown or missing key fails at load with its key path. Nothing here imports Spark, feature or estimator code: what needs them is
-checked after load by ``sparkmlops.preflight.check_settings``.
+unknown or missing key fails at load with its key path. Nothing here imports Spark,
+feature or estimator code: what needs them is checked after load by
+``sparkmlops.preflight.check_settings``.
 
 Example::
 
