@@ -129,7 +129,7 @@ def test_expectation_on_missing_column_is_rejected(tmp_path):
 
     conf = _conf_copy(tmp_path, edit_dataset=edit)
 
-    with pytest.raises(ConfigError, match=r"quality.expectations.11 \(expect_column_values_"
+    with pytest.raises(ConfigError, match=r"validate.expectations.11 \(expect_column_values_"
                        r"to_not_be_null\) kwargs: unknown column\(s\) \[.wingspan.\]"):
         load_settings("local", "penguins", conf_dir=conf)
 

@@ -78,7 +78,7 @@ def test_a_negative_min_improvement_is_refused_at_load(capsys):
     assert len(lines) == 1
     assert lines[0].startswith("sparkmlops train: ConfigError: invalid config: ")
     assert lines[0].endswith(
-        "datasets/penguins.yml: promotion.min_improvement: Input should be greater than or "
+        "datasets/penguins.yml: promote.min_improvement: Input should be greater than or "
         "equal to 0")
 
 
