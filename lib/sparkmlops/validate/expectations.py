@@ -83,7 +83,7 @@ def expectation_class(spec: ExpectationSpec) -> type:
     cls = getattr(gx.expectations, name, None) if name else None
     if cls is None:
         raise ConfigError(
-            f"quality.expectations: unknown Great Expectations expectation {spec.expectation!r}"
+            f"validate.expectations: unknown Great Expectations expectation {spec.expectation!r}"
         )
     return cls  # type: ignore[no-any-return]
 
@@ -99,7 +99,7 @@ def build_suite(specs: list[ExpectationSpec], name: str) -> Any:
             expectation = cls(**spec.kwargs, meta={"severity": spec.severity, "index": index})
         except Exception as exc:  # pydantic errors from GX name the bad argument
             raise ConfigError(
-                f"quality.expectations.{index} ({spec.expectation}): invalid kwargs: "
+                f"validate.expectations.{index} ({spec.expectation}): invalid kwargs: "
                 f"{str(exc).splitlines()[0]}"
             ) from None
         suite.add_expectation(expectation)
