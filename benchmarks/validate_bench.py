@@ -69,12 +69,12 @@ def measure_main(args: argparse.Namespace) -> int:
     from sparkmlops.validate import expectations
 
     settings = load_settings(args.env, "penguins", overrides=[
-        f"state_dir={args.state}", f"quality.data_docs_dir={args.state}/data_docs_bench"])
+        f"state_dir={args.state}", f"validate.data_docs_dir={args.state}/data_docs_bench"])
     spark = get_spark(settings.spark)
     sc = spark.sparkContext
     bronze = dataset_tables(settings).bronze
     version = current_version(spark, bronze)
-    specs = settings.dataset.quality.expectations
+    specs = settings.dataset.validate_.expectations
     columns = sorted({c for spec in specs for c in spec.columns})
 
     def timed(name: str, fn: Any) -> tuple[Any, float, int]:
@@ -98,8 +98,8 @@ def measure_main(args: argparse.Namespace) -> int:
     def suite(frame: Any) -> Any:
         return expectations.run_suite(
             frame, specs, suite_name="penguins_bronze", asset_name="bronze_penguins",
-            data_docs_dir=settings.resolve_path(settings.quality.data_docs_dir),
-            partial_unexpected_count=settings.dataset.quality.partial_unexpected_count)
+            data_docs_dir=settings.resolve_path(settings.validate_.data_docs_dir),
+            partial_unexpected_count=settings.dataset.validate_.partial_unexpected_count)
 
     spark.range(1000).selectExpr("sum(id)").collect()  # JIT and session warm-up
     timed("warm_up", full_pass)

@@ -130,7 +130,8 @@ def catalog_schema(spark: SparkSession, request: pytest.FixtureRequest) -> Itera
 
 @pytest.fixture
 def make_settings(tmp_path: Path) -> SettingsFactory:
-    """``make_settings("quality.gate=dry_run", ...)``: penguins settings in this test's tmp dir."""
+    """``make_settings("dataset.validate.gate=dry_run", ...)``: penguins settings in this
+    test's tmp dir."""
 
     def factory(*overrides: str, dataset: str = "penguins", state_dir: Path | None = None
                 ) -> Settings:

@@ -74,7 +74,7 @@ def stream(spark, root) -> list[PipelineResult]:
             "dataset.retrain.on_alert=false",
             "dataset.retrain.live_floor={accuracy: 0.75}",
             f"dataset.retrain.enabled={str(retrain).lower()}",
-            "dataset.monitoring.live={accuracy: {warn: 0.8, alert: 0.7}}"])
+            "dataset.monitor.live={accuracy: {warn: 0.8, alert: 0.7}}"])
 
     by_switch = {True: settings(True), False: settings(False)}
     results = []

@@ -238,7 +238,7 @@ def test_a_project_from_init_deploys_and_runs_on_emrs_spark_and_delta(
 
     lake = f"s3a://{BUCKET}/acme-ml/lake"
     expectations = yaml.safe_load((REPO / "conf" / "datasets" / "penguins.yml").read_text())[
-        "quality"]["expectations"]
+        "validate"]["expectations"]
     keys = [o["Key"] for page in s3.get_paginator("list_objects_v2").paginate(
         Bucket=BUCKET, Prefix="acme-ml/lake/") for o in page.get("Contents", [])]
     tables = {"/".join(key.split("/")[2:4]) for key in keys if "/_delta_log/" in key}

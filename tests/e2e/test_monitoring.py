@@ -47,7 +47,7 @@ def monitored(spark, tmp_path_factory, sample_landing) -> Monitored:
     state_dir = tmp_path_factory.mktemp("monitoring")
     settings = load_settings("local", "penguins", overrides=[
         f"state_dir={state_dir}", "storage.catalog=spark_catalog", f"storage.schema={schema}",
-        "dataset.monitoring.live={accuracy: {warn: 0.8, alert: 0.65}}"])
+        "dataset.monitor.live={accuracy: {warn: 0.8, alert: 0.65}}"])
     batch_id = default_batch_id(spark, settings)
     pipeline = run_pipeline(spark, settings, batch_id)
     same = monitor_step(spark, settings, batch_id)
@@ -141,7 +141,7 @@ def test_every_table_is_a_managed_catalog_table_found_by_name(spark, monitored):
         "bronze_penguins": 344, "silver_penguins": 342, "quarantine_penguins": 2,
         # the sample's batch and its drifted copy
         "gold_penguins_features": 684, "predictions_penguins": 684,
-        "validation_results_penguins": len(settings.dataset.quality.expectations),
+        "validation_results_penguins": len(settings.dataset.validate_.expectations),
         # the three landing files; one ingest_log row for the batch
         "manifest_penguins": 3, "ingest_log_penguins": 1,
         "monitoring_penguins": monitoring_rows,

@@ -58,7 +58,7 @@ def test_tables_exist_with_versions_and_reconciled_counts(spark, pipeline_run, s
         "quarantine.penguins": (1, 2),
         "gold.penguins_features": (0, 342),
         "predictions.penguins": (0, 342),
-        "validation_results.penguins": (0, len(settings.dataset.quality.expectations)),
+        "validation_results.penguins": (0, len(settings.dataset.validate_.expectations)),
     }
     quarantined = read_table(spark, dataset_tables(settings).quarantine).collect()
     # the two birds of the raw data with no measurements at all

@@ -35,7 +35,7 @@ pytestmark = pytest.mark.e2e
 
 WEAK = ["dataset.features.numeric=[body_mass_g]", "dataset.features.categorical=[species]",
         "dataset.features.date_parts=[]", "dataset.features.derived=[]"]
-LOW_BAR = "dataset.promotion.min_metrics={areaUnderROC: 0.65, accuracy: 0.6}"
+LOW_BAR = "dataset.promote.min_metrics={areaUnderROC: 0.65, accuracy: 0.6}"
 
 
 @dataclass
@@ -138,7 +138,7 @@ def test_shuffled_label_model_is_never_promoted_and_a_better_one_is(spark, gold)
 
 def test_first_model_becomes_champion_only_when_it_meets_the_minimums(spark, gold, capsys):
     """Refused by a standalone ``sparkmlops promote``: exit 5, one line, no alias moved."""
-    strict_gate = "dataset.promotion.min_metrics={areaUnderROC: 0.999}"
+    strict_gate = "dataset.promote.min_metrics={areaUnderROC: 0.999}"
     strict = gold.settings("promo_first", strict_gate)
     usual = gold.settings("promo_first")
 
@@ -168,7 +168,7 @@ def test_first_model_becomes_champion_only_when_it_meets_the_minimums(spark, gol
 
 def test_dry_run_decides_but_moves_no_alias(spark, gold):
     weak = gold.settings("promo_dry", *WEAK, LOW_BAR)
-    dry = gold.settings("promo_dry", LOW_BAR, "dataset.promotion.mode=dry_run")
+    dry = gold.settings("promo_dry", LOW_BAR, "dataset.promote.mode=dry_run")
 
     _promote(spark, gold, weak, _train(spark, gold, weak))
     v2 = _train(spark, gold, dry)

@@ -162,7 +162,7 @@ def _workspace_conf(project: Path, *, volume: Path, state: Path, mlflow_server: 
     conf["state_dir"] = str(state)
     # no lasting folder on a job cluster: Data Docs go to the validate run's artifacts (a
     # path here would also resolve against the file: project_dir, into a file: URI)
-    conf["quality"] = {"data_docs_dir": None}
+    conf["validate"] = {"data_docs_dir": None}
     conf["storage"] = {"catalog": CATALOG, "schema": SCHEMA}
     conf["tracking"] = {"tracking_uri": mlflow_server, "registry_uri": mlflow_server}
     conf["deploy"]["wheel"] = str(wheel)
@@ -349,7 +349,7 @@ def test_databricks_batch_job_runs_from_the_installed_wheel_on_the_cluster(
 
     schema = f"{CATALOG}.{SCHEMA}"
     expectations = yaml.safe_load((files / "conf" / "datasets" / "penguins.yml").read_text())[
-        "quality"]["expectations"]
+        "validate"]["expectations"]
     assert {name: t["rows"] for name, t in tables.items()} == {
         f"{schema}.bronze_penguins": 344, f"{schema}.silver_penguins": 342,
         f"{schema}.quarantine_penguins": 2, f"{schema}.gold_penguins_features": 342,

@@ -268,7 +268,7 @@ def test_failed_quality_gate_exits_4_with_one_line(spark, tmp_path, capsys):
     capsys.readouterr()
 
     code = main(_args("validate", tmp_path,
-                      "--set", "dataset.quality.expectations.0.kwargs.min_value=1000"))
+                      "--set", "dataset.validate.expectations.0.kwargs.min_value=1000"))
 
     err_lines = [line for line in capsys.readouterr().err.splitlines()
                  if line.startswith("sparkmlops ")]

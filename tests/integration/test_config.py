@@ -64,11 +64,11 @@ def test_cluster_environments_use_the_platform_session(monkeypatch):
 def test_override_with_set_and_env_tracking_uri(monkeypatch, tmp_path):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5999")
     settings = load_settings(
-        "local", "penguins", overrides=[f"state_dir={tmp_path}", "dataset.quality.gate=dry_run"]
+        "local", "penguins", overrides=[f"state_dir={tmp_path}", "dataset.validate.gate=dry_run"]
     )
 
     assert settings.tracking.tracking_uri == "http://127.0.0.1:5999"
-    assert settings.dataset.quality.gate == "dry_run"
+    assert settings.dataset.validate_.gate == "dry_run"
 
 
 def test_config_hash_changes_with_the_config(tmp_path):
@@ -123,13 +123,13 @@ def test_unknown_column_in_keys_is_rejected(tmp_path):
 
 def test_expectation_on_missing_column_is_rejected(tmp_path):
     def edit(d):
-        d["quality"]["expectations"].append(
+        d["validate"]["expectations"].append(
             {"expectation": "expect_column_values_to_not_be_null",
              "kwargs": {"column": "wingspan"}})
 
     conf = _conf_copy(tmp_path, edit_dataset=edit)
 
-    with pytest.raises(ConfigError, match=r"quality.expectations.11 \(expect_column_values_"
+    with pytest.raises(ConfigError, match=r"validate.expectations.11 \(expect_column_values_"
                        r"to_not_be_null\) kwargs: unknown column\(s\) \[.wingspan.\]"):
         load_settings("local", "penguins", conf_dir=conf)
 
@@ -161,7 +161,7 @@ def test_default_state_dir_expands_env_everywhere(monkeypatch):
     assert settings.storage.root == f"{expected}/lake"
     assert settings.tracking.tracking_uri == f"sqlite:///{expected}/mlflow.db"
     assert settings.tracking.artifact_location == f"{expected}/mlartifacts"
-    assert settings.quality.data_docs_dir == f"{expected}/data_docs"
+    assert settings.validate_.data_docs_dir == f"{expected}/data_docs"
     dumped = settings.model_dump_json()
     assert not any(f"{{{name}}}" in dumped
                    for name in ("env", "dataset", "state_dir", "project_dir"))

@@ -40,7 +40,7 @@ def test_data_docs_render_the_suite_results_in_chromium(
         spark, make_settings, tmp_path, sample_landing):
     # expectation 10 (mean culmen length, a warning) made to fail: a failure to show
     settings = make_settings(f"dataset.source.path={sample_landing / 'penguins_raw_PAL0708.csv'}",
-                             "dataset.quality.expectations.10.kwargs.min_value=50")
+                             "dataset.validate.expectations.10.kwargs.min_value=50")
     ingest_step(spark, settings, "b1")
     result = validate_step(spark, settings, "b1")
     index = Path(result.data_docs)
@@ -76,15 +76,15 @@ def test_without_a_data_docs_dir_the_pages_are_artifacts_of_the_run(spark, make_
     from sparkmlops.validate.step import DATA_DOCS_ARTIFACT, _run_quality_checks
 
     settings = make_settings(
-        "quality.data_docs_dir=null",
-        "dataset.quality.expectations=[{expectation: expect_column_values_to_not_be_null, "
+        "validate.data_docs_dir=null",
+        "dataset.validate.expectations=[{expectation: expect_column_values_to_not_be_null, "
         "kwargs: {column: study_name}}]")
     batch = spark.createDataFrame([("PAL0708",), (None,)], "study_name string")
     configure_mlflow(settings)
 
     with mlflow.start_run() as run:
         tracker = StepTracker(step="validate", run_id=run.info.run_id)
-        report = _run_quality_checks(batch, settings.dataset.quality, tracker,
+        report = _run_quality_checks(batch, settings.dataset.validate_, tracker,
                                      dataset="penguins", data_docs_dir=None)
 
     assert report.status == "failed"

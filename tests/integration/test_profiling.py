@@ -29,7 +29,7 @@ def test_profile_command_writes_a_suite_that_loads_and_passes(spark, make_settin
     text = out.read_text()
     assert text.startswith(
         "# Starter suite proposed by `sparkmlops profile` from bronze.penguins v0")
-    proposal = yaml.safe_load(text)["quality"]
+    proposal = yaml.safe_load(text)["validate"]
     by_name = {(e["expectation"], e["kwargs"].get("column")): e for e in proposal["expectations"]}
     assert by_name[("expect_column_values_to_be_in_set", "island")]["kwargs"]["value_set"] == [
         "Biscoe", "Dream", "Torgersen"]
@@ -41,7 +41,7 @@ def test_profile_command_writes_a_suite_that_loads_and_passes(spark, make_settin
     shutil.copytree(PROJECT / "conf", conf)
     dataset_file = conf / "datasets" / "penguins.yml"
     dataset = yaml.safe_load(dataset_file.read_text())
-    dataset["quality"] = proposal
+    dataset["validate"] = proposal
     dataset_file.write_text(yaml.safe_dump(dataset, sort_keys=False))
     profiled = load_settings("local", "penguins", conf_dir=conf,
                              overrides=[f"state_dir={tmp_path}", f"dataset.source.path={SAMPLE}"])

@@ -33,7 +33,7 @@ def test_validate_splits_rows_and_records_results(spark, make_settings, sample_l
         ("validate", "failed expectations: expect_column_values_to_not_be_null(body_mass_g)")]
     assert '"sample_number":4' in quarantine[0].record
     results = read_table(spark, dataset_tables(settings).validation_results)
-    assert results.count() == len(settings.dataset.quality.expectations)
+    assert results.count() == len(settings.dataset.validate_.expectations)
     assert results.where("NOT success").count() == 0
     with_unexpected = [(r.expectation, r.column, r.severity, r.unexpected_count, r.table_version)
                        for r in results.where("unexpected_count > 0").collect()]
@@ -44,7 +44,7 @@ def test_validate_splits_rows_and_records_results(spark, make_settings, sample_l
 def test_critical_failure_stops_before_silver_is_written(spark, make_settings, sample_landing):
     settings = _ingest_sample(
         spark, make_settings, sample_landing,
-        "dataset.quality.expectations.0.kwargs.max_value=10")
+        "dataset.validate.expectations.0.kwargs.max_value=10")
 
     with pytest.raises(QualityGateFailed, match=r"expect_table_row_count_to_be_between"):
         validate_step(spark, settings, "b1")
@@ -55,8 +55,8 @@ def test_critical_failure_stops_before_silver_is_written(spark, make_settings, s
 
 
 def test_dry_run_records_the_failure_and_goes_on(spark, make_settings, sample_landing):
-    settings = _ingest_sample(spark, make_settings, sample_landing, "dataset.quality.gate=dry_run",
-                              "dataset.quality.expectations.0.kwargs.max_value=10")
+    settings = _ingest_sample(spark, make_settings, sample_landing, "dataset.validate.gate=dry_run",
+                              "dataset.validate.expectations.0.kwargs.max_value=10")
 
     result = validate_step(spark, settings, "b1")
 
@@ -67,7 +67,7 @@ def test_dry_run_records_the_failure_and_goes_on(spark, make_settings, sample_la
 def test_a_failed_warning_passes_the_gate_and_is_recorded(spark, make_settings, sample_landing):
     # expectation 10: the mean culmen length between 50 and 55 (PAL0708: 43.7), a warning
     settings = _ingest_sample(spark, make_settings, sample_landing,
-                              "dataset.quality.expectations.10.kwargs.min_value=50")
+                              "dataset.validate.expectations.10.kwargs.min_value=50")
 
     result = validate_step(spark, settings, "b1")
 

@@ -14,7 +14,7 @@ import mlflow
 import pytest
 from mlflow.tracking import MlflowClient
 
-from sparkmlops.config import ModelSettings, PromotionSettings
+from sparkmlops.config import ModelSettings, PromoteSettings
 from sparkmlops.errors import MissingInputError
 from sparkmlops.promote.promotion import PromotionDecision
 from sparkmlops.promote.step import JudgedOn, complete_promotions, judge_version
@@ -22,7 +22,7 @@ from sparkmlops.tracking.registry import CHAMPION, ModelRegistry
 from sparkmlops.tracking.runs import configure_mlflow
 
 NAME = "unit_model"
-GATE = PromotionSettings(mode="enabled", min_metrics={"areaUnderROC": 0.8}, min_improvement=0.01)
+GATE = PromoteSettings(mode="enabled", min_metrics={"areaUnderROC": 0.8}, min_improvement=0.01)
 HOLDOUT = JudgedOn("100 holdout rows of gold.unit v0")
 
 
@@ -61,7 +61,7 @@ def _version(client: MlflowClient, aucs: dict[str, float], auc: float) -> str:
     return version
 
 
-def _judge(registry, model, aucs, version: str, *, gate: PromotionSettings = GATE,
+def _judge(registry, model, aucs, version: str, *, gate: PromoteSettings = GATE,
            run_id: str = "promote-run", before_move=None) -> PromotionDecision:
     """What promote_step does with one version: it and the champion scored on the holdout,
     the decision recorded on the version, @champion moved when it passes."""

@@ -30,7 +30,7 @@ REASON = "key already in silver from batch b1 (write.repeated_keys: quarantine)"
 ADELIE = "Adelie Penguin (Pygoscelis adeliae)"
 # uniqueness (expectation 3) a warning: before write.repeated_keys applied inside a
 # batch, this let b3's repeated keys into silver
-UNIQUE_AS_WARNING = "dataset.quality.expectations.3.severity=warning"
+UNIQUE_AS_WARNING = "dataset.validate.expectations.3.severity=warning"
 
 
 @pytest.fixture(scope="module")

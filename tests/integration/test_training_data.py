@@ -141,7 +141,7 @@ def test_one_class_gold_trains_nothing_and_a_one_class_holdout_promotes_nothing(
     n_train, n_holdout = _counts(spark, broken, broken.one_class)
     message, _, _ = _failed_train(spark, broken, "data_one", broken.one_class)
     # a model trained on good data, judged on a holdout of one class: no minimums to miss
-    settings = broken.settings("data_gate", "dataset.promotion.min_metrics={}")
+    settings = broken.settings("data_gate", "dataset.promote.min_metrics={}")
     version = train_step(spark, settings, BATCH, gold_version=broken.good).model_version
 
     result = promote_step(spark, settings, BATCH, gold_version=broken.one_class)

@@ -4,10 +4,11 @@ Everything a dataset needs is described in its YAML file: source, schema, keys,
 expectations, features, label, model and gate. ``load_settings`` merges the files
 (``loader``; where they are: ``confdir``) and validates them into typed settings:
 the root ``Settings`` and shared sections (``settings``), one schema module per
-stage (``ingest``, ``quality``, ``features``, ``training``, ``registry``,
-``monitoring``, ``deploy``). An unknown or missing key fails at load with its key
-path. Nothing here imports Spark, feature or estimator code: what needs them is
-checked after load by ``sparkmlops.preflight.check_settings``.
+stage, named like the stage's folder and command (``ingest``, ``validate``,
+``features``, ``train``, ``promote``, ``monitor``, ``maintain``, ``deploy``). An
+unknown or missing key fails at load with its key path. Nothing here imports Spark,
+feature or estimator code: what needs them is checked after load by
+``sparkmlops.preflight.check_settings``.
 
 Example::
 
@@ -56,24 +57,20 @@ from sparkmlops.config.loader import (
     packaged_spark_settings,
     settings_error,
 )
-from sparkmlops.config.monitor import (
-    Levels,
-    MaintenanceSettings,
-    MonitoringSettings,
-    RetrainSettings,
-)
-from sparkmlops.config.promote import PromotionSettings
+from sparkmlops.config.maintain import MaintainSettings
+from sparkmlops.config.monitor import Levels, MonitorSettings, RetrainSettings
+from sparkmlops.config.promote import PromoteSettings
 from sparkmlops.config.settings import (
     PLACEHOLDER,
     REMOTE_ARTIFACT_SCHEMES,
     SERVER_TRACKING_SCHEMES,
     ConfigOrigin,
     DatasetSettings,
-    QualityPaths,
     Settings,
     SparkSettings,
     StorageSettings,
     TrackingSettings,
+    ValidatePaths,
 )
 from sparkmlops.config.train import (
     AutomlSettings,
@@ -84,7 +81,7 @@ from sparkmlops.config.train import (
     SplitSettings,
     TuningSettings,
 )
-from sparkmlops.config.validate import ExpectationSpec, QualitySettings, gx_expectation_names
+from sparkmlops.config.validate import ExpectationSpec, ValidateSettings, gx_expectation_names
 
 __all__ = [
     "FLOAT_TYPES", "IDENTIFIER", "NUMERIC_TYPES", "PLACEHOLDER", "REMOTE_ARTIFACT_SCHEMES",
@@ -94,9 +91,9 @@ __all__ = [
     "DatePartsFeature", "DeployJob", "DeploySettings", "DerivedFeature", "EmrDeploySettings",
     "EmrServerlessSettings", "EstimatorSettings", "ExecutorSettings", "ExpectationSpec",
     "FeatureSettings", "GateMode", "GithubDeploySettings", "LabelSettings", "Levels",
-    "MaintenanceSettings", "ModelSettings", "MonitoringSettings", "NotificationSettings",
-    "PermissionLevel", "PermissionSpec", "PromotionSettings", "QualityPaths",
-    "QualitySettings", "RetrainSettings", "ScheduleSettings", "Settings", "SourceSettings",
+    "MaintainSettings", "ModelSettings", "MonitorSettings", "NotificationSettings",
+    "PermissionLevel", "PermissionSpec", "PromoteSettings", "ValidatePaths",
+    "ValidateSettings", "RetrainSettings", "ScheduleSettings", "Settings", "SourceSettings",
     "SparkSettings", "SparkType", "SplitSettings", "StorageSettings", "StrictModel",
     "TrackingSettings", "TransformFeature", "TuningSettings", "WriteSettings",
     "check_quartz_cron", "gx_expectation_names", "load_settings", "packaged_spark_settings",

@@ -10,6 +10,7 @@ missing key fails at load with its key path.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from collections.abc import Callable
@@ -33,7 +34,15 @@ from sparkmlops.config.confdir import (
 from sparkmlops.config.settings import ConfigOrigin, Settings, SparkSettings
 from sparkmlops.errors import ConfigError
 
+log = logging.getLogger(__name__)
+
 STATE_DIR_ENV = "SPARKMLOPS_STATE_DIR"
+# Keys renamed so that a stage has one name in its folder, its command and its config
+# (validate/, `sparkmlops validate`, `validate:`). The old keys still load, with a
+# warning naming the new one; a file that has both is refused.
+RENAMED_KEYS = {"quality": "validate"}  # in an env file
+RENAMED_DATASET_KEYS = {"quality": "validate", "promotion": "promote",
+                        "monitoring": "monitor", "maintenance": "maintain"}
 
 
 def load_settings(
@@ -64,7 +73,9 @@ def load_settings(
     conf = open_conf_dir(find_conf_dir(conf_dir), spark=_session_factory(spark))
     merged = _merge_env_layers(conf, env)
     dataset_file = f"datasets/{dataset}.yml"
-    merged["dataset"] = _parse_yaml(conf.read(dataset_file), conf.path(dataset_file))
+    merged["dataset"] = renamed_keys(
+        _parse_yaml(conf.read(dataset_file), conf.path(dataset_file)), RENAMED_DATASET_KEYS,
+        conf.path(dataset_file))
     merged["env"] = env
     if os.environ.get(STATE_DIR_ENV):
         merged["state_dir"] = os.environ[STATE_DIR_ENV]
@@ -108,8 +119,24 @@ def _merge_env_layers(conf: ConfDir, env: str) -> dict[str, Any]:
     merged: dict[str, Any] = {}
     for where, text in layers:
         if text is not None:
-            merged = _deep_merge(merged, _parse_yaml(text, where))
+            merged = _deep_merge(merged, renamed_keys(_parse_yaml(text, where), RENAMED_KEYS,
+                                                      where))
     return merged
+
+
+def renamed_keys(section: dict[str, Any], renames: dict[str, str], where: str) -> dict[str, Any]:
+    """``section`` with each deprecated key of ``renames`` under its new name (a warning
+    for each); a ConfigError when a section holds a key under both names."""
+    for old, new in renames.items():
+        if old not in section:
+            continue
+        if new in section:
+            raise ConfigError(f"{where}: both {old!r} and {new!r}; {old!r} is the old name "
+                              f"of {new!r}: keep only {new!r}")
+        log.warning("%s: the key %r is deprecated; rename it %r (it still loads)",
+                    where, old, new)
+        section = {(new if key == old else key): value for key, value in section.items()}
+    return section
 
 
 def packaged_spark_settings(env: str, dataset: str) -> SparkSettings:
@@ -169,12 +196,12 @@ def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
 
 
 def _apply_override(merged: dict[str, Any], override: str) -> None:
-    """Apply ``key.path=value`` (list items by index: ``quality.expectations.0.severity``)."""
+    """Apply ``key.path=value`` (list items by index: ``validate.expectations.0.severity``)."""
     if "=" not in override:
         raise ConfigError(f"--set {override!r}: expected key.path=value")
     key, raw = override.split("=", 1)
     node: Any = merged
-    parts = key.strip().split(".")
+    parts = _renamed_path(key.strip().split("."))
     for depth, part in enumerate(parts):
         last = depth == len(parts) - 1
         if isinstance(node, list):
@@ -195,6 +222,17 @@ def _apply_override(merged: dict[str, Any], override: str) -> None:
                 node = node[part]
         else:
             raise ConfigError(f"--set {key}: {parts[depth - 1]} is not a mapping or list")
+
+
+def _renamed_path(parts: list[str]) -> list[str]:
+    """A ``--set`` key path with a deprecated section name replaced (and a warning)."""
+    renames, at = ((RENAMED_DATASET_KEYS, 1) if parts[:1] == ["dataset"] else (RENAMED_KEYS, 0))
+    if len(parts) > at and parts[at] in renames:
+        new = [*parts[:at], renames[parts[at]], *parts[at + 1:]]
+        log.warning("--set %s: the key %r is deprecated; use %s (it still applies)",
+                    ".".join(parts), parts[at], ".".join(new))
+        return new
+    return parts
 
 
 def _substitute(merged: dict[str, Any], **names: str) -> dict[str, Any]:

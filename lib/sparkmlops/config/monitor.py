@@ -1,9 +1,9 @@
-"""The dataset's ``monitoring``, ``retrain`` and ``maintenance`` sections: what happens to
-a dataset after its model is in service."""
+"""The dataset's ``monitor`` and ``retrain`` sections: how a model in service is watched,
+and when ``pipeline --mode continuous`` retrains it."""
 
 from __future__ import annotations
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, field_validator
 
 from sparkmlops.config.base import StrictModel
 
@@ -28,7 +28,7 @@ def _default_drift_levels() -> dict[str, Levels]:
             "unseen_rate": Levels(warn=0.02, alert=0.1)}
 
 
-class MonitoringSettings(StrictModel):
+class MonitorSettings(StrictModel):
     """Thresholds of ``monitor``: drift metrics per feature and live model metrics.
 
     ``drift`` applies to every model input and to the prediction (``_score``, the
@@ -63,21 +63,3 @@ class RetrainSettings(StrictModel):
     on_alert: bool = True
     live_floor: dict[str, float] = Field(default_factory=dict)
     min_new_labelled_rows: int = Field(0, ge=0)
-
-
-class MaintenanceSettings(StrictModel):
-    """OPTIMIZE / Z-ORDER and VACUUM of the dataset's tables."""
-
-    zorder_by: list[str] = Field(default_factory=list)
-    # Delta's safety default is 7 days; a shorter retention needs allow_unsafe_retention
-    vacuum_retention_hours: float = Field(168.0, ge=0)
-    allow_unsafe_retention: bool = False
-
-    @model_validator(mode="after")
-    def _retention_is_safe(self) -> MaintenanceSettings:
-        if self.vacuum_retention_hours < 168 and not self.allow_unsafe_retention:
-            raise ValueError(
-                "maintenance.vacuum_retention_hours: below Delta's 168 h safety default; "
-                "set allow_unsafe_retention: true to allow it"
-            )
-        return self

@@ -1,4 +1,4 @@
-"""The dataset's ``promotion`` section: the gate between @challenger and @champion."""
+"""The dataset's ``promote`` section: the gate between @challenger and @champion."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pydantic import Field
 from sparkmlops.config.base import GateMode, StrictModel
 
 
-class PromotionSettings(StrictModel):
+class PromoteSettings(StrictModel):
     mode: GateMode = "enabled"
     # metric → floor (a ceiling for error metrics, see sparkmlops.metrics)
     min_metrics: dict[str, float] = Field(default_factory=dict)

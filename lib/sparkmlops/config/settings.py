@@ -1,5 +1,5 @@
 """The root ``Settings`` of one job run, its shared platform sections (``spark``,
-``storage``, ``tracking``, ``quality``) and the ``dataset`` that gathers the stage
+``storage``, ``tracking``, ``validate``) and the ``dataset`` that gathers the stage
 sections (one schema module per stage beside this one)."""
 
 from __future__ import annotations
@@ -24,10 +24,11 @@ from sparkmlops.config.confdir import is_uri, join
 from sparkmlops.config.deploy import DeploySettings
 from sparkmlops.config.features import FeatureSettings
 from sparkmlops.config.ingest import ColumnSpec, SourceSettings, WriteSettings
-from sparkmlops.config.monitor import MaintenanceSettings, MonitoringSettings, RetrainSettings
-from sparkmlops.config.promote import PromotionSettings
+from sparkmlops.config.maintain import MaintainSettings
+from sparkmlops.config.monitor import MonitorSettings, RetrainSettings
+from sparkmlops.config.promote import PromoteSettings
 from sparkmlops.config.train import LabelSettings, ModelSettings
-from sparkmlops.config.validate import QualitySettings
+from sparkmlops.config.validate import ValidateSettings
 
 
 class SparkSettings(StrictModel):
@@ -126,7 +127,7 @@ class TrackingSettings(StrictModel):
         return registry.startswith("databricks-uc")
 
 
-class QualityPaths(StrictModel):
+class ValidatePaths(StrictModel):
     # null: each validation's Data Docs are logged to its MLflow run (data_docs/)
     data_docs_dir: str | None
 
@@ -138,14 +139,15 @@ class DatasetSettings(StrictModel):
     schema_: list[ColumnSpec] = Field(alias="schema", min_length=1)
     keys: list[str] = Field(min_length=1)
     write: WriteSettings = Field(default_factory=WriteSettings)
-    quality: QualitySettings = Field(default_factory=QualitySettings)
+    # `validate` would shadow pydantic's BaseModel.validate: the key is `validate`
+    validate_: ValidateSettings = Field(alias="validate", default_factory=ValidateSettings)
     features: FeatureSettings
     label: LabelSettings
     model: ModelSettings
-    promotion: PromotionSettings = Field(default_factory=PromotionSettings)
-    monitoring: MonitoringSettings = Field(default_factory=MonitoringSettings)
+    promote: PromoteSettings = Field(default_factory=PromoteSettings)
+    monitor: MonitorSettings = Field(default_factory=MonitorSettings)
     retrain: RetrainSettings = Field(default_factory=RetrainSettings)
-    maintenance: MaintenanceSettings = Field(default_factory=MaintenanceSettings)
+    maintain: MaintainSettings = Field(default_factory=MaintainSettings)
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -157,12 +159,12 @@ class DatasetSettings(StrictModel):
         known = set(columns)
         require_known("keys", self.keys, known)
         self._check_write(known)
-        for i, spec in enumerate(self.quality.expectations):
-            require_known(f"quality.expectations.{i} ({spec.expectation}) kwargs", spec.columns,
+        for i, spec in enumerate(self.validate_.expectations):
+            require_known(f"validate.expectations.{i} ({spec.expectation}) kwargs", spec.columns,
                            known)
         self.features.check_columns({c.name: c.type for c in self.schema_})
         require_known("label.source", [self.label.source], known)
-        require_known("maintenance.zorder_by", self.maintenance.zorder_by, known)
+        require_known("maintain.zorder_by", self.maintain.zorder_by, known)
         classification = self.model.task != "regression"
         if classification and not self.label.classes:
             raise ValueError(f"label.classes: required for task {self.model.task}")
@@ -181,9 +183,9 @@ class DatasetSettings(StrictModel):
         if write.mode == "upsert" and nullable_keys:
             raise ValueError(f"keys: upsert merges on the business key, so {nullable_keys} "
                              "must be declared nullable: false")
-        zordered = sorted(set(write.partition_by) & set(self.maintenance.zorder_by))
+        zordered = sorted(set(write.partition_by) & set(self.maintain.zorder_by))
         if zordered:
-            raise ValueError(f"maintenance.zorder_by: {zordered} are partition columns "
+            raise ValueError(f"maintain.zorder_by: {zordered} are partition columns "
                              "(write.partition_by); Delta cannot Z-ORDER by them")
 
 
@@ -209,13 +211,15 @@ class ConfigOrigin:
 class Settings(StrictModel):
     """The effective settings of one job run."""
 
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
     env: str
     project_dir: str
     state_dir: str
     spark: SparkSettings
     storage: StorageSettings
     tracking: TrackingSettings
-    quality: QualityPaths
+    validate_: ValidatePaths = Field(alias="validate")
     dataset: DatasetSettings
     deploy: DeploySettings = Field(default_factory=DeploySettings)
     # set by load_settings; not part of the settings (nor of their hash)

@@ -1,4 +1,4 @@
-"""The dataset's ``quality`` section: the Great Expectations suite and its gate."""
+"""The dataset's ``validate`` section: the Great Expectations suite and its gate."""
 
 from __future__ import annotations
 
@@ -67,7 +67,7 @@ def gx_expectation_names() -> dict[str, str]:
     return dict(re.findall(r"from \.(expect_\w+) import \(?\s*(Expect\w+)", text))
 
 
-class QualitySettings(StrictModel):
+class ValidateSettings(StrictModel):
     gate: GateMode = "enabled"
     expectations: list[ExpectationSpec] = Field(default_factory=list)
     # sample failing values per row-level expectation in the GX result and Data Docs;

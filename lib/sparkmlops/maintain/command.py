@@ -12,9 +12,9 @@ from sparkmlops.config import Settings
 
 def _maintain_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-vacuum", dest="vacuum", action="store_false",
-                        help="skip VACUUM (maintenance.vacuum_retention_hours)")
+                        help="skip VACUUM (dataset.maintain.vacuum_retention_hours)")
     parser.add_argument("--no-optimize", dest="optimize", action="store_false",
-                        help="skip OPTIMIZE / Z-ORDER (maintenance.zorder_by)")
+                        help="skip OPTIMIZE / Z-ORDER (dataset.maintain.zorder_by)")
 
 
 def _maintain(spark: Any, settings: Settings, batch_id: str, args: argparse.Namespace) -> str:

@@ -1,7 +1,7 @@
 """Delta table care: OPTIMIZE / Z-ORDER, VACUUM and time travel for reproduction.
 
 Every batch write is a small commit, so a table collects many small files;
-OPTIMIZE compacts them (Z-ordered by ``maintenance.zorder_by`` where the table has
+OPTIMIZE compacts them (Z-ordered by ``dataset.maintain.zorder_by`` where the table has
 those columns) and VACUUM deletes the files no version within the retention still
 needs. Time travel (``read_as_of``) reaches back only as far as VACUUM allows.
 
@@ -26,7 +26,7 @@ from delta.tables import DeltaTable
 from pyspark.errors import AnalysisException
 from pyspark.sql import DataFrame, SparkSession
 
-from sparkmlops.config import MaintenanceSettings, Settings
+from sparkmlops.config import MaintainSettings, Settings
 from sparkmlops.errors import ConfigError, MissingInputError, VersionUnavailableError
 from sparkmlops.spark import session_conf
 from sparkmlops.tables import (
@@ -56,7 +56,7 @@ class OptimizeResult:
     files_skipped: int
     bytes_added: int
     bytes_removed: int
-    zorder_by: list[str]  # the columns of maintenance.zorder_by the table has
+    zorder_by: list[str]  # the columns of dataset.maintain.zorder_by the table has
     version: int
 
     def as_dict(self) -> dict[str, Any]:
@@ -246,7 +246,7 @@ def vacuum_table(
         raise ConfigError(
             f"VACUUM {ref.fqn}: retention {retention_hours:g} h is below Delta's "
             f"{SAFE_RETENTION_HOURS:g} h safety default and would delete files a running job "
-            "may still read; set maintenance.allow_unsafe_retention: true to allow it"
+            "may still read; set maintain.allow_unsafe_retention: true to allow it"
         )
     table = _delta_table(spark, ref)
     before = current_version(spark, ref)
@@ -340,7 +340,7 @@ def read_as_of_or_latest(
 
 
 def maintain_table(
-    spark: SparkSession, ref: TableRef, care: MaintenanceSettings, *, vacuum: bool = True,
+    spark: SparkSession, ref: TableRef, care: MaintainSettings, *, vacuum: bool = True,
     optimize: bool = True,
 ) -> TableMaintenance:
     """OPTIMIZE (Z-ORDER by ``care.zorder_by``) then VACUUM (``care.vacuum_retention_hours``)
@@ -356,7 +356,7 @@ def maintain_table(
 
 
 def maintain_tables(
-    spark: SparkSession, tables: DatasetTables, care: MaintenanceSettings, *,
+    spark: SparkSession, tables: DatasetTables, care: MaintainSettings, *,
     vacuum: bool = True, optimize: bool = True,
 ) -> tuple[dict[str, TableMaintenance], list[str]]:
     """``maintain_table`` on every one of ``tables`` that exists: its records by table
@@ -379,7 +379,7 @@ def maintain_step(
     """``maintain_tables`` on the dataset's tables in its own MLflow run: the settings as
     params, each table's versions as params and its file counts as metrics, every record
     in ``maintenance.json``."""
-    care = settings.dataset.maintenance
+    care = settings.dataset.maintain
     with step_run(settings, MaintainOutcome.step, batch_id) as tracker:
         tracker.params({"maintain.optimize": optimize, "maintain.vacuum": vacuum,
                         "maintain.zorder_by": ",".join(care.zorder_by),

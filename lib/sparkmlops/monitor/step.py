@@ -88,12 +88,12 @@ def monitor_step(
                                model_version=model_version, model_run_id=run_id,
                                monitor_run_id=tracker.run_id,
                                monitored_at=datetime.now().replace(microsecond=0))
-        rows = drift.judged(drift.compare(reference, current), dataset.monitoring.drift, run,
+        rows = drift.judged(drift.compare(reference, current), dataset.monitor.drift, run,
                             rows=batch_rows)
         live = drift.judged_live(
             drift.live_metrics(scored_rows, read_table(spark, gold, version), dataset.keys,
                                dataset.model.task, same_batch=dataset.write.mode == "append"),
-            dataset.monitoring.live, run)
+            dataset.monitor.live, run)
         live_now = [r for r in live if r.scored_batch == batch_id]
         status = drift.worst([r.status for r in rows + live_now])
         written = replace_batch(_monitoring_frame(spark, rows + live), target, batch_id)

@@ -20,7 +20,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Literal
 
-from sparkmlops.config import PromotionSettings
+from sparkmlops.config import PromoteSettings
 from sparkmlops.metrics import is_better, meets_minimum
 from sparkmlops.tracking.registry import DECIDED_TAG
 
@@ -67,7 +67,7 @@ class PromotionDecision:
 def decide(
     challenger: dict[str, float],
     champion: dict[str, float] | None,
-    settings: PromotionSettings,
+    settings: PromoteSettings,
     primary_metric: str,
     *,
     holdout_problems: list[str] | None = None,
@@ -120,7 +120,7 @@ def decide(
 def judge(
     challenger_version: str,
     champion_version: str | None,
-    settings: PromotionSettings,
+    settings: PromoteSettings,
     primary_metric: str,
     *,
     challenger_metrics: dict[str, float],

@@ -21,7 +21,7 @@ from typing import Any, ClassVar
 
 from pyspark.sql import DataFrame, SparkSession
 
-from sparkmlops.config import DatasetSettings, ModelSettings, PromotionSettings, Settings
+from sparkmlops.config import DatasetSettings, ModelSettings, PromoteSettings, Settings
 from sparkmlops.errors import MissingInputError
 from sparkmlops.promote import promotion
 from sparkmlops.promote.promotion import PromotionDecision
@@ -158,7 +158,7 @@ def complete_promotions(
 
 def judge_version(
     registry: ModelRegistry, version: str, score: Scorer, judged_on: JudgedOn, *,
-    model: ModelSettings, gate: PromotionSettings, run_id: str | None,
+    model: ModelSettings, gate: PromoteSettings, run_id: str | None,
     before_move: Callable[[PromotionDecision], None] | None = None,
 ) -> PromotionDecision:
     """One challenger against the champion of this moment, both scored by ``score`` on
@@ -246,7 +246,7 @@ def _judge_all(
 
         for version in versions:
             judged.append(judge_version(tracker.registry, version, score, judged_on,
-                                        model=dataset.model, gate=dataset.promotion,
+                                        model=dataset.model, gate=dataset.promote,
                                         run_id=tracker.run_id, before_move=record_before_move))
     return judged, {"table": gold.fqn, "version": data_version, "rows": rows}
 

@@ -3,7 +3,7 @@
 The suite runs on the Spark DataFrame of the exact bronze version just written
 (GX's Spark execution engine, never pandas). Its outcome is kept three ways: the
 ``validation_results`` Delta table (one row per expectation), the GX result JSON
-as an MLflow artifact, and Data Docs HTML in ``quality.data_docs_dir``.
+as an MLflow artifact, and Data Docs HTML in ``validate.data_docs_dir``.
 
 Row-level expectations (not-null, in-set, not-in-set, between, regex) also split
 the rows with the same semantics as GX (nulls count only for not-null): passing
@@ -83,7 +83,7 @@ def expectation_class(spec: ExpectationSpec) -> type:
     cls = getattr(gx.expectations, name, None) if name else None
     if cls is None:
         raise ConfigError(
-            f"quality.expectations: unknown Great Expectations expectation {spec.expectation!r}"
+            f"validate.expectations: unknown Great Expectations expectation {spec.expectation!r}"
         )
     return cls  # type: ignore[no-any-return]
 
@@ -99,7 +99,7 @@ def build_suite(specs: list[ExpectationSpec], name: str) -> Any:
             expectation = cls(**spec.kwargs, meta={"severity": spec.severity, "index": index})
         except Exception as exc:  # pydantic errors from GX name the bad argument
             raise ConfigError(
-                f"quality.expectations.{index} ({spec.expectation}): invalid kwargs: "
+                f"validate.expectations.{index} ({spec.expectation}): invalid kwargs: "
                 f"{str(exc).splitlines()[0]}"
             ) from None
         suite.add_expectation(expectation)

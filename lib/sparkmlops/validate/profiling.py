@@ -124,12 +124,12 @@ def propose_expectations(
 
 
 def suite_yaml(proposed: list[tuple[str, dict[str, Any]]], *, source: str) -> str:
-    """The proposal as commented YAML in the shape of a dataset's ``quality`` block."""
+    """The proposal as commented YAML in the shape of a dataset's ``validate`` block."""
     lines = [
         f"# Starter suite proposed by `sparkmlops profile` from {source}",
         f"# on {datetime.now():%Y-%m-%d %H:%M}. Edit it (ranges, severities, sets), then",
-        "# put it under `quality:` in conf/datasets/<dataset>.yml.",
-        "quality:",
+        "# put it under `validate:` in conf/datasets/<dataset>.yml.",
+        "validate:",
         "  gate: enabled",
         "  expectations:",
     ]

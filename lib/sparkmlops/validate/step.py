@@ -19,8 +19,8 @@ from pyspark.sql import DataFrame, Row, SparkSession
 from sparkmlops.config import (
     ColumnSpec,
     GateMode,
-    QualitySettings,
     Settings,
+    ValidateSettings,
     WriteSettings,
 )
 from sparkmlops.errors import (
@@ -102,10 +102,10 @@ def validate_step(
     written, or kept (``allow``).
     """
     dataset = settings.dataset
-    quality, write, keys = dataset.quality, dataset.write, dataset.keys
+    quality, write, keys = dataset.validate_, dataset.write, dataset.keys
     tables = dataset_tables(settings)
-    docs_dir = (settings.resolve_path(settings.quality.data_docs_dir)
-                if settings.quality.data_docs_dir is not None else None)
+    docs_dir = (settings.resolve_path(settings.validate_.data_docs_dir)
+                if settings.validate_.data_docs_dir is not None else None)
     # the frames read more than once below, released when the step ends
     with step_run(settings, ValidateOutcome.step, batch_id) as tracker, ExitStack() as cached:
         version = version_or_current(spark, tables.bronze, bronze_version)
@@ -221,7 +221,7 @@ def _latest_per_key(
 
 
 def _run_quality_checks(
-    batch: DataFrame, quality: QualitySettings, tracker: StepTracker, *, dataset: str,
+    batch: DataFrame, quality: ValidateSettings, tracker: StepTracker, *, dataset: str,
     data_docs_dir: str | None,
 ) -> expectations.ValidationReport:
     """Run the dataset's suite on ``batch``; its Data Docs go to ``data_docs_dir``, or to the

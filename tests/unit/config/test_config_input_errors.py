@@ -72,21 +72,21 @@ def test_a_tab_indented_overlay_is_one_line(tmp_path):
 
 
 def test_a_negative_min_improvement_is_refused_at_load(capsys):
-    code, lines = run_cli(capsys, "--set", "dataset.promotion.min_improvement=-0.01")
+    code, lines = run_cli(capsys, "--set", "dataset.promote.min_improvement=-0.01")
 
     assert code == 2
     assert len(lines) == 1
     assert lines[0].startswith("sparkmlops train: ConfigError: invalid config: ")
     assert lines[0].endswith(
-        "datasets/penguins.yml: promotion.min_improvement: Input should be greater than or "
+        "datasets/penguins.yml: promote.min_improvement: Input should be greater than or "
         "equal to 0")
 
 
 def test_a_zero_min_improvement_still_loads():
     settings = load_settings("local", "penguins",
-                             overrides=["dataset.promotion.min_improvement=0"])
+                             overrides=["dataset.promote.min_improvement=0"])
 
-    assert settings.dataset.promotion.min_improvement == 0.0
+    assert settings.dataset.promote.min_improvement == 0.0
 
 
 def test_a_multi_line_error_message_is_printed_on_one_line():

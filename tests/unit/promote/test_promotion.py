@@ -4,7 +4,7 @@ from dataclasses import replace
 
 import pytest
 
-from sparkmlops.config import PromotionSettings
+from sparkmlops.config import PromoteSettings
 from sparkmlops.promote.promotion import (
     decide,
     decision_description,
@@ -15,11 +15,11 @@ from sparkmlops.promote.promotion import (
 )
 from sparkmlops.tracking.registry import DECIDED_TAG
 
-GATE = PromotionSettings(mode="enabled", min_metrics={"areaUnderROC": 0.8}, min_improvement=0.01)
+GATE = PromoteSettings(mode="enabled", min_metrics={"areaUnderROC": 0.8}, min_improvement=0.01)
 
 
 def test_decide_for_an_error_metric():
-    gate = PromotionSettings(min_metrics={"rmse": 2.0}, min_improvement=0.1)
+    gate = PromoteSettings(min_metrics={"rmse": 2.0}, min_improvement=0.1)
 
     passes, reasons = decide({"rmse": 1.5}, {"rmse": 1.7}, gate, "rmse")
 

@@ -37,4 +37,4 @@ def test_upsert_config_is_checked_at_load(make_settings):
         make_settings(*UPSERT, "dataset.schema.1.nullable=true")
     with pytest.raises(ConfigError, match=r"\['island'\] are partition columns"):
         make_settings("dataset.write.partition_by=[island]",
-                      "dataset.maintenance.zorder_by=[island]")
+                      "dataset.maintain.zorder_by=[island]")

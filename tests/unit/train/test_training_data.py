@@ -13,7 +13,7 @@ import math
 import pyspark.sql.functions as F
 import pytest
 
-from sparkmlops.config import PromotionSettings
+from sparkmlops.config import PromoteSettings
 from sparkmlops.errors import TrainingDataError
 from sparkmlops.features.mllib import LABEL_COLUMN
 from sparkmlops.promote.promotion import decide
@@ -83,7 +83,7 @@ def _regression(make_settings):
         "dataset.model.task=regression", "dataset.label.classes=null",
         "dataset.label.source=flipper_length_mm",
         "dataset.model.estimator={type: linear_regression}",
-        "dataset.model.primary_metric=rmse", "dataset.promotion.min_metrics={}",
+        "dataset.model.primary_metric=rmse", "dataset.promote.min_metrics={}",
         "dataset.features.numeric=[culmen_length_mm, culmen_depth_mm, body_mass_g]").dataset
 
 
@@ -169,7 +169,7 @@ def test_mllib_data_failures_are_named_and_other_errors_pass_through():
 
 
 def test_decide_fails_a_non_finite_metric_with_the_reason():
-    gate = PromotionSettings(min_metrics={"areaUnderROC": 0.8})
+    gate = PromoteSettings(min_metrics={"areaUnderROC": 0.8})
 
     passed, reasons = decide({"areaUnderROC": math.nan, "accuracy": 1.0}, None, gate,
                              "areaUnderROC")
@@ -185,7 +185,7 @@ def test_decide_fails_a_non_finite_metric_with_the_reason():
 
 
 def test_decide_fails_on_a_holdout_problem_even_with_perfect_metrics():
-    passed, reasons = decide({"areaUnderROC": 1.0}, None, PromotionSettings(), "areaUnderROC",
+    passed, reasons = decide({"areaUnderROC": 1.0}, None, PromoteSettings(), "areaUnderROC",
                              holdout_problems=["one class"])
 
     assert (passed, reasons) == (False, ["one class", "no champion yet"])

@@ -171,7 +171,7 @@ def test_regression_automl_chooses_the_linear_model_for_a_linear_target(two_feat
     settings = two_feature_settings(
         "dataset.model.task=regression", "dataset.label.classes=null",
         "dataset.model.estimator.type=linear_regression", "dataset.model.estimator.params={}",
-        "dataset.model.primary_metric=rmse", "dataset.promotion.min_metrics={}",
+        "dataset.model.primary_metric=rmse", "dataset.promote.min_metrics={}",
         "dataset.model.automl.families=[linear_regression, decision_tree_regressor]",
         "dataset.model.automl.grids={linear_regression: {regParam: [0.0]}, "
         "decision_tree_regressor: {maxDepth: [5]}}")

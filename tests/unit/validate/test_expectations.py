@@ -180,17 +180,17 @@ def test_gate_status(outcomes, status):
 
 
 def test_unknown_expectation_name_fails_at_config_load(make_settings):
-    with pytest.raises(ConfigError, match=r"penguins.yml: quality.expectations.1: "
+    with pytest.raises(ConfigError, match=r"penguins.yml: validate.expectations.1: "
                        r".*unknown Great Expectations expectation 'expect_column_values_to_be_nul'"
                        r"; did you mean 'expect_column_values_to_be_null'\?"):
-        make_settings("dataset.quality.expectations.1.expectation=expect_column_values_to_be_nul")
+        make_settings("dataset.validate.expectations.1.expectation=expect_column_values_to_be_nul")
 
 
 def test_a_column_the_schema_lacks_fails_at_config_load(make_settings):
-    with pytest.raises(ConfigError, match=r"quality.expectations.3 "
+    with pytest.raises(ConfigError, match=r"validate.expectations.3 "
                        r"\(expect_compound_columns_to_be_unique\) kwargs: unknown column\(s\) "
                        r"\['sampel_number'\]"):
-        make_settings("dataset.quality.expectations.3.kwargs.column_list="
+        make_settings("dataset.validate.expectations.3.kwargs.column_list="
                       "[study_name, species, sampel_number]")
 
 
@@ -205,7 +205,7 @@ def test_invalid_expectation_arguments_are_a_config_error():
     spec = ExpectationSpec(expectation="expect_column_values_to_be_between",
                            kwargs={"column": "c", "min_value": "low", "colour": 3})
 
-    with pytest.raises(ConfigError, match=r"quality.expectations.0 .*invalid kwargs"):
+    with pytest.raises(ConfigError, match=r"validate.expectations.0 .*invalid kwargs"):
         build_suite([spec], "s")
 
 

@@ -55,4 +55,4 @@ def test_suite_yaml_comments_each_item():
                                        "kwargs": {"min_value": 1, "max_value": 30},
                                        "severity": "critical"})], source="bronze.t v2")
     assert "    # 3 rows now\n    - expectation: expect_table_row_count_to_be_between\n" in text
-    assert yaml.safe_load(text)["quality"]["gate"] == "enabled"
+    assert yaml.safe_load(text)["validate"]["gate"] == "enabled"
