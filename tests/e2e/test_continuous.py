@@ -18,6 +18,7 @@ champion, not two, and runs no batch twice.
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 from pathlib import Path
 
@@ -78,10 +79,46 @@ def stream(spark, root) -> list[PipelineResult]:
 
     by_switch = {True: settings(True), False: settings(False)}
     results = []
-    for index, retrain in enumerate(RETRAIN):
-        _write_batch(spark, landing, index)
-        results.append(run_continuous(spark, by_switch[retrain], f"b{index}"))
+    handler, logger = _ProgressLines(), logging.getLogger("sparkmlops.pipeline.step")
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        for index, retrain in enumerate(RETRAIN):
+            _write_batch(spark, landing, index)
+            results.append(run_continuous(spark, by_switch[retrain], f"b{index}"))
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+    PROGRESS.extend(handler.lines)
     return results
+
+
+# the "[n/total] step (batch b)" lines the continuous runs logged, in order
+PROGRESS: list[str] = []
+
+
+class _ProgressLines(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.getMessage().startswith("["):
+            self.lines.append(record.getMessage())
+
+
+def test_each_batch_counts_its_own_steps_in_the_progress_lines(stream):
+    steps = ["ingest", "validate", "features", "train + promote", "predict", "monitor",
+             "retrain"]
+    assert len(PROGRESS) == len(RETRAIN) * len(steps)
+    for index in range(len(RETRAIN)):
+        lines = PROGRESS[index * len(steps):(index + 1) * len(steps)]
+        assert [line.split(" (batch ")[1] for line in lines] == [f"b{index})"] * len(steps)
+        numbered = [line.split(" ", 1)[0] for line in lines]
+        assert numbered == [f"[{n}/{len(steps)}]" for n in range(1, len(steps) + 1)]
+        named = [line.split(" ", 1)[1].split(" (batch")[0].split(":")[0] for line in lines]
+        assert named == steps  # "retrain: not needed", "retrain: train + promote: ..."
 
 
 def _accuracy(results: list[PipelineResult]) -> list[float]:

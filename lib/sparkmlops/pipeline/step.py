@@ -24,26 +24,27 @@ import pyspark.sql.functions as F
 from pyspark.sql import SparkSession
 
 from sparkmlops.config import Settings
-from sparkmlops.features.step import features_step
-from sparkmlops.ingest.step import ingest_step
-from sparkmlops.monitor.step import monitor_step
+from sparkmlops.features.step import FeaturesOutcome, features_step
+from sparkmlops.ingest.step import IngestOutcome, ingest_step
+from sparkmlops.monitor.step import MonitorOutcome, monitor_step
 from sparkmlops.pipeline.retrain import retrain_reasons
-from sparkmlops.predict.step import predict_step
+from sparkmlops.predict.step import PredictOutcome, predict_step
 from sparkmlops.promote.step import PromoteOutcome, promote_step
 from sparkmlops.tables import dataset_tables, read_table
 from sparkmlops.tracking.registry import CHAMPION, ModelRegistry
 from sparkmlops.tracking.runs import StepOutcome, pipeline_run
-from sparkmlops.train.step import train_step
-from sparkmlops.validate.step import validate_step
+from sparkmlops.train.step import TrainOutcome, train_step
+from sparkmlops.validate.step import ValidateOutcome, validate_step
 
 log = logging.getLogger(__name__)
 
 OutcomeT = TypeVar("OutcomeT", bound=StepOutcome)
 
 # the steps of each mode, in the order they run (the [n/total] of the progress lines)
-BATCH_STEPS = ("ingest", "validate", "features", "train", "promote", "predict")
-CONTINUOUS_STEPS = ("ingest", "validate", "features", "train + promote", "predict", "monitor",
-                    "retrain")
+OPENING = (IngestOutcome.step, ValidateOutcome.step, FeaturesOutcome.step)
+BATCH_STEPS = (*OPENING, TrainOutcome.step, PromoteOutcome.step, PredictOutcome.step)
+RETRAIN = f"{TrainOutcome.step} + {PromoteOutcome.step}"
+CONTINUOUS_STEPS = (*OPENING, RETRAIN, PredictOutcome.step, MonitorOutcome.step, "retrain")
 
 
 @dataclass(frozen=True)
@@ -83,14 +84,14 @@ def run_pipeline(spark: SparkSession, settings: Settings, batch_id: str) -> Pipe
     with pipeline_run(settings, batch_id) as parent:
         result = PipelineResult(batch_id, parent.run_id, parent.experiment_id)
         gold_version = _prepare_batch(spark, settings, batch_id, result, progress)
-        progress("train")
+        progress(TrainOutcome.step)
         train = train_step(spark, settings, batch_id, gold_version=gold_version)
         result.steps.append(train)
-        progress("promote")
+        progress(PromoteOutcome.step)
         result.steps.append(promote_step(spark, settings, batch_id,
                                          challenger_version=train.model_version,
                                          gold_version=gold_version))
-        progress("predict")
+        progress(PredictOutcome.step)
         result.steps.append(predict_step(spark, settings, batch_id, gold_version=gold_version))
         return result
 
@@ -99,13 +100,13 @@ def _prepare_batch(spark: SparkSession, settings: Settings, batch_id: str,
                    result: PipelineResult, progress: _Progress) -> int | None:
     """The opening both modes share: ingest → validate → features, each step reading the
     version the one before wrote; the gold version the batch's features are in."""
-    progress("ingest")
+    progress(IngestOutcome.step)
     ingest = ingest_step(spark, settings, batch_id)
     result.steps.append(ingest)
-    progress("validate")
+    progress(ValidateOutcome.step)
     validate = validate_step(spark, settings, batch_id, bronze_version=ingest.bronze_version)
     result.steps.append(validate)
-    progress("features")
+    progress(FeaturesOutcome.step)
     feats = features_step(spark, settings, batch_id, silver_version=validate.silver_version)
     result.steps.append(feats)
     return feats.gold_version
@@ -138,13 +139,13 @@ def run_continuous(spark: SparkSession, settings: Settings, batch_id: str) -> Pi
         result = PipelineResult(batch_id, parent.run_id, parent.experiment_id)
         gold_version = _prepare_batch(spark, settings, batch_id, result, progress)
         if parent.registry.by_alias(model_name, CHAMPION) is None:
-            progress("train + promote", "bootstrap, no champion yet")
+            progress(RETRAIN, "bootstrap, no champion yet")
             result.steps += _retrain(spark, settings, batch_id, gold_version)
         else:
-            progress("train + promote", "skipped, @champion scores the batch")
-        progress("predict")
+            progress(RETRAIN, "skipped, @champion scores the batch")
+        progress(PredictOutcome.step)
         predict = predict_step(spark, settings, batch_id, gold_version=gold_version)
-        progress("monitor")
+        progress(MonitorOutcome.step)
         monitor = monitor_step(spark, settings, batch_id, gold_version=gold_version)
         result.steps += [predict, monitor]
         reasons = retrain_reasons(settings.dataset.retrain, monitor,
@@ -152,7 +153,7 @@ def run_continuous(spark: SparkSession, settings: Settings, batch_id: str) -> Pi
                                                      gold_version))
         retrain = bool(reasons) and settings.dataset.retrain.enabled
         if retrain:
-            progress("retrain: train + promote", "; ".join(reasons))
+            progress(f"retrain: {RETRAIN}", "; ".join(reasons))
             result.steps += _retrain(spark, settings, batch_id, gold_version)
         else:
             progress("retrain", "not needed" if not reasons else "disabled (dataset.retrain)")
