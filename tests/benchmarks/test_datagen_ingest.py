@@ -3,11 +3,12 @@ exactly the rows it spoiled, at their file and line."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from benchmarks.datagen import BAD_MASS, write_landing
 
-from sparkmlops.ingest.step import ingest_batch
+from sparkmlops.ingest.step import dataset_landing, ingest_batch
 from sparkmlops.tables import dataset_tables, read_table
 
 ROWS = 500
@@ -17,9 +18,7 @@ def test_every_generated_row_lands_in_bronze(spark, tmp_path, make_settings):
     landing = write_landing(spark, ROWS, str(tmp_path / "landing"), seed=7, files=4)
     settings = make_settings()
 
-    dataset = settings.dataset
-    result = ingest_batch(spark, dataset_tables(settings), "bdatagen", source=dataset.source,
-                          columns=dataset.schema_, write=dataset.write, path=landing)
+    result = ingest_batch(spark, replace(dataset_landing(settings), path=landing), "bdatagen")
 
     assert result.rows_in == ROWS
     assert result.bronze.rows + result.rows_quarantined == result.rows_in
@@ -32,9 +31,7 @@ def test_spoiled_rows_are_quarantined_with_their_position(spark, tmp_path, make_
                             bad_fraction=0.05)
     settings = make_settings()
 
-    dataset = settings.dataset
-    result = ingest_batch(spark, dataset_tables(settings), "bdatagen", source=dataset.source,
-                          columns=dataset.schema_, write=dataset.write, path=landing)
+    result = ingest_batch(spark, replace(dataset_landing(settings), path=landing), "bdatagen")
 
     spoiled = sorted(
         (path, n) for path in Path(landing).glob("part-*.csv")

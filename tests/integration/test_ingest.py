@@ -1,13 +1,20 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pyspark.sql.functions as F
 import pytest
 
 from sparkmlops.errors import MissingInputError
-from sparkmlops.ingest.step import IngestOutcome, IngestResult, ingest_batch, ingest_step
+from sparkmlops.ingest.step import (
+    IngestOutcome,
+    IngestResult,
+    dataset_landing,
+    ingest_batch,
+    ingest_step,
+)
 from sparkmlops.tables import current_version, dataset_tables, read_table
 
 
@@ -20,9 +27,7 @@ def _outcome(result: IngestOutcome, **counts: int | bool) -> IngestOutcome:
 
 def _ingest_batch(spark, settings, batch_id: str, path: str) -> IngestResult:
     """Every file under ``path`` into bronze and quarantine, as the dataset reads them."""
-    dataset = settings.dataset
-    return ingest_batch(spark, dataset_tables(settings), batch_id, source=dataset.source,
-                        columns=dataset.schema_, write=dataset.write, path=path)
+    return ingest_batch(spark, replace(dataset_landing(settings), path=path), batch_id)
 
 
 def _non_finite(csv) -> list[str]:
