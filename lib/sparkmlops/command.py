@@ -24,6 +24,8 @@ if TYPE_CHECKING:
 Scope = Literal["batch", "tables", "config", "none"]
 
 Run = Callable[[Any, "Settings", str, argparse.Namespace], str]
+# (spark, settings) -> the batch id a batch command runs when --batch-id is not given
+DefaultBatchId = Callable[[Any, "Settings"], str]
 
 
 def no_arguments(parser: argparse.ArgumentParser) -> None:
@@ -43,6 +45,8 @@ class Command:
     CLI adds the "done in" line) and raises a ``SparkmlopsError`` for an expected
     failure (its exit code ends the job). ``overrides(args)`` turns the command's own
     options into ``KEY.PATH=VALUE`` config overrides, applied after ``--set``.
+    ``default_batch_id`` names the batch when ``--batch-id`` is not given (default: the
+    dataset's landing files not ingested yet, see ``cli``).
     """
 
     name: str
@@ -51,6 +55,7 @@ class Command:
     add_arguments: Callable[[argparse.ArgumentParser], None] = no_arguments
     overrides: Callable[[argparse.Namespace], list[str]] = no_overrides
     scope: Scope = "batch"
+    default_batch_id: DefaultBatchId | None = None
 
 
 class Outcome(Protocol):

@@ -222,6 +222,37 @@ def dataset_tables(settings: Settings) -> DatasetTables:
     })
 
 
+@dataclass(frozen=True)
+class CrowdTables:
+    """The Delta tables of a dataset's crowd labels (``crowd`` in its config): the
+    judgments as they landed (``bronze.<dataset>_annotations``, with their own manifest and
+    ingest log; refused ones go to the dataset's quarantine), and what the labels stage
+    makes of them: accepted ``labels``, ``needs_review`` and ``worker_quality``."""
+
+    annotations: TableRef
+    manifest: TableRef
+    ingest_log: TableRef
+    labels: TableRef
+    needs_review: TableRef
+    worker_quality: TableRef
+
+    def __iter__(self) -> Iterator[TableRef]:
+        return (getattr(self, f.name) for f in fields(self))
+
+
+def crowd_tables(settings: Settings) -> CrowdTables:
+    """The crowd-label tables of the dataset (whether or not it configures ``crowd``)."""
+    annotations = f"{settings.dataset.name}_annotations"
+    return CrowdTables(
+        annotations=table_ref(settings, "bronze", annotations),
+        manifest=table_ref(settings, "manifest", annotations),
+        ingest_log=table_ref(settings, "ingest_log", annotations),
+        labels=table_ref(settings, "labels"),
+        needs_review=table_ref(settings, "needs_review"),
+        worker_quality=table_ref(settings, "worker_quality"),
+    )
+
+
 def table_exists(spark: SparkSession, ref: TableRef) -> bool:
     return ref.exists(spark)
 

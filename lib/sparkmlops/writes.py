@@ -206,6 +206,31 @@ def insert_new_rows(df: DataFrame, ref: TableRef, on: list[str], *, attempts: in
     return replace(committed, rows=int(metrics.get("numTargetRowsInserted", 0)))
 
 
+def update_by_key(df: DataFrame, ref: TableRef, keys: list[str], *, attempts: int = 5
+                  ) -> TableWrite:
+    """Set the other columns of ``df`` on the table's rows with the same ``keys``, in one
+    commit (a MERGE that only updates): a row whose values already equal the source's is
+    not touched, a key the table does not hold is not inserted, so writing the same rows
+    again commits nothing. ``df`` holds at most one row per key; the table may hold
+    several (append mode), and each takes the values. ``rows``: the rows updated.
+    """
+    spark = df.sparkSession
+    on = reduce(operator.and_, [F.col(f"t.`{k}`").eqNullSafe(F.col(f"s.`{k}`")) for k in keys])
+    columns = [c for c in df.columns if c not in keys]
+    changed = reduce(operator.or_, [~F.col(f"t.`{c}`").eqNullSafe(F.col(f"s.`{c}`"))
+                                    for c in columns])
+
+    def merge(token: str) -> None:
+        builder = (ref.delta_table(spark).alias("t").merge(df.alias("s"), on)
+                   .whenMatchedUpdate(condition=changed,
+                                      set={f"`{c}`": F.col(f"s.`{c}`") for c in columns}))
+        with session_conf(spark, USER_METADATA_CONF, token):
+            builder.execute()
+
+    committed, metrics = _commit_with_retries(spark, ref, merge, attempts)
+    return replace(committed, rows=int(metrics.get("numTargetRowsUpdated", 0)))
+
+
 RANK_COLUMN = "_rank_in_key"
 
 

@@ -5,7 +5,7 @@ expectations, features, label, model and gate. ``load_settings`` merges the file
 (``loader``; where they are: ``confdir``) and validates them into typed settings:
 the root ``Settings`` and shared sections (``settings``), one schema module per
 stage, named like the stage's folder and command (``ingest``, ``validate``,
-``features``, ``train``, ``promote``, ``monitor``, ``maintain``, ``deploy``). An
+``labels``, ``features``, ``train``, ``promote``, ``monitor``, ``maintain``, ``deploy``). An
 unknown or missing key fails at load with its key path. Nothing here imports Spark,
 feature or estimator code: what needs them is checked after load by
 ``sparkmlops.preflight.check_settings``.
@@ -51,6 +51,7 @@ from sparkmlops.config.features import (
     TransformFeature,
 )
 from sparkmlops.config.ingest import ColumnSpec, SourceSettings, WriteSettings
+from sparkmlops.config.labels import AcceptSettings, CrowdSettings, EmSettings, SpammerSettings
 from sparkmlops.config.loader import (
     STATE_DIR_ENV,
     load_settings,
@@ -85,17 +86,17 @@ from sparkmlops.config.validate import ExpectationSpec, ValidateSettings, gx_exp
 
 __all__ = [
     "FLOAT_TYPES", "IDENTIFIER", "NUMERIC_TYPES", "PLACEHOLDER", "REMOTE_ARTIFACT_SCHEMES",
-    "RESERVED_COLUMNS", "SERVER_TRACKING_SCHEMES", "STATE_DIR_ENV",
+    "RESERVED_COLUMNS", "SERVER_TRACKING_SCHEMES", "STATE_DIR_ENV", "AcceptSettings",
     "AutomlSettings", "AutoscaleSettings", "BucketFeature", "ColumnSpec", "ConfigOrigin",
-    "DataCheckSettings", "DatabricksDeploySettings", "DatasetSettings", "DatePart",
-    "DatePartsFeature", "DeployJob", "DeploySettings", "DerivedFeature", "EmrDeploySettings",
-    "EmrServerlessSettings", "EstimatorSettings", "ExecutorSettings", "ExpectationSpec",
-    "FeatureSettings", "GateMode", "GithubDeploySettings", "LabelSettings", "Levels",
-    "MaintainSettings", "ModelSettings", "MonitorSettings", "NotificationSettings",
-    "PermissionLevel", "PermissionSpec", "PromoteSettings", "ValidatePaths",
-    "ValidateSettings", "RetrainSettings", "ScheduleSettings", "Settings", "SourceSettings",
-    "SparkSettings", "SparkType", "SplitSettings", "StorageSettings", "StrictModel",
-    "TrackingSettings", "TransformFeature", "TuningSettings", "WriteSettings",
-    "check_quartz_cron", "gx_expectation_names", "load_settings", "packaged_spark_settings",
-    "settings_error",
+    "CrowdSettings", "DataCheckSettings", "DatabricksDeploySettings", "DatasetSettings",
+    "DatePart", "DatePartsFeature", "DeployJob", "DeploySettings", "DerivedFeature",
+    "EmSettings", "EmrDeploySettings", "EmrServerlessSettings", "EstimatorSettings",
+    "ExecutorSettings", "ExpectationSpec", "FeatureSettings", "GateMode",
+    "GithubDeploySettings", "LabelSettings", "Levels", "MaintainSettings", "ModelSettings",
+    "MonitorSettings", "NotificationSettings", "PermissionLevel", "PermissionSpec",
+    "PromoteSettings", "RetrainSettings", "ScheduleSettings", "Settings", "SourceSettings",
+    "SpammerSettings", "SparkSettings", "SparkType", "SplitSettings", "StorageSettings",
+    "StrictModel", "TrackingSettings", "TransformFeature", "TuningSettings", "ValidatePaths",
+    "ValidateSettings", "WriteSettings", "check_quartz_cron", "gx_expectation_names",
+    "load_settings", "packaged_spark_settings", "settings_error",
 ]

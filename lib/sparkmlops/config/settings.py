@@ -24,6 +24,7 @@ from sparkmlops.config.confdir import is_uri, join
 from sparkmlops.config.deploy import DeploySettings
 from sparkmlops.config.features import FeatureSettings
 from sparkmlops.config.ingest import ColumnSpec, SourceSettings, WriteSettings
+from sparkmlops.config.labels import CrowdSettings
 from sparkmlops.config.maintain import MaintainSettings
 from sparkmlops.config.monitor import MonitorSettings, RetrainSettings
 from sparkmlops.config.promote import PromoteSettings
@@ -143,6 +144,8 @@ class DatasetSettings(StrictModel):
     validate_: ValidateSettings = Field(alias="validate", default_factory=ValidateSettings)
     features: FeatureSettings
     label: LabelSettings
+    # judgments of a crowd of labelers, turned into accepted labels by `labels`
+    crowd: CrowdSettings | None = None
     model: ModelSettings
     promote: PromoteSettings = Field(default_factory=PromoteSettings)
     monitor: MonitorSettings = Field(default_factory=MonitorSettings)
@@ -150,6 +153,21 @@ class DatasetSettings(StrictModel):
     maintain: MaintainSettings = Field(default_factory=MaintainSettings)
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _crowd_label_classes(cls, data: Any) -> Any:
+        # label.from: crowd trains on the crowd's classes: label.classes defaults to them
+        try:
+            label, crowd = data["label"], data["crowd"]
+            crowd_label = label.get("from") == "crowd" and "classes" not in label
+            classes = crowd["classes"]
+        except (KeyError, TypeError, AttributeError):
+            return data  # the field validators report what is missing or wrong
+        if crowd_label and isinstance(classes, list):
+            texts = [str(c).lower() if isinstance(c, bool) else str(c) for c in classes]
+            data = {**data, "label": {**label, "classes": texts}}
+        return data
 
     @model_validator(mode="after")
     def _columns_exist(self) -> DatasetSettings:
@@ -163,7 +181,9 @@ class DatasetSettings(StrictModel):
             require_known(f"validate.expectations.{i} ({spec.expectation}) kwargs", spec.columns,
                            known)
         self.features.check_columns({c.name: c.type for c in self.schema_})
-        require_known("label.source", [self.label.source], known)
+        if self.label.source is not None:
+            require_known("label.source", [self.label.source], known)
+        self._check_crowd()
         require_known("maintain.zorder_by", self.maintain.zorder_by, known)
         classification = self.model.task != "regression"
         if classification and not self.label.classes:
@@ -173,6 +193,25 @@ class DatasetSettings(StrictModel):
         if self.label.source in self.features.columns:
             raise ValueError(f"features: the label {self.label.source!r} cannot be a feature")
         return self
+
+    def _check_crowd(self) -> None:
+        crowd = self.crowd
+        if crowd is None:
+            if self.label.crowd:
+                raise ValueError("label.from: crowd needs a crowd section (where the "
+                                 "judgments land and how they become labels)")
+            return
+        if len(crowd.item_keys) != len(self.keys):
+            raise ValueError(f"crowd.item_keys: {crowd.item_keys} must name the item by the "
+                             f"dataset's keys {self.keys}, one column each, in order")
+        if self.label.crowd:
+            if self.model.task == "regression":
+                raise ValueError("label.from: crowd gives class labels; the model's task is "
+                                 "regression")
+            if self.label.classes != crowd.classes:
+                raise ValueError(f"label.classes: {self.label.classes} differ from "
+                                 f"crowd.classes {crowd.classes}; leave label.classes out to "
+                                 "train on the crowd's classes")
 
     def _check_write(self, known: set[str]) -> None:
         write = self.write

@@ -11,15 +11,42 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from sparkmlops.config.base import StrictModel
 from sparkmlops.metrics import TASK_METRICS
 
 
 class LabelSettings(StrictModel):
-    source: str
+    """Where a row's label comes from (``label``): a column of the files (``source``), or
+    ``from: crowd``, the accepted consensus of the dataset's ``crowd`` judgments, joined
+    by key (its classes are the crowd's). Rows without a label are scored, never trained on.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    source: str | None = None
+    from_: Literal["column", "crowd"] = Field("column", alias="from")
     classes: list[str] | None = None  # class index = position; None for regression
+
+    @model_validator(mode="after")
+    def _one_origin(self) -> LabelSettings:
+        if self.from_ == "column" and not self.source:
+            raise ValueError("label.source: required (the column holding the label), or "
+                             "set label.from: crowd to take the crowd's consensus label")
+        if self.from_ == "crowd" and self.source:
+            raise ValueError(f"label.source: {self.source!r} and label.from: crowd both name "
+                             "the label; keep one")
+        return self
+
+    @property
+    def crowd(self) -> bool:
+        return self.from_ == "crowd"
+
+    @property
+    def described(self) -> str:
+        """The label's origin in messages: its column, or the crowd consensus."""
+        return "the crowd consensus label" if self.crowd else str(self.source)
 
 
 class EstimatorSettings(StrictModel):

@@ -85,9 +85,11 @@ SCALE_SENSITIVE = (LogisticRegression, LinearSVC, LinearRegression, GeneralizedL
 # ---------------------------------------------------------------- the gold feature table
 
 
-def label_index(label: LabelSettings) -> Column:
-    """The numeric label: class position for classification, the value for regression."""
-    source = F.col(label.source)
+def label_index(label: LabelSettings, raw: Column | None = None) -> Column:
+    """The numeric label of ``raw`` (default: the ``label.source`` column): the class
+    position for classification (null for a value not in ``label.classes``), the value for
+    regression."""
+    source = raw if raw is not None else F.col(str(label.source))
     if not label.classes:
         return source.cast("double")
     mapping = F.create_map(
@@ -102,8 +104,15 @@ def model_input_columns(dataset: DatasetSettings) -> list[str]:
     return [c for c in dict.fromkeys(names) if c != dataset.label.source]
 
 
-def build_feature_table(df: DataFrame, dataset: DatasetSettings) -> DataFrame:
+def build_feature_table(
+    df: DataFrame, dataset: DatasetSettings, accepted: DataFrame | None = None
+) -> DataFrame:
     """Silver rows → the gold feature table rows (keys, inputs, label, batch id).
+
+    With ``label.from: crowd`` the raw label is the accepted consensus label of the row's
+    key in ``accepted`` (the dataset's keys and ``label``, one row per key; see
+    :func:`crowd_labels`), null for a row the crowd has not settled yet: it is scored,
+    never trained on, and takes its label when one is accepted later.
 
     Number columns (not keys) are cast to double, which MLlib's Imputer wants. The
     derived SQL expressions are checked against these rows' schema, the one the model
@@ -114,14 +123,31 @@ def build_feature_table(df: DataFrame, dataset: DatasetSettings) -> DataFrame:
     inputs = [F.col(c).cast("double").alias(c)
               if types[c] in NUMERIC_TYPES and c not in dataset.keys else F.col(c)
               for c in model_input_columns(dataset)]
+    if dataset.label.crowd:
+        if accepted is None:
+            raise ValueError("label.from: crowd: the accepted labels are needed")
+        df = df.join(accepted.withColumnRenamed(LABEL_COLUMN, LABEL_RAW_COLUMN),
+                     on=dataset.keys, how="left")
+        raw = F.col(LABEL_RAW_COLUMN)
+    else:
+        raw = F.col(str(dataset.label.source))
     gold = df.select(
         *inputs,
-        F.col(dataset.label.source).alias(LABEL_RAW_COLUMN),
-        label_index(dataset.label).alias(LABEL_COLUMN),
+        raw.alias(LABEL_RAW_COLUMN),
+        label_index(dataset.label, raw).alias(LABEL_COLUMN),
         BATCH_COLUMN,
     )
     check_sql_features(gold, dataset.features)
     return gold
+
+
+def crowd_labels(accepted: DataFrame, dataset: DatasetSettings) -> DataFrame:
+    """The gold label columns of accepted consensus labels (the dataset's keys and
+    ``label``, one row per key): the keys, ``label_raw`` and its class index ``label``,
+    what the labels stage MERGEs into the gold rows already written."""
+    raw = F.col(LABEL_COLUMN)
+    return accepted.select(*dataset.keys, raw.alias(LABEL_RAW_COLUMN),
+                           label_index(dataset.label, raw).alias(LABEL_COLUMN))
 
 
 def check_sql_features(df: DataFrame, features: FeatureSettings) -> None:

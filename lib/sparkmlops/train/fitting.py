@@ -272,7 +272,7 @@ def holdout_problems(
                         f"{checks.min_holdout_rows} (model.data_checks.min_holdout_rows)")
     if classes:
         problem = class_count_problem(
-            dataset.label.source, classes, "holdout", checks.min_holdout_rows_per_class,
+            dataset.label.described, classes, "holdout", checks.min_holdout_rows_per_class,
             key="model.data_checks.min_holdout_rows_per_class")
         problems += [problem] if problem else []
     return problems
@@ -285,7 +285,7 @@ def _in_splits(pairs: dict[str, tuple[int, int]]) -> str:
 
 def training_data_problems(profile: DataProfile, dataset: DatasetSettings) -> list[str]:
     """Why the profiled data cannot train (or judge) a model; empty when it can."""
-    label, checks = dataset.label.source, dataset.model.data_checks
+    label, checks = dataset.label.described, dataset.model.data_checks
     problems: list[str] = []
     if dataset.label.classes:
         problem = class_count_problem(label, profile.train_classes, "training",

@@ -25,6 +25,8 @@ from sparkmlops.spark import persisted
 from sparkmlops.tables import (
     DatasetTables,
     TableRef,
+    crowd_tables,
+    current_version,
     dataset_tables,
     ingest_order,
     read_table,
@@ -108,8 +110,9 @@ def train_step(
                               version=version, metrics=metrics, fit_seconds=fit_seconds)
                 _log_holdout(tracker, scored, trained.model, features=dataset.features,
                              task=model.task, classes=dataset.label.classes)
-        lineage = _lineage_tags(tracker, gold, version, batch_id=batch_id,
-                                config_hash=settings.config_hash(), metrics=metrics)
+        lineage = {**_lineage_tags(tracker, gold, version, batch_id=batch_id,
+                                   config_hash=settings.config_hash(), metrics=metrics),
+                   **_crowd_lineage(spark, settings, tracker)}
         model_version = _register(tracker, trained.model, signature, name=model.name,
                                   lineage=lineage)
         tracker.metrics({"tracking_seconds": round(tracker.mlflow_seconds, 3)})
@@ -243,6 +246,19 @@ def _lineage_tags(
         "config_hash": config_hash, "training_run_id": tracker.run_id,
         **{f"metric.{k}": round(v, 6) for k, v in metrics.items()},
     }
+
+
+def _crowd_lineage(spark: SparkSession, settings: Settings, tracker: StepTracker
+                   ) -> dict[str, object]:
+    """With ``label.from: crowd``: the labels table version behind gold's labels (the
+    labels stage MERGEs each version it writes into gold in the same run), recorded as
+    read and tagged on the model version."""
+    if not settings.dataset.label.crowd:
+        return {}
+    labels = crowd_tables(settings).labels
+    version = current_version(spark, labels)
+    tracker.read(labels, version)
+    return {"labels_table": labels.fqn, "labels_table_version": version}
 
 
 def _register(
