@@ -74,15 +74,24 @@ How it runs (all Spark; no judgment and no per-item value reaches the driver):
   shuffle; only the W×K partial sums of the M-step are exchanged.
 - The worker parameters (W × K × K doubles) are a small table, broadcast into the E-step
   and cut from their lineage (``localCheckpoint``) at every M-step, so 50 iterations do not
-  stack 50 plans. The driver receives K prior sums and one log-likelihood per iteration.
+  stack 50 plans. Per iteration the driver receives one row per partition: K prior sums
+  and a log-likelihood.
 - Deterministic: an item's rows are summed in a fixed order (the sort), sums across
-  partitions are added exactly (as decimal(38,18), or with ``math.fsum`` on the driver
-  for the K + 1 totals of an E-step), and a tie goes to the class listed
-  first, so the same judgments give the same rows whatever the order shuffle blocks
-  arrive in. (Sums over items within a partition follow the hash aggregation's output
-  order, which is the order of first occurrence unless the aggregation spills.)
+  partitions are added exactly (as decimal(38,18) in Spark, or with ``math.fsum`` on the
+  driver), and a tie goes to the class listed first, so the same judgments give the same
+  rows whatever the order shuffle blocks arrive in. (Sums over the items of a partition
+  follow the hash aggregation's output order: the order of first occurrence unless the
+  aggregation spills.)
 - The returned frames are checkpointed and every intermediate is released, so they do
   not depend on the judgments or on anything cached here.
+
+Measured on 1M simulated judgments (benchmarks/crowdgen.py: 200k items × 5 labels, 2000
+workers of the default mix, seed 7) on two busy cores: every method's labels were as
+accurate against the planted truth as crowd-kit 1.4.1's, to the fourth decimal
+(majority_vote 0.8382, wawa 0.8490, one_coin 0.9351, dawid_skene 0.9378). A Dawid–Skene
+iteration took 1.7-3.5 s (8 to converge, 43 s in all with the set-up), where crowd-kit's
+whole in-memory fit took 2.8 s: at this size the fixed cost of Spark's jobs (about seven
+per iteration) dominates.
 """
 
 from __future__ import annotations

@@ -157,6 +157,20 @@ def test_a_worker_with_one_judgment_leaves_every_value_finite(spark, flipping_cr
     assert (row["judgments"], row["agreement"], row["spammer"]) == (1, 0.0, False)
 
 
+@pytest.mark.parametrize("method", ["majority_vote", "dawid_skene"])
+def test_an_item_may_be_a_struct_of_its_key_columns(spark, flipping_crowd, method):
+    keyed = flipping_crowd.withColumn(
+        "item", F.struct(F.lit("study-1").alias("study"), F.col("item").alias("item_id")))
+
+    result = consensus(keyed, YES_NO, method, em=EmSettings(max_iterations=3))
+
+    rows = {(r.item.study, r.item.item_id): (r.label, r.n_labels) for r in result.items.collect()}
+    assert len(rows) == 9
+    assert rows[("study-1", "i1")] == ("yes", 3) and rows[("study-1", "i2")] == ("no", 3)
+    assert result.items.schema["item"].dataType.simpleString() == \
+        "struct<study:string,item_id:string>"
+
+
 def test_em_stops_at_max_iterations_without_claiming_convergence(spark, flipping_crowd):
     result = consensus(flipping_crowd, YES_NO, "dawid_skene",
                        em=EmSettings(max_iterations=2, tolerance=0.0))
