@@ -8,6 +8,8 @@ JARS_DIR := $(CURDIR)/.jars
 EMR_STANDIN := $(CURDIR)/.emr-standin
 ENV ?= local
 DATASET ?= penguins
+# `make run` runs the pipeline of each: the sample, then the same birds labelled by a crowd
+RUN_DATASETS ?= $(DATASET) penguins_crowd
 PYTEST_ARGS ?=
 
 export SPARKMLOPS_JARS_DIR := $(JARS_DIR)
@@ -19,10 +21,10 @@ export PATH := $(BIN):$(PATH)
 
 CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: setup venv jars emr-standin browser tools wheel run test test-fast bench bench-ingest bench-validate bench-repeated-keys bench-train bench-score lint clean clean-state help
+.PHONY: setup venv jars emr-standin browser tools wheel run test test-fast bench bench-ingest bench-validate bench-repeated-keys bench-train bench-score bench-labels lint clean clean-state help
 
 help:
-	@echo "make run    - bootstrap, then run the whole pipeline on the bundled sample"
+	@echo "make run    - bootstrap, then run the whole pipeline on the bundled samples"
 	@echo "make test   - bootstrap, then run the whole test suite"
 	@echo "make bench  - bootstrap, then benchmark the platform against bare PySpark"
 	@echo "make lint   - ruff, mypy and the import layers (lint-imports)"
@@ -90,7 +92,9 @@ bundle-check: venv
 	PYTHON=$(BIN)/python scripts/bundle-check.sh $(BUNDLE_CHECK_DIR)
 
 run: setup
-	$(BIN)/sparkmlops pipeline --env $(ENV) --dataset $(DATASET)
+	set -e; for dataset in $(RUN_DATASETS); do \
+	    $(BIN)/sparkmlops pipeline --env $(ENV) --dataset $$dataset; echo; \
+	done
 
 # actionlint (and Debian's shellcheck) for the workflow checks of the suite: built once
 # from the Go module proxy into .tools/ (11 s cold)

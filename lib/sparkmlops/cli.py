@@ -26,6 +26,7 @@ from sparkmlops.errors import SparkmlopsError
 from sparkmlops.features.command import FEATURES
 from sparkmlops.ingest.command import INGEST
 from sparkmlops.init.command import INIT
+from sparkmlops.labels.command import LABELS
 from sparkmlops.maintain.command import MAINTAIN, SHOW_TABLE
 from sparkmlops.monitor.command import MONITOR
 from sparkmlops.pipeline.command import PIPELINE
@@ -41,7 +42,7 @@ log = logging.getLogger("sparkmlops")
 
 # every command, in the order of `sparkmlops --help`; each declares its own options
 COMMANDS: dict[str, Command] = {c.name: c for c in (
-    INGEST, VALIDATE, FEATURES, TRAIN, PROMOTE, PREDICT, MONITOR, PIPELINE, MAINTAIN,
+    INGEST, VALIDATE, LABELS, FEATURES, TRAIN, PROMOTE, PREDICT, MONITOR, PIPELINE, MAINTAIN,
     SHOW_TABLE, REPRODUCE, PROFILE, DEPLOY, INIT)}
 
 
@@ -122,8 +123,9 @@ def run_command(command: Command, args: argparse.Namespace) -> int:
             from sparkmlops.spark import get_spark
 
             spark = get_spark(settings.spark)
+            default = command.default_batch_id or _default_batch_id
             batch_id = args.batch_id or (
-                "all" if command.scope == "tables" else _default_batch_id(spark, settings))
+                "all" if command.scope == "tables" else default(spark, settings))
             output = command.run(spark, settings, batch_id, args)
     except SparkmlopsError as exc:
         print(f"sparkmlops {command.name}: {type(exc).__name__}: {one_line(str(exc))}",

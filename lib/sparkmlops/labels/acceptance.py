@@ -2,11 +2,12 @@
 
 ``route(items, min_labels=9, min_agreement=7, min_confidence=None)`` is the crowd
 project's "7 of 9": an item's label is accepted when it had at least 9 judgments and at
-least 7 of them agree with it (and, when ``min_confidence`` is set, the consensus
-confidence reaches it). Every other item goes to ``needs_review`` with every bar it
-missed, in words for the labelers and as codes for queries::
+least 7 of them, and at least 7/9 of them, agree with it (so an item with 15 labels needs
+12), and, when ``min_confidence`` is set, the consensus confidence reaches it. Every
+other item goes to ``needs_review`` with every bar it missed, in words for the labelers
+and as codes for queries::
 
-    reason:  "too_few_labels: 6 < 9; low_agreement: 5 of 6 < 7"
+    reason:  "too_few_labels: 6 < 9; low_agreement: 5 of 6 < 7 of 9"
     reasons: ["too_few_labels", "low_agreement"]
 
 A bar that is None is not applied; with none set, every item is accepted. A null value
@@ -37,7 +38,14 @@ def route(items: DataFrame, *, min_labels: int | None, min_agreement: int | None
         missed.append(("too_few_labels", _misses(n_labels >= F.lit(min_labels)),
                        F.format_string("too_few_labels: %d < %d", n_labels,
                                        F.lit(min_labels))))
-    if min_agreement is not None:
+    if min_agreement is not None and min_labels is not None:
+        # k of n is a share too: 8 agreeing labels of 15 are a majority, not 7 of 9
+        share = agreement * F.lit(min_labels) >= n_labels * F.lit(min_agreement)
+        missed.append(("low_agreement",
+                       _misses((agreement >= F.lit(min_agreement)) & share),
+                       F.format_string("low_agreement: %d of %d < %d of %d", agreement,
+                                       n_labels, F.lit(min_agreement), F.lit(min_labels))))
+    elif min_agreement is not None:
         missed.append(("low_agreement", _misses(agreement >= F.lit(min_agreement)),
                        F.format_string("low_agreement: %d of %d < %d", agreement, n_labels,
                                        F.lit(min_agreement))))

@@ -1,6 +1,8 @@
 """The whole batch in one SparkSession, under one parent MLflow run.
 
-ingest → validate → features → train → promote → predict, each step a nested run.
+ingest → validate → features → train → promote → predict, each step a nested run; a
+dataset with a ``crowd`` section runs labels before features (the annotation files that
+landed, consensus, the accepted labels into gold).
 Versions flow from step to step: each step reads exactly the Delta version the
 previous one wrote. A challenger that does not pass the promotion gate is an
 outcome, not an error: the batch is then scored by the champion in place.
@@ -24,8 +26,10 @@ import pyspark.sql.functions as F
 from pyspark.sql import SparkSession
 
 from sparkmlops.config import Settings
+from sparkmlops.errors import MissingInputError
 from sparkmlops.features.step import FeaturesOutcome, features_step
 from sparkmlops.ingest.step import IngestOutcome, ingest_step
+from sparkmlops.labels.step import LabelsOutcome, default_labels_batch_id, labels_step
 from sparkmlops.monitor.step import MonitorOutcome, monitor_step
 from sparkmlops.pipeline.retrain import retrain_reasons
 from sparkmlops.predict.step import PredictOutcome, predict_step
@@ -40,11 +44,20 @@ log = logging.getLogger(__name__)
 
 OutcomeT = TypeVar("OutcomeT", bound=StepOutcome)
 
-# the steps of each mode, in the order they run (the [n/total] of the progress lines)
+# the steps of each mode, in the order they run (the [n/total] of the progress lines);
+# a dataset with a crowd section runs labels before features (see steps_of)
 OPENING = (IngestOutcome.step, ValidateOutcome.step, FeaturesOutcome.step)
 BATCH_STEPS = (*OPENING, TrainOutcome.step, PromoteOutcome.step, PredictOutcome.step)
 RETRAIN = f"{TrainOutcome.step} + {PromoteOutcome.step}"
 CONTINUOUS_STEPS = (*OPENING, RETRAIN, PredictOutcome.step, MonitorOutcome.step, "retrain")
+
+
+def steps_of(settings: Settings, steps: tuple[str, ...]) -> tuple[str, ...]:
+    """``steps`` as this dataset runs them: with a crowd, labels comes before features."""
+    if settings.dataset.crowd is None:
+        return steps
+    at = steps.index(FeaturesOutcome.step)
+    return (*steps[:at], LabelsOutcome.step, *steps[at:])
 
 
 @dataclass(frozen=True)
@@ -80,7 +93,7 @@ class PipelineResult:
 
 def run_pipeline(spark: SparkSession, settings: Settings, batch_id: str) -> PipelineResult:
     """Run every step of one batch; raise the first step's SparkmlopsError, if any."""
-    progress = _Progress(BATCH_STEPS, batch_id)
+    progress = _Progress(steps_of(settings, BATCH_STEPS), batch_id)
     with pipeline_run(settings, batch_id) as parent:
         result = PipelineResult(batch_id, parent.run_id, parent.experiment_id)
         gold_version = _prepare_batch(spark, settings, batch_id, result, progress)
@@ -106,10 +119,31 @@ def _prepare_batch(spark: SparkSession, settings: Settings, batch_id: str,
     progress(ValidateOutcome.step)
     validate = validate_step(spark, settings, batch_id, bronze_version=ingest.bronze_version)
     result.steps.append(validate)
+    labels_version = None
+    if settings.dataset.crowd is not None:
+        labels = _labels(spark, settings, progress)
+        if labels is not None:
+            result.steps.append(labels)
+            labels_version = labels.labels_version
     progress(FeaturesOutcome.step)
-    feats = features_step(spark, settings, batch_id, silver_version=validate.silver_version)
+    feats = features_step(spark, settings, batch_id, silver_version=validate.silver_version,
+                          labels_version=labels_version)
     result.steps.append(feats)
     return feats.gold_version
+
+
+def _labels(spark: SparkSession, settings: Settings, progress: _Progress
+            ) -> LabelsOutcome | None:
+    """The crowd's new annotation files → labels, as their own batch (named by the files:
+    judgments arrive on their own schedule, not with the data's batches); None while no
+    annotation file has ever landed."""
+    try:
+        labels_batch = default_labels_batch_id(spark, settings)
+    except MissingInputError as exc:
+        progress(LabelsOutcome.step, f"skipped, {exc}")
+        return None
+    progress(LabelsOutcome.step, f"annotation batch {labels_batch}")
+    return labels_step(spark, settings, labels_batch)
 
 
 @dataclass
@@ -133,7 +167,7 @@ def run_continuous(spark: SparkSession, settings: Settings, batch_id: str) -> Pi
     scored. A retrained challenger still has to pass the promotion gate.
     """
     model_name = settings.dataset.model.name
-    progress = _Progress(CONTINUOUS_STEPS, batch_id)
+    progress = _Progress(steps_of(settings, CONTINUOUS_STEPS), batch_id)
     with pipeline_run(settings, batch_id) as parent:
         parent.tags({"sparkmlops.mode": "continuous"})
         result = PipelineResult(batch_id, parent.run_id, parent.experiment_id)

@@ -8,10 +8,11 @@ from typing import Any
 from sparkmlops.config import Settings
 from sparkmlops.config.confdir import is_uri
 from sparkmlops.ingest.step import IngestOutcome
+from sparkmlops.labels.step import LabelsOutcome
 from sparkmlops.pipeline.step import PipelineResult
 from sparkmlops.predict.step import PredictOutcome
 from sparkmlops.promote.step import PromoteOutcome
-from sparkmlops.tables import current_version, dataset_tables
+from sparkmlops.tables import TableRef, crowd_tables, current_version, dataset_tables
 from sparkmlops.train.step import TrainOutcome
 from sparkmlops.validate.step import ValidateOutcome
 
@@ -31,7 +32,10 @@ def pipeline_summary(spark: Any, settings: Settings, result: PipelineResult) -> 
         if settings.storage.catalog_mode else
         f"Delta tables under {settings.resolve_path(settings.storage.root)}:",
     ]
-    for ref in dataset_tables(settings):
+    refs: list[TableRef] = list(dataset_tables(settings))
+    if ds.crowd is not None:
+        refs += list(crowd_tables(settings))
+    for ref in refs:
         version = current_version(spark, ref)
         lines.append(f"  {ref.fqn:<32} v{version if version is not None else '-':<4} "
                      f"{ref.address}")
@@ -75,6 +79,21 @@ def pipeline_summary(spark: Any, settings: Settings, result: PipelineResult) -> 
         lines.append(f"  Data Docs:  {docs if is_uri(docs) else 'file://' + docs}")
     lines.append("  Notebook:   notebooks/explore_pipeline_run.ipynb")
     return "\n".join(lines)
+
+
+def _labels_lines(result: PipelineResult) -> list[str]:
+    """The crowd labels of the run, when the dataset has a crowd and annotations landed."""
+    labels = next((s for s in result.steps if isinstance(s, LabelsOutcome)), None)
+    if labels is None:
+        return []
+    if labels.skipped:
+        return [f"Crowd labels: no new judgment ({labels.judgments_in} read, "
+                f"{labels.quarantined} quarantined); labels v{labels.labels_version} stand"]
+    return [f"Crowd labels ({labels.method}, {labels.iterations} iterations): "
+            f"{labels.judgments} judgments (+{labels.quarantined} quarantined) on "
+            f"{labels.items} items -> {labels.accepted} accepted, {labels.needs_review} to "
+            f"review; {labels.workers} workers, {labels.spammers} flagged spammers; "
+            f"{labels.gold_updated} gold rows took a label"]
 
 
 def continuous_summary(settings: Settings, result: PipelineResult) -> str:

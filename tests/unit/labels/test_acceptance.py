@@ -25,6 +25,7 @@ def test_seven_of_nine_accepts_and_routes_exactly_the_expected_items(spark):
         "nine_seven_agree": (7, 2),
         "nine_all_agree": (0, 9),
         "ten_seven_agree": (3, 7),
+        "fifteen_twelve_agree": (3, 12),
         "nine_six_agree": (6, 3),
         "six_all_agree": (6, 0),
         "five_three_agree": (2, 3),
@@ -34,22 +35,25 @@ def test_seven_of_nine_accepts_and_routes_exactly_the_expected_items(spark):
     accepted, needs_review = route(items, min_labels=9, min_agreement=7, min_confidence=None)
 
     assert sorted((r.item, r.label, r.agreement, r.n_labels) for r in accepted.collect()) == [
+        ("fifteen_twelve_agree", "no", 12, 15),
         ("nine_all_agree", "no", 9, 9),
         ("nine_seven_agree", "yes", 7, 9),
-        ("ten_seven_agree", "no", 7, 10),
     ]
     assert accepted.columns == items.columns
     assert needs_review.columns == [*items.columns, "reason", "reasons"]
     assert sorted((r.item, r.label, r.agreement, r.n_labels, r.method, r.reason, r.reasons)
                   for r in needs_review.collect()) == [
         ("five_three_agree", "no", 3, 5, "majority_vote",
-         "too_few_labels: 5 < 9; low_agreement: 3 of 5 < 7",
+         "too_few_labels: 5 < 9; low_agreement: 3 of 5 < 7 of 9",
          ["too_few_labels", "low_agreement"]),
         ("nine_six_agree", "yes", 6, 9, "majority_vote",
-         "low_agreement: 6 of 9 < 7", ["low_agreement"]),
+         "low_agreement: 6 of 9 < 7 of 9", ["low_agreement"]),
         ("six_all_agree", "yes", 6, 6, "majority_vote",
-         "too_few_labels: 6 < 9; low_agreement: 6 of 6 < 7",
+         "too_few_labels: 6 < 9; low_agreement: 6 of 6 < 7 of 9",
          ["too_few_labels", "low_agreement"]),
+        # 7 agreeing labels, but 7 of 10 is under the 7-of-9 share
+        ("ten_seven_agree", "no", 7, 10, "majority_vote",
+         "low_agreement: 7 of 10 < 7 of 9", ["low_agreement"]),
     ]
 
 
@@ -78,13 +82,14 @@ def test_every_bar_missed_is_named_in_the_order_of_review_reasons(spark):
 
     [row] = needs_review.collect()
     assert row.reasons == list(REVIEW_REASONS)
-    assert row.reason == ("too_few_labels: 2 < 3; low_agreement: 1 of 2 < 2; "
+    assert row.reason == ("too_few_labels: 2 < 3; low_agreement: 1 of 2 < 2 of 3; "
                           "low_confidence: 0.5 < 0.9")
 
 
 @pytest.mark.parametrize("bars", [
     {"min_labels": None, "min_agreement": None, "min_confidence": None},
-    {"min_labels": 1, "min_agreement": 1, "min_confidence": 0.0},
+    {"min_labels": 1, "min_agreement": None, "min_confidence": 0.0},
+    {"min_labels": None, "min_agreement": 1, "min_confidence": None},
 ])
 def test_without_a_bar_or_below_every_bar_every_item_is_accepted(spark, bars):
     source_df = spark.createDataFrame([
