@@ -37,6 +37,7 @@ COMMON = {"-h", "--help", "--env", "--dataset", "--batch-id", "--set", "--conf-d
 OWN_OPTIONS = {
     "ingest": {"--force"},
     "validate": {"--bronze-version"},
+    "labels": {"--force", "--export-review"},
     "features": {"--silver-version"},
     "train": {"--automl", "--time-budget", "--gold-version"},
     "promote": {"--challenger-version", "--gold-version"},
@@ -79,6 +80,8 @@ def test_every_command_is_registered_in_help_order_with_its_own_options():
 @pytest.mark.parametrize(("argv", "expected"), [
     (["ingest", "--force"], {"force": True}),
     (["validate", "--bronze-version", "3"], {"bronze_version": 3}),
+    (["labels", "--force", "--export-review", "r.csv"],
+     {"force": True, "export_review": Path("r.csv")}),
     (["features", "--silver-version", "4"], {"silver_version": 4}),
     (["train", "--automl", "--time-budget", "30", "--gold-version", "2"],
      {"automl": True, "time_budget": 30.0, "gold_version": 2}),
@@ -106,7 +109,7 @@ def test_a_command_parses_its_own_options(argv, expected):
 def test_an_unknown_command_exits_2_with_argparse_line(capsys):
     assert _usage_error(["retrain"], capsys) == (2, (
         "sparkmlops: error: argument step: invalid choice: 'retrain' (choose from 'ingest', "
-        "'validate', 'features', 'train', 'promote', 'predict', 'monitor', 'pipeline', "
+        "'validate', 'labels', 'features', 'train', 'promote', 'predict', 'monitor', 'pipeline', "
         "'maintain', 'show-table', 'reproduce', 'profile', 'deploy', 'init')"))
 
 
@@ -148,8 +151,9 @@ def test_each_job_runs_the_command_of_its_name(monkeypatch):
         monkeypatch.setattr("sys.argv", [str(path), *argv])
         assert _load_job(path).main(None) == 0
 
-    assert [p.stem for p in jobs] == ["features", "ingest", "maintain", "monitor", "pipeline",
-                                      "predict", "promote", "reproduce", "train", "validate"]
+    assert [p.stem for p in jobs] == ["features", "ingest", "labels", "maintain", "monitor",
+                                      "pipeline", "predict", "promote", "reproduce", "train",
+                                      "validate"]
     assert [(command, args.step, args.batch_id) for command, args in ran] == [
         (COMMANDS[p.stem], p.stem, "b1") for p in jobs]
 
