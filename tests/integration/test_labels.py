@@ -133,26 +133,19 @@ def test_the_7_of_9_bar_accepts_and_routes_exactly_the_expected_items(spark, tmp
     assert {"labels/consensus.json", "labels/worker_accuracy.png"} <= artifacts
 
 
-def test_a_rerun_reads_nothing_and_writes_nothing(spark, tmp_path):
+def test_a_rerun_writes_nothing_and_exports_one_review_task_per_item(spark, tmp_path):
     settings = _settings(tmp_path)
     _write(tmp_path / "annotations", "round1.csv", ROUND_ONE)
     labels_step(spark, settings, "a1")
     tables = crowd_tables(settings)
     before = {t.fqn: current_version(spark, t) for t in tables}
+    tasks = tmp_path / "out" / "review.csv"
 
-    again = labels_step(spark, settings, default_labels_batch_id(spark, settings))
+    again = labels_step(spark, settings, default_labels_batch_id(spark, settings),
+                        export_review=tasks)
 
     assert again.skipped
     assert {t.fqn: current_version(spark, t) for t in tables} == before
-
-
-def test_export_review_writes_one_task_row_per_item(spark, tmp_path):
-    settings = _settings(tmp_path)
-    _write(tmp_path / "annotations", "round1.csv", ROUND_ONE)
-    tasks = tmp_path / "out" / "review.csv"
-
-    labels_step(spark, settings, "a1", export_review=tasks)
-
     with tasks.open(newline="") as handle:
         rows = list(csv.reader(handle))
     assert rows[0] == ["study_name", "species", "sample_number", "current_label",
