@@ -1,0 +1,1 @@
+"""The labels stage: crowd judgments to one consensus label per item."""
