@@ -130,6 +130,11 @@ bench-train: setup
 bench-score: setup
 	$(BIN)/python benchmarks/score_bench.py $(BENCH_SCORE_ARGS)
 
+bench-labels: setup
+	test -x .venv-crowdkit/bin/python || $(PYTHON) -m venv .venv-crowdkit
+	cmp -s deps/bench-labels.txt .venv-crowdkit/.installed || { .venv-crowdkit/bin/python -m pip install -q --no-deps -r deps/bench-labels.txt && cp deps/bench-labels.txt .venv-crowdkit/.installed; }
+	$(BIN)/python benchmarks/labels_bench.py $(BENCH_LABELS_ARGS)
+
 lint: setup
 	$(BIN)/ruff check lib jobs tests benchmarks
 	$(BIN)/mypy lib/sparkmlops

@@ -203,8 +203,8 @@ def test_settings_that_cannot_work_are_refused(spark, classes, method, em):
 # ---------------------------------------------------------------- simulated crowds
 
 # two thirds good workers with class-dependent accuracies, one third poor at exactly 0.55;
-# 3000 items x 5 labels by 9 workers: about 1700 judgments per worker
-POOR_THIRD = CrowdSpec(n_items=3000, labels_per_item=5, n_workers=9, class_prior=(0.6, 0.4),
+# 5000 items x 5 labels by 9 workers: about 2800 judgments per worker
+POOR_THIRD = CrowdSpec(n_items=5000, labels_per_item=5, n_workers=9, class_prior=(0.6, 0.4),
                        groups=(WorkerGroup("good", 2 / 3, (0.7, 0.95)),
                                WorkerGroup("poor", 1 / 3, (0.55, 0.55))))
 
@@ -219,7 +219,7 @@ def poor_third(spark: SparkSession):
     truth, judgments, workers = simulate(spark, POOR_THIRD, seed=23)
     judgments = judgments.persist()
     planted = {r.worker: r.asDict() for r in workers.collect()}
-    # tolerance 1e-5: 9 iterations instead of 13, the same labels to the last item
+    # tolerance 1e-5 (7 iterations) keeps the test short; the largest cell error is 0.034
     fitted = consensus(judgments, ["0", "1"], "dawid_skene", em=EmSettings(tolerance=1e-5))
     voted = consensus(judgments, ["0", "1"], "majority_vote")
     yield truth, planted, fitted, voted
@@ -243,7 +243,7 @@ def test_dawid_skene_beats_majority_vote_when_a_third_of_the_workers_are_poor(po
 
     ds, mv = _accuracy(fitted, truth), _accuracy(voted, truth)
 
-    # measured with seed 23: DS 0.941, MV 0.900
+    # measured with seed 23: DS 0.944, MV 0.906
     assert ds > mv + 0.03, (ds, mv)
 
 
