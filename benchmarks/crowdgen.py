@@ -36,13 +36,13 @@ from __future__ import annotations
 import argparse
 import logging
 import math
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 import pyspark.sql.functions as F
+from benchmarks.session import env_session, log_to_stderr
 from pyspark.sql import Column, DataFrame, SparkSession, Window
 
 log = logging.getLogger(__name__)
@@ -298,20 +298,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--env", default="local",
                         help="Spark settings of conf/<env>.yml (default: local)")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        datefmt="%H:%M:%S")
-    logging.getLogger("py4j").setLevel(logging.WARNING)
+    log_to_stderr()
     spec = CrowdSpec(
         n_items=args.items, labels_per_item=args.labels_per_item, n_workers=args.workers,
         classes=tuple(args.classes.split(",")),
         class_prior=tuple(float(w) for w in args.prior.split(",")) if args.prior else None,
         groups=args.mix)
 
-    from sparkmlops.preflight import load_checked_settings
-    from sparkmlops.spark import get_spark
-
-    spark = get_spark(load_checked_settings(args.env, "penguins").spark)
+    spark = env_session(args.env)
     try:
         write_crowd(spark, spec, args.seed, str(args.out), judgments_format=args.format)
     finally:

@@ -37,11 +37,11 @@ from __future__ import annotations
 import argparse
 import logging
 import math
-import sys
 from collections.abc import Sequence
 from datetime import date
 
 import pyspark.sql.functions as F
+from benchmarks.session import env_session, log_to_stderr
 from pyspark.sql import Column, DataFrame, SparkSession
 
 log = logging.getLogger(__name__)
@@ -379,15 +379,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--env", default="local",
                         help="Spark settings of conf/<env>.yml (default: local)")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        datefmt="%H:%M:%S")
-    logging.getLogger("py4j").setLevel(logging.WARNING)
+    log_to_stderr()
 
-    from sparkmlops.preflight import load_checked_settings
-    from sparkmlops.spark import get_spark
-
-    spark = get_spark(load_checked_settings(args.env, "penguins").spark)
+    spark = env_session(args.env)
     try:
         write_landing(spark, args.rows, args.out, seed=args.seed, files=args.files,
                       bad_fraction=args.bad_fraction)
