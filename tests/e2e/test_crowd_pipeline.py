@@ -19,6 +19,7 @@ from sparkmlops.features.mllib import LABEL_COLUMN, LABEL_RAW_COLUMN
 from sparkmlops.ingest.step import default_batch_id
 from sparkmlops.labels.step import LabelsOutcome
 from sparkmlops.pipeline.step import BATCH_STEPS, run_pipeline, steps_of
+from sparkmlops.pipeline.summary import pipeline_summary
 from sparkmlops.predict.step import PredictOutcome
 from sparkmlops.tables import crowd_tables, current_version, dataset_tables, read_table
 from sparkmlops.tracking.runs import configure_mlflow
@@ -60,6 +61,16 @@ def test_labels_run_before_features_and_land_every_judgment(spark, crowd_run):
     # three judgments of the sample are refused on purpose (see its README)
     assert (labels.judgments_in, labels.quarantined) == (judgments, 3)
     assert labels.judgments == judgments - 3
+    # what make run prints: the crowd's tables and one line of what the labels step did
+    summary = pipeline_summary(spark, settings, result).splitlines()
+    assert [line.split()[0] for line in summary if "_annotations" in line] == [
+        "bronze.penguins_crowd_annotations", "manifest.penguins_crowd_annotations",
+        "ingest_log.penguins_crowd_annotations"]
+    assert [line for line in summary if line.startswith("Crowd labels")] == [
+        f"Crowd labels (dawid_skene, {labels.iterations} iterations): {labels.judgments} "
+        f"judgments (+3 quarantined) on {labels.items} items -> {labels.accepted} accepted, "
+        f"{labels.needs_review} to review; {labels.workers} workers, {labels.spammers} "
+        f"flagged spammers; 0 gold rows took a label"]
     quarantine = read_table(spark, dataset_tables(settings).quarantine).where(
         F.col("step") == "labels")
     assert sorted(r.reason.split(":")[0] for r in quarantine.collect()) == [

@@ -49,6 +49,7 @@ def pipeline_summary(spark: Any, settings: Settings, result: PipelineResult) -> 
         f"Quality gate ({validate.gate}): {validate.status}"
         + (f"; failed: {', '.join(validate.expectations_failed)}"
            if validate.expectations_failed else ""),
+        *_labels_lines(result),
         "",
         f"MLflow {settings.tracking.tracking_uri}, experiment {settings.tracking.experiment} "
         f"(id {result.experiment_id})",
