@@ -174,7 +174,7 @@ def consensus(judgments: DataFrame, classes: list[str], method: Method, *,
     those rows first).
     """
     _check(classes, method, em)
-    crowd = _prepare(judgments, tuple(classes))
+    crowd = _prepare(judgments, tuple(classes), ordered=method != "majority_vote")
     log.info("consensus by %s: %d judgments, %d classes", method, crowd.size, crowd.k)
     try:
         if method == "majority_vote":
@@ -208,7 +208,7 @@ def _p(t: int) -> str:  # posterior (or weight) of class t
 
 @dataclass(frozen=True)
 class _Crowd:
-    judgments: DataFrame  # ITEM, _W, _C: persisted, hash-partitioned by ITEM, sorted
+    judgments: DataFrame  # ITEM, _W, _C: persisted, hash-partitioned by ITEM (sorted: EM, wawa)
     workers: DataFrame  # WORKER, _W, judgments: checkpointed
     classes: tuple[str, ...]
     size: int
@@ -228,34 +228,39 @@ def _check(classes: list[str], method: str, em: EmSettings) -> None:
                          f"got {em}")
 
 
-def _prepare(judgments: DataFrame, classes: tuple[str, ...]) -> _Crowd:
-    """The judgments as compact columns, kept partitioned by item for every pass."""
+def _prepare(judgments: DataFrame, classes: tuple[str, ...], *, ordered: bool) -> _Crowd:
+    """The judgments as compact columns, kept partitioned by item for every pass.
+
+    ``ordered``: also sorted within partitions, so that float sums over an item's rows
+    (wawa's weights, EM's log-likelihoods) add up in one order whatever the partitioning;
+    majority vote only counts, and skips the sort.
+    """
     index = F.array_position(F.array(*[F.lit(c) for c in classes]), F.col(LABEL)) - 1
-    compact = judgments.select(ITEM, WORKER, index.cast("int").alias(_C)).persist()
-    try:
-        counted = compact.agg(
-            F.count(F.lit(1)).alias("size"),
-            F.count_if(F.col(ITEM).isNull() | F.col(WORKER).isNull() | F.col(_C).isNull()
-                       | (F.col(_C) < 0)).alias("unusable"),
-        ).collect()[0]
-        size, unusable = int(counted["size"]), int(counted["unusable"])
-        if unusable:
-            raise ValueError(f"{unusable} of {size} judgments have no item, no worker, or a "
-                             f"label outside {list(classes)}: quarantine them first")
-        # W is small (≤ ~100k): numbering the workers in one partition is the point; the
-        # constant key only keeps WindowExec from warning about it
-        by_name = Window.partitionBy(F.lit(0)).orderBy(WORKER)
-        workers = (compact.groupBy(WORKER).agg(F.count(F.lit(1)).alias("judgments"))
-                   .withColumn(_W, (F.row_number().over(by_name) - 1).cast("int"))
-                   .localCheckpoint())
-        kept = (compact.join(F.broadcast(workers.select(WORKER, _W)), WORKER)
-                .select(ITEM, _W, _C)
-                .repartition(_partitions(judgments.sparkSession, size), ITEM)
-                .sortWithinPartitions(ITEM, _W)
-                .persist())
-        kept.count()
-    finally:
-        compact.unpersist()
+    compact = judgments.select(ITEM, WORKER, index.cast("int").alias(_C))
+    # one pass counts each worker's judgments and the unusable ones (a null worker is a
+    # group of its own); W is small (<= ~100k), so the totals are summed on the driver side
+    # of a one-partition frame, and numbering the workers in one partition is the point
+    # (the constant key only keeps WindowExec from warning about it)
+    unusable = F.col(ITEM).isNull() | F.col(WORKER).isNull() | F.col(_C).isNull() | (F.col(_C) < 0)
+    by_name = Window.partitionBy(F.lit(0)).orderBy(WORKER)
+    counted = (compact.groupBy(WORKER)
+               .agg(F.count(F.lit(1)).alias("judgments"), F.count_if(unusable).alias("_bad"))
+               .localCheckpoint())
+    totals = counted.agg(F.sum("judgments").alias("size"), F.sum("_bad").alias("bad")).collect()[0]
+    size, bad = int(totals["size"] or 0), int(totals["bad"] or 0)
+    if bad:
+        raise ValueError(f"{bad} of {size} judgments have no item, no worker, or a "
+                         f"label outside {list(classes)}: quarantine them first")
+    workers = (counted.select(WORKER, "judgments")
+               .withColumn(_W, (F.row_number().over(by_name) - 1).cast("int"))
+               .localCheckpoint())
+    kept = (compact.join(F.broadcast(workers.select(WORKER, _W)), WORKER)
+            .select(ITEM, _W, _C)
+            .repartition(_partitions(judgments.sparkSession, size), ITEM))
+    if ordered:
+        kept = kept.sortWithinPartitions(ITEM, _W)
+    kept = kept.persist()
+    kept.count()
     return _Crowd(kept, workers, classes, size)
 
 
