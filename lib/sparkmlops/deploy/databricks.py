@@ -155,7 +155,8 @@ def schema_grants(settings: Settings) -> list[str]:
     if _uc_model(settings):
         privileges += ["CREATE_MODEL", "EXECUTE"]
     volumes = f"/Volumes/{storage.catalog}/{storage.schema_}/"
-    read = [settings.dataset.source.path, settings.deploy.conf_dir or "",
+    # a relative landing path resolves under project_dir, a volume on Databricks
+    read = [settings.resolve_path(settings.dataset.source.path), settings.deploy.conf_dir or "",
             wheel_location(settings)]
     written = settings.state_dir.startswith(volumes)
     if written or any(path.removeprefix("dbfs:").startswith(volumes) for path in read):

@@ -343,6 +343,13 @@ def test_the_grants_follow_what_the_jobs_use(tmp_path):
         tmp_path, elsewhere, "state_dir=/Volumes/main/sparkmlops/state/penguins")) == [
         "USE_SCHEMA", "SELECT", "MODIFY", "CREATE_TABLE", "CREATE_MODEL", "EXECUTE",
         "READ_VOLUME", "WRITE_VOLUME"]
+    # the packaged relative landing path resolves under project_dir: a volume of the schema
+    # or of another one
+    for project, reads in (("/Volumes/main/sparkmlops/files", True),
+                           ("/Volumes/main/churn/files", False)):
+        settings = load_settings("databricks", "penguins", overrides=[
+            f"project_dir={project}", f"deploy.databricks.run_as_service_principal={SP}"])
+        assert ("READ_VOLUME" in schema_grants(settings)) == reads, project
 
 
 def test_tables_by_path_declare_no_schema_and_grant_nothing(tmp_path):
