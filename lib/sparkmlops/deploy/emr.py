@@ -289,8 +289,8 @@ def emr_cluster_configurations(settings: Settings) -> list[dict[str, Any]]:
 def _s3a_encryption(settings: Settings, *, prefix: str) -> dict[str, str]:
     """Hadoop's S3A settings that write every object SSE-KMS with ``kms_key_arn``
     (``prefix`` ``spark.hadoop.`` for a Spark conf). The security configuration's S3
-    encryption is EMRFS's, for ``s3://`` paths only; the lake's ``s3a://`` paths go
-    through S3A, which reads its own."""
+    encryption is EMRFS's; since EMR 7.10 S3A is the connector of every S3 scheme (the
+    lake's ``s3a://`` included), so S3A's own settings say it too."""
     spec = settings.deploy.emr
     assert spec is not None
     if spec.kms_key_arn is None:

@@ -233,7 +233,7 @@ def test_the_cluster_names_the_security_configuration_and_s3a_writes_with_the_ke
 
     _validate("emr", "RunJobFlow", body)
     assert body["SecurityConfiguration"] == "sparkmlops-penguins-security"
-    # the lake's s3a:// paths go through S3A, not EMRFS: its own SSE-KMS settings
+    # S3A (the connector of every S3 scheme since EMR 7.10) writes SSE-KMS by its own settings
     assert emr_cluster_configurations(settings)[-1] == {"Classification": "core-site",
                                                         "Properties": {
         "fs.s3a.encryption.algorithm": "SSE-KMS", "fs.s3a.encryption.key": KEY}}
