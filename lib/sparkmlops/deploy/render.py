@@ -191,7 +191,7 @@ def _security_configuration_step(settings: Settings) -> str:
         return (" No encryption: set " + " and ".join(f"`{key}`" for key in missing)
                 + " to have `security-configuration.json` written (SSE-KMS and local disks "
                 "with the key, TLS between the nodes) and named by the cluster.")
-    return (" Before it, once: `aws emr create-security-configuration --name "
+    return (" Before creating the cluster, once: `aws emr create-security-configuration --name "
             f"{security_configuration_name(settings)} --security-configuration "
             "file://emr/security-configuration.json` (S3 SSE-KMS and the local disks with "
             f"`{spec.kms_key_arn}`, TLS with the PEM files of `{spec.tls_certificates}`); "

@@ -261,7 +261,7 @@ def test_deploy_writes_the_security_configuration_and_says_to_create_it_first(tm
     assert json.loads(files[tmp_path / "emr/iam-policy.json"])["Statement"][-1] == {
         "Sid": "UseKmsKey", "Effect": "Allow", "Action": ["kms:Decrypt", "kms:GenerateDataKey"],
         "Resource": KEY}
-    assert ("Before it, once: `aws emr create-security-configuration --name "
+    assert ("Before creating the cluster, once: `aws emr create-security-configuration --name "
             "sparkmlops-penguins-security --security-configuration "
             "file://emr/security-configuration.json`") in files[tmp_path / "emr/README.md"]
 
