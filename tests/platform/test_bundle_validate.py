@@ -146,3 +146,15 @@ def test_prod_runs_every_job_as_the_service_principal(user):
     assert bundle.get("run_as") == run_as
     assert {key: job.get("run_as") for key, job in _jobs(bundle).items()} == (
         dict.fromkeys(_jobs(bundle), run_as))
+
+
+def test_prod_grants_the_service_principal_only_what_the_jobs_use_of_its_schema(user):
+    schemas = _validated("prod", user)["resources"]["schemas"]
+
+    # the render's landing files are in a volume of that schema (main.sparkmlops.landing)
+    assert sorted(schemas) == ["prod_schema"]
+    schema = schemas["prod_schema"]
+    assert (schema["catalog_name"], schema["name"]) == ("main", "sparkmlops")
+    assert schema["grants"] == [{"principal": SERVICE_PRINCIPAL, "privileges": [
+        "USE_SCHEMA", "SELECT", "MODIFY", "CREATE_TABLE", "CREATE_MODEL", "EXECUTE",
+        "READ_VOLUME"]}]

@@ -163,6 +163,16 @@ class EmrDeploySettings(StrictModel):
     # SNS topic that a failed step or job run is published to (subscribe the addresses of
     # deploy.notifications.on_failure to it); null: no failure rule is written
     failure_topic_arn: str | None = Field(None, pattern=r"^arn:aws[a-z-]*:sns:")
+    # the KMS key (a key ARN: IAM authorizes kms:Decrypt on keys, not aliases) that
+    # encrypts what the jobs write to S3 (SSE-KMS) and the nodes' local disks:
+    # security-configuration.json names it, iam-policy.json allows it; null: no security
+    # configuration is written and deploy says so
+    kms_key_arn: str | None = Field(
+        None, pattern=r"^arn:aws[a-z-]*:kms:[a-z0-9-]+:[0-9]{12}:key/[A-Za-z0-9-]+$")
+    # in-transit TLS between the nodes: the S3 object EMR's PEM certificate provider
+    # reads, a zip of privateKey.pem, certificateChain.pem and trustedCertificates.pem;
+    # null: no security configuration is written and deploy says so
+    tls_certificates: str | None = Field(None, pattern=r"^s3://[^/]+/.+\.zip$")
 
     @model_validator(mode="after")
     def _serverless_schedules_need_serverless(self) -> EmrDeploySettings:

@@ -27,6 +27,7 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _run(spark: Any, settings: Settings, batch_id: str, args: argparse.Namespace) -> str:
     from sparkmlops.deploy import placeholders, render, resolve_targets, write_files
+    from sparkmlops.deploy.emr import emr_encryption_missing
 
     targets = resolve_targets(args.target, settings)
     written = write_files(render(settings, targets, out_dir=Path(args.out)))
@@ -36,6 +37,10 @@ def _run(spark: Any, settings: Settings, batch_id: str, args: argparse.Namespace
     todo = placeholders(settings)
     if todo:
         lines.append(f"  fill before deploying (CHANGE-ME): {', '.join(todo)}")
+    unencrypted = emr_encryption_missing(settings) if "emr" in targets else []
+    if unencrypted:
+        lines.append(f"  no EMR encryption (no emr/security-configuration.json): set "
+                     f"{', '.join(unencrypted)}")
     return "\n".join(lines)
 
 

@@ -5,7 +5,8 @@ conf dir at ``<out>/conf``)::
 
     databricks.yml            bundle, sync (this folder and ../conf), variables,
                               targets dev (per-user schema, experiment, model) and prod
-                              (fixed root_path, run_as a service principal)
+                              (fixed root_path, run_as a service principal, the schema
+                              with that principal's grants)
     requirements.txt          the lock's pins for what the wheel needs on the runtime
     resources/<job>-job.yml   one job each: batch, continuous, maintain
 
@@ -113,6 +114,21 @@ def _bundle_root(settings: Settings) -> dict[str, Any]:
         dev["resources"] = {"schemas": {"dev_schema": {
             "catalog_name": "${var.catalog}", "name": storage.schema_,
             "comment": f"sparkmlops {settings.dataset.name}: a developer's dev tables"}}}
+    prod: dict[str, Any] = {
+        "mode": "production",
+        # one copy whoever deploys: in the service principal's home, which only it
+        # (the CI's identity) and admins can write
+        "workspace": {"root_path": f"/Workspace/Users/{principal}"
+                                   "/.bundle/${bundle.name}/prod"},
+        "run_as": {"service_principal_name": principal},
+    }
+    if storage.catalog and storage.schema_:
+        # the schema the prod jobs use, with what they need of it granted to the
+        # principal they run as, and nothing else (schema_grants)
+        prod["resources"] = {"schemas": {"prod_schema": {
+            "catalog_name": "${var.catalog}", "name": "${var.schema}",
+            "comment": f"sparkmlops {settings.dataset.name}: the prod tables and model",
+            "grants": [{"principal": principal, "privileges": schema_grants(settings)}]}}}
     return {
         "bundle": {"name": bundle_name(settings)},
         "include": ["resources/*.yml"],
@@ -122,16 +138,32 @@ def _bundle_root(settings: Settings) -> dict[str, Any]:
             # development: resources prefixed "[dev <user>]", schedules paused (only those
             # without a pause_status), per-user schema, experiment and model
             "dev": dev,
-            "prod": {
-                "mode": "production",
-                # one copy whoever deploys: in the service principal's home, which only it
-                # (the CI's identity) and admins can write
-                "workspace": {"root_path": f"/Workspace/Users/{principal}"
-                                           "/.bundle/${bundle.name}/prod"},
-                "run_as": {"service_principal_name": principal},
-            },
+            "prod": prod,
         },
     }
+
+
+def schema_grants(settings: Settings) -> list[str]:
+    """The Unity Catalog privileges on the schema that the jobs' principal needs: use
+    the schema, read and write its tables and create them on a first write; register
+    and load the model when it is in the schema (``CREATE_MODEL``, ``EXECUTE``); read
+    (``READ_VOLUME``) and write (``WRITE_VOLUME``) the schema's volumes the jobs use:
+    the landing files, the conf dir and the wheel are read, the state dir is written.
+    ``USE_CATALOG`` on the catalog is the catalog owner's to grant (no bundle resource)."""
+    storage = settings.storage
+    privileges = ["USE_SCHEMA", "SELECT", "MODIFY", "CREATE_TABLE"]
+    if _uc_model(settings):
+        privileges += ["CREATE_MODEL", "EXECUTE"]
+    volumes = f"/Volumes/{storage.catalog}/{storage.schema_}/"
+    # a relative landing path resolves under project_dir, a volume on Databricks
+    read = [settings.resolve_path(settings.dataset.source.path), settings.deploy.conf_dir or "",
+            wheel_location(settings)]
+    written = settings.state_dir.startswith(volumes)
+    if written or any(path.removeprefix("dbfs:").startswith(volumes) for path in read):
+        privileges.append("READ_VOLUME")
+    if written:
+        privileges.append("WRITE_VOLUME")
+    return privileges
 
 
 def bundle_variables(settings: Settings) -> tuple[dict[str, Any], dict[str, str]]:

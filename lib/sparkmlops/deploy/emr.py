@@ -168,6 +168,7 @@ def emr_start_job_run(settings: Settings, job: str) -> dict[str, Any]:
     for name, value in emr_job_env(settings).items():
         conf[f"spark.emr-serverless.driverEnv.{name}"] = value
         conf[f"spark.executorEnv.{name}"] = value
+    conf.update(_s3a_encryption(settings, prefix="spark.hadoop."))
     if spec.executors is not None:
         conf["spark.executor.instances"] = str(spec.executors.instances)
         conf["spark.executor.cores"] = str(spec.executors.cores)
@@ -182,9 +183,17 @@ def emr_start_job_run(settings: Settings, job: str) -> dict[str, Any]:
                                       "sparkSubmitParameters": parameters}},
         "tags": {"sparkmlops_dataset": settings.dataset.name, "sparkmlops_job": job},
     }
+    overrides: dict[str, Any] = {}
     if serverless.log_uri:
-        body["configurationOverrides"] = {"monitoringConfiguration": {
-            "s3MonitoringConfiguration": {"logUri": serverless.log_uri}}}
+        logs = {"logUri": serverless.log_uri}
+        if spec.kms_key_arn is not None:
+            logs["encryptionKeyArn"] = spec.kms_key_arn
+        overrides["monitoringConfiguration"] = {"s3MonitoringConfiguration": logs}
+    if spec.kms_key_arn is not None:
+        # Serverless takes no security configuration: the workers' disks by this override
+        overrides["diskEncryptionConfiguration"] = {"encryptionKeyArn": spec.kms_key_arn}
+    if overrides:
+        body["configurationOverrides"] = overrides
     return body
 
 
@@ -265,12 +274,69 @@ def emr_cluster_configurations(settings: Settings) -> list[dict[str, Any]]:
     ``spark-defaults``, and the interpreter bootstrap.sh installs into as PySpark's."""
     spec = settings.deploy.emr
     assert spec is not None
-    return [
+    configurations: list[dict[str, Any]] = [
         {"Classification": "delta-defaults", "Properties": {"delta.enabled": "true"}},
         {"Classification": "spark-defaults", "Properties": dict(DELTA_SQL_CONF)},
         {"Classification": "spark-env", "Properties": {}, "Configurations": [
             {"Classification": "export", "Properties": {"PYSPARK_PYTHON": spec.python}}]},
     ]
+    s3a = _s3a_encryption(settings, prefix="")
+    if s3a:
+        configurations.append({"Classification": "core-site", "Properties": s3a})
+    return configurations
+
+
+def _s3a_encryption(settings: Settings, *, prefix: str) -> dict[str, str]:
+    """Hadoop's S3A settings that write every object SSE-KMS with ``kms_key_arn``
+    (``prefix`` ``spark.hadoop.`` for a Spark conf). The security configuration's S3
+    encryption is EMRFS's; since EMR 7.10 S3A is the connector of every S3 scheme (the
+    lake's ``s3a://`` included), so S3A's own settings say it too."""
+    spec = settings.deploy.emr
+    assert spec is not None
+    if spec.kms_key_arn is None:
+        return {}
+    return {f"{prefix}fs.s3a.encryption.algorithm": "SSE-KMS",
+            f"{prefix}fs.s3a.encryption.key": spec.kms_key_arn}
+
+
+def security_configuration_name(settings: Settings) -> str:
+    return job_name(settings, "security")
+
+
+def emr_encryption_missing(settings: Settings) -> list[str]:
+    """The ``deploy.emr`` keys the security configuration needs and the env leaves
+    unset: without them no security-configuration.json is written."""
+    spec = settings.deploy.emr
+    assert spec is not None
+    return [f"deploy.emr.{key}" for key in ("kms_key_arn", "tls_certificates")
+            if getattr(spec, key) is None]
+
+
+def emr_security_configuration(settings: Settings) -> dict[str, Any] | None:
+    """The EMR security configuration document (CreateSecurityConfiguration's
+    ``SecurityConfiguration``, a JSON string; ``aws emr create-security-configuration
+    --security-configuration file://...``): at rest, EMRFS writes S3 objects SSE-KMS and
+    the nodes' local disks (instance store and EBS) are encrypted with ``kms_key_arn``; in
+    transit, TLS with the PEM certificates of ``tls_certificates``. None while either key
+    is unset (``emr_encryption_missing``): half a configuration would look like
+    encryption without being it."""
+    spec = settings.deploy.emr
+    assert spec is not None
+    if spec.kms_key_arn is None or spec.tls_certificates is None:
+        return None
+    return {"EncryptionConfiguration": {
+        "EnableAtRestEncryption": True,
+        "EnableInTransitEncryption": True,
+        "AtRestEncryptionConfiguration": {
+            "S3EncryptionConfiguration": {"EncryptionMode": "SSE-KMS",
+                                          "AwsKmsKey": spec.kms_key_arn},
+            "LocalDiskEncryptionConfiguration": {"EncryptionKeyProviderType": "AwsKms",
+                                                 "AwsKmsKey": spec.kms_key_arn,
+                                                 "EnableEbsEncryption": True},
+        },
+        "InTransitEncryptionConfiguration": {"TLSCertificateConfiguration": {
+            "CertificateProviderType": "PEM", "S3Object": spec.tls_certificates}},
+    }}
 
 
 def emr_run_job_flow(settings: Settings) -> dict[str, Any]:
@@ -308,6 +374,9 @@ def emr_run_job_flow(settings: Settings) -> dict[str, Any]:
     }
     if cluster.log_uri is not None:
         body["LogUri"] = cluster.log_uri
+    if emr_security_configuration(settings) is not None:
+        # created first (emr/README.md): RunJobFlow names it, it cannot carry it
+        body["SecurityConfiguration"] = security_configuration_name(settings)
     return body
 
 
@@ -327,8 +396,11 @@ def aws_partition(settings: Settings) -> str:
 def emr_iam_policy(settings: Settings) -> dict[str, Any]:
     """The IAM policy document of the nodes' instance profile role (and of the EMR
     Serverless execution role): read the artifacts, the conf dir and the landing files,
-    read and write the lake under ``storage.root``, write the logs, and read exactly
-    the Secrets Manager secrets of ``deploy.secrets``."""
+    read and write the lake under ``storage.root`` and the MLflow artifacts of an
+    ``s3://`` ``tracking.artifact_location``, write the logs, read exactly the Secrets
+    Manager secrets of ``deploy.secrets`` and the TLS certificates' object, use exactly
+    the KMS key, and, in catalog mode, the Glue database ``storage.schema`` and its
+    tables. Every resource is one of these: no data action on ``*``."""
     spec = settings.deploy.emr
     assert spec is not None
     # relative data paths resolve under project_dir (s3a://bucket/<project> in an init'd
@@ -337,6 +409,10 @@ def emr_iam_policy(settings: Settings) -> dict[str, Any]:
             settings.resolve_path(settings.dataset.source.path)]
     managed = settings.storage.catalog is not None and not settings.storage.external
     write = [] if managed else [settings.resolve_path(settings.storage.root)]
+    # a run's artifacts go straight to an s3:// artifact location (not through the server)
+    artifacts = settings.tracking.artifact_location
+    if artifacts is not None and artifacts.startswith(("s3://", "s3a://")):
+        write.append(artifacts)
     s3 = f"arn:{aws_partition(settings)}:s3:::"
     logs = [spec.cluster.log_uri, spec.serverless.log_uri if spec.serverless else None]
     objects: dict[str, list[str]] = {"read": [], "write": [], "logs": []}
@@ -377,7 +453,48 @@ def emr_iam_policy(settings: Settings) -> dict[str, Any]:
     if secrets:
         statements.append({"Sid": "ReadSecrets", "Effect": "Allow",
                            "Action": ["secretsmanager:GetSecretValue"], "Resource": secrets})
+    if spec.tls_certificates is not None:
+        # EMR fetches the certificates' zip with the nodes' role, at boot
+        bucket_key = _s3_bucket_prefix(spec.tls_certificates)
+        assert bucket_key is not None  # the setting's pattern
+        statements.append({"Sid": "ReadTlsCertificates", "Effect": "Allow",
+                           "Action": ["s3:GetObject"],
+                           "Resource": f"{s3}{bucket_key[0]}/{bucket_key[1]}"})
+    if spec.kms_key_arn is not None:
+        # SSE-KMS objects are read with Decrypt and written with GenerateDataKey; the
+        # local disks' keys come from the same two calls
+        statements.append({"Sid": "UseKmsKey", "Effect": "Allow",
+                           "Action": ["kms:Decrypt", "kms:GenerateDataKey"],
+                           "Resource": spec.kms_key_arn})
+    if settings.storage.catalog is not None and settings.storage.schema_ is not None:
+        statements.append(_glue_statement(settings, settings.storage.schema_))
     return {"Version": "2012-10-17", "Statement": statements}
+
+
+# what Spark's metastore client calls on the Glue Data Catalog for the jobs' tables: look
+# the database and tables up, create a table on a first write, update its properties and
+# schema; the tables are Delta tables (no Glue partitions) and no job drops one
+GLUE_TABLE_ACTIONS = ["glue:GetDatabase", "glue:GetTable", "glue:GetTables",
+                      "glue:CreateTable", "glue:UpdateTable"]
+
+
+def _glue_statement(settings: Settings, database: str) -> dict[str, Any]:
+    """The Glue Data Catalog (EMR's metastore) of catalog mode: the database
+    ``storage.schema`` and its tables, and the catalog itself (Glue authorizes a
+    database call on its catalog too). Region and account: the KMS key's when it is set
+    (the lake's region), else any region of the env's account."""
+    spec = settings.deploy.emr
+    assert spec is not None
+    partition = aws_partition(settings)
+    if spec.kms_key_arn is not None:
+        region, account = spec.kms_key_arn.split(":")[3:5]
+    else:
+        region, account = "*", _aws_account(settings)
+    glue = f"arn:{partition}:glue:{region}:{account}"
+    return {"Sid": "ReadWriteCatalogTables", "Effect": "Allow",
+            "Action": list(GLUE_TABLE_ACTIONS),
+            "Resource": [f"{glue}:catalog", f"{glue}:database/{database}",
+                         f"{glue}:table/{database}/*"]}
 
 
 def _aws_account(settings: Settings) -> str:
@@ -386,7 +503,8 @@ def _aws_account(settings: Settings) -> str:
     arns: list[str | None] = []
     if spec is not None:
         arns += [spec.scheduler_role_arn, spec.failure_topic_arn,
-                 spec.serverless.execution_role_arn if spec.serverless else None]
+                 spec.serverless.execution_role_arn if spec.serverless else None,
+                 spec.kms_key_arn]
     arns += secret_refs(settings, "emr").values()
     return next((arn.split(":")[4] for arn in arns
                  if arn and arn.count(":") >= 5 and arn.split(":")[4]), "*")

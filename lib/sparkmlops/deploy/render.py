@@ -37,14 +37,17 @@ from sparkmlops.deploy.emr import (
     emr_ci_role_policy,
     emr_cluster_configurations,
     emr_conf_dir,
+    emr_encryption_missing,
     emr_failure_rule,
     emr_iam_policy,
     emr_run_job_flow,
     emr_scheduler_role_policy,
     emr_scheduler_role_trust,
     emr_schedules,
+    emr_security_configuration,
     emr_sns_topic_policy,
     emr_start_job_run,
+    security_configuration_name,
     venv_archive_location,
 )
 from sparkmlops.deploy.github import github_workflows
@@ -124,7 +127,8 @@ def emr_readme(settings: Settings) -> str:
         "`aws iam create-role --assume-role-policy-document "
         "file://emr/scheduler-role-trust.json`, then `file://emr/scheduler-role-policy.json`.",
         f"3. Cluster: `{AWS_CALL} emr run_job_flow emr/run-job-flow.json` prints its "
-        "`JobFlowId`; set `deploy.emr.cluster_id` to it and deploy again.",
+        "`JobFlowId`; set `deploy.emr.cluster_id` to it and deploy again."
+        + _security_configuration_step(settings),
         f"4. Run: `{AWS_CALL} emr add_job_flow_steps emr/add-steps.json` runs the dependency "
         f"check, then {', '.join(spec.steps)} on cluster `{spec.cluster_id}`.",
     ]
@@ -177,6 +181,24 @@ def emr_readme(settings: Settings) -> str:
     return "\n".join(lines)
 
 
+def _security_configuration_step(settings: Settings) -> str:
+    """The end of step 3 of emr/README.md: create the security configuration first, or
+    the keys that would make one."""
+    spec = settings.deploy.emr
+    assert spec is not None
+    missing = emr_encryption_missing(settings)
+    if missing:
+        return (" No encryption: set " + " and ".join(f"`{key}`" for key in missing)
+                + " to have `security-configuration.json` written (SSE-KMS and local disks "
+                "with the key, TLS between the nodes) and named by the cluster.")
+    return (" Before creating the cluster, once: `aws emr create-security-configuration --name "
+            f"{security_configuration_name(settings)} --security-configuration "
+            "file://emr/security-configuration.json` (S3 SSE-KMS and the local disks with "
+            f"`{spec.kms_key_arn}`, TLS with the PEM files of `{spec.tls_certificates}`); "
+            "`run-job-flow.json` names it. The key's policy must let the instance profile's "
+            "role and the service role use it.")
+
+
 def _emr_upload_step(settings: Settings) -> str:
     """Step 1 of emr/README.md: the deploy workflow's uploads, from a project (no
     sparkmlops checkout), the conf dir in a folder per commit."""
@@ -220,6 +242,9 @@ def render(settings: Settings, targets: list[str], *, out_dir: Path) -> dict[Pat
             emr_cluster_configurations(settings), indent=2) + "\n"
         texts["emr/run-job-flow.json"] = json.dumps(emr_run_job_flow(settings), indent=2) + "\n"
         texts["emr/iam-policy.json"] = json.dumps(emr_iam_policy(settings), indent=2) + "\n"
+        security = emr_security_configuration(settings)
+        if security is not None:
+            texts["emr/security-configuration.json"] = json.dumps(security, indent=2) + "\n"
         texts["emr/ci-role-policy.json"] = json.dumps(emr_ci_role_policy(settings),
                                                       indent=2) + "\n"
         texts["emr/scheduler-role-policy.json"] = json.dumps(
