@@ -41,19 +41,28 @@ $(VENV)/.installed: deps/requirements.lock deps/bootstrap.txt setup.cfg
 
 # Delta jars from Maven Central (the delta-spark wheel ships no jars), cached in .jars/:
 # with Maven when it is installed (pinned by deps/pom.xml), else with Spark's own Ivy.
-# Then spark-defaults.conf in the venv's Spark, so a bare `spark-submit` has Delta too.
+# Resolved into .jars.tmp/ and moved into place, so a failed or interrupted resolution
+# never leaves a half-filled .jars/ (nor takes one away from a running test); only the
+# pom decides the jars, so reinstalling the venv (a setup.cfg or lock change) keeps them.
+# Then spark-defaults.conf in the venv's Spark, so a bare `spark-submit` has Delta too:
+# written again whenever the venv or the jars change.
+setup: $(VENV)/.spark-defaults
 jars: $(JARS_DIR)/.resolved
-$(JARS_DIR)/.resolved: deps/pom.xml $(VENV)/.installed
-	rm -rf $(JARS_DIR) && mkdir -p $(JARS_DIR)
+$(JARS_DIR)/.resolved: deps/pom.xml | $(VENV)/.installed
+	rm -rf $(JARS_DIR).tmp && mkdir -p $(JARS_DIR).tmp
 	if command -v mvn >/dev/null; then \
 	    mvn -q -B -f deps/pom.xml dependency:copy-dependencies \
 	        -DincludeGroupIds=io.delta,io.unitycatalog -DincludeScope=runtime \
-	        -DoutputDirectory=$(JARS_DIR); \
+	        -DoutputDirectory=$(JARS_DIR).tmp; \
 	else \
 	    echo "mvn not found: resolving the Delta jars with Spark's Ivy"; \
-	    $(BIN)/python -m sparkmlops.spark resolve-with-ivy --jars-dir $(JARS_DIR) \
+	    $(BIN)/python -m sparkmlops.spark resolve-with-ivy --jars-dir $(JARS_DIR).tmp \
 	        --ivy-dir $(CURDIR)/.ivy2; \
 	fi
+	touch $(JARS_DIR).tmp/.resolved
+	rm -rf $(JARS_DIR) && mv $(JARS_DIR).tmp $(JARS_DIR)
+
+$(VENV)/.spark-defaults: $(VENV)/.installed $(JARS_DIR)/.resolved
 	$(BIN)/python -m sparkmlops.spark write-spark-defaults --jars-dir $(JARS_DIR)
 	touch $@
 
@@ -144,4 +153,4 @@ clean-state:
 	rm -rf .sparkmlops
 
 clean: clean-state
-	rm -rf $(VENV) $(JARS_DIR) $(EMR_STANDIN) dist spark-warehouse metastore_db derby.log
+	rm -rf $(VENV) $(JARS_DIR) $(JARS_DIR).tmp $(EMR_STANDIN) dist spark-warehouse metastore_db derby.log

@@ -98,11 +98,17 @@ def test_judgments_land_in_bronze_and_bad_ones_go_to_quarantine_with_why(spark, 
         "repeated judgment: worker worker_id=w2 already judged this item in batch a1"]
 
 
-def test_the_7_of_9_bar_accepts_and_routes_exactly_the_expected_items(spark, tmp_path):
-    settings = _settings(tmp_path)
-    _write(tmp_path / "annotations", "round1.csv", ROUND_ONE)
+@pytest.fixture(scope="module")
+def round_one(spark, tmp_path_factory):
+    """ROUND_ONE's labels step, once: the bar's routing and a re-run are read from it."""
+    root = tmp_path_factory.mktemp("round_one")
+    settings = _settings(root)
+    _write(root / "annotations", "round1.csv", ROUND_ONE)
+    return root, settings, labels_step(spark, settings, "a1")
 
-    result = labels_step(spark, settings, "a1")
+
+def test_the_7_of_9_bar_accepts_and_routes_exactly_the_expected_items(spark, round_one):
+    _, settings, result = round_one
 
     tables = crowd_tables(settings)
     labels = read_table(spark, tables.labels)
@@ -133,13 +139,11 @@ def test_the_7_of_9_bar_accepts_and_routes_exactly_the_expected_items(spark, tmp
     assert {"labels/consensus.json", "labels/worker_accuracy.png"} <= artifacts
 
 
-def test_a_rerun_writes_nothing_and_exports_one_review_task_per_item(spark, tmp_path):
-    settings = _settings(tmp_path)
-    _write(tmp_path / "annotations", "round1.csv", ROUND_ONE)
-    labels_step(spark, settings, "a1")
+def test_a_rerun_writes_nothing_and_exports_one_review_task_per_item(spark, round_one):
+    root, settings, _ = round_one
     tables = crowd_tables(settings)
     before = {t.fqn: current_version(spark, t) for t in tables}
-    tasks = tmp_path / "out" / "review.csv"
+    tasks = root / "out" / "review.csv"
 
     again = labels_step(spark, settings, default_labels_batch_id(spark, settings),
                         export_review=tasks)
