@@ -378,8 +378,8 @@ def derived_stage(derived: list[DerivedFeature]) -> SQLTransformer:
     """One SQL stage; each expression is a nested SELECT so it can use the ones before it."""
     statement = "__THIS__"
     for feature in derived:
-        # the expression IS the dataset config's SQL (trusted like code, checked by
-        # check_sql_features at load); the name is an identifier; no data value enters
+        # the expression IS the dataset config's SQL (trusted like code; check_sql_features
+        # parses it as one expression when gold is built); the name is an identifier
         statement = f"SELECT *, ({feature.expr}) AS `{feature.name}` FROM ({statement})"  # nosec B608
     return SQLTransformer(statement=statement.replace("FROM (__THIS__)", "FROM __THIS__"))
 
