@@ -28,7 +28,8 @@ log = logging.getLogger(__name__)
 
 AWS_SECRETS_ENV = "SPARKMLOPS_AWS_SECRETS"
 ENV_NAME = r"[A-Z_][A-Z0-9_]*"
-SECRET_ARN = r"arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:[0-9]{12}:secret:[A-Za-z0-9/_+=.@-]+"
+# the pattern of a Secrets Manager ARN, not a secret (bandit reads "SECRET =" as a password)
+SECRET_ARN = r"arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:[0-9]{12}:secret:[A-Za-z0-9/_+=.@-]+"  # nosec B105
 _ARN_REGION = re.compile(r"^arn:aws[a-z-]*:secretsmanager:([a-z0-9-]+):")
 
 

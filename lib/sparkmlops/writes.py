@@ -265,7 +265,8 @@ def _commit_with_retries(
         except Exception as exc:  # noqa: BLE001 - narrowed by _is_write_conflict
             if attempt == attempts or not _is_write_conflict(exc):
                 raise
-            delay = min(0.5 * 2 ** (attempt - 1), 8.0) * (0.5 + random.random())
+            # jitter between retrying writers, not a secret: random is what it needs
+            delay = min(0.5 * 2 ** (attempt - 1), 8.0) * (0.5 + random.random())  # nosec B311
             log.warning("write conflict on %s (attempt %d/%d), retrying in %.1f s: %s",
                         ref.fqn, attempt, attempts, delay, str(exc).splitlines()[0][:200])
             time.sleep(delay)

@@ -368,15 +368,19 @@ def date_part_expressions(date_parts: list[DatePartsFeature]) -> list[str]:
 
 def date_parts_stage(date_parts: list[DatePartsFeature]) -> SQLTransformer:
     """One SQL stage adding ``<column>_<part>`` (a double) for every configured part."""
+    # SQLTransformer takes only text: the columns are schema columns (identifiers, quoted),
+    # the parts a closed list; no data value enters the statement
     return SQLTransformer(
-        statement=f"SELECT *, {', '.join(date_part_expressions(date_parts))} FROM __THIS__")
+        statement=f"SELECT *, {', '.join(date_part_expressions(date_parts))} FROM __THIS__")  # nosec B608
 
 
 def derived_stage(derived: list[DerivedFeature]) -> SQLTransformer:
     """One SQL stage; each expression is a nested SELECT so it can use the ones before it."""
     statement = "__THIS__"
     for feature in derived:
-        statement = f"SELECT *, ({feature.expr}) AS `{feature.name}` FROM ({statement})"
+        # the expression IS the dataset config's SQL (trusted like code; check_sql_features
+        # parses it as one expression when gold is built); the name is an identifier
+        statement = f"SELECT *, ({feature.expr}) AS `{feature.name}` FROM ({statement})"  # nosec B608
     return SQLTransformer(statement=statement.replace("FROM (__THIS__)", "FROM __THIS__"))
 
 
@@ -399,7 +403,8 @@ def bucket_stages(buckets: list[BucketFeature]) -> list[Transformer]:
         f"coalesce(CAST(`{b.column}` AS DOUBLE), CAST('NaN' AS DOUBLE)) AS "
         f"`{b.name}{BUCKET_INPUT}`" for b in buckets)
     return [
-        SQLTransformer(statement=f"SELECT *, {prepared} FROM __THIS__"),
+        # schema columns and identifier names, quoted; no data value enters the statement
+        SQLTransformer(statement=f"SELECT *, {prepared} FROM __THIS__"),  # nosec B608
         Bucketizer(splitsArray=[list(b.splits) for b in buckets],
                    inputCols=[f"{b.name}{BUCKET_INPUT}" for b in buckets],
                    outputCols=[b.name for b in buckets], handleInvalid="keep"),
