@@ -128,8 +128,8 @@ def adopt_session(spark: SparkSession, settings: SparkSettings) -> SparkSession:
             spark.conf.set(key, value)
         else:
             # a log line is logged config too: a secret key's value never reaches it
-            fixed.append(f"{key}={redact_pair(key, value)} "
-                         f"(session has {redact_pair(key, current or '')})")
+            held = None if current is None else redact_pair(key, current)
+            fixed.append(f"{key}={redact_pair(key, value)} (session has {held})")
     if fixed:
         log.warning("spark.conf not applied, fixed when the running session started; set it "
                     "in the cluster's Spark config: %s", ", ".join(fixed))
