@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 
 import pytest
 
+from sparkmlops.cli import RedactingFormatter, one_line
 from sparkmlops.config import Settings, load_settings
 from sparkmlops.redact import REDACTED, is_secret_key, redact, redact_pair, redact_text
 
@@ -153,3 +155,14 @@ def test_the_redacted_effective_config_still_loads_as_settings_with_only_secrets
         settings.dataset
     assert logged.spark == settings.spark
     assert logged.storage == settings.storage
+
+
+def test_the_cli_error_line_and_log_lines_hide_the_credentials_of_a_uri():
+    error = "cannot reach https://alice:pw@mlflow.example.com\n  retried ?token=t0k3n"
+    record = logging.LogRecord("sparkmlops.x", logging.INFO, __file__, 1,
+                               "tracking at %s", ("https://alice:pw@mlflow.example.com",), None)
+
+    assert one_line(error) == (f"cannot reach https://alice:{REDACTED}@mlflow.example.com | "
+                               f"retried ?token={REDACTED}")
+    assert RedactingFormatter("%(name)s: %(message)s").format(record) == \
+        f"sparkmlops.x: tracking at https://alice:{REDACTED}@mlflow.example.com"
