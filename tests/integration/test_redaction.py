@@ -1,7 +1,9 @@
 """No secret reaches MLflow: a token in ``$MLFLOW_TRACKING_URI``, an S3 secret key in
 ``spark.conf`` (the project's env file and the session) and a password in a URI of the
 dataset file, through a real ingest run and a failed one, are found in neither the
-SQLite store's bytes, nor any file under the state dir (artifacts, lake), nor the log."""
+SQLite store's bytes, nor any file under the state dir (artifacts, lake), nor the log;
+nor is a secret a step logs through its tracker (params, tags, dicts, texts, the
+registry's version tags and description)."""
 
 from __future__ import annotations
 
@@ -9,8 +11,10 @@ import json
 import logging
 import shutil
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
+import mlflow
 import pytest
 from mlflow.tracking import MlflowClient
 
@@ -19,9 +23,24 @@ from sparkmlops.errors import MissingInputError
 from sparkmlops.ingest.step import ingest_step
 from sparkmlops.redact import REDACTED
 from sparkmlops.spark import session_conf
+from sparkmlops.tracking.runs import step_run
 
 REPO = Path(__file__).resolve().parents[2]
 S3A_SECRET_KEY = "spark.hadoop.fs.s3a.secret.key"
+
+
+@pytest.fixture(autouse=True)
+def tracking_uri_put_back() -> Iterator[None]:
+    """The process's MLflow tracking URI as it was before the test (a step sets it)."""
+    previous = mlflow.get_tracking_uri()
+    yield
+    mlflow.set_tracking_uri(previous)
+
+
+def _files_holding(root: Path, secrets: list[str]) -> dict[str, list[str]]:
+    """Every file under ``root`` that holds one of ``secrets``, with the ones it holds."""
+    return {str(p.relative_to(root)): held for p in root.rglob("*") if p.is_file()
+            if (held := [s for s in secrets if s.encode() in p.read_bytes()])}
 
 
 def test_no_secret_of_the_config_reaches_the_mlflow_store_its_artifacts_or_the_log(
@@ -78,8 +97,41 @@ def test_no_secret_of_the_config_reaches_the_mlflow_store_its_artifacts_or_the_l
     assert db in files
     assert len([p for p in files if "mlartifacts" in p.parts]) >= 4  # 2 configs, 2 lineages
     assert ingested.run_id.encode() in db.read_bytes()  # the real store, not an empty file
-    found = {str(p.relative_to(state)): held for p in files
-             if (held := [s for s in secrets if s.encode() in p.read_bytes()])}
-    assert found == {}
+    assert _files_holding(state, secrets) == {}
     logged = [r.getMessage() for r in caplog.records]
     assert [line for line in logged if any(s in line for s in secrets)] == []
+
+
+def test_what_a_step_logs_through_its_tracker_and_the_registry_is_redacted(make_settings,
+                                                                           tmp_path):
+    secret = f"s-{uuid.uuid4().hex}"
+    settings = make_settings()
+    model = tmp_path / "model"
+    model.mkdir()
+
+    with step_run(settings, "train", "b1") as tracker:
+        tracker.params({"spark.hadoop.fs.s3a.secret.key": secret, "search": "none"})
+        tracker.tags({"sparkmlops.source": f"https://etl:{secret}@files.example.com/in"})
+        tracker.log_dict({"options": {"password": secret, "header": "true"}}, "x/options.json")
+        tracker.log_text(f"read wasbs://c@a.blob.core.windows.net/in?sig={secret}", "x/notes.txt")
+        client = MlflowClient()
+        client.create_registered_model("redacted_model")
+        version = client.create_model_version("redacted_model", str(model), tracker.run_id)
+        tracker.registry.tag_version("redacted_model", version.version,
+                                     {"api_token": secret, "training_table": "gold.penguins"})
+        tracker.registry.describe_version("redacted_model", version.version,
+                                          f"trained on https://etl:{secret}@files.example.com")
+
+    run = client.get_run(tracker.run_id)
+    assert run.data.params == {"spark.hadoop.fs.s3a.secret.key": REDACTED, "search": "none"}
+    assert run.data.tags["sparkmlops.source"] == \
+        f"https://etl:{REDACTED}@files.example.com/in"
+    artifacts = Path(client.download_artifacts(tracker.run_id, "x", str(tmp_path / "got")))
+    assert json.loads((artifacts / "options.json").read_text()) == {
+        "options": {"password": REDACTED, "header": "true"}}
+    assert (artifacts / "notes.txt").read_text() == \
+        f"read wasbs://c@a.blob.core.windows.net/in?sig={REDACTED}"
+    logged = client.get_model_version("redacted_model", version.version)
+    assert logged.tags == {"api_token": REDACTED, "training_table": "gold.penguins"}
+    assert logged.description == f"trained on https://etl:{REDACTED}@files.example.com"
+    assert _files_holding(tmp_path, [secret]) == {}
