@@ -98,8 +98,9 @@ def _redact(value: object, *, secret: bool) -> object:
         return {k: _redact(v, secret=isinstance(k, str) and is_secret_key(k))
                 for k, v in value.items()}
     if isinstance(value, list | tuple):
-        # the items of a list under a secret key are secrets too (a list of tokens)
-        return type(value)(_redact(item, secret=secret) for item in value)
+        # the items of a list under a secret key are secrets too (a list of tokens); a
+        # tuple comes back a list, as JSON would have it
+        return [_redact(item, secret=secret) for item in value]
     return value
 
 

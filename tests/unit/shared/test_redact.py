@@ -110,6 +110,7 @@ def test_nested_config_keeps_its_shape_with_only_the_secrets_replaced():
         "api_tokens": ["t1", "t2"],
         "profile": {"token": 0.25, "key": True},
         "batches": [{"url": "https://u:p@h/x"}, "plain"],
+        "window": ("b1", "b2"),
     }
     original = copy.deepcopy(logged)
 
@@ -129,6 +130,7 @@ def test_nested_config_keeps_its_shape_with_only_the_secrets_replaced():
         "api_tokens": [REDACTED, REDACTED],
         "profile": {"token": 0.25, "key": True},
         "batches": [{"url": f"https://u:{REDACTED}@h/x"}, "plain"],
+        "window": ["b1", "b2"],
     }
     assert logged == original  # the caller's value is not changed
 
