@@ -30,8 +30,13 @@ S3A_SECRET_KEY = "spark.hadoop.fs.s3a.secret.key"
 
 
 @pytest.fixture(autouse=True)
-def tracking_uri_put_back() -> Iterator[None]:
-    """The process's MLflow tracking URI as it was before the test (a step sets it)."""
+def tracking_uri_put_back(monkeypatch) -> Iterator[None]:
+    """The process's MLflow tracking URI as it was before the test (a step sets it).
+
+    ``mlflow.set_tracking_uri`` also exports ``$MLFLOW_TRACKING_URI``, which the next
+    test's settings would take: monkeypatch (torn down after this) puts the variable back.
+    """
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     previous = mlflow.get_tracking_uri()
     yield
     mlflow.set_tracking_uri(previous)
