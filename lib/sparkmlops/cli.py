@@ -33,6 +33,7 @@ from sparkmlops.pipeline.command import PIPELINE
 from sparkmlops.predict.command import PREDICT
 from sparkmlops.preflight import load_checked_settings
 from sparkmlops.promote.command import PROMOTE
+from sparkmlops.redact import redact_text
 from sparkmlops.secrets import resolve_aws_secrets
 from sparkmlops.tables import check_batch_id
 from sparkmlops.train.command import REPRODUCE, TRAIN
@@ -143,8 +144,10 @@ def run_command(command: Command, args: argparse.Namespace) -> int:
 
 def one_line(message: str) -> str:
     """``message`` on one line: a scheduler shows the last line of stderr, and the error
-    contract is one line per failure, whatever text a library put in an exception."""
-    return " | ".join(part.strip() for part in message.splitlines() if part.strip())
+    contract is one line per failure, whatever text a library put in an exception. The
+    credentials of a URI it names are replaced: the line lands in the job's log."""
+    return redact_text(" | ".join(part.strip() for part in message.splitlines()
+                                  if part.strip()))
 
 
 def _default_batch_id(spark: Any, settings: Settings) -> str:
@@ -153,13 +156,19 @@ def _default_batch_id(spark: Any, settings: Settings) -> str:
     return default_batch_id(spark, settings)
 
 
+class RedactingFormatter(logging.Formatter):
+    """Log lines (tracebacks included) with the credentials of every URI replaced: a
+    library's message may name the tracking URI or a path that carries a token."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact_text(super().format(record))
+
+
 def _configure_logging(verbose: bool) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        datefmt="%H:%M:%S",
-        stream=sys.stderr,
-    )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(RedactingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s",
+                                            datefmt="%H:%M:%S"))
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, handlers=[handler])
     for noisy in ("py4j", "great_expectations", "alembic", "mlflow", "urllib3", "git"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 

@@ -23,6 +23,7 @@ from pathlib import Path
 from pyspark.sql import DataFrame, SparkSession
 
 from sparkmlops.config import SparkSettings
+from sparkmlops.redact import redact_pair
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +127,9 @@ def adopt_session(spark: SparkSession, settings: SparkSettings) -> SparkSession:
         if spark.conf.isModifiable(key):
             spark.conf.set(key, value)
         else:
-            fixed.append(f"{key}={value} (session has {current})")
+            # a log line is logged config too: a secret key's value never reaches it
+            held = None if current is None else redact_pair(key, current)
+            fixed.append(f"{key}={redact_pair(key, value)} (session has {held})")
     if fixed:
         log.warning("spark.conf not applied, fixed when the running session started; set it "
                     "in the cluster's Spark config: %s", ", ".join(fixed))

@@ -30,6 +30,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from sparkmlops.errors import ConfigError
+from sparkmlops.redact import redact_text
 
 log = logging.getLogger(__name__)
 
@@ -161,7 +162,8 @@ def _hadoop_reader(location: str, session: Any) -> Callable[[str], str | None]:
             finally:
                 stream.close()
 
-    log.info("reading config from %s through %s", location, fs.getClass().getName())
+    log.info("reading config from %s through %s", redact_text(location),
+             fs.getClass().getName())
     return read
 
 

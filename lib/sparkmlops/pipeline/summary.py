@@ -12,6 +12,7 @@ from sparkmlops.labels.step import LabelsOutcome
 from sparkmlops.pipeline.step import PipelineResult
 from sparkmlops.predict.step import PredictOutcome
 from sparkmlops.promote.step import PromoteOutcome
+from sparkmlops.redact import redact_text
 from sparkmlops.tables import TableRef, crowd_tables, current_version, dataset_tables
 from sparkmlops.train.step import TrainOutcome
 from sparkmlops.validate.step import ValidateOutcome
@@ -51,8 +52,8 @@ def pipeline_summary(spark: Any, settings: Settings, result: PipelineResult) -> 
            if validate.expectations_failed else ""),
         *_labels_lines(result),
         "",
-        f"MLflow {settings.tracking.tracking_uri}, experiment {settings.tracking.experiment} "
-        f"(id {result.experiment_id})",
+        f"MLflow {redact_text(settings.tracking.tracking_uri)}, experiment "
+        f"{settings.tracking.experiment} (id {result.experiment_id})",
         f"  parent run {result.parent_run_id}",
     ]
     lines += [f"    {s.step:<9} {s.run_id}" for s in result.steps]
@@ -69,7 +70,8 @@ def pipeline_summary(spark: Any, settings: Settings, result: PipelineResult) -> 
           for d in promote.decisions if d.challenger_version != decision.challenger_version],
         f"  predictions scored by v{predict.model_version} ({predict.model_uri})",
     ]
-    uri = settings.tracking.tracking_uri
+    # the summary lands in job logs: a password in the URI stays out of it
+    uri = redact_text(settings.tracking.tracking_uri)
     ui = (f"open {uri}" if uri.startswith(("http://", "https://")) else
           f".venv/bin/mlflow ui --backend-store-uri {uri} --host 127.0.0.1 --port 5000"
           "   then open http://127.0.0.1:5000")

@@ -17,6 +17,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from sparkmlops.errors import MissingInputError
+from sparkmlops.redact import redact, redact_text
 
 log = logging.getLogger(__name__)
 
@@ -74,12 +75,13 @@ class ModelRegistry:
 
     def tag_version(self, name: str, version: str, tags: dict[str, object]) -> None:
         with self._timed():
-            for key, value in tags.items():
-                self.client.set_model_version_tag(name, version, key, str(value))
+            for key, value in redact({k: str(v) for k, v in tags.items()}).items():
+                self.client.set_model_version_tag(name, version, key, value)
 
     def describe_version(self, name: str, version: str, description: str) -> None:
         with self._timed():
-            self.client.update_model_version(name, version, description=description)
+            self.client.update_model_version(name, version,
+                                             description=redact_text(description))
 
     def versions_to_judge(self, name: str, *, asked: str | None) -> list[str]:
         """The versions ``promote`` judges, oldest first.

@@ -5,6 +5,10 @@ wrote, row counts, the git commit, the hash of the effective config and the batc
 id, as params/tags plus a ``lineage.json`` artifact. That is what lets anyone walk
 back from a prediction row to the model version, its training run, the training
 data version and the code.
+
+Every param, tag, dict and text a run logs passes ``sparkmlops.redact.redact`` on its
+way: the effective config (tracking URI and ``spark.conf`` included) is logged with its
+credentials replaced, and so is anything a stage logs through its ``StepTracker``.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from mlflow.tracking import MlflowClient
 
 from sparkmlops.config import Settings
 from sparkmlops.errors import MissingInputError, SparkmlopsError
+from sparkmlops.redact import redact, redact_text
 from sparkmlops.tables import TableRef, TableWrite, check_batch_id
 from sparkmlops.tracking.owners import (
     TAG_DATASET,
@@ -164,7 +169,7 @@ class StepTracker:
 
     def tags(self, tags: dict[str, Any]) -> None:
         with self.timing():
-            mlflow.set_tags(tags)
+            mlflow.set_tags(redact(tags))
 
     def outcome(self, outcome: str) -> None:
         """The step's outcome tag (``ingested``, ``quality_passed``, ``promoted`` ...)."""
@@ -172,7 +177,7 @@ class StepTracker:
 
     def params(self, params: dict[str, Any]) -> None:
         with self.timing():
-            mlflow.log_params(params)
+            mlflow.log_params(redact(params))
 
     def metrics(self, metrics: dict[str, float]) -> None:
         with self.timing():
@@ -180,11 +185,11 @@ class StepTracker:
 
     def log_dict(self, data: Any, path: str) -> None:
         with self.timing():
-            mlflow.log_dict(data, path)
+            mlflow.log_dict(redact(data), path)
 
     def log_text(self, text: str, path: str) -> None:
         with self.timing():
-            mlflow.log_text(text, path)
+            mlflow.log_text(redact_text(text), path)
 
     def log_artifacts(self, local_dir: str, path: str) -> str:
         """Upload a folder under ``path``; the artifact URI of the folder."""
@@ -312,7 +317,7 @@ def step_run(settings: Settings, step: str, batch_id: str) -> Iterator[StepTrack
             raise
         finally:
             mlflow.log_metric("step_seconds", round(time.monotonic() - tracker.started, 3))
-            mlflow.log_dict(tracker.lineage(), "lineage.json")
+            mlflow.log_dict(redact(tracker.lineage()), "lineage.json")
 
 
 def owned_run(run_name: str, *, dataset: str, nested: bool = False) -> mlflow.ActiveRun:
@@ -329,7 +334,9 @@ def owned_run(run_name: str, *, dataset: str, nested: bool = False) -> mlflow.Ac
 
 
 def _tag_run(settings: Settings, step: str, batch_id: str) -> None:
-    mlflow.set_tags(
+    """The run's identity tags and its effective config (``config/effective_config.json``),
+    both redacted: a password in the tracking URI or a key in ``spark.conf`` stays out."""
+    mlflow.set_tags(redact(
         {
             TAG_STEP: step,
             TAG_DATASET: settings.dataset.name,
@@ -340,15 +347,16 @@ def _tag_run(settings: Settings, step: str, batch_id: str) -> None:
             **code_identity().tags(),
             "sparkmlops.env": settings.env,
         }
-    )
+    ))
     mlflow.log_dict(
-        json.loads(settings.model_dump_json(by_alias=True)), "config/effective_config.json"
+        redact(json.loads(settings.model_dump_json(by_alias=True))), "config/effective_config.json"
     )
 
 
 def _record_failure(exc: SparkmlopsError) -> None:
     mlflow.set_tag(TAG_OUTCOME, type(exc).__name__)
-    mlflow.set_tag("sparkmlops.error", str(exc)[:5000])
+    # an error names what it could not reach: a URI, with its credentials replaced
+    mlflow.set_tag("sparkmlops.error", redact_text(str(exc))[:5000])
 
 
 @dataclass(frozen=True)
