@@ -40,16 +40,9 @@ CODE = ("lib", "jobs")
 # tried in order: the packages the first could not check go to the next
 SERVICES = ("pypi", "osv")
 
-# (file, bandit test id) -> how many findings are accepted there. What is left after this
-# change, in files other work owns; the fix to make is beside each.
-ACCEPTED_BANDIT: dict[tuple[str, str], int] = {
-    # `git rev-parse HEAD` / `git status --porcelain` for the run's code identity: fixed
-    # arguments, no shell. Fix: resolve git with shutil.which("git") (B607) and mark the
-    # import and the two calls `# nosec B404/B603: fixed git arguments, no shell`.
-    ("lib/sparkmlops/tracking/runs.py", "B404"): 1,
-    ("lib/sparkmlops/tracking/runs.py", "B603"): 2,
-    ("lib/sparkmlops/tracking/runs.py", "B607"): 2,
-}
+# (file, bandit test id) -> how many findings are accepted there, each with why and the fix
+# to make; empty: every finding is fixed or marked inline
+ACCEPTED_BANDIT: dict[tuple[str, str], int] = {}
 
 OK, FINDING, UNCHECKED = 0, 1, 3
 NOT_ASKED = "no service asked yet"

@@ -26,7 +26,7 @@ from sparkmlops.spark import session_conf
 from sparkmlops.tracking.runs import step_run
 
 REPO = Path(__file__).resolve().parents[2]
-S3A_SECRET_KEY = "spark.hadoop.fs.s3a.secret.key"
+S3A_SECRET_KEY = "spark.hadoop.fs.s3a.secret.key"  # pragma: allowlist secret
 
 
 @pytest.fixture(autouse=True)

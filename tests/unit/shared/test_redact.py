@@ -15,12 +15,13 @@ from sparkmlops.redact import REDACTED, is_secret_key, redact, redact_pair, reda
 
 
 @pytest.mark.parametrize(("uri", "expected"), [
-    ("https://alice:s3cr3t@mlflow.example.com/api",
+    ("https://alice:s3cr3t@mlflow.example.com/api",  # pragma: allowlist secret
      f"https://alice:{REDACTED}@mlflow.example.com/api"),
     # a password may hold ':' (only the first one ends the user)
     ("postgresql://mlflow:pa:ss@db:5432/mlflow", f"postgresql://mlflow:{REDACTED}@db:5432/mlflow"),
     # a token given as the user (git over https, some MLflow proxies)
     ("https://ghp_abc123@github.com/org/repo.git", f"https://{REDACTED}@github.com/org/repo.git"),
+    # pragma: allowlist nextline secret
     ("s3a://AKIAXXXX:wJalrXUt@bucket/lake", f"s3a://AKIAXXXX:{REDACTED}@bucket/lake"),
 ])
 def test_the_credentials_of_a_uri_are_replaced_and_its_host_and_path_kept(uri, expected):
@@ -57,6 +58,7 @@ def test_secret_query_parameters_are_replaced_and_the_others_kept(uri, expected)
 
 
 def test_a_uri_inside_a_sentence_is_redacted_and_the_sentence_kept():
+    # pragma: allowlist nextline secret
     message = "no landing files at https://bob:pw@files.example.com/in?key=k1 (checked twice)"
 
     assert redact_text(message) == (
@@ -102,6 +104,7 @@ def test_nested_config_keeps_its_shape_with_only_the_secrets_replaced():
         "dataset": {"keys": ["study_name", "sample_number"],
                     "crowd": {"item_keys": ["study_name", "sample_number"]},
                     "source": {"path": "s3a://lake/in?token=t0k3n",
+                               # pragma: allowlist nextline secret
                                "options": {"header": "true", "password": "hunter2"}}},
         # a reference to a secret is walked: only its texts under secret keys would go
         "deploy": {"secrets": {"MLFLOW_TRACKING_TOKEN": {"databricks": "mlops/mlflow-token",
