@@ -96,7 +96,7 @@ def test_detect_secrets_finds_only_the_audited_non_secrets_of_the_baseline():
 
     # the baseline is exactly what is accepted: no entry for a secret that is gone
     assert entries(rescanned) == entries(committed)
-    assert len(entries(committed)) == 10
+    assert len(entries(committed)) == 12
 
 
 def test_detect_secrets_reports_a_planted_credential_as_unaudited(tmp_path):
