@@ -30,7 +30,7 @@ from sparkmlops.config import (
     TransformFeature,
     load_settings,
 )
-from sparkmlops.spark import get_spark
+from sparkmlops.spark import environ, get_spark
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE_LANDING = REPO / "data" / "sample" / "penguins" / "landing"
@@ -43,6 +43,17 @@ os.environ.pop("SPARKMLOPS_STATE_DIR", None)
 # The repo's conf dir, whatever the working directory pytest runs in (and never the
 # developer's own $SPARKMLOPS_CONF_DIR); subprocesses of tests inherit it.
 os.environ["SPARKMLOPS_CONF_DIR"] = str(REPO / "conf")
+# The JVMs tests start in subprocesses (a spark-submit, the CLI, a notebook's kernel, a
+# project's own tests, a standalone cluster's master and worker) live a minute or two: the
+# C1 compiler alone is quick enough for them, and C2 would spend about a third of their
+# CPU compiling code they exit before running much (a spark-submit of the pipeline on
+# the sample: 121 s of CPU with C2, 86 s without). Spark passes SPARK_SUBMIT_OPTS to the
+# driver's JVM and SPARK_DAEMON_JAVA_OPTS to the daemons'. The suite's own session runs
+# for the whole suite, where C2's code pays off: the `spark` fixture starts it without.
+SHORT_LIVED_JVM = "-XX:TieredStopAtLevel=1"
+_OWN_SUBMIT_OPTS = os.environ.get("SPARK_SUBMIT_OPTS")
+for _variable in ("SPARK_SUBMIT_OPTS", "SPARK_DAEMON_JAVA_OPTS"):
+    os.environ[_variable] = " ".join(filter(None, [os.environ.get(_variable), SHORT_LIVED_JVM]))
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -90,25 +101,27 @@ def migrate_mlflow_stores_once(tmp_path_factory: pytest.TempPathFactory) -> Iter
 
 @pytest.fixture(scope="session")
 def spark(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SparkSession]:
-    session = get_spark(
-        SparkSettings(
-            master="local[2]",
-            app_name="sparkmlops-tests",
-            conf={
-                # catalog-mode tests create managed tables (spark_catalog, a schema per
-                # test); a static setting, so set once here: never ./spark-warehouse
-                "spark.sql.warehouse.dir": str(tmp_path_factory.mktemp("warehouse")),
-                "spark.sql.shuffle.partitions": "2",
-                "spark.default.parallelism": "2",
-                "spark.ui.enabled": "false",
-                "spark.ui.showConsoleProgress": "false",
-                "spark.sql.session.timeZone": "UTC",
-                "spark.databricks.delta.snapshotPartitions": "2",
-                "spark.sql.sources.parallelPartitionDiscovery.parallelism": "2",
-                "spark.driver.memory": "3g",
-            },
+    # a JVM for the whole run: started with C2 (without the subprocesses' SHORT_LIVED_JVM)
+    with environ(SPARK_SUBMIT_OPTS=_OWN_SUBMIT_OPTS):
+        session = get_spark(
+            SparkSettings(
+                master="local[2]",
+                app_name="sparkmlops-tests",
+                conf={
+                    # catalog-mode tests create managed tables (spark_catalog, a schema per
+                    # test); a static setting, so set once here: never ./spark-warehouse
+                    "spark.sql.warehouse.dir": str(tmp_path_factory.mktemp("warehouse")),
+                    "spark.sql.shuffle.partitions": "2",
+                    "spark.default.parallelism": "2",
+                    "spark.ui.enabled": "false",
+                    "spark.ui.showConsoleProgress": "false",
+                    "spark.sql.session.timeZone": "UTC",
+                    "spark.databricks.delta.snapshotPartitions": "2",
+                    "spark.sql.sources.parallelPartitionDiscovery.parallelism": "2",
+                    "spark.driver.memory": "3g",
+                },
+            )
         )
-    )
     yield session
     session.stop()
 

@@ -19,6 +19,8 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import SHORT_LIVED_JVM
+
 PROJECT = Path(__file__).resolve().parents[2]
 
 
@@ -207,6 +209,8 @@ def emr_node(emr_standin: Path, s3_store: S3Store,
             "spark.databricks.delta.snapshotPartitions": "2",
             "spark.sql.sources.parallelPartitionDiscovery.parallelism": "2",
             "spark.ui.enabled": "false", "spark.log.level": "WARN",
+            # an executor lives as long as its one job (SHORT_LIVED_JVM: tests/conftest.py)
+            "spark.executor.extraJavaOptions": SHORT_LIVED_JVM,
         }
         (conf_dir / "spark-defaults.conf").write_text(
             (emr_standin / "conf" / "spark-defaults.conf").read_text()

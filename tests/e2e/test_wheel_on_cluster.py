@@ -42,6 +42,7 @@ from mlflow.tracking import MlflowClient
 
 import sparkmlops
 from sparkmlops.pipeline.step import BATCH_STEPS
+from tests.conftest import SHORT_LIVED_JVM
 from tests.e2e.conftest import CHECKOUT_ENV, fresh_venv
 
 pytestmark = [pytest.mark.e2e, pytest.mark.cluster]
@@ -205,6 +206,8 @@ def _runtime_conf(folder: Path, *, master: str, metastore: Path) -> Path:
             "spark.sql.extensions": DELTA_EXTENSION,
             "spark.sql.catalog.spark_catalog": DELTA_CATALOG,
             "spark.executor.memory": "1g", "spark.cores.max": "2",
+            # an executor lives as long as its one job (SHORT_LIVED_JVM: tests/conftest.py)
+            "spark.executor.extraJavaOptions": SHORT_LIVED_JVM,
             "spark.log.level": "WARN", **SMALL_DATA, **_metastore(metastore)}
     folder.mkdir(parents=True)
     (folder / "spark-defaults.conf").write_text(
