@@ -223,9 +223,9 @@ class Lineage:
             f"  trained on: {self.gold.line()}",
             *[f"  training also read: {t} v{v}" for t, v in self.training_inputs.items()
               if t != self.gold.table],
-            f"  behind it: {self.silver.line() if self.silver else 'no silver version recorded'}",
+            f"  from silver: {self.silver.line() if self.silver else 'no version recorded'}",
             f"    {self.validation.line() if self.validation else 'no validation recorded'}",
-            f"  behind that: {self.bronze.line() if self.bronze else 'no bronze version recorded'}",
+            f"  from bronze: {self.bronze.line() if self.bronze else 'no version recorded'}",
             f"  batch {self.batch_id}: {len(self.landing.files)} landing file(s), ingested into "
             f"bronze v{self.landing.bronze_version} by ingest run {self.landing.ingest_run}",
             *[f"    {redact_text(f.path)} sha256 {f.content_sha256}" for f in self.landing.files],
