@@ -54,7 +54,7 @@ def test_the_row_names_its_batch_model_version_and_training_run(walked, pipeline
     champion = client.get_model_version_by_alias(train.model, CHAMPION)
 
     assert (walked.batch_id, walked.batches) == (result.batch_id, [result.batch_id])
-    assert (walked.model_name, walked.model_version) == (train.model, champion.version)
+    assert (walked.model_name, walked.model_version) == (train.model, str(champion.version))
     assert walked.model_version == train.model_version == "1"
     assert walked.model_aliases == sorted([CHALLENGER, CHAMPION])
     assert walked.training.run_id == train.run_id == champion.run_id
