@@ -34,8 +34,7 @@ from sparkmlops.tables import (
     batch_condition,
     current_version,
     dataset_tables,
-    read_batch,
-    read_table,
+    table_exists,
 )
 from sparkmlops.tracking.recorded import RecordedRun, RunRecords
 
@@ -103,7 +102,9 @@ def _prediction_rows(spark: SparkSession, predictions: TableRef, key: dict[str, 
         raise MissingInputError(f"table {predictions.fqn} does not exist at "
                                 f"{predictions.address}: nothing was scored yet")
     match = reduce(operator.and_, [F.col(k) == F.lit(v) for k, v in key.items()])
-    frame = read_table(spark, predictions, version).where(match)
+    # the latest version, just looked up: read as of it without read_table's checks (each
+    # a Delta log read) so a commit in between cannot move the row under the report
+    frame = predictions.read(spark, version=version).where(match)
     if batch_id is not None:
         frame = frame.where(batch_condition(batch_id))
     rows = frame.orderBy(F.col("scored_at").desc(), F.col(BATCH_COLUMN).desc()).collect()
@@ -134,8 +135,8 @@ def _validation(spark: SparkSession, tables: DatasetTables, run: RecordedRun) ->
     """The validate run's verdict: its ``validation_results`` rows (one per expectation, keyed
     by the run id), and the gate status it tagged."""
     results: list[Row] = []
-    if current_version(spark, tables.validation_results) is not None:
-        results = (read_table(spark, tables.validation_results)
+    if table_exists(spark, tables.validation_results):
+        results = (tables.validation_results.read(spark)
                    .where(F.col("validation_id") == F.lit(run.run_id))
                    .select("expectation", "column", "severity", "success", "gate_mode")
                    .orderBy("expectation", "column").collect())
@@ -151,8 +152,8 @@ def _batch_landing(spark: SparkSession, tables: DatasetTables, batch_id: str, *,
     """The batch's landing files (the manifest's rows read into it) and its ingest (the
     ingest log's row: the bronze version it committed; the run that wrote that version)."""
     files: list[LandingFileRecord] = []
-    if current_version(spark, tables.manifest) is not None:
-        manifest = read_batch(spark, tables.manifest, batch_id)
+    if table_exists(spark, tables.manifest):
+        manifest = tables.manifest.read(spark).where(batch_condition(batch_id))
         read_in = F.col("status").isNull() | (F.col("status") == F.lit("ingested")) \
             if "status" in manifest.columns else F.lit(True)
         sha = F.col("content_sha256") if "content_sha256" in manifest.columns \
@@ -169,6 +170,6 @@ def _batch_landing(spark: SparkSession, tables: DatasetTables, batch_id: str, *,
 
 
 def _ingest_log_row(spark: SparkSession, ingest_log: TableRef, batch_id: str) -> Row | None:
-    if current_version(spark, ingest_log) is None:
+    if not table_exists(spark, ingest_log):
         return None
-    return read_batch(spark, ingest_log, batch_id).first()
+    return ingest_log.read(spark).where(batch_condition(batch_id)).first()
