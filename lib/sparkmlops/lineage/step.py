@@ -64,7 +64,8 @@ def lineage_step(spark: SparkSession, settings: Settings, key: dict[str, KeyValu
     silver_version = gold_writer.inputs.get(tables.silver.fqn) if gold_writer else None
     silver_writer = writer_of(records.runs("validate"), tables.silver.fqn, silver_version)
     bronze_version = silver_writer.inputs.get(tables.bronze.fqn) if silver_writer else None
-    bronze_writer = writer_of(records.runs("ingest"), tables.bronze.fqn, bronze_version)
+    ingests = records.runs("ingest")
+    bronze_writer = writer_of(ingests, tables.bronze.fqn, bronze_version)
     scoring = scoring_run(records.runs("predict", batch_id=batch), tables.predictions.fqn,
                           str(row["model_version"]))
     model = records.model_version(str(row["model_name"]), str(row["model_version"]))
@@ -81,8 +82,8 @@ def lineage_step(spark: SparkSession, settings: Settings, key: dict[str, KeyValu
         bronze=_table_version(tables.bronze, bronze_version, bronze_writer)
         if silver_writer else None,
         validation=_validation(spark, tables, silver_writer) if silver_writer else None,
-        landing=_batch_landing(spark, tables, batch, bronze_runs=records.runs(
-            "ingest", batch_id=batch)),
+        landing=_batch_landing(spark, tables, batch,
+                               bronze_runs=[r for r in ingests if r.batch_id == batch]),
         scoring=RunCode.of(scoring) if scoring else None,
         scored_from=_table_version(tables.gold, scoring.inputs.get(tables.gold.fqn), None)
         if scoring else None,
