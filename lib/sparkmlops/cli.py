@@ -27,6 +27,7 @@ from sparkmlops.features.command import FEATURES
 from sparkmlops.ingest.command import INGEST
 from sparkmlops.init.command import INIT
 from sparkmlops.labels.command import LABELS
+from sparkmlops.lineage.command import LINEAGE
 from sparkmlops.maintain.command import MAINTAIN, SHOW_TABLE
 from sparkmlops.monitor.command import MONITOR
 from sparkmlops.pipeline.command import PIPELINE
@@ -44,7 +45,7 @@ log = logging.getLogger("sparkmlops")
 # every command, in the order of `sparkmlops --help`; each declares its own options
 COMMANDS: dict[str, Command] = {c.name: c for c in (
     INGEST, VALIDATE, LABELS, FEATURES, TRAIN, PROMOTE, PREDICT, MONITOR, PIPELINE, MAINTAIN,
-    SHOW_TABLE, REPRODUCE, PROFILE, DEPLOY, INIT)}
+    SHOW_TABLE, REPRODUCE, PROFILE, LINEAGE, DEPLOY, INIT)}
 
 
 def common_options() -> argparse.ArgumentParser:
@@ -101,8 +102,9 @@ def job_main(step: str) -> Callable[[list[str] | None], int]:
 def run_command(command: Command, args: argparse.Namespace) -> int:
     """Load the config, start Spark unless the command only reads config, run it.
 
-    Prints the command's text and "done in" on stdout (exit 0), or one line on
-    stderr with the exit code of the named error (1 for anything unexpected).
+    Prints the command's text and "done in" on stdout (exit 0; a command's ``--json``
+    document alone, "done in" on stderr), or one line on stderr with the exit code of the
+    named error (1 for anything unexpected).
     """
     _configure_logging(args.verbose)
     started = time.monotonic()
@@ -138,7 +140,9 @@ def run_command(command: Command, args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 1
     print(output)
-    print(f"done in {time.monotonic() - started:.1f} s")
+    # with --json, stdout is the document alone: the timing goes to stderr
+    print(f"done in {time.monotonic() - started:.1f} s",
+          file=sys.stderr if getattr(args, "json", False) else sys.stdout)
     return 0
 
 

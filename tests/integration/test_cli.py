@@ -48,6 +48,7 @@ OWN_OPTIONS = {
     "show-table": {"layer", "--version", "--timestamp", "--limit"},
     "reproduce": {"run_id", "--tolerance"},
     "profile": {"--layer", "--version", "--out"},
+    "lineage": {"--key", "--json"},
     "deploy": {"--target", "--out"},
     "init": {"directory", "--ci", "--platform"},
 }
@@ -96,6 +97,8 @@ def test_every_command_is_registered_in_help_order_with_its_own_options():
      {"layer": "silver", "version": None, "timestamp": "2026-11-26 12:00:00", "limit": 20}),
     (["reproduce", "abc123", "--tolerance", "0.01"], {"run_id": "abc123", "tolerance": 0.01}),
     (["profile", "--layer", "silver"], {"layer": "silver", "version": None, "out": None}),
+    (["lineage", "--key", "species=Adelie", "--key", "sample_number=1", "--json"],
+     {"keys": ["species=Adelie", "sample_number=1"], "json": True}),
     (["deploy", "--target", "emr", "--target", "github", "--out", "x"],
      {"target": ["emr", "github"], "out": "x"}),
 ])
@@ -110,7 +113,7 @@ def test_an_unknown_command_exits_2_with_argparse_line(capsys):
     assert _usage_error(["retrain"], capsys) == (2, (
         "sparkmlops: error: argument step: invalid choice: 'retrain' (choose from 'ingest', "
         "'validate', 'labels', 'features', 'train', 'promote', 'predict', 'monitor', 'pipeline', "
-        "'maintain', 'show-table', 'reproduce', 'profile', 'deploy', 'init')"))
+        "'maintain', 'show-table', 'reproduce', 'profile', 'lineage', 'deploy', 'init')"))
 
 
 def test_an_unknown_option_exits_2_with_argparse_line(capsys):

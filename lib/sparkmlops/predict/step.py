@@ -83,7 +83,7 @@ def predict_step(
         with persisted(flagged.select(*batch.columns, *outputs,
                                       scoring.UNSCORABLE_COLUMN)) as (flagged,):
             rows = flagged.count()
-            tracker.read(gold, version, rows)
+            tracker.read(gold, version, rows, context="scoring")
             if not missing:
                 good = flagged.where(F.col(scoring.UNSCORABLE_COLUMN).isNull())
             quarantined = _quarantine_unscorable(spark, tracker, flagged, tables.quarantine,

@@ -35,6 +35,7 @@ from sparkmlops.config import Settings
 from sparkmlops.errors import MissingInputError, SparkmlopsError
 from sparkmlops.redact import redact, redact_text
 from sparkmlops.tables import TableRef, TableWrite, check_batch_id
+from sparkmlops.tracking.datasets import input_tags, table_dataset
 from sparkmlops.tracking.owners import (
     TAG_DATASET,
     TAG_STEP,
@@ -142,13 +143,26 @@ class StepTracker:
         """Count the time of the MLflow calls inside the block as tracking time."""
         return self.mlflow_clock.timing()
 
-    def read(self, ref: TableRef, version: int | None, rows: int | None = None) -> None:
-        """Record a Delta table version this step read."""
+    def read(self, ref: TableRef, version: int | None, rows: int | None = None, *,
+             context: str | None = None) -> None:
+        """Record a Delta table version this step read; with ``context`` (``training``,
+        ``scoring``) also as an MLflow Dataset input of the run, which the UI lists."""
         self.inputs.append({"table": ref.fqn, "path": ref.path, "table_name": ref.table_name,
                             "version": version, "rows": rows})
         mlflow.log_param(f"input.{ref.fqn}.version", version)
         if rows is not None:
             self.count(f"rows_in.{ref.fqn}", rows)
+        if context is not None and version is not None:
+            self.log_table_input(ref, version, rows, context=context)
+
+    def log_table_input(self, ref: TableRef, version: int, rows: int | None, *,
+                        context: str) -> None:
+        """``mlflow.log_input`` of a Delta table version (``tracking.datasets``): described
+        from what the step knows, so logging it reads no data. Like ``read``'s param, timed
+        by the caller (train counts its reads inside ``tracker.timing()``)."""
+        dataset = table_dataset(fqn=ref.fqn, path=ref.path, table_name=ref.table_name,
+                                version=version, rows=rows)
+        mlflow.log_input(dataset, context=context, tags=input_tags(ref.fqn, version))
 
     def wrote(self, write: TableWrite, rows: int | None = None) -> None:
         """Record a Delta table version this step committed."""

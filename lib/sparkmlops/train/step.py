@@ -152,7 +152,7 @@ def _count_split(
         )
     rows = data.count()
     with tracker.timing():
-        tracker.read(gold, version, rows)
+        tracker.read(gold, version, rows, context="training")
         tracker.count("rows_train", n_train)
         tracker.count("rows_test", n_test)
     return n_train, n_test
@@ -257,7 +257,7 @@ def _crowd_lineage(spark: SparkSession, settings: Settings, tracker: StepTracker
         return {}
     labels = crowd_tables(settings).labels
     version = current_version(spark, labels)
-    tracker.read(labels, version)
+    tracker.read(labels, version, context="labels")
     return {"labels_table": labels.fqn, "labels_table_version": version}
 
 
