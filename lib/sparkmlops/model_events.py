@@ -254,7 +254,7 @@ class ModelEventLog:
             written = append_rows(self.spark.createDataFrame(rows, SCHEMA), self.ref,
                                   properties=APPEND_ONLY)
         except Exception as exc:  # noqa: BLE001 - any failure of the write is this one error
-            cause = (str(exc).splitlines() or [""])[0][:300]
+            cause = next((ln.strip() for ln in str(exc).splitlines() if ln.strip()), "")[:300]
             raise AuditTrailError(
                 f"the registry holds {'; '.join(e.summary for e in events)} of model "
                 f"{events[0].model}, but {self.ref.fqn} was not written "

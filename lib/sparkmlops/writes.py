@@ -18,9 +18,7 @@ from dataclasses import dataclass, replace
 from functools import reduce
 
 import pyspark.sql.functions as F
-from delta.tables import DeltaTable
 from pyspark.sql import Column, DataFrame, SparkSession
-from pyspark.sql.types import StructType
 
 from sparkmlops.config import WriteSettings
 from sparkmlops.errors import MissingInputError
@@ -214,36 +212,26 @@ def append_rows(
     """Append ``df`` to the table in one commit: a blind append, which reads, updates and
     deletes no row of the table, for a table that only grows (``model_events``).
 
-    A table this creates is created first, empty, with ``df``'s schema and the table
-    ``properties`` (``{"delta.appendOnly": "true"}``: Delta then refuses every UPDATE,
-    DELETE and MERGE that would change a row), then appended to.
+    The write that creates the table gives it the table ``properties``
+    (``{"delta.appendOnly": "true"}``: Delta then refuses every UPDATE, DELETE and MERGE
+    that would change a row): Delta takes the ``delta.*`` options of the writer that
+    creates a table as its properties, by path and by name alike (``DeltaTableBuilder``
+    was not used: it parses a name of at most two parts, so ``main.ml.model_events_x``
+    failed with PARSE_SYNTAX_ERROR).
     """
     spark = df.sparkSession
-    if not table_exists(spark, ref):
-        create_table(spark, ref, df.schema, properties or {})
 
     def append(token: str) -> None:
         writer = df.write.format("delta").option("userMetadata", token).mode("append")
+        create = not table_exists(spark, ref)
+        if create:
+            require_schema(spark, ref)
+            for key, value in (properties or {}).items():
+                writer = writer.option(key, value)
         with session_conf(spark, USER_METADATA_CONF, token):
-            ref.save(writer, create=False)
+            ref.save(writer, create=create)
 
     return _commit_with_retries(spark, ref, append, attempts)[0]
-
-
-def create_table(
-    spark: SparkSession, ref: TableRef, schema: StructType, properties: dict[str, str]
-) -> None:
-    """Create the table, empty, with ``schema`` and table ``properties``, unless it exists
-    (by name in catalog mode, at its path when it has one)."""
-    require_schema(spark, ref)
-    builder = DeltaTable.createIfNotExists(spark).addColumns(schema)
-    if ref.table_name is not None:
-        builder = builder.tableName(ref.table_name)
-    if ref.path is not None:
-        builder = builder.location(ref.path)
-    for key, value in properties.items():
-        builder = builder.property(key, value)
-    builder.execute()
 
 
 def update_by_key(df: DataFrame, ref: TableRef, keys: list[str], *, attempts: int = 5
