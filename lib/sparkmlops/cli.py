@@ -33,7 +33,7 @@ from sparkmlops.monitor.command import MONITOR
 from sparkmlops.pipeline.command import PIPELINE
 from sparkmlops.predict.command import PREDICT
 from sparkmlops.preflight import load_checked_settings
-from sparkmlops.promote.command import PROMOTE
+from sparkmlops.promote.command import HISTORY, PROMOTE, ROLLBACK
 from sparkmlops.redact import redact_text
 from sparkmlops.secrets import resolve_aws_secrets
 from sparkmlops.tables import check_batch_id
@@ -45,7 +45,7 @@ log = logging.getLogger("sparkmlops")
 # every command, in the order of `sparkmlops --help`; each declares its own options
 COMMANDS: dict[str, Command] = {c.name: c for c in (
     INGEST, VALIDATE, LABELS, FEATURES, TRAIN, PROMOTE, PREDICT, MONITOR, PIPELINE, MAINTAIN,
-    SHOW_TABLE, REPRODUCE, PROFILE, LINEAGE, DEPLOY, INIT)}
+    SHOW_TABLE, REPRODUCE, PROFILE, ROLLBACK, HISTORY, LINEAGE, DEPLOY, INIT)}
 
 
 def common_options() -> argparse.ArgumentParser:

@@ -36,6 +36,11 @@ class VersionUnavailableError(MissingInputError):
     (``delta.logRetentionDuration``), or its data files deleted by VACUUM."""
 
 
+class RollbackRefused(ConfigError):
+    """``rollback`` was asked for what it does not do (no reason, the champion itself, a later
+    version); the message says why, and nothing moved."""
+
+
 class QualityGateFailed(SparkmlopsError):
     """A critical expectation failed while the quality gate is enabled."""
 

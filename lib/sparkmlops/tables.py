@@ -253,6 +253,22 @@ def crowd_tables(settings: Settings) -> CrowdTables:
     )
 
 
+MODEL_EVENTS_LAYER = "model_events"
+# Delta refuses UPDATE, DELETE and any MERGE that changes a row of an append-only table
+APPEND_ONLY = {"delta.appendOnly": "true"}
+
+
+def model_events_table(settings: Settings) -> TableRef:
+    """``model_events.<dataset>``: the audit trail of the dataset's model, one row per
+    registration, alias move, gate decision and rollback (``sparkmlops.model_events``).
+
+    Not one of :class:`DatasetTables`: no batch writes it (it is appended to, never
+    replaced, updated or deleted: created with :data:`APPEND_ONLY`), and ``maintain``
+    leaves it alone.
+    """
+    return table_ref(settings, MODEL_EVENTS_LAYER)
+
+
 def table_exists(spark: SparkSession, ref: TableRef) -> bool:
     return ref.exists(spark)
 

@@ -206,6 +206,34 @@ def insert_new_rows(df: DataFrame, ref: TableRef, on: list[str], *, attempts: in
     return replace(committed, rows=int(metrics.get("numTargetRowsInserted", 0)))
 
 
+def append_rows(
+    df: DataFrame, ref: TableRef, *, properties: dict[str, str] | None = None, attempts: int = 5
+) -> TableWrite:
+    """Append ``df`` to the table in one commit: a blind append, which reads, updates and
+    deletes no row of the table, for a table that only grows (``model_events``).
+
+    The write that creates the table gives it the table ``properties``
+    (``{"delta.appendOnly": "true"}``: Delta then refuses every UPDATE, DELETE and MERGE
+    that would change a row): Delta takes the ``delta.*`` options of the writer that
+    creates a table as its properties, by path and by name alike (``DeltaTableBuilder``
+    was not used: it parses a name of at most two parts, so ``main.ml.model_events_x``
+    failed with PARSE_SYNTAX_ERROR).
+    """
+    spark = df.sparkSession
+
+    def append(token: str) -> None:
+        writer = df.write.format("delta").option("userMetadata", token).mode("append")
+        create = not table_exists(spark, ref)
+        if create:
+            require_schema(spark, ref)
+            for key, value in (properties or {}).items():
+                writer = writer.option(key, value)
+        with session_conf(spark, USER_METADATA_CONF, token):
+            ref.save(writer, create=create)
+
+    return _commit_with_retries(spark, ref, append, attempts)[0]
+
+
 def update_by_key(df: DataFrame, ref: TableRef, keys: list[str], *, attempts: int = 5
                   ) -> TableWrite:
     """Set the other columns of ``df`` on the table's rows with the same ``keys``, in one

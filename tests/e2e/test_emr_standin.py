@@ -247,7 +247,9 @@ def test_a_project_from_init_deploys_and_runs_on_emrs_spark_and_delta(
         "gold/penguins_features": 342, "predictions/penguins": 342,
         # the three landing files; one ingest_log row and one result per expectation
         "manifest/penguins": 3, "ingest_log/penguins": 1,
-        "validation_results/penguins": len(expectations)}
+        "validation_results/penguins": len(expectations),
+        # registered, @challenger moved, the gate's decision, @champion moved
+        "model_events/penguins": 4}
     first_commit = s3.get_object(Bucket=BUCKET, Key="acme-ml/lake/bronze/penguins/_delta_log/"
                                  "00000000000000000000.json")["Body"].read().decode()
     [info] = [json.loads(line)["commitInfo"] for line in first_commit.splitlines()

@@ -145,6 +145,8 @@ def test_every_table_is_a_managed_catalog_table_found_by_name(spark, monitored):
         # the three landing files; one ingest_log row for the batch
         "manifest_penguins": 3, "ingest_log_penguins": 1,
         "monitoring_penguins": monitoring_rows,
+        # registered, @challenger moved, the gate's decision, @champion moved
+        "model_events_penguins": 4,
     }
     assert all(spark.catalog.tableExists(f"{schema}.{name}") for name in counts)
     assert {t.tableType for t in listed} == {"MANAGED"}

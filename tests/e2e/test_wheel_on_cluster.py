@@ -359,7 +359,9 @@ def test_databricks_batch_job_runs_from_the_installed_wheel_on_the_cluster(
         f"{schema}.predictions_penguins": 342,
         # the three landing files; one ingest_log row and one result per expectation
         f"{schema}.manifest_penguins": 3, f"{schema}.ingest_log_penguins": 1,
-        f"{schema}.validation_results_penguins": len(expectations)}
+        f"{schema}.validation_results_penguins": len(expectations),
+        # registered, @challenger moved, the gate's decision, @champion moved
+        f"{schema}.model_events_penguins": 4}
     # managed Delta tables in the cluster's warehouse, each under its own name
     assert {name: (t["type"], t["format"], t["name"], t["location"])
             for name, t in tables.items()} == {

@@ -48,6 +48,8 @@ OWN_OPTIONS = {
     "show-table": {"layer", "--version", "--timestamp", "--limit"},
     "reproduce": {"run_id", "--tolerance"},
     "profile": {"--layer", "--version", "--out"},
+    "rollback": {"--to", "--reason"},
+    "history": {"--limit"},
     "lineage": {"--key", "--json"},
     "deploy": {"--target", "--out"},
     "init": {"directory", "--ci", "--platform"},
@@ -97,6 +99,9 @@ def test_every_command_is_registered_in_help_order_with_its_own_options():
      {"layer": "silver", "version": None, "timestamp": "2026-11-26 12:00:00", "limit": 20}),
     (["reproduce", "abc123", "--tolerance", "0.01"], {"run_id": "abc123", "tolerance": 0.01}),
     (["profile", "--layer", "silver"], {"layer": "silver", "version": None, "out": None}),
+    (["rollback", "--to", "3", "--reason", "v4 is worse"],
+     {"to_version": "3", "reason": "v4 is worse"}),
+    (["history", "--limit", "5"], {"limit": 5}),
     (["lineage", "--key", "species=Adelie", "--key", "sample_number=1", "--json"],
      {"keys": ["species=Adelie", "sample_number=1"], "json": True}),
     (["deploy", "--target", "emr", "--target", "github", "--out", "x"],
@@ -113,7 +118,8 @@ def test_an_unknown_command_exits_2_with_argparse_line(capsys):
     assert _usage_error(["retrain"], capsys) == (2, (
         "sparkmlops: error: argument step: invalid choice: 'retrain' (choose from 'ingest', "
         "'validate', 'labels', 'features', 'train', 'promote', 'predict', 'monitor', 'pipeline', "
-        "'maintain', 'show-table', 'reproduce', 'profile', 'lineage', 'deploy', 'init')"))
+        "'maintain', 'show-table', 'reproduce', 'profile', 'rollback', 'history', 'lineage', "
+        "'deploy', 'init')"))
 
 
 def test_an_unknown_option_exits_2_with_argparse_line(capsys):
@@ -155,8 +161,8 @@ def test_each_job_runs_the_command_of_its_name(monkeypatch):
         assert _load_job(path).main(None) == 0
 
     assert [p.stem for p in jobs] == ["features", "ingest", "labels", "maintain", "monitor",
-                                      "pipeline", "predict", "promote", "reproduce", "train",
-                                      "validate"]
+                                      "pipeline", "predict", "promote", "reproduce", "rollback",
+                                      "train", "validate"]
     assert [(command, args.step, args.batch_id) for command, args in ran] == [
         (COMMANDS[p.stem], p.stem, "b1") for p in jobs]
 

@@ -26,6 +26,17 @@ GATE = PromoteSettings(mode="enabled", min_metrics={"areaUnderROC": 0.8}, min_im
 HOLDOUT = JudgedOn("100 holdout rows of gold.unit v0")
 
 
+class Events(list):
+    """The audit trail as a list: these tests are about the registry (the Delta trail's
+    are in test_model_events.py)."""
+
+    def record(self, events):
+        self.extend(events)
+
+    def recorded(self, model):
+        return [e for e in self if e.model == model]
+
+
 @pytest.fixture
 def client(make_settings):
     configure_mlflow(make_settings())
@@ -66,7 +77,8 @@ def _judge(registry, model, aucs, version: str, *, gate: PromoteSettings = GATE,
     """What promote_step does with one version: it and the champion scored on the holdout,
     the decision recorded on the version, @champion moved when it passes."""
     return judge_version(registry, version, lambda v: {"areaUnderROC": aucs[v]}, HOLDOUT,
-                         model=model, gate=gate, run_id=run_id, before_move=before_move)
+                         model=model, gate=gate, run_id=run_id, trail=Events(),
+                         before_move=before_move)
 
 
 def test_first_model_meeting_the_minimums_becomes_champion(client, registry, model, aucs):
@@ -167,7 +179,7 @@ def test_a_champion_that_cannot_be_scored_leaves_the_challenger_judged_on_the_mi
 
     decision = judge_version(
         registry, v2, lambda v: why if v == v1 else {"areaUnderROC": aucs[v]}, HOLDOUT,
-        model=model, gate=GATE, run_id="promote-run")
+        model=model, gate=GATE, run_id="promote-run", trail=Events())
 
     assert (decision.promoted, decision.champion_before, decision.champion_metrics) == (
         True, v1, {})
@@ -220,7 +232,7 @@ def test_a_promote_killed_before_the_alias_moved_is_completed_by_the_next_one(
     left = client.get_model_version(NAME, v1).tags
     champion_left = registry.by_alias(NAME, CHAMPION)
 
-    completed, stale = complete_promotions(registry, NAME, "rerun")
+    completed, stale = complete_promotions(registry, NAME, "rerun", trail=Events())
 
     assert champion_left is None
     reasons = ["areaUnderROC=0.8500 meets the threshold 0.8", "no champion yet"]
@@ -254,9 +266,9 @@ def test_a_promote_killed_after_the_alias_moved_is_confirmed_and_then_nothing_is
     _promote_killed_at(monkeypatch, registry, model, aucs, v2, after_alias_moved=True)
     moved_to = str(registry.by_alias(NAME, CHAMPION).version)
 
-    completed, _ = complete_promotions(registry, NAME, "rerun")
+    completed, _ = complete_promotions(registry, NAME, "rerun", trail=Events())
     complete = client.get_model_version(NAME, v2)
-    again, _ = complete_promotions(registry, NAME, "third")
+    again, _ = complete_promotions(registry, NAME, "third", trail=Events())
     rejudged = _judge(registry, model, aucs, v2, run_id="third")
 
     assert moved_to == v2
@@ -281,7 +293,7 @@ def test_a_killed_decision_whose_champion_was_moved_by_hand_meanwhile_is_judged_
     _promote_killed_at(monkeypatch, registry, model, aucs, v2, after_alias_moved=False)
     client.set_registered_model_alias(NAME, CHAMPION, v3)
 
-    completed, stale = complete_promotions(registry, NAME, "rerun")
+    completed, stale = complete_promotions(registry, NAME, "rerun", trail=Events())
 
     assert (completed, stale) == ([], [v2])
     assert str(registry.by_alias(NAME, CHAMPION).version) == v3

@@ -1,4 +1,6 @@
-"""``sparkmlops promote``: the gate between @challenger and @champion, run alone.
+"""``sparkmlops promote``: the gate between @challenger and @champion, run alone;
+``sparkmlops rollback`` (@champion back to an earlier version) and ``sparkmlops history``
+(the model's audit trail, ``model_events``).
 
 Alone, a challenger that fails an enabled gate ends the job with exit 5
 (``ModelGateFailed``, one line on stderr) so a scheduler sees it; ``pipeline`` calls
@@ -70,3 +72,44 @@ def decision_lines(decisions: list[PromotionDecision]) -> list[str]:
 PROMOTE = Command("promote", "score @challenger and @champion on the current holdout; "
                              "move @champion if the challenger is better",
                   _run, add_arguments=_add_arguments)
+
+
+def _rollback_arguments(parser: argparse.ArgumentParser) -> None:
+    # checked by the step, not by argparse: a missing or blank one is one line, exit 2
+    parser.add_argument("--to", dest="to_version", metavar="VERSION",
+                        help="the earlier version @champion moves back to")
+    parser.add_argument("--reason", default="", help="why (recorded in model_events)")
+
+
+def _rollback(spark: Any, settings: Settings, batch_id: str, args: argparse.Namespace) -> str:
+    from sparkmlops.errors import RollbackRefused
+    from sparkmlops.promote.step import rollback_step
+
+    if not args.to_version:
+        raise RollbackRefused(f"rollback of model {settings.dataset.model.name} needs --to "
+                              "<version>; nothing was moved")
+    result = rollback_step(spark, settings, batch_id, to_version=str(args.to_version),
+                           reason=args.reason)
+    return step_report(settings, batch_id, result)
+
+
+def _history_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--limit", type=int, default=20,
+                        help="events to print, newest first (default: 20)")
+
+
+def _history(spark: Any, settings: Settings, batch_id: str, args: argparse.Namespace) -> str:
+    from sparkmlops.model_events import history_lines, model_event_log
+
+    trail = model_event_log(spark, settings, batch_id=None)
+    events = trail.latest(args.limit)
+    title = (f"{trail.ref.fqn} ({trail.ref.address}): {len(events)} newest event(s)"
+             if events else f"{trail.ref.fqn} ({trail.ref.address}): no event recorded yet")
+    return "\n".join([title, *(history_lines(events) if events else [])])
+
+
+ROLLBACK = Command("rollback", "move @champion back to an earlier version, with a reason; "
+                               "recorded in model_events",
+                   _rollback, add_arguments=_rollback_arguments, scope="tables")
+HISTORY = Command("history", "print the model's audit trail (model_events), newest first",
+                  _history, add_arguments=_history_arguments, scope="tables")

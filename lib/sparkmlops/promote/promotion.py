@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from sparkmlops.config import PromoteSettings
+from sparkmlops.errors import MissingInputError, RollbackRefused
 from sparkmlops.metrics import is_better, meets_minimum
-from sparkmlops.tracking.registry import DECIDED_TAG
+from sparkmlops.model_events import GATE_DECISION, ModelEvent, moved
+from sparkmlops.tracking.registry import CHAMPION, DECIDED_TAG
 
 # where the alias move a decision asked for stands: "pending" from before the alias
 # moves until it has (and the deciding run recorded it), then "done"; "none": no move
@@ -242,3 +244,67 @@ def decision_from_tags(version: str, tags: dict[str, str]) -> PromotionDecision:
         challenger_metrics=metrics("promotion.challenger."),
         champion_metrics=metrics("promotion.champion."),
         completes_run=tags.get(RUN_TAG, "unknown"))
+
+
+def decision_on_record(version: str, tags: dict[str, str]) -> PromotionDecision:
+    """Any decision ``decision_tags`` wrote on the version (promoting or not), as recorded."""
+    return replace(decision_from_tags(version, tags),
+                   promoted=tags.get("promotion.promoted") == "True", completes_run=None)
+
+
+def verdict(decision: PromotionDecision) -> str:
+    """The ``decision`` of its ``model_events`` row: promoted, rejected, dry_run, disabled."""
+    if decision.promoted:
+        return "promoted"
+    return decision.mode if decision.mode in ("dry_run", "disabled") else "rejected"
+
+
+def decision_event(decision: PromotionDecision, model: str, run_id: str | None) -> ModelEvent:
+    """The ``gate_decision`` row of a decision: judged against ``from_version`` (the
+    champion then), its reasons and both models' metrics."""
+    return ModelEvent(
+        GATE_DECISION, model, decision.challenger_version,
+        from_version=decision.champion_before, decision=verdict(decision),
+        reason="; ".join(decision.reasons),
+        metrics={**{f"challenger.{k}": v for k, v in decision.challenger_metrics.items()},
+                 **{f"champion.{k}": v for k, v in decision.champion_metrics.items()}},
+        run_id=run_id)
+
+
+def champion_moved(model: str, before: str | None, after: str, *, run_id: str | None,
+                   reason: str) -> list[ModelEvent]:
+    """The ``alias_moved`` row of @champion, none when it was on ``after`` already."""
+    if before == after:
+        return []
+    return [moved(model, CHAMPION, before, after, run_id=run_id, reason=reason)]
+
+
+def check_rollback(
+    model: str, to_version: str, *, champion: str | None, versions: list[str],
+    pending: list[str], reason: str,
+) -> None:
+    """Refuse a rollback of ``model``'s @champion (on ``champion``) to ``to_version`` with
+    one line: a reason left empty, a version the model does not have, no champion, the
+    champion itself or a later version, a promotion left ``pending`` by a killed promote
+    (its completion would move @champion forward again)."""
+    if not reason.strip():
+        raise RollbackRefused(f"rollback of model {model} needs --reason: why @champion "
+                              "moves back is part of its record; nothing was moved")
+    if to_version not in versions:
+        raise MissingInputError(f"model {model} has no version {to_version!r} (versions: "
+                                f"{', '.join(versions) or 'none'}); nothing was moved")
+    if champion is None:
+        raise MissingInputError(f"model {model} has no @champion to roll back; nothing "
+                                "was moved")
+    if to_version == champion:
+        raise RollbackRefused(f"v{to_version} already is @champion of model {model}; "
+                              "nothing was moved")
+    if int(to_version) > int(champion):
+        raise RollbackRefused(
+            f"v{to_version} is later than @champion v{champion} of model {model}: rollback "
+            "moves @champion back to an earlier version (promote moves it forward); nothing "
+            "was moved")
+    if pending:
+        raise RollbackRefused(
+            f"the promotion of model {model} v{', v'.join(pending)} is pending (a promote "
+            "killed half way): run promote to complete it, then roll back; nothing was moved")

@@ -10,6 +10,11 @@ is to move; then the promote run's record (``before_move``); then the alias; the
 ``champion_move: done``. The next ``promote`` finishes what a killed one left
 (``complete_promotions``), so the champion always carries the gate record that put it
 there.
+
+Each judged version is one commit of ``model_events`` (its ``gate_decision`` and, when it
+moved, ``@champion``'s ``alias_moved``), written after the alias and before ``champion_move:
+done``; before judging, ``promote`` records what the registry holds and the trail lacks
+(``record_late_events``). ``rollback_step`` moves @champion back, and is recorded the same way.
 """
 
 from __future__ import annotations
@@ -23,6 +28,13 @@ from pyspark.sql import DataFrame, SparkSession
 
 from sparkmlops.config import DatasetSettings, ModelSettings, PromoteSettings, Settings
 from sparkmlops.errors import MissingInputError
+from sparkmlops.model_events import (
+    ROLLBACK,
+    EventRecorder,
+    ModelEvent,
+    late_events,
+    model_event_log,
+)
 from sparkmlops.promote import promotion
 from sparkmlops.promote.promotion import PromotionDecision
 from sparkmlops.spark import persisted
@@ -33,8 +45,14 @@ from sparkmlops.tables import (
     read_table,
     version_or_current,
 )
-from sparkmlops.tracking.registry import CHALLENGER, CHAMPION, DECIDED_TAG, ModelRegistry
-from sparkmlops.tracking.runs import StepOutcome, StepTracker, step_run
+from sparkmlops.tracking.registry import (
+    CHALLENGER,
+    CHAMPION,
+    DECIDED_TAG,
+    ROLLED_BACK_TAG,
+    ModelRegistry,
+)
+from sparkmlops.tracking.runs import StepOutcome, StepTracker, configure_mlflow, step_run, tool_run
 from sparkmlops.train import fitting
 from sparkmlops.train.window import training_window
 
@@ -74,6 +92,23 @@ class PromoteOutcome(StepOutcome):
 
 
 @dataclass(frozen=True)
+class RollbackOutcome(StepOutcome):
+    """Where ``rollback`` moved @champion from and to, why, and for whom."""
+
+    step: ClassVar[str] = "rollback"
+    model: str = ""
+    from_version: str = ""
+    to_version: str = ""
+    reason: str = ""
+    who: str = ""
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        return {"model": self.model, "champion": f"v{self.from_version} -> v{self.to_version}",
+                "reason": self.reason, "who": self.who}
+
+
+@dataclass(frozen=True)
 class JudgedOn:
     """What every version one ``promote`` judges is scored on, as its decision cites it."""
 
@@ -102,15 +137,18 @@ def promote_step(
     """
     dataset = settings.dataset
     name = dataset.model.name
+    trail = model_event_log(spark, settings, batch_id=batch_id)
     with step_run(settings, PromoteOutcome.step, batch_id) as tracker:
         registry = tracker.registry
-        completed, stale = complete_promotions(registry, name, tracker.run_id)
+        record_late_events(registry, trail, name, tracker.run_id)
+        completed, stale = complete_promotions(registry, name, tracker.run_id, trail=trail)
         asked = _asked_challenger(registry, name, challenger_version)
         versions = _to_judge(registry, name, asked, stale=stale, completed=completed)
         decisions, holdout = list(completed), None
         if versions:
             judged, holdout = _judge_all(spark, tracker, dataset_tables(settings), dataset,
-                                         versions, gold_version, decided=completed)
+                                         versions, gold_version, decided=completed,
+                                         trail=trail)
             decisions += judged
         # the challenger asked for speaks for the step (the last judged when none was)
         decision = next((d for d in decisions if d.challenger_version == asked), decisions[-1])
@@ -120,8 +158,34 @@ def promote_step(
                               decisions=decisions)
 
 
+def record_late_events(
+    registry: ModelRegistry, trail: EventRecorder, name: str, run_id: str | None
+) -> list[ModelEvent]:
+    """Record, in one commit, what the registry holds of ``name`` and the trail lacks (a
+    run failed or was killed between the two writes, or ran before the trail existed):
+    versions, gate decisions (from the version's ``promotion.*`` tags) and alias
+    positions, each marked ``recorded late``; the events recorded."""
+    versions = sorted(registry.all_versions(name), key=lambda v: int(v.version))
+    decided = [promotion.decision_event(promotion.decision_on_record(str(v.version), tags),
+                                        name, _run_or_none(tags.get(promotion.RUN_TAG)))
+               for v in versions if DECIDED_TAG in (tags := dict(v.tags or {}))]
+    late = late_events(name, trail.recorded(name), versions=[str(v.version) for v in versions],
+                       decided=decided, aliases={alias: _alias_version(registry, name, alias)
+                                                 for alias in (CHALLENGER, CHAMPION)},
+                       run_id=run_id)
+    if late:
+        log.warning("model %s: %d event(s) the registry holds were missing from the trail; "
+                    "recorded late", name, len(late))
+    trail.record(late)
+    return late
+
+
+def _run_or_none(run_id: str | None) -> str | None:
+    return None if run_id in (None, "none") else run_id
+
+
 def complete_promotions(
-    registry: ModelRegistry, name: str, run_id: str | None
+    registry: ModelRegistry, name: str, run_id: str | None, *, trail: EventRecorder
 ) -> tuple[list[PromotionDecision], list[str]]:
     """Finish the alias moves a killed ``promote`` decided: (completed decisions, to judge).
 
@@ -145,11 +209,14 @@ def complete_promotions(
                         champion or "none")
             stale.append(version)
             continue
+        decision = promotion.decision_from_tags(version, tags)
         if action == "move":
             registry.set_alias(name, CHAMPION, version)
+            trail.record(promotion.champion_moved(
+                name, champion, version, run_id=run_id,
+                reason=f"completes the promotion run {decision.completes_run} decided"))
         registry.tag_version(name, version, {promotion.COMPLETED_BY_TAG: run_id or "none",
                                              promotion.MOVE_TAG: "done"})
-        decision = promotion.decision_from_tags(version, tags)
         log.info("completed the promotion of %s v%s that run %s decided and did not finish",
                  name, version, decision.completes_run)
         completed.append(decision)
@@ -158,11 +225,12 @@ def complete_promotions(
 
 def judge_version(
     registry: ModelRegistry, version: str, score: Scorer, judged_on: JudgedOn, *,
-    model: ModelSettings, gate: PromoteSettings, run_id: str | None,
+    model: ModelSettings, gate: PromoteSettings, run_id: str | None, trail: EventRecorder,
     before_move: Callable[[PromotionDecision], None] | None = None,
 ) -> PromotionDecision:
     """One challenger against the champion of this moment, both scored by ``score`` on
-    the holdout; the decision recorded on the version, then @champion moved if it passed.
+    the holdout; the decision recorded on the version, then @champion moved if it passed,
+    then both in ``trail``.
 
     ``run_id`` is the promote run deciding; ``before_move`` records the decision on it
     before the alias moves, so a kill at any point leaves a decision the next
@@ -191,24 +259,33 @@ def judge_version(
         champion_note=champion_note, challenger_notes=notes, holdout_problems=judged_on.problems)
     if not decision.already_champion:
         _record_and_move(registry, name, decision, evaluated_on=judged_on.evaluated_on,
-                         run_id=run_id, before_move=before_move)
+                         run_id=run_id, before_move=before_move, trail=trail)
     return decision
 
 
 def _record_and_move(
     registry: ModelRegistry, name: str, decision: PromotionDecision, *, evaluated_on: str,
     run_id: str | None, before_move: Callable[[PromotionDecision], None] | None,
+    trail: EventRecorder,
 ) -> None:
-    """The decision on the version (``promotion.mode`` last), then the move, confirmed."""
+    """The decision on the version (``promotion.mode`` last), then the move, then both in
+    the trail (one commit), then the move confirmed: a kill before the trail's commit
+    leaves the move ``pending``, and the next ``promote`` records what the trail lacks."""
     version = decision.challenger_version
     registry.tag_version(name, version, promotion.decision_tags(decision, evaluated_on, run_id))
     registry.describe_version(name, version,
                               promotion.decision_description(decision, evaluated_on))
     registry.tag_version(name, version, {DECIDED_TAG: decision.mode})
-    if decision.promoted:
+    events = [promotion.decision_event(decision, name, run_id)]
+    if not decision.promoted:
+        trail.record(events)
+    else:
         if before_move is not None:
             before_move(decision)
+        champion = _champion_version(registry, name)
         registry.set_alias(name, CHAMPION, version)
+        trail.record([*events, *promotion.champion_moved(
+            name, champion, version, run_id=run_id, reason="promoted by the gate")])
         registry.tag_version(name, version, {promotion.MOVE_TAG: "done"})
     log.info("promotion of %s v%s: %s (%s)", name, version,
              "promoted" if decision.promoted else "not promoted", "; ".join(decision.reasons))
@@ -217,6 +294,7 @@ def _record_and_move(
 def _judge_all(
     spark: SparkSession, tracker: StepTracker, tables: DatasetTables, dataset: DatasetSettings,
     versions: list[str], gold_version: int | None, *, decided: list[PromotionDecision],
+    trail: EventRecorder,
 ) -> tuple[list[PromotionDecision], dict[str, Any]]:
     """Each version judged on the holdout of gold (``gold_version``, default the latest),
     oldest first; and what the holdout was. ``decided`` are the step's decisions so far."""
@@ -247,7 +325,8 @@ def _judge_all(
         for version in versions:
             judged.append(judge_version(tracker.registry, version, score, judged_on,
                                         model=dataset.model, gate=dataset.promote,
-                                        run_id=tracker.run_id, before_move=record_before_move))
+                                        run_id=tracker.run_id, trail=trail,
+                                        before_move=record_before_move))
     return judged, {"table": gold.fqn, "version": data_version, "rows": rows}
 
 
@@ -284,16 +363,26 @@ def _holdout_scorer(tracker: StepTracker, holdout: DataFrame, model: ModelSettin
 
 
 def _asked_challenger(registry: ModelRegistry, name: str, asked: str | None) -> str | None:
-    """The version asked for (checked), else @challenger's, else None."""
+    """The version asked for (checked), else @challenger's, else None; a @challenger that
+    ``rollback`` moved @champion away from is not judged again unless asked for."""
     if asked is not None:
         return str(registry.require(name, str(asked)).version)
     challenger = registry.by_alias(name, CHALLENGER)
+    if challenger is not None and ROLLED_BACK_TAG in (challenger.tags or {}):
+        log.warning("@challenger v%s of %s was rolled back (%s): not judged again; name it "
+                    "with --challenger-version to judge it", challenger.version, name,
+                    challenger.tags[ROLLED_BACK_TAG])
+        return None
     return str(challenger.version) if challenger is not None else None
 
 
 def _champion_version(registry: ModelRegistry, name: str) -> str | None:
-    champion = registry.by_alias(name, CHAMPION)
-    return str(champion.version) if champion is not None else None
+    return _alias_version(registry, name, CHAMPION)
+
+
+def _alias_version(registry: ModelRegistry, name: str, alias: str) -> str | None:
+    holder = registry.by_alias(name, alias)
+    return str(holder.version) if holder is not None else None
 
 
 def _decision_summary(decision: PromotionDecision) -> dict[str, Any]:
@@ -340,3 +429,42 @@ def _holdout_problems(
     classes = fitting.class_counts(holdout, dataset)
     return [f"the holdout of {source} cannot rank models: {problem}"
             for problem in fitting.holdout_problems(classes, rows, dataset)]
+
+
+def rollback_step(
+    spark: SparkSession, settings: Settings, batch_id: str, *, to_version: str, reason: str,
+) -> RollbackOutcome:
+    """Move @champion back to the earlier version ``to_version``, for ``reason``; recorded.
+
+    Refused with one line, before anything moves (``promotion.check_rollback``). In order:
+    what the trail lacks is recorded (``record_late_events``); the version @champion leaves
+    is tagged ``rollback.rolled_back`` (the gate then leaves it alone: promote would move it
+    forward again); @champion moves; the ``rollback`` row is appended to ``model_events``.
+    The rollback is an MLflow run of its own (``sparkmlops.step: rollback``).
+    """
+    name = settings.dataset.model.name
+    configure_mlflow(settings)
+    trail = model_event_log(spark, settings, batch_id=batch_id)
+    with tool_run(f"rollback {name}", dataset=settings.dataset.name,
+                  step=RollbackOutcome.step) as tracker:
+        registry = tracker.registry
+        champion = _champion_version(registry, name)
+        versions = sorted((str(v.version) for v in registry.all_versions(name)), key=int)
+        promotion.check_rollback(name, to_version, champion=champion, versions=versions,
+                                 pending=registry.versions_tagged(name, promotion.MOVE_TAG,
+                                                                  "pending"), reason=reason)
+        assert champion is not None  # check_rollback refuses a model without one
+        record_late_events(registry, trail, name, tracker.run_id)
+        reason, actor = reason.strip(), trail.actor
+        tracker.params({"model": name, "from_version": champion, "to_version": to_version})
+        tracker.tags({"rollback.reason": reason, "rollback.who": actor.who})
+        registry.tag_version(name, champion, {
+            ROLLED_BACK_TAG: f"to v{to_version} by {actor.who} (run {tracker.run_id}): {reason}"})
+        registry.set_alias(name, CHAMPION, to_version)
+        trail.record([ModelEvent(ROLLBACK, name, to_version, from_version=champion,
+                                 alias=CHAMPION, reason=reason, run_id=tracker.run_id)])
+        tracker.outcome("rolled_back")
+        log.info("@champion of %s moved back from v%s to v%s by %s: %s", name, champion,
+                 to_version, actor.who, reason)
+        return RollbackOutcome(tracker.run_id, {}, model=name, from_version=champion,
+                               to_version=to_version, reason=reason, who=actor.who)

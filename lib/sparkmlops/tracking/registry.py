@@ -25,6 +25,9 @@ CHAMPION = "champion"
 CHALLENGER = "challenger"
 # written on a version by the promotion gate: a version without it was never judged
 DECIDED_TAG = "promotion.mode"
+# written by ``rollback`` on the version @champion moved back from: the gate leaves it
+# alone (it would promote it again) unless it is named with ``--challenger-version``
+ROLLED_BACK_TAG = "rollback.rolled_back"
 
 
 @dataclass
@@ -91,17 +94,22 @@ class ModelRegistry:
         caller named, judged again even if it was judged before), plus the champion
         itself when it carries no decision (it got the alias without the gate's record).
         Versions older than the champion are left alone: the champion they lost to
-        already replaced them.
+        already replaced them; so are versions ``rollback`` moved @champion away from.
         """
         champion = self.by_alias(name, CHAMPION)
         after = int(champion.version) if champion is not None else 0
-        with self._timed():
-            versions = self.client.search_model_versions(f"name = '{name}'")
+        versions = self.all_versions(name)
         chosen = {int(v.version) for v in versions
-                  if int(v.version) >= after and DECIDED_TAG not in (v.tags or {})}
+                  if int(v.version) >= after and DECIDED_TAG not in (v.tags or {})
+                  and ROLLED_BACK_TAG not in (v.tags or {})}
         if asked is not None:
             chosen.add(int(asked))
         return [str(v) for v in sorted(chosen)]
+
+    def all_versions(self, name: str) -> list[ModelVersion]:
+        """Every version of ``name`` with its tags (none when the model does not exist)."""
+        with self._timed():
+            return list(self.client.search_model_versions(f"name = '{name}'"))
 
     def versions_tagged(self, name: str, key: str, value: str) -> list[str]:
         """The versions of ``name`` whose tag ``key`` is ``value``, oldest first."""

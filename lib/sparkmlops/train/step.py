@@ -21,6 +21,7 @@ from sparkmlops.config import (
 )
 from sparkmlops.errors import MissingInputError, ReproductionMismatch
 from sparkmlops.features import mllib
+from sparkmlops.model_events import EventRecorder, model_event_log, moved, registered
 from sparkmlops.spark import persisted
 from sparkmlops.tables import (
     DatasetTables,
@@ -114,7 +115,8 @@ def train_step(
                                    config_hash=settings.config_hash(), metrics=metrics),
                    **_crowd_lineage(spark, settings, tracker)}
         model_version = _register(tracker, trained.model, signature, name=model.name,
-                                  lineage=lineage)
+                                  lineage=lineage,
+                                  trail=model_event_log(spark, settings, batch_id=batch_id))
         tracker.metrics({"tracking_seconds": round(tracker.mlflow_seconds, 3)})
         return TrainOutcome(
             tracker.run_id, {}, model=model.name, model_version=model_version,
@@ -263,15 +265,23 @@ def _crowd_lineage(spark: SparkSession, settings: Settings, tracker: StepTracker
 
 def _register(
     tracker: StepTracker, model: PipelineModel, signature: Any, *, name: str,
-    lineage: dict[str, object],
+    lineage: dict[str, object], trail: EventRecorder,
 ) -> str:
-    """Log the PipelineModel, register it as a new version @challenger with ``lineage`` tags."""
+    """Log the PipelineModel, register it as a new version @challenger with ``lineage`` tags;
+    then the registration and the alias move in ``trail`` (one commit: the registry first,
+    see ``sparkmlops.model_events``)."""
     info = log_pipeline_model(tracker, model, signature=signature, registered_model_name=name)
     model_version = str(info.registered_model_version)
     registry = tracker.registry
+    previous = registry.by_alias(name, CHALLENGER)
     registry.set_alias(name, CHALLENGER, model_version)
     registry.tag_version(name, model_version, lineage)
     tracker.tags({"model_version": model_version})
+    trained_on = f"trained on {lineage['training_table']} v{lineage['training_table_version']}"
+    trail.record([
+        registered(name, model_version, run_id=tracker.run_id, reason=trained_on),
+        moved(name, CHALLENGER, str(previous.version) if previous is not None else None,
+              model_version, run_id=tracker.run_id, reason=f"the new version, {trained_on}")])
     return model_version
 
 
