@@ -68,7 +68,13 @@ def _parliament() -> types.ModuleType:
         stand_in = types.ModuleType("pkg_resources")
         stand_in.resource_filename = (  # type: ignore[attr-defined]
             lambda package, name: str(importlib.resources.files(package) / name))
+        # only while parliament imports (it calls it at import time): left in sys.modules,
+        # the stand-in would be the pkg_resources every later import in the session gets
         sys.modules["pkg_resources"] = stand_in
+        try:
+            import parliament
+        finally:
+            del sys.modules["pkg_resources"]
     import parliament
 
     return parliament
