@@ -34,7 +34,13 @@ from sparkmlops.deploy.emr import (
     emr_start_job_run,
 )
 from tests.unit.deploy.test_bundle_schema import _validator
-from tests.unit.deploy.test_deploy import DATABRICKS_PROJECT, EMR_SETTINGS, _deploy, _validate
+from tests.unit.deploy.test_deploy import (
+    DATABRICKS_PROJECT,
+    EMR_SETTINGS,
+    _deploy,
+    _validate,
+    _validate_job_role_policy,
+)
 
 KEY = "arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
 CERTS = "s3://acme-security/emr/tls/certs.zip"
@@ -97,9 +103,7 @@ def test_the_job_role_policy_names_the_prefixes_the_certificates_the_key_and_the
         tmp_path):
     policy = emr_iam_policy(_emr(tmp_path, *ENCRYPTION, *CATALOG, *ARTIFACTS))
 
-    _validate("iam", "PutRolePolicy", {"RoleName": "EMR_EC2_DefaultRole",
-                                       "PolicyName": "sparkmlops-penguins-access",
-                                       "PolicyDocument": json.dumps(policy)})
+    _validate_job_role_policy(policy)
     glue = "arn:aws:glue:eu-west-1:123456789012"
     assert policy == {"Version": "2012-10-17", "Statement": [
         {"Sid": "ReadArtifactsConfAndLanding", "Effect": "Allow", "Action": ["s3:GetObject"],
