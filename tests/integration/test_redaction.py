@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import uuid
 from collections.abc import Iterator
@@ -34,12 +35,19 @@ def tracking_uri_put_back(monkeypatch) -> Iterator[None]:
     """The process's MLflow tracking URI as it was before the test (a step sets it).
 
     ``mlflow.set_tracking_uri`` also exports ``$MLFLOW_TRACKING_URI``, which the next
-    test's settings would take: monkeypatch (torn down after this) puts the variable back.
+    test's settings would take: the variable is put back as it was, too.
     """
+    variable = os.environ.get("MLFLOW_TRACKING_URI")
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     previous = mlflow.get_tracking_uri()
     yield
     mlflow.set_tracking_uri(previous)
+    # set_tracking_uri exported `previous`; a test that never set the variable leaves
+    # monkeypatch nothing to undo, so put it back here (it steered every later test)
+    if variable is None:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    else:
+        os.environ["MLFLOW_TRACKING_URI"] = variable
 
 
 def _files_holding(root: Path, secrets: list[str]) -> dict[str, list[str]]:

@@ -82,6 +82,14 @@ def _validate(service: str, operation: str, body: dict) -> None:
     botocore.validate.validate_parameters(params, model.input_shape)
 
 
+
+def _validate_job_role_policy(policy: dict) -> None:
+    """``policy`` as IAM's PutRolePolicy takes it for the nodes' role."""
+    _validate("iam", "PutRolePolicy", {"RoleName": "EMR_EC2_DefaultRole",
+                                       "PolicyName": "sparkmlops-penguins-access",
+                                       "PolicyDocument": json.dumps(policy)})
+
+
 # ---------------------------------------------------------------- EMR
 
 

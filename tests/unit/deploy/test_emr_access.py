@@ -21,7 +21,12 @@ from sparkmlops.deploy.emr import (
     emr_scheduler_role_policy,
     emr_sns_topic_policy,
 )
-from tests.unit.deploy.test_deploy import EMR_PROJECT, EMR_SETTINGS, _validate
+from tests.unit.deploy.test_deploy import (
+    EMR_PROJECT,
+    EMR_SETTINGS,
+    _validate,
+    _validate_job_role_policy,
+)
 
 ARN = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:mlflow-token-AbCdEf"
 OTHER_ARN = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:db-password-XyZ123"
@@ -39,9 +44,7 @@ def test_the_iam_policy_grants_the_artifacts_the_lake_the_logs_and_exactly_the_s
     policy = emr_iam_policy(_emr(tmp_path, SECRETS,
                                  "deploy.emr.cluster.log_uri=s3://acme-logs/emr/"))
 
-    _validate("iam", "PutRolePolicy", {"RoleName": "EMR_EC2_DefaultRole",
-                                       "PolicyName": "sparkmlops-penguins-access",
-                                       "PolicyDocument": json.dumps(policy)})
+    _validate_job_role_policy(policy)
     assert policy == {"Version": "2012-10-17", "Statement": [
         {"Sid": "ReadArtifactsConfAndLanding", "Effect": "Allow", "Action": ["s3:GetObject"],
          # the conf dir (<wheel folder>/conf) is inside the artifacts folder
@@ -207,9 +210,7 @@ def test_the_policy_of_an_init_project_grants_its_lake_and_landing_in_its_partit
 
     policy = emr_iam_policy(settings)
 
-    _validate("iam", "PutRolePolicy", {"RoleName": "EMR_EC2_DefaultRole",
-                                       "PolicyName": "sparkmlops-penguins-access",
-                                       "PolicyDocument": json.dumps(policy)})
+    _validate_job_role_policy(policy)
     assert policy["Statement"][:3] == [
         {"Sid": "ReadArtifactsConfAndLanding", "Effect": "Allow", "Action": ["s3:GetObject"],
          "Resource": ["arn:aws-cn:s3:::acme-ml/churn/artifacts/*",

@@ -34,7 +34,13 @@ from sparkmlops.deploy.emr import (
     emr_start_job_run,
 )
 from tests.unit.deploy.test_bundle_schema import _validator
-from tests.unit.deploy.test_deploy import DATABRICKS_PROJECT, EMR_SETTINGS, _deploy, _validate
+from tests.unit.deploy.test_deploy import (
+    DATABRICKS_PROJECT,
+    EMR_SETTINGS,
+    _deploy,
+    _validate,
+    _validate_job_role_policy,
+)
 
 KEY = "arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
 CERTS = "s3://acme-security/emr/tls/certs.zip"
@@ -68,7 +74,13 @@ def _parliament() -> types.ModuleType:
         stand_in = types.ModuleType("pkg_resources")
         stand_in.resource_filename = (  # type: ignore[attr-defined]
             lambda package, name: str(importlib.resources.files(package) / name))
+        # only while parliament imports (it calls it at import time): left in sys.modules,
+        # the stand-in would be the pkg_resources every later import in the session gets
         sys.modules["pkg_resources"] = stand_in
+        try:
+            import parliament
+        finally:
+            del sys.modules["pkg_resources"]
     import parliament
 
     return parliament
@@ -91,9 +103,7 @@ def test_the_job_role_policy_names_the_prefixes_the_certificates_the_key_and_the
         tmp_path):
     policy = emr_iam_policy(_emr(tmp_path, *ENCRYPTION, *CATALOG, *ARTIFACTS))
 
-    _validate("iam", "PutRolePolicy", {"RoleName": "EMR_EC2_DefaultRole",
-                                       "PolicyName": "sparkmlops-penguins-access",
-                                       "PolicyDocument": json.dumps(policy)})
+    _validate_job_role_policy(policy)
     glue = "arn:aws:glue:eu-west-1:123456789012"
     assert policy == {"Version": "2012-10-17", "Statement": [
         {"Sid": "ReadArtifactsConfAndLanding", "Effect": "Allow", "Action": ["s3:GetObject"],
