@@ -38,7 +38,7 @@ from __future__ import annotations
 import getpass
 import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Protocol
@@ -243,6 +243,9 @@ class ModelEventLog:
     dataset: str
     batch_id: str | None
     actor: Actor = field(default_factory=identify)
+    # the step run's record of its table commits (StepTracker.wrote): each commit of the
+    # trail is in the run's lineage like any other table it wrote
+    wrote: Callable[[TableWrite], None] | None = None
 
     def record(self, events: Sequence[ModelEvent]) -> TableWrite | None:
         """Append ``events`` in one commit (nothing for none); AuditTrailError when it fails."""
@@ -262,6 +265,8 @@ class ModelEventLog:
                 f"as '{LATE}'") from exc
         log.info("recorded in %s v%s: %s", self.ref.fqn, written.version,
                  "; ".join(e.summary for e in events))
+        if self.wrote is not None:
+            self.wrote(written)
         return written
 
     def recorded(self, model: str) -> list[ModelEvent]:
@@ -301,10 +306,12 @@ def event_of(row: Row) -> ModelEvent:
         batch_id=row["batch_id"], dataset=row["dataset"])
 
 
-def model_event_log(spark: SparkSession, settings: Settings, *, batch_id: str | None
-                    ) -> ModelEventLog:
-    """The trail of ``settings``' dataset, recording as this process's :func:`identify`."""
-    return ModelEventLog(spark, model_events_table(settings), settings.dataset.name, batch_id)
+def model_event_log(spark: SparkSession, settings: Settings, *, batch_id: str | None,
+                    wrote: Callable[[TableWrite], None] | None = None) -> ModelEventLog:
+    """The trail of ``settings``' dataset, recording as this process's :func:`identify`;
+    each commit also goes to ``wrote`` (the step run's ``StepTracker.wrote``)."""
+    return ModelEventLog(spark, model_events_table(settings), settings.dataset.name, batch_id,
+                         wrote=wrote)
 
 
 HISTORY_HEADER = ("at (UTC)", "event", "alias", "from", "to", "decision", "who", "run",

@@ -128,6 +128,11 @@ def test_a_train_and_a_promote_record_four_events_in_two_commits(spark, trained)
         (me.who, me.source, BATCH, "penguins")}
     # one commit per operation, each event stamped with its commit's time
     assert registered.at == challenger.at < gate.at == champion.at
+    # and each commit is in the lineage of the run that made it, like any table it wrote
+    configure_mlflow(trained.settings)
+    client = MlflowClient()
+    assert [client.get_run(run).data.params["output.model_events.penguins.version"]
+            for run in (train_run, promote_run)] == ["0", "1"]
 
 
 def test_the_trail_is_an_append_only_delta_table(spark, trained):

@@ -88,6 +88,22 @@ def test_wrote_with_rows_given_counts_those_rows_not_the_writes(local_store):
     assert metrics == {"rows_out.gold.penguins_features": 342.0}
 
 
+def test_a_table_committed_twice_in_a_run_is_one_entry_with_its_last_version(local_store):
+    # promote appends to the audit trail once per judged version; MLflow params cannot
+    # change, so the param keeps the first commit and lineage.json the last
+    def record(t: StepTracker) -> None:
+        t.wrote(TableWrite(PREDICTIONS, version=3, rows=2))
+        t.wrote(TableWrite(PREDICTIONS, version=4, rows=1))
+
+    tracker, params, metrics = _tracked("promote", record)
+
+    assert tracker.outputs == [{"table": "predictions.penguins", "path": None,
+                                "table_name": "main.ml.predictions_penguins",
+                                "version": 4, "rows": 3, "commits": 2}]
+    assert params == {"output.predictions.penguins.version": "3"}
+    assert metrics == {"rows_out.predictions.penguins": 3.0}
+
+
 def test_count_keeps_an_int_and_logs_it_as_a_metric(local_store):
     tracker, params, metrics = _tracked("ingest", lambda t: t.count("quarantined", 2.0))
 

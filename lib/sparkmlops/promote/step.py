@@ -137,8 +137,8 @@ def promote_step(
     """
     dataset = settings.dataset
     name = dataset.model.name
-    trail = model_event_log(spark, settings, batch_id=batch_id)
     with step_run(settings, PromoteOutcome.step, batch_id) as tracker:
+        trail = model_event_log(spark, settings, batch_id=batch_id, wrote=tracker.wrote)
         registry = tracker.registry
         record_late_events(registry, trail, name, tracker.run_id)
         completed, stale = complete_promotions(registry, name, tracker.run_id, trail=trail)
@@ -444,9 +444,9 @@ def rollback_step(
     """
     name = settings.dataset.model.name
     configure_mlflow(settings)
-    trail = model_event_log(spark, settings, batch_id=batch_id)
     with tool_run(f"rollback {name}", dataset=settings.dataset.name,
                   step=RollbackOutcome.step) as tracker:
+        trail = model_event_log(spark, settings, batch_id=batch_id, wrote=tracker.wrote)
         registry = tracker.registry
         champion = _champion_version(registry, name)
         versions = sorted((str(v.version) for v in registry.all_versions(name)), key=int)

@@ -165,14 +165,27 @@ class StepTracker:
         mlflow.log_input(dataset, context=context, tags=input_tags(ref.fqn, version))
 
     def wrote(self, write: TableWrite, rows: int | None = None) -> None:
-        """Record a Delta table version this step committed."""
+        """Record a Delta table version this step committed.
+
+        A table committed again in the same run (the audit trail, once per judged version
+        in ``promote``) keeps one entry: its last version and the rows of all its commits,
+        with ``commits`` counting them. MLflow params cannot change, so the
+        ``output.<table>.version`` param keeps the run's first commit of the table.
+        """
         rows = write.rows if rows is None else rows
+        fqn = write.table.fqn
+        earlier = next((out for out in self.outputs if out["table"] == fqn), None)
+        if earlier is not None:
+            earlier.update(version=write.version, rows=earlier["rows"] + rows,
+                           commits=earlier.get("commits", 1) + 1)
+            self.count(f"rows_out.{fqn}", earlier["rows"])
+            return
         self.outputs.append(
-            {"table": write.table.fqn, "path": write.table.path,
+            {"table": fqn, "path": write.table.path,
              "table_name": write.table.table_name, "version": write.version, "rows": rows}
         )
-        mlflow.log_param(f"output.{write.table.fqn}.version", write.version)
-        self.count(f"rows_out.{write.table.fqn}", rows)
+        mlflow.log_param(f"output.{fqn}.version", write.version)
+        self.count(f"rows_out.{fqn}", rows)
 
     def count(self, name: str, value: int) -> None:
         self.counts[name] = int(value)

@@ -116,7 +116,8 @@ def train_step(
                    **_crowd_lineage(spark, settings, tracker)}
         model_version = _register(tracker, trained.model, signature, name=model.name,
                                   lineage=lineage,
-                                  trail=model_event_log(spark, settings, batch_id=batch_id))
+                                  trail=model_event_log(spark, settings, batch_id=batch_id,
+                                                        wrote=tracker.wrote))
         tracker.metrics({"tracking_seconds": round(tracker.mlflow_seconds, 3)})
         return TrainOutcome(
             tracker.run_id, {}, model=model.name, model_version=model_version,
