@@ -90,7 +90,10 @@ EOF
     fi
     # the stores (the auth db holds the password hashes) are the server user's alone
     umask 077
-    nohup "${PYTHON}" -m mlflow server "${args[@]}" >"${STATE}/mlflow-server.log" 2>&1 &
+    # setsid: the server and everything it starts form one process group, which stop ends
+    launcher=()
+    if command -v setsid >/dev/null; then launcher=(setsid); fi
+    nohup "${launcher[@]}" "${PYTHON}" -m mlflow server "${args[@]}" >"${STATE}/mlflow-server.log" 2>&1 &
     echo $! >"${STATE}/mlflow-server.pid"
     # /health answers without credentials; --insecure: this probe only asks whether the
     # server is up (the certificate may name a host, not 127.0.0.1), clients verify it
@@ -110,8 +113,18 @@ EOF
   stop)
     if [[ -f "${STATE}/mlflow-server.pid" ]]; then
       pid="$(cat "${STATE}/mlflow-server.pid")"
-      pkill -P "${pid}" 2>/dev/null || true
-      kill "${pid}" 2>/dev/null || true
+      # the server leads its own process group (setsid at start): uvicorn, the job runner
+      # and its huey consumers get SIGTERM together, what is left after 5 s SIGKILL.
+      # (Killing the children first, as before, left `mlflow server` running, its SIGTERM
+      # handler finding no child to forward to, and the huey consumers orphaned.)
+      target="${pid}"
+      if kill -0 -- "-${pid}" 2>/dev/null; then target="-${pid}"; fi
+      kill -TERM -- "${target}" 2>/dev/null || true
+      for _ in $(seq 10); do
+        kill -0 -- "${target}" 2>/dev/null || break
+        sleep 0.5
+      done
+      kill -KILL -- "${target}" 2>/dev/null || true
       rm -f "${STATE}/mlflow-server.pid"
     fi
     ;;

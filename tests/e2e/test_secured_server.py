@@ -35,6 +35,7 @@ from mlflow.tracking import MlflowClient
 from sparkmlops.config import Settings, load_settings
 from sparkmlops.ingest.step import default_batch_id
 from sparkmlops.pipeline.step import PipelineResult, run_pipeline
+from sparkmlops.pipeline.summary import pipeline_summary
 from sparkmlops.tracking.registry import CHAMPION
 from tests.e2e.conftest import free_port, run_script
 
@@ -111,7 +112,7 @@ def secured_run(spark, server: SecuredServer,
                 tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecuredRun]:
     """The pipeline on the sample, as the non-admin user ``pipeline``, with the server's
     URI and the user's credentials only in the environment."""
-    previous_uri = mlflow.get_tracking_uri()
+    previous_uri, variable = mlflow.get_tracking_uri(), os.environ.get("MLFLOW_TRACKING_URI")
     pipeline_user = ("pipeline", secrets.token_urlsafe(18))
     with pytest.MonkeyPatch.context() as env:
         server.as_user(env, server.admin)
@@ -123,8 +124,12 @@ def secured_run(spark, server: SecuredServer,
             f"state_dir={state_dir}", f"dataset.model.name={MODEL}"])
         result = run_pipeline(spark, settings, default_batch_id(spark, settings))
         yield SecuredRun(settings, result, pipeline_user)
+    # set_tracking_uri exports the URI into $MLFLOW_TRACKING_URI: that is put back too
     mlflow.set_tracking_uri(previous_uri)
-    os.environ.pop("MLFLOW_TRACKING_URI", None)  # set_tracking_uri exported it
+    if variable is None:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    else:
+        os.environ["MLFLOW_TRACKING_URI"] = variable
 
 
 def test_requests_without_valid_credentials_or_the_ca_are_refused(server):
@@ -152,7 +157,7 @@ def test_requests_without_valid_credentials_or_the_ca_are_refused(server):
 
 
 def test_the_pipeline_registers_a_champion_with_credentials_from_the_environment(
-        secured_run, server, monkeypatch, tmp_path):
+        spark, secured_run, server, monkeypatch, tmp_path):
     server.as_user(monkeypatch, server.admin)
     client = MlflowClient(tracking_uri=server.uri)
     champion = client.get_model_version_by_alias(MODEL, CHAMPION)
@@ -177,6 +182,9 @@ def test_the_pipeline_registers_a_champion_with_credentials_from_the_environment
     effective = json.loads(Path(client.download_artifacts(
         champion.run_id, "config/effective_config.json", str(tmp_path))).read_text())
     assert effective["tracking"]["tracking_uri"] == server.uri
+    summary = pipeline_summary(spark, secured_run.settings, secured_run.result).splitlines()
+    assert f"  MLflow UI:  open {server.uri}" in summary
+    assert [line for line in summary if password.decode() in line] == []
 
 
 def test_a_reader_cannot_move_the_champion_alias(secured_run, server, monkeypatch):
