@@ -19,7 +19,8 @@
 # SPARKMLOPS_MLFLOW_AUTH_CACHE_SECONDS (60; 0 turns the cache off): without it every request
 # hashes the password again (werkzeug's scrypt: 5 s a request was measured on a loaded
 # 2-core machine), and logging one Spark model is some 60 requests. With one worker, a
-# password changed or a user deleted through the API is seen at once.
+# password changed or a user deleted through the API is seen at once (MLflow's
+# basic_auth.ini says so; not tested here).
 #
 # --tls CERT KEY serves HTTPS with that PEM certificate and private key (uvicorn's
 # --ssl-certfile/--ssl-keyfile); the URI printed is then https://. Clients trust a
