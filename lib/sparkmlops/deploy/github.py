@@ -73,9 +73,11 @@ def _setup_steps(*, local: bool) -> list[dict[str, Any]]:
 def security_job() -> dict[str, Any]:
     """The scans (``ci.scan_steps``) with the scanners at the lock's versions; only
     ``contents: read`` (in a deploy workflow too, whose deploy job may mint OIDC tokens).
-    Each scan runs even when one before it failed, so one run reports all three."""
+    Each scan runs even when one before it failed, so one run reports all three. The
+    checkout keeps no token in .git/config: the scanners are third-party code, and
+    nothing in the job pushes."""
     steps: list[dict[str, Any]] = [
-        {"uses": "actions/checkout@v4"},
+        {"uses": "actions/checkout@v4", "with": {"persist-credentials": False}},
         {"uses": "actions/setup-python@v5", "with": {"python-version": PYTHON_VERSION}},
         {"name": "Install the pinned scanners", "id": "install",
          "run": "\n".join(scan_install_lines()) + "\n"}]

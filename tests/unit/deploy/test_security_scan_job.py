@@ -233,6 +233,8 @@ def test_the_scanners_are_the_locks_and_the_job_only_reads_the_repository(tmp_pa
     for workflow in (tests, deploy):
         job = workflow["jobs"]["security"]
         assert job["permissions"] == {"contents": "read"}
+        assert job["steps"][0] == {"uses": "actions/checkout@v4",
+                                   "with": {"persist-credentials": False}}
         assert [s.get("run") for s in job["steps"]][2:] == [
             "\n".join(scan_install_lines()) + "\n",
             *["\n".join(lines) + "\n" for _, lines in scan_steps()]]
