@@ -1,6 +1,7 @@
 """What a project's CI runs, whichever CI it is (GitHub Actions, Azure Pipelines): shell
 lines that install the released sparkmlops wheel, generate the platform files with
-``sparkmlops deploy``, upload and update definitions, and run a job only when asked.
+``sparkmlops deploy``, upload and update definitions, and run a job only when asked; and
+the security scans of the project (``scan_steps``), before any of that.
 
 Nothing here needs a sparkmlops checkout: the wheel comes from the package index
 (``pip download sparkmlops==<version>``), the constraints are the project's
