@@ -8,6 +8,11 @@ service connection with workload identity federation, whose service principal th
 Databricks CLI uses (``DATABRICKS_AUTH_TYPE=azure-cli`` inside ``AzureCLI@2``); EMR
 through an AWS role that trusts the same connection's OIDC token (pipeline variables
 ``AWS_ROLE_ARN`` and ``AWS_REGION``).
+
+The security scans (bandit, detect-secrets, pip-audit: ``ci.scan_steps``) are a
+``security`` job of the ``tests`` stage, beside the tests: they run on pull requests and
+on every run of the main branch, and a deploy stage, which depends on ``tests``, starts
+only when they pass on the commit it deploys (why: ``sparkmlops.deploy.github``).
 """
 
 from __future__ import annotations
@@ -30,6 +35,8 @@ from sparkmlops.deploy.ci import (
     emr_deploy_lines,
     emr_run_lines,
     install_lines,
+    scan_install_lines,
+    scan_steps,
 )
 from sparkmlops.deploy.common import DATABRICKS_CLI_VERSION, PLACEHOLDER
 from sparkmlops.errors import ConfigError
@@ -129,7 +136,28 @@ def _tests_stage(settings: Settings) -> dict[str, Any]:
             "jdkSourceOption": "PreInstalled"}},
         *_python_steps(local=True),
         {"script": settings.deploy.github.test_command, "displayName": "Run the tests"},
-    ]}]}
+    ]}, _security_job()]}
+
+
+# each scan after a failed one too, but none after a failed install
+SCANS_RUN = "and(not(canceled()), eq(variables['SCANNERS_INSTALLED'], 'true'))"
+
+
+def _security_job() -> dict[str, Any]:
+    """The scans with the scanners at the lock's versions (a pipeline job's token has no
+    cloud access: the connections are only in the deploy stages' tasks)."""
+    return {"job": "security", "steps": [
+        {"checkout": "self"},
+        {"task": "UsePythonVersion@0", "inputs": {"versionSpec": PYTHON_VERSION}},
+        {"script": "\n".join(scan_install_lines()) + "\n",
+         "displayName": "Install the pinned scanners"},
+        # its own step: after the pins in the install script, it would read to
+        # detect-secrets as a keyword with a value
+        {"script": "echo '##vso[task.setvariable variable=SCANNERS_INSTALLED]true'\n",
+         "displayName": "The scanners are installed"},
+        *[{"script": "\n".join(lines) + "\n", "displayName": name, "condition": SCANS_RUN}
+          for name, lines in scan_steps()],
+    ]}
 
 
 def _databricks_stage(settings: Settings) -> dict[str, Any]:

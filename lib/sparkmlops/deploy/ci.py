@@ -1,6 +1,7 @@
 """What a project's CI runs, whichever CI it is (GitHub Actions, Azure Pipelines): shell
 lines that install the released sparkmlops wheel, generate the platform files with
-``sparkmlops deploy``, upload and update definitions, and run a job only when asked.
+``sparkmlops deploy``, upload and update definitions, and run a job only when asked; and
+the security scans of the project (``scan_steps``), before any of that.
 
 Nothing here needs a sparkmlops checkout: the wheel comes from the package index
 (``pip download sparkmlops==<version>``), the constraints are the project's
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import shlex
+from importlib import resources
 from pathlib import Path
 
 from sparkmlops import __version__
@@ -66,6 +68,137 @@ def _download_wheel() -> str:
     # a released wheel of a version never changes on the index, so the same path on the
     # platform is rewritten with the same bytes; what changes per push is the conf dir
     return f"python -m pip download --no-deps --dest dist {shlex.quote(SPARKMLOPS_PIN)}"
+
+
+# ---------------------------------------------------------------- security scans
+
+# what `make audit` runs on the platform, run on the project in its CI: the same tools at
+# the versions of the lock the platform's tests passed on (the project's constraints.txt)
+# detect-secrets last: its own pin followed by more text reads to it as a keyword with a value
+SCANNERS = ("bandit", "pip-audit", "detect-secrets")
+SECRETS_BASELINE = ".secrets.baseline"
+# the project's own Python code is every .py its checkout holds outside these (a local
+# venv, build output); tests/ is scanned on its own, without B101: an assert is how a
+# pytest test checks, while in the project's code `python -O` would drop it
+BANDIT_EXCLUDE = "./.git,./.venv,./venv,./build,./dist,./run,./tests"
+
+_UNAUDITED_SECRETS = """\
+import json, sys
+results = json.load(open(sys.argv[1], encoding="utf-8"))["results"]
+new = [f"{e['filename']}:{e['line_number']}: {e['type']}"
+       for found in results.values() for e in found if e.get("is_secret") is not False]
+for line in new:
+    print(f"detect-secrets: NEW {line} (not audited as a false positive in {sys.argv[1]})")
+if new:
+    print("detect-secrets: remove the secret (and rotate it), or if it is none: "
+          f"detect-secrets scan --baseline {sys.argv[1]} && detect-secrets audit {sys.argv[1]}"
+          ", then commit the baseline")
+print(f"detect-secrets: {len(new)} new finding(s)")
+sys.exit(1 if new else 0)
+"""
+
+# pip-audit says "No known vulnerabilities found" (exit 0) when PyPI could not be reached:
+# every package is then skipped. This reads its report and says what was checked, what was
+# found, and what was NOT CHECKED; anything not checked fails the job.
+_DEPENDENCY_VERDICT = """\
+import json, re, sys
+report, status = sys.argv[1], int(sys.argv[2])
+def name(req):
+    bare = re.split(r"[\\s\\[<>=!~;@]", req, maxsplit=1)[0]
+    return bare.lower().replace("_", "-").replace(".", "-")
+def lines(path):
+    with open(path, encoding="utf-8") as f:
+        return [ln.split("#", 1)[0].strip() for ln in f]
+pins = {name(ln) for ln in lines("constraints.txt") if "==" in ln and not ln.startswith("-")}
+unchecked = {n: "a requirement not pinned in constraints.txt" for n in (
+    {name(ln) for ln in lines("requirements.txt") if ln and not ln.startswith("-")}
+    - pins - {"sparkmlops"})}
+try:
+    with open(report, encoding="utf-8") as f:
+        deps = json.load(f)["dependencies"]
+except (OSError, ValueError, KeyError):
+    deps = []
+checked = {name(d["name"]): d for d in deps if not d.get("skip_reason")}
+for d in deps:
+    if d.get("skip_reason"):
+        unchecked[name(d["name"])] = d["skip_reason"].split(":")[0]
+with open(sys.argv[3], encoding="utf-8") as f:
+    said = [ln.strip() for ln in f if ln.strip()]
+for n in pins - set(checked) - set(unchecked):
+    unchecked[n] = (f"pip-audit exit {status} without a report on it"
+                    + (f" ({said[-1][:200]})" if said else ""))
+vulnerable = [f"{d['name']}=={d['version']}: {v['id']} (fix: "
+              f"{', '.join(v.get('fix_versions') or []) or 'none'})"
+              for d in checked.values() for v in d.get("vulns", [])]
+for line in vulnerable:
+    print(f"dependency audit: VULNERABLE {line}")
+total = len(pins) + len(unchecked.keys() - pins)
+if checked and not vulnerable:
+    print(f"dependency audit: {len(checked)} of {total} packages checked (PyPI): "
+          "no known vulnerabilities in those")
+if unchecked:
+    why = "; ".join(sorted(set(unchecked.values())))
+    print(f"dependency audit: NOT CHECKED {len(unchecked)} of {total} packages; nothing is "
+          f"known about their vulnerabilities. Why: {why}")
+    print("dependency audit: NOT CHECKED: " + ", ".join(sorted(unchecked)))
+if status and not vulnerable:
+    print(f"dependency audit: pip-audit failed (exit {status})")
+sys.exit(1 if vulnerable or unchecked or status else 0)
+"""
+
+
+def _locked_pin(name: str) -> str:
+    """``name==version`` of a package in the lock the platform's tests passed on (the
+    constraints.txt ``init`` writes)."""
+    lock = resources.files("sparkmlops").joinpath("requirements.lock").read_text()
+    for line in lock.splitlines():
+        if line.split("==", 1)[0].strip().lower() == name:
+            return line.split("#", 1)[0].strip()
+    raise LookupError(f"{name} is not pinned in sparkmlops/requirements.lock")
+
+
+def scan_install_lines() -> list[str]:
+    """The scanners at the lock's versions; their own dependencies from constraints.txt."""
+    pins = " ".join(_locked_pin(name) for name in SCANNERS)
+    return [f"python -m pip install -c constraints.txt {pins}"]
+
+
+def scan_steps() -> list[tuple[str, list[str]]]:
+    """The project's security scans, (step name, shell lines), each failing on a finding:
+
+    - bandit over the project's own Python code, and over tests/ without B101 (assert);
+    - detect-secrets over the tracked files against the committed .secrets.baseline
+      (``init`` writes it): a finding the baseline lacks, or has not audited as a false
+      positive, fails;
+    - pip-audit of every pin in constraints.txt (the lock requirements.txt installs from)
+      on PyPI. A package it could not check (PyPI unreachable, a package PyPI does not
+      know, a requirement not pinned in constraints.txt) is named NOT CHECKED and fails
+      the job: a CI runner reaches PyPI, so an unreachable service is an error here, never
+      "no vulnerabilities". sparkmlops itself is audited by the platform's `make audit`.
+    """
+    bandit = ["set -euo pipefail",
+              f"python -m bandit -q -r . -x {BANDIT_EXCLUDE}",
+              "python -m bandit -q -r tests -s B101"]
+    secrets = ["set -euo pipefail",
+               f"test -f {SECRETS_BASELINE} || {{ echo 'no {SECRETS_BASELINE}: write one "
+               f"(detect-secrets scan > {SECRETS_BASELINE}), audit it (detect-secrets audit "
+               f"{SECRETS_BASELINE}) and commit it' >&2; exit 1; }}",
+               # rescans the tracked files into the baseline of this throwaway checkout:
+               # audited entries keep their verdict, new findings come in without one
+               f"python -m detect_secrets scan --baseline {SECRETS_BASELINE}",
+               f"python - {SECRETS_BASELINE} <<'EOF'", *_UNAUDITED_SECRETS.splitlines(), "EOF"]
+    dependencies = ["set -euo pipefail",
+                    "status=0",
+                    "python -m pip_audit -r constraints.txt --no-deps --disable-pip "
+                    "--progress-spinner off -f json -o pip-audit.json 2> pip-audit.log "
+                    "|| status=$?",
+                    "cat pip-audit.log >&2",
+                    "python - pip-audit.json \"$status\" pip-audit.log <<'EOF'",
+                    *_DEPENDENCY_VERDICT.splitlines(), "EOF"]
+    # no "detect-secrets: <text>" in a step's name: a keyword and a value to detect-secrets
+    return [("bandit: the project's Python code", bandit),
+            ("Secret scan (detect-secrets): nothing beyond the audited baseline", secrets),
+            ("pip-audit: the pinned dependencies (constraints.txt)", dependencies)]
 
 
 # ---------------------------------------------------------------- EMR

@@ -5,6 +5,15 @@ They install the released sparkmlops wheel pinned in the project's requirements.
 with its constraints.txt, never a sparkmlops checkout. Deploying is not running: a push
 uploads and updates definitions and schedules; a job runs only from a manual
 ``workflow_dispatch`` with ``job`` set. Every workflow declares its ``permissions``.
+
+The security scans (bandit, detect-secrets, pip-audit: ``ci.scan_steps``) run as a
+``security`` job on pull requests (tests workflow) and before every deploy: each deploy
+workflow runs them again on the commit it deploys and its ``deploy`` job ``needs`` them.
+A pull request's scan saw the PR's head, not the merge commit a push to main deploys (nor
+a direct push, nor a merge past a required check), and a dependency audit's answer
+changes with time: a vulnerability published after the PR was scanned stops the deploy.
+A failed scan stops the upload, never a running job: what was deployed last keeps its
+schedules.
 """
 
 from __future__ import annotations
@@ -24,6 +33,8 @@ from sparkmlops.deploy.ci import (
     emr_deploy_lines,
     emr_run_lines,
     install_lines,
+    scan_install_lines,
+    scan_steps,
 )
 from sparkmlops.deploy.common import DATABRICKS_CLI_VERSION
 from sparkmlops.deploy.databricks import bundle_name
@@ -35,6 +46,7 @@ log = logging.getLogger(__name__)
 PIP_ENV = {"PIP_INDEX_URL": "${{ vars.PIP_INDEX_URL || 'https://pypi.org/simple' }}",
            "PIP_EXTRA_INDEX_URL": "${{ vars.PIP_EXTRA_INDEX_URL }}"}
 RUN_ASKED = "github.event_name == 'workflow_dispatch' && inputs.job != 'none'"
+SCANS_RUN = "!cancelled() && steps.install.outcome == 'success'"
 
 
 def github_workflows(settings: Settings, platforms: list[str], *,
@@ -58,8 +70,27 @@ def _setup_steps(*, local: bool) -> list[dict[str, Any]]:
              "run": "\n".join(install_lines(local=local)) + "\n"}]
 
 
+def security_job() -> dict[str, Any]:
+    """The scans (``ci.scan_steps``) with the scanners at the lock's versions; only
+    ``contents: read`` (in a deploy workflow too, whose deploy job may mint OIDC tokens).
+    Each scan runs even when one before it failed, so one run reports all three. The
+    checkout keeps no token in .git/config: the scanners are third-party code, and
+    nothing in the job pushes."""
+    steps: list[dict[str, Any]] = [
+        {"uses": "actions/checkout@v4", "with": {"persist-credentials": False}},
+        {"uses": "actions/setup-python@v5", "with": {"python-version": PYTHON_VERSION}},
+        {"name": "Install the pinned scanners", "id": "install",
+         "run": "\n".join(scan_install_lines()) + "\n"}]
+    # each scan after a failed one too, but none after a failed install
+    steps += [{"name": name, "if": SCANS_RUN, "run": "\n".join(lines) + "\n"}
+              for name, lines in scan_steps()]
+    return {"runs-on": "ubuntu-latest", "permissions": {"contents": "read"}, "env": PIP_ENV,
+            "steps": steps}
+
+
 def tests_workflow(settings: Settings) -> dict[str, Any]:
-    """On pull requests: the project's own tests (config, features) with the pinned wheel."""
+    """On pull requests: the project's own tests (config, features) with the pinned wheel,
+    and the security scans."""
     github = settings.deploy.github
     return {
         "name": "sparkmlops: tests",
@@ -75,7 +106,7 @@ def tests_workflow(settings: Settings) -> dict[str, Any]:
                        "with": {"distribution": "temurin", "java-version": "17"}},
                       _setup_steps(local=True)[-1],
                       {"name": "Run the tests", "run": github.test_command}],
-        }},
+        }, "security": security_job()},
     }
 
 
@@ -107,7 +138,9 @@ def databricks_workflow(settings: Settings) -> dict[str, Any]:
         "permissions": {"contents": "read", "id-token": "write"},
         "concurrency": {"group": f"{bundle_name(settings)}-databricks-prod",
                         "cancel-in-progress": False},
-        "jobs": {"deploy": {"runs-on": "ubuntu-latest", "env": env, "steps": [
+        "jobs": {"security": security_job(),
+                 "deploy": {"needs": "security", "runs-on": "ubuntu-latest", "env": env,
+                            "steps": [
             *_setup_steps(local=False),
             {"uses": f"databricks/setup-cli@{DATABRICKS_CLI_VERSION}"},
             {"name": "Generate, upload and deploy the bundle (runs no job)",
@@ -131,7 +164,8 @@ def emr_workflow(settings: Settings) -> dict[str, Any]:
         # OIDC: the role is assumed with a short-lived token, no stored AWS keys
         "permissions": {"contents": "read", "id-token": "write"},
         "concurrency": {"group": f"{bundle_name(settings)}-emr", "cancel-in-progress": False},
-        "jobs": {"deploy": {
+        "jobs": {"security": security_job(), "deploy": {
+            "needs": "security",
             "runs-on": "ubuntu-latest",
             "env": {"CONF_DIR": emr_conf_dir_of_commit(settings, "${{ github.sha }}"),
                     **PIP_ENV},

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import re
+from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
 
@@ -14,6 +16,7 @@ from sparkmlops.deploy.azure import (
     azure_pipeline_texts,
     azure_platform_settings,
 )
+from sparkmlops.deploy.ci import SECRETS_BASELINE
 from sparkmlops.deploy.common import PLACEHOLDER
 from sparkmlops.deploy.render import render, write_files
 from sparkmlops.errors import ConfigError
@@ -55,6 +58,7 @@ def scaffold_project(directory: Path, *, dataset: str = "penguins", ci: str = "g
              Path("tests/test_config.py"): TEST_CONFIG,
              Path("tests/test_pipeline.py"): TEST_PIPELINE,
              Path(".gitignore"): GITIGNORE,
+             Path(SECRETS_BASELINE): secrets_baseline(),
              Path("README.md"): _readme(project, dataset, ci, platforms)}
     for csv in sorted(resources.files(TEMPLATE).iterdir(), key=lambda f: f.name):
         if csv.name.endswith(".csv"):
@@ -85,6 +89,19 @@ def _ci_files(directory: Path, ci: str, settings: dict[str, Settings]) -> list[P
     first = next(iter(settings.values()))
     return write_files({directory / name: text for name, text in azure_pipeline_texts(
         azure_platform_settings(first)).items()})
+
+
+def secrets_baseline(now: datetime | None = None) -> str:
+    """The project's detect-secrets baseline (the CI's secret scan compares with it): the
+    format, plugins and filters detect-secrets 1.5.0 (the lock's) writes, and no finding,
+    because none of the files ``init`` writes holds one. One filter beyond the defaults:
+    a line ``aws_secret_arn: arn:aws:secretsmanager:...`` names a secret, it is not one
+    (conf/emr.yml's ``deploy.secrets``); a token pasted there instead is still reported.
+    Written from the template rather than by running detect-secrets, which the project
+    may not have installed yet."""
+    baseline = json.loads(_template("secrets.baseline.json"))
+    baseline["generated_at"] = (now or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return json.dumps(baseline, indent=2) + "\n"
 
 
 def _project_name(directory: Path) -> str:
@@ -159,7 +176,12 @@ def _readme(project: str, dataset: str, ci: str, platforms: list[str]) -> str:
         "- `tests/test_config.py`: every env loads with every dataset, and `sparkmlops deploy` "
         "writes each platform's files.",
         "- `tests/test_pipeline.py`: the whole pipeline runs locally on each dataset's "
-        "landing files (its checks, features and model gates; Java 17).", "",
+        "landing files (its checks, features and model gates; Java 17).",
+        "- `.secrets.baseline`: the secret scan's audited findings (none yet). The CI's "
+        "`security` job runs bandit on the project's Python code, detect-secrets against "
+        "this baseline and pip-audit on `constraints.txt`, on pull requests and before "
+        "every deploy. A false positive: `detect-secrets scan --baseline .secrets.baseline "
+        "&& detect-secrets audit .secrets.baseline`, then commit the baseline.", "",
         "## Commands, in order", "", "```sh", *steps, "```", "",
         "## CI/CD", "", ci_text, "",
         "A push to the main branch deploys: it uploads the wheel, the job scripts, the "
@@ -230,6 +252,8 @@ mlruns/
 spark-warehouse/
 metastore_db/
 derby.log
+pip-audit.json
+pip-audit.log
 # generated in CI by `sparkmlops deploy`
 /emr/
 /databricks/

@@ -42,7 +42,8 @@ def test_init_writes_a_project_of_its_own_with_the_pinned_wheel_and_its_lock(tmp
         ".github/workflows/sparkmlops-penguins-deploy-databricks.yml",
         ".github/workflows/sparkmlops-penguins-deploy-emr.yml",
         ".github/workflows/sparkmlops-penguins-tests.yml",
-        ".gitignore", "README.md", "conf/databricks.yml", "conf/datasets/penguins.yml",
+        ".gitignore", ".secrets.baseline", "README.md", "conf/databricks.yml",
+        "conf/datasets/penguins.yml",
         "conf/emr.yml", "constraints.txt", "data/README.md",
         "data/landing/penguins/penguins_raw_PAL0708.csv",
         "data/landing/penguins/penguins_raw_PAL0809.csv",
@@ -103,7 +104,8 @@ def test_init_with_another_dataset_one_platform_and_azure_devops(tmp_path):
 
     assert code == 0
     assert [f for f in _files(project) if not f.startswith("data/landing/")] == [
-        ".gitignore", "README.md", "azure-pipelines.yml", "conf/databricks.yml",
+        ".gitignore", ".secrets.baseline", "README.md", "azure-pipelines.yml",
+        "conf/databricks.yml",
         "conf/datasets/churn.yml", "constraints.txt", "data/README.md", "requirements.txt",
         "tests/test_config.py", "tests/test_pipeline.py"]
     settings = load_settings("local", "churn", conf_dir=project / "conf")
