@@ -221,6 +221,12 @@ class DatasetSettings(StrictModel):
                                  f"crowd.classes {crowd.classes}; leave label.classes out to "
                                  "train on the crowd's classes")
 
+    @property
+    def stored_schema(self) -> list[ColumnSpec]:
+        """The schema columns the tables hold: all but the ``pii: drop`` ones, which
+        ingest removes as it reads (a hashed or masked column keeps its name)."""
+        return [c for c in self.schema_ if c.pii != "drop"]
+
     def _check_pii(self) -> None:
         """A dropped pii column is named nowhere else; a key may be hashed (equal values
         stay equal), never masked or dropped (every key would collapse into one)."""
