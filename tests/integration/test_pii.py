@@ -12,11 +12,14 @@ import uuid
 from pathlib import Path
 
 import pytest
+import yaml
 from deltalake import DeltaTable
 
+from sparkmlops.cli import main
 from sparkmlops.errors import ConfigError
 from sparkmlops.ingest.step import ingest_step
 from sparkmlops.pii import MASK, PII_KEY_ENV
+from sparkmlops.validate.step import profile_step
 
 KEY = "integration-test-pii-key-0123456789abcdef"  # pragma: allowlist secret
 # penguins' schema: individual_id (6) holds a person's e-mail here, comments (16) a name
@@ -122,3 +125,40 @@ def test_a_run_that_needs_the_key_and_lacks_it_stops_before_any_table(
 
     lake = Path(settings.storage.root)
     assert not lake.exists() or list(lake.rglob("_delta_log")) == []
+
+
+def test_the_ingest_command_without_the_key_exits_2_with_one_line(
+        spark, planted, tmp_path, monkeypatch, capsys):
+    landing, _ = planted
+    monkeypatch.delenv(PII_KEY_ENV, raising=False)
+    state = tmp_path / "state"
+    overrides = [f"state_dir={state}", f"dataset.source.path={landing}", *PII]
+
+    code = main(["ingest", *[a for o in overrides for a in ("--set", o)]])
+
+    lines = [line for line in capsys.readouterr().err.splitlines()
+             if line.startswith("sparkmlops ")]
+    assert code == 2
+    assert lines == [
+        "sparkmlops ingest: ConfigError: SPARKMLOPS_PII_KEY is not set: the dataset has pii: "
+        "hash columns, whose HMAC key it is (e.g. `openssl rand -hex 32`, kept in the "
+        "platform's secret store)"]
+    assert list((state / "lake").rglob("_delta_log")) == []
+
+
+def test_profile_proposes_no_expectation_from_a_pii_column_and_says_so(
+        spark, make_settings, planted, monkeypatch):
+    landing, people = planted
+    monkeypatch.setenv(PII_KEY_ENV, KEY)
+    settings = make_settings(f"dataset.source.path={landing}", *PII)
+    ingest_step(spark, settings, "b1")
+
+    proposal = profile_step(spark, settings)
+
+    header = proposal.text.splitlines()[0]
+    assert header.endswith("; pii columns not profiled: stage, individual_id, comments")
+    suite = yaml.safe_load(proposal.text)["validate"]["expectations"]
+    columns = {e["kwargs"].get("column") for e in suite}
+    assert {"species", "island", "body_mass_g"} <= columns
+    assert not columns & {"individual_id", "comments", "stage"}
+    assert python_hmac(people[1][0]) not in proposal.text
