@@ -240,6 +240,8 @@ class DatasetSettings(StrictModel):
                 ("write.partition_by", self.write.partition_by),
                 ("maintain.zorder_by", self.maintain.zorder_by),
                 ("features", self.features.columns),
+                ("features.date_parts", [d.column for d in self.features.date_parts]),
+                ("features.buckets", [b.column for b in self.features.buckets]),
                 ("label.source", [self.label.source] if self.label.source else []),
                 *((f"validate.expectations.{i} ({spec.expectation}) kwargs", spec.columns)
                   for i, spec in enumerate(self.validate_.expectations))]

@@ -361,7 +361,6 @@ def ingest_batch(
     return IngestResult(batch_id, rows_in, bronze, q_write, rows_quarantined)
 
 
-
 def protect_landed_pii(parsed: DataFrame, landing: Landing) -> DataFrame:
     """Parsed rows with their ``pii`` columns hashed, masked or dropped, before anything
     is cached or written, and the raw text of a refused row replaced by what

@@ -62,6 +62,8 @@ def test_quarantine_keeps_a_rebuilt_record_by_default(make_settings):
     (("dataset.schema.9.pii=drop",),
      "features: culmen_length_mm is pii: drop and never reaches bronze; use pii: hash to "
      "keep a usable column"),
+    (("dataset.schema.8.pii=drop",),
+     "features.date_parts: date_egg is pii: drop and never reaches bronze"),
     (("dataset.schema.6.pii=encrypt",), "pii"),
     (("dataset.quarantine.pii_record=raw",), "quarantine.pii_record"),
 ])
