@@ -50,7 +50,13 @@ from sparkmlops.config.features import (
     FeatureSettings,
     TransformFeature,
 )
-from sparkmlops.config.ingest import ColumnSpec, SourceSettings, WriteSettings
+from sparkmlops.config.ingest import (
+    ColumnSpec,
+    PiiTreatment,
+    QuarantineSettings,
+    SourceSettings,
+    WriteSettings,
+)
 from sparkmlops.config.labels import AcceptSettings, CrowdSettings, EmSettings, SpammerSettings
 from sparkmlops.config.loader import (
     STATE_DIR_ENV,
@@ -94,7 +100,8 @@ __all__ = [
     "ExecutorSettings", "ExpectationSpec", "FeatureSettings", "GateMode",
     "GithubDeploySettings", "LabelSettings", "Levels", "MaintainSettings", "ModelSettings",
     "MonitorSettings", "NotificationSettings", "PermissionLevel", "PermissionSpec",
-    "PromoteSettings", "RetrainSettings", "ScheduleSettings", "Settings", "SourceSettings",
+    "PiiTreatment", "PromoteSettings", "QuarantineSettings", "RetrainSettings",
+    "ScheduleSettings", "Settings", "SourceSettings",
     "SpammerSettings", "SparkSettings", "SparkType", "SplitSettings", "StorageSettings",
     "StrictModel", "TrackingSettings", "TransformFeature", "TuningSettings", "ValidatePaths",
     "ValidateSettings", "WriteSettings", "check_quartz_cron", "gx_expectation_names",

@@ -71,6 +71,26 @@ class SourceSettings(StrictModel):
                     str(v) if isinstance(v, int | float) else v) for k, v in value.items()}
 
 
+PiiTreatment = Literal["hash", "mask", "drop"]
+
+
+class QuarantineSettings(StrictModel):
+    """What ``quarantine.<dataset>`` keeps of a refused row when the schema has pii columns.
+
+    ``pii_record`` is the dataset-wide default for the ``record`` column of a row that
+    ingest quarantines (its raw text would hold every pii value as it landed):
+    ``rebuild`` (the default) writes the row's declared fields as JSON, each pii column as
+    bronze holds it (hashed, masked or left out); a line Spark could not parse keeps only
+    the fields it did parse, never the line itself. ``hash`` keeps the keyed HMAC of the
+    raw record text: nothing readable, but the same bad line quarantined twice has the
+    same record, and a suspected line can be checked by hashing it. ``drop`` keeps no
+    record. The step, the reason and the file and row number stay in every case.
+    Without pii columns the record is the raw text, as always.
+    """
+
+    pii_record: Literal["rebuild", "hash", "drop"] = "rebuild"
+
+
 class ColumnSpec(StrictModel):
     name: str = Field(pattern=IDENTIFIER)
     source: str | None = None
@@ -86,6 +106,19 @@ class ColumnSpec(StrictModel):
     # their rows read null. `nullable` is about values, this is about the header; only a
     # nullable column may be absent (a file without a required column has no valid row).
     may_be_absent: bool = False
+    # Personal data, protected as it is read (before bronze), so no table, report or
+    # artifact holds the raw value: ``hash`` keeps a keyed HMAC-SHA256 (hex) of the text,
+    # keyed by $SPARKMLOPS_PII_KEY (equal values stay equal: joins and keys still work);
+    # ``mask`` keeps only whether a value was there (every non-null value becomes
+    # ``***``); ``drop`` removes the column. See docs/configuration.md, "Personal data".
+    pii: PiiTreatment | None = None
+
+    @model_validator(mode="after")
+    def _pii_needs_text(self) -> ColumnSpec:
+        if self.pii in ("hash", "mask") and self.type != "string":
+            raise ValueError(f"pii: {self.pii} turns a value into text; {self.name} is "
+                             f"{self.type}: declare it string (or use pii: drop)")
+        return self
 
     @model_validator(mode="after")
     def _non_finite_only_for_floats(self) -> ColumnSpec:

@@ -23,7 +23,12 @@ from sparkmlops.config.base import IDENTIFIER, StrictModel, require_known
 from sparkmlops.config.confdir import is_uri, join
 from sparkmlops.config.deploy import DeploySettings
 from sparkmlops.config.features import FeatureSettings
-from sparkmlops.config.ingest import ColumnSpec, SourceSettings, WriteSettings
+from sparkmlops.config.ingest import (
+    ColumnSpec,
+    QuarantineSettings,
+    SourceSettings,
+    WriteSettings,
+)
 from sparkmlops.config.labels import CrowdSettings
 from sparkmlops.config.maintain import MaintainSettings
 from sparkmlops.config.monitor import MonitorSettings, RetrainSettings
@@ -140,6 +145,8 @@ class DatasetSettings(StrictModel):
     schema_: list[ColumnSpec] = Field(alias="schema", min_length=1)
     keys: list[str] = Field(min_length=1)
     write: WriteSettings = Field(default_factory=WriteSettings)
+    # what quarantine keeps of a refused row's raw record when columns are pii
+    quarantine: QuarantineSettings = Field(default_factory=QuarantineSettings)
     # `validate` would shadow pydantic's BaseModel.validate: the key is `validate`
     validate_: ValidateSettings = Field(alias="validate", default_factory=ValidateSettings)
     features: FeatureSettings
@@ -184,6 +191,7 @@ class DatasetSettings(StrictModel):
         if self.label.source is not None:
             require_known("label.source", [self.label.source], known)
         self._check_crowd()
+        self._check_pii()
         require_known("maintain.zorder_by", self.maintain.zorder_by, known)
         classification = self.model.task != "regression"
         if classification and not self.label.classes:
@@ -212,6 +220,36 @@ class DatasetSettings(StrictModel):
                 raise ValueError(f"label.classes: {self.label.classes} differ from "
                                  f"crowd.classes {crowd.classes}; leave label.classes out to "
                                  "train on the crowd's classes")
+
+    @property
+    def stored_schema(self) -> list[ColumnSpec]:
+        """The schema columns the tables hold: all but the ``pii: drop`` ones, which
+        ingest removes as it reads (a hashed or masked column keeps its name)."""
+        return [c for c in self.schema_ if c.pii != "drop"]
+
+    def _check_pii(self) -> None:
+        """A dropped pii column is named nowhere else; a key may be hashed (equal values
+        stay equal), never masked or dropped (every key would collapse into one)."""
+        pii = {c.name: c.pii for c in self.schema_ if c.pii}
+        for key in self.keys:
+            if pii.get(key) in ("mask", "drop"):
+                raise ValueError(f"keys: {key} is pii: {pii[key]}, which loses the key; a "
+                                 "pii key column can only be pii: hash")
+        dropped = {name for name, how in pii.items() if how == "drop"}
+        used = [("write.order_by", [self.write.order_by] if self.write.order_by else []),
+                ("write.partition_by", self.write.partition_by),
+                ("maintain.zorder_by", self.maintain.zorder_by),
+                ("features", self.features.columns),
+                ("features.date_parts", [d.column for d in self.features.date_parts]),
+                ("features.buckets", [b.column for b in self.features.buckets]),
+                ("label.source", [self.label.source] if self.label.source else []),
+                *((f"validate.expectations.{i} ({spec.expectation}) kwargs", spec.columns)
+                  for i, spec in enumerate(self.validate_.expectations))]
+        for key, names in used:
+            gone = [n for n in names if n in dropped]
+            if gone:
+                raise ValueError(f"{key}: {', '.join(gone)} is pii: drop and never reaches "
+                                 "bronze; use pii: hash to keep a usable column")
 
     def _check_write(self, known: set[str]) -> None:
         write = self.write

@@ -99,8 +99,9 @@ def label_index(label: LabelSettings, raw: Column | None = None) -> Column:
 
 
 def model_input_columns(dataset: DatasetSettings) -> list[str]:
-    """The gold columns a model reads: the keys, then the other schema columns but the label."""
-    names = [*dataset.keys, *[c.name for c in dataset.schema_]]
+    """The gold columns a model reads: the keys, then the other schema columns but the label
+    (and but the ``pii: drop`` ones, which no table holds)."""
+    names = [*dataset.keys, *[c.name for c in dataset.stored_schema]]
     return [c for c in dict.fromkeys(names) if c != dataset.label.source]
 
 

@@ -22,8 +22,8 @@ from functools import partial
 import pyspark.sql.functions as F
 from pyspark.sql import DataFrame, SparkSession
 
-from sparkmlops.config import ColumnSpec, SourceSettings
-from sparkmlops.errors import check_reconciled
+from sparkmlops.config import ColumnSpec, QuarantineSettings, SourceSettings
+from sparkmlops.errors import ConfigError, check_reconciled
 from sparkmlops.ingest.landing import (
     CORRUPT_COLUMN,
     POSITION_HELPERS,
@@ -54,6 +54,7 @@ from sparkmlops.ingest.records import (
     replan_batch,
     unread_rows,
 )
+from sparkmlops.pii import PII_KEY_ENV, hashed, protect_pii
 from sparkmlops.quarantine import to_quarantine, write_quarantine
 from sparkmlops.spark import persisted, session_conf
 from sparkmlops.tables import (
@@ -72,6 +73,8 @@ log = logging.getLogger(__name__)
 
 # the column a parsed row's reason to be quarantined is in (null: the row lands in bronze)
 REASON = "_reason"
+# a quarantined row's record once its pii columns are protected (the raw text is gone)
+PII_RECORD = "_pii_record"
 
 
 @dataclass(frozen=True)
@@ -94,6 +97,10 @@ class Landing:
     step: str
     partition_by: list[str] = field(default_factory=list)
     refine: Callable[[DataFrame], DataFrame] | None = None
+    # what quarantine keeps of a refused row's record when ``columns`` has pii ones, and
+    # the HMAC key of ``pii: hash`` (sparkmlops.pii.pii_key; never in a repr)
+    quarantine_settings: QuarantineSettings = field(default_factory=QuarantineSettings)
+    pii_key: bytes | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
@@ -324,6 +331,7 @@ def ingest_batch(
     parsed = parsed.withColumn(REASON, quarantine_reason(columns))
     if landing.refine is not None:
         parsed = landing.refine(parsed)
+    parsed = protect_landed_pii(parsed, landing)
     # Spark refuses queries on the corrupt-record column of an unparsed file; caching
     # also makes the three uses below (count, good rows, bad rows) one read of the files.
     # With CSV column pruning on (Spark's default) a line with too few fields has its
@@ -332,13 +340,14 @@ def ingest_batch(
         with session_conf(spark, "spark.sql.csv.parser.columnPruning.enabled", "false"):
             rows_in = parsed.count()
         good = parsed.where(F.col(REASON).isNull()).drop(
-            REASON, CORRUPT_COLUMN, *POSITION_HELPERS)
+            REASON, CORRUPT_COLUMN, PII_RECORD, *POSITION_HELPERS)
         bad = parsed.where(F.col(REASON).isNotNull())
         rows_quarantined = bad.count()
         if rows_quarantined:
             bad = with_source_position(parsed, bad)
-        record = F.coalesce(F.col(CORRUPT_COLUMN),
-                            F.to_json(F.struct(*[F.col(c.name) for c in columns])))
+        record = (F.col(PII_RECORD) if PII_RECORD in parsed.columns else
+                  F.coalesce(F.col(CORRUPT_COLUMN),
+                             F.to_json(F.struct(*[F.col(c.name) for c in columns]))))
         quarantined = to_quarantine(bad, landing.step, F.col(REASON), record)
         q_write = write_quarantine(quarantined, landing.quarantine, batch_id, landing.step)
         bronze = replace_batch(good, landing.bronze, batch_id,
@@ -351,3 +360,29 @@ def ingest_batch(
              bronze.rows, landing.bronze.fqn, rows_quarantined)
     return IngestResult(batch_id, rows_in, bronze, q_write, rows_quarantined)
 
+
+def protect_landed_pii(parsed: DataFrame, landing: Landing) -> DataFrame:
+    """Parsed rows with their ``pii`` columns hashed, masked or dropped, before anything
+    is cached or written, and the raw text of a refused row replaced by what
+    ``quarantine.pii_record`` keeps (``PII_RECORD``); unchanged without pii columns.
+
+    The reasons are computed before (a required pii column's null is still a null), and
+    the unparsed line (``_corrupt_record``) is dropped: it holds every raw value.
+    """
+    columns = landing.columns
+    if not any(c.pii for c in columns):
+        return parsed
+    how = landing.quarantine_settings.pii_record
+    if how == "hash":
+        raw = F.coalesce(F.col(CORRUPT_COLUMN),
+                         F.to_json(F.struct(*[F.col(c.name) for c in columns])))
+        if landing.pii_key is None:
+            raise ConfigError(f"quarantine.pii_record: hash needs ${PII_KEY_ENV}")
+        parsed = parsed.withColumn(PII_RECORD, hashed(raw, landing.pii_key))
+    parsed = protect_pii(parsed, columns, landing.pii_key)
+    if how == "rebuild":
+        kept = [c.name for c in columns if c.pii != "drop"]
+        parsed = parsed.withColumn(PII_RECORD, F.to_json(F.struct(*[F.col(n) for n in kept])))
+    elif how == "drop":
+        parsed = parsed.withColumn(PII_RECORD, F.lit(None).cast("string"))
+    return parsed.drop(CORRUPT_COLUMN)

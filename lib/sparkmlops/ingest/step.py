@@ -24,6 +24,7 @@ from sparkmlops.ingest.land import (
     land,
     landing_plan,
 )
+from sparkmlops.pii import pii_key
 from sparkmlops.tables import DatasetTables, dataset_tables
 from sparkmlops.tracking.runs import StepOutcome, step_run
 
@@ -66,7 +67,12 @@ def ingest_step(
 ) -> IngestOutcome:
     """The dataset's landing files not read yet → bronze (+ quarantine), then manifest and
     ingest log (:func:`~sparkmlops.ingest.land.land`: files known by their bytes, a batch
-    id names its files forever, ``force`` re-reads exactly the batch's recorded files)."""
+    id names its files forever, ``force`` re-reads exactly the batch's recorded files).
+
+    Raises:
+        ConfigError: a ``pii: hash`` column and no ``$SPARKMLOPS_PII_KEY``, before the run
+            opens or a table is read.
+    """
     landing = dataset_landing(settings)
     with step_run(settings, IngestOutcome.step, batch_id) as tracker:
         landed = land(spark, landing, batch_id, tracker, force=force)
@@ -84,21 +90,26 @@ def ingest_step(
         )
 
 
-def dataset_landing(settings: Settings, tables: DatasetTables | None = None) -> Landing:
+def dataset_landing(settings: Settings, tables: DatasetTables | None = None, *,
+                    reads_rows: bool = True) -> Landing:
     """The dataset's records: ``dataset.source`` read with ``dataset.schema`` into
-    ``bronze.<dataset>``, laid out by ``write.partition_by``."""
+    ``bronze.<dataset>``, laid out by ``write.partition_by``, ``pii`` columns protected
+    with the key from the environment (ConfigError when a hash needs it and it is missing;
+    not asked for without ``reads_rows``: a landing only listed needs no key)."""
     tables = tables or dataset_tables(settings)
     dataset = settings.dataset
+    key = pii_key(dataset.schema_, dataset.quarantine) if reads_rows else None
     return Landing(bronze=tables.bronze, quarantine=tables.quarantine,
                    manifest=tables.manifest, ingest_log=tables.ingest_log,
                    source=dataset.source, columns=dataset.schema_,
                    path=settings.resolve_path(dataset.source.path), step=IngestOutcome.step,
-                   partition_by=dataset.write.partition_by)
+                   partition_by=dataset.write.partition_by,
+                   quarantine_settings=dataset.quarantine, pii_key=key)
 
 
 def default_batch_id(spark: SparkSession, settings: Settings) -> str:
     """The files an ingest would read make the batch; with none, the latest batch again."""
-    landing = dataset_landing(settings)
+    landing = dataset_landing(settings, reads_rows=False)
     batch_id = default_batch(spark, landing)
     if batch_id is None:
         raise MissingInputError(f"no input files at {landing.path}")

@@ -24,9 +24,14 @@ def _lineage_arguments(parser: argparse.ArgumentParser) -> None:
 def _lineage(spark: Any, settings: Settings, batch_id: str, args: argparse.Namespace) -> str:
     from sparkmlops.lineage.step import lineage_step
     from sparkmlops.lineage.walk import parse_keys
+    from sparkmlops.pii import pii_key
 
     dataset = settings.dataset
-    key = parse_keys(args.keys, keys=dataset.keys, schema=dataset.schema_, dataset=dataset.name)
+    # a hashed key column is looked up by the HMAC of the value given: the key is needed
+    # only then (ConfigError, one line, when it is missing)
+    hmac_key = pii_key([c for c in dataset.schema_ if c.name in dataset.keys])
+    key = parse_keys(args.keys, keys=dataset.keys, schema=dataset.schema_, dataset=dataset.name,
+                     pii_key=hmac_key)
     lineage = lineage_step(spark, settings, key,
                            batch_id=None if batch_id == "all" else batch_id)
     if args.json:

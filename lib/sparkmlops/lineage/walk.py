@@ -19,6 +19,7 @@ from typing import Any
 
 from sparkmlops.config import ColumnSpec
 from sparkmlops.errors import ConfigError
+from sparkmlops.pii import protected_value
 from sparkmlops.redact import redact_text
 from sparkmlops.tracking.recorded import RecordedRun
 
@@ -26,13 +27,15 @@ KeyValue = str | int | float | bool | date | datetime
 
 
 def parse_keys(pairs: list[str], *, keys: list[str], schema: list[ColumnSpec],
-               dataset: str) -> dict[str, KeyValue]:
+               dataset: str, pii_key: bytes | None = None) -> dict[str, KeyValue]:
     """``["study_name=PAL0708", "sample_number=1", ...]`` → ``{column: typed value}``, in the
-    order of the dataset's keys.
+    order of the dataset's keys. A ``pii: hash`` key column's raw value becomes its HMAC
+    under ``pii_key``: the value the tables hold, so the row is found by what a person knows.
 
     Raises:
         ConfigError: a pair without ``=``, a column that is not a key of the dataset, a key
-            given twice or not at all, or a value its column's type cannot hold.
+            given twice or not at all, a value its column's type cannot hold, or a hashed
+            key column and no ``pii_key``.
     """
     given: dict[str, str] = {}
     for pair in pairs:
@@ -50,8 +53,10 @@ def parse_keys(pairs: list[str], *, keys: list[str], schema: list[ColumnSpec],
     if missing:
         raise ConfigError(f"missing --key for {', '.join(missing)}: a prediction row of "
                           f"dataset {dataset} is named by all of {', '.join(keys)}")
-    types = {c.name: c.type for c in schema}
-    return {k: typed_value(k, given[k], types.get(k, "string")) for k in keys}
+    specs = {c.name: c for c in schema}
+    return {k: protected_value(specs[k], given[k], pii_key) if k in specs and specs[k].pii
+            else typed_value(k, given[k], specs[k].type if k in specs else "string")
+            for k in keys}
 
 
 def typed_value(column: str, text: str, type_name: str) -> KeyValue:

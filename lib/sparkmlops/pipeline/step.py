@@ -31,6 +31,7 @@ from sparkmlops.features.step import FeaturesOutcome, features_step
 from sparkmlops.ingest.step import IngestOutcome, ingest_step
 from sparkmlops.labels.step import LabelsOutcome, default_labels_batch_id, labels_step
 from sparkmlops.monitor.step import MonitorOutcome, monitor_step
+from sparkmlops.pii import pii_key
 from sparkmlops.pipeline.retrain import retrain_reasons
 from sparkmlops.predict.step import PredictOutcome, predict_step
 from sparkmlops.promote.step import PromoteOutcome, promote_step
@@ -93,6 +94,7 @@ class PipelineResult:
 
 def run_pipeline(spark: SparkSession, settings: Settings, batch_id: str) -> PipelineResult:
     """Run every step of one batch; raise the first step's SparkmlopsError, if any."""
+    _check_pii_key(settings)
     progress = _Progress(steps_of(settings, BATCH_STEPS), batch_id)
     with pipeline_run(settings, batch_id) as parent:
         result = PipelineResult(batch_id, parent.run_id, parent.experiment_id)
@@ -107,6 +109,12 @@ def run_pipeline(spark: SparkSession, settings: Settings, batch_id: str) -> Pipe
         progress(PredictOutcome.step)
         result.steps.append(predict_step(spark, settings, batch_id, gold_version=gold_version))
         return result
+
+
+def _check_pii_key(settings: Settings) -> None:
+    """A dataset with ``pii: hash`` columns and no key stops here, before the parent run
+    opens: one ConfigError line (sparkmlops.pii.pii_key), no table touched."""
+    pii_key(settings.dataset.schema_, settings.dataset.quarantine)
 
 
 def _prepare_batch(spark: SparkSession, settings: Settings, batch_id: str,
@@ -166,6 +174,7 @@ def run_continuous(spark: SparkSession, settings: Settings, batch_id: str) -> Pi
     With no champion yet the batch bootstraps one (train → promote) before it is
     scored. A retrained challenger still has to pass the promotion gate.
     """
+    _check_pii_key(settings)
     model_name = settings.dataset.model.name
     progress = _Progress(steps_of(settings, CONTINUOUS_STEPS), batch_id)
     with pipeline_run(settings, batch_id) as parent:

@@ -22,6 +22,7 @@ from sparkmlops.config import (
 from sparkmlops.errors import MissingInputError, ReproductionMismatch
 from sparkmlops.features import mllib
 from sparkmlops.model_events import EventRecorder, model_event_log, moved, registered
+from sparkmlops.pii import pii_columns
 from sparkmlops.spark import persisted
 from sparkmlops.tables import (
     DatasetTables,
@@ -110,7 +111,8 @@ def train_step(
                 _log_training(tracker, trained, model, features=dataset.features, gold=gold,
                               version=version, metrics=metrics, fit_seconds=fit_seconds)
                 _log_holdout(tracker, scored, trained.model, features=dataset.features,
-                             task=model.task, classes=dataset.label.classes)
+                             task=model.task, classes=dataset.label.classes,
+                             pii=pii_columns(dataset.schema_))
         lineage = {**_lineage_tags(tracker, gold, version, batch_id=batch_id,
                                    config_hash=settings.config_hash(), metrics=metrics),
                    **_crowd_lineage(spark, settings, tracker)}
@@ -223,15 +225,18 @@ def _log_training(
 
 def _log_holdout(
     tracker: StepTracker, scored: DataFrame, model: PipelineModel, *,
-    features: FeatureSettings, task: str, classes: list[str] | None,
+    features: FeatureSettings, task: str, classes: list[str] | None, pii: list[str],
 ) -> None:
     """The scored holdout's evaluation plots, and its reference profile: what monitoring
-    compares each scored batch with, so it never re-reads the training data."""
+    compares each scored batch with, so it never re-reads the training data.
+
+    A ``pii`` input is left out of the profile (and so of drift): the shares of hashed or
+    masked values say nothing, and a profile artifact is no place for personal data."""
     with tempfile.TemporaryDirectory(prefix="sparkmlops-plots-") as out:
         plots.write_plots(scored, model, task, classes, Path(out))
         tracker.log_artifacts(out, "plots")
-    reference = model_reference(scored, features.numeric_inputs, features.categorical_inputs,
-                                task)
+    reference = model_reference(scored, [c for c in features.numeric_inputs if c not in pii],
+                                [c for c in features.categorical_inputs if c not in pii], task)
     tracker.log_dict(reference.to_dict(), REFERENCE_ARTIFACT)
 
 

@@ -29,6 +29,7 @@ from sparkmlops.errors import (
     RepeatedKeysError,
     check_reconciled,
 )
+from sparkmlops.pii import pii_columns
 from sparkmlops.quarantine import to_quarantine, write_quarantine
 from sparkmlops.spark import persisted
 from sparkmlops.tables import (
@@ -125,7 +126,7 @@ def validate_step(
             spark, flagged, checked, write=write, keys=keys, silver=tables.silver,
             tracker=tracker, batch_id=batch_id, cached=cached)
         passing, failing = expectations.split_flagged(flagged)
-        q_write = write_quarantine(_quarantine_rows(failing, dataset.schema_),
+        q_write = write_quarantine(_quarantine_rows(failing, dataset.stored_schema),
                                    tables.quarantine, batch_id, ValidateOutcome.step)
         s_write = write_batch(
             passing, tables.silver, write, keys, batch_id, order_by=write.order_by,
@@ -167,9 +168,15 @@ def profile_step(
     """
     ref = dataset_tables(settings).layer(layer)
     version = version_or_current(spark, ref, version)
-    profiles = profiling.profile_columns(read_table(spark, ref, version))
+    # pii columns are not profiled: a hashed or masked column's values, set or range
+    # say nothing about quality, and the proposal is text a person copies around
+    pii = pii_columns(settings.dataset.schema_)
+    profiles = profiling.profile_columns(read_table(spark, ref, version).drop(*pii))
+    source = f"{ref.fqn} v{version} ({ref.address})"
+    if pii:
+        source += f"; pii columns not profiled: {', '.join(pii)}"
     text = profiling.suite_yaml(profiling.propose_expectations(profiles, settings.dataset.keys),
-                                source=f"{ref.fqn} v{version} ({ref.address})")
+                                source=source)
     return SuiteProposal(ref, version, text)
 
 

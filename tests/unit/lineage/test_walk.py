@@ -3,6 +3,8 @@ version, and the report's JSON form."""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 from datetime import date, datetime
 
@@ -40,6 +42,20 @@ def test_keys_are_typed_by_the_schema_and_ordered_like_the_dataset_keys():
 
 def test_a_date_key_is_a_date():
     assert _parse("laid=2008-11-10", keys=["laid"]) == {"laid": date(2008, 11, 10)}
+
+
+def test_a_hashed_key_is_looked_up_by_the_hmac_of_the_raw_value():
+    hashed = [ColumnSpec(name="study_name", type="string", pii="hash"), *SCHEMA[1:]]
+    key = b"lineage-test-key-0123456789abcdef-0123"  # pragma: allowlist secret
+
+    parsed = parse_keys(["study_name=PAL0708", "species=Adelie", "sample_number=7"],
+                        keys=KEYS, schema=hashed, dataset="penguins", pii_key=key)
+
+    assert parsed == {"study_name": hmac.new(key, b"PAL0708", hashlib.sha256).hexdigest(),
+                      "species": "Adelie", "sample_number": 7}
+    with pytest.raises(ConfigError, match="study_name is pii: hash: looking it up needs"):
+        parse_keys(["study_name=PAL0708", "species=Adelie", "sample_number=7"],
+                   keys=KEYS, schema=hashed, dataset="penguins")
 
 
 @pytest.mark.parametrize(("pairs", "message"), [
