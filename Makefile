@@ -14,10 +14,7 @@ PYTEST_ARGS ?=
 # `make test` runs the suite in 2 processes (pytest-xdist), whole modules each (--dist
 # loadfile: a module's fixtures are built once, in one worker): much of the suite waits on
 # subprocess JVMs, servers and SQLite, so two workers keep both cores busy. Each worker has
-# its own session SparkSession. --no-loadscope-reorder keeps the collection order (the
-# whole-pipeline modules first): xdist's default starts the modules with the most tests
-# first, which left the longest e2e modules (few tests each) for last, on one worker.
-# PYTEST_WORKERS=0 runs it in one process.
+# its own session SparkSession. PYTEST_WORKERS=0 runs it in one process.
 PYTEST_WORKERS ?= 2
 
 export SPARKMLOPS_JARS_DIR := $(JARS_DIR)
@@ -120,7 +117,7 @@ tools:
 	PLATFORM_TOOLS=actionlint scripts/platform-tools.sh >/dev/null
 
 test: setup browser tools emr-standin
-	SPARKMLOPS_CHROMIUM=$(CHROMIUM) $(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
+	SPARKMLOPS_CHROMIUM=$(CHROMIUM) $(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 test-fast: setup
 	$(BIN)/python -m pytest -m "not e2e" $(PYTEST_ARGS)
