@@ -11,11 +11,6 @@ DATASET ?= penguins
 # `make run` runs the pipeline of each: the sample, then the same birds labelled by a crowd
 RUN_DATASETS ?= $(DATASET) penguins_crowd
 PYTEST_ARGS ?=
-# `make test` runs the suite in 2 processes (pytest-xdist), whole modules each (--dist
-# loadfile: a module's fixtures are built once, in one worker): much of the suite waits on
-# subprocess JVMs, servers and SQLite, so two workers keep both cores busy. Each worker has
-# its own session SparkSession. PYTEST_WORKERS=0 runs it in one process.
-PYTEST_WORKERS ?= 2
 
 export SPARKMLOPS_JARS_DIR := $(JARS_DIR)
 # the scripts (cluster, mlflow server, wheel build) use the venv make built (VENV=.venv-py312 too)
@@ -117,7 +112,7 @@ tools:
 	PLATFORM_TOOLS=actionlint scripts/platform-tools.sh >/dev/null
 
 test: setup browser tools emr-standin
-	SPARKMLOPS_CHROMIUM=$(CHROMIUM) $(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+	SPARKMLOPS_CHROMIUM=$(CHROMIUM) $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test-fast: setup
 	$(BIN)/python -m pytest -m "not e2e" $(PYTEST_ARGS)
