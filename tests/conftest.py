@@ -244,6 +244,28 @@ def landing_csv() -> LandingCsv:
 
 
 @pytest.fixture(scope="session")
+def learnable_silver(spark: SparkSession) -> Callable[..., DataFrame]:
+    """``build(n, batch_id)``: ``n`` silver-like birds with every schema column of the sample;
+    sex follows body mass, so a model learns it (train, promote and the gate on real fits)."""
+    species = ["Adelie Penguin (Pygoscelis adeliae)", "Gentoo penguin (Pygoscelis papua)"]
+
+    def build(n: int = 160, batch_id: str = "b1") -> DataFrame:
+        rows = [("PAL0708", i, species[i % 2], "Anvers", ["Biscoe", "Dream", "Torgersen"][i % 3],
+                 "Adult, 1 Egg Stage", f"N{i}", "Yes", date(2007 + i % 3, 11, 1 + i % 28),
+                 38.0 + i % 9, 17.0 + i % 4, 180.0 + i % 30, 3000.0 + 25 * (i % 80),
+                 "MALE" if i % 80 >= 40 else "FEMALE", 8.5, -25.0, None, batch_id)
+                for i in range(n)]
+        return spark.createDataFrame(rows, (
+            "study_name string, sample_number int, species string, region string, "
+            "island string, stage string, individual_id string, clutch_completion string, "
+            "date_egg date, culmen_length_mm double, culmen_depth_mm double, "
+            "flipper_length_mm double, body_mass_g double, sex string, delta_15_n double, "
+            "delta_13_c double, comments string, _batch_id string"))
+
+    return build
+
+
+@pytest.fixture(scope="session")
 def repo() -> Path:
     """The root of this checkout."""
     return REPO

@@ -10,7 +10,6 @@ with given holdout scores, so only the module fixture pays for fitting.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date
 
 import mlflow
 import pytest
@@ -51,21 +50,6 @@ BATCH = "b1"
 GATE = ("dataset.promote.min_metrics={areaUnderROC: 0.6}", "dataset.promote.min_improvement=0.01")
 
 
-def _silver(spark, n: int = 160):
-    """Silver-like birds with every schema column; sex follows body mass (learnable)."""
-    species = ["Adelie Penguin (Pygoscelis adeliae)", "Gentoo penguin (Pygoscelis papua)"]
-    rows = [("PAL0708", i, species[i % 2], "Anvers", ["Biscoe", "Dream", "Torgersen"][i % 3],
-             "Adult, 1 Egg Stage", f"N{i}", "Yes", date(2007 + i % 3, 11, 1 + i % 28),
-             38.0 + i % 9, 17.0 + i % 4, 180.0 + i % 30, 3000.0 + 25 * (i % 80),
-             "MALE" if i % 80 >= 40 else "FEMALE", 8.5, -25.0, None, BATCH) for i in range(n)]
-    return spark.createDataFrame(rows, (
-        "study_name string, sample_number int, species string, region string, island string, "
-        "stage string, individual_id string, clutch_completion string, date_egg date, "
-        "culmen_length_mm double, culmen_depth_mm double, flipper_length_mm double, "
-        "body_mass_g double, sex string, delta_15_n double, delta_13_c double, "
-        "comments string, _batch_id string"))
-
-
 def _rows(events: list[ModelEvent]) -> list[tuple]:
     return [(e.event, e.alias, e.from_version, e.to_version, e.decision, e.run_id)
             for e in events]
@@ -87,11 +71,11 @@ class Trained:
 
 
 @pytest.fixture(scope="module")
-def trained(spark, tmp_path_factory) -> Trained:
+def trained(spark, tmp_path_factory, learnable_silver) -> Trained:
     state_dir = tmp_path_factory.mktemp("model_events")
     settings = load_settings("local", "penguins", overrides=[
         f"state_dir={state_dir}", "dataset.model.name=audit_model", *GATE])
-    replace_batch(build_feature_table(_silver(spark), settings.dataset),
+    replace_batch(build_feature_table(learnable_silver(batch_id=BATCH), settings.dataset),
                   dataset_tables(settings).gold, BATCH)
     trail = model_event_log(spark, settings, batch_id=None)
     first = train_step(spark, settings, BATCH)

@@ -12,7 +12,6 @@ import csv
 import json
 import math
 from dataclasses import dataclass
-from datetime import date
 from pathlib import Path
 
 import mlflow
@@ -57,27 +56,12 @@ class BrokenGold:
             f"state_dir={self.state_dir}", f"dataset.model.name={model}", *overrides])
 
 
-def _silver(spark, n: int):
-    """Silver-like birds with every schema column; sex follows body mass (learnable)."""
-    species = ["Adelie Penguin (Pygoscelis adeliae)", "Gentoo penguin (Pygoscelis papua)"]
-    rows = [("PAL0708", i, species[i % 2], "Anvers", ["Biscoe", "Dream", "Torgersen"][i % 3],
-             "Adult, 1 Egg Stage", f"N{i}", "Yes", date(2007 + i % 3, 11, 1 + i % 28),
-             38.0 + i % 9, 17.0 + i % 4, 180.0 + i % 30, 3000.0 + 25 * (i % 80),
-             "MALE" if i % 80 >= 40 else "FEMALE", 8.5, -25.0, None, BATCH) for i in range(n)]
-    return spark.createDataFrame(rows, (
-        "study_name string, sample_number int, species string, region string, island string, "
-        "stage string, individual_id string, clutch_completion string, date_egg date, "
-        "culmen_length_mm double, culmen_depth_mm double, flipper_length_mm double, "
-        "body_mass_g double, sex string, delta_15_n double, delta_13_c double, "
-        "comments string, _batch_id string"))
-
-
 @pytest.fixture(scope="module")
-def broken(spark, tmp_path_factory) -> BrokenGold:
+def broken(spark, tmp_path_factory, learnable_silver) -> BrokenGold:
     state_dir = str(tmp_path_factory.mktemp("training_data"))
     settings = load_settings("local", "penguins", overrides=[f"state_dir={state_dir}"])
     gold_ref = dataset_tables(settings).gold
-    gold = build_feature_table(_silver(spark, 160), settings.dataset).localCheckpoint()
+    gold = build_feature_table(learnable_silver(160, BATCH), settings.dataset).localCheckpoint()
     train, _ = split_train_test(gold, settings.dataset)
     key = train.agg(F.min("sample_number")).first()[0]
     versions = [replace_batch(df, gold_ref, BATCH).version for df in (
