@@ -175,6 +175,8 @@ def test_lineage_and_model_tags_name_the_catalog_tables(spark, monitored):
     summary = pipeline_summary(spark, settings, result)
     assert f"Delta tables in {schema}:" in summary
     assert f"  bronze.penguins                  v0    {schema}.bronze_penguins\n" in summary
+    # the audit trail too: train's commit (v0), then promote's (v1)
+    assert f"  model_events.penguins            v1    {schema}.model_events_penguins\n" in summary
 
 
 def test_reproduce_time_travels_the_training_table_by_name(spark, monitored):

@@ -13,7 +13,13 @@ from sparkmlops.pipeline.step import PipelineResult
 from sparkmlops.predict.step import PredictOutcome
 from sparkmlops.promote.step import PromoteOutcome
 from sparkmlops.redact import redact_text
-from sparkmlops.tables import TableRef, crowd_tables, current_version, dataset_tables
+from sparkmlops.tables import (
+    TableRef,
+    crowd_tables,
+    current_version,
+    dataset_tables,
+    model_events_table,
+)
 from sparkmlops.train.step import TrainOutcome
 from sparkmlops.validate.step import ValidateOutcome
 
@@ -36,6 +42,7 @@ def pipeline_summary(spark: Any, settings: Settings, result: PipelineResult) -> 
     refs: list[TableRef] = list(dataset_tables(settings))
     if ds.crowd is not None:
         refs += list(crowd_tables(settings))
+    refs.append(model_events_table(settings))  # the audit trail train and promote append to
     for ref in refs:
         version = current_version(spark, ref)
         lines.append(f"  {ref.fqn:<32} v{version if version is not None else '-':<4} "
