@@ -20,7 +20,7 @@ from datetime import datetime
 from functools import partial
 
 import pyspark.sql.functions as F
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession
 
 from sparkmlops.config import ColumnSpec, QuarantineSettings, SourceSettings
 from sparkmlops.errors import ConfigError, check_reconciled
@@ -345,9 +345,7 @@ def ingest_batch(
         rows_quarantined = bad.count()
         if rows_quarantined:
             bad = with_source_position(parsed, bad)
-        record = (F.col(PII_RECORD) if PII_RECORD in parsed.columns else
-                  F.coalesce(F.col(CORRUPT_COLUMN),
-                             F.to_json(F.struct(*[F.col(c.name) for c in columns]))))
+        record = F.col(PII_RECORD) if PII_RECORD in parsed.columns else raw_record(columns)
         quarantined = to_quarantine(bad, landing.step, F.col(REASON), record)
         q_write = write_quarantine(quarantined, landing.quarantine, batch_id, landing.step)
         bronze = replace_batch(good, landing.bronze, batch_id,
@@ -359,6 +357,12 @@ def ingest_batch(
     log.info("%s %s: %d rows in, %d to %s, %d quarantined", landing.step, batch_id, rows_in,
              bronze.rows, landing.bronze.fqn, rows_quarantined)
     return IngestResult(batch_id, rows_in, bronze, q_write, rows_quarantined)
+
+
+def raw_record(columns: list[ColumnSpec]) -> Column:
+    """A refused row's record as read: its unparsed line, or its fields as JSON."""
+    return F.coalesce(F.col(CORRUPT_COLUMN),
+                      F.to_json(F.struct(*[F.col(c.name) for c in columns])))
 
 
 def protect_landed_pii(parsed: DataFrame, landing: Landing) -> DataFrame:
@@ -374,11 +378,9 @@ def protect_landed_pii(parsed: DataFrame, landing: Landing) -> DataFrame:
         return parsed
     how = landing.quarantine_settings.pii_record
     if how == "hash":
-        raw = F.coalesce(F.col(CORRUPT_COLUMN),
-                         F.to_json(F.struct(*[F.col(c.name) for c in columns])))
         if landing.pii_key is None:
             raise ConfigError(f"quarantine.pii_record: hash needs ${PII_KEY_ENV}")
-        parsed = parsed.withColumn(PII_RECORD, hashed(raw, landing.pii_key))
+        parsed = parsed.withColumn(PII_RECORD, hashed(raw_record(columns), landing.pii_key))
     parsed = protect_pii(parsed, columns, landing.pii_key)
     if how == "rebuild":
         kept = [c.name for c in columns if c.pii != "drop"]
