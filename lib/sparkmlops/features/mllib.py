@@ -50,6 +50,7 @@ from pyspark.ml.regression import (
     LinearRegression,
 )
 from pyspark.sql import Column, DataFrame
+from pyspark.sql.types import ArrayType, MapType, NumericType, StructType
 
 from sparkmlops.config import (
     NUMERIC_TYPES,
@@ -86,16 +87,50 @@ SCALE_SENSITIVE = (LogisticRegression, LinearSVC, LinearRegression, GeneralizedL
 
 
 def label_index(label: LabelSettings, raw: Column | None = None) -> Column:
-    """The numeric label of ``raw`` (default: the ``label.source`` column): the class
-    position for classification (null for a value not in ``label.classes``), the value for
-    regression."""
-    source = raw if raw is not None else F.col(str(label.source))
+    """The numeric label of ``raw`` (default: the label of the silver row, its
+    ``label.source`` column or ``label.expr``): the class position for classification
+    (null for a value not in ``label.classes``), the value for regression."""
+    source = raw if raw is not None else raw_label(label)
     if not label.classes:
         return source.cast("double")
     mapping = F.create_map(
         *[item for i, cls in enumerate(label.classes) for item in (F.lit(cls), F.lit(float(i)))]
     )
     return mapping[source]
+
+
+def raw_label(label: LabelSettings) -> Column:
+    """A silver row's label before it becomes a class index: its ``label.source`` column,
+    or the value of ``label.expr``, as text for classification (``classes`` are text: a
+    boolean expression gives 'true' / 'false')."""
+    if label.expr is None:
+        return F.col(str(label.source))
+    value = F.expr(label.expr)
+    return value.cast("string") if label.classes else value
+
+
+def check_label_expr(df: DataFrame, label: LabelSettings) -> None:
+    """Analyse ``label.expr`` against ``df``'s columns (no rows are read): it must
+    parse, name only columns of the rows, and give a value a label can be: a number for
+    regression, a single value (not an array, map or struct) for classes.
+
+    Raises:
+        ConfigError: one line: ``label.expr``, the expression and Spark's reason.
+    """
+    if label.expr is None:
+        return
+    try:
+        kind = df.limit(0).select(F.expr(label.expr).alias(LABEL_COLUMN)).schema[0].dataType
+    except AnalysisException as exc:  # ParseException is one too
+        reason = str(exc).strip().splitlines()[0]
+        raise ConfigError(f"label.expr: {label.expr!r}: {reason}") from None
+    if label.classes and isinstance(kind, ArrayType | MapType | StructType):
+        raise ConfigError(f"label.expr: {label.expr!r} gives a {kind.simpleString()}; a "
+                          f"label of classes {label.classes} is one value")
+    if not label.classes and not isinstance(kind, NumericType):
+        raise ConfigError(f"label.expr: {label.expr!r} gives a {kind.simpleString()}; a "
+                          "regression label is a number (or give label.classes for a "
+                          "classification task)")
 
 
 def model_input_columns(dataset: DatasetSettings) -> list[str]:
@@ -113,7 +148,10 @@ def build_feature_table(
     With ``label.from: crowd`` the raw label is the accepted consensus label of the row's
     key in ``accepted`` (the dataset's keys and ``label``, one row per key; see
     :func:`crowd_labels`), null for a row the crowd has not settled yet: it is scored,
-    never trained on, and takes its label when one is accepted later.
+    never trained on, and takes its label when one is accepted later. With ``label.expr``
+    it is the expression's value on the silver row (checked by :func:`check_label_expr`
+    first); a row it gives null, or a value not in ``label.classes``, has a null
+    ``label``: kept and scored, never trained on.
 
     Number columns (not keys) are cast to double, which MLlib's Imputer wants. The
     derived SQL expressions are checked against these rows' schema, the one the model
@@ -131,7 +169,8 @@ def build_feature_table(
                      on=dataset.keys, how="left")
         raw = F.col(LABEL_RAW_COLUMN)
     else:
-        raw = F.col(str(dataset.label.source))
+        check_label_expr(df, dataset.label)
+        raw = raw_label(dataset.label)
     gold = df.select(
         *inputs,
         raw.alias(LABEL_RAW_COLUMN),
