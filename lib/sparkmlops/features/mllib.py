@@ -246,6 +246,49 @@ def is_data_failure(exc: BaseException) -> bool:
     return bool(state) and str(state).startswith(DATA_SQLSTATES)
 
 
+class LabelExpressionError(ConfigError):
+    """``label.expr`` fails on a row (ANSI SQL: a malformed cast, a division by zero); the
+    message names the expression and Spark's reason at the first failing row in key order.
+
+    Exit 2, a config error: the rows passed validation, so the expression is what has to
+    change (``try_cast``, ``try_divide``), or an expectation that keeps such rows out.
+    """
+
+
+@contextmanager
+def label_failures_named(
+    df: DataFrame, label: LabelSettings, *, keys: list[str], source: str
+) -> Iterator[None]:
+    """Turn a Spark job over the gold rows of ``df`` (silver rows) that fails on a value
+    into the ``LabelExpressionError`` of ``label.expr``, when the expression alone fails
+    on ``df``; anything else is raised as it is.
+
+    Costs nothing when the job succeeds: the label is computed once, by the gold write;
+    only after a failure is it computed alone, over the rows in ``keys`` order (so the
+    value Spark names is the first failing row's, not that of whichever task failed first).
+    """
+    if label.expr is None:
+        yield
+        return
+    with spark_failures_unlogged(), task_failures_unlogged(df.sparkSession):
+        try:
+            yield
+        except PySparkException as exc:
+            if not is_data_failure(exc):
+                raise
+            in_key_order = df.repartition(1).sortWithinPartitions(*keys)
+            try:
+                evaluate_every_row(in_key_order.select(raw_label(label).alias(LABEL_COLUMN)))
+            except PySparkException as alone:
+                if not is_data_failure(alone):
+                    raise
+                reason = str(alone).strip().splitlines()[0]
+                raise LabelExpressionError(
+                    f"label.expr: {label.expr!r} fails on {source} (first failing row by "
+                    f"{', '.join(keys)}): {reason}") from exc
+            raise
+
+
 def derived_input(df: DataFrame, features: FeatureSettings) -> DataFrame:
     """``df`` as the derived SQL stage sees it in the pipeline: with the date parts."""
     return date_parts_stage(features.date_parts).transform(df) if features.date_parts else df

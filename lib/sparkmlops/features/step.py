@@ -51,7 +51,8 @@ def features_step(
 
     Raises:
         ConfigError: ``label.expr`` does not analyse against the batch's columns, or gives
-            no value a label can be (gold is not written).
+            no value a label can be; ``LabelExpressionError``: it fails on a row (gold is
+            not written).
         DerivedFeatureError: a derived feature fails on a row of the batch (gold is not
             written).
     """
@@ -68,9 +69,12 @@ def features_step(
         frame = mllib.build_feature_table(batch, dataset, accepted)
         # before the write: an expression that fails on a row fails here, naming it,
         # not in train after gold holds the batch
-        mllib.check_derived_values(frame, dataset.features, keys=dataset.keys,
-                                   source=f"{silver.fqn} v{version} batch {batch_id}")
-        written = write_batch(frame, gold, dataset.write, dataset.keys, batch_id)
+        source = f"{silver.fqn} v{version} batch {batch_id}"
+        mllib.check_derived_values(frame, dataset.features, keys=dataset.keys, source=source)
+        # the label is computed by this write: an expression failing on a row is named
+        with mllib.label_failures_named(batch, dataset.label, keys=dataset.keys,
+                                        source=source):
+            written = write_batch(frame, gold, dataset.write, dataset.keys, batch_id)
         tracker.read(silver, version, written.rows)
         tracker.wrote(written)
         return FeaturesOutcome(tracker.run_id, {gold.fqn: written.version},
