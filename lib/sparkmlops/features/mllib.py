@@ -50,7 +50,7 @@ from pyspark.ml.regression import (
     LinearRegression,
 )
 from pyspark.sql import Column, DataFrame
-from pyspark.sql.types import ArrayType, MapType, NumericType, StructType
+from pyspark.sql.types import ArrayType, BooleanType, MapType, NumericType, StructType
 
 from sparkmlops.config import (
     NUMERIC_TYPES,
@@ -127,6 +127,12 @@ def check_label_expr(df: DataFrame, label: LabelSettings) -> None:
     if label.classes and isinstance(kind, ArrayType | MapType | StructType):
         raise ConfigError(f"label.expr: {label.expr!r} gives a {kind.simpleString()}; a "
                           f"label of classes {label.classes} is one value")
+    if label.classes and isinstance(kind, BooleanType) and \
+            set(label.classes) != {"false", "true"}:
+        # else every row, or every row of a class, would be left without a label
+        raise ConfigError(f"label.expr: {label.expr!r} gives a boolean, whose classes are "
+                          f"false and true, not {label.classes}; set label.classes: "
+                          "[false, true]")
     if not label.classes and not isinstance(kind, NumericType):
         raise ConfigError(f"label.expr: {label.expr!r} gives a {kind.simpleString()}; a "
                           "regression label is a number (or give label.classes for a "

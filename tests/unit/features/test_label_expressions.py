@@ -103,6 +103,9 @@ def test_rows_without_a_label_are_left_out_of_training_and_holdout_only(spark, m
     (("dataset.label={expr: 'array(sex)', classes: [F, M]}",),
      "label.expr: 'array(sex)' gives a array<string>; a label of classes ['F', 'M'] is one "
      "value"),
+    (("dataset.label={expr: 'delta_15_n > 9', classes: ['no', 'yes']}",),
+     "label.expr: 'delta_15_n > 9' gives a boolean, whose classes are false and true, not "
+     "['no', 'yes']; set label.classes: [false, true]"),
     ((*REGRESSION, "dataset.label={expr: 'sex'}"),
      "label.expr: 'sex' gives a string; a regression label is a number (or give "
      "label.classes for a classification task)"),
