@@ -61,7 +61,13 @@ def broken(spark, tmp_path_factory, learnable_silver) -> BrokenGold:
     state_dir = str(tmp_path_factory.mktemp("training_data"))
     settings = load_settings("local", "penguins", overrides=[f"state_dir={state_dir}"])
     gold_ref = dataset_tables(settings).gold
-    gold = build_feature_table(learnable_silver(160, BATCH), settings.dataset).localCheckpoint()
+    # the label by an expression that leaves every 16th bird without one (10 of 160):
+    # such rows stay in gold and are never trained on
+    unlabelled = load_settings("local", "penguins", overrides=[
+        f"state_dir={state_dir}", "dataset.label={expr: 'CASE WHEN sample_number % 16 != 15 "
+        "THEN sex END', classes: [FEMALE, MALE]}"])
+    gold = build_feature_table(learnable_silver(160, BATCH),
+                               unlabelled.dataset).localCheckpoint()
     train, _ = split_train_test(gold, settings.dataset)
     key = train.agg(F.min("sample_number")).first()[0]
     versions = [replace_batch(df, gold_ref, BATCH).version for df in (
@@ -126,7 +132,8 @@ def test_one_class_gold_trains_nothing_and_a_one_class_holdout_promotes_nothing(
     message, _, _ = _failed_train(spark, broken, "data_one", broken.one_class)
     # a model trained on good data, judged on a holdout of one class: no minimums to miss
     settings = broken.settings("data_gate", "dataset.promote.min_metrics={}")
-    version = train_step(spark, settings, BATCH, gold_version=broken.good).model_version
+    trained = train_step(spark, settings, BATCH, gold_version=broken.good)
+    version = trained.model_version
 
     result = promote_step(spark, settings, BATCH, gold_version=broken.one_class)
 
@@ -148,6 +155,10 @@ def test_one_class_gold_trains_nothing_and_a_one_class_holdout_promotes_nothing(
     tags = client.get_model_version("data_gate", version).tags
     assert json.loads(tags["promotion.reasons"]) == [reason, "no champion yet"]
     assert tags["promotion.promoted"] == "False"
+    # the good gold's 10 birds without a label: counted, kept out of training and holdout
+    metrics = client.get_run(trained.run_id).data.metrics
+    assert metrics["rows_without_label"] == 10
+    assert trained.rows_train + trained.rows_test == broken.rows - 10 == 150
 
 
 # ---------------------------------------------------------------- the issue's case, by CLI

@@ -33,7 +33,7 @@ from sparkmlops.config.labels import CrowdSettings
 from sparkmlops.config.maintain import MaintainSettings
 from sparkmlops.config.monitor import MonitorSettings, RetrainSettings
 from sparkmlops.config.promote import PromoteSettings
-from sparkmlops.config.train import LabelSettings, ModelSettings
+from sparkmlops.config.train import LabelSettings, ModelSettings, expression_columns
 from sparkmlops.config.validate import ValidateSettings
 
 
@@ -190,6 +190,7 @@ class DatasetSettings(StrictModel):
         self.features.check_columns({c.name: c.type for c in self.schema_})
         if self.label.source is not None:
             require_known("label.source", [self.label.source], known)
+        self._check_label_expr()
         self._check_crowd()
         self._check_pii()
         require_known("maintain.zorder_by", self.maintain.zorder_by, known)
@@ -201,6 +202,27 @@ class DatasetSettings(StrictModel):
         if self.label.source in self.features.columns:
             raise ValueError(f"features: the label {self.label.source!r} cannot be a feature")
         return self
+
+    def _check_label_expr(self) -> None:
+        """``label.expr``: a regression label has no classes, and no column the label is
+        computed from is a model input (listed, or named by a derived feature's SQL):
+        the model would be handed its answer."""
+        label = self.label
+        if label.expr is None:
+            return
+        if self.model.task == "regression" and label.classes:
+            raise ValueError("label.classes: a regression label is the number label.expr "
+                             "yields; leave label.classes out")
+        known = [c.name for c in self.schema_]
+        feeds = set(label.columns(known))
+        fed = [c for c in self.features.columns if c in feeds]
+        for feature in self.features.derived:
+            named = expression_columns(feature.expr, known)
+            fed += [f"{feature.name} ({c})" for c in named if c in feeds]
+        if fed:
+            raise ValueError(f"features: {', '.join(dict.fromkeys(fed))} read what "
+                             f"label.expr {label.expr!r} computes the label from; the model "
+                             "would be given its own label")
 
     def _check_crowd(self) -> None:
         crowd = self.crowd
@@ -243,6 +265,8 @@ class DatasetSettings(StrictModel):
                 ("features.date_parts", [d.column for d in self.features.date_parts]),
                 ("features.buckets", [b.column for b in self.features.buckets]),
                 ("label.source", [self.label.source] if self.label.source else []),
+                ("label.expr", self.label.columns([c.name for c in self.schema_])
+                 if self.label.expr is not None else []),
                 *((f"validate.expectations.{i} ({spec.expectation}) kwargs", spec.columns)
                   for i, spec in enumerate(self.validate_.expectations))]
         for key, names in used:

@@ -9,6 +9,8 @@ The metrics come from ``sparkmlops.metrics``.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable
 from typing import Any, Literal
 
 from pydantic import ConfigDict, Field, field_validator, model_validator
@@ -18,25 +20,50 @@ from sparkmlops.metrics import TASK_METRICS
 
 
 class LabelSettings(StrictModel):
-    """Where a row's label comes from (``label``): a column of the files (``source``), or
-    ``from: crowd``, the accepted consensus of the dataset's ``crowd`` judgments, joined
-    by key (its classes are the crowd's). Rows without a label are scored, never trained on.
+    """Where a row's label comes from (``label``), one of: a column of the files
+    (``source``); a Spark SQL expression over the dataset's columns (``expr``, e.g.
+    ``"arr_delay > 15"`` with ``classes: ["false", "true"]``, or a number for regression),
+    computed by ``features``; or ``from: crowd``, the accepted consensus of the dataset's
+    ``crowd`` judgments, joined by key (its classes are the crowd's). Rows without a label
+    (null, or a value not in ``classes``) are scored, never trained on.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
     source: str | None = None
+    expr: str | None = None
     from_: Literal["column", "crowd"] = Field("column", alias="from")
     classes: list[str] | None = None  # class index = position; None for regression
 
+    @field_validator("classes", mode="before")
+    @classmethod
+    def _classes_as_spark_text(cls, value: Any) -> Any:
+        # YAML reads [false, true] and [0, 1] as booleans and numbers; a label's value is
+        # compared as Spark's text of it ('false', 'true', '0', '1')
+        if not isinstance(value, list):
+            return value
+        return [str(v).lower() if isinstance(v, bool) else
+                str(v) if isinstance(v, int | float) else v for v in value]
+
+    @field_validator("expr")
+    @classmethod
+    def _expr_not_blank(cls, expr: str | None) -> str | None:
+        if expr is not None and not expr.strip():
+            raise ValueError("empty; give a Spark SQL expression over the dataset's columns, "
+                             "e.g. 'arr_delay > 15'")
+        return expr
+
     @model_validator(mode="after")
     def _one_origin(self) -> LabelSettings:
-        if self.from_ == "column" and not self.source:
+        given = [*([f"label.source: {self.source!r}"] if self.source else []),
+                 *([f"label.expr: {self.expr!r}"] if self.expr is not None else []),
+                 *(["label.from: crowd"] if self.from_ == "crowd" else [])]
+        if not given:
             raise ValueError("label.source: required (the column holding the label), or "
+                             "label.expr (a Spark SQL expression over the columns), or "
                              "set label.from: crowd to take the crowd's consensus label")
-        if self.from_ == "crowd" and self.source:
-            raise ValueError(f"label.source: {self.source!r} and label.from: crowd both name "
-                             "the label; keep one")
+        if len(given) > 1:
+            raise ValueError(f"{' and '.join(given)} each name the label; keep one")
         return self
 
     @property
@@ -45,8 +72,48 @@ class LabelSettings(StrictModel):
 
     @property
     def described(self) -> str:
-        """The label's origin in messages: its column, or the crowd consensus."""
-        return "the crowd consensus label" if self.crowd else str(self.source)
+        """The label's origin in messages ("label <described> has one value"): its column,
+        its expression quoted, or the crowd consensus."""
+        if self.crowd:
+            return "the crowd consensus label"
+        return str(self.source) if self.source else repr(self.expr)
+
+    def columns(self, known: Iterable[str]) -> list[str]:
+        """The ``known`` columns the label is computed from: ``source``, or the ones
+        ``expr`` names (:func:`expression_columns`); none for the crowd's."""
+        if self.source:
+            return [self.source]
+        return expression_columns(self.expr, known) if self.expr is not None else []
+
+
+def expression_columns(expr: str, known: Iterable[str]) -> list[str]:
+    """The ``known`` columns a Spark SQL expression names, in order of first use.
+
+    Not a SQL parser (config loads without Spark): outside quoted text, each identifier
+    that is a known column (matched case-insensitively, as Spark does, or back-quoted) and
+    neither a function call nor a struct field (``name(``, ``.name``). A name that is no
+    known column is left to Spark's analysis (``features`` analyses the label against the
+    batch before computing it).
+    """
+    by_lower = {name.lower(): name for name in known}
+    found = []
+    for match in _IDENTIFIER_TOKEN.finditer(_QUOTED_TEXT.sub("''", expr)):
+        quoted, bare = match.group("quoted"), match.group("bare")
+        if bare is not None and match.group("call"):
+            continue
+        name = quoted.replace("``", "`") if quoted is not None else bare
+        column = by_lower.get(name.lower())
+        if column is not None:
+            found.append(column)
+    return list(dict.fromkeys(found))
+
+
+# string literals of Spark SQL ('it''s', "a\"b"), whose words are no column names
+_QUOTED_TEXT = re.compile(r"'(?:[^'\\]|\\.|'')*'|\"(?:[^\"\\]|\\.|\"\")*\"")
+# an identifier not after a dot (a struct field); `back quoted`, or bare with a following
+# "(" (a function call) captured so it can be told apart
+_IDENTIFIER_TOKEN = re.compile(
+    r"(?<![.\w`])(?:`(?P<quoted>(?:[^`]|``)+)`|(?P<bare>[A-Za-z_][A-Za-z0-9_]*)(?P<call>\s*\()?)")
 
 
 class EstimatorSettings(StrictModel):

@@ -50,6 +50,7 @@ from pyspark.ml.regression import (
     LinearRegression,
 )
 from pyspark.sql import Column, DataFrame
+from pyspark.sql.types import ArrayType, BooleanType, MapType, NumericType, StructType
 
 from sparkmlops.config import (
     NUMERIC_TYPES,
@@ -86,16 +87,56 @@ SCALE_SENSITIVE = (LogisticRegression, LinearSVC, LinearRegression, GeneralizedL
 
 
 def label_index(label: LabelSettings, raw: Column | None = None) -> Column:
-    """The numeric label of ``raw`` (default: the ``label.source`` column): the class
-    position for classification (null for a value not in ``label.classes``), the value for
-    regression."""
-    source = raw if raw is not None else F.col(str(label.source))
+    """The numeric label of ``raw`` (default: the label of the silver row, its
+    ``label.source`` column or ``label.expr``): the class position for classification
+    (null for a value not in ``label.classes``), the value for regression."""
+    source = raw if raw is not None else raw_label(label)
     if not label.classes:
         return source.cast("double")
     mapping = F.create_map(
         *[item for i, cls in enumerate(label.classes) for item in (F.lit(cls), F.lit(float(i)))]
     )
     return mapping[source]
+
+
+def raw_label(label: LabelSettings) -> Column:
+    """A silver row's label before it becomes a class index: its ``label.source`` column,
+    or the value of ``label.expr``, as text for classification (``classes`` are text: a
+    boolean expression gives 'true' / 'false')."""
+    if label.expr is None:
+        return F.col(str(label.source))
+    value = F.expr(label.expr)
+    return value.cast("string") if label.classes else value
+
+
+def check_label_expr(df: DataFrame, label: LabelSettings) -> None:
+    """Analyse ``label.expr`` against ``df``'s columns (no rows are read): it must
+    parse, name only columns of the rows, and give a value a label can be: a number for
+    regression, a single value (not an array, map or struct) for classes.
+
+    Raises:
+        ConfigError: one line: ``label.expr``, the expression and Spark's reason.
+    """
+    if label.expr is None:
+        return
+    try:
+        kind = df.limit(0).select(F.expr(label.expr).alias(LABEL_COLUMN)).schema[0].dataType
+    except AnalysisException as exc:  # ParseException is one too
+        reason = str(exc).strip().splitlines()[0]
+        raise ConfigError(f"label.expr: {label.expr!r}: {reason}") from None
+    if label.classes and isinstance(kind, ArrayType | MapType | StructType):
+        raise ConfigError(f"label.expr: {label.expr!r} gives a {kind.simpleString()}; a "
+                          f"label of classes {label.classes} is one value")
+    if label.classes and isinstance(kind, BooleanType) and \
+            set(label.classes) != {"false", "true"}:
+        # else every row, or every row of a class, would be left without a label
+        raise ConfigError(f"label.expr: {label.expr!r} gives a boolean, whose classes are "
+                          f"false and true, not {label.classes}; set label.classes: "
+                          "[false, true]")
+    if not label.classes and not isinstance(kind, NumericType):
+        raise ConfigError(f"label.expr: {label.expr!r} gives a {kind.simpleString()}; a "
+                          "regression label is a number (or give label.classes for a "
+                          "classification task)")
 
 
 def model_input_columns(dataset: DatasetSettings) -> list[str]:
@@ -113,7 +154,10 @@ def build_feature_table(
     With ``label.from: crowd`` the raw label is the accepted consensus label of the row's
     key in ``accepted`` (the dataset's keys and ``label``, one row per key; see
     :func:`crowd_labels`), null for a row the crowd has not settled yet: it is scored,
-    never trained on, and takes its label when one is accepted later.
+    never trained on, and takes its label when one is accepted later. With ``label.expr``
+    it is the expression's value on the silver row (checked by :func:`check_label_expr`
+    first); a row it gives null, or a value not in ``label.classes``, has a null
+    ``label``: kept and scored, never trained on.
 
     Number columns (not keys) are cast to double, which MLlib's Imputer wants. The
     derived SQL expressions are checked against these rows' schema, the one the model
@@ -131,7 +175,8 @@ def build_feature_table(
                      on=dataset.keys, how="left")
         raw = F.col(LABEL_RAW_COLUMN)
     else:
-        raw = F.col(str(dataset.label.source))
+        check_label_expr(df, dataset.label)
+        raw = raw_label(dataset.label)
     gold = df.select(
         *inputs,
         raw.alias(LABEL_RAW_COLUMN),
@@ -205,6 +250,49 @@ def is_data_failure(exc: BaseException) -> bool:
     """Whether ``exc`` is Spark refusing a value (``DATA_SQLSTATES``)."""
     state = exc.getSqlState() if isinstance(exc, PySparkException) else None
     return bool(state) and str(state).startswith(DATA_SQLSTATES)
+
+
+class LabelExpressionError(ConfigError):
+    """``label.expr`` fails on a row (ANSI SQL: a malformed cast, a division by zero); the
+    message names the expression and Spark's reason at the first failing row in key order.
+
+    Exit 2, a config error: the rows passed validation, so the expression is what has to
+    change (``try_cast``, ``try_divide``), or an expectation that keeps such rows out.
+    """
+
+
+@contextmanager
+def label_failures_named(
+    df: DataFrame, label: LabelSettings, *, keys: list[str], source: str
+) -> Iterator[None]:
+    """Turn a Spark job over the gold rows of ``df`` (silver rows) that fails on a value
+    into the ``LabelExpressionError`` of ``label.expr``, when the expression alone fails
+    on ``df``; anything else is raised as it is.
+
+    Costs nothing when the job succeeds: the label is computed once, by the gold write;
+    only after a failure is it computed alone, over the rows in ``keys`` order (so the
+    value Spark names is the first failing row's, not that of whichever task failed first).
+    """
+    if label.expr is None:
+        yield
+        return
+    with spark_failures_unlogged(), task_failures_unlogged(df.sparkSession):
+        try:
+            yield
+        except PySparkException as exc:
+            if not is_data_failure(exc):
+                raise
+            in_key_order = df.repartition(1).sortWithinPartitions(*keys)
+            try:
+                evaluate_every_row(in_key_order.select(raw_label(label).alias(LABEL_COLUMN)))
+            except PySparkException as alone:
+                if not is_data_failure(alone):
+                    raise
+                reason = str(alone).strip().splitlines()[0]
+                raise LabelExpressionError(
+                    f"label.expr: {label.expr!r} fails on {source} (first failing row by "
+                    f"{', '.join(keys)}): {reason}") from exc
+            raise
 
 
 def derived_input(df: DataFrame, features: FeatureSettings) -> DataFrame:

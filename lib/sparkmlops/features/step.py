@@ -45,9 +45,14 @@ def features_step(
 
     With ``label.from: crowd`` the label is the accepted consensus label of each row's
     key in ``labels.<dataset>`` (at ``labels_version``, else its latest; none yet: every
-    row waits for its label).
+    row waits for its label). With ``label.expr`` it is the expression's value on each
+    silver row (logged as the run's ``label.expr`` param); a row without one (null, or not
+    one of ``label.classes``) is kept, with a null ``label``.
 
     Raises:
+        ConfigError: ``label.expr`` does not analyse against the batch's columns, or gives
+            no value a label can be; ``LabelExpressionError``: it fails on a row (gold is
+            not written).
         DerivedFeatureError: a derived feature fails on a row of the batch (gold is not
             written).
     """
@@ -58,12 +63,18 @@ def features_step(
         version = version_or_current(spark, silver, silver_version)
         batch = read_batch(spark, silver, batch_id, version)
         accepted = _accepted_labels(spark, settings, tracker, labels_version)
+        if dataset.label.expr is not None:
+            # lineage: the label of these gold rows is computed here, by this expression
+            tracker.params({"label.expr": dataset.label.expr})
         frame = mllib.build_feature_table(batch, dataset, accepted)
         # before the write: an expression that fails on a row fails here, naming it,
         # not in train after gold holds the batch
-        mllib.check_derived_values(frame, dataset.features, keys=dataset.keys,
-                                   source=f"{silver.fqn} v{version} batch {batch_id}")
-        written = write_batch(frame, gold, dataset.write, dataset.keys, batch_id)
+        source = f"{silver.fqn} v{version} batch {batch_id}"
+        mllib.check_derived_values(frame, dataset.features, keys=dataset.keys, source=source)
+        # the label is computed by this write: an expression failing on a row is named
+        with mllib.label_failures_named(batch, dataset.label, keys=dataset.keys,
+                                        source=source):
+            written = write_batch(frame, gold, dataset.write, dataset.keys, batch_id)
         tracker.read(silver, version, written.rows)
         tracker.wrote(written)
         return FeaturesOutcome(tracker.run_id, {gold.fqn: written.version},

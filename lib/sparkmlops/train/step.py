@@ -16,6 +16,7 @@ from pyspark.sql import DataFrame, SparkSession
 from sparkmlops.config import (
     DatasetSettings,
     FeatureSettings,
+    LabelSettings,
     ModelSettings,
     Settings,
 )
@@ -108,8 +109,9 @@ def train_step(
                 with fitting.fit_failures_named(source):
                     metrics = fitting.evaluate(scored, model.task)
                 signature = model_signature(test, scored, mllib.model_input_columns(dataset))
-                _log_training(tracker, trained, model, features=dataset.features, gold=gold,
-                              version=version, metrics=metrics, fit_seconds=fit_seconds)
+                _log_training(tracker, trained, model, features=dataset.features,
+                              label=dataset.label, gold=gold, version=version,
+                              metrics=metrics, fit_seconds=fit_seconds)
                 _log_holdout(tracker, scored, trained.model, features=dataset.features,
                              task=model.task, classes=dataset.label.classes,
                              pii=pii_columns(dataset.schema_))
@@ -160,6 +162,9 @@ def _count_split(
         tracker.read(gold, version, rows, context="training")
         tracker.count("rows_train", n_train)
         tracker.count("rows_test", n_test)
+        # gold rows whose label is null (not settled by the crowd, null or not a class by
+        # label.expr): kept and scored, never trained on
+        tracker.count("rows_without_label", rows - n_train - n_test)
     return n_train, n_test
 
 
@@ -190,8 +195,8 @@ def _fit(
 
 def _log_training(
     tracker: StepTracker, trained: tuning.TrainedModel, model: ModelSettings, *,
-    features: FeatureSettings, gold: TableRef, version: int | None, metrics: dict[str, float],
-    fit_seconds: float,
+    features: FeatureSettings, label: LabelSettings, gold: TableRef, version: int | None,
+    metrics: dict[str, float], fit_seconds: float,
 ) -> None:
     """What was fitted, on what, and how it scored on the holdout."""
     search = "automl" if model.automl.enabled else model.tuning.method
@@ -209,6 +214,7 @@ def _log_training(
         "features.scale": features.scale,
         "training_table": gold.fqn,
         "training_table_version": version,
+        **({"label.expr": label.expr} if label.expr is not None else {}),
     })
     tracker.metrics({**metrics, "fit_seconds": round(fit_seconds, 3),
                      "candidates": len(trained.candidates)})
