@@ -42,7 +42,7 @@ def test_the_repo_keeps_only_the_project_conf_and_the_package_the_defaults():
     assert sorted(p.name for p in PACKAGED.glob("*.yml")) == [
         "base.yml", "databricks.yml", "emr.yml", "local.yml"]
     assert sorted(str(p.relative_to(REPO / "conf")) for p in (REPO / "conf").rglob("*.yml")) \
-        == ["datasets/penguins.yml", "datasets/penguins_crowd.yml"]
+        == ["datasets/flights.yml", "datasets/penguins.yml", "datasets/penguins_crowd.yml"]
 
 
 def test_layers_merge_packaged_base_env_then_project_base_env_dataset_and_set(tmp_path):
