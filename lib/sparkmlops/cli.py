@@ -65,11 +65,55 @@ def common_options() -> argparse.ArgumentParser:
     return common
 
 
+# `sparkmlops --help` is read in a terminal: plain text, not the module docstring's reST
+DESCRIPTION = """\
+Batch ML on a lake: ingest files into Delta Lake, validate them with Great
+Expectations, train Spark MLlib models, promote the better one and score, every
+run tracked in MLflow."""
+EPILOG = """\
+Run 'sparkmlops <command> --help' for a command's options.
+Exit codes: 0 done, 1 unexpected error, 2 bad config or usage, 3 missing input,
+4 failed quality gate, 5 failed model gate, 6 a reproduced run's metrics differ,
+7 the data cannot train a model."""
+# the stack a run's results depend on, in `sparkmlops --version`
+STACK = ("pyspark", "delta-spark", "mlflow", "great-expectations")
+
+
+def version_text() -> str:
+    """``sparkmlops 0.9.0 (pyspark 4.1.1, delta-spark 4.1.0, ...; Python 3.11.7)``: read from
+    the installed distributions' metadata, so it starts no JVM and imports no library."""
+    from importlib import metadata
+    from platform import python_version
+
+    from sparkmlops import __version__
+
+    def installed(name: str) -> str:
+        try:
+            return f"{name} {metadata.version(name)}"
+        except metadata.PackageNotFoundError:
+            return f"{name} not installed"
+
+    return (f"sparkmlops {__version__} ({', '.join(installed(n) for n in STACK)}; "
+            f"Python {python_version()})")
+
+
+class _TopHelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Raw: the description and epilog keep their lines and --version stays on one. The
+    command names get a column wide enough for ``show-table`` (argparse sizes it by the
+    top-level options alone, and wraps longer names onto a line of their own)."""
+
+    def __init__(self, prog: str) -> None:
+        super().__init__(prog, max_help_position=20)
+        self._action_max_length = 18
+
+
 def build_parser() -> argparse.ArgumentParser:
     """``sparkmlops <command>``: one subparser per registered command, with its own options."""
     common = common_options()
-    parser = argparse.ArgumentParser(prog="sparkmlops", description=__doc__.split("\n")[0])
-    sub = parser.add_subparsers(dest="step", required=True)
+    parser = argparse.ArgumentParser(prog="sparkmlops", description=DESCRIPTION, epilog=EPILOG,
+                                     formatter_class=_TopHelpFormatter)
+    parser.add_argument("--version", action="version", version=version_text())
+    sub = parser.add_subparsers(dest="step", required=True, metavar="<command>")
     for command in COMMANDS.values():
         command.add_arguments(sub.add_parser(command.name, parents=[common], help=command.help))
     return parser

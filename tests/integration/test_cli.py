@@ -80,6 +80,36 @@ def test_every_command_is_registered_in_help_order_with_its_own_options():
         assert options & COMMON == COMMON, name
 
 
+def test_version_names_sparkmlops_and_the_stack_its_results_depend_on(capsys):
+    from importlib.metadata import version
+    from platform import python_version
+
+    from sparkmlops import __version__
+
+    with pytest.raises(SystemExit) as exited:
+        main(["--version"])
+
+    assert exited.value.code == 0
+    assert capsys.readouterr().out == (
+        f"sparkmlops {__version__} (pyspark {version('pyspark')}, delta-spark "
+        f"{version('delta-spark')}, mlflow {version('mlflow')}, great-expectations "
+        f"{version('great-expectations')}; Python {python_version()})\n")
+
+
+def test_help_is_plain_text_with_every_command_and_the_exit_codes(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    text = capsys.readouterr().out
+    # a line per command: its name, then its help on the same line
+    listed = [line.split()[0] for line in text.splitlines()
+              if line.startswith("    ") and line.split()[0] in COMMANDS and len(line.split()) > 1]
+    assert listed == list(COMMANDS)
+    assert "Exit codes: 0 done, 1 unexpected error, 2 bad config or usage" in text
+    # no reST or Markdown markup from the docstrings, in the top help nor any command's
+    helps = [text, *(_subparser(name).format_help() for name in COMMANDS)]
+    assert [h for h in helps if "``" in h or ":func:" in h or ":class:" in h] == []
+
+
 @pytest.mark.parametrize(("argv", "expected"), [
     (["ingest", "--force"], {"force": True}),
     (["validate", "--bronze-version", "3"], {"bronze_version": 3}),
@@ -116,7 +146,7 @@ def test_a_command_parses_its_own_options(argv, expected):
 
 def test_an_unknown_command_exits_2_with_argparse_line(capsys):
     assert _usage_error(["retrain"], capsys) == (2, (
-        "sparkmlops: error: argument step: invalid choice: 'retrain' (choose from 'ingest', "
+        "sparkmlops: error: argument <command>: invalid choice: 'retrain' (choose from 'ingest', "
         "'validate', 'labels', 'features', 'train', 'promote', 'predict', 'monitor', 'pipeline', "
         "'maintain', 'show-table', 'reproduce', 'profile', 'rollback', 'history', 'lineage', "
         "'deploy', 'init')"))
