@@ -39,6 +39,9 @@ def test_validate_splits_rows_and_records_results(spark, make_settings, sample_l
                        for r in results.where("unexpected_count > 0").collect()]
     assert with_unexpected == [
         ("expect_column_values_to_not_be_null", "body_mass_g", "warning", 1, 0)]
+    # every row-level expectation of the sample quarantines: GX's counts, no extra pass
+    assert sorted((r.action, r.rows_kept, r.rows_quarantined) for r in results.collect()) == [
+        *[("keep", None, None)] * 3, *[("quarantine", 0, 0)] * 7, ("quarantine", 0, 1)]
 
 
 def test_critical_failure_stops_before_silver_is_written(spark, make_settings, sample_landing):

@@ -351,6 +351,24 @@ def count_row_actions(df: DataFrame, specs: list[ExpectationSpec]) -> RowActions
     )
 
 
+def needs_row_count(specs: list[ExpectationSpec]) -> bool:
+    """Whether :func:`count_row_actions` must pass over the batch: a row-level expectation
+    keeps its failing rows or fails on them. When each quarantines, what it quarantines is
+    what GX counted (:func:`quarantined_as_counted`)."""
+    return any(s.row_level and s.action != "quarantine" for s in specs)
+
+
+def quarantined_as_counted(
+    specs: list[ExpectationSpec], outcomes: list[ExpectationOutcome]
+) -> RowActions:
+    """The actions of a suite whose row-level expectations all quarantine, without a pass:
+    each quarantines its failing rows, GX's ``unexpected_count`` (the split's predicates
+    are GX's semantics), and keeps none."""
+    row_level = [i for i, spec in enumerate(specs) if spec.row_level]
+    return RowActions(kept={i: 0 for i in row_level},
+                      quarantined={i: outcomes[i].unexpected_count or 0 for i in row_level})
+
+
 def flag_repeated_keys(
     batch_df: DataFrame, existing_keys_df: DataFrame, keys: list[str]
 ) -> DataFrame:

@@ -124,7 +124,7 @@ def validate_step(
         checked, superseded = _latest_per_key(batch, rows, write, tracker)
         report = _run_quality_checks(checked, quality, tracker, dataset=dataset.name,
                                      data_docs_dir=docs_dir)
-        actions = _count_row_actions(checked, quality, tracker)
+        actions = _count_row_actions(checked, quality, report, tracker)
         report = report.with_row_actions(actions)
         _record_validation(spark, tables, tracker, report, gate=quality.gate,
                            dataset=dataset.name, batch_id=batch_id, version=version)
@@ -329,14 +329,23 @@ def _enforce_gate(report: expectations.ValidationReport, gate: GateMode, source:
 
 
 def _count_row_actions(
-    batch: DataFrame, quality: ValidateSettings, tracker: StepTracker
+    batch: DataFrame, quality: ValidateSettings, report: expectations.ValidationReport,
+    tracker: StepTracker,
 ) -> expectations.RowActions:
-    """What the row-level expectations' actions do to ``batch`` (one aggregation), with the
-    rows let on after failing only ``keep`` expectations recorded; nothing when the gate
-    is disabled (no suite, no split) or no expectation is row-level."""
-    if quality.gate == "disabled" or not any(s.row_level for s in quality.expectations):
+    """What the row-level expectations' actions do to ``batch``, with the rows let on after
+    failing only ``keep`` expectations recorded; nothing when the gate is disabled (no
+    suite, no split) or no expectation is row-level.
+
+    One aggregation over the batch when an expectation keeps or fails; none when every
+    row-level one quarantines (the usual suite costs no more than before actions).
+    """
+    specs = quality.expectations
+    if quality.gate == "disabled" or not any(s.row_level for s in specs):
         return expectations.RowActions()
-    actions = expectations.count_row_actions(batch, quality.expectations)
+    if expectations.needs_row_count(specs):
+        actions = expectations.count_row_actions(batch, specs)
+    else:
+        actions = expectations.quarantined_as_counted(specs, report.outcomes)
     tracker.count("rows_kept_failing", actions.kept_rows)
     return actions
 

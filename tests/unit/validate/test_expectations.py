@@ -23,6 +23,8 @@ from sparkmlops.validate.expectations import (
     flagged_reason,
     gate_status,
     keys_repeated_within,
+    needs_row_count,
+    quarantined_as_counted,
     run_suite,
     split_flagged,
 )
@@ -123,6 +125,17 @@ def test_count_row_actions_without_row_level_expectations_is_empty(spark):
     source_df = spark.createDataFrame(ACTION_ROWS, SCHEMA)
 
     assert count_row_actions(source_df, ACTION_SPECS[4:]) == RowActions()
+
+
+def test_a_suite_that_only_quarantines_is_counted_by_gx_without_a_pass():
+    specs = [ACTION_SPECS[1], ACTION_SPECS[4]]  # the between (quarantine), the row count
+    outcomes = [ExpectationOutcome(s.expectation, s.column, "{}", s.severity, False, None, 6, n,
+                                   0.0, s.action) for s, n in zip(specs, (2, None), strict=True)]
+
+    assert not needs_row_count(specs)
+    assert needs_row_count(ACTION_SPECS)
+    assert quarantined_as_counted(specs, outcomes) == RowActions(kept={0: 0},
+                                                                 quarantined={0: 2})
 
 
 def test_the_report_records_each_row_level_outcomes_counts():
