@@ -13,13 +13,62 @@ from pydantic import Field, model_validator
 
 from sparkmlops.config.base import GateMode, StrictModel
 
+# what happens to the rows that fail an expectation (Delta Live Tables' expect /
+# expect_or_drop / expect_or_fail): go on to silver, recorded; go to quarantine with
+# the expectation named; or fail the batch before silver or quarantine is written
+ExpectationAction = Literal["keep", "quarantine", "fail"]
+
+# the expectations whose failing rows validate can tell apart (validate/expectations.py's
+# row_failure), and so the only ones an action other than ``keep`` means anything for
+ROW_LEVEL_EXPECTATIONS = frozenset({
+    "expect_column_values_to_not_be_null",
+    "expect_column_values_to_be_null",
+    "expect_column_values_to_be_in_set",
+    "expect_column_values_to_not_be_in_set",
+    "expect_column_values_to_match_regex",
+    "expect_column_values_to_not_match_regex",
+    "expect_column_values_to_be_between",
+})
+
+
+def is_row_level(expectation: str, kwargs: dict[str, Any]) -> bool:
+    """Whether validate can say which rows fail ``expectation``: one of
+    :data:`ROW_LEVEL_EXPECTATIONS` on a ``column`` (a between with at least one bound)."""
+    if expectation not in ROW_LEVEL_EXPECTATIONS or kwargs.get("column") is None:
+        return False
+    if expectation == "expect_column_values_to_be_between":
+        return kwargs.get("min_value") is not None or kwargs.get("max_value") is not None
+    return True
+
 
 class ExpectationSpec(StrictModel):
-    """One Great Expectations expectation, by its GX name and arguments."""
+    """One Great Expectations expectation, by its GX name and arguments.
+
+    ``severity`` decides what the expectation's aggregate result does to the gate
+    (``critical`` fails it); ``action`` what happens to each row that fails it, whatever
+    ``mostly`` says. Left out, ``action`` is ``quarantine`` for a critical row-level
+    expectation and ``keep`` otherwise: a warning records its failing rows and lets them
+    on, and an expectation that judges the table as a whole (row count, mean, uniqueness)
+    has no failing rows to act on, so it takes only ``keep`` (stop the batch on it with
+    ``severity: critical``).
+    """
 
     expectation: str = Field(pattern=r"^expect_[a-z0-9_]+$")
     kwargs: dict[str, Any] = Field(default_factory=dict)
     severity: Literal["critical", "warning"] = "critical"
+    action: ExpectationAction = "keep"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_action(cls, data: Any) -> Any:
+        """Fill in ``action`` from the severity when it is left out (or null)."""
+        if not isinstance(data, dict) or data.get("action") is not None:
+            return data
+        kwargs = data.get("kwargs")
+        row_level = is_row_level(str(data.get("expectation")),
+                                 kwargs if isinstance(kwargs, dict) else {})
+        critical = data.get("severity", "critical") == "critical"
+        return {**data, "action": "quarantine" if row_level and critical else "keep"}
 
     @model_validator(mode="after")
     def _known_to_gx(self) -> ExpectationSpec:
@@ -30,6 +79,21 @@ class ExpectationSpec(StrictModel):
             raise ValueError(
                 f"unknown Great Expectations expectation {self.expectation!r}{hint}")
         return self
+
+    @model_validator(mode="after")
+    def _action_needs_rows(self) -> ExpectationSpec:
+        if self.action != "keep" and not self.row_level:
+            raise ValueError(
+                f"action {self.action!r} needs failing rows, and {self.label} does not name "
+                "them (row-level: not-null, null, in-set, not-in-set, regex, not-regex, "
+                "between on a column); leave action out, or stop the batch on it with "
+                "severity: critical")
+        return self
+
+    @property
+    def row_level(self) -> bool:
+        """Whether validate can tell which rows fail it (:func:`is_row_level`)."""
+        return is_row_level(self.expectation, self.kwargs)
 
     @property
     def column(self) -> str | None:

@@ -5,11 +5,16 @@ The suite runs on the Spark DataFrame of the exact bronze version just written
 ``validation_results`` Delta table (one row per expectation), the GX result JSON
 as an MLflow artifact, and Data Docs HTML in ``validate.data_docs_dir``.
 
-Row-level expectations (not-null, in-set, not-in-set, between, regex) also split
-the rows with the same semantics as GX (nulls count only for not-null): passing
-rows go to ``silver.<dataset>``, failing rows to ``quarantine.<dataset>`` with the
-names of the expectations they failed. A failed ``critical`` expectation fails the
-gate; with the gate ``enabled`` that stops the step before anything is written.
+Row-level expectations (not-null, in-set, not-in-set, between, regex) also judge
+each row with the same semantics as GX (nulls count only for not-null), and their
+``action`` says what happens to a failing row: ``keep`` lets it on to
+``silver.<dataset>`` (counted), ``quarantine`` sends it to ``quarantine.<dataset>``
+with the names of the quarantine expectations it failed (a row failing a ``keep`` and
+a ``quarantine`` expectation goes to quarantine, the reason naming only the latter),
+``fail`` stops the step before anything is written when any row fails it
+(:func:`count_row_actions` counts all three in one pass). A failed ``critical``
+expectation fails the gate; with the gate ``enabled`` that stops the step before
+anything is written.
 In append mode, :func:`flag_repeated_keys` also flags rows whose key silver already
 holds from another batch, and :func:`flag_repeated_within` rows whose key another row
 of the same batch brings (``write.repeated_keys``), in the same split.
@@ -19,7 +24,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
 from functools import reduce
 from pathlib import Path
 from typing import Any, Literal
@@ -58,6 +63,28 @@ class ExpectationOutcome:
     element_count: int | None
     unexpected_count: int | None
     unexpected_percent: float | None
+    action: str = "keep"
+    # rows failing it that went on past the expectations / went to quarantine for them
+    # (:func:`count_row_actions`); null for an expectation that is not row-level
+    rows_kept: int | None = None
+    rows_quarantined: int | None = None
+
+
+@dataclass(frozen=True)
+class RowActions:
+    """What the row-level expectations' actions do to one batch, counted in one pass.
+
+    Keyed by the expectation's position in the suite: ``kept`` and ``quarantined`` the
+    rows failing it that go on to silver / to quarantine because of expectations (a row
+    failing a ``keep`` expectation is quarantined when it also fails a ``quarantine``
+    one), ``failing`` the rows failing each ``fail`` expectation. ``kept_rows``: the rows
+    that failed a ``keep`` expectation and no ``quarantine`` one.
+    """
+
+    kept: dict[int, int] = field(default_factory=dict)
+    quarantined: dict[int, int] = field(default_factory=dict)
+    failing: dict[int, int] = field(default_factory=dict)
+    kept_rows: int = 0
 
 
 @dataclass(frozen=True)
@@ -70,6 +97,18 @@ class ValidationReport:
 
     def count(self, severity: str, success: bool) -> int:
         return sum(1 for o in self.outcomes if o.severity == severity and o.success is success)
+
+    def with_row_actions(self, actions: RowActions) -> ValidationReport:
+        """The report with each row-level outcome's ``rows_kept`` and ``rows_quarantined``
+        (0 and 0 for a ``fail`` expectation: its rows go nowhere, or the step stops)."""
+        def counted(index: int, outcome: ExpectationOutcome) -> ExpectationOutcome:
+            if index in actions.failing:
+                return replace(outcome, rows_kept=0, rows_quarantined=0)
+            if index in actions.kept:
+                return replace(outcome, rows_kept=actions.kept[index],
+                               rows_quarantined=actions.quarantined[index])
+            return outcome
+        return replace(self, outcomes=[counted(i, o) for i, o in enumerate(self.outcomes)])
 
 
 # ---------------------------------------------------------------- the suite
@@ -178,7 +217,8 @@ def outcomes_frame(
         "table_version long, _batch_id string, gate_mode string, gate_status string, "
         "validated_at timestamp, expectation string, column string, "
         "kwargs string, severity string, success boolean, observed_value string, "
-        "element_count long, unexpected_count long, unexpected_percent double"
+        "element_count long, unexpected_count long, unexpected_percent double, "
+        "action string, rows_kept long, rows_quarantined long"
     )
     ordered = [tuple(row[f.split()[0]] for f in schema.split(", ")) for row in rows]
     return spark.createDataFrame(ordered, schema)
@@ -198,6 +238,7 @@ def _outcome(result: dict[str, Any], spec: ExpectationSpec) -> ExpectationOutcom
         element_count=res.get("element_count"),
         unexpected_count=res.get("unexpected_count"),
         unexpected_percent=res.get("unexpected_percent"),
+        action=spec.action,
     )
 
 
@@ -216,10 +257,12 @@ def _quiet_progress_bars(context: Any) -> None:
 def row_failure(spec: ExpectationSpec) -> Column | None:
     """A Column that is true when a row fails ``spec``; None for aggregate expectations.
 
-    Same semantics as GX: only not-null counts nulls as failures.
+    Same semantics as GX: only not-null counts nulls as failures. Which expectations
+    are row-level is said once, in config (``ExpectationSpec.row_level``), where an
+    ``action`` other than ``keep`` is refused for the others.
     """
     column = spec.column
-    if column is None:
+    if column is None or not spec.row_level:
         return None
     col = F.col(column)
     kw = spec.kwargs
@@ -251,8 +294,12 @@ def row_failure(spec: ExpectationSpec) -> Column | None:
 
 
 def failed_expectations(specs: list[ExpectationSpec]) -> Column:
-    """An array of the labels of the row-level expectations a row fails (empty if none)."""
-    checks = [(spec.label, row_failure(spec)) for spec in specs]
+    """An array of the labels of the ``quarantine`` expectations a row fails (empty if none).
+
+    ``keep`` and ``fail`` expectations do not send a row to quarantine: the first let it
+    on, the second stop the step first (:func:`count_row_actions`).
+    """
+    checks = [(spec.label, row_failure(spec)) for spec in specs if spec.action == "quarantine"]
     flags = [F.when(check, F.lit(label)) for label, check in checks if check is not None]
     if not flags:
         return F.array().cast("array<string>")
@@ -260,8 +307,66 @@ def failed_expectations(specs: list[ExpectationSpec]) -> Column:
 
 
 def flag_rows(df: DataFrame, specs: list[ExpectationSpec]) -> DataFrame:
-    """``df`` with ``_failed_expectations``: the row-level expectations each row fails."""
+    """``df`` with ``_failed_expectations``: the quarantine expectations each row fails."""
     return df.withColumn(FAILED_COLUMN, failed_expectations(specs))
+
+
+def count_row_actions(df: DataFrame, specs: list[ExpectationSpec]) -> RowActions:
+    """What each row-level expectation's ``action`` does to the rows of ``df``, in one
+    aggregation (:class:`RowActions`); no Spark job when no expectation is row-level.
+
+    Uses the predicates of the split itself (:func:`row_failure`, a null one as a pass),
+    so the counts are the rows the split sends each way.
+
+    Example::
+
+        count_row_actions(batch, specs).failing  # {4: 3}: expectation 4 (fail) fails 3 rows
+    """
+    checks = {i: F.coalesce(check, F.lit(False)) for i, spec in enumerate(specs)
+              if (check := row_failure(spec)) is not None}
+    if not checks:
+        return RowActions()
+
+    def any_of(action: str) -> Column:
+        flags = [checks[i] for i in checks if specs[i].action == action]
+        return reduce(lambda a, b: a | b, flags, F.lit(False))
+
+    quarantined = any_of("quarantine")
+
+    def counted(condition: Column) -> Column:
+        return F.count(F.when(condition, 1))
+
+    # per expectation: its failing rows that go on, and those a quarantine one takes
+    aggregates = [agg for check in checks.values()
+                  for agg in (counted(check & ~quarantined), counted(check & quarantined))]
+    row = df.agg(*aggregates, counted(any_of("keep") & ~quarantined)).first()
+    assert row is not None  # an aggregation without grouping has one row
+    split = {i: (int(row[2 * n]), int(row[2 * n + 1])) for n, i in enumerate(checks)}
+    acting = {i: pair for i, pair in split.items() if specs[i].action != "fail"}
+    return RowActions(
+        kept={i: on for i, (on, _) in acting.items()},
+        quarantined={i: off for i, (_, off) in acting.items()},
+        failing={i: on + off for i, (on, off) in split.items() if specs[i].action == "fail"},
+        kept_rows=int(row[-1]),
+    )
+
+
+def needs_row_count(specs: list[ExpectationSpec]) -> bool:
+    """Whether :func:`count_row_actions` must pass over the batch: a row-level expectation
+    keeps its failing rows or fails on them. When each quarantines, what it quarantines is
+    what GX counted (:func:`quarantined_as_counted`)."""
+    return any(s.row_level and s.action != "quarantine" for s in specs)
+
+
+def quarantined_as_counted(
+    specs: list[ExpectationSpec], outcomes: list[ExpectationOutcome]
+) -> RowActions:
+    """The actions of a suite whose row-level expectations all quarantine, without a pass:
+    each quarantines its failing rows, GX's ``unexpected_count`` (the split's predicates
+    are GX's semantics), and keeps none."""
+    row_level = [i for i, spec in enumerate(specs) if spec.row_level]
+    return RowActions(kept={i: 0 for i in row_level},
+                      quarantined={i: outcomes[i].unexpected_count or 0 for i in row_level})
 
 
 def flag_repeated_keys(

@@ -9,7 +9,8 @@ collects their value sets. From those the proposal is:
 - per column: not null (critical) when it has no nulls, else a floor on its share of
   non-null values (warning, an aggregate: rows with nulls stay); numbers and dates
   between their observed min and max and text with at most ``max_set_size`` values
-  in that set (warnings; row-level, so a row outside goes to quarantine).
+  in that set (warnings; row-level, so a row outside is kept and counted, or with
+  ``action: quarantine`` added by hand goes to quarantine).
 
 The YAML uses GX's own expectation names and arguments, in the shape of
 ``quality.expectations``; each item is preceded by a comment with what was observed.
@@ -105,8 +106,8 @@ def propose_expectations(
             proposed.append((observed, _item("expect_column_values_to_not_be_null",
                                              {"column": p.name}, "critical")))
         elif p.nulls < p.rows:
-            # an aggregate, not a row-level not-null: row-level expectations quarantine
-            # every failing row, and these nulls are what the column normally holds
+            # an aggregate, not a row-level not-null: these nulls are what the column
+            # normally holds, and the floor is on their share, not on each row
             floor = max(math.floor((1 - p.null_fraction) * 100 - 1) / 100, 0.0)
             proposed.append((observed, _item(
                 "expect_column_proportion_of_non_null_values_to_be_between",

@@ -74,6 +74,7 @@ class ValidateOutcome(StepOutcome):
     stale: int = 0  # upsert: records older than silver's row for the key
     repeated_keys: int = 0  # append: rows whose key another batch already holds
     repeated_in_batch: int = 0  # append: copies of a key this batch repeats, quarantined
+    kept_failing: int = 0  # rows that failed only ``keep`` expectations, let on to silver
     expectations_failed: list[str] = field(default_factory=list)
 
     @property
@@ -83,6 +84,7 @@ class ValidateOutcome(StepOutcome):
                 **({"superseded": self.superseded, "stale": self.stale} if self.upsert
                    else {"repeated_keys": self.repeated_keys,
                          "repeated_in_batch": self.repeated_in_batch}),
+                "kept_failing": self.kept_failing,
                 "expectations_failed": self.expectations_failed}
 
 
@@ -90,6 +92,11 @@ def validate_step(
     spark: SparkSession, settings: Settings, batch_id: str, *, bronze_version: int | None = None
 ) -> ValidateOutcome:
     """Bronze batch → GX suite → validation_results; passing rows → silver, failing → quarantine.
+
+    Each row-level expectation's ``action`` decides where its failing rows go: on to
+    silver (``keep``, counted), to quarantine (``quarantine``), or nowhere: the step
+    fails (exit 4) before silver and quarantine are written (``fail``). The gate
+    ``disabled`` turns the actions off with the suite.
 
     The suite runs on the Delta version itself, not a cache: each of GX's Spark jobs
     reads only the columns it needs, which measured as fast as scanning a cache that
@@ -117,9 +124,13 @@ def validate_step(
         checked, superseded = _latest_per_key(batch, rows, write, tracker)
         report = _run_quality_checks(checked, quality, tracker, dataset=dataset.name,
                                      data_docs_dir=docs_dir)
+        actions = _count_row_actions(checked, quality, report, tracker)
+        report = report.with_row_actions(actions)
         _record_validation(spark, tables, tracker, report, gate=quality.gate,
                            dataset=dataset.name, batch_id=batch_id, version=version)
-        _enforce_gate(report, quality.gate, f"{tables.bronze.fqn} v{version} batch {batch_id}")
+        source = f"{tables.bronze.fqn} v{version} batch {batch_id}"
+        _enforce_gate(report, quality.gate, source)
+        _enforce_fail_actions(actions, quality, source)
         flagged = expectations.flag_rows(
             checked, quality.expectations if quality.gate != "disabled" else [])
         flagged, repeats = _flag_repeated_keys(
@@ -144,7 +155,8 @@ def validate_step(
             silver_rows=s_write.rows, quarantined=q_write.rows,
             data_docs=report.data_docs_index, upsert=write.mode == "upsert",
             superseded=superseded, stale=stale, repeated_keys=repeated,
-            repeated_in_batch=repeated_in_batch, expectations_failed=_failed(report),
+            repeated_in_batch=repeated_in_batch, kept_failing=actions.kept_rows,
+            expectations_failed=_failed(report),
         )
 
 
@@ -314,6 +326,46 @@ def _enforce_gate(report: expectations.ValidationReport, gate: GateMode, source:
         f"critical expectation(s) failed: {', '.join(failed)}"
         + (f"; see {report.data_docs_index}" if report.data_docs_index else "")
     )
+
+
+def _count_row_actions(
+    batch: DataFrame, quality: ValidateSettings, report: expectations.ValidationReport,
+    tracker: StepTracker,
+) -> expectations.RowActions:
+    """What the row-level expectations' actions do to ``batch``, with the rows let on after
+    failing only ``keep`` expectations recorded; nothing when the gate is disabled (no
+    suite, no split) or no expectation is row-level.
+
+    One aggregation over the batch when an expectation keeps or fails; none when every
+    row-level one quarantines (the usual suite costs no more than before actions).
+    """
+    specs = quality.expectations
+    if quality.gate == "disabled" or not any(s.row_level for s in specs):
+        return expectations.RowActions()
+    if expectations.needs_row_count(specs):
+        actions = expectations.count_row_actions(batch, specs)
+    else:
+        actions = expectations.quarantined_as_counted(specs, report.outcomes)
+    tracker.count("rows_kept_failing", actions.kept_rows)
+    return actions
+
+
+def _enforce_fail_actions(
+    actions: expectations.RowActions, quality: ValidateSettings, source: str
+) -> None:
+    """Stop the step before anything is written when a row fails an ``action: fail``
+    expectation, whatever the gate mode (but ``disabled``) and ``mostly``.
+
+    Raises:
+        QualityGateFailed: names the batch (``source``) and each such expectation with
+            its failing rows.
+    """
+    failed = [f"{quality.expectations[i].label} on {n} row(s)"
+              for i, n in actions.failing.items() if n]
+    if failed:
+        raise QualityGateFailed(
+            f"{source}: expectation(s) with action fail failed: {', '.join(failed)}; "
+            "silver and quarantine left as they were")
 
 
 def _failed(report: expectations.ValidationReport) -> list[str]:

@@ -12,7 +12,10 @@ from sparkmlops.validate.expectations import (
     REPEATED_COLUMN,
     WITHIN_COLUMN,
     ExpectationOutcome,
+    RowActions,
+    ValidationReport,
     build_suite,
+    count_row_actions,
     expectation_class,
     flag_repeated_keys,
     flag_repeated_within,
@@ -20,6 +23,8 @@ from sparkmlops.validate.expectations import (
     flagged_reason,
     gate_status,
     keys_repeated_within,
+    needs_row_count,
+    quarantined_as_counted,
     run_suite,
     split_flagged,
 )
@@ -56,14 +61,134 @@ def test_split_valid_rows_uses_gx_null_semantics(spark):
 
     assert_df_equality(passing, spark.createDataFrame(
         [(1, 3000.0, "MALE", "PAL0708"), (2, None, None, None)], SCHEMA), ignore_row_order=True)
+    # the sex in-set is a warning, so it keeps its failing rows: row 4 is quarantined for
+    # the regex alone, and the reason does not name the sex check
     expected_df = spark.createDataFrame([
         (None, ["expect_column_values_to_not_be_null(id)",
                 "expect_column_values_to_be_between(mass)"]),
-        (4, ["expect_column_values_to_be_in_set(sex)",
-             "expect_column_values_to_match_regex(study)"]),
+        (4, ["expect_column_values_to_match_regex(study)"]),
     ], "id int, _failed_expectations array<string>")
     assert_df_equality(failing.select("id", "_failed_expectations"), expected_df,
                        ignore_row_order=True, ignore_nullable=True)
+
+
+# one expectation per action, on the columns of SCHEMA; the last is not row-level
+ACTION_SPECS = [
+    ExpectationSpec(expectation="expect_column_values_to_be_in_set",
+                    kwargs={"column": "sex", "value_set": ["MALE", "FEMALE"]},
+                    severity="warning"),                                     # keep (default)
+    ExpectationSpec(expectation="expect_column_values_to_be_between",
+                    kwargs={"column": "mass", "min_value": 2000, "max_value": 7000}),
+    ExpectationSpec(expectation="expect_column_values_to_match_regex",
+                    kwargs={"column": "study", "regex": "^PAL[0-9]{4}$"}, action="keep"),
+    ExpectationSpec(expectation="expect_column_values_to_not_be_null", kwargs={"column": "id"},
+                    severity="warning", action="fail"),
+    ExpectationSpec(expectation="expect_table_row_count_to_be_between",
+                    kwargs={"min_value": 1, "max_value": 100}),
+]
+ACTION_ROWS = [
+    (1, 3000.0, "MALE", "PAL0708"),   # fails nothing
+    (2, 3000.0, ".", "PAL0708"),      # fails the keep in-set only: on to silver
+    (3, 3000.0, ".", "X1"),           # fails both keep expectations: on to silver
+    (4, 9000.0, ".", "PAL0708"),      # fails a keep and the quarantine between
+    (5, 1500.0, "MALE", "PAL0708"),   # fails the quarantine between only
+]
+
+
+def test_keep_lets_a_failing_row_on_and_a_quarantine_reason_names_only_quarantine(spark):
+    source_df = spark.createDataFrame(ACTION_ROWS, SCHEMA)
+
+    passing, failing = split_flagged(flag_rows(source_df, ACTION_SPECS))
+
+    assert sorted(r.id for r in passing.collect()) == [1, 2, 3]
+    assert_df_equality(
+        failing.select("id", flagged_reason().alias("reason")),
+        spark.createDataFrame(
+            [(4, "failed expectations: expect_column_values_to_be_between(mass)"),
+             (5, "failed expectations: expect_column_values_to_be_between(mass)")],
+            "id int, reason string"),
+        ignore_row_order=True, ignore_nullable=True)
+
+
+def test_count_row_actions_counts_what_each_action_does_in_one_pass(spark):
+    source_df = spark.createDataFrame([*ACTION_ROWS, (None, 3000.0, "MALE", "PAL0708")], SCHEMA)
+
+    actions = count_row_actions(source_df, ACTION_SPECS)
+
+    # in-set: rows 2, 3 kept, row 4 quarantined by the between; regex: row 3 kept;
+    # between: rows 4, 5 quarantined; not-null (fail): the null id; row count: none
+    assert actions == RowActions(kept={0: 2, 1: 0, 2: 1}, quarantined={0: 1, 1: 2, 2: 0},
+                                 failing={3: 1}, kept_rows=2)
+
+
+def test_count_row_actions_without_row_level_expectations_is_empty(spark):
+    source_df = spark.createDataFrame(ACTION_ROWS, SCHEMA)
+
+    assert count_row_actions(source_df, ACTION_SPECS[4:]) == RowActions()
+
+
+def test_a_suite_that_only_quarantines_is_counted_by_gx_without_a_pass():
+    specs = [ACTION_SPECS[1], ACTION_SPECS[4]]  # the between (quarantine), the row count
+    outcomes = [ExpectationOutcome(s.expectation, s.column, "{}", s.severity, False, None, 6, n,
+                                   0.0, s.action) for s, n in zip(specs, (2, None), strict=True)]
+
+    assert not needs_row_count(specs)
+    assert needs_row_count(ACTION_SPECS)
+    assert quarantined_as_counted(specs, outcomes) == RowActions(kept={0: 0},
+                                                                 quarantined={0: 2})
+
+
+def test_the_report_records_each_row_level_outcomes_counts():
+    outcomes = [ExpectationOutcome(s.expectation, s.column, "{}", s.severity, True, None, 6, 0,
+                                   0.0, s.action) for s in ACTION_SPECS]
+    report = ValidationReport(outcomes, "passed", {}, None)
+
+    counted = report.with_row_actions(RowActions(
+        kept={0: 2, 1: 0, 2: 1}, quarantined={0: 1, 1: 2, 2: 0}, failing={3: 0}, kept_rows=2))
+
+    assert [(o.action, o.rows_kept, o.rows_quarantined) for o in counted.outcomes] == [
+        ("keep", 2, 1), ("quarantine", 0, 2), ("keep", 1, 0), ("fail", 0, 0), ("keep", None, None)]
+
+
+@pytest.mark.parametrize(("spec", "action"), [
+    ({"expectation": "expect_column_values_to_not_be_null", "kwargs": {"column": "c"}},
+     "quarantine"),
+    ({"expectation": "expect_column_values_to_not_be_null", "kwargs": {"column": "c"},
+      "severity": "warning"}, "keep"),
+    ({"expectation": "expect_column_values_to_be_in_set",
+      "kwargs": {"column": "c", "value_set": [1]}, "severity": "warning", "action": None}, "keep"),
+    ({"expectation": "expect_column_values_to_be_between", "kwargs": {"column": "c"}}, "keep"),
+    ({"expectation": "expect_table_row_count_to_be_between", "kwargs": {"min_value": 1}}, "keep"),
+    ({"expectation": "expect_column_values_to_match_regex",
+      "kwargs": {"column": "c", "regex": "x"}, "severity": "warning", "action": "fail"}, "fail"),
+    ({"expectation": "expect_column_values_to_be_null", "kwargs": {"column": "c"},
+      "action": "keep"}, "keep"),
+])
+def test_action_defaults_to_quarantine_for_critical_row_level_and_keep_otherwise(spec, action):
+    assert ExpectationSpec.model_validate(spec).action == action
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ("dataset.validate.expectations.0.action=quarantine",
+     r"penguins.yml: validate.expectations.0: .*action 'quarantine' needs failing rows, and "
+     r"expect_table_row_count_to_be_between does not name them"),
+    ("dataset.validate.expectations.3.action=fail",
+     r"validate.expectations.3: .*action 'fail' needs failing rows, and "
+     r"expect_compound_columns_to_be_unique does not name them"),
+    ("dataset.validate.expectations.1.action=drop",
+     r"validate.expectations.1.action: .*'keep', 'quarantine' or 'fail'"),
+])
+def test_an_action_without_rows_to_act_on_fails_at_config_load(make_settings, override, message):
+    with pytest.raises(ConfigError, match=message):
+        make_settings(override)
+
+
+def test_a_table_level_expectation_may_say_keep(make_settings):
+    settings = make_settings("dataset.validate.expectations.0.action=keep")
+
+    assert [s.action for s in settings.dataset.validate_.expectations] == [
+        "keep", "quarantine", "quarantine", "keep", "quarantine", "quarantine", "quarantine",
+        "quarantine", "quarantine", "quarantine", "keep"]
 
 
 def test_between_respects_strict_bounds(spark):
