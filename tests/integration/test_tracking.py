@@ -22,7 +22,12 @@ from sparkmlops.tracking.owners import (
     owner_tags,
     process_start,
 )
-from sparkmlops.tracking.runs import configure_mlflow, pipeline_run, step_run
+from sparkmlops.tracking.runs import (
+    EXPERIMENT_KIND,
+    configure_mlflow,
+    pipeline_run,
+    step_run,
+)
 
 HOST = socket.gethostname()
 NOTE = re.compile(r"marked KILLED by run (\w+) at \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ: (.*)$")
@@ -36,6 +41,19 @@ def settings(make_settings):
 @pytest.fixture
 def experiment_id(settings) -> str:
     return configure_mlflow(settings)
+
+
+def test_the_experiment_is_tagged_for_model_training_and_a_users_kind_is_kept(settings):
+    created = configure_mlflow(settings)
+    client = MlflowClient()
+    assert client.get_experiment(created).tags[EXPERIMENT_KIND] == "custom_model_development"
+    # an experiment made before the tag gets it; a kind someone chose stays
+    client.delete_experiment_tag(created, EXPERIMENT_KIND)
+    assert configure_mlflow(settings) == created
+    assert client.get_experiment(created).tags[EXPERIMENT_KIND] == "custom_model_development"
+    client.set_experiment_tag(created, EXPERIMENT_KIND, "forecasting")
+    configure_mlflow(settings)
+    assert client.get_experiment(created).tags[EXPERIMENT_KIND] == "forecasting"
 
 
 def _running(experiment_id: str, *, dataset: str = "penguins", host: str = HOST,

@@ -53,6 +53,12 @@ TAG_OUTCOME = "sparkmlops.outcome"
 TAG_GIT_COMMIT = "mlflow.source.git.commit"
 
 
+# MLflow 3's UI opens an experiment in the view of its kind; without the tag it guesses,
+# and an experiment with no traces opened in the GenAI view. A kind the user set is kept.
+EXPERIMENT_KIND = "mlflow.experimentKind"
+MODEL_TRAINING = "custom_model_development"
+
+
 def configure_mlflow(settings: Settings) -> str:
     """Point MLflow at the settings' tracking store; create the experiment if needed."""
     previous = os.environ.get("MLFLOW_TRACKING_URI")
@@ -76,9 +82,12 @@ def configure_mlflow(settings: Settings) -> str:
         artifact_uri = settings.resolve_path(location) if location else None
         if artifact_uri and "://" not in artifact_uri:
             artifact_uri = f"file://{artifact_uri}"
-        experiment_id = client.create_experiment(name, artifact_location=artifact_uri)
+        experiment_id = client.create_experiment(
+            name, artifact_location=artifact_uri, tags={EXPERIMENT_KIND: MODEL_TRAINING})
     else:
         experiment_id = experiment.experiment_id
+        if EXPERIMENT_KIND not in experiment.tags:  # made before the tag, or by hand
+            client.set_experiment_tag(experiment_id, EXPERIMENT_KIND, MODEL_TRAINING)
     mlflow.set_experiment(experiment_id=experiment_id)
     return experiment_id
 
