@@ -126,7 +126,15 @@ EOF
 case "${1:-}" in
   build)
     mkdir -p "${2:-${ROOT}/.emr-standin}"
-    build "$(cd "${2:-${ROOT}/.emr-standin}" && pwd)"
+    dir="$(cd "${2:-${ROOT}/.emr-standin}" && pwd)"
+    # one build at a time: `make test` starts it in the background beside the suite, whose
+    # fixture asks for it too; the second waits for the lock, then finds it built. The lock
+    # file is beside DIR, not in it: a build empties DIR.
+    if command -v flock >/dev/null; then
+      exec 9>"${dir}.lock"
+      flock 9
+    fi
+    build "${dir}"
     ;;
   s3a-jars)
     s3a_jars "${2:?python required}" "${3:?output dir required}"
