@@ -8,8 +8,9 @@ JARS_DIR := $(CURDIR)/.jars
 EMR_STANDIN := $(CURDIR)/.emr-standin
 ENV ?= local
 DATASET ?= penguins
-# `make run` runs the pipeline of each: the sample, then the same birds labelled by a crowd
-RUN_DATASETS ?= $(DATASET) penguins_crowd
+# `make run` runs the pipeline of each: the sample, the same birds labelled by a crowd, and
+# a second real dataset brought in through config only
+RUN_DATASETS ?= $(DATASET) penguins_crowd flights
 PYTEST_ARGS ?=
 
 export SPARKMLOPS_JARS_DIR := $(JARS_DIR)
