@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import asdict, dataclass, field, replace
+from datetime import UTC, datetime
 from functools import reduce
 from pathlib import Path
 from typing import Any, Literal
@@ -147,9 +148,13 @@ def build_suite(specs: list[ExpectationSpec], name: str) -> Any:
 
 def run_suite(
     df: DataFrame, specs: list[ExpectationSpec], *, suite_name: str, asset_name: str,
-    data_docs_dir: str | None, partial_unexpected_count: int = 0,
+    data_docs_dir: str | None, partial_unexpected_count: int = 0, run_name: str | None = None,
 ) -> tuple[list[ExpectationOutcome], dict[str, Any], str | None]:
     """Run the suite with GX's Spark engine; return outcomes, GX JSON and Data Docs index.
+
+    ``run_name`` names the GX run: its Data Docs page lives under
+    ``validations/<suite>/<run_name>/<run time>/``, and GX writes ``__none__`` there
+    without one.
 
     ``partial_unexpected_count`` sample values of each row-level expectation's failures
     go into the result and the Data Docs; 0 skips the sampling, which costs GX one
@@ -157,6 +162,7 @@ def run_suite(
     """
     import great_expectations as gx
     from great_expectations.checkpoint import UpdateDataDocsAction
+    from great_expectations.core.run_identifier import RunIdentifier
 
     context = gx.get_context(mode="ephemeral")
     _quiet_progress_bars(context)
@@ -187,7 +193,9 @@ def run_suite(
                       result_format={"result_format": "BASIC",
                                      "partial_unexpected_count": partial_unexpected_count})
     )
-    result = checkpoint.run(batch_parameters={"dataframe": df})
+    result = checkpoint.run(
+        batch_parameters={"dataframe": df},
+        run_id=RunIdentifier(run_name=run_name, run_time=datetime.now(UTC)))
     validation = next(iter(result.run_results.values()))
     gx_json = validation.to_json_dict()
     indexed = sorted(

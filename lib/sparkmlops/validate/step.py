@@ -44,7 +44,7 @@ from sparkmlops.tables import (
     version_or_current,
 )
 from sparkmlops.tracking.runs import StepOutcome, StepTracker, step_run
-from sparkmlops.validate import expectations, profiling
+from sparkmlops.validate import data_docs, expectations, profiling
 from sparkmlops.writes import (
     RANK_COLUMN,
     MergeWrite,
@@ -123,7 +123,7 @@ def validate_step(
         rows = _rows_read(batch, tables.bronze, version, batch_id, tracker)
         checked, superseded = _latest_per_key(batch, rows, write, tracker)
         report = _run_quality_checks(checked, quality, tracker, dataset=dataset.name,
-                                     data_docs_dir=docs_dir)
+                                     batch_id=batch_id, data_docs_dir=docs_dir)
         actions = _count_row_actions(checked, quality, report, tracker)
         report = report.with_row_actions(actions)
         _record_validation(spark, tables, tracker, report, gate=quality.gate,
@@ -241,33 +241,41 @@ def _latest_per_key(
 
 def _run_quality_checks(
     batch: DataFrame, quality: ValidateSettings, tracker: StepTracker, *, dataset: str,
-    data_docs_dir: str | None,
+    batch_id: str, data_docs_dir: str | None,
 ) -> expectations.ValidationReport:
     """Run the dataset's suite on ``batch``; its Data Docs go to ``data_docs_dir``, or to the
     run's artifacts when that is None. ``not_run`` when the gate is disabled or the suite
-    is empty."""
+    is empty.
+
+    The GX run is named after the batch and this step's MLflow run. GX builds its site
+    in a folder of its own, since its index builder deletes every page its ephemeral
+    store does not hold (every earlier batch's); the pages are then added to
+    ``data_docs_dir`` and the folder's offline index (``runs.html``, listing every
+    validation page in it) rewritten: the index the step reports. In the run's
+    artifacts the folder holds this validation only, and GX's ``index.html`` is
+    reported, as before.
+    """
     suite = f"{dataset}_bronze"
     specs = quality.expectations
     if quality.gate == "disabled" or not specs:
         return expectations.ValidationReport([], "not_run", {}, None, suite)
-
-    def run(
-        docs_dir: str,
-    ) -> tuple[list[expectations.ExpectationOutcome], dict[str, Any], str | None]:
-        return expectations.run_suite(
+    name = data_docs.run_name(batch_id, tracker.run_id)
+    with tempfile.TemporaryDirectory(prefix="sparkmlops-data-docs-") as built:
+        outcomes, gx_json, _ = expectations.run_suite(
             batch, specs, suite_name=suite, asset_name=f"bronze_{dataset}",
-            data_docs_dir=docs_dir, partial_unexpected_count=quality.partial_unexpected_count,
+            data_docs_dir=built, partial_unexpected_count=quality.partial_unexpected_count,
+            run_name=name,
         )
-
-    if data_docs_dir is not None:
-        outcomes, gx_json, index = run(data_docs_dir)
-    else:
-        # no lasting folder (a cluster's driver disk goes with the cluster): this
-        # validation's Data Docs go to the run's artifacts, kept by the tracking server
-        with tempfile.TemporaryDirectory(prefix="sparkmlops-data-docs-") as docs_dir:
-            outcomes, gx_json, _ = run(docs_dir)
-            folder = tracker.log_artifacts(docs_dir, DATA_DOCS_ARTIFACT)
-        index = f"{folder}/index.html"
+        data_docs.record_run(built, suite=suite, name=name, batch_id=batch_id,
+                             validation_id=tracker.run_id,
+                             status=expectations.gate_status(outcomes))
+        if data_docs_dir is not None:
+            index = str(data_docs.add_to_folder(built, data_docs_dir))
+        else:
+            # no lasting folder (a cluster's driver disk goes with the cluster): this
+            # validation's Data Docs go to the run's artifacts, kept by the tracking server
+            data_docs.write_index(built)
+            index = f"{tracker.log_artifacts(built, DATA_DOCS_ARTIFACT)}/index.html"
     return expectations.ValidationReport(
         outcomes, expectations.gate_status(outcomes), gx_json, index, suite)
 
