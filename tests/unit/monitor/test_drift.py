@@ -1,8 +1,10 @@
 from __future__ import annotations
 
 import math
+import random
 from datetime import datetime
 
+import pyspark.sql.functions as F
 import pytest
 from chispa import assert_df_equality
 
@@ -26,6 +28,7 @@ from sparkmlops.train.reference import (
     batch_profile,
     model_reference,
     reference_profile,
+    reference_rows,
 )
 
 
@@ -119,6 +122,52 @@ def test_model_reference_profiles_inputs_scores_and_predicted_classes(spark):
     assert profile.numeric["_score"].maximum == pytest.approx(0.8)
     assert profile.categorical["_predicted"].shares == {"0": 0.5, "1": 0.5}
     assert profile.categorical["island"].shares == {"A": 0.5, "B": 0.25, NULL_BUCKET: 0.25}
+
+
+def _training_data(spark, n: int = 2000):
+    """``n`` rows of a skewed number and three islands, in a seeded random order."""
+    rng = random.Random(7)
+    rows = [(round(rng.lognormvariate(3.0, 0.5), 3), rng.choice(["Biscoe", "Dream", "Torgersen"]))
+            for _ in range(n)]
+    return spark.createDataFrame(rows, "x double, island string").coalesce(1)
+
+
+def _judged_against(reference, batch) -> dict[tuple[str, str], MonitoringRow]:
+    from sparkmlops.config import MonitorSettings
+
+    rows = judged(compare(reference, batch_profile(batch, reference)),
+                  MonitorSettings().drift, RUN, rows=None)
+    return {(r.feature, r.metric): r for r in rows}
+
+
+def test_the_training_data_against_its_own_reference_is_ok_where_a_holdout_one_warns(spark):
+    data = _training_data(spark)
+    # a 3 % holdout, 60-odd rows: what train profiled before (91 rows of 342 penguins)
+    holdout = data.where(F.monotonically_increasing_id() % 33 == 0)
+
+    own = _judged_against(
+        reference_profile(reference_rows(data), numeric=["x"], categorical=["island"]), data)
+    small = _judged_against(
+        reference_profile(holdout, numeric=["x"], categorical=["island"]), data)
+
+    assert holdout.count() == 61
+    assert worst([r.status for r in own.values()]) == "ok"
+    # every drift metric of the data against itself is nought, not merely under warn
+    assert {k: r.value for k, r in own.items()} == pytest.approx(
+        {k: 0.0 for k in own}, abs=1e-3)
+    # the holdout's deciles are where its 61 values fell: the same data drifts from them
+    assert worst([r.status for r in small.values()]) == "warn"
+    assert small[("x", "psi")].value > 0.1
+
+
+def test_reference_rows_are_all_the_data_up_to_the_limit_and_a_seeded_sample_beyond(spark):
+    data = _training_data(spark, 1000)
+
+    sample = reference_rows(data, limit=100, seed=3)
+
+    assert reference_rows(data, limit=1000) is data
+    assert 60 < sample.count() < 140
+    assert sample.collect() == reference_rows(data, limit=100, seed=3).collect()
 
 
 RUN = MonitorRun(batch_id="b2", model_name="m", model_version="3", model_run_id="train1",
