@@ -1,8 +1,10 @@
 """The whole batch in one SparkSession, under one parent MLflow run.
 
-ingest → validate → features → train → promote → predict, each step a nested run; a
-dataset with a ``crowd`` section runs labels before features (the annotation files that
-landed, consensus, the accepted labels into gold).
+ingest → validate → features → train → promote → predict → monitor, each step a nested
+run; a dataset with a ``crowd`` section runs labels before features (the annotation files
+that landed, consensus, the accepted labels into gold). Monitor comes last in both modes:
+the batch against the reference profile of the model that scored it, so a batch run
+says whether its data drifted too.
 Versions flow from step to step: each step reads exactly the Delta version the
 previous one wrote. A challenger that does not pass the promotion gate is an
 outcome, not an error: the batch is then scored by the champion in place.
@@ -48,7 +50,8 @@ OutcomeT = TypeVar("OutcomeT", bound=StepOutcome)
 # the steps of each mode, in the order they run (the [n/total] of the progress lines);
 # a dataset with a crowd section runs labels before features (see steps_of)
 OPENING = (IngestOutcome.step, ValidateOutcome.step, FeaturesOutcome.step)
-BATCH_STEPS = (*OPENING, TrainOutcome.step, PromoteOutcome.step, PredictOutcome.step)
+BATCH_STEPS = (*OPENING, TrainOutcome.step, PromoteOutcome.step, PredictOutcome.step,
+               MonitorOutcome.step)
 RETRAIN = f"{TrainOutcome.step} + {PromoteOutcome.step}"
 CONTINUOUS_STEPS = (*OPENING, RETRAIN, PredictOutcome.step, MonitorOutcome.step, "retrain")
 
@@ -108,6 +111,8 @@ def run_pipeline(spark: SparkSession, settings: Settings, batch_id: str) -> Pipe
                                          gold_version=gold_version))
         progress(PredictOutcome.step)
         result.steps.append(predict_step(spark, settings, batch_id, gold_version=gold_version))
+        progress(MonitorOutcome.step)
+        result.steps.append(monitor_step(spark, settings, batch_id, gold_version=gold_version))
         return result
 
 
