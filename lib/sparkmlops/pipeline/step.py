@@ -37,7 +37,7 @@ from sparkmlops.pii import pii_key
 from sparkmlops.pipeline.retrain import retrain_reasons
 from sparkmlops.predict.step import PredictOutcome, predict_step
 from sparkmlops.promote.step import PromoteOutcome, promote_step
-from sparkmlops.tables import dataset_tables, read_table
+from sparkmlops.tables import BATCH_COLUMN, dataset_tables, read_table
 from sparkmlops.tracking.registry import CHAMPION, ModelRegistry
 from sparkmlops.tracking.runs import StepOutcome, pipeline_run
 from sparkmlops.train.step import TrainOutcome, train_step
@@ -196,9 +196,12 @@ def run_continuous(spark: SparkSession, settings: Settings, batch_id: str) -> Pi
         progress(MonitorOutcome.step)
         monitor = monitor_step(spark, settings, batch_id, gold_version=gold_version)
         result.steps += [predict, monitor]
-        reasons = retrain_reasons(settings.dataset.retrain, monitor,
+        policy = settings.dataset.retrain
+        reasons = retrain_reasons(policy, monitor,
                                   _new_labelled_rows(spark, settings, parent.registry,
-                                                     gold_version))
+                                                     gold_version),
+                                  alerts=_alert_history(spark, settings, batch_id,
+                                                        policy.of_last))
         retrain = bool(reasons) and settings.dataset.retrain.enabled
         if retrain:
             progress(f"retrain: {RETRAIN}", "; ".join(reasons))
@@ -228,6 +231,29 @@ def _retrain(spark: SparkSession, settings: Settings, batch_id: str,
     promote = promote_step(spark, settings, batch_id,
                            challenger_version=train.model_version, gold_version=gold_version)
     return [train, promote]
+
+
+def _alert_history(spark: SparkSession, settings: Settings, batch_id: str, last: int
+                   ) -> list[set[str]] | None:
+    """The last ``last`` monitored batches, oldest first and ``batch_id`` (just monitored)
+    last: each the set of its own metrics (``feature.metric``) at their alert level, from
+    ``monitoring.<dataset>``. None with ``last`` 1: the batch's own status says it all.
+
+    A batch's own metrics are its drift rows and the live metrics of its own rows (a
+    later run's recomputed live metric of an earlier batch is that batch's, not the
+    later one's). Batches are ordered by when they were monitored.
+    """
+    if last <= 1:
+        return None
+    table = read_table(spark, dataset_tables(settings).monitoring)
+    alert = F.when(F.col("status") == "alert", F.concat_ws(".", "feature", "metric"))
+    batches = (table.where(F.col("scored_batch") == F.col(BATCH_COLUMN))
+               .groupBy(BATCH_COLUMN)
+               .agg(F.max("monitored_at").alias("at"), F.collect_set(alert).alias("alerts"))
+               .orderBy((F.col(BATCH_COLUMN) == batch_id).desc(), F.col("at").desc(),
+                        F.col(BATCH_COLUMN).desc())
+               .limit(last).collect())
+    return [set(r["alerts"]) for r in reversed(batches)]
 
 
 def _new_labelled_rows(
