@@ -53,7 +53,8 @@ OPENING = (IngestOutcome.step, ValidateOutcome.step, FeaturesOutcome.step)
 BATCH_STEPS = (*OPENING, TrainOutcome.step, PromoteOutcome.step, PredictOutcome.step,
                MonitorOutcome.step)
 RETRAIN = f"{TrainOutcome.step} + {PromoteOutcome.step}"
-CONTINUOUS_STEPS = (*OPENING, RETRAIN, PredictOutcome.step, MonitorOutcome.step, "retrain")
+DECISION = "retrain"  # continuous mode's last step: the retrain decision (and RETRAIN)
+CONTINUOUS_STEPS = (*OPENING, RETRAIN, PredictOutcome.step, MonitorOutcome.step, DECISION)
 
 
 def steps_of(settings: Settings, steps: tuple[str, ...]) -> tuple[str, ...]:
@@ -161,16 +162,22 @@ def _labels(spark: SparkSession, settings: Settings, progress: _Progress
 
 @dataclass
 class _Progress:
-    """``[n/total] step (batch b)`` log lines, numbered in the order the steps run."""
+    """``[n/total] step (batch b)`` log lines: n is the step's place in the mode's
+    ``steps``, total their number.
+
+    Numbered by place, not by counting calls: a step that runs steps of its own (the
+    retrain decision runs train and promote) keeps its one number, and a step the plan
+    does not name is a bug that raises here rather than a ``[7/6]`` line.
+    """
 
     steps: tuple[str, ...]
     batch_id: str
-    done: int = 0
 
     def __call__(self, step: str, why: str = "") -> None:
-        self.done += 1
-        log.info("[%d/%d] %s%s (batch %s)", self.done, len(self.steps), step,
-                 f": {why}" if why else "", self.batch_id)
+        if step not in self.steps:
+            raise ValueError(f"progress of {step!r}, not a step of {self.steps}")
+        log.info("[%d/%d] %s%s (batch %s)", self.steps.index(step) + 1, len(self.steps),
+                 step, f": {why}" if why else "", self.batch_id)
 
 
 def run_continuous(spark: SparkSession, settings: Settings, batch_id: str) -> PipelineResult:
@@ -204,10 +211,10 @@ def run_continuous(spark: SparkSession, settings: Settings, batch_id: str) -> Pi
                                                         policy.of_last))
         retrain = bool(reasons) and settings.dataset.retrain.enabled
         if retrain:
-            progress(f"retrain: {RETRAIN}", "; ".join(reasons))
+            progress(DECISION, f"{RETRAIN}: " + "; ".join(reasons))
             result.steps += _retrain(spark, settings, batch_id, gold_version)
         else:
-            progress("retrain", "not needed" if not reasons else "disabled (dataset.retrain)")
+            progress(DECISION, "not needed" if not reasons else "disabled (dataset.retrain)")
         promote = next((s for s in reversed(result.steps) if isinstance(s, PromoteOutcome)),
                        None)
         champion = parent.registry.by_alias(model_name, CHAMPION)
