@@ -49,8 +49,9 @@ def monitored(spark, tmp_path_factory, sample_landing) -> Monitored:
         f"state_dir={state_dir}", "storage.catalog=spark_catalog", f"storage.schema={schema}",
         "dataset.monitor.live={accuracy: {warn: 0.8, alert: 0.65}}"])
     batch_id = default_batch_id(spark, settings)
+    # batch mode monitors the batch it trained on as its last step
     pipeline = run_pipeline(spark, settings, batch_id)
-    same = monitor_step(spark, settings, batch_id)
+    same = pipeline.step(MonitorOutcome)
     # the same birds again, each 3 kg heavier: a covariate shift the model never saw
     gold = dataset_tables(settings).gold
     heavier = (read_batch(spark, gold, batch_id)
@@ -72,9 +73,11 @@ def test_the_batch_trained_on_raises_no_alert(spark, monitored):
     rows = _rows(spark, monitored, monitored.batch_id)
     batch = monitored.batch_id
 
-    assert monitored.same.status in ("ok", "warn")
+    # the reference is the training data as scored: the batch against it drifts nowhere
+    assert monitored.same.status == "ok" and monitored.same.flagged == []
     assert monitored.same.monitoring_version == 0  # the first monitor run creates the table
-    assert [k for k, r in rows.items() if r["status"] == "alert"] == []
+    assert [k for k, r in rows.items() if r["status"] != "ok"] == []
+    assert max(r["value"] for k, r in rows.items() if k[2] == "psi") < 0.02
     # 7 numeric (6 inputs + the score) and 3 categorical (2 inputs + the class), 5 each
     assert len([k for k in rows if k[1] != "_model"]) == 50
     assert rows[(batch, "body_mass_g", "psi")]["value"] < 0.1
@@ -83,6 +86,20 @@ def test_the_batch_trained_on_raises_no_alert(spark, monitored):
     # 333 of the 342 birds have a known sex
     assert live["value"] > 0.85 and live["rows"] == 333 and live["status"] == "ok"
     assert monitored.same.live == {"live_accuracy": live["value"]}
+
+
+def test_batch_mode_monitors_as_its_last_step_and_says_so(spark, monitored):
+    result = monitored.pipeline
+    run = MlflowClient().get_run(monitored.same.run_id)
+
+    assert result.steps[-1] is monitored.same
+    assert run.data.tags["mlflow.parentRunId"] == result.parent_run_id
+    assert run.data.tags["monitoring.status"] == "ok"
+    assert monitored.same.model_version == result.step(PredictOutcome).model_version
+    summary = pipeline_summary(spark, monitored.settings, result)
+    assert (f"Monitoring: ok (batch against v{monitored.same.model_version}'s reference)\n"
+            in summary)
+    assert f"  Monitoring: file://{monitored.same.report}\n" in summary
 
 
 def test_a_shifted_batch_alerts_on_the_feature_and_the_model(spark, monitored):
@@ -97,8 +114,14 @@ def test_a_shifted_batch_alerts_on_the_feature_and_the_model(spark, monitored):
     assert monitored.drifted.model_version == monitored.scored_drifted.model_version
     assert mass["psi"]["value"] > 0.25 and mass["psi"]["status"] == "alert"
     assert mass["ks"]["value"] > 0.9 and mass["ks"]["p_value"] < 1e-6
-    # above the largest reference mass, but for the lightest birds (2.7 kg + 3 kg)
-    assert mass["out_of_range_rate"]["value"] > 0.9
+    # above the largest reference mass (the heaviest bird trained on), but for the birds
+    # that were lighter than it less 3 kg
+    gold = read_batch(spark, dataset_tables(monitored.settings).gold, monitored.batch_id)
+    heaviest = gold.agg(F.max("body_mass_g")).first()[0]
+    masses = [r[0] for r in gold.select("body_mass_g").dropna().collect()]
+    assert mass["out_of_range_rate"]["value"] == pytest.approx(
+        sum(m + 3000 > heaviest for m in masses) / len(masses))
+    assert mass["out_of_range_rate"]["value"] > 0.85
     assert rows[("drifted", "culmen_length_mm", "psi")]["status"] == "ok"
     # heavier birds look male: the prediction drifts and live accuracy falls
     assert rows[("drifted", "_predicted", "psi")]["status"] == "alert"

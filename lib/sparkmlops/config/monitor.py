@@ -3,7 +3,7 @@ and when ``pipeline --mode continuous`` retrains it."""
 
 from __future__ import annotations
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from sparkmlops.config.base import StrictModel
 
@@ -57,9 +57,25 @@ class RetrainSettings(StrictModel):
     below its floor (``live_floor``), or at least ``min_new_labelled_rows`` labelled
     rows arrived since the champion's training data (0 turns it off). ``enabled:
     false`` records the decision but never retrains (a control run).
+
+    ``on_alert`` fires when one metric (a feature's PSI, live accuracy, ...) is at its
+    alert level in the latest batch and in at least ``breaches`` of the last
+    ``of_last`` monitored batches (the monitoring table's history), as mlops-stacks
+    retrains: one noisy batch is not a changed world. 1 of 1, the default: an alert in
+    the latest batch.
     """
 
     enabled: bool = True
     on_alert: bool = True
+    breaches: int = Field(1, ge=1)
+    of_last: int = Field(1, ge=1)
     live_floor: dict[str, float] = Field(default_factory=dict)
     min_new_labelled_rows: int = Field(0, ge=0)
+
+    @model_validator(mode="after")
+    def _breaches_within_the_window(self) -> RetrainSettings:
+        if self.breaches > self.of_last:
+            raise ValueError(f"retrain.breaches ({self.breaches}) cannot exceed retrain.of_last "
+                             f"({self.of_last}): the breaches are counted in the last of_last "
+                             "monitored batches")
+        return self

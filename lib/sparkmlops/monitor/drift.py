@@ -11,6 +11,23 @@ metric:
 - categorical features: PSI and a chi-square test over the reference categories
   (unseen values pooled into one bucket), and the null rate.
 
+Each accounts for the size of the two samples, so a small batch is not drift by
+chance alone:
+
+- PSI merges adjacent bins (categories: the rarest ones, in order of their reference
+  share) until each holds at least ``MIN_BIN_ROWS`` rows of the smaller side as the
+  reference expects them. Ten deciles of a 60-row batch hold 6 rows each, and such a
+  batch drawn from the reference itself has a PSI of about 9/60 = 0.15, over the
+  default warn level; with 25 rows a bin it is about 1/25 = 0.04 whatever the size.
+  Bins that still come out empty count as ``PSI_FLOOR`` (a real shift can empty them).
+  Fewer rows than two bins need: PSI is not computed (NaN, with the reason).
+- KS and chi-square are computed only when both sides have ``MIN_TEST_ROWS`` rows
+  (below, their asymptotic p-values are rough, and 60 rows drawn from the reference
+  itself reach the default KS warn level of 0.1 more often than not): else the metric
+  is NaN with the reason, recorded and never judged. A statistic over its level whose
+  p-value is at least ``SIGNIFICANCE`` (a gap that chance alone makes at these sizes)
+  is ``ok``, with a note saying so.
+
 ``judged`` gives each metric its warn/alert levels and status as a ``MonitoringRow``,
 the one declaration of a row of ``monitoring.<dataset>`` (its Spark schema is derived
 from it); ``judged_live`` does the same for the live metrics of scored batches.
@@ -24,6 +41,7 @@ from __future__ import annotations
 
 import math
 import types
+from collections.abc import Callable
 from dataclasses import astuple, dataclass, fields
 from datetime import datetime
 from typing import Any, Union, get_args, get_origin, get_type_hints
@@ -40,16 +58,24 @@ from sparkmlops.train.reference import (
 
 # PSI of an empty bin would be infinite: empty shares count as this much
 PSI_FLOOR = 1e-4
+# the fewest rows of the smaller side a PSI bin holds, as the reference expects them
+MIN_BIN_ROWS = 25
+# the fewest rows on each side for a KS or chi-square test (and its p-value)
+MIN_TEST_ROWS = 100
+# a statistic over its level with a p-value at least this is chance, not drift
+SIGNIFICANCE = 0.05
 
 
 @dataclass(frozen=True)
 class DriftMetric:
-    """One feature's value of one drift metric for a batch."""
+    """One feature's value of one drift metric for a batch; ``note``: why it is not
+    computed (NaN) or not judged."""
 
     feature: str
     metric: str
     value: float
     p_value: float | None = None
+    note: str | None = None
 
 
 def compare(reference: Profile, batch: Profile) -> list[DriftMetric]:
@@ -57,28 +83,84 @@ def compare(reference: Profile, batch: Profile) -> list[DriftMetric]:
     rows: list[DriftMetric] = []
     for column, ref in reference.numeric.items():
         cur = batch.numeric[column]
-        statistic, p_value = ks_statistic(ref.cdf, cur.cdf, ref.rows, cur.rows)
+        present = (_present(ref.rows, ref.null_rate), _present(cur.rows, cur.null_rate))
         rows += [
-            DriftMetric(column, "psi", psi(ref.bin_shares, cur.bin_shares)),
-            DriftMetric(column, "ks", statistic, p_value),
+            _psi_metric(column, ref.bin_shares, cur.bin_shares, present),
+            _test_metric(column, "ks", present, ks_statistic, ref.cdf, cur.cdf, *present),
             DriftMetric(column, "null_rate", cur.null_rate),
             DriftMetric(column, "null_rate_increase", cur.null_rate - ref.null_rate),
             DriftMetric(column, "out_of_range_rate", cur.out_of_range_rate),
         ]
     for column, ref_cat in reference.categorical.items():
         cur_cat = batch.categorical[column]
-        buckets = sorted(set(ref_cat.shares) | set(cur_cat.shares))
+        # the commonest categories first: merging sparse bins pools the rarest ones
+        buckets = sorted(set(ref_cat.shares) | set(cur_cat.shares),
+                         key=lambda b: (-ref_cat.shares.get(b, 0.0), b))
         expected = [ref_cat.shares.get(b, 0.0) for b in buckets]
         actual = [cur_cat.shares.get(b, 0.0) for b in buckets]
-        statistic, p_value = chi_square(expected, actual, cur_cat.rows)
+        sizes = (ref_cat.rows, cur_cat.rows)
         rows += [
-            DriftMetric(column, "psi", psi(expected, actual)),
-            DriftMetric(column, "chi_square", statistic, p_value),
+            _psi_metric(column, expected, actual, sizes),
+            _test_metric(column, "chi_square", sizes, chi_square, expected, actual,
+                         cur_cat.rows),
             DriftMetric(column, "null_rate", cur_cat.null_rate),
             DriftMetric(column, "null_rate_increase", cur_cat.null_rate - ref_cat.null_rate),
             DriftMetric(column, "unseen_rate", cur_cat.shares.get(UNSEEN_BUCKET, 0.0)),
         ]
     return rows
+
+
+def _present(rows: int, null_rate: float) -> int:
+    """The non-null values of a numeric column (its shares are of these)."""
+    return round(rows * (1.0 - null_rate))
+
+
+def _psi_metric(feature: str, expected: list[float], actual: list[float],
+                sizes: tuple[int, int]) -> DriftMetric:
+    """PSI over the bins merged to ``MIN_BIN_ROWS`` of the smaller side; NaN with the
+    reason when not even two bins hold that many."""
+    merged = merged_bins(expected, actual, min(sizes))
+    if merged is None:
+        return DriftMetric(feature, "psi", math.nan, note=(
+            f"not computed: {min(sizes)} rows, PSI needs at least {MIN_BIN_ROWS} in each "
+            "of two bins"))
+    return DriftMetric(feature, "psi", psi(*merged))
+
+
+def _test_metric(feature: str, metric: str, sizes: tuple[int, int],
+                 test: Callable[..., tuple[float, float | None]], *args: Any) -> DriftMetric:
+    """A KS or chi-square test when both sides have ``MIN_TEST_ROWS``; else NaN with
+    the reason (never judged)."""
+    if min(sizes) < MIN_TEST_ROWS:
+        return DriftMetric(feature, metric, math.nan, note=(
+            f"not computed: {sizes[0]} reference and {sizes[1]} batch rows, the test "
+            f"needs at least {MIN_TEST_ROWS} on each side"))
+    statistic, p_value = test(*args)
+    return DriftMetric(feature, metric, statistic, p_value)
+
+
+def merged_bins(expected: list[float], actual: list[float], rows: int,
+                min_rows: int = MIN_BIN_ROWS) -> tuple[list[float], list[float]] | None:
+    """The shares of adjacent bins merged, in order, until each bin's ``expected`` share
+    of ``rows`` is at least ``min_rows`` (a short last group joins the one before);
+    None when fewer than two such bins can be made.
+
+    Only the expected (reference) shares decide the merging, so a batch that piles its
+    values into one bin still shows it: the bins do not bend to the batch.
+    """
+    groups: list[tuple[float, float]] = []
+    e_sum = a_sum = 0.0
+    for e, a in zip(expected, actual, strict=True):
+        e_sum, a_sum = e_sum + e, a_sum + a
+        if e_sum * rows >= min_rows:
+            groups.append((e_sum, a_sum))
+            e_sum = a_sum = 0.0
+    if groups and (e_sum or a_sum):
+        last_e, last_a = groups.pop()
+        groups.append((last_e + e_sum, last_a + a_sum))
+    if len(groups) < 2:
+        return None
+    return [e for e, _ in groups], [a for _, a in groups]
 
 
 def psi(expected: list[float], actual: list[float]) -> float:
@@ -163,23 +245,27 @@ class MonitoringRow:
     model_run_id: str
     monitor_run_id: str
     monitored_at: datetime
+    # why the metric is not computed (NaN) or not judged; last, so that a table written
+    # before it gains the column (``merge_schema``)
+    note: str | None = None
 
     @classmethod
     def of(cls, run: MonitorRun, *, scored_batch: str, feature: str, metric: str,
                value: float, p_value: float | None, level: Levels | None, status: str,
-               rows: int | None) -> MonitoringRow:
+               rows: int | None, note: str | None = None) -> MonitoringRow:
         """A row of ``run``: the metric with its levels (none: not judged) and status."""
         return cls(run.batch_id, scored_batch, feature, metric, value, p_value,
                    None if level is None else level.warn,
                    None if level is None else level.alert, status,
                    rows, run.model_name, run.model_version, run.model_run_id,
-                   run.monitor_run_id, run.monitored_at)
+                   run.monitor_run_id, run.monitored_at, note)
 
     @classmethod
     def from_row(cls, row: Row) -> MonitoringRow:
-        """The row as read back from the table."""
-        values = row.asDict()
-        return cls(**{f.name: values[_column(f.name)] for f in fields(cls)})
+        """The row as read back from the table (one written before ``note``: none)."""
+        values: dict[str, Any] = row.asDict()
+        return cls(**{f.name: values[_column(f.name)] for f in fields(cls)
+                      if _column(f.name) in values})
 
     def record(self) -> tuple[Any, ...]:
         """The row's values in the table's column order."""
@@ -214,15 +300,21 @@ def monitoring_schema() -> str:
 def judged(metrics: list[DriftMetric], levels: dict[str, Levels], run: MonitorRun, *,
            rows: int | None) -> list[MonitoringRow]:
     """Each drift metric of the batch (over ``rows`` rows) with its warn/alert levels
-    and status (``ok`` where none apply)."""
+    and status (``ok`` where none apply, where it is not computed, and where its
+    p-value says chance alone makes such a value: noted)."""
     judged_rows = []
     for m in metrics:
         level = levels.get(m.metric)
         finite = m.value is not None and not math.isnan(m.value)
         status = level.status(m.value) if level is not None and finite else "ok"
+        note = m.note
+        if status != "ok" and m.p_value is not None and m.p_value >= SIGNIFICANCE:
+            status, note = "ok", (f"{status} level reached, but p={m.p_value:.3g} >= "
+                                  f"{SIGNIFICANCE}: within chance at these sample sizes")
         judged_rows.append(MonitoringRow.of(
             run, scored_batch=run.batch_id, feature=m.feature, metric=m.metric,
-            value=float(m.value), p_value=m.p_value, level=level, status=status, rows=rows))
+            value=float(m.value), p_value=m.p_value, level=level, status=status, rows=rows,
+            note=note))
     return judged_rows
 
 

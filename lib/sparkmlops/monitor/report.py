@@ -104,7 +104,7 @@ def _html(batch_id: str, rows: list[MonitoringRow], live: list[MonitoringRow],
         f"<tr><td>{cell(_display(r.feature))}</td><td>{cell(r.metric)}</td>"
         f"<td>{cell(r.value)}</td><td>{cell(r.p_value)}</td><td>{cell(r.warn)}</td>"
         f"<td>{cell(r.alert)}</td><td style='color:{COLOURS[r.status]}'>"
-        f"{r.status}</td></tr>" for r in rows)
+        f"{r.status}</td><td>{cell(r.note)}</td></tr>" for r in rows)
     live_rows = "".join(f"<tr><td>{cell(r.scored_batch)}</td><td>{cell(r.metric)}</td>"
                         f"<td>{cell(r.value)}</td></tr>" for r in live)
     return (
@@ -114,7 +114,7 @@ def _html(batch_id: str, rows: list[MonitoringRow], live: list[MonitoringRow],
         f"{status}</span></h1><img src='drift.png' alt='drift per feature'>"
         "<img src='history.png' alt='drift and live metrics over batches'>"
         "<h2>Drift</h2><table border='1' cellpadding='3'><tr><th>feature</th><th>metric</th>"
-        f"<th>value</th><th>p-value</th><th>warn</th><th>alert</th><th>status</th></tr>{body}"
+        f"<th>value</th><th>p-value</th><th>warn</th><th>alert</th><th>status</th><th>note</th></tr>{body}"
         "</table><h2>Live metrics</h2><table border='1' cellpadding='3'><tr>"
         f"<th>scored batch</th><th>metric</th><th>value</th></tr>{live_rows}</table>"
         "</body></html>")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -96,13 +97,16 @@ def monitor_step(
             dataset.monitor.live, run)
         live_now = [r for r in live if r.scored_batch == batch_id]
         status = drift.worst([r.status for r in rows + live_now])
-        written = replace_batch(_monitoring_frame(spark, rows + live), target, batch_id)
+        # merge_schema: a table written before a column of MonitoringRow (note) gains it
+        written = replace_batch(_monitoring_frame(spark, rows + live), target, batch_id,
+                                merge_schema=True)
         tracker.read(gold, version, batch_rows)
         tracker.wrote(written)
         report = _monitoring_report(
             spark, target, batch_id, rows, status, out=Path(settings.resolve_path(
                 f"{settings.state_dir}/reports/monitoring/{dataset.name}/{batch_id}")))
-        tracker.metrics({**{f"drift.{r.feature}.{r.metric}": r.value for r in rows},
+        tracker.metrics({**{f"drift.{r.feature}.{r.metric}": r.value for r in rows
+                            if not math.isnan(r.value)},
                          **{r.metric: r.value for r in live_now}})
         tracker.tags({"monitoring.status": status,
                       "monitoring.model_version": model_version})

@@ -15,8 +15,9 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     add_automl_arguments(parser)
     parser.add_argument(
         "--mode", choices=("batch", "continuous"), default="batch",
-        help="batch: ingest → … → train → promote → predict; continuous: score and "
-             "monitor with @champion, retrain and promote when dataset.retrain says so")
+        help="batch: ingest → … → train → promote → predict → monitor; continuous: "
+             "score and monitor with @champion, retrain and promote when dataset.retrain "
+             "says so")
 
 
 def _run(spark: Any, settings: Settings, batch_id: str, args: argparse.Namespace) -> str:

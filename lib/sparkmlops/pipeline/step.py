@@ -1,8 +1,10 @@
 """The whole batch in one SparkSession, under one parent MLflow run.
 
-ingest → validate → features → train → promote → predict, each step a nested run; a
-dataset with a ``crowd`` section runs labels before features (the annotation files that
-landed, consensus, the accepted labels into gold).
+ingest → validate → features → train → promote → predict → monitor, each step a nested
+run; a dataset with a ``crowd`` section runs labels before features (the annotation files
+that landed, consensus, the accepted labels into gold). Monitor comes last in both modes:
+the batch against the reference profile of the model that scored it, so a batch run
+says whether its data drifted too.
 Versions flow from step to step: each step reads exactly the Delta version the
 previous one wrote. A challenger that does not pass the promotion gate is an
 outcome, not an error: the batch is then scored by the champion in place.
@@ -35,7 +37,7 @@ from sparkmlops.pii import pii_key
 from sparkmlops.pipeline.retrain import retrain_reasons
 from sparkmlops.predict.step import PredictOutcome, predict_step
 from sparkmlops.promote.step import PromoteOutcome, promote_step
-from sparkmlops.tables import dataset_tables, read_table
+from sparkmlops.tables import BATCH_COLUMN, dataset_tables, read_table
 from sparkmlops.tracking.registry import CHAMPION, ModelRegistry
 from sparkmlops.tracking.runs import StepOutcome, pipeline_run
 from sparkmlops.train.step import TrainOutcome, train_step
@@ -48,9 +50,11 @@ OutcomeT = TypeVar("OutcomeT", bound=StepOutcome)
 # the steps of each mode, in the order they run (the [n/total] of the progress lines);
 # a dataset with a crowd section runs labels before features (see steps_of)
 OPENING = (IngestOutcome.step, ValidateOutcome.step, FeaturesOutcome.step)
-BATCH_STEPS = (*OPENING, TrainOutcome.step, PromoteOutcome.step, PredictOutcome.step)
+BATCH_STEPS = (*OPENING, TrainOutcome.step, PromoteOutcome.step, PredictOutcome.step,
+               MonitorOutcome.step)
 RETRAIN = f"{TrainOutcome.step} + {PromoteOutcome.step}"
-CONTINUOUS_STEPS = (*OPENING, RETRAIN, PredictOutcome.step, MonitorOutcome.step, "retrain")
+DECISION = "retrain"  # continuous mode's last step: the retrain decision (and RETRAIN)
+CONTINUOUS_STEPS = (*OPENING, RETRAIN, PredictOutcome.step, MonitorOutcome.step, DECISION)
 
 
 def steps_of(settings: Settings, steps: tuple[str, ...]) -> tuple[str, ...]:
@@ -108,6 +112,8 @@ def run_pipeline(spark: SparkSession, settings: Settings, batch_id: str) -> Pipe
                                          gold_version=gold_version))
         progress(PredictOutcome.step)
         result.steps.append(predict_step(spark, settings, batch_id, gold_version=gold_version))
+        progress(MonitorOutcome.step)
+        result.steps.append(monitor_step(spark, settings, batch_id, gold_version=gold_version))
         return result
 
 
@@ -156,16 +162,22 @@ def _labels(spark: SparkSession, settings: Settings, progress: _Progress
 
 @dataclass
 class _Progress:
-    """``[n/total] step (batch b)`` log lines, numbered in the order the steps run."""
+    """``[n/total] step (batch b)`` log lines: n is the step's place in the mode's
+    ``steps``, total their number.
+
+    Numbered by place, not by counting calls: a step that runs steps of its own (the
+    retrain decision runs train and promote) keeps its one number, and a step the plan
+    does not name is a bug that raises here rather than a ``[7/6]`` line.
+    """
 
     steps: tuple[str, ...]
     batch_id: str
-    done: int = 0
 
     def __call__(self, step: str, why: str = "") -> None:
-        self.done += 1
-        log.info("[%d/%d] %s%s (batch %s)", self.done, len(self.steps), step,
-                 f": {why}" if why else "", self.batch_id)
+        if step not in self.steps:
+            raise ValueError(f"progress of {step!r}, not a step of {self.steps}")
+        log.info("[%d/%d] %s%s (batch %s)", self.steps.index(step) + 1, len(self.steps),
+                 step, f": {why}" if why else "", self.batch_id)
 
 
 def run_continuous(spark: SparkSession, settings: Settings, batch_id: str) -> PipelineResult:
@@ -191,15 +203,18 @@ def run_continuous(spark: SparkSession, settings: Settings, batch_id: str) -> Pi
         progress(MonitorOutcome.step)
         monitor = monitor_step(spark, settings, batch_id, gold_version=gold_version)
         result.steps += [predict, monitor]
-        reasons = retrain_reasons(settings.dataset.retrain, monitor,
+        policy = settings.dataset.retrain
+        reasons = retrain_reasons(policy, monitor,
                                   _new_labelled_rows(spark, settings, parent.registry,
-                                                     gold_version))
+                                                     gold_version),
+                                  alerts=_alert_history(spark, settings, batch_id,
+                                                        policy.of_last))
         retrain = bool(reasons) and settings.dataset.retrain.enabled
         if retrain:
-            progress(f"retrain: {RETRAIN}", "; ".join(reasons))
+            progress(DECISION, f"{RETRAIN}: " + "; ".join(reasons))
             result.steps += _retrain(spark, settings, batch_id, gold_version)
         else:
-            progress("retrain", "not needed" if not reasons else "disabled (dataset.retrain)")
+            progress(DECISION, "not needed" if not reasons else "disabled (dataset.retrain)")
         promote = next((s for s in reversed(result.steps) if isinstance(s, PromoteOutcome)),
                        None)
         champion = parent.registry.by_alias(model_name, CHAMPION)
@@ -223,6 +238,29 @@ def _retrain(spark: SparkSession, settings: Settings, batch_id: str,
     promote = promote_step(spark, settings, batch_id,
                            challenger_version=train.model_version, gold_version=gold_version)
     return [train, promote]
+
+
+def _alert_history(spark: SparkSession, settings: Settings, batch_id: str, last: int
+                   ) -> list[set[str]] | None:
+    """The last ``last`` monitored batches, oldest first and ``batch_id`` (just monitored)
+    last: each the set of its own metrics (``feature.metric``) at their alert level, from
+    ``monitoring.<dataset>``. None with ``last`` 1: the batch's own status says it all.
+
+    A batch's own metrics are its drift rows and the live metrics of its own rows (a
+    later run's recomputed live metric of an earlier batch is that batch's, not the
+    later one's). Batches are ordered by when they were monitored.
+    """
+    if last <= 1:
+        return None
+    table = read_table(spark, dataset_tables(settings).monitoring)
+    alert = F.when(F.col("status") == "alert", F.concat_ws(".", "feature", "metric"))
+    batches = (table.where(F.col("scored_batch") == F.col(BATCH_COLUMN))
+               .groupBy(BATCH_COLUMN)
+               .agg(F.max("monitored_at").alias("at"), F.collect_set(alert).alias("alerts"))
+               .orderBy((F.col(BATCH_COLUMN) == batch_id).desc(), F.col("at").desc(),
+                        F.col(BATCH_COLUMN).desc())
+               .limit(last).collect())
+    return [set(r["alerts"]) for r in reversed(batches)]
 
 
 def _new_labelled_rows(

@@ -9,6 +9,7 @@ from sparkmlops.config import Settings
 from sparkmlops.config.confdir import is_uri
 from sparkmlops.ingest.step import IngestOutcome
 from sparkmlops.labels.step import LabelsOutcome
+from sparkmlops.monitor.step import MonitorOutcome
 from sparkmlops.pipeline.step import PipelineResult
 from sparkmlops.predict.step import PredictOutcome
 from sparkmlops.promote.step import PromoteOutcome
@@ -29,7 +30,7 @@ def pipeline_summary(spark: Any, settings: Settings, result: PipelineResult) -> 
     ds = settings.dataset
     ingest, validate = result.step(IngestOutcome), result.step(ValidateOutcome)
     train, promote = result.step(TrainOutcome), result.step(PromoteOutcome)
-    predict = result.step(PredictOutcome)
+    predict, monitor = result.step(PredictOutcome), result.step(MonitorOutcome)
     decision = promote.decision
     assert decision is not None
     lines = [
@@ -76,6 +77,9 @@ def pipeline_summary(spark: Any, settings: Settings, result: PipelineResult) -> 
           f"{'promoted' if d.promoted else 'not promoted'}; {'; '.join(d.reasons)}"
           for d in promote.decisions if d.challenger_version != decision.challenger_version],
         f"  predictions scored by v{predict.model_version} ({predict.model_uri})",
+        "",
+        f"Monitoring: {monitor.status} (batch against v{monitor.model_version}'s reference)"
+        + (f"; flagged: {', '.join(monitor.flagged[:8])}" if monitor.flagged else ""),
     ]
     # the summary lands in job logs: a password in the URI stays out of it
     uri = redact_text(settings.tracking.tracking_uri)
@@ -87,6 +91,8 @@ def pipeline_summary(spark: Any, settings: Settings, result: PipelineResult) -> 
         # a local folder, or the artifact URI of the validate run (data_docs_dir: null)
         docs = validate.data_docs
         lines.append(f"  Data Docs:  {docs if is_uri(docs) else 'file://' + docs}")
+    report = monitor.report
+    lines.append(f"  Monitoring: {report if is_uri(report) else 'file://' + report}")
     lines.append("  Notebook:   notebooks/explore_pipeline_run.ipynb")
     return "\n".join(lines)
 

@@ -51,7 +51,7 @@ from sparkmlops.tracking.runs import (
     tool_run,
 )
 from sparkmlops.train import fitting, plots, reproduce, tuning
-from sparkmlops.train.reference import REFERENCE_ARTIFACT, model_reference
+from sparkmlops.train.reference import REFERENCE_ARTIFACT, model_reference, reference_rows
 from sparkmlops.train.reproduce import Reproduction
 from sparkmlops.train.window import WINDOW_ARTIFACT, training_window
 
@@ -113,8 +113,10 @@ def train_step(
                               label=dataset.label, gold=gold, version=version,
                               metrics=metrics, fit_seconds=fit_seconds)
                 _log_holdout(tracker, scored, trained.model, features=dataset.features,
-                             task=model.task, classes=dataset.label.classes,
-                             pii=pii_columns(dataset.schema_))
+                             task=model.task, classes=dataset.label.classes)
+            _log_reference(tracker, data, trained.model, features=dataset.features,
+                           task=model.task, pii=pii_columns(dataset.schema_),
+                           seed=model.split.seed)
         lineage = {**_lineage_tags(tracker, gold, version, batch_id=batch_id,
                                    config_hash=settings.config_hash(), metrics=metrics),
                    **_crowd_lineage(spark, settings, tracker)}
@@ -231,18 +233,28 @@ def _log_training(
 
 def _log_holdout(
     tracker: StepTracker, scored: DataFrame, model: PipelineModel, *,
-    features: FeatureSettings, task: str, classes: list[str] | None, pii: list[str],
+    features: FeatureSettings, task: str, classes: list[str] | None,
 ) -> None:
-    """The scored holdout's evaluation plots, and its reference profile: what monitoring
-    compares each scored batch with, so it never re-reads the training data.
-
-    A ``pii`` input is left out of the profile (and so of drift): the shares of hashed or
-    masked values say nothing, and a profile artifact is no place for personal data."""
+    """The scored holdout's evaluation plots."""
     with tempfile.TemporaryDirectory(prefix="sparkmlops-plots-") as out:
         plots.write_plots(scored, model, task, classes, Path(out))
         tracker.log_artifacts(out, "plots")
-    reference = model_reference(scored, [c for c in features.numeric_inputs if c not in pii],
-                                [c for c in features.categorical_inputs if c not in pii], task)
+
+
+def _log_reference(
+    tracker: StepTracker, data: DataFrame, model: PipelineModel, *,
+    features: FeatureSettings, task: str, pii: list[str], seed: int,
+) -> None:
+    """The reference profile of the training window as the model scores it (all its rows,
+    or a seeded sample of a big one; ``reference_rows``): what monitoring compares each
+    scored batch with, so it never re-reads the training data.
+
+    A ``pii`` input is left out of the profile (and so of drift): the shares of hashed or
+    masked values say nothing, and a profile artifact is no place for personal data."""
+    with persisted(model.transform(reference_rows(data, seed=seed))) as (scored,):
+        reference = model_reference(
+            scored, [c for c in features.numeric_inputs if c not in pii],
+            [c for c in features.categorical_inputs if c not in pii], task)
     tracker.log_dict(reference.to_dict(), REFERENCE_ARTIFACT)
 
 

@@ -1,8 +1,10 @@
 from __future__ import annotations
 
 import math
+import random
 from datetime import datetime
 
+import pyspark.sql.functions as F
 import pytest
 from chispa import assert_df_equality
 
@@ -15,6 +17,7 @@ from sparkmlops.monitor.drift import (
     judged,
     judged_live,
     ks_statistic,
+    merged_bins,
     monitoring_schema,
     psi,
     worst,
@@ -22,10 +25,13 @@ from sparkmlops.monitor.drift import (
 from sparkmlops.train.reference import (
     NULL_BUCKET,
     UNSEEN_BUCKET,
+    CategoricalProfile,
+    NumericProfile,
     Profile,
     batch_profile,
     model_reference,
     reference_profile,
+    reference_rows,
 )
 
 
@@ -121,6 +127,48 @@ def test_model_reference_profiles_inputs_scores_and_predicted_classes(spark):
     assert profile.categorical["island"].shares == {"A": 0.5, "B": 0.25, NULL_BUCKET: 0.25}
 
 
+def _training_data(spark, n: int = 2000):
+    """``n`` rows of a skewed number, in a seeded random order."""
+    rng = random.Random(7)
+    rows = [(round(rng.lognormvariate(3.0, 0.5), 3),) for _ in range(n)]
+    return spark.createDataFrame(rows, "x double").coalesce(1)
+
+
+def test_the_training_data_against_its_own_reference_is_ok_where_a_holdout_one_warns(spark):
+    from sparkmlops.config import MonitorSettings
+
+    data = _training_data(spark)
+    # a 3 % holdout, 61 rows: what train profiled before (91 rows of 342 penguins)
+    holdout = data.where(F.monotonically_increasing_id() % 33 == 0)
+    reference = reference_profile(reference_rows(data), numeric=["x"], categorical=[])
+    holdout_reference = reference_profile(holdout, numeric=["x"], categorical=[])
+    on_own, on_holdout = batch_profile(data, reference), batch_profile(data, holdout_reference)
+
+    own = judged(compare(reference, on_own), MonitorSettings().drift, RUN, rows=2000)
+    assert worst([r.status for r in own]) == "ok"
+    # every drift metric of the data against its own reference is nought
+    assert [r.value for r in own] == [0.0] * 5
+    # the holdout's ten deciles are where its 61 values fell: on them the very data it
+    # was drawn from has a PSI of 0.29, over the alert level (what monitor said before)
+    assert holdout_reference.numeric["x"].rows == 61
+    assert psi(holdout_reference.numeric["x"].bin_shares,
+               on_holdout.numeric["x"].bin_shares) == pytest.approx(0.2898, abs=1e-4)
+    # merged to 25 rows a bin (two bins of 61), and no KS on 61 rows: not drift either
+    [psi_row, ks_row] = compare(holdout_reference, on_holdout)[:2]
+    assert psi_row.value == pytest.approx(0.0203, abs=1e-4)
+    assert math.isnan(ks_row.value)
+
+
+def test_reference_rows_are_all_the_data_up_to_the_limit_and_a_seeded_sample_beyond(spark):
+    data = _training_data(spark, 1000)
+
+    sample = reference_rows(data, limit=100, seed=3)
+
+    assert reference_rows(data, limit=1000) is data
+    assert 60 < sample.count() < 140
+    assert sample.collect() == reference_rows(data, limit=100, seed=3).collect()
+
+
 RUN = MonitorRun(batch_id="b2", model_name="m", model_version="3", model_run_id="train1",
                  monitor_run_id="mon1", monitored_at=datetime(2026, 11, 26, 12, 0, 0))
 
@@ -198,10 +246,10 @@ def test_monitoring_rows_are_the_table_schema_and_read_back_unchanged(spark):
     assert frame.columns == [
         "_batch_id", "scored_batch", "feature", "metric", "value", "p_value", "warn", "alert",
         "status", "rows", "model_name", "model_version", "model_run_id", "monitor_run_id",
-        "monitored_at"]
+        "monitored_at", "note"]
     assert [f.dataType.simpleString() for f in frame.schema.fields] == [
         "string", "string", "string", "string", "double", "double", "double", "double",
-        "string", "bigint", "string", "string", "string", "string", "timestamp"]
+        "string", "bigint", "string", "string", "string", "string", "timestamp", "string"]
     assert [MonitoringRow.from_row(r) for r in frame.collect()] == [row]
 
 
@@ -220,3 +268,79 @@ def test_live_metrics_join_labels_by_key_per_scored_batch(spark):
         [("b1", 2, 0.5), ("b2", 2, 0.5)],
         "scored_batch string, labelled_rows long, live_accuracy double")
     assert_df_equality(actual_df, expected_df, ignore_row_order=True, ignore_nullable=True)
+
+
+def test_sparse_bins_merge_in_order_until_each_holds_enough_rows():
+    deciles = [0.1] * 10
+    piled = [0.0] * 9 + [1.0]  # a batch whose every value is in the top decile
+
+    # 1000 rows: 100 a decile, nothing to merge
+    assert merged_bins(deciles, piled, 1000) == (deciles, piled)
+    # 100 rows: three deciles hold 30 >= 25; the short last one joins the bin before
+    expected, actual = merged_bins(deciles, piled, 100)
+    assert (expected, actual) == (pytest.approx([0.3, 0.3, 0.4]), [0.0, 0.0, 1.0])
+    # 40 rows: seven deciles make one bin of 28, the other three no second one
+    assert merged_bins(deciles, piled, 40) is None
+
+
+def _numeric(rows: int, shares: list[float], null_rate: float = 0.0) -> NumericProfile:
+    return NumericProfile("x", rows, edges=[float(i) for i in range(1, len(shares))],
+                          bin_shares=shares, points=[5.0],
+                          cdf=[sum(shares[:5])], null_rate=null_rate,
+                          minimum=0.0, maximum=10.0)
+
+
+def test_a_small_batch_is_measured_on_merged_bins_and_not_tested():
+    # 60 rows drawn from ten equal deciles, as a sample of 60 falls: 3 to 9 a decile
+    sample = [c / 60 for c in (3, 9, 6, 9, 3, 6, 9, 3, 6, 6)]
+    reference = Profile(numeric={"x": _numeric(5000, [0.1] * 10)})
+    batch = Profile(numeric={"x": _numeric(60, sample)})
+
+    metrics = {m.metric: m for m in compare(reference, batch)}
+
+    # on ten deciles the sample is 0.16 from its own population, over the warn level
+    assert psi([0.1] * 10, sample) == pytest.approx(0.1648, abs=1e-4)
+    # merged to bins of 25 expected rows: five deciles, then the other five
+    assert metrics["psi"].value == pytest.approx(0.0, abs=1e-12)
+    assert metrics["psi"].note is None
+    assert math.isnan(metrics["ks"].value) and metrics["ks"].p_value is None
+    assert metrics["ks"].note == ("not computed: 5000 reference and 60 batch rows, the "
+                                  "test needs at least 100 on each side")
+
+
+def test_too_few_rows_for_two_bins_leave_psi_uncomputed_and_unjudged():
+    from sparkmlops.config import MonitorSettings
+
+    reference = Profile(numeric={"x": _numeric(5000, [0.1] * 10)},
+                        categorical={"island": CategoricalProfile(
+                            "island", 5000, {"A": 0.5, "B": 0.5}, 0.0)})
+    # 40 rows, a quarter of them null: 30 values, all in the top decile
+    batch = Profile(numeric={"x": _numeric(40, [0.0] * 9 + [1.0], null_rate=0.25)},
+                    categorical={"island": CategoricalProfile(
+                        "island", 40, {"A": 1.0}, 0.0)})
+
+    rows = {(r.feature, r.metric): r for r in judged(
+        compare(reference, batch), MonitorSettings().drift, RUN, rows=40)}
+
+    assert math.isnan(rows[("x", "psi")].value)
+    assert rows[("x", "psi")].status == "ok"
+    assert rows[("x", "psi")].note == ("not computed: 30 rows, PSI needs at least 25 in "
+                                       "each of two bins")
+    # the categories: 0.5 of 40 is 20 < 25 expected rows, so no two bins either
+    assert math.isnan(rows[("island", "psi")].value)
+    assert math.isnan(rows[("island", "chi_square")].value)
+    # the rates are measured whatever the size
+    assert rows[("x", "null_rate_increase")].value == 0.25
+    assert rows[("x", "null_rate_increase")].status == "alert"
+
+
+def test_a_statistic_over_its_level_that_chance_explains_is_ok_with_a_note():
+    from sparkmlops.config import Levels
+
+    levels = {"ks": Levels(warn=0.1, alert=0.2)}
+    chance, drift_ = judged([DriftMetric("x", "ks", 0.12, 0.08),
+                             DriftMetric("y", "ks", 0.12, 0.01)], levels, RUN, rows=150)
+
+    assert (chance.status, chance.note) == (
+        "ok", "warn level reached, but p=0.08 >= 0.05: within chance at these sample sizes")
+    assert (drift_.status, drift_.note) == ("warn", None)

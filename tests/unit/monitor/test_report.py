@@ -30,7 +30,7 @@ def test_the_report_shows_the_batch_rows_its_live_metrics_and_both_charts(tmp_pa
     assert index == tmp_path / "b2" / "index.html"
     assert "Batch b2: <span style='color:#c62828'>alert</span>" in page
     assert ("<tr><td>body_mass_g</td><td>psi</td><td>0.31</td><td></td><td>0.1</td>"
-            "<td>0.25</td><td style='color:#c62828'>alert</td></tr>") in page
+            "<td>0.25</td><td style='color:#c62828'>alert</td><td></td></tr>") in page
     # the score's row under the name people read
     assert "<tr><td>prediction score</td><td>psi</td><td>0.05</td>" in page
     assert "<tr><td>b1</td><td>live_accuracy</td><td>0.6</td></tr>" in page

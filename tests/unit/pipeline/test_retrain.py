@@ -7,10 +7,11 @@ at its boundary, with the others switched off; no Spark, no MLflow.
 
 from __future__ import annotations
 
+import pyspark.sql.functions as F
 import pytest
 
 from sparkmlops.monitor.step import MonitorOutcome
-from sparkmlops.pipeline.retrain import retrain_reasons
+from sparkmlops.pipeline.retrain import retrain_reasons, sustained_alerts
 
 
 def _reasons(settings, monitor: MonitorOutcome, new_labelled: int) -> list[str]:
@@ -117,3 +118,79 @@ def test_every_rule_that_fires_gives_its_reason_in_rule_order(make_settings):
     assert reasons == ["monitoring alert: culmen_length_mm.psi=0.31 (alert)",
                        "live accuracy 0.6000 below the floor 0.75",
                        "10 new labelled rows since the champion's training data (threshold 10)"]
+
+
+# the monitored batches, oldest first: each the metrics at their alert level
+HISTORY = [{"x.psi"}, set(), {"x.psi", "y.ks"}, {"x.psi", "_model.live_accuracy"}]
+
+
+@pytest.mark.parametrize(("breaches", "of_last", "history", "expected"), [
+    # x.psi alerted in 3 of the last 4, and in the latest
+    (3, 4, HISTORY, {"x.psi": 3}),
+    (2, 3, HISTORY, {"x.psi": 2}),
+    # live accuracy only once; y.ks not in the latest
+    (1, 2, HISTORY, {"_model.live_accuracy": 1, "x.psi": 2}),
+    (3, 3, HISTORY, {}),
+    # the latest batch is quiet: nothing is sustained, however often it alerted before
+    (1, 4, [*HISTORY, set()], {}),
+    # fewer batches monitored than the window: breaches still counts batches
+    (2, 5, [{"x.psi"}, {"x.psi"}], {"x.psi": 2}),
+    (3, 5, [{"x.psi"}, {"x.psi"}], {}),
+    (1, 1, [], {}),
+])
+def test_sustained_alerts_are_in_the_latest_and_in_n_of_the_last_m(
+        breaches, of_last, history, expected):
+    assert sustained_alerts(history[-of_last:], breaches) == expected
+
+
+def test_on_alert_over_a_window_names_each_sustained_metric(make_settings):
+    settings = make_settings(*NO_RULES, "dataset.retrain.on_alert=true",
+                             "dataset.retrain.breaches=2", "dataset.retrain.of_last=3")
+
+    # the batch alerts, as it did once in the two before: x.psi 2 of 3 is enough
+    reasons = _with_history(settings, HISTORY)
+    # one alert in three: not enough, though the latest batch is at alert
+    quiet = _with_history(settings, [set(), set(), {"x.psi"}])
+
+    assert reasons == ["monitoring alert in the latest batch and in at least 2 of the last 3 "
+                       "monitored: x.psi (2 of 3)"]
+    assert quiet == []
+
+
+def _with_history(settings, history: list[set[str]]) -> list[str]:
+    return retrain_reasons(settings.dataset.retrain, _monitor("alert", flagged=FLAGGED), 0,
+                           alerts=history)
+
+
+def test_breaches_cannot_exceed_the_window(make_settings):
+    from sparkmlops.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"retrain.breaches \(3\) cannot exceed"):
+        make_settings("dataset.retrain.breaches=3", "dataset.retrain.of_last=2")
+
+
+def test_the_alert_history_is_read_from_the_monitoring_table_oldest_first(
+        spark, make_settings):
+    from datetime import datetime
+
+    from sparkmlops.monitor.drift import MonitoringRow, monitoring_schema
+    from sparkmlops.pipeline.step import _alert_history
+    from sparkmlops.tables import dataset_tables
+    from sparkmlops.writes import replace_where
+
+    settings = make_settings()
+
+    def row(batch: str, scored: str, feature: str, status: str, minute: int) -> tuple:
+        return MonitoringRow(batch, scored, feature, "psi", 0.3, None, 0.1, 0.25, status, 9,
+                             "m", "1", "t", "r", datetime(2026, 12, 6, 18, minute)).record()
+
+    rows = [row("b1", "b1", "x", "alert", 1), row("b1", "b1", "y", "ok", 1),
+            row("b2", "b2", "x", "ok", 2),
+            row("b3", "b3", "x", "alert", 3), row("b3", "b3", "y", "alert", 3),
+            # b4's run recomputed a live metric of b3: b3's, not b4's
+            row("b4", "b3", "_model", "alert", 4), row("b4", "b4", "x", "alert", 4)]
+    replace_where(spark.createDataFrame(rows, monitoring_schema()),
+                  dataset_tables(settings).monitoring, F.lit(True))
+
+    assert _alert_history(spark, settings, "b4", 1) is None
+    assert _alert_history(spark, settings, "b4", 3) == [set(), {"x.psi", "y.psi"}, {"x.psi"}]
