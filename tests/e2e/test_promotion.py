@@ -242,11 +242,13 @@ def test_automl_train_logs_each_family_and_says_why(spark, gold):
         "culmen_length_mm", "culmen_depth_mm", "flipper_length_mm", "body_mass_g",
         "culmen_ratio", "date_egg_year", "_score"])
     assert sorted(reference["categorical"]) == ["_predicted", "island", "species"]
-    # the reference is the whole training window (the gold version trained on, unlabelled
-    # birds too), not the holdout
-    assert reference["numeric"]["_score"]["rows"] == read_table(
-        spark, dataset_tables(settings).gold, gold.gold_version).count() == 342
-    assert run.metrics["rows_test"] < 342
+    # the reference is the whole training window (every row of the gold version trained on,
+    # unlabelled birds too), not the holdout; an earlier test of the module may have moved
+    # gold on, so the window is what this run read
+    window = (run.metrics["rows_train"] + run.metrics["rows_test"]
+              + run.metrics["rows_without_label"])
+    assert reference["numeric"]["_score"]["rows"] == window > run.metrics["rows_test"]
+    assert run.metrics["rows_without_label"] > 0  # the sample's birds of unknown sex
 
 
 def test_two_trains_without_a_promote_are_both_judged_oldest_first(spark, gold):

@@ -179,8 +179,9 @@ def _numeric_summary(
         low, high = (ranges or {}).get(column, (None, None))
         outside = ((value < low) | (value > high)) if low is not None and high is not None \
             else F.lit(None).cast("boolean")
+        interval = F.expr(_interval(f"CAST({_quoted(column)} AS DOUBLE)", cut))
         cells.append(F.struct(F.lit(i).alias("c"),
-                              F.when(value.isNotNull(), _interval(value, cut)).alias("k"),
+                              F.when(value.isNotNull(), interval).alias("k"),
                               value.alias("v"), outside.alias("o")))
     cell = df.select(F.explode(F.array(*cells)).alias("cell")).select("cell.*")
     grouped = cell.groupBy("c", "k").agg(
@@ -217,15 +218,31 @@ def _nan_last(value: float) -> tuple[bool, float]:
     return math.isnan(value), value
 
 
-def _interval(value: Any, cut: list[float], lo: int = 0, hi: int | None = None) -> Any:
-    """How many of the sorted ``cut`` points are below ``value`` (a binary search:
-    ``value`` lies in (cut[k-1], cut[k]]); NaN, above every point, gets len(cut)."""
+def _interval(value: str, cut: list[float], lo: int = 0, hi: int | None = None) -> str:
+    """SQL of how many of the sorted ``cut`` points are below ``value`` (a binary search:
+    ``value`` lies in (cut[k-1], cut[k]]); NaN, above every point, gets len(cut).
+
+    SQL text parsed once per column, not Column objects: building the tree node by node
+    is a py4j call per node, about 2 s per profile of the sample's 7 columns (of a
+    pipeline run's 45 s), where parsing the text takes milliseconds.
+    """
     hi = len(cut) if hi is None else hi
     if lo == hi:
-        return F.lit(lo)
+        return str(lo)
     mid = (lo + hi) // 2
-    return F.when(value > F.lit(cut[mid]), _interval(value, cut, mid + 1, hi)) \
-        .otherwise(_interval(value, cut, lo, mid))
+    return (f"CASE WHEN {value} > {_double(cut[mid])} THEN {_interval(value, cut, mid + 1, hi)}"
+            f" ELSE {_interval(value, cut, lo, mid)} END")
+
+
+def _double(point: float) -> str:
+    """``point`` as an exact SQL double literal (``0.1D``: without the D, 0.1 is a decimal)."""
+    if math.isnan(point) or math.isinf(point):
+        return f"CAST('{point!r}' AS DOUBLE)".replace("inf", "Infinity").replace("nan", "NaN")
+    return f"{point!r}D"
+
+
+def _quoted(column: str) -> str:
+    return "`" + column.replace("`", "``") + "`"
 
 
 def _numeric_profile(
