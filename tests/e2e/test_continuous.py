@@ -36,13 +36,15 @@ pytestmark = pytest.mark.e2e
 ROWS = 440  # 5 blocks of 88 birds per batch
 DRIFT_AT = 1
 # retraining on/off per batch: on for the batch before the drift (it bootstraps the
-# champion, nothing to retrain), off for the first two drifted batches (the control), on
-# again from the third drifted batch. No second batch before the drift: that a quiet
-# batch the champion did not train on retrains nothing, with retraining on, is what the
-# batch after the retrain shows (scored by the new champion).
-RETRAIN = [True, False, False, True, True]
-CONTROL = [i for i, on in enumerate(RETRAIN) if not on]  # b1, b2
-RETRAINED_AT = CONTROL[-1] + 1  # b3
+# champion, nothing to retrain), off for the first drifted batch (the control), on again
+# from the second drifted batch, which the old champion still scores, as badly: the
+# degradation stays while nothing retrains. No second batch before the drift: that a
+# quiet batch the champion did not train on retrains nothing, with retraining on, is what
+# the batch after the retrain shows (scored by the new champion). Each batch is a whole
+# continuous run (~35 s): a second control batch showed nothing the next batch does not.
+RETRAIN = [True, False, True, True]
+CONTROL = [i for i, on in enumerate(RETRAIN) if not on]  # b1
+RETRAINED_AT = CONTROL[-1] + 1  # b2
 
 
 def _write_batch(spark, landing: Path, index: int) -> None:
@@ -166,8 +168,9 @@ def test_drift_is_flagged_retrained_promoted_and_accuracy_recovers(stream, capsy
 def test_without_retraining_the_model_stays_degraded(stream):
     control = [stream[i] for i in CONTROL]
 
-    # the control batches are all drifted, and there are two of them: degraded, and it stays so
-    assert CONTROL == list(range(DRIFT_AT, DRIFT_AT + 2))
+    # the control batch is the first drifted one; the next is scored by the same champion,
+    # as badly: degraded, and it stays so
+    assert CONTROL == [DRIFT_AT]
     assert [r.decision.scored_by for r in stream[:RETRAINED_AT + 1]] == \
         ["1"] * (RETRAINED_AT + 1)
     assert all(r.decision.retrain is False and r.decision.retrain_enabled is False
