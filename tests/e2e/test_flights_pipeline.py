@@ -20,7 +20,9 @@ from deltalake import DeltaTable
 
 from sparkmlops.config import load_settings
 from sparkmlops.ingest.step import IngestOutcome, default_batch_id
+from sparkmlops.monitor.step import MonitorOutcome
 from sparkmlops.pipeline.step import run_pipeline
+from sparkmlops.pipeline.summary import pipeline_summary
 from sparkmlops.predict.step import PredictOutcome
 from sparkmlops.promote.step import PromoteOutcome
 from sparkmlops.tracking.runs import configure_mlflow
@@ -51,8 +53,8 @@ def flights(spark, tmp_path_factory):
     return settings, result, state / "lake"
 
 
-def test_every_flight_lands_and_is_scored_the_long_ones_kept(flights):
-    _, result, lake = flights
+def test_every_flight_lands_and_is_scored_the_long_ones_kept(spark, flights):
+    settings, result, lake = flights
     long_haul = {_key(f) for f in FLIGHTS if float(f["distance"]) > 2000}
     assert len(long_haul) == 8  # the file's flights over the usual range
 
@@ -73,6 +75,21 @@ def test_every_flight_lands_and_is_scored_the_long_ones_kept(flights):
     assert (distance["severity"], distance["action"], distance["success"],
             distance["rows_kept"], distance["rows_quarantined"]) == (
         "warning", "keep", True, len(long_haul), 0)
+    assert ("Rows: landing 2000 -> bronze 2000 (+0 quarantined at ingest) -> silver 2000 "
+            "(+0 quarantined by expectations; 8 kept failing a keep expectation) -> "
+            "predictions 2000") in pipeline_summary(spark, settings, result).splitlines()
+
+
+def test_the_batch_trained_on_monitors_ok_against_its_own_reference(flights):
+    _, result, lake = flights
+    monitored = result.step(MonitorOutcome)
+    assert (monitored.status, monitored.flagged, monitored.model_version) == ("ok", [], "1")
+    rows = _rows(lake, "monitoring/flights")
+    # every input and the prediction, judged on the whole training window: no drift at all
+    psi = {r["feature"]: r["value"] for r in rows if r["metric"] == "psi"}
+    assert {"distance_miles", "departure_hour", "origin", "_score"} <= set(psi)
+    assert max(psi.values()) < 1e-9
+    assert {r["status"] for r in rows} == {"ok"}
 
 
 def test_the_label_is_derived_from_the_delay_and_logged_with_the_training_run(flights):

@@ -53,8 +53,10 @@ def pipeline_summary(spark: Any, settings: Settings, result: PipelineResult) -> 
         "",
         f"Rows: landing {rows_in} -> bronze {ingest.bronze_rows} "
         f"(+{ingest.quarantined} quarantined at ingest) -> silver "
-        f"{validate.silver_rows} (+{validate.quarantined} quarantined by expectations)"
-        f" -> predictions {predict.rows}",
+        f"{validate.silver_rows} (+{validate.quarantined} quarantined by expectations"
+        + (f"; {validate.kept_failing} kept failing a keep expectation"
+           if validate.kept_failing else "")
+        + f") -> predictions {predict.rows}",
         f"Quality gate ({validate.gate}): {validate.status}"
         + (f"; failed: {', '.join(validate.expectations_failed)}"
            if validate.expectations_failed else ""),

@@ -37,6 +37,12 @@ NULL_BUCKET = "__null__"
 # profiling a model's training data costs the same on a billion rows as on 100k
 REFERENCE_ROWS = 100_000
 UNSEEN_BUCKET = "__unseen__"
+# categories seen in the reference beyond its ``max_categories`` most frequent: pooled in
+# one bucket, and named (up to MAX_OTHER of them) so that a batch holding them does not
+# count them unseen. Without the names, a column of 59 airports monitored against its own
+# training rows had 2.5 % "unseen" values and warned.
+OTHER_BUCKET = "__other__"
+MAX_OTHER = 10_000
 
 
 @dataclass(frozen=True)
@@ -57,12 +63,14 @@ class NumericProfile:
 
 @dataclass(frozen=True)
 class CategoricalProfile:
-    """Category shares of one categorical column (nulls and unseen values as buckets)."""
+    """Category shares of one categorical column (nulls, the reference's rare categories and
+    unseen values as buckets); ``other``: the rare categories' values."""
 
     column: str
     rows: int
     shares: dict[str, float]
     null_rate: float
+    other: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -153,7 +161,8 @@ def batch_profile(df: DataFrame, reference: Profile) -> Profile:
     for column, (edges, grid_points) in cuts.items():
         profile.numeric[column] = _numeric_profile(column, edges, grid_points, summary)
     for column, ref in reference.categorical.items():
-        profile.categorical[column] = _categorical_profile(df, column, ref.shares, None)
+        profile.categorical[column] = _categorical_profile(df, column, ref.shares, None,
+                                                           other=frozenset(ref.other))
     return profile
 
 
@@ -262,26 +271,33 @@ def _numeric_profile(
 
 
 def _categorical_profile(
-    df: DataFrame, column: str, known: dict[str, float] | None, max_categories: int | None
+    df: DataFrame, column: str, known: dict[str, float] | None, max_categories: int | None,
+    other: frozenset[str] = frozenset(),
 ) -> CategoricalProfile:
+    """The reference's shares (``known`` None: its ``max_categories`` most frequent, the rest
+    pooled as ``__other__``), or a batch's on the reference's buckets (``known``, ``other``):
+    a value in neither is unseen."""
     counts = {r[0]: int(r[1]) for r in df.groupBy(F.col(column).cast("string")).count().collect()}
     rows = sum(counts.values())
     nulls = counts.pop(None, 0)
     shares: dict[str, float] = {}
+    rare: list[str] = []
     if known is None:
         ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
         limit = max_categories or len(ranked)
         kept, rest = ranked[:limit], ranked[limit:]
         shares = {k: v / rows for k, v in kept}
         if rest:
-            shares[UNSEEN_BUCKET] = sum(v for _, v in rest) / rows
+            shares[OTHER_BUCKET] = sum(v for _, v in rest) / rows
+            rare = [k for k, _ in rest[:MAX_OTHER]]
     else:
         for value, count in counts.items():
-            bucket = value if value in known and value != NULL_BUCKET else UNSEEN_BUCKET
+            bucket = (value if value in known and value not in (NULL_BUCKET, OTHER_BUCKET)
+                      else OTHER_BUCKET if value in other else UNSEEN_BUCKET)
             shares[bucket] = shares.get(bucket, 0.0) + count / rows
     if nulls:
         shares[NULL_BUCKET] = nulls / rows
-    return CategoricalProfile(column, rows, shares, nulls / rows if rows else 0.0)
+    return CategoricalProfile(column, rows, shares, nulls / rows if rows else 0.0, rare)
 
 
 def _strictly_increasing(values: list[float]) -> list[float]:

@@ -24,6 +24,7 @@ from sparkmlops.monitor.drift import (
 )
 from sparkmlops.train.reference import (
     NULL_BUCKET,
+    OTHER_BUCKET,
     UNSEEN_BUCKET,
     CategoricalProfile,
     NumericProfile,
@@ -104,6 +105,28 @@ def test_profile_survives_a_json_round_trip(spark):
     assert profile.categorical["island"].shares == {"A": 0.5, "B": 0.25, NULL_BUCKET: 0.25}
     assert profile.numeric["x"].null_rate == 0.25
     assert UNSEEN_BUCKET not in profile.categorical["island"].shares
+
+
+def test_categories_beyond_the_kept_ones_are_rare_not_unseen(spark):
+    # 4 islands, the reference keeps the 2 most frequent: the other 2 are seen, only rare
+    islands = ["A"] * 50 + ["B"] * 30 + ["C"] * 10 + ["D"] * 10  # PSI needs 25 rows a bin
+    df = _frame(spark, [1.0] * len(islands), islands)
+    reference = reference_profile(df, numeric=[], categorical=["island"], max_categories=2)
+    assert reference.categorical["island"].shares == {"A": 0.5, "B": 0.3, OTHER_BUCKET: 0.2}
+    assert reference.categorical["island"].other == ["C", "D"]
+    assert Profile.from_dict(reference.to_dict()) == reference
+
+    same = {(m.feature, m.metric): m.value
+            for m in compare(reference, batch_profile(df, reference))}
+    assert same[("island", "unseen_rate")] == 0.0
+    assert same[("island", "psi")] == pytest.approx(0.0)
+    # a value the reference never saw is unseen; a rare one is not
+    later = _frame(spark, [1.0] * 4, ["A", "C", "E", "E"])
+    shifted = {(m.feature, m.metric): m.value
+               for m in compare(reference, batch_profile(later, reference))}
+    assert batch_profile(later, reference).categorical["island"].shares == {
+        "A": 0.25, OTHER_BUCKET: 0.25, UNSEEN_BUCKET: 0.5}
+    assert shifted[("island", "unseen_rate")] == 0.5
 
 
 def test_model_reference_profiles_inputs_scores_and_predicted_classes(spark):
