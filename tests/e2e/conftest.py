@@ -24,6 +24,14 @@ from tests.conftest import SHORT_LIVED_JVM
 PROJECT = Path(__file__).resolve().parents[2]
 
 
+# the sample's batch monitored against its model's reference (the last step of a batch
+# pipeline): PSI, null rate and its increase of the 8 inputs, the score and the predicted
+# class (10 x 3), KS and out-of-range rate of the 7 numbers (6 inputs and the score),
+# chi-square and unseen rate of the 3 categories (2 inputs and the predicted class), and
+# the batch's live accuracy
+MONITORING_ROWS = 10 * 3 + 7 * 2 + 3 * 2 + 1
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

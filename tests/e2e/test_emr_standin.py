@@ -32,7 +32,7 @@ from mlflow.tracking import MlflowClient
 
 import sparkmlops
 from sparkmlops.pipeline.step import BATCH_STEPS
-from tests.e2e.conftest import fresh_venv, purelib
+from tests.e2e.conftest import MONITORING_ROWS, fresh_venv, purelib
 
 pytestmark = [pytest.mark.e2e, pytest.mark.cluster]
 
@@ -249,7 +249,7 @@ def test_a_project_from_init_deploys_and_runs_on_emrs_spark_and_delta(
         "manifest/penguins": 3, "ingest_log/penguins": 1,
         "validation_results/penguins": len(expectations),
         # registered, @challenger moved, the gate's decision, @champion moved
-        "model_events/penguins": 4}
+        "model_events/penguins": 4, "monitoring/penguins": MONITORING_ROWS}
     first_commit = s3.get_object(Bucket=BUCKET, Key="acme-ml/lake/bronze/penguins/_delta_log/"
                                  "00000000000000000000.json")["Body"].read().decode()
     [info] = [json.loads(line)["commitInfo"] for line in first_commit.splitlines()
