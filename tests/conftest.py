@@ -52,13 +52,14 @@ os.environ["SPARKMLOPS_CONF_DIR"] = str(REPO / "conf")
 # for the whole suite, where C2's code pays off: the `spark` fixture starts it without.
 SHORT_LIVED_JVM = "-XX:TieredStopAtLevel=1"
 # The suite's data is a few hundred rows, its queries many and each run once or twice:
-# adaptive execution re-plans every query at each shuffle and whole-stage code generation
-# compiles every new plan, work that pays off on real data and is all overhead here (a
-# pipeline run on the sample: ~20 % less CPU without them, 39-42 s instead of 49-56 s,
-# measured side by side in one session). Results do not depend on either. Set on the
-# suite's own session, and on the drivers of subprocesses through SPARK_SUBMIT_OPTS
-# (SparkConf reads spark.* system properties; what a job sets itself still wins).
-SMALL_DATA_SQL = {"spark.sql.adaptive.enabled": "false", "spark.sql.codegen.wholeStage": "false"}
+# adaptive execution re-plans every query at each shuffle, work that pays off on real
+# data and is overhead here (a pipeline run on the sample: ~20 % less CPU without it,
+# 39-42 s instead of 49-56 s, measured side by side in one session). Set on the suite's
+# own session, and on the drivers of subprocesses through SPARK_SUBMIT_OPTS (SparkConf
+# reads spark.* system properties; what a job sets itself still wins). Whole-stage
+# codegen stays on: without it a failing cast reaches the caller wrapped in the write's
+# TASK_WRITE_FAILED, and the label expression's row was no longer named.
+SMALL_DATA_SQL = {"spark.sql.adaptive.enabled": "false"}
 _OWN_SUBMIT_OPTS = os.environ.get("SPARK_SUBMIT_OPTS")
 for _variable in ("SPARK_SUBMIT_OPTS", "SPARK_DAEMON_JAVA_OPTS"):
     os.environ[_variable] = " ".join(filter(None, [os.environ.get(_variable), SHORT_LIVED_JVM]))
