@@ -95,6 +95,11 @@ def measure(batch: DataFrame) -> list[Measured]:
     return measured
 
 
+def row_count(measured: list[Measured]) -> int:
+    """The batch's rows, as :func:`measure` counted them."""
+    return next(int(m.value or 0) for m in measured if m.metric == "row_count")
+
+
 def _float(value: Any) -> float | None:
     return None if value is None else float(value)
 

@@ -127,14 +127,18 @@ def validate_step(
         batch = _bronze_batch(spark, tables.bronze, batch_id, version, write=write, keys=keys)
         if write.mode == "upsert":  # the ranking's shuffle, done once for every read below
             (batch,) = cached.enter_context(persisted(batch))
-        rows = _rows_read(batch, tables.bronze, version, batch_id, tracker)
+        # append mode: the suite checks the batch itself, so one aggregation gives its row
+        # count and its quality metrics (a count alone is a pass over the bronze batch too)
+        measured = _measure(batch, batch_id) if write.mode != "upsert" else None
+        rows = _rows_read(batch, tables.bronze, version, batch_id, tracker,
+                          counted=quality_metrics.row_count(measured) if measured else None)
         checked, superseded = _latest_per_key(batch, rows, write, tracker)
         report = _run_quality_checks(checked, quality, tracker, dataset=dataset.name,
                                      batch_id=batch_id, data_docs_dir=docs_dir)
         actions = _count_row_actions(checked, quality, report, tracker)
         report = report.with_row_actions(actions)
-        metrics = _judge_quality(spark, tables, checked, quality, tracker.run_id,
-                                 batch_id=batch_id, version=version)
+        metrics = _judge_quality(spark, tables, measured or _measure(checked, batch_id),
+                                 quality, tracker.run_id, batch_id=batch_id, version=version)
         report = replace(report, status=quality_metrics.gate_status(
             report.status, metrics, quality.gate))
         _record_validation(spark, tables, tracker, report, gate=quality.gate,
@@ -222,14 +226,16 @@ def _bronze_batch(
 
 
 def _rows_read(
-    batch: DataFrame, bronze: TableRef, version: int | None, batch_id: str, tracker: StepTracker
+    batch: DataFrame, bronze: TableRef, version: int | None, batch_id: str, tracker: StepTracker,
+    *, counted: int | None = None,
 ) -> int:
-    """The batch's bronze rows, counted and recorded as the step's input.
+    """The batch's bronze rows, counted (unless ``counted`` already) and recorded as the
+    step's input.
 
     Raises:
         MissingInputError: bronze holds no row of the batch at that version.
     """
-    rows = batch.count()
+    rows = batch.count() if counted is None else counted
     if rows == 0:
         raise MissingInputError(f"batch {batch_id} has no rows in {bronze.fqn} v{version}")
     tracker.read(bronze, version, rows)
@@ -354,16 +360,21 @@ def _enforce_gate(report: expectations.ValidationReport, gate: GateMode, source:
     )
 
 
-def _judge_quality(
-    spark: SparkSession, tables: DatasetTables, batch: DataFrame, quality: ValidateSettings,
-    validation_id: str, *, batch_id: str, version: int | None,
-) -> list[QualityMetricRow]:
-    """The batch's metrics (one aggregation over the rows the suite checks), each judged
-    by its anomaly rule against the previous batches' rows of ``quality_metrics``."""
+def _measure(batch: DataFrame, batch_id: str) -> list[quality_metrics.Measured]:
+    """The metrics of the rows the suite checks, in one aggregation (timed in the log)."""
     started = time.monotonic()
     measured = quality_metrics.measure(batch)
     log.info("measured %d quality metrics of batch %s in %.2f s", len(measured), batch_id,
              time.monotonic() - started)
+    return measured
+
+
+def _judge_quality(
+    spark: SparkSession, tables: DatasetTables, measured: list[quality_metrics.Measured],
+    quality: ValidateSettings, validation_id: str, *, batch_id: str, version: int | None,
+) -> list[QualityMetricRow]:
+    """The batch's ``measured`` metrics, each judged by its anomaly rule against the
+    previous batches' rows of ``quality_metrics``."""
     run = QualityRun(batch_id=batch_id, validation_id=validation_id, table_version=version,
                      measured_at=datetime.now().replace(microsecond=0))
     if quality.gate == "disabled":  # no suite, no gate: recorded, not judged

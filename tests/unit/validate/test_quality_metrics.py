@@ -20,6 +20,7 @@ from sparkmlops.validate.quality_metrics import (
     measure,
     previous_batches,
     quality_metrics_schema,
+    row_count,
     verdict,
 )
 
@@ -48,6 +49,7 @@ def test_one_aggregation_measures_rows_nulls_distinct_and_numeric_ranges(spark):
         Measured("min", "body_mass_g", 3500.0), Measured("max", "body_mass_g", 4500.0),
         Measured("mean", "body_mass_g", 4000.0),
     ]
+    assert row_count(measured) == 4  # what validate records as the rows it read
 
 
 def _jobs(spark, group: str, action) -> int:
