@@ -193,6 +193,7 @@ class DatasetTables:
     ingest_log: TableRef
     silver: TableRef
     validation_results: TableRef
+    quality_metrics: TableRef
     gold: TableRef
     predictions: TableRef
     monitoring: TableRef

@@ -30,6 +30,10 @@ PROJECT = Path(__file__).resolve().parents[2]
 # chi-square and unseen rate of the 3 categories (2 inputs and the predicted class), and
 # the batch's live accuracy
 MONITORING_ROWS = 10 * 3 + 7 * 2 + 3 * 2 + 1
+# the sample's batch measured by validate (quality_metrics.<dataset>): its row count, the
+# null share and distinct count of its 17 columns, min, max and mean of the 7 numeric
+# ones (sample_number and the 6 measurements)
+QUALITY_METRICS_ROWS = 1 + 17 * 2 + 7 * 3
 
 
 def free_port() -> int:

@@ -32,7 +32,7 @@ from mlflow.tracking import MlflowClient
 
 import sparkmlops
 from sparkmlops.pipeline.step import BATCH_STEPS
-from tests.e2e.conftest import MONITORING_ROWS, fresh_venv, purelib
+from tests.e2e.conftest import MONITORING_ROWS, QUALITY_METRICS_ROWS, fresh_venv, purelib
 
 pytestmark = [pytest.mark.e2e, pytest.mark.cluster]
 
@@ -248,6 +248,7 @@ def test_a_project_from_init_deploys_and_runs_on_emrs_spark_and_delta(
         # the three landing files; one ingest_log row and one result per expectation
         "manifest/penguins": 3, "ingest_log/penguins": 1,
         "validation_results/penguins": len(expectations),
+        "quality_metrics/penguins": QUALITY_METRICS_ROWS,
         # registered, @challenger moved, the gate's decision, @champion moved
         "model_events/penguins": 4, "monitoring/penguins": MONITORING_ROWS}
     first_commit = s3.get_object(Bucket=BUCKET, Key="acme-ml/lake/bronze/penguins/_delta_log/"

@@ -25,6 +25,7 @@ from sparkmlops.predict.step import PredictOutcome, predict_step
 from sparkmlops.tables import BATCH_COLUMN, dataset_tables, read_batch, read_table
 from sparkmlops.train.step import TrainOutcome
 from sparkmlops.writes import replace_batch
+from tests.e2e.conftest import QUALITY_METRICS_ROWS
 
 pytestmark = pytest.mark.e2e
 
@@ -165,6 +166,7 @@ def test_every_table_is_a_managed_catalog_table_found_by_name(spark, monitored):
         # the sample's batch and its drifted copy
         "gold_penguins_features": 684, "predictions_penguins": 684,
         "validation_results_penguins": len(settings.dataset.validate_.expectations),
+        "quality_metrics_penguins": QUALITY_METRICS_ROWS,
         # the three landing files; one ingest_log row for the batch
         "manifest_penguins": 3, "ingest_log_penguins": 1,
         "monitoring_penguins": monitoring_rows,

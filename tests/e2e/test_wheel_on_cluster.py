@@ -43,7 +43,7 @@ from mlflow.tracking import MlflowClient
 import sparkmlops
 from sparkmlops.pipeline.step import BATCH_STEPS
 from tests.conftest import SHORT_LIVED_JVM
-from tests.e2e.conftest import CHECKOUT_ENV, MONITORING_ROWS, fresh_venv
+from tests.e2e.conftest import CHECKOUT_ENV, MONITORING_ROWS, QUALITY_METRICS_ROWS, fresh_venv
 
 pytestmark = [pytest.mark.e2e, pytest.mark.cluster]
 
@@ -360,6 +360,7 @@ def test_databricks_batch_job_runs_from_the_installed_wheel_on_the_cluster(
         # the three landing files; one ingest_log row and one result per expectation
         f"{schema}.manifest_penguins": 3, f"{schema}.ingest_log_penguins": 1,
         f"{schema}.validation_results_penguins": len(expectations),
+        f"{schema}.quality_metrics_penguins": QUALITY_METRICS_ROWS,
         # registered, @challenger moved, the gate's decision, @champion moved
         f"{schema}.model_events_penguins": 4,
         f"{schema}.monitoring_penguins": MONITORING_ROWS}

@@ -88,11 +88,18 @@ from sparkmlops.config.train import (
     SplitSettings,
     TuningSettings,
 )
-from sparkmlops.config.validate import ExpectationSpec, ValidateSettings, gx_expectation_names
+from sparkmlops.config.validate import (
+    AnomalyRule,
+    ExpectationSpec,
+    QualityMetric,
+    ValidateSettings,
+    gx_expectation_names,
+)
 
 __all__ = [
     "FLOAT_TYPES", "IDENTIFIER", "NUMERIC_TYPES", "PLACEHOLDER", "REMOTE_ARTIFACT_SCHEMES",
     "RESERVED_COLUMNS", "SERVER_TRACKING_SCHEMES", "STATE_DIR_ENV", "AcceptSettings",
+    "AnomalyRule",
     "AutomlSettings", "AutoscaleSettings", "BucketFeature", "ColumnSpec", "ConfigOrigin",
     "CrowdSettings", "DataCheckSettings", "DatabricksDeploySettings", "DatasetSettings",
     "DatePart", "DatePartsFeature", "DeployJob", "DeploySettings", "DerivedFeature",
@@ -100,7 +107,7 @@ __all__ = [
     "ExecutorSettings", "ExpectationSpec", "FeatureSettings", "GateMode",
     "GithubDeploySettings", "LabelSettings", "Levels", "MaintainSettings", "ModelSettings",
     "MonitorSettings", "NotificationSettings", "PermissionLevel", "PermissionSpec",
-    "PiiTreatment", "PromoteSettings", "QuarantineSettings", "RetrainSettings",
+    "PiiTreatment", "PromoteSettings", "QualityMetric", "QuarantineSettings", "RetrainSettings",
     "ScheduleSettings", "Settings", "SourceSettings",
     "SpammerSettings", "SparkSettings", "SparkType", "SplitSettings", "StorageSettings",
     "StrictModel", "TrackingSettings", "TransformFeature", "TuningSettings", "ValidatePaths",

@@ -19,7 +19,7 @@ from pydantic import (
     model_validator,
 )
 
-from sparkmlops.config.base import IDENTIFIER, StrictModel, require_known
+from sparkmlops.config.base import IDENTIFIER, NUMERIC_TYPES, StrictModel, require_known
 from sparkmlops.config.confdir import is_uri, join
 from sparkmlops.config.deploy import DeploySettings
 from sparkmlops.config.features import FeatureSettings
@@ -187,6 +187,7 @@ class DatasetSettings(StrictModel):
         for i, spec in enumerate(self.validate_.expectations):
             require_known(f"validate.expectations.{i} ({spec.expectation}) kwargs", spec.columns,
                            known)
+        self._check_anomaly_columns()
         self.features.check_columns({c.name: c.type for c in self.schema_})
         if self.label.source is not None:
             require_known("label.source", [self.label.source], known)
@@ -268,12 +269,26 @@ class DatasetSettings(StrictModel):
                 ("label.expr", self.label.columns([c.name for c in self.schema_])
                  if self.label.expr is not None else []),
                 *((f"validate.expectations.{i} ({spec.expectation}) kwargs", spec.columns)
-                  for i, spec in enumerate(self.validate_.expectations))]
+                  for i, spec in enumerate(self.validate_.expectations)),
+                *((f"validate.anomalies.{i} ({rule.metric}) column", [rule.column])
+                  for i, rule in enumerate(self.validate_.anomalies) if rule.column)]
         for key, names in used:
             gone = [n for n in names if n in dropped]
             if gone:
                 raise ValueError(f"{key}: {', '.join(gone)} is pii: drop and never reaches "
                                  "bronze; use pii: hash to keep a usable column")
+
+    def _check_anomaly_columns(self) -> None:
+        """A rule's column is a schema column, and a numeric one for min, max and mean."""
+        types = {c.name: c.type for c in self.schema_}
+        for i, rule in enumerate(self.validate_.anomalies):
+            if rule.column is None:
+                continue
+            require_known(f"validate.anomalies.{i} ({rule.metric}) column", [rule.column],
+                          set(types))
+            if rule.metric in ("min", "max", "mean") and types[rule.column] not in NUMERIC_TYPES:
+                raise ValueError(f"validate.anomalies.{i}: {rule.metric} is recorded for numeric "
+                                 f"columns only, and {rule.column} is {types[rule.column]}")
 
     def _check_write(self, known: set[str]) -> None:
         write = self.write

@@ -9,7 +9,7 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from sparkmlops.config.base import GateMode, StrictModel
 
@@ -131,10 +131,111 @@ def gx_expectation_names() -> dict[str, str]:
     return dict(re.findall(r"from \.(expect_\w+) import \(?\s*(Expect\w+)", text))
 
 
+# the metrics validate records per batch in ``quality_metrics.<dataset>``: the batch's
+# rows, and per column its null share and (approximate) distinct count; min, max and
+# mean of the numeric columns
+QualityMetric = Literal["row_count", "null_share", "distinct_count", "min", "max", "mean"]
+# the metric that is of the batch, not of a column
+TABLE_METRICS = frozenset({"row_count"})
+
+
+class AnomalyRule(StrictModel):
+    """When a batch's metric is an anomaly against the recent history of
+    ``quality_metrics`` (the previous batches in ingest order, never this one).
+
+    The expected value is the mean of the metric over the ``last`` previous batches
+    (``last: 1``: the previous batch). With ``max_change`` the accepted band is
+    expected ± max_change·|expected| (a relative change); with ``k`` it is expected ±
+    k·std of those batches. A deviation of at most ``min_change`` (absolute) is never an
+    anomaly: a null share moving from 0.0 to 0.002 is not news, whatever its std.
+    Fewer than ``min_history`` previous batches: no verdict (``no_history``), never a
+    false alarm. ``column`` narrows a column metric to one column (left out: every
+    column it applies to; a rule naming the column wins over one that does not).
+    ``severity: critical`` fails the gate like a failing critical expectation;
+    ``warning`` (the default: history is a weaker witness than a written expectation)
+    only records it.
+    """
+
+    metric: QualityMetric
+    column: str | None = None
+    max_change: float | None = Field(None, gt=0)
+    k: float | None = Field(None, gt=0)
+    last: int = Field(5, ge=1)
+    min_history: int | None = Field(None, ge=1)
+    min_change: float = Field(0.0, ge=0)
+    severity: Literal["critical", "warning"] = "warning"
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> AnomalyRule:
+        if (self.max_change is None) == (self.k is None):
+            raise ValueError(f"anomaly rule on {self.metric}: give exactly one of max_change "
+                             "(relative change vs the mean of the last batches) or k "
+                             "(outside mean ± k·std of the last batches)")
+        if self.column is not None and self.metric in TABLE_METRICS:
+            raise ValueError(f"anomaly rule on {self.metric}: it is a metric of the batch, "
+                             "not of a column; leave column out")
+        if self.k is not None and self.last < 2:
+            raise ValueError(f"anomaly rule on {self.metric}: k needs a std, so last must be "
+                             f"at least 2 (got {self.last})")
+        if self.min_history is not None and self.min_history > self.last:
+            raise ValueError(f"anomaly rule on {self.metric}: min_history ({self.min_history}) "
+                             f"cannot exceed last ({self.last}): only the last {self.last} "
+                             "previous batches are read")
+        if self.k is not None and self.min_history is not None and self.min_history < 2:
+            raise ValueError(f"anomaly rule on {self.metric}: k needs a std of at least 2 "
+                             f"previous batches, so min_history must be at least 2")
+        return self
+
+    @property
+    def needed(self) -> int:
+        """The fewest previous batches for a verdict: ``min_history``, else 3 (2 for
+        ``last: 2`` with ``k``, 1 for ``last: 1``), never more than ``last``."""
+        if self.min_history is not None:
+            return self.min_history
+        return min(self.last, 3)
+
+    @property
+    def described(self) -> str:
+        """``max_change 0.3 vs mean of last 5`` / ``k 3 std of last 10``, as recorded."""
+        kind = (f"max_change {self.max_change:g}" if self.max_change is not None
+                else f"k {self.k:g} std")
+        of = "vs previous batch" if self.last == 1 else f"of last {self.last}"
+        floor = f", min_change {self.min_change:g}" if self.min_change else ""
+        return f"{kind} {of}{floor}"
+
+
+def _default_anomaly_rules() -> list[AnomalyRule]:
+    """Half the usual rows, or a column whose nulls jump, recorded as warnings."""
+    return [AnomalyRule(metric="row_count", max_change=0.3, last=5),
+            AnomalyRule(metric="null_share", k=3, last=10, min_change=0.05)]
+
+
 class ValidateSettings(StrictModel):
     gate: GateMode = "enabled"
     expectations: list[ExpectationSpec] = Field(default_factory=list)
+    # per-batch metrics judged against the previous batches (quality_metrics.<dataset>);
+    # [] records the metrics and judges none
+    anomalies: list[AnomalyRule] = Field(default_factory=_default_anomaly_rules)
     # sample failing values per row-level expectation in the GX result and Data Docs;
     # each costs GX one more Spark job (a full scan when nothing fails), and the
     # failing rows are in quarantine anyway
     partial_unexpected_count: int = Field(0, ge=0, le=1000)
+
+    @field_validator("anomalies")
+    @classmethod
+    def _one_rule_per_metric_and_column(cls, rules: list[AnomalyRule]) -> list[AnomalyRule]:
+        seen: set[tuple[str, str | None]] = set()
+        for rule in rules:
+            key = (rule.metric, rule.column)
+            if key in seen:
+                on = f" on column {rule.column}" if rule.column else ""
+                raise ValueError(f"two anomaly rules for {rule.metric}{on}: give one")
+            seen.add(key)
+        return rules
+
+    def anomaly_rule(self, metric: str, column: str | None) -> AnomalyRule | None:
+        """The rule that judges ``metric`` of ``column``: the one naming the column, else
+        the metric's rule for every column, else none."""
+        named = [r for r in self.anomalies if r.metric == metric and r.column == column]
+        every = [r for r in self.anomalies if r.metric == metric and r.column is None]
+        return next(iter(named or every), None)

@@ -26,8 +26,8 @@ def _maintain(spark: Any, settings: Settings, batch_id: str, args: argparse.Name
 
 def _show_table_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("layer", help="bronze, quarantine, manifest, ingest_log, silver, "
-                                      "validation_results, gold, predictions or "
-                                      "monitoring")
+                                      "validation_results, quality_metrics, gold, "
+                                      "predictions or monitoring")
     as_of = parser.add_mutually_exclusive_group()
     as_of.add_argument("--version", type=int, help="Delta version (default: the latest)")
     as_of.add_argument("--timestamp", help="the version current at this time, e.g. "

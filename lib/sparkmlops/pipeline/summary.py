@@ -59,7 +59,8 @@ def pipeline_summary(spark: Any, settings: Settings, result: PipelineResult) -> 
         + f") -> predictions {predict.rows}",
         f"Quality gate ({validate.gate}): {validate.status}"
         + (f"; failed: {', '.join(validate.expectations_failed)}"
-           if validate.expectations_failed else ""),
+           if validate.expectations_failed else "")
+        + (f"; anomalies: {'; '.join(validate.anomalies)}" if validate.anomalies else ""),
         *_labels_lines(result),
         "",
         f"MLflow {redact_text(settings.tracking.tracking_uri)}, experiment "

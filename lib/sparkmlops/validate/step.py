@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import logging
 import tempfile
+import time
 from contextlib import ExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, ClassVar
 
@@ -39,16 +40,20 @@ from sparkmlops.tables import (
     TableWrite,
     current_version,
     dataset_tables,
+    ingest_order,
     read_batch,
     read_table,
+    table_exists,
     version_or_current,
 )
 from sparkmlops.tracking.runs import StepOutcome, StepTracker, step_run
-from sparkmlops.validate import data_docs, expectations, profiling
+from sparkmlops.validate import data_docs, expectations, profiling, quality_metrics
+from sparkmlops.validate.quality_metrics import QualityMetricRow, QualityRun
 from sparkmlops.writes import (
     RANK_COLUMN,
     MergeWrite,
     rank_per_key,
+    replace_batch,
     replace_where,
     write_batch,
 )
@@ -76,6 +81,8 @@ class ValidateOutcome(StepOutcome):
     repeated_in_batch: int = 0  # append: copies of a key this batch repeats, quarantined
     kept_failing: int = 0  # rows that failed only ``keep`` expectations, let on to silver
     expectations_failed: list[str] = field(default_factory=list)
+    # the batch's metrics found anomalous against the previous batches (quality_metrics)
+    anomalies: list[str] = field(default_factory=list)
 
     @property
     def summary(self) -> dict[str, Any]:
@@ -85,7 +92,7 @@ class ValidateOutcome(StepOutcome):
                    else {"repeated_keys": self.repeated_keys,
                          "repeated_in_batch": self.repeated_in_batch}),
                 "kept_failing": self.kept_failing,
-                "expectations_failed": self.expectations_failed}
+                "expectations_failed": self.expectations_failed, "anomalies": self.anomalies}
 
 
 def validate_step(
@@ -120,16 +127,25 @@ def validate_step(
         batch = _bronze_batch(spark, tables.bronze, batch_id, version, write=write, keys=keys)
         if write.mode == "upsert":  # the ranking's shuffle, done once for every read below
             (batch,) = cached.enter_context(persisted(batch))
-        rows = _rows_read(batch, tables.bronze, version, batch_id, tracker)
+        # append mode: the suite checks the batch itself, so one aggregation gives its row
+        # count and its quality metrics (a count alone is a pass over the bronze batch too)
+        measured = _measure(batch, batch_id) if write.mode != "upsert" else None
+        rows = _rows_read(batch, tables.bronze, version, batch_id, tracker,
+                          counted=quality_metrics.row_count(measured) if measured else None)
         checked, superseded = _latest_per_key(batch, rows, write, tracker)
         report = _run_quality_checks(checked, quality, tracker, dataset=dataset.name,
                                      batch_id=batch_id, data_docs_dir=docs_dir)
         actions = _count_row_actions(checked, quality, report, tracker)
         report = report.with_row_actions(actions)
+        metrics = _judge_quality(spark, tables, measured or _measure(checked, batch_id),
+                                 quality, tracker.run_id, batch_id=batch_id, version=version)
+        report = replace(report, status=quality_metrics.gate_status(
+            report.status, metrics, quality.gate))
         _record_validation(spark, tables, tracker, report, gate=quality.gate,
                            dataset=dataset.name, batch_id=batch_id, version=version)
+        _record_quality_metrics(spark, tables, tracker, metrics, report.status, batch_id)
         source = f"{tables.bronze.fqn} v{version} batch {batch_id}"
-        _enforce_gate(report, quality.gate, source)
+        _enforce_gate(report, quality.gate, source, metrics)
         _enforce_fail_actions(actions, quality, source)
         flagged = expectations.flag_rows(
             checked, quality.expectations if quality.gate != "disabled" else [])
@@ -157,6 +173,7 @@ def validate_step(
             superseded=superseded, stale=stale, repeated_keys=repeated,
             repeated_in_batch=repeated_in_batch, kept_failing=actions.kept_rows,
             expectations_failed=_failed(report),
+            anomalies=[r.described() for r in quality_metrics.anomalies(metrics)],
         )
 
 
@@ -209,14 +226,16 @@ def _bronze_batch(
 
 
 def _rows_read(
-    batch: DataFrame, bronze: TableRef, version: int | None, batch_id: str, tracker: StepTracker
+    batch: DataFrame, bronze: TableRef, version: int | None, batch_id: str, tracker: StepTracker,
+    *, counted: int | None = None,
 ) -> int:
-    """The batch's bronze rows, counted and recorded as the step's input.
+    """The batch's bronze rows, counted (unless ``counted`` already) and recorded as the
+    step's input.
 
     Raises:
         MissingInputError: bronze holds no row of the batch at that version.
     """
-    rows = batch.count()
+    rows = batch.count() if counted is None else counted
     if rows == 0:
         raise MissingInputError(f"batch {batch_id} has no rows in {bronze.fqn} v{version}")
     tracker.read(bronze, version, rows)
@@ -317,23 +336,96 @@ def _log_gate(tracker: StepTracker, report: expectations.ValidationReport) -> No
     })
 
 
-def _enforce_gate(report: expectations.ValidationReport, gate: GateMode, source: str) -> None:
-    """Stop the step before anything is written when a critical expectation failed and the
-    gate is ``enabled`` (``dry_run`` only records the verdict).
+def _enforce_gate(report: expectations.ValidationReport, gate: GateMode, source: str,
+                  metrics: list[QualityMetricRow]) -> None:
+    """Stop the step before anything is written when a critical expectation failed, or a
+    metric is a critical anomaly against the previous batches, and the gate is
+    ``enabled`` (``dry_run`` only records the verdict).
 
     Raises:
-        QualityGateFailed: names the batch (``source``), the failed critical expectations
-            and the Data Docs.
+        QualityGateFailed: names the batch (``source``), the failed critical expectations,
+            the critical anomalies and the Data Docs.
     """
     if report.status != "failed" or gate != "enabled":
         return
     failed = [f"{o.expectation}({o.column or ''})" for o in report.outcomes
               if not o.success and o.severity == "critical"]
+    anomalous = [r.described() for r in quality_metrics.anomalies(metrics, "critical")]
+    found = ([f"critical expectation(s) failed: {', '.join(failed)}"] if failed else []) + (
+        [f"critical anomaly(ies) against the previous batches: {'; '.join(anomalous)}"]
+        if anomalous else [])
     raise QualityGateFailed(
-        f"quality gate failed for {source}: "
-        f"critical expectation(s) failed: {', '.join(failed)}"
+        f"quality gate failed for {source}: {'; '.join(found)}"
         + (f"; see {report.data_docs_index}" if report.data_docs_index else "")
     )
+
+
+def _measure(batch: DataFrame, batch_id: str) -> list[quality_metrics.Measured]:
+    """The metrics of the rows the suite checks, in one aggregation (timed in the log)."""
+    started = time.monotonic()
+    measured = quality_metrics.measure(batch)
+    log.info("measured %d quality metrics of batch %s in %.2f s", len(measured), batch_id,
+             time.monotonic() - started)
+    return measured
+
+
+def _judge_quality(
+    spark: SparkSession, tables: DatasetTables, measured: list[quality_metrics.Measured],
+    quality: ValidateSettings, validation_id: str, *, batch_id: str, version: int | None,
+) -> list[QualityMetricRow]:
+    """The batch's ``measured`` metrics, each judged by its anomaly rule against the
+    previous batches' rows of ``quality_metrics``."""
+    run = QualityRun(batch_id=batch_id, validation_id=validation_id, table_version=version,
+                     measured_at=datetime.now().replace(microsecond=0))
+    if quality.gate == "disabled":  # no suite, no gate: recorded, not judged
+        quality = quality.model_copy(update={"anomalies": []})
+    depth = max((r.last for r in quality.anomalies), default=0)
+    history = _metric_history(spark, tables, batch_id, depth)
+    judged = quality_metrics.judge(measured, history, quality, run)
+    for row in quality_metrics.anomalies(judged):
+        log.warning("batch %s: anomaly %s", batch_id, row.described())
+    return judged
+
+
+def _metric_history(
+    spark: SparkSession, tables: DatasetTables, batch_id: str, depth: int
+) -> dict[tuple[str, str | None], list[float]]:
+    """Each metric's values over the last ``depth`` batches before this one (ingest order)
+    whose validation the gate did not refuse; two small reads of ``quality_metrics``."""
+    target = tables.quality_metrics
+    if depth == 0 or not table_exists(spark, target):
+        return {}
+    table = read_table(spark, target)
+    recorded = {r[BATCH_COLUMN]: r["first"] for r in (
+        table.where(F.col("gate_status") != quality_metrics.REFUSED)
+        .groupBy(BATCH_COLUMN).agg(F.min("measured_at").alias("first")).collect())}
+    order = (ingest_order(spark, tables.ingest_log)
+             if table_exists(spark, tables.ingest_log) else [])
+    previous = quality_metrics.previous_batches(order, batch_id, recorded, depth)
+    if not previous:
+        return {}
+    rows = table.where(F.col(BATCH_COLUMN).isin(previous)).collect()
+    return quality_metrics.history_values(
+        (QualityMetricRow.from_row(r) for r in rows), previous)
+
+
+def _record_quality_metrics(
+    spark: SparkSession, tables: DatasetTables, tracker: StepTracker,
+    metrics: list[QualityMetricRow], status: str, batch_id: str,
+) -> None:
+    """The batch's rows of ``quality_metrics`` (replacing its earlier ones: a re-run does
+    not double them) and the anomaly counts in MLflow."""
+    rows = quality_metrics.with_gate_status(metrics, status)
+    frame = spark.createDataFrame([r.record() for r in rows],
+                                  quality_metrics.quality_metrics_schema())
+    written = replace_batch(frame, tables.quality_metrics, batch_id, merge_schema=True)
+    tracker.wrote(written, rows=len(rows))
+    found = quality_metrics.anomalies(rows)
+    tracker.metrics({"quality.anomalies": len(found),
+                     "quality.anomalies_critical": len(quality_metrics.anomalies(rows,
+                                                                                 "critical"))})
+    if found:
+        tracker.tags({"quality.anomalies": ", ".join(r.label for r in found)[:250]})
 
 
 def _count_row_actions(

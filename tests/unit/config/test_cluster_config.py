@@ -88,6 +88,7 @@ def test_catalog_mode_names_every_table_catalog_schema_layer_dataset(tmp_path):
         ("ingest_log.penguins", "main.ml.ingest_log_penguins", None),
         ("silver.penguins", "main.ml.silver_penguins", None),
         ("validation_results.penguins", "main.ml.validation_results_penguins", None),
+        ("quality_metrics.penguins", "main.ml.quality_metrics_penguins", None),
         ("gold.penguins_features", "main.ml.gold_penguins_features", None),
         ("predictions.penguins", "main.ml.predictions_penguins", None),
         ("monitoring.penguins", "main.ml.monitoring_penguins", None),
@@ -101,13 +102,14 @@ def test_a_layer_named_at_run_time_is_the_attribute_and_an_unknown_one_is_refuse
 
     assert tables.layer("gold") == tables.gold
     assert [ref.layer for ref in tables] == ["bronze", "quarantine", "manifest", "ingest_log",
-                                             "silver", "validation_results", "gold",
-                                             "predictions", "monitoring"]
+                                             "silver", "validation_results",
+                                             "quality_metrics", "gold", "predictions",
+                                             "monitoring"]
     with pytest.raises(ConfigError) as caught:
         tables.layer("platinum")
     assert str(caught.value) == (
         "unknown table layer 'platinum'; known: bronze, quarantine, manifest, ingest_log, "
-        "silver, validation_results, gold, predictions, monitoring")
+        "silver, validation_results, quality_metrics, gold, predictions, monitoring")
 
 
 def test_external_catalog_tables_keep_their_location_under_the_root(tmp_path):
