@@ -1,15 +1,11 @@
 """The Data Docs a validate run writes, rendered by a real headless Chromium (Debian's).
 
-`make test` installs the chromium package; SPARKMLOPS_CHROMIUM (default
-/usr/bin/chromium) points at it. A missing browser fails the test: it is not skipped.
+The browser, its offline flags and the helpers: tests/chromium.py.
 """
 
 from __future__ import annotations
 
-import html
-import os
 import re
-import subprocess
 from pathlib import Path
 from urllib.parse import unquote
 
@@ -17,28 +13,7 @@ from sparkmlops.ingest.step import ingest_step
 from sparkmlops.tracking.runs import StepTracker
 from sparkmlops.validate.data_docs import INDEX
 from sparkmlops.validate.step import _run_quality_checks, validate_step
-
-CHROMIUM = os.environ.get("SPARKMLOPS_CHROMIUM", "/usr/bin/chromium")
-# without the background-networking flags Chromium keeps dialling out of a closed network
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-# no network even where the machine has one: every http(s) request goes to a closed port
-OFFLINE = ["--proxy-server=127.0.0.1:9", "--proxy-bypass-list=<-loopback>"]
-
-
-def _render(page: Path, profile: Path, *extra: str) -> str:
-    assert Path(CHROMIUM).exists(), (
-        f"no Chromium at {CHROMIUM}: `make test` installs Debian's chromium package")
-    proc = subprocess.run(
-        [CHROMIUM, *FLAGS, f"--user-data-dir={profile}", *extra, page.as_uri()],
-        capture_output=True, text=True, timeout=180)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    return proc.stdout
-
-
-def _text(dom: str) -> str:
-    dom = re.sub(r"<(script|style)\b.*?</\1>", " ", dom, flags=re.S)
-    return re.sub(r"\s+", " ", html.unescape(re.sub(r"<[^>]+>", " ", dom)))
+from tests.chromium import OFFLINE, is_png, render, visible_text
 
 
 def test_data_docs_render_the_suite_results_in_chromium(
@@ -56,13 +31,14 @@ def test_data_docs_render_the_suite_results_in_chromium(
     # the index names the suite and links this run's page (its table is drawn by
     # bootstrap-table from a CDN, so offline Chromium shows the page without it)
     assert index.is_file()
-    assert "Data Docs | sparkmlops" in _text(_render(index, tmp_path / "chromium", "--dump-dom"))
+    assert "Data Docs | sparkmlops" in visible_text(
+        render(index, tmp_path / "chromium", "--dump-dom"))
     links = re.findall(r"'_table_row_link_path': '(validations/penguins_bronze/[^']+\.html)'",
                        index.read_text())
     assert len(links) == 1 and "'expectation_suite_name': 'penguins_bronze'" in index.read_text()
 
     page = index.parent / links[0]
-    text = _text(_render(page, tmp_path / "chromium", "--dump-dom"))
+    text = visible_text(render(page, tmp_path / "chromium", "--dump-dom"))
     assert "Expectation Suite: penguins_bronze" in text
     assert "Status: Failed" in text
     assert re.search(r"Evaluated Expectations 11 Successful Expectations 10 "
@@ -72,8 +48,8 @@ def test_data_docs_render_the_suite_results_in_chromium(
         assert column in text
 
     shot = tmp_path / "validation.png"
-    _render(page, tmp_path / "chromium", f"--screenshot={shot}", "--window-size=1280,1600")
-    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 20_000
+    render(page, tmp_path / "chromium", f"--screenshot={shot}", "--window-size=1280,1600")
+    assert is_png(shot, min_bytes=20_000)
 
     # the GX run is named after the batch and the step's MLflow run: no __none__ page
     assert page.relative_to(index.parent).parts[2] == f"b1-{result.run_id[:8]}"
@@ -91,8 +67,8 @@ def test_data_docs_render_the_suite_results_in_chromium(
     assert not [p for p in docs.rglob("*") if "__none__" in str(p.relative_to(docs))]
 
     # the offline index lists both runs, newest first, each linking its page on disk
-    dom = _render(runs, tmp_path / "chromium", *OFFLINE, "--dump-dom")
-    rows = [[_text(c).strip() for c in re.findall(r"<td>(.*?)</td>", row, flags=re.S)]
+    dom = render(runs, tmp_path / "chromium", *OFFLINE, "--dump-dom")
+    rows = [[visible_text(c).strip() for c in re.findall(r"<td>(.*?)</td>", row, flags=re.S)]
             for row in re.findall(r"<tr class=[^>]*>(.*?)</tr>", dom, flags=re.S)]
     assert [r[:2] + r[3:] for r in rows] == [
         ["b2", "b2-feedc0de", "penguins_bronze", "failed", "feedc0de" * 4],
