@@ -16,6 +16,7 @@ from mlflow.tracking import MlflowClient
 from sparkmlops.ingest.step import IngestOutcome, default_batch_id
 from sparkmlops.pipeline.step import BATCH_STEPS, run_pipeline
 from sparkmlops.predict.step import PredictOutcome
+from sparkmlops.promote.promotion import decision_record
 from sparkmlops.promote.step import PromoteOutcome
 from sparkmlops.tables import current_version, dataset_tables, read_table, table_ref
 from sparkmlops.tracking.registry import CHALLENGER, CHAMPION, ModelRegistry
@@ -105,13 +106,16 @@ def test_registered_version_has_the_aliases_and_predictions_name_it(spark, pipel
 
     assert str(champion.version) == str(challenger.version) == train.model_version == "1"
     assert champion.run_id == train.run_id
-    # the few tags train writes, and the promotion gate's record
+    # the few tags train writes, and the promotion gate's record: ten, not 31
     card_uri = f"runs:/{train.run_id}/model_card.json"
     auc = round(train.metrics["areaUnderROC"], 6)
-    assert {k: v for k, v in champion.tags.items() if not k.startswith("promotion.")} == {
+    assert {k: v for k, v in champion.tags.items() if k != "promotion.decision"} == {
         "sparkmlops.dataset": "penguins", "sparkmlops.batch_id": result.batch_id,
         "sparkmlops.training_run": train.run_id, "sparkmlops.training_table_version": "0",
-        "sparkmlops.metric.areaUnderROC": str(auc), "sparkmlops.model_card": card_uri}
+        "sparkmlops.metric.areaUnderROC": str(auc), "sparkmlops.model_card": card_uri,
+        "promotion.mode": "enabled", "promotion.promoted": "True",
+        "promotion.champion_move": "done"}
+    assert decision_record(champion.tags)["run_id"] == result.step(PromoteOutcome).run_id
     card = ModelRegistry(client).model_card(champion)
     assert set(card) == {
         "model", "version", "dataset", "batch_id", "training_run_id", "training_table",
