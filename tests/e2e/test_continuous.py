@@ -28,8 +28,13 @@ import pytest
 from benchmarks.datagen import generate_penguins
 
 from sparkmlops.config import load_settings
+from sparkmlops.ingest.step import IngestOutcome
+from sparkmlops.monitor.drift import STATUS_ORDER
 from sparkmlops.pipeline.step import PipelineResult, run_continuous
+from sparkmlops.predict.step import PredictOutcome
 from sparkmlops.tracking.runs import configure_mlflow
+from sparkmlops.train.step import TrainOutcome
+from sparkmlops.validate.step import ValidateOutcome
 
 pytestmark = pytest.mark.e2e
 
@@ -195,3 +200,26 @@ def test_each_decision_is_recorded_on_its_parent_run(stream, root):
     quiet = mlflow.get_run(stream[0].parent_run_id).data.tags
     assert (quiet["retrain.decision"], json.loads(quiet["retrain.reasons"])) == (
         "keep", ["no retrain trigger"])
+
+
+def test_each_batch_run_carries_its_headline_numbers(stream, root):
+    """As in batch mode; a batch that did not retrain has no holdout metric nor promotion."""
+    configure_mlflow(load_settings("local", "penguins", overrides=[f"state_dir={root / 'state'}"]))
+    drift, control = stream[RETRAINED_AT], stream[DRIFT_AT]
+    retrained = mlflow.get_run(drift.parent_run_id).data
+    kept = mlflow.get_run(control.parent_run_id).data
+
+    assert retrained.metrics == {
+        "rows_in": drift.step(IngestOutcome).rows_in,
+        "rows_quarantined": drift.step(IngestOutcome).quarantined
+        + drift.step(ValidateOutcome).quarantined,
+        "rows_kept_failing": drift.step(ValidateOutcome).kept_failing,
+        "holdout.areaUnderROC": drift.step(TrainOutcome).metrics["areaUnderROC"],
+        "promoted": int(drift.decision.promoted),
+        "rows_predicted": drift.step(PredictOutcome).rows,
+        "monitoring_status": STATUS_ORDER[drift.decision.monitoring]}
+    assert retrained.tags["monitoring.status"] == drift.decision.monitoring
+    assert set(kept.metrics) == {"rows_in", "rows_quarantined", "rows_kept_failing",
+                                 "rows_predicted", "monitoring_status"}
+    assert (kept.metrics["rows_predicted"], kept.metrics["monitoring_status"]) == (
+        control.step(PredictOutcome).rows, STATUS_ORDER[control.decision.monitoring])

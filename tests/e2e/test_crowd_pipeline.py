@@ -22,6 +22,7 @@ from sparkmlops.pipeline.step import BATCH_STEPS, run_pipeline, steps_of
 from sparkmlops.pipeline.summary import pipeline_summary
 from sparkmlops.predict.step import PredictOutcome
 from sparkmlops.tables import crowd_tables, current_version, dataset_tables, read_table
+from sparkmlops.tracking.registry import ModelRegistry
 from sparkmlops.tracking.runs import configure_mlflow
 from sparkmlops.train.step import TrainOutcome
 
@@ -126,7 +127,8 @@ def test_the_model_names_the_labels_version_it_trained_on(spark, crowd_run):
     version = MlflowClient().get_model_version(train.model, train.model_version)
     labels = crowd_tables(settings).labels
 
-    assert version.tags["labels_table"] == labels.fqn
-    assert version.tags["labels_table_version"] == str(current_version(spark, labels))
+    card = ModelRegistry(MlflowClient()).model_card(version)
+    assert (card["labels_table"], card["labels_table_version"]) == (
+        labels.fqn, current_version(spark, labels))
     run = MlflowClient().get_run(train.run_id)
     assert run.data.params[f"input.{labels.fqn}.version"] == str(current_version(spark, labels))

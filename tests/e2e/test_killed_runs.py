@@ -9,7 +9,6 @@ version gets its promotion decision (on the sample it becomes @champion).
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import signal
@@ -24,6 +23,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from sparkmlops.config import load_settings
+from sparkmlops.promote.promotion import decision_record
 from sparkmlops.promote.step import promote_step
 from sparkmlops.tracking.registry import CHALLENGER, CHAMPION, ModelRegistry
 from sparkmlops.tracking.runs import configure_mlflow
@@ -121,7 +121,7 @@ def test_killed_pipeline_runs_are_marked_killed_and_its_model_is_judged(spark, t
     assert result.decision.reasons[-1] == "no champion yet"
     judged = client.get_model_version(MODEL, "1")
     assert judged.tags["promotion.promoted"] == "True"
-    assert json.loads(judged.tags["promotion.reasons"])[0] == unfinished
+    assert decision_record(judged.tags)["reasons"][0] == unfinished
     assert str(ModelRegistry(client).by_alias(MODEL, CHAMPION).version) == "1"
     # promote moves only @champion: @challenger is as the killed train left it
     challenger_now = ModelRegistry(client).by_alias(MODEL, CHALLENGER)

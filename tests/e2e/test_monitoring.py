@@ -23,6 +23,7 @@ from sparkmlops.pipeline.step import PipelineResult, run_pipeline
 from sparkmlops.pipeline.summary import pipeline_summary
 from sparkmlops.predict.step import PredictOutcome, predict_step
 from sparkmlops.tables import BATCH_COLUMN, dataset_tables, read_batch, read_table
+from sparkmlops.tracking.registry import ModelRegistry
 from sparkmlops.train.step import TrainOutcome
 from sparkmlops.writes import replace_batch
 from tests.e2e.conftest import QUALITY_METRICS_ROWS
@@ -188,8 +189,9 @@ def test_lineage_and_model_tags_name_the_catalog_tables(spark, monitored):
     lineage = mlflow.artifacts.load_dict(
         f"{client.get_run(train.run_id).info.artifact_uri}/lineage.json")
 
-    assert champion.tags["training_table_name"] == f"{schema}.gold_penguins_features"
-    assert "training_table_path" not in champion.tags
+    card = ModelRegistry(client).model_card(champion)
+    assert card["training_table_name"] == f"{schema}.gold_penguins_features"
+    assert "training_table_path" not in card
     assert [(i["table"], i["table_name"], i["path"], i["version"]) for i in lineage["inputs"]] \
         == [("gold.penguins_features", f"{schema}.gold_penguins_features", None, 0)]
     # step outputs and MLflow params keep the logical names, as in path mode

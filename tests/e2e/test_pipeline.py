@@ -16,9 +16,10 @@ from mlflow.tracking import MlflowClient
 from sparkmlops.ingest.step import IngestOutcome, default_batch_id
 from sparkmlops.pipeline.step import BATCH_STEPS, run_pipeline
 from sparkmlops.predict.step import PredictOutcome
+from sparkmlops.promote.promotion import decision_record
 from sparkmlops.promote.step import PromoteOutcome
 from sparkmlops.tables import current_version, dataset_tables, read_table, table_ref
-from sparkmlops.tracking.registry import CHALLENGER, CHAMPION
+from sparkmlops.tracking.registry import CHALLENGER, CHAMPION, ModelRegistry
 from sparkmlops.tracking.runs import configure_mlflow
 from sparkmlops.train.step import TrainOutcome
 
@@ -105,10 +106,26 @@ def test_registered_version_has_the_aliases_and_predictions_name_it(spark, pipel
 
     assert str(champion.version) == str(challenger.version) == train.model_version == "1"
     assert champion.run_id == train.run_id
-    tags = champion.tags
-    assert tags["training_table"] == "gold.penguins_features"
-    assert tags["training_table_version"] == "0"
-    assert tags["config_hash"] == settings.config_hash()
+    # the few tags train writes, and the promotion gate's record: ten, not 31
+    card_uri = f"runs:/{train.run_id}/model_card.json"
+    auc = round(train.metrics["areaUnderROC"], 6)
+    assert {k: v for k, v in champion.tags.items() if k != "promotion.decision"} == {
+        "sparkmlops.dataset": "penguins", "sparkmlops.batch_id": result.batch_id,
+        "sparkmlops.training_run": train.run_id, "sparkmlops.training_table_version": "0",
+        "sparkmlops.metric.areaUnderROC": str(auc), "sparkmlops.model_card": card_uri,
+        "promotion.mode": "enabled", "promotion.promoted": "True",
+        "promotion.champion_move": "done"}
+    assert decision_record(champion.tags)["run_id"] == result.step(PromoteOutcome).run_id
+    card = ModelRegistry(client).model_card(champion)
+    assert set(card) == {
+        "model", "version", "dataset", "batch_id", "training_run_id", "training_table",
+        "training_table_path", "training_table_version", "git_commit", "sparkmlops_version",
+        "wheel_sha256", "config_hash", "primary_metric", "metrics"}
+    assert (card["model"], card["version"], card["training_table"],
+            card["training_table_version"], card["config_hash"], card["primary_metric"]) == (
+        name, "1", "gold.penguins_features", 0, settings.config_hash(), "areaUnderROC")
+    assert card["training_table_path"] == dataset_tables(settings).gold.path
+    assert card["metrics"] == {k: round(v, 6) for k, v in train.metrics.items()}
     predictions = read_table(spark, dataset_tables(settings).predictions)
     assert {(r.model_name, r.model_version, r.model_run_id, r._batch_id) for r in
             predictions.select("model_name", "model_version", "model_run_id", "_batch_id")
@@ -169,6 +186,19 @@ def test_parent_run_has_one_nested_run_per_step_with_lineage(pipeline_run, sourc
     gx = mlflow.artifacts.load_dict(
         f"{by_step['validate'].info.artifact_uri}/validation/gx_result.json")
     assert gx["suite_name"] == "penguins_bronze"
+
+
+def test_parent_run_carries_the_batchs_headline_numbers(pipeline_run, source_rows):
+    """What the runs table shows for the batch without opening a nested run."""
+    configure_mlflow(pipeline_run.settings)
+    result = pipeline_run.result
+    parent = MlflowClient().get_run(result.parent_run_id)
+    # a nested run's metrics are not the parent's: only the headline (and no step_seconds)
+    assert parent.data.metrics == {
+        "rows_in": source_rows, "rows_quarantined": 2, "rows_kept_failing": 0,
+        "holdout.areaUnderROC": result.step(TrainOutcome).metrics["areaUnderROC"],
+        "promoted": 1, "rows_predicted": 342, "monitoring_status": 0}
+    assert parent.data.tags["monitoring.status"] == "ok"
 
 
 def test_rerun_changes_no_data_and_same_data_gives_same_metrics(

@@ -22,6 +22,7 @@ from sparkmlops.errors import MissingInputError
 from sparkmlops.features.mllib import LABEL_COLUMN
 from sparkmlops.features.step import features_step
 from sparkmlops.ingest.step import default_batch_id, ingest_step
+from sparkmlops.promote.promotion import decision_record
 from sparkmlops.promote.step import promote_step
 from sparkmlops.tables import dataset_tables, read_table
 from sparkmlops.tracking.registry import CHALLENGER, CHAMPION, ModelRegistry
@@ -125,11 +126,12 @@ def test_shuffled_label_model_is_never_promoted_and_a_better_one_is(spark, gold)
         "champion.areaUnderROC"] + 0.05
     assert _aliases(full) == {CHAMPION: "3", CHALLENGER: "3"}
     version = client.get_model_version("promo_order", "3")
+    record = decision_record(version.tags)
     assert version.tags["promotion.promoted"] == "True"
-    assert version.tags["promotion.champion_before"] == "1"
-    assert version.tags["promotion.evaluated_on"].endswith(
+    assert record["champion_before"] == "1"
+    assert record["evaluated_on"].endswith(
         f"holdout rows of gold.penguins_features v{gold.gold_version}")
-    assert float(version.tags["promotion.challenger.areaUnderROC"]) == pytest.approx(
+    assert record["challenger"]["areaUnderROC"] == pytest.approx(
         better_run.metrics["challenger.areaUnderROC"], abs=1e-6)
     assert version.description.startswith("Promotion gate (enabled) against champion v1 on ")
     assert "promoted to champion" in version.description
@@ -151,7 +153,7 @@ def test_first_model_becomes_champion_only_when_it_meets_the_minimums(spark, gol
     tags = MlflowClient().get_model_version("promo_first", v1).tags
     accepted = _promote(spark, gold, usual, v1)
 
-    reasons = json.loads(tags["promotion.reasons"])
+    reasons = decision_record(tags)["reasons"]
     assert reasons[0].startswith("areaUnderROC=0.9")
     assert "misses the threshold 0.999" in reasons[0]
     assert reasons[-1] == "no champion yet"
@@ -160,7 +162,7 @@ def test_first_model_becomes_champion_only_when_it_meets_the_minimums(spark, gol
     assert [line for line in refused.err.splitlines() if line.startswith("sparkmlops ")] == [
         "sparkmlops promote: ModelGateFailed: model promo_first v1 failed the gate against no "
         f"champion: {'; '.join(reasons)}; @champion is none"]
-    assert (tags["promotion.mode"], tags["promotion.passed"]) == ("enabled", "False")
+    assert (tags["promotion.mode"], decision_record(tags)["passed"]) == ("enabled", False)
     assert aliases_after_refusal == {CHAMPION: None, CHALLENGER: "1"}
     assert accepted.promoted is True
     assert _aliases(usual) == {CHAMPION: "1", CHALLENGER: "1"}
@@ -267,14 +269,14 @@ def test_two_trains_without_a_promote_are_both_judged_oldest_first(spark, gold):
     assert _aliases(full) == {CHAMPION: "2", CHALLENGER: "2"}
     client = MlflowClient()
     first, second = (client.get_model_version("promo_backlog", v) for v in (v1, v2))
-    assert (first.tags["promotion.promoted"], first.tags["promotion.champion_before"]) == (
+    first_record, second_record = decision_record(first.tags), decision_record(second.tags)
+    assert (first.tags["promotion.promoted"], first_record["champion_before"]) == (
         "True", "none")
-    assert json.loads(first.tags["promotion.reasons"])[-1] == "no champion yet"
-    assert (second.tags["promotion.promoted"], second.tags["promotion.champion_before"]) == (
+    assert first_record["reasons"][-1] == "no champion yet"
+    assert (second.tags["promotion.promoted"], second_record["champion_before"]) == (
         "True", "1")
     # v2 was compared with v1's score on the same holdout, the one v1 was promoted on
-    assert second.tags["promotion.champion.areaUnderROC"] == \
-        first.tags["promotion.challenger.areaUnderROC"]
+    assert second_record["champion"] == first_record["challenger"]
     assert first.description.startswith("Promotion gate (enabled) against no champion on ")
     assert second.description.startswith("Promotion gate (enabled) against champion v1 on ")
     run = client.get_run(result.run_id).data
@@ -313,19 +315,21 @@ def test_a_promote_killed_after_moving_champion_is_completed_by_the_re_run(
     again = _promote(spark, gold, settings)
 
     [killed_run] = killed
-    assert (left["promotion.champion_move"], left["promotion.run_id"]) == ("pending", killed_run)
+    assert (left["promotion.champion_move"], decision_record(left)["run_id"]) == (
+        "pending", killed_run)
     assert _aliases(settings) == {CHAMPION: v1, CHALLENGER: v1}
     decision = rerun.decision
     assert (decision.challenger_version, decision.promoted, decision.passed,
             decision.completes_run) == (v1, True, True, killed_run)
     assert rerun.decisions == [decision]  # completed, not judged again
     tags = completed.tags
-    assert (tags["promotion.promoted"], tags["promotion.champion_before"],
-            tags["promotion.run_id"], tags["promotion.completed_by_run"],
-            tags["promotion.champion_move"]) == ("True", "none", killed_run, rerun.run_id, "done")
-    assert json.loads(tags["promotion.reasons"]) == decision.reasons
+    record = decision_record(tags)
+    assert (tags["promotion.promoted"], record["champion_before"], record["run_id"],
+            tags["promotion.completed_by_run"], tags["promotion.champion_move"]) == (
+        "True", "none", killed_run, rerun.run_id, "done")
+    assert record["reasons"] == decision.reasons
     assert decision.reasons[-1] == "no champion yet"
-    assert float(tags["promotion.challenger.areaUnderROC"]) == pytest.approx(
+    assert record["challenger"]["areaUnderROC"] == pytest.approx(
         decision.challenger_metrics["areaUnderROC"], abs=1e-6)
     assert "promoted to champion" in completed.description
     # the killed run recorded its decision before the alias moved

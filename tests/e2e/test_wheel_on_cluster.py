@@ -42,6 +42,7 @@ from mlflow.tracking import MlflowClient
 
 import sparkmlops
 from sparkmlops.pipeline.step import BATCH_STEPS
+from sparkmlops.tracking.registry import ModelRegistry
 from tests.conftest import SHORT_LIVED_JVM
 from tests.e2e.conftest import CHECKOUT_ENV, MONITORING_ROWS, QUALITY_METRICS_ROWS, fresh_venv
 
@@ -389,8 +390,9 @@ def test_databricks_batch_job_runs_from_the_installed_wheel_on_the_cluster(
     # artifacts went through the server's artifact proxy, not to a folder of the driver
     assert client.get_run(champion.run_id).info.artifact_uri.startswith("mlflow-artifacts:")
     assert client.get_model_version_by_alias(model, "challenger").version == "1"
-    assert {k: champion.tags[k] for k in ("sparkmlops_version", "wheel_sha256", "git_commit",
-                                          "training_table_name")} \
+    card = ModelRegistry(client).model_card(champion)
+    assert {k: card[k] for k in ("sparkmlops_version", "wheel_sha256", "git_commit",
+                                 "training_table_name")} \
         == {"sparkmlops_version": sparkmlops.__version__, "wheel_sha256": wheel_sha256,
             "git_commit": "unknown", "training_table_name": f"{schema}.gold_penguins_features"}
     runs = client.search_runs([client.get_experiment_by_name(experiment).experiment_id])

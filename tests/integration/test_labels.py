@@ -22,7 +22,7 @@ from sparkmlops.features.mllib import LABEL_COLUMN, LABEL_RAW_COLUMN
 from sparkmlops.labels.step import default_labels_batch_id, labels_step
 from sparkmlops.pipeline.step import _new_labelled_rows
 from sparkmlops.tables import crowd_tables, current_version, dataset_tables, read_table
-from sparkmlops.tracking.registry import ModelRegistry
+from sparkmlops.tracking.registry import TAG_TRAINING_TABLE_VERSION, ModelRegistry
 from sparkmlops.tracking.runs import configure_mlflow
 
 ADELIE = "Adelie Penguin (Pygoscelis adeliae)"
@@ -204,7 +204,7 @@ def test_accepted_labels_reach_gold_rows_written_before_them(spark, tmp_path,
                   for r in read_table(spark, gold).collect())
     assert rows == [(1, "MALE", 1.0), (2, "FEMALE", 0.0), (3, None, None), (4, None, None)]
     # the retrain trigger counts them: a champion trained on gold v0 (no label) sees 2 new
-    champion = ModelVersion("m", "1", 0, tags=[ModelVersionTag("training_table_version", "0")])
+    champion = ModelVersion("m", "1", 0, tags=[ModelVersionTag(TAG_TRAINING_TABLE_VERSION, "0")])
     assert _new_labelled_rows(spark, replace_key(settings, "min_new_labelled_rows", 1),
                               _Registry(champion), current_version(spark, gold)) == 2
 

@@ -16,7 +16,7 @@ from mlflow.tracking import MlflowClient
 
 from sparkmlops.config import ModelSettings, PromoteSettings
 from sparkmlops.errors import MissingInputError
-from sparkmlops.promote.promotion import PromotionDecision
+from sparkmlops.promote.promotion import PromotionDecision, decision_record
 from sparkmlops.promote.step import JudgedOn, complete_promotions, judge_version
 from sparkmlops.tracking.registry import CHAMPION, ModelRegistry
 from sparkmlops.tracking.runs import configure_mlflow
@@ -91,7 +91,7 @@ def test_first_model_meeting_the_minimums_becomes_champion(client, registry, mod
     assert str(registry.by_alias(NAME, CHAMPION).version) == v1
     tags = client.get_model_version(NAME, v1).tags
     assert tags["promotion.promoted"] == "True"
-    assert "no champion yet" in json.loads(tags["promotion.reasons"])
+    assert "no champion yet" in decision_record(tags)["reasons"]
 
 
 def test_first_model_below_the_minimums_is_not_champion(client, registry, model, aucs):
@@ -166,7 +166,7 @@ def test_a_version_whose_run_did_not_finish_is_judged_with_that_fact(
     assert decision.promoted is True
     assert decision.reasons == [note, "areaUnderROC=0.9000 meets the threshold 0.8",
                                 "no champion yet"]
-    assert json.loads(client.get_model_version(NAME, v1).tags["promotion.reasons"]) == [
+    assert decision_record(client.get_model_version(NAME, v1).tags)["reasons"] == [
         note, "areaUnderROC=0.9000 meets the threshold 0.8", "no champion yet"]
 
 
@@ -188,9 +188,9 @@ def test_a_champion_that_cannot_be_scored_leaves_the_challenger_judged_on_the_mi
         "areaUnderROC=0.8200 meets the threshold 0.8", "no champion yet"]
     assert str(registry.by_alias(NAME, CHAMPION).version) == v2
     tags = client.get_model_version(NAME, v2).tags
-    assert (tags["promotion.champion_before"], tags["promotion.challenger.areaUnderROC"]) == (
-        v1, "0.82")
-    assert "promotion.champion.areaUnderROC" not in tags
+    record = decision_record(tags)
+    assert (record["champion_before"], record["challenger"], record["champion"]) == (
+        v1, {"areaUnderROC": 0.82}, {})
 
 
 # ---------------------------------------------------------------- a promote killed half way
@@ -238,11 +238,11 @@ def test_a_promote_killed_before_the_alias_moved_is_completed_by_the_next_one(
     reasons = ["areaUnderROC=0.8500 meets the threshold 0.8", "no champion yet"]
     # the whole decision was on the version before the alias was to move
     assert {k: v for k, v in left.items() if k.startswith("promotion.")} == {
-        "promotion.mode": "enabled", "promotion.passed": "True", "promotion.promoted": "True",
-        "promotion.champion_before": "none", "promotion.reasons": json.dumps(reasons),
-        "promotion.evaluated_on": HOLDOUT.evaluated_on,
-        "promotion.challenger.areaUnderROC": "0.85", "promotion.run_id": "killed-run",
-        "promotion.champion_move": "pending"}
+        "promotion.mode": "enabled", "promotion.promoted": "True",
+        "promotion.champion_move": "pending", "promotion.decision": json.dumps({
+            "run_id": "killed-run", "champion_before": "none", "passed": True,
+            "evaluated_on": HOLDOUT.evaluated_on, "reasons": reasons,
+            "challenger": {"areaUnderROC": 0.85}, "champion": {}})}
     # and on the promote run (before_move), before the alias was to move
     assert [(d.challenger_version, d.promoted, d.reasons) for d in recorded] == [
         (v1, True, reasons)]
@@ -313,7 +313,7 @@ def test_a_champion_with_no_gate_record_is_judged_and_recorded(client, registry,
         "before it recorded its decision): the champion before it is not known, so it is judged "
         "on the minimums alone")
     tags = client.get_model_version(NAME, v1).tags
-    assert (tags["promotion.promoted"], tags["promotion.run_id"],
+    assert (tags["promotion.promoted"], decision_record(tags)["run_id"],
             tags["promotion.champion_move"]) == ("True", "rerun", "done")
-    assert json.loads(tags["promotion.reasons"]) == decision.reasons
+    assert decision_record(tags)["reasons"] == decision.reasons
     assert registry.versions_to_judge(NAME, asked=None) == []

@@ -9,7 +9,6 @@ does not need: only the gate test trains (once).
 from __future__ import annotations
 
 import csv
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +22,7 @@ from sparkmlops.cli import main
 from sparkmlops.config import Settings, load_settings
 from sparkmlops.errors import ConfigError, TrainingDataError
 from sparkmlops.features.mllib import LABEL_COLUMN, LABEL_RAW_COLUMN, build_feature_table
+from sparkmlops.promote.promotion import decision_record
 from sparkmlops.promote.step import promote_step
 from sparkmlops.tables import dataset_tables, read_table
 from sparkmlops.tracking.registry import CHALLENGER, CHAMPION, ModelRegistry
@@ -153,7 +153,7 @@ def test_one_class_gold_trains_nothing_and_a_one_class_holdout_promotes_nothing(
     assert ModelRegistry(client).by_alias("data_gate", CHAMPION) is None
     assert str(ModelRegistry(client).by_alias("data_gate", CHALLENGER).version) == version
     tags = client.get_model_version("data_gate", version).tags
-    assert json.loads(tags["promotion.reasons"]) == [reason, "no champion yet"]
+    assert decision_record(tags)["reasons"] == [reason, "no champion yet"]
     assert tags["promotion.promoted"] == "False"
     # the good gold's 10 birds without a label: counted, kept out of training and holdout
     metrics = client.get_run(trained.run_id).data.metrics

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any, TypeVar
 
@@ -34,12 +36,13 @@ from sparkmlops.ingest.step import IngestOutcome, ingest_step
 from sparkmlops.labels.step import LabelsOutcome, default_labels_batch_id, labels_step
 from sparkmlops.monitor.step import MonitorOutcome, monitor_step
 from sparkmlops.pii import pii_key
+from sparkmlops.pipeline import headline
 from sparkmlops.pipeline.retrain import retrain_reasons
 from sparkmlops.predict.step import PredictOutcome, predict_step
 from sparkmlops.promote.step import PromoteOutcome, promote_step
 from sparkmlops.tables import BATCH_COLUMN, dataset_tables, read_table
 from sparkmlops.tracking.registry import CHAMPION, ModelRegistry
-from sparkmlops.tracking.runs import StepOutcome, pipeline_run
+from sparkmlops.tracking.runs import StepOutcome, StepTracker, pipeline_run
 from sparkmlops.train.step import TrainOutcome, train_step
 from sparkmlops.validate.step import ValidateOutcome, validate_step
 
@@ -102,19 +105,37 @@ def run_pipeline(spark: SparkSession, settings: Settings, batch_id: str) -> Pipe
     progress = _Progress(steps_of(settings, BATCH_STEPS), batch_id)
     with pipeline_run(settings, batch_id) as parent:
         result = PipelineResult(batch_id, parent.run_id, parent.experiment_id)
-        gold_version = _prepare_batch(spark, settings, batch_id, result, progress)
-        progress(TrainOutcome.step)
-        train = train_step(spark, settings, batch_id, gold_version=gold_version)
-        result.steps.append(train)
-        progress(PromoteOutcome.step)
-        result.steps.append(promote_step(spark, settings, batch_id,
-                                         challenger_version=train.model_version,
-                                         gold_version=gold_version))
-        progress(PredictOutcome.step)
-        result.steps.append(predict_step(spark, settings, batch_id, gold_version=gold_version))
-        progress(MonitorOutcome.step)
-        result.steps.append(monitor_step(spark, settings, batch_id, gold_version=gold_version))
+        with _headline(parent, settings, result):
+            gold_version = _prepare_batch(spark, settings, batch_id, result, progress)
+            progress(TrainOutcome.step)
+            train = train_step(spark, settings, batch_id, gold_version=gold_version)
+            result.steps.append(train)
+            progress(PromoteOutcome.step)
+            result.steps.append(promote_step(spark, settings, batch_id,
+                                             challenger_version=train.model_version,
+                                             gold_version=gold_version))
+            progress(PredictOutcome.step)
+            result.steps.append(predict_step(spark, settings, batch_id,
+                                             gold_version=gold_version))
+            progress(MonitorOutcome.step)
+            result.steps.append(monitor_step(spark, settings, batch_id,
+                                             gold_version=gold_version))
         return result
+
+
+@contextmanager
+def _headline(parent: StepTracker, settings: Settings, result: PipelineResult
+              ) -> Iterator[None]:
+    """On the way out, the batch's headline numbers on the parent run (``headline``): all
+    of them after a whole run, what the steps that ran knew after a failed one."""
+    try:
+        yield
+    finally:
+        metrics = headline.headline_metrics(result.steps, settings.dataset.model.primary_metric)
+        if metrics:
+            parent.metrics(metrics)
+        if tags := headline.headline_tags(result.steps):
+            parent.tags(tags)
 
 
 def _check_pii_key(settings: Settings) -> None:
@@ -192,52 +213,57 @@ def run_continuous(spark: SparkSession, settings: Settings, batch_id: str) -> Pi
     with pipeline_run(settings, batch_id) as parent:
         parent.tags({"sparkmlops.mode": "continuous"})
         result = PipelineResult(batch_id, parent.run_id, parent.experiment_id)
-        gold_version = _prepare_batch(spark, settings, batch_id, result, progress)
-        if parent.registry.by_alias(model_name, CHAMPION) is None:
-            progress(RETRAIN, "bootstrap, no champion yet")
-            result.steps += _retrain(spark, settings, batch_id, gold_version)
-        else:
-            progress(RETRAIN, "skipped, @champion scores the batch")
-        progress(PredictOutcome.step)
-        predict = predict_step(spark, settings, batch_id, gold_version=gold_version)
-        progress(MonitorOutcome.step)
-        monitor = monitor_step(spark, settings, batch_id, gold_version=gold_version)
-        result.steps += [predict, monitor]
-        policy = settings.dataset.retrain
-        reasons = retrain_reasons(policy, monitor,
-                                  _new_labelled_rows(spark, settings, parent.registry,
-                                                     gold_version),
-                                  alerts=_alert_history(spark, settings, batch_id,
-                                                        policy.of_last))
-        retrain = bool(reasons) and settings.dataset.retrain.enabled
-        if retrain:
-            progress(DECISION, f"{RETRAIN}: " + "; ".join(reasons))
-            result.steps += _retrain(spark, settings, batch_id, gold_version)
-        else:
-            progress(DECISION, "not needed" if not reasons else "disabled (dataset.retrain)")
-        promote = next((s for s in reversed(result.steps) if isinstance(s, PromoteOutcome)),
-                       None)
-        champion = parent.registry.by_alias(model_name, CHAMPION)
-        decision = RetrainDecision(
-            batch_id, scored_by=predict.model_version, monitoring=monitor.status,
-            live=monitor.live, retrain=retrain, reasons=reasons or ["no retrain trigger"],
-            retrain_enabled=settings.dataset.retrain.enabled,
-            promoted=bool(retrain and promote and promote.promoted),
-            champion_after=str(champion.version) if champion else None)
-        result.decision = decision
-        parent.tags({"retrain.decision": "retrain" if retrain else "keep",
-                     "retrain.reasons": json.dumps(decision.reasons)[:5000]})
-        parent.log_dict(decision.as_dict(), "retrain_decision.json")
-        log.info("batch %s: %s", batch_id, decision.as_dict())
+        with _headline(parent, settings, result):
+            gold_version = _prepare_batch(spark, settings, batch_id, result, progress)
+            if parent.registry.by_alias(model_name, CHAMPION) is None:
+                progress(RETRAIN, "bootstrap, no champion yet")
+                _retrain(spark, settings, batch_id, gold_version, result.steps)
+            else:
+                progress(RETRAIN, "skipped, @champion scores the batch")
+            progress(PredictOutcome.step)
+            predict = predict_step(spark, settings, batch_id, gold_version=gold_version)
+            result.steps.append(predict)
+            progress(MonitorOutcome.step)
+            monitor = monitor_step(spark, settings, batch_id, gold_version=gold_version)
+            result.steps.append(monitor)
+            policy = settings.dataset.retrain
+            reasons = retrain_reasons(policy, monitor,
+                                      _new_labelled_rows(spark, settings, parent.registry,
+                                                         gold_version),
+                                      alerts=_alert_history(spark, settings, batch_id,
+                                                            policy.of_last))
+            retrain = bool(reasons) and settings.dataset.retrain.enabled
+            if retrain:
+                progress(DECISION, f"{RETRAIN}: " + "; ".join(reasons))
+                _retrain(spark, settings, batch_id, gold_version, result.steps)
+            else:
+                progress(DECISION,
+                         "not needed" if not reasons else "disabled (dataset.retrain)")
+            promote = next((s for s in reversed(result.steps)
+                            if isinstance(s, PromoteOutcome)), None)
+            champion = parent.registry.by_alias(model_name, CHAMPION)
+            decision = RetrainDecision(
+                batch_id, scored_by=predict.model_version, monitoring=monitor.status,
+                live=monitor.live, retrain=retrain, reasons=reasons or ["no retrain trigger"],
+                retrain_enabled=settings.dataset.retrain.enabled,
+                promoted=bool(retrain and promote and promote.promoted),
+                champion_after=str(champion.version) if champion else None)
+            result.decision = decision
+            parent.tags({"retrain.decision": "retrain" if retrain else "keep",
+                         "retrain.reasons": json.dumps(decision.reasons)[:5000]})
+            parent.log_dict(decision.as_dict(), "retrain_decision.json")
+            log.info("batch %s: %s", batch_id, decision.as_dict())
         return result
 
 
 def _retrain(spark: SparkSession, settings: Settings, batch_id: str,
-             gold_version: int | None) -> list[StepOutcome]:
+             gold_version: int | None, steps: list[StepOutcome]) -> None:
+    """Train → promote, each outcome onto ``steps`` as it comes (a failed promote leaves
+    the trained model's numbers for the parent run)."""
     train = train_step(spark, settings, batch_id, gold_version=gold_version)
-    promote = promote_step(spark, settings, batch_id,
-                           challenger_version=train.model_version, gold_version=gold_version)
-    return [train, promote]
+    steps.append(train)
+    steps.append(promote_step(spark, settings, batch_id,
+                              challenger_version=train.model_version, gold_version=gold_version))
 
 
 def _alert_history(spark: SparkSession, settings: Settings, batch_id: str, last: int

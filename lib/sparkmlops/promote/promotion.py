@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, field, replace
-from typing import Literal
+from typing import Any, Literal
 
 from sparkmlops.config import PromoteSettings
 from sparkmlops.errors import MissingInputError, RollbackRefused
@@ -29,9 +29,12 @@ from sparkmlops.tracking.registry import CHAMPION, DECIDED_TAG
 # where the alias move a decision asked for stands: "pending" from before the alias
 # moves until it has (and the deciding run recorded it), then "done"; "none": no move
 MOVE_TAG = "promotion.champion_move"
-RUN_TAG = "promotion.run_id"  # the promote run that decided
+PROMOTED_TAG = "promotion.promoted"  # True / False: what a user filters versions on
+# the rest of the decision as one JSON value (``decision_record``): the promote run that
+# decided, the champion it was judged against, passed, the holdout, the reasons and both
+# sides' metrics; one tag each crowded the version's page (up to 21 with both sides)
+DECISION_TAG = "promotion.decision"
 COMPLETED_BY_TAG = "promotion.completed_by_run"  # the run that finished a killed one's move
-CHAMPION_BEFORE_TAG = "promotion.champion_before"
 
 ALREADY_CHAMPION = "the challenger already is the champion"
 
@@ -183,19 +186,26 @@ def decision_tags(
 
     ``promotion.champion_move`` is ``pending`` when the alias is to move: the step
     confirms it (``done``) once the alias moved, or the next ``promote`` does.
+    ``promotion.decision`` holds the details (``decision_record`` reads them).
     """
-    return {
-        MOVE_TAG: "pending" if decision.promoted else "none",
-        RUN_TAG: run_id or "none",
-        "promotion.passed": decision.passed,
-        "promotion.promoted": decision.promoted,
-        CHAMPION_BEFORE_TAG: decision.champion_before or "none",
-        "promotion.reasons": json.dumps(decision.reasons),
-        "promotion.evaluated_on": evaluated_on,
-        **{f"promotion.challenger.{k}": round(v, 6)
-           for k, v in decision.challenger_metrics.items()},
-        **{f"promotion.champion.{k}": round(v, 6) for k, v in decision.champion_metrics.items()},
+    record = {
+        "run_id": run_id or "none",
+        "champion_before": decision.champion_before or "none",
+        "passed": decision.passed,
+        "evaluated_on": evaluated_on,
+        "reasons": decision.reasons,
+        "challenger": {k: round(v, 6) for k, v in decision.challenger_metrics.items()},
+        "champion": {k: round(v, 6) for k, v in decision.champion_metrics.items()},
     }
+    return {MOVE_TAG: "pending" if decision.promoted else "none",
+            PROMOTED_TAG: decision.promoted, DECISION_TAG: json.dumps(record)}
+
+
+def decision_record(tags: dict[str, str]) -> dict[str, Any]:
+    """The details ``decision_tags`` wrote in ``promotion.decision`` (``run_id``,
+    ``champion_before``, ``passed``, ``evaluated_on``, ``reasons``, the ``challenger``'s and
+    ``champion``'s metrics); empty when the version carries no decision."""
+    return dict(json.loads(tags.get(DECISION_TAG) or "{}"))
 
 
 def decision_description(decision: PromotionDecision, evaluated_on: str) -> str:
@@ -225,31 +235,28 @@ def pending_move(version: str, tags: dict[str, str], champion: str | None) -> Pe
     now = champion or "none"
     if now == version:
         return "confirm"
-    if now == tags.get(CHAMPION_BEFORE_TAG, "none"):
+    if now == decision_record(tags).get("champion_before", "none"):
         return "move"
     return "stale"
 
 
 def decision_from_tags(version: str, tags: dict[str, str]) -> PromotionDecision:
     """A promoting decision as ``decision_tags`` wrote it on the version."""
-    def metrics(prefix: str) -> dict[str, float]:
-        return {k[len(prefix):]: float(v) for k, v in tags.items() if k.startswith(prefix)}
-
-    before = tags.get(CHAMPION_BEFORE_TAG, "none")
+    record = decision_record(tags)
+    before = record.get("champion_before", "none")
     return PromotionDecision(
         mode=tags[DECIDED_TAG], challenger_version=version,
         champion_before=None if before == "none" else before, promoted=True,
-        passed=tags.get("promotion.passed") == "True",
-        reasons=json.loads(tags.get("promotion.reasons", "[]")),
-        challenger_metrics=metrics("promotion.challenger."),
-        champion_metrics=metrics("promotion.champion."),
-        completes_run=tags.get(RUN_TAG, "unknown"))
+        passed=record.get("passed") is True, reasons=list(record.get("reasons", [])),
+        challenger_metrics={k: float(v) for k, v in record.get("challenger", {}).items()},
+        champion_metrics={k: float(v) for k, v in record.get("champion", {}).items()},
+        completes_run=record.get("run_id", "unknown"))
 
 
 def decision_on_record(version: str, tags: dict[str, str]) -> PromotionDecision:
     """Any decision ``decision_tags`` wrote on the version (promoting or not), as recorded."""
     return replace(decision_from_tags(version, tags),
-                   promoted=tags.get("promotion.promoted") == "True", completes_run=None)
+                   promoted=tags.get(PROMOTED_TAG) == "True", completes_run=None)
 
 
 def verdict(decision: PromotionDecision) -> str:

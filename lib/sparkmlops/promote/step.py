@@ -166,8 +166,9 @@ def record_late_events(
     versions, gate decisions (from the version's ``promotion.*`` tags) and alias
     positions, each marked ``recorded late``; the events recorded."""
     versions = sorted(registry.all_versions(name), key=lambda v: int(v.version))
-    decided = [promotion.decision_event(promotion.decision_on_record(str(v.version), tags),
-                                        name, _run_or_none(tags.get(promotion.RUN_TAG)))
+    decided = [promotion.decision_event(
+                   promotion.decision_on_record(str(v.version), tags), name,
+                   _run_or_none(promotion.decision_record(tags).get("run_id")))
                for v in versions if DECIDED_TAG in (tags := dict(v.tags or {}))]
     late = late_events(name, trail.recorded(name), versions=[str(v.version) for v in versions],
                        decided=decided, aliases={alias: _alias_version(registry, name, alias)
@@ -205,7 +206,8 @@ def complete_promotions(
             continue  # killed while its decision was written: judged again as undecided
         if action == "stale":
             log.warning("%s v%s was decided as champion by run %s, but @champion moved to %s "
-                        "meanwhile: judged again", name, version, tags.get(promotion.RUN_TAG),
+                        "meanwhile: judged again", name, version,
+                        promotion.decision_record(tags).get("run_id"),
                         champion or "none")
             stale.append(version)
             continue

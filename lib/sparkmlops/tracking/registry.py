@@ -7,9 +7,11 @@ the code that decides (``promote.promotion``) can be read without MLflow in mind
 
 from __future__ import annotations
 
+import json
 import logging
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from mlflow.entities.model_registry import ModelVersion
@@ -28,6 +30,18 @@ DECIDED_TAG = "promotion.mode"
 # written by ``rollback`` on the version @champion moved back from: the gate leaves it
 # alone (it would promote it again) unless it is named with ``--challenger-version``
 ROLLED_BACK_TAG = "rollback.rolled_back"
+
+# What train tags a version with: the few keys a user filters or sorts versions on in the
+# MLflow UI (``sparkmlops.dataset`` is the runs' dataset tag, ``sparkmlops.batch_id`` their
+# batch tag). Everything else about the version (the training table and where it is, the
+# code, the config hash, every holdout metric, crowd labels) is in its model card, one
+# JSON artifact of the training run that ``TAG_MODEL_CARD`` names: one tag per detail was 16
+# from train (9 of lineage, 7 holdout metrics of a binary classifier), crowding its page.
+TAG_TRAINING_RUN = "sparkmlops.training_run"
+TAG_TRAINING_TABLE_VERSION = "sparkmlops.training_table_version"
+TAG_METRIC = "sparkmlops.metric."  # + the model's primary metric: the one the gate judges
+TAG_MODEL_CARD = "sparkmlops.model_card"
+MODEL_CARD_ARTIFACT = "model_card.json"
 
 
 @dataclass
@@ -67,10 +81,33 @@ class ModelRegistry:
 
     @staticmethod
     def trained_on(version: ModelVersion) -> int | None:
-        """The gold version a model version was trained on (its ``training_table_version``
-        tag, written by train), or None when the tag is missing or empty."""
-        value = version.tags.get("training_table_version")
+        """The gold version a model version was trained on (its
+        ``sparkmlops.training_table_version`` tag, written by train), or None when the
+        tag is missing or empty."""
+        value = (version.tags or {}).get(TAG_TRAINING_TABLE_VERSION)
         return int(value) if value is not None and value.isdigit() else None
+
+    def model_card(self, version: ModelVersion) -> dict[str, Any]:
+        """The version's model card (``model_card.json`` of its training run, which the
+        ``sparkmlops.model_card`` tag names): every detail train recorded about it.
+
+        Raises:
+            MissingInputError: the version has no card (registered by hand, or before
+                versions had one), or its artifact store no longer holds it.
+        """
+        uri = (version.tags or {}).get(TAG_MODEL_CARD)
+        where = f"model {version.name} version {version.version}"
+        if not uri:
+            raise MissingInputError(f"{where} has no {TAG_MODEL_CARD} tag: it was not "
+                                    "registered by train, or before versions had a model card")
+        run_id, _, path = uri.removeprefix("runs:/").partition("/")
+        with self._timed():
+            try:  # through this client: its tracking store, not the process's default
+                return dict(json.loads(Path(self.client.download_artifacts(run_id, path))
+                                       .read_text()))
+            except (MlflowException, OSError, ValueError):
+                raise MissingInputError(f"{where}: its model card {uri} cannot be read; "
+                                        "is the artifact store gone?") from None
 
     def set_alias(self, name: str, alias: str, version: str) -> None:
         with self._timed():
@@ -121,7 +158,7 @@ class ModelRegistry:
     def unfinished_run_note(self, name: str, version: str) -> str | None:
         """Why the run that registered ``version`` cannot vouch for it, or None if it finished."""
         model_version = self.version(name, version)
-        run_id = model_version.run_id or (model_version.tags or {}).get("training_run_id")
+        run_id = model_version.run_id or (model_version.tags or {}).get(TAG_TRAINING_RUN)
         if not run_id:
             return None
         try:

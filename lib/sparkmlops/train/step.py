@@ -36,9 +36,18 @@ from sparkmlops.tables import (
     version_or_current,
 )
 from sparkmlops.tracking import provenance
+from sparkmlops.tracking.owners import TAG_DATASET
 from sparkmlops.tracking.provenance import code_identity
-from sparkmlops.tracking.registry import CHALLENGER
+from sparkmlops.tracking.registry import (
+    CHALLENGER,
+    MODEL_CARD_ARTIFACT,
+    TAG_METRIC,
+    TAG_MODEL_CARD,
+    TAG_TRAINING_RUN,
+    TAG_TRAINING_TABLE_VERSION,
+)
 from sparkmlops.tracking.runs import (
+    TAG_BATCH,
     TAG_GIT_COMMIT,
     TAG_STEP,
     StepOutcome,
@@ -117,11 +126,12 @@ def train_step(
             _log_reference(tracker, data, trained.model, features=dataset.features,
                            task=model.task, pii=pii_columns(dataset.schema_),
                            seed=model.split.seed)
-        lineage = {**_lineage_tags(tracker, gold, version, batch_id=batch_id,
-                                   config_hash=settings.config_hash(), metrics=metrics),
-                   **_crowd_lineage(spark, settings, tracker)}
+        card = {**_model_card(tracker, gold, version, dataset=dataset.name, batch_id=batch_id,
+                              config_hash=settings.config_hash(), metrics=metrics,
+                              primary_metric=model.primary_metric),
+                **_crowd_lineage(spark, settings, tracker)}
         model_version = _register(tracker, trained.model, signature, name=model.name,
-                                  lineage=lineage,
+                                  card=card,
                                   trail=model_event_log(spark, settings, batch_id=batch_id,
                                                         wrote=tracker.wrote))
         tracker.metrics({"tracking_seconds": round(tracker.mlflow_seconds, 3)})
@@ -258,27 +268,41 @@ def _log_reference(
     tracker.log_dict(reference.to_dict(), REFERENCE_ARTIFACT)
 
 
-def _lineage_tags(
-    tracker: StepTracker, gold: TableRef, version: int | None, *, batch_id: str,
-    config_hash: str, metrics: dict[str, float],
-) -> dict[str, object]:
-    """What ties a model version to its training data, code, config and run."""
+def _model_card(
+    tracker: StepTracker, gold: TableRef, version: int | None, *, dataset: str, batch_id: str,
+    config_hash: str, metrics: dict[str, float], primary_metric: str,
+) -> dict[str, Any]:
+    """What ties a model version to its training data, code, config and run, and how it
+    scored: its model card (``MODEL_CARD_ARTIFACT``), read back through
+    ``ModelRegistry.model_card``."""
     code = code_identity()
     return {
+        "dataset": dataset, "batch_id": batch_id, "training_run_id": tracker.run_id,
         "training_table": gold.fqn, **_table_location_tags("training_table", gold),
-        "training_table_version": version, "batch_id": batch_id,
+        "training_table_version": version,
         "git_commit": tracker.run_tag(tracker.run_id, TAG_GIT_COMMIT),
         "sparkmlops_version": code.version, "wheel_sha256": code.wheel_sha256,
-        "config_hash": config_hash, "training_run_id": tracker.run_id,
-        **{f"metric.{k}": round(v, 6) for k, v in metrics.items()},
+        "config_hash": config_hash, "primary_metric": primary_metric,
+        "metrics": {k: round(v, 6) for k, v in metrics.items()},
     }
+
+
+def _version_tags(card: dict[str, Any], card_uri: str) -> dict[str, object]:
+    """The few tags a version carries, to filter and sort on in the MLflow UI (the rest is
+    in its card, ``card_uri``)."""
+    primary = card["primary_metric"]
+    return {TAG_DATASET: card["dataset"], TAG_BATCH: card["batch_id"],
+            TAG_TRAINING_RUN: card["training_run_id"],
+            TAG_TRAINING_TABLE_VERSION: card["training_table_version"],
+            f"{TAG_METRIC}{primary}": card["metrics"][primary],
+            TAG_MODEL_CARD: card_uri}
 
 
 def _crowd_lineage(spark: SparkSession, settings: Settings, tracker: StepTracker
                    ) -> dict[str, object]:
     """With ``label.from: crowd``: the labels table version behind gold's labels (the
     labels stage MERGEs each version it writes into gold in the same run), recorded as
-    read and tagged on the model version."""
+    read and in the model card."""
     if not settings.dataset.label.crowd:
         return {}
     labels = crowd_tables(settings).labels
@@ -289,19 +313,23 @@ def _crowd_lineage(spark: SparkSession, settings: Settings, tracker: StepTracker
 
 def _register(
     tracker: StepTracker, model: PipelineModel, signature: Any, *, name: str,
-    lineage: dict[str, object], trail: EventRecorder,
+    card: dict[str, Any], trail: EventRecorder,
 ) -> str:
-    """Log the PipelineModel, register it as a new version @challenger with ``lineage`` tags;
-    then the registration and the alias move in ``trail`` (one commit: the registry first,
-    see ``sparkmlops.model_events``)."""
+    """Log the PipelineModel, register it as a new version @challenger; its model card
+    (``card`` and the version) on the run, then the version's few tags, the card's URI
+    among them; then the registration and the alias move in ``trail`` (one commit: the
+    registry first, see ``sparkmlops.model_events``)."""
     info = log_pipeline_model(tracker, model, signature=signature, registered_model_name=name)
     model_version = str(info.registered_model_version)
     registry = tracker.registry
     previous = registry.by_alias(name, CHALLENGER)
     registry.set_alias(name, CHALLENGER, model_version)
-    registry.tag_version(name, model_version, lineage)
+    card = {"model": name, "version": model_version, **card}
+    tracker.log_dict(card, MODEL_CARD_ARTIFACT)
+    registry.tag_version(name, model_version, _version_tags(
+        card, f"runs:/{tracker.run_id}/{MODEL_CARD_ARTIFACT}"))
     tracker.tags({"model_version": model_version})
-    trained_on = f"trained on {lineage['training_table']} v{lineage['training_table_version']}"
+    trained_on = f"trained on {card['training_table']} v{card['training_table_version']}"
     trail.record([
         registered(name, model_version, run_id=tracker.run_id, reason=trained_on),
         moved(name, CHALLENGER, str(previous.version) if previous is not None else None,

@@ -9,6 +9,7 @@ from sparkmlops.promote.promotion import (
     decide,
     decision_description,
     decision_from_tags,
+    decision_record,
     decision_tags,
     judge,
     pending_move,
@@ -75,20 +76,29 @@ def test_the_recorded_tags_give_back_the_decision_that_promoted():
     tags = {k: str(v) for k, v in decision_tags(decision, "95 rows", "run-1").items()}
     tags[DECIDED_TAG] = decision.mode
 
-    assert tags["promotion.champion_move"] == "pending"
-    assert (tags["promotion.run_id"], tags["promotion.evaluated_on"]) == ("run-1", "95 rows")
+    assert set(tags) == {"promotion.champion_move", "promotion.promoted", "promotion.decision",
+                         DECIDED_TAG}
+    assert (tags["promotion.champion_move"], tags["promotion.promoted"]) == ("pending", "True")
+    assert decision_record(tags) == {
+        "run_id": "run-1", "champion_before": "2", "passed": True, "evaluated_on": "95 rows",
+        "reasons": decision.reasons, "challenger": {"areaUnderROC": 0.9},
+        "champion": {"areaUnderROC": 0.85}}
     assert decision_from_tags("3", tags) == replace(decision, completes_run="run-1")
     assert decision_description(decision, "95 rows") == (
         "Promotion gate (enabled) against champion v2 on 95 rows: promoted to champion. "
         + "; ".join(decision.reasons))
 
 
+BEFORE_1 = {"promotion.decision": '{"champion_before": "1"}'}
+BEFORE_NONE = {"promotion.decision": '{"champion_before": "none"}'}
+
+
 @pytest.mark.parametrize(("tags", "champion", "action"), [
-    ({"promotion.champion_before": "1"}, "1", "undecided"),
-    ({DECIDED_TAG: "enabled", "promotion.champion_before": "1"}, "2", "confirm"),
-    ({DECIDED_TAG: "enabled", "promotion.champion_before": "1"}, "1", "move"),
-    ({DECIDED_TAG: "enabled", "promotion.champion_before": "none"}, None, "move"),
-    ({DECIDED_TAG: "enabled", "promotion.champion_before": "1"}, "3", "stale"),
+    (BEFORE_1, "1", "undecided"),
+    ({DECIDED_TAG: "enabled", **BEFORE_1}, "2", "confirm"),
+    ({DECIDED_TAG: "enabled", **BEFORE_1}, "1", "move"),
+    ({DECIDED_TAG: "enabled", **BEFORE_NONE}, None, "move"),
+    ({DECIDED_TAG: "enabled", **BEFORE_1}, "3", "stale"),
 ])
 def test_what_the_next_promote_does_with_a_pending_move(tags, champion, action):
     assert pending_move("2", tags, champion) == action
