@@ -183,7 +183,8 @@ def test_the_pipeline_registers_a_champion_with_credentials_from_the_environment
         champion.run_id, "config/effective_config.json", str(tmp_path))).read_text())
     assert effective["tracking"]["tracking_uri"] == server.uri
     summary = pipeline_summary(spark, secured_run.settings, secured_run.result).splitlines()
-    assert f"  MLflow UI:  open {server.uri}" in summary
+    assert (f"  MLflow UI:  open {server.uri}/#/experiments/{run.info.experiment_id}/runs/"
+            f"{run.info.run_id}?workflowType=machine_learning") in summary
     assert [line for line in summary if password.decode() in line] == []
 
 

@@ -86,9 +86,14 @@ def pipeline_summary(spark: Any, settings: Settings, result: PipelineResult) -> 
     ]
     # the summary lands in job logs: a password in the URI stays out of it
     uri = redact_text(settings.tracking.tracking_uri)
-    ui = (f"open {uri}" if uri.startswith(("http://", "https://")) else
+    # the batch's parent run, in the model-training view: MLflow 3.17's UI takes the view
+    # from ?workflowType (or the browser's last choice), not from the experiment's kind
+    # tag, and a fresh browser opens the GenAI view
+    page = (f"/#/experiments/{result.experiment_id}/runs/{result.parent_run_id}"
+            "?workflowType=machine_learning")
+    ui = (f"open {uri.rstrip('/')}{page}" if uri.startswith(("http://", "https://")) else
           f".venv/bin/mlflow ui --backend-store-uri {uri} --host 127.0.0.1 --port 5000"
-          "   then open http://127.0.0.1:5000")
+          f"   then open http://127.0.0.1:5000{page}")
     lines += ["", "Where to look:", f"  MLflow UI:  {ui}"]
     if validate.data_docs:
         # a local folder, or the artifact URI of the validate run (data_docs_dir: null)
