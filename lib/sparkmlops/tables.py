@@ -26,8 +26,11 @@ from __future__ import annotations
 
 import logging
 import re
+import types
 from collections.abc import Iterator
 from dataclasses import dataclass, fields
+from datetime import datetime
+from typing import Any, Union, get_args, get_origin, get_type_hints
 
 import pyspark.sql.functions as F
 from delta.tables import DeltaTable
@@ -49,6 +52,30 @@ BATCH_COLUMN = "_batch_id"
 # digits and ``._-``, starting with a letter or digit (so never ``..`` or a hidden
 # name), at most 128 characters.
 BATCH_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+
+
+_RECORD_TYPES: dict[type, str] = {str: "string", float: "double", int: "long",
+                                  datetime: "timestamp"}
+
+
+def record_column(field_name: str) -> str:
+    """The table column of a record's field: ``batch_id`` is the audit ``_batch_id``."""
+    return BATCH_COLUMN if field_name == "batch_id" else field_name
+
+
+def record_schema(record: type) -> str:
+    """The Spark schema (DDL) of a table whose rows are the dataclass ``record`` (its
+    fields in order: str, float, int or datetime, each possibly ``| None``): a table's
+    row is declared once (``monitoring``, ``quality_metrics``)."""
+    hints = get_type_hints(record)
+    return ", ".join(f"{record_column(f.name)} {_record_type(hints[f.name])}"
+                     for f in fields(record))
+
+
+def _record_type(hint: Any) -> str:
+    if get_origin(hint) in (Union, types.UnionType):  # ``float | None``: a nullable double
+        (hint,) = [a for a in get_args(hint) if a is not type(None)]
+    return _RECORD_TYPES[hint]
 
 
 def check_batch_id(batch_id: str) -> str:

@@ -40,17 +40,16 @@ Example::
 from __future__ import annotations
 
 import math
-import types
 from collections.abc import Callable
 from dataclasses import astuple, dataclass, fields
 from datetime import datetime
-from typing import Any, Union, get_args, get_origin, get_type_hints
+from typing import Any
 
 import pyspark.sql.functions as F
 from pyspark.sql import DataFrame, Row
 
 from sparkmlops.config import Levels
-from sparkmlops.tables import BATCH_COLUMN
+from sparkmlops.tables import record_column, record_schema
 from sparkmlops.train.reference import (
     UNSEEN_BUCKET,
     Profile,
@@ -264,8 +263,8 @@ class MonitoringRow:
     def from_row(cls, row: Row) -> MonitoringRow:
         """The row as read back from the table (one written before ``note``: none)."""
         values: dict[str, Any] = row.asDict()
-        return cls(**{f.name: values[_column(f.name)] for f in fields(cls)
-                      if _column(f.name) in values})
+        return cls(**{f.name: values[record_column(f.name)] for f in fields(cls)
+                      if record_column(f.name) in values})
 
     def record(self) -> tuple[Any, ...]:
         """The row's values in the table's column order."""
@@ -276,25 +275,9 @@ class MonitoringRow:
         return f"{self.feature}.{self.metric}={self.value:.3g} ({self.status})"
 
 
-_SPARK_TYPES: dict[type, str] = {str: "string", float: "double", int: "long",
-                                 datetime: "timestamp"}
-
-
-def _column(field_name: str) -> str:
-    return BATCH_COLUMN if field_name == "batch_id" else field_name
-
-
-def _spark_type(hint: Any) -> str:
-    if get_origin(hint) in (Union, types.UnionType):  # ``float | None``: a nullable double
-        (hint,) = [a for a in get_args(hint) if a is not type(None)]
-    return _SPARK_TYPES[hint]
-
-
 def monitoring_schema() -> str:
     """The Spark schema (DDL) of ``monitoring.<dataset>``, from ``MonitoringRow``."""
-    hints = get_type_hints(MonitoringRow)
-    return ", ".join(f"{_column(f.name)} {_spark_type(hints[f.name])}"
-                     for f in fields(MonitoringRow))
+    return record_schema(MonitoringRow)
 
 
 def judged(metrics: list[DriftMetric], levels: dict[str, Levels], run: MonitorRun, *,

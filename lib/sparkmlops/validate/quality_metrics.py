@@ -28,18 +28,17 @@ from __future__ import annotations
 
 import math
 import statistics
-import types
 from collections.abc import Iterable
 from dataclasses import astuple, dataclass, fields, replace
 from datetime import datetime
-from typing import Any, Union, get_args, get_origin, get_type_hints
+from typing import Any
 
 import pyspark.sql.functions as F
 from pyspark.sql import DataFrame, Row
 from pyspark.sql.types import NumericType
 
 from sparkmlops.config import AnomalyRule, ValidateSettings
-from sparkmlops.tables import BATCH_COLUMN
+from sparkmlops.tables import record_column, record_schema
 from sparkmlops.validate.expectations import GateStatus
 
 # a deviation this small (relative to the expected value, or absolute near 0) is float
@@ -144,7 +143,7 @@ class QualityMetricRow:
     def from_row(cls, row: Row) -> QualityMetricRow:
         """The row as read back from the table."""
         values: dict[str, Any] = row.asDict()
-        return cls(**{f.name: values[_column(f.name)] for f in fields(cls)})
+        return cls(**{f.name: values[record_column(f.name)] for f in fields(cls)})
 
     def record(self) -> tuple[Any, ...]:
         """The row's values in the table's column order."""
@@ -171,25 +170,9 @@ def _g(value: float | None) -> str:
     return "null" if value is None else f"{value:.4g}"
 
 
-_SPARK_TYPES: dict[type, str] = {str: "string", float: "double", int: "long",
-                                 datetime: "timestamp"}
-
-
-def _column(field_name: str) -> str:
-    return BATCH_COLUMN if field_name == "batch_id" else field_name
-
-
-def _spark_type(hint: Any) -> str:
-    if get_origin(hint) in (Union, types.UnionType):  # ``float | None``: a nullable double
-        (hint,) = [a for a in get_args(hint) if a is not type(None)]
-    return _SPARK_TYPES[hint]
-
-
 def quality_metrics_schema() -> str:
     """The Spark schema (DDL) of ``quality_metrics.<dataset>``, from ``QualityMetricRow``."""
-    hints = get_type_hints(QualityMetricRow)
-    return ", ".join(f"{_column(f.name)} {_spark_type(hints[f.name])}"
-                     for f in fields(QualityMetricRow))
+    return record_schema(QualityMetricRow)
 
 
 def previous_batches(
