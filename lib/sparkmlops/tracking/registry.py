@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import tempfile
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -103,8 +104,7 @@ class ModelRegistry:
         run_id, _, path = uri.removeprefix("runs:/").partition("/")
         with self._timed():
             try:  # through this client: its tracking store, not the process's default
-                return dict(json.loads(Path(self.client.download_artifacts(run_id, path))
-                                       .read_text()))
+                return dict(json_artifact(self.client, run_id, path))
             except (MlflowException, OSError, ValueError):
                 raise MissingInputError(f"{where}: its model card {uri} cannot be read; "
                                         "is the artifact store gone?") from None
@@ -169,3 +169,11 @@ class ModelRegistry:
         if status == "FINISHED":
             return None
         return f"registered by run {run_id}, which did not finish (status {status})"
+
+
+def json_artifact(client: MlflowClient, run_id: str, path: str) -> Any:
+    """A JSON artifact of a run, read through ``client`` (its tracking store). Downloaded
+    into a temporary folder that is removed afterwards: MLflow's own default is a new
+    folder per call, left behind. Raises what the download or the parse raises."""
+    with tempfile.TemporaryDirectory(prefix="sparkmlops-artifact-") as folder:
+        return json.loads(Path(client.download_artifacts(run_id, path, folder)).read_text())

@@ -43,7 +43,7 @@ from sparkmlops.tracking.owners import (
     owner_tags,
 )
 from sparkmlops.tracking.provenance import code_identity
-from sparkmlops.tracking.registry import ModelRegistry
+from sparkmlops.tracking.registry import ModelRegistry, json_artifact
 
 log = logging.getLogger(__name__)
 
@@ -294,10 +294,9 @@ def get_run(run_id: str) -> Run:
 def run_json(run_id: str, path: str) -> Any:
     """A JSON artifact of a run, or MissingInputError."""
     try:
-        local = MlflowClient().download_artifacts(run_id, path)
+        return json_artifact(MlflowClient(), run_id, path)
     except (MlflowException, OSError):
         raise MissingInputError(f"run {run_id} has no artifact {path}") from None
-    return json.loads(Path(local).read_text())
 
 
 def infer_signature(inputs: Any, outputs: Any) -> Any:
